@@ -1,0 +1,93 @@
+// The interface every dataplane engine (soft, linux) exposes. Sync and the commit transaction use
+// only this; nothing outside fastpath/ imports an engine's internals.
+
+export type L4Proto = 'tcp' | 'udp' | 'icmp';
+
+/** One direction of a connection. For ICMP, sport is the echo id and dport is 0. */
+export interface FlowTuple {
+  proto: L4Proto;
+  src: string; // IPv4 or IPv6 text
+  dst: string;
+  sport: number;
+  dport: number;
+}
+
+export type TcpState =
+  | 'syn-sent' | 'syn-recv' | 'established' | 'fin-wait' | 'close-wait' | 'last-ack' | 'time-wait' | 'close';
+
+/** A conntrack as the engines exchange it with sync (not how they store it). */
+export interface ConntrackEntry {
+  vrf: string;
+  /** Original direction (as the client sent it). */
+  orig: FlowTuple;
+  /** Reply direction (after NAT: the tuple the server's answer carries). */
+  reply: FlowTuple;
+  /** TCP state; UDP/ICMP use 'established' once replied ("assured"), else 'syn-sent'. */
+  state: TcpState;
+  /** Current timeout in seconds (what the conntrack would live without further traffic). */
+  timeout: number;
+  /** Related to an ALG (helper) master: never synchronised (SPEC rule 7). */
+  alg: boolean;
+  /** Milliseconds (engine clock) when the conntrack entered established, 0 if it has not. */
+  establishedAt: number;
+  /** Milliseconds (engine clock) of the last packet seen. */
+  lastActivity: number;
+  /** Virtual service this flow belongs to, if any (for mirroring counters). */
+  virtualService?: string;
+  /** Marked by the engine on entries created by sync (on the backup). */
+  synced?: boolean;
+}
+
+export type ConntrackEventKind = 'new' | 'established' | 'update' | 'destroy';
+
+export interface ConntrackEvent {
+  kind: ConntrackEventKind;
+  entry: ConntrackEntry;
+  /** Index of the worker that owns the entry (hash of the tuple), 0..workers-1. */
+  worker: number;
+}
+
+export type HaRole = 'master' | 'backup';
+
+/** Counters an engine keeps per VRF (read by state data and benchmarks). */
+export interface EngineCounters {
+  conntracks: number;
+  synced: number; // entries created by sync
+  created: number;
+  destroyed: number;
+  dropsTableFull: number;
+  dropsFirewall: number;
+  dropsBackup: number; // packets blocked because they matched a synced entry on a backup (rule 4)
+  natAllocFailures: number;
+}
+
+/** Configuration of one VRF's dataplane, already converted from YANG. */
+export interface VrfDataplaneConfig {
+  name: string;
+  /** RFC 7951 JSON of the /tandem-vrf:vrf[name] entry, printed with defaults. */
+  json: Record<string, unknown>;
+}
+
+export interface DataplaneEngine {
+  readonly kind: 'soft' | 'linux';
+  /** Number of workers (nb-event-threads); an entry belongs to worker hash(tuple) % workers. */
+  readonly workers: number;
+  /** Stage a VRF's configuration (validate it against the engine's abilities); throw to refuse. */
+  prepareVrf(config: VrfDataplaneConfig): Promise<void>;
+  /** Make the staged configuration live (must not fail); `undefined` config removes the VRF. */
+  applyVrf(name: string, config: VrfDataplaneConfig | undefined): Promise<void>;
+  abortVrf(name: string): Promise<void>;
+  setWorkers(n: number): Promise<void>;
+  /** Master forwards and ages conntracks; backup holds synced ones without expiry and blocks their traffic. */
+  setRole(vrf: string, role: HaRole): Promise<void>;
+  role(vrf: string): HaRole;
+  /** Subscribe to conntrack events of every VRF; returns an unsubscribe function. */
+  onEvent(listener: (ev: ConntrackEvent) => void): () => void;
+  /** Every current conntrack of a VRF (for a full resync), in batches. */
+  dump(vrf: string, batch: (entries: ConntrackEntry[]) => void | Promise<void>): Promise<void>;
+  /** Create or update conntracks (from sync); returns how many were written. */
+  upsert(entries: ConntrackEntry[]): Promise<number>;
+  remove(vrf: string, tuples: FlowTuple[]): Promise<number>;
+  counters(vrf: string): EngineCounters;
+  close(): Promise<void>;
+}
