@@ -36,8 +36,37 @@ export interface ConntrackEntry {
   virtualService?: string;
   /** Marked by the engine on entries created by sync (on the backup). */
   synced?: boolean;
+  /**
+   * Added by sync (D2), SPEC rule 8: set on entries that sync writes after a manual
+   * synchronisation; `lastActivity` is then the master's real activity time (converted to this
+   * engine's clock). After a switch to master, such an entry expires at lastActivity + timeout
+   * when that is still in the future, instead of switch time + timeout (rule 5).
+   */
+  activitySynced?: boolean;
+  /**
+   * Added by the fast path (D1), SPEC rule 10: set by the engine on flows that must not be
+   * synchronised although established and not ALG-related: flows of a virtual service whose
+   * network profile is not tcp-fast-path with connection-mirror true. Sync skips them.
+   */
+  noSync?: boolean;
 }
 
+/**
+ * Added by sync (D2), SPEC rule 5: what a switch backup -> master does with synced entries.
+ * Without a grace period for a protocol, an unused synced entry lives its whole current timeout
+ * counted from the switch time. With `graceSeconds[proto]` = G smaller than the entry's timeout,
+ * the engine may drop unused entries at random moments between switch + G and switch + timeout
+ * (a G bigger than the timeout has no effect).
+ */
+export interface FailoverPolicy {
+  graceSeconds: Partial<Record<L4Proto, number>>;
+}
+
+/**
+ * 'update' (sync relies on this, SPEC rules 3 and 6): the state or timeout changed (e.g. a TCP entry
+ * leaving established), and also traffic seen on an established UDP/ICMP entry, at most once per
+ * second of the engine clock per entry (so sync sees "traffic after the synchronization delay").
+ */
 export type ConntrackEventKind = 'new' | 'established' | 'update' | 'destroy';
 
 export interface ConntrackEvent {
@@ -66,6 +95,10 @@ export interface VrfDataplaneConfig {
   name: string;
   /** RFC 7951 JSON of the /tandem-vrf:vrf[name] entry, printed with defaults. */
   json: Record<string, unknown>;
+  /** Added by the fast path (D1): RFC 7951 entries of /tandem-network-profile:network-profile (virtual services use them). */
+  networkProfiles?: Record<string, unknown>[];
+  /** Added by the fast path (D1): /tandem-system:system/fast-path/limits/conntrack/max (per VRF). */
+  conntrackMax?: number;
 }
 
 export interface DataplaneEngine {
@@ -90,4 +123,9 @@ export interface DataplaneEngine {
   remove(vrf: string, tuples: FlowTuple[]): Promise<number>;
   counters(vrf: string): EngineCounters;
   close(): Promise<void>;
+  /**
+   * Added by sync (D2): the rule-5 policy of a VRF (from ha-delays undefined-grace-period), used
+   * by the next setRole(vrf, 'master') of a backup. Optional until every engine has it.
+   */
+  setFailoverPolicy?(vrf: string, policy: FailoverPolicy): void;
 }

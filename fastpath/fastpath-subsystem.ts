@@ -1,0 +1,199 @@
+// The fast path's part of a commit: system/fast-path (engine, pool size, conntrack max), network
+// profiles, and each VRF's firewall, CG-NAT, virtual services and conntrack timeouts. A VRF whose
+// part changed is staged in the engine at prepare and made live at apply; a pool size change
+// rebalances the workers at apply. Must run before the sync subsystem (it creates the VRFs).
+import type { DataplaneEngine, VrfDataplaneConfig } from './engine.js';
+import { logger } from '../agent/log.js';
+import type { CommitContext, CommitSubsystem, ConfigJson, StateProvider, SubsystemError } from '../agent/transaction/subsystem.js';
+import { parseNetworkProfiles, parseVrfConfig, VrfConfigError } from './soft/vrf-config.js';
+import type { VirtualServiceStats } from './soft/vrf-dataplane.js';
+
+const log = logger('fastpath');
+
+export const FASTPATH_OWNS = [
+  '/tandem-system:system/fast-path',
+  '/tandem-network-profile:network-profile',
+  '/tandem-vrf:vrf/tandem-firewall:firewall',
+  '/tandem-vrf:vrf/tandem-cg-nat:cg-nat',
+  '/tandem-vrf:vrf/tandem-virtual-service:virtual-service',
+  '/tandem-vrf:vrf/tandem-conntrack:network-stack/fast-path/conntrack/timeouts',
+];
+
+type Json = Record<string, unknown>;
+
+interface FastPathSettings {
+  engine: string;
+  workers: number;
+  conntrackMax: number;
+}
+
+function obj(v: unknown): Json {
+  return v && typeof v === 'object' && !Array.isArray(v) ? (v as Json) : {};
+}
+
+function settingsOf(config: ConfigJson): FastPathSettings {
+  const fp = obj(obj(config['tandem-system:system'])['fast-path']);
+  const limits = obj(fp.limits);
+  // Printed with defaults, so these leaves are present; the fallbacks cover a config without the container.
+  return {
+    engine: typeof fp.engine === 'string' ? fp.engine : 'soft',
+    workers: Number(obj(limits['cg-nat'])['nb-event-threads'] ?? 2),
+    conntrackMax: Number(obj(limits.conntrack).max ?? 1048576),
+  };
+}
+
+function profilesOf(config: ConfigJson): Json[] {
+  const p = config['tandem-network-profile:network-profile'];
+  return Array.isArray(p) ? (p as Json[]) : [];
+}
+
+function vrfsOf(config: ConfigJson): Map<string, Json> {
+  const list = config['tandem-vrf:vrf'];
+  const out = new Map<string, Json>();
+  if (Array.isArray(list)) for (const v of list as Json[]) if (typeof v.name === 'string') out.set(v.name, v);
+  return out;
+}
+
+/** The members of a VRF entry the fast path reads (others belong to sync/ha). */
+function fastPathPart(vrf: Json): Json {
+  const ns = obj(vrf['tandem-conntrack:network-stack']);
+  const timeouts = obj(obj(obj(ns['fast-path']).conntrack).timeouts);
+  const part: Json = { name: vrf.name, 'tandem-conntrack:network-stack': { 'fast-path': { conntrack: { timeouts } } } };
+  for (const k of ['tandem-firewall:firewall', 'tandem-cg-nat:cg-nat', 'tandem-virtual-service:virtual-service']) {
+    if (vrf[k] !== undefined) part[k] = vrf[k];
+  }
+  return part;
+}
+
+function vrfConfig(name: string, vrf: Json, profiles: Json[], settings: FastPathSettings): VrfDataplaneConfig {
+  return { name, json: fastPathPart(vrf), networkProfiles: profiles, conntrackMax: settings.conntrackMax };
+}
+
+export class FastpathSubsystem implements CommitSubsystem {
+  readonly name = 'fastpath';
+  readonly owns = FASTPATH_OWNS;
+  private prepared: string[] = [];
+
+  constructor(private readonly engine: DataplaneEngine) {}
+
+  validate(ctx: CommitContext): SubsystemError[] {
+    const errors: SubsystemError[] = [];
+    const settings = settingsOf(ctx.newConfig);
+    if (settings.engine !== this.engine.kind) {
+      errors.push({
+        message: `not yet implemented: switching the running ${this.engine.kind} engine to ${settings.engine}; start the agent with that engine instead`,
+        path: '/tandem-system:system/fast-path/engine',
+      });
+    }
+    let profiles;
+    try {
+      profiles = parseNetworkProfiles(profilesOf(ctx.newConfig));
+    } catch (err) {
+      errors.push(this.toError(err));
+      return errors;
+    }
+    for (const [name, vrf] of vrfsOf(ctx.newConfig)) {
+      try {
+        parseVrfConfig(fastPathPart(vrf), profiles, settings.conntrackMax);
+      } catch (err) {
+        errors.push(this.toError(err, `/tandem-vrf:vrf[name='${name}']`));
+      }
+    }
+    return errors;
+  }
+
+  async prepare(ctx: CommitContext): Promise<SubsystemError[]> {
+    this.prepared = [];
+    const errors: SubsystemError[] = [];
+    for (const [name, cfg] of this.changedVrfs(ctx)) {
+      if (!cfg) continue;
+      try {
+        await this.engine.prepareVrf(cfg);
+        this.prepared.push(name);
+      } catch (err) {
+        errors.push(this.toError(err, `/tandem-vrf:vrf[name='${name}']`));
+      }
+    }
+    return errors;
+  }
+
+  async apply(ctx: CommitContext): Promise<void> {
+    const before = settingsOf(ctx.oldConfig), after = settingsOf(ctx.newConfig);
+    for (const [name, cfg] of this.changedVrfs(ctx)) {
+      try {
+        await this.engine.applyVrf(name, cfg);
+      } catch (err) {
+        log.error({ tx: ctx.id, vrf: name, err: (err as Error).message }, 'applying VRF to the dataplane failed');
+      }
+    }
+    this.prepared = [];
+    if (after.workers !== this.engine.workers || before.workers !== after.workers) {
+      try {
+        log.info({ tx: ctx.id, from: this.engine.workers, to: after.workers }, 'resizing the fast-path worker pool');
+        await this.engine.setWorkers(after.workers);
+      } catch (err) {
+        log.error({ tx: ctx.id, err: (err as Error).message }, 'resizing the worker pool failed');
+      }
+    }
+  }
+
+  async abort(): Promise<void> {
+    for (const name of this.prepared) await this.engine.abortVrf(name);
+    this.prepared = [];
+  }
+
+  /** VRFs whose fast-path part differs (undefined config: the VRF is gone). */
+  private changedVrfs(ctx: CommitContext): Map<string, VrfDataplaneConfig | undefined> {
+    const out = new Map<string, VrfDataplaneConfig | undefined>();
+    const oldVrfs = vrfsOf(ctx.oldConfig), newVrfs = vrfsOf(ctx.newConfig);
+    const oldSettings = settingsOf(ctx.oldConfig), newSettings = settingsOf(ctx.newConfig);
+    const oldProfiles = profilesOf(ctx.oldConfig), newProfiles = profilesOf(ctx.newConfig);
+    const globalChange = oldSettings.conntrackMax !== newSettings.conntrackMax || JSON.stringify(oldProfiles) !== JSON.stringify(newProfiles);
+    for (const [name, vrf] of newVrfs) {
+      const old = oldVrfs.get(name);
+      if (!old || globalChange || JSON.stringify(fastPathPart(old)) !== JSON.stringify(fastPathPart(vrf))) {
+        out.set(name, vrfConfig(name, vrf, newProfiles, newSettings));
+      }
+    }
+    for (const name of oldVrfs.keys()) if (!newVrfs.has(name)) out.set(name, undefined);
+    return out;
+  }
+
+  private toError(err: unknown, fallbackPath?: string): SubsystemError {
+    if (err instanceof VrfConfigError) return { message: err.message, path: err.path };
+    return { message: err instanceof Error ? err.message : String(err), path: fallbackPath };
+  }
+}
+
+/** Something that can report per-virtual-service counters (the soft engine does). */
+export interface VirtualServiceStatsSource {
+  vrfNames(): string[];
+  virtualServiceStats(vrf: string): Promise<Map<string, VirtualServiceStats>>;
+}
+
+/** State data: tcpstat of every virtual service (uint64 gauges are JSON strings in RFC 7951). */
+export class FastpathStateProvider implements StateProvider {
+  readonly name = 'fastpath';
+
+  constructor(private readonly source: VirtualServiceStatsSource) {}
+
+  async state(): Promise<ConfigJson> {
+    const vrfs: Json[] = [];
+    for (const vrf of this.source.vrfNames()) {
+      const stats = await this.source.virtualServiceStats(vrf);
+      if (stats.size === 0) continue;
+      vrfs.push({
+        name: vrf,
+        'tandem-virtual-service:virtual-service': [...stats].map(([name, s]) => ({
+          name,
+          tcpstat: {
+            'mirror-conn-list-on-active': String(s.mirrorConnListOnActive),
+            'mirrored-connections-on-standby': String(s.mirroredConnectionsOnStandby),
+            connections: String(s.connections),
+          },
+        })),
+      });
+    }
+    return vrfs.length ? { 'tandem-vrf:vrf': vrfs } : {};
+  }
+}

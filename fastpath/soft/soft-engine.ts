@@ -1,0 +1,524 @@
+// The soft engine: the DataplaneEngine of SPEC run in-process on a pool of worker threads
+// (nb-event-threads of them). Each conntrack lives in the worker chosen by ownerWorker(orig);
+// packets, sync writes and dumps are routed the same way. Time comes from an injectable Clock;
+// expiry runs on clock ticks sent to the workers.
+import { Worker } from 'node:worker_threads';
+import type {
+  ConntrackEntry, ConntrackEvent, DataplaneEngine, FailoverPolicy, FlowTuple, HaRole, VrfDataplaneConfig,
+} from '../engine.js';
+import { logger } from '../../agent/log.js';
+import { RealClock, type Clock, type TimerHandle } from '../clock.js';
+import { ownerWorker } from '../tuple-hash.js';
+import { CgNatPoolAllocator, type NatBlockLog } from './cg-nat-allocator.js';
+import { packPackets } from './packet-codec.js';
+import { EVENT_KINDS, PackedReader, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
+import type { MemoryReport, ReplyMessage, SoftCounters, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
+import { parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from './vrf-config.js';
+import type { SoftPacket, Verdict, VirtualServiceStats } from './vrf-dataplane.js';
+import { moveBuffers, routeMoves, type PackedMove } from './packed-move.js';
+
+const log = logger('fastpath');
+const natLog = logger('cg-nat');
+
+const DEFAULT_CONNTRACK_MAX = 1048576;
+const DUMP_BATCH = 4096;
+const PACKETS_PER_MESSAGE = 8192;
+
+export interface SoftEngineOptions {
+  clock?: Clock;
+  /** Initial pool size (the subsystem sets nb-event-threads on the first commit). */
+  workers?: number;
+  /** Expiry scan period in ms of the clock. */
+  tickMs?: number;
+}
+
+interface WorkerHandle {
+  worker: Worker;
+  index: number;
+  pending: Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
+  counters: Record<string, SoftCounters>;
+  exited: boolean;
+  /** We ended it (close, rebalance): not a crash. */
+  stopping: boolean;
+}
+
+/** A worker that keeps dying is not restarted more often than this. */
+const MAX_RESTARTS_PER_MINUTE = 3;
+
+interface LiveVrf {
+  config: SoftVrfConfig;
+  vrfCount: SharedArrayBuffer;
+  natClaims: SharedArrayBuffer[];
+  role: HaRole;
+  policy?: FailoverPolicy;
+}
+
+/** Counters that only grow (the others, conntracks and synced, are gauges of the live tables). */
+const CUMULATIVE = ['created', 'destroyed', 'dropsTableFull', 'dropsFirewall', 'dropsBackup', 'natAllocFailures', 'dropsInvalid', 'synCookies'] as const;
+
+function emptyCounters(): SoftCounters {
+  return { conntracks: 0, synced: 0, created: 0, destroyed: 0, dropsTableFull: 0, dropsFirewall: 0, dropsBackup: 0, natAllocFailures: 0, dropsInvalid: 0, synCookies: 0 };
+}
+
+export class SoftEngine implements DataplaneEngine {
+  readonly kind = 'soft' as const;
+  readonly clock: Clock;
+  private pool: WorkerHandle[] = [];
+  private nextId = 1;
+  private readonly vrfs = new Map<string, LiveVrf>();
+  private readonly staged = new Map<string, SoftVrfConfig>();
+  private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
+  private readonly natListeners = new Set<(l: NatBlockLog) => void>();
+  private readonly ticker: TimerHandle;
+  private tickRunning: Promise<void> | undefined;
+  private tickAgain = false;
+  /** Rebalance in progress: every operation waits for it. */
+  private rebalancing: Promise<void> = Promise.resolve();
+  private rebalancingNow = false;
+  private activeOps = 0;
+  private drainWaiters: (() => void)[] = [];
+  private closed = false;
+  private restarts: number[] = [];
+  /** Cumulative counters of workers that were replaced (rebalance, crash), so totals never go back. */
+  private readonly retired = new Map<string, SoftCounters>();
+  private workerRestarts = 0;
+
+  private constructor(opts: SoftEngineOptions) {
+    this.clock = opts.clock ?? new RealClock();
+    this.ticker = this.clock.setInterval(opts.tickMs ?? 1000, () => this.tick());
+  }
+
+  static async create(opts: SoftEngineOptions = {}): Promise<SoftEngine> {
+    const engine = new SoftEngine(opts);
+    engine.pool = await engine.spawn(opts.workers ?? 2);
+    return engine;
+  }
+
+  get workers(): number {
+    return this.pool.length;
+  }
+
+  // ---- configuration ----
+
+  async prepareVrf(config: VrfDataplaneConfig): Promise<void> {
+    const parsed = parseVrfConfig(config.json, parseNetworkProfiles(config.networkProfiles), config.conntrackMax ?? DEFAULT_CONNTRACK_MAX);
+    if (parsed.name !== config.name) throw new Error(`VRF config name ${parsed.name} does not match ${config.name}`);
+    this.staged.set(config.name, parsed);
+  }
+
+  async applyVrf(name: string, config: VrfDataplaneConfig | undefined): Promise<void> {
+    return this.gated(async () => {
+      if (!config) {
+        this.staged.delete(name);
+        this.retired.delete(name);
+        if (!this.vrfs.delete(name)) return;
+        await this.all({ t: 'vrf-remove', vrf: name, now: this.clock.now() });
+        log.info({ vrf: name }, 'VRF removed from the soft dataplane');
+        return;
+      }
+      let parsed = this.staged.get(name);
+      this.staged.delete(name);
+      if (!parsed) {
+        await this.prepareVrf(config);
+        parsed = this.staged.get(name) as SoftVrfConfig;
+        this.staged.delete(name);
+      }
+      const old = this.vrfs.get(name);
+      const natClaims = parsed.cgNat.pools.map((p, i) => {
+        const same = old && JSON.stringify(old.config.cgNat.pools[i]) === JSON.stringify(p) && old.config.cgNat.pools.length === parsed.cgNat.pools.length;
+        return same ? (old.natClaims[i] as SharedArrayBuffer) : new SharedArrayBuffer(4 * CgNatPoolAllocator.blockCount(p));
+      });
+      const live: LiveVrf = { config: parsed, vrfCount: old?.vrfCount ?? new SharedArrayBuffer(4), natClaims, role: old?.role ?? 'master', policy: old?.policy };
+      this.vrfs.set(name, live);
+      await this.configureVrf(this.pool, live);
+      log.info({ vrf: name, rules: parsed.firewall.rules.length, pools: parsed.cgNat.pools.length, virtualServices: parsed.virtualServices.length },
+        'VRF configuration applied to the soft dataplane');
+    });
+  }
+
+  async abortVrf(name: string): Promise<void> {
+    this.staged.delete(name);
+  }
+
+  private async configureVrf(pool: WorkerHandle[], live: LiveVrf): Promise<void> {
+    await this.all({ t: 'vrf', config: live.config, vrfCount: live.vrfCount, natClaims: live.natClaims, now: this.clock.now() }, pool);
+    if (live.role !== 'master') await this.all({ t: 'role', vrf: live.config.name, role: live.role, now: this.clock.now() }, pool);
+    if (live.policy) await this.all({ t: 'policy', vrf: live.config.name, policy: live.policy }, pool);
+  }
+
+  /** Resize the pool: conntracks move to their new owner worker (hash of the tuple), nothing is lost. */
+  async setWorkers(n: number): Promise<void> {
+    if (!Number.isInteger(n) || n < 1 || n > 32) throw new RangeError(`nb-event-threads must be 1..32, got ${n}`);
+    for (let i = 0; i < 100 && this.rebalancingNow; i++) await this.rebalancing;
+    if (n === this.pool.length) return;
+    // New operations wait from here on; those already running finish on the old pool first.
+    this.rebalancingNow = true;
+    const run = (async () => {
+      try {
+        while (this.activeOps > 0) await new Promise<void>((r) => this.drainWaiters.push(r));
+        await this.rebalance(n);
+      } finally {
+        this.rebalancingNow = false;
+      }
+    })();
+    this.rebalancing = run.catch(() => undefined);
+    await run;
+  }
+
+  /** Run a public operation outside any rebalance (the pool cannot change under it). */
+  private async gated<T>(fn: () => Promise<T>): Promise<T> {
+    for (let i = 0; i < 100 && this.rebalancingNow; i++) await this.rebalancing;
+    this.activeOps++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.activeOps === 0) for (const w of this.drainWaiters.splice(0)) w();
+    }
+  }
+
+  private async rebalance(n: number): Promise<void> {
+    const started = Date.now();
+    const old = this.pool;
+    const exported = await Promise.all(old.map((w) => this.request(w, { t: 'export' }) as Promise<Record<string, PackedMove>>));
+    const fresh = await this.spawn(n);
+    let moved = 0;
+    for (const live of this.vrfs.values()) {
+      await this.configureVrf(fresh, live);
+      const parts = exported.map((e) => e[live.config.name]).filter((p): p is PackedMove => p !== undefined);
+      const perWorker = routeMoves(parts, n);
+      await Promise.all(fresh.map((w, i) => {
+        const part = perWorker[i] as PackedMove;
+        return this.request(w, { t: 'import', vrf: live.config.name, moved: part, now: this.clock.now() }, moveBuffers(part));
+      }));
+      moved += perWorker.reduce((s, p) => s + p.packed.count, 0);
+    }
+    for (const w of old) this.retire(w);
+    this.pool = fresh;
+    await Promise.all(old.map((w) => this.stop(w)));
+    log.info({ from: old.length, to: n, moved, ms: Date.now() - started }, 'worker pool rebalanced');
+  }
+
+  // ---- HA ----
+
+  async setRole(vrf: string, role: HaRole): Promise<void> {
+    return this.gated(async () => {
+      const live = this.live(vrf);
+      if (live.role === role) return;
+      live.role = role;
+      await this.all({ t: 'role', vrf, role, now: this.clock.now() });
+      log.info({ vrf, role }, 'dataplane role changed');
+    });
+  }
+
+  role(vrf: string): HaRole {
+    return this.live(vrf).role;
+  }
+
+  setFailoverPolicy(vrf: string, policy: FailoverPolicy): void {
+    const live = this.live(vrf);
+    live.policy = policy;
+    for (const w of this.pool) void this.request(w, { t: 'policy', vrf, policy }).catch((e: Error) => log.error({ vrf, err: e.message }, 'failover policy not applied'));
+  }
+
+  // ---- conntracks ----
+
+  onEvent(listener: (ev: ConntrackEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** CG-NAT port-block allocation and release records (also logged as JSON lines). */
+  onNatLog(listener: (l: NatBlockLog) => void): () => void {
+    this.natListeners.add(listener);
+    return () => this.natListeners.delete(listener);
+  }
+
+  async dump(vrf: string, batch: (entries: ConntrackEntry[]) => void | Promise<void>): Promise<void> {
+    return this.gated(async () => {
+      this.live(vrf);
+      for (const w of this.pool) {
+        let cursor = 0;
+        while (cursor >= 0) {
+          const r = await this.request(w, { t: 'dump', vrf, cursor, max: DUMP_BATCH }) as { packed: PackedEntries; next: number };
+          if (r.packed.count > 0) await batch(unpackEntries(r.packed, vrf));
+          cursor = r.next;
+        }
+      }
+    });
+  }
+
+  async upsert(entries: ConntrackEntry[]): Promise<number> {
+    return this.gated(async () => {
+      const now = this.clock.now();
+      const jobs: Promise<unknown>[] = [];
+      for (const [vrf, list] of this.groupByVrf(entries, (e) => e.vrf)) {
+        this.live(vrf);
+        const parts = this.split(list, (e) => e.orig);
+        parts.forEach((part, i) => {
+          if (part.length === 0) return;
+          const packed = packEntries(part);
+          jobs.push(this.request(this.pool[i] as WorkerHandle, { t: 'upsert', vrf, packed, now }, [packed.buf]));
+        });
+      }
+      return (await Promise.all(jobs)).reduce((s: number, n) => s + (n as number), 0);
+    });
+  }
+
+  async remove(vrf: string, tuples: FlowTuple[]): Promise<number> {
+    return this.gated(async () => {
+      this.live(vrf);
+      const now = this.clock.now();
+      const parts = this.split(tuples, (t) => t);
+      const counts = await Promise.all(parts.map((part, i) => part.length ? this.request(this.pool[i] as WorkerHandle, { t: 'remove', vrf, tuples: part, now }) : 0));
+      return counts.reduce((s: number, n) => s + (n as number), 0);
+    });
+  }
+
+  counters(vrf: string): SoftCounters {
+    this.live(vrf);
+    const sum = { ...(this.retired.get(vrf) ?? emptyCounters()) };
+    for (const w of this.pool) {
+      const c = w.counters[vrf];
+      if (!c) continue;
+      for (const k of Object.keys(sum) as (keyof SoftCounters)[]) sum[k] += c[k];
+    }
+    return sum;
+  }
+
+  // ---- traffic ----
+
+  /** Run packets through a VRF's dataplane; the verdict of each packet, in order. */
+  async inject(vrf: string, packets: SoftPacket[]): Promise<Verdict[]> {
+    return this.gated(async () => {
+      this.live(vrf);
+      const now = this.clock.now();
+      const n = this.pool.length;
+      const idx: number[][] = this.pool.map(() => []);
+      packets.forEach((p, i) => idx[ownerWorker(p.flow, n)]?.push(i));
+      const verdicts = new Array<Verdict>(packets.length);
+      await Promise.all(idx.map(async (indices, w) => {
+        for (let off = 0; off < indices.length; off += PACKETS_PER_MESSAGE) {
+          const slice = indices.slice(off, off + PACKETS_PER_MESSAGE);
+          const packed = packPackets(packets, slice);
+          const r = await this.request(this.pool[w] as WorkerHandle, { t: 'packets', vrf, now, packets: packed }, [packed.buf]) as Uint8Array;
+          slice.forEach((i, k) => { verdicts[i] = r[k] as Verdict; });
+        }
+      }));
+      return verdicts;
+    });
+  }
+
+  /** Wait until every request, expiry tick and event sent so far has been handled. */
+  async flush(): Promise<void> {
+    // Ticks first, outside the gate: a tick waiting for a rebalance must not wait for us too.
+    await this.settleTicks();
+    await this.gated(() => this.all({ t: 'flush' }));
+  }
+
+  async virtualServiceStats(vrf: string): Promise<Map<string, VirtualServiceStats>> {
+    this.live(vrf);
+    const replies = await this.gated(() => Promise.all(this.pool.map((w) => this.request(w, { t: 'vs-stats', vrf }) as Promise<VsStatsReply>)));
+    const out = new Map<string, VirtualServiceStats>();
+    for (const r of replies) {
+      for (const [name, s] of Object.entries(r)) {
+        const acc = out.get(name) ?? { connections: 0, mirrorConnListOnActive: 0, mirroredConnectionsOnStandby: 0 };
+        acc.connections += s.connections;
+        acc.mirrorConnListOnActive += s.mirrorConnListOnActive;
+        acc.mirroredConnectionsOnStandby += s.mirroredConnectionsOnStandby;
+        out.set(name, acc);
+      }
+    }
+    return out;
+  }
+
+  async memory(): Promise<MemoryReport> {
+    const rs = await this.gated(() => Promise.all(this.pool.map((w) => this.request(w, { t: 'memory' }) as Promise<MemoryReport>)));
+    const sum: MemoryReport = { tableBytes: 0, addressBytes: 0, addresses: 0, conntracks: 0, heapUsed: 0 };
+    for (const r of rs) for (const k of Object.keys(sum) as (keyof MemoryReport)[]) sum[k] += r[k];
+    return sum;
+  }
+
+  vrfNames(): string[] {
+    return [...this.vrfs.keys()];
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.ticker.cancel();
+    await this.rebalancing;
+    await Promise.all(this.pool.map((w) => this.stop(w)));
+    this.pool = [];
+  }
+
+  // ---- internals ----
+
+  private live(vrf: string): LiveVrf {
+    const v = this.vrfs.get(vrf);
+    if (!v) throw new Error(`VRF ${JSON.stringify(vrf)} is not configured in the soft dataplane`);
+    return v;
+  }
+
+  private groupByVrf<T>(items: T[], vrfOf: (x: T) => string): Map<string, T[]> {
+    const m = new Map<string, T[]>();
+    for (const x of items) {
+      const k = vrfOf(x);
+      let l = m.get(k);
+      if (!l) m.set(k, (l = []));
+      l.push(x);
+    }
+    return m;
+  }
+
+  private split<T>(items: T[], tupleOf: (x: T) => FlowTuple): T[][] {
+    const n = this.pool.length;
+    const parts: T[][] = this.pool.map(() => []);
+    for (const x of items) parts[ownerWorker(tupleOf(x), n)]?.push(x);
+    return parts;
+  }
+
+  // Ticks never pile up: while one runs, later ones collapse into a single follow-up at the then
+  // current time (a ManualClock advance of an hour is one scan, not 3600).
+  private tick(): void {
+    if (this.closed) return;
+    if (this.tickRunning) {
+      this.tickAgain = true;
+      return;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        this.tickAgain = false;
+        await this.gated(() => this.all({ t: 'tick', now: this.clock.now() })).catch((e: Error) => log.error({ err: e.message }, 'expiry tick failed'));
+      } while (this.tickAgain && !this.closed);
+      this.tickRunning = undefined;
+    };
+    this.tickRunning = run();
+  }
+
+  private async settleTicks(): Promise<void> {
+    for (let i = 0; i < 100 && this.tickRunning; i++) await this.tickRunning;
+  }
+
+  private async all(req: WorkerRequest, pool = this.pool): Promise<unknown[]> {
+    return Promise.all(pool.map((w) => this.request(w, req)));
+  }
+
+  private request(w: WorkerHandle, req: WorkerRequest, transfer: ArrayBuffer[] = []): Promise<unknown> {
+    if (w.exited) return Promise.reject(new Error(`soft-engine worker ${w.index} has exited`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      w.pending.set(id, { resolve, reject });
+      w.worker.postMessage({ id, req }, transfer);
+    });
+  }
+
+  private async spawn(n: number): Promise<WorkerHandle[]> {
+    const handles: WorkerHandle[] = [];
+    for (let index = 0; index < n; index++) handles.push(this.spawnOne(index));
+    await Promise.all(handles.map((h) => this.request(h, { t: 'flush' })));
+    return handles;
+  }
+
+  private spawnOne(index: number): WorkerHandle {
+    const worker = new Worker(new URL('./worker-entry.js', import.meta.url), { workerData: { index } });
+    const h: WorkerHandle = { worker, index, pending: new Map(), counters: {}, exited: false, stopping: false };
+    worker.on('message', (m: WorkerMessageToMain) => this.onWorkerMessage(h, m));
+    worker.on('error', (err) => log.error({ worker: index, err: err.message }, 'soft-engine worker failed'));
+    worker.on('exit', (code) => {
+      h.exited = true;
+      for (const p of h.pending.values()) p.reject(new Error(`soft-engine worker ${index} exited with code ${code}`));
+      h.pending.clear();
+      if (!h.stopping && !this.closed && this.pool[index] === h) void this.restart(h, code);
+    });
+    return h;
+  }
+
+  // A crashed worker is replaced so the dataplane keeps running; its conntracks are gone (the
+  // peer still holds the synchronised ones), which the log says, with how many.
+  private async restart(dead: WorkerHandle, code: number): Promise<void> {
+    const now = Date.now();
+    this.restarts = this.restarts.filter((t) => now - t < 60_000);
+    const lost = Object.fromEntries(Object.entries(dead.counters).map(([vrf, c]) => [vrf, c.conntracks]));
+    if (this.restarts.length >= MAX_RESTARTS_PER_MINUTE) {
+      log.fatal({ worker: dead.index, code, lost }, 'soft-engine worker died again; not restarting it (more than 3 restarts in a minute)');
+      return;
+    }
+    this.restarts.push(now);
+    log.error({ worker: dead.index, code, lost }, 'soft-engine worker died; restarting it, its conntracks are lost');
+    for (const [vrf, n] of Object.entries(lost)) {
+      const live = this.vrfs.get(vrf);
+      if (live && n > 0) Atomics.sub(new Int32Array(live.vrfCount), 0, n);
+    }
+    this.retire(dead);
+    const h = this.spawnOne(dead.index);
+    this.pool[dead.index] = h;
+    try {
+      await this.request(h, { t: 'flush' });
+      for (const live of this.vrfs.values()) await this.configureVrf([h], live);
+      this.workerRestarts++;
+    } catch (err) {
+      log.error({ worker: dead.index, err: (err as Error).message }, 'restarted soft-engine worker failed to start');
+    }
+  }
+
+  private retire(w: WorkerHandle): void {
+    for (const [vrf, c] of Object.entries(w.counters)) {
+      const acc = this.retired.get(vrf) ?? emptyCounters();
+      for (const k of CUMULATIVE) acc[k] += c[k];
+      this.retired.set(vrf, acc);
+    }
+  }
+
+  /** For tests: end worker `index` the way a crash would. */
+  async crashWorkerForTest(index: number): Promise<void> {
+    const h = this.pool[index];
+    if (!h) throw new RangeError(`no worker ${index}`);
+    await h.worker.terminate();
+  }
+
+  /** How many crashed workers were replaced. */
+  get restartedWorkers(): number {
+    return this.workerRestarts;
+  }
+
+  private async stop(w: WorkerHandle): Promise<void> {
+    if (w.exited) return;
+    w.stopping = true;
+    await w.worker.terminate();
+  }
+
+  private onWorkerMessage(w: WorkerHandle, m: WorkerMessageToMain): void {
+    if (m.t === 'events') {
+      Object.assign(w.counters, m.counters);
+      for (const { vrf, packed } of m.events) {
+        const r = new PackedReader(packed);
+        for (let i = 0; i < r.count; i++) {
+          const ev: ConntrackEvent = { kind: EVENT_KINDS[r.eventKind(i)] as ConntrackEvent['kind'], entry: r.entry(i, vrf), worker: w.index };
+          for (const l of this.listeners) {
+            try {
+              l(ev);
+            } catch (err) {
+              log.error({ err: (err as Error).message }, 'conntrack event listener failed');
+            }
+          }
+        }
+      }
+      for (const l of m.natLogs) {
+        natLog.info({ ...l }, `port block ${l.event}`);
+        for (const nl of this.natListeners) nl(l);
+      }
+      if (!w.exited) w.worker.postMessage({ t: 'ack' });
+      return;
+    }
+    this.onReply(w, m);
+  }
+
+  private onReply(w: WorkerHandle, m: ReplyMessage): void {
+    w.counters = m.counters;
+    const p = w.pending.get(m.id);
+    if (!p) return;
+    w.pending.delete(m.id);
+    if (m.error !== undefined) p.reject(new Error(m.error));
+    else p.resolve(m.result);
+  }
+}

@@ -1,0 +1,22 @@
+// Which worker owns a conntrack. The hash covers only the original source address: every flow of
+// one subscriber lands in the same worker, so that worker alone holds the subscriber's CG-NAT port
+// blocks and no cross-thread locking is needed on the packet path. Sync uses the same function to
+// map a conntrack to its connection (npf_event<worker>), so a conntrack always travels on one.
+import type { FlowTuple } from './engine.js';
+
+/** FNV-1a over the text of the original source address (stable across processes and nodes). */
+export function tupleHash(orig: Pick<FlowTuple, 'src'>): number {
+  let h = 0x811c9dc5;
+  const s = orig.src;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** Index of the worker (0..workers-1) that owns the conntrack whose original tuple is `orig`. */
+export function ownerWorker(orig: Pick<FlowTuple, 'src'>, workers: number): number {
+  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be an integer >= 1, got ${workers}`);
+  return tupleHash(orig) % workers;
+}
