@@ -36,6 +36,9 @@ export interface ParseOptions {
   strict?: boolean;
   /** For kind 'reply': the RPC path the reply answers, e.g. '/tandem-ha-fp-conntrack:ha-fp-conntrack-synchronization'. */
   rpcPath?: string;
+  /** For rpc/reply/notification: the datastore (e.g. running) that leafrefs, must and when of the operation
+   *  refer to; without it such references to existing data fail validation. */
+  dependencies?: DataTree;
 }
 
 export interface PrintOptions {
@@ -67,6 +70,8 @@ export interface SchemaNodeInfo {
   orderedByUser: boolean;
   presence: boolean;
   defaultValue?: string;
+  /** Choices and cases the node sits in below its data parent, outermost first (absent when none). */
+  cases?: { choice: string; caseName: string }[];
 }
 
 /** A data node of a tree, read-only view. */
@@ -77,6 +82,8 @@ export interface DataNodeView {
   name: string;
   value?: string; // canonical value of a leaf / leaf-list
   isDefault: boolean;
+  /** Metadata (XML attributes of a known annotation), keyed 'module:name', e.g. { 'ietf-netconf:operation': 'delete' }. */
+  meta?: Record<string, string>;
 }
 
 /** A libyang data tree (possibly empty). Must be freed. */
@@ -116,6 +123,9 @@ export interface YangContext {
   schemaChildren(schemaPath: string): SchemaNodeInfo[];
   parse(text: string, opts: ParseOptions): DataTree;
   newTree(): DataTree;
+  /** ietf-yang-library data (RFC 8525 yang-library plus RFC 7895 modules-state) describing this context's
+   *  modules; contentId defaults to libyang's change counter. */
+  yangLibraryData?(contentId?: string): DataTree;
   /** Bytes currently allocated on the wasm heap (for leak tests and benchmarks). */
   heapUsed(): number;
   free(): void;
