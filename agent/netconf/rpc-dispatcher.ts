@@ -18,7 +18,11 @@ export interface RpcContext {
 /** What an operation answers: <ok/>, or the XML content placed inside <rpc-reply>. */
 export type RpcResult = { ok: true } | { xml: string };
 
-/** Session lifecycle that the operations layer listens to (locks, confirmed commits, subscriptions). */
+/**
+ * Session lifecycle that the operations layer listens to (locks, confirmed commits, subscriptions).
+ * The object given to sessionStarted is live: the protocol layer updates its counters in place
+ * until the session ends, so monitoring may keep it and read the counters when asked.
+ */
 export interface SessionInfo {
   sessionId: number;
   username: string;
@@ -38,4 +42,9 @@ export interface RpcDispatcher {
   sessionEnded(sessionId: number, reason: 'closed' | 'killed' | 'dropped' | 'timeout', killedBy?: number): void;
   /** Capabilities the operations layer supports (URIs), merged into the server hello. */
   capabilities(): string[];
+  /**
+   * Optional (added by the protocol layer): a connection sent a bad hello (or none in time) and was
+   * closed without becoming a session; counts ietf-netconf-monitoring in-bad-hellos.
+   */
+  badHello?(reason: string): void;
 }

@@ -1,0 +1,122 @@
+// Safe XML parsing of one NETCONF message into an XmlElement tree. saxes is namespace-aware and
+// never fetches a DTD nor expands entities other than the five predefined ones; a DOCTYPE is refused
+// outright, and size, nesting depth and element count are bounded so that a hostile peer cannot
+// make one message cost more than the limits allow.
+import { SaxesParser, type SaxesTagNS } from 'saxes';
+import { NetconfError } from './netconf-error.js';
+import type { XmlAttribute, XmlElement } from './xml-element.js';
+
+export interface XmlLimits {
+  /** Largest message accepted, in characters of the decoded text. */
+  maxSize: number;
+  /** Deepest element nesting (the root is depth 1). */
+  maxDepth: number;
+  /** Most elements in one message. */
+  maxElements: number;
+}
+
+export const DEFAULT_XML_LIMITS: XmlLimits = {
+  maxSize: 64 * 1024 * 1024,
+  maxDepth: 128,
+  maxElements: 2_000_000,
+};
+
+const XMLNS_URI = 'http://www.w3.org/2000/xmlns/';
+
+/**
+ * Why a message could not be parsed. `root` is the root element as far as it was read (name,
+ * namespace and attributes, no children) so the caller can still echo the rpc's message-id.
+ */
+export class XmlParseError extends NetconfError {
+  constructor(
+    tag: 'malformed-message' | 'too-big',
+    message: string,
+    public readonly root: XmlElement | undefined,
+  ) {
+    super(tag, 'rpc', message);
+    this.name = 'XmlParseError';
+  }
+}
+
+/** Parse one complete XML document. Throws XmlParseError (a NetconfError) when it is not acceptable. */
+export function parseXml(text: string, limits: Partial<XmlLimits> = {}): XmlElement {
+  const lim: XmlLimits = { ...DEFAULT_XML_LIMITS, ...limits };
+  if (text.length > lim.maxSize) {
+    throw new XmlParseError('too-big', `message of ${text.length} characters exceeds the limit of ${lim.maxSize}`, undefined);
+  }
+  const parser = new SaxesParser({ xmlns: true, position: true });
+  const stack: XmlElement[] = [];
+  let root: XmlElement | undefined;
+  let elements = 0;
+  let failure: XmlParseError | undefined;
+
+  const fail = (tag: 'malformed-message' | 'too-big', message: string): never => {
+    failure ??= new XmlParseError(tag, message, root);
+    throw failure;
+  };
+
+  parser.on('doctype', () => fail('malformed-message', 'a DOCTYPE is not allowed in a NETCONF message'));
+  parser.on('opentagstart', () => {
+    elements += 1;
+    if (elements > lim.maxElements) fail('too-big', `message has more than ${lim.maxElements} elements`);
+    if (stack.length + 1 > lim.maxDepth) fail('too-big', `element nesting deeper than ${lim.maxDepth} levels`);
+  });
+  parser.on('opentag', (tag: SaxesTagNS) => {
+    const parent = stack[stack.length - 1];
+    // Elements that declare no namespace share their parent's scope object (read-only by contract).
+    let nsScope: Record<string, string> = parent?.nsScope ?? {};
+    let ownScope = !parent;
+    const attrs: XmlAttribute[] = [];
+    for (const name in tag.attributes) {
+      const a = tag.attributes[name]!;
+      if (a.uri === XMLNS_URI || a.name === 'xmlns') {
+        if (!ownScope) {
+          nsScope = { ...nsScope };
+          ownScope = true;
+        }
+        nsScope[a.name === 'xmlns' ? '' : a.local] = a.value;
+      } else {
+        attrs.push({ name: a.local, ns: a.uri ?? '', prefix: a.prefix, value: a.value });
+      }
+    }
+    const el: XmlElement = { name: tag.local, ns: tag.uri ?? '', prefix: tag.prefix, attrs, children: [], text: '', nsScope };
+    if (parent) parent.children.push(el);
+    else root = el;
+    stack.push(el);
+  });
+  parser.on('closetag', () => {
+    stack.pop();
+  });
+  const onText = (t: string) => {
+    const top = stack[stack.length - 1];
+    if (top) top.text += t;
+  };
+  parser.on('text', onText);
+  parser.on('cdata', onText);
+  parser.on('error', (err: Error) => fail('malformed-message', `malformed XML: ${err.message}`));
+
+  try {
+    // Whitespace (or a BOM) left between framed messages is not part of the document.
+    parser.write(text.replace(/^[\uFEFF\s]+/, '')).close();
+  } catch (err) {
+    if (err instanceof XmlParseError) throw err;
+    throw new XmlParseError('malformed-message', `malformed XML: ${err instanceof Error ? err.message : String(err)}`, root);
+  }
+  if (!root) throw new XmlParseError('malformed-message', 'message has no root element', undefined);
+  return root;
+}
+
+/**
+ * The root element's start tag of a message that will not be parsed in full (oversized, or only
+ * its head kept): enough to echo the rpc's attributes in an rpc-error. Undefined if unreadable.
+ */
+export function peekRoot(head: string): XmlElement | undefined {
+  let root: XmlElement | undefined;
+  try {
+    parseXml(head, { maxElements: 1, maxSize: head.length + 1 });
+  } catch (err) {
+    if (err instanceof XmlParseError) root = err.root;
+    return root ? { ...root, children: [], text: '' } : undefined;
+  }
+  return undefined;
+}

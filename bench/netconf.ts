@@ -1,0 +1,366 @@
+// NETCONF benchmark: tandem (`tandem start`, a child process) side by side with Debian's netconfd
+// (yuma123) behind its own OpenSSH sshd with the netconf subsystem, both on loopback, both loaded
+// with the same YANG module (tandem-network-profile), driven by the same ssh2 client with the same
+// edits. Figures: session set-up, edit-config + commit latency, get-config on a ~1 MiB
+// configuration, and the throughput of 50 concurrent sessions. Run: `npm run bench -- netconf`.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import ssh2 from 'ssh2';
+import { projectRoot } from '../yang/libyang/index.js';
+import { NetconfTestClient } from '../test/helpers/netconf-client.js';
+import { startTandem, type TandemProcess } from '../test/helpers/tandem-process.js';
+
+const BASE = 'urn:ietf:params:xml:ns:netconf:base:1.0';
+const NP_NS = 'urn:tandem:yang:tandem-network-profile';
+const SETUP_RUNS = Number(process.env.BENCH_NETCONF_SETUPS ?? 30);
+const EDIT_RUNS = Number(process.env.BENCH_NETCONF_EDITS ?? 100);
+const GET_RUNS = Number(process.env.BENCH_NETCONF_GETS ?? 20);
+const SESSIONS = 50;
+const ROUNDS_PER_SESSION = Number(process.env.BENCH_NETCONF_ROUNDS ?? 10);
+const BIG_CONFIG_BYTES = 1024 * 1024;
+
+interface Target {
+  name: string;
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  stop(): Promise<void>;
+}
+
+function progress(msg: string): void {
+  process.stderr.write(`bench netconf: ${msg}\n`);
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+function stats(samples: number[]) {
+  const s = [...samples].sort((a, b) => a - b);
+  const r = (x: number) => Math.round(x * 100) / 100;
+  return { n: s.length, p50_ms: r(percentile(s, 50)), p99_ms: r(percentile(s, 99)), max_ms: r(s[s.length - 1] ?? NaN) };
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on port ${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Read a child's stderr (a full pipe would block it) and pass on its last lines as progress. */
+function drainStderr(child: ChildProcess, name: string): void {
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+    for (const line of d.split('\n')) if (line.trim()) progress(`${name}: ${line.trim().slice(0, 300)}`);
+  });
+}
+
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+async function startTandemTarget(key: ssh2.utils.KeyPairReturn): Promise<Target> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-tandem-'));
+  const keyFile = path.join(dir, 'bench.pub');
+  await writeFile(keyFile, key.public);
+  const { UserStore } = await import('../agent/ssh/user-store.js');
+  await new UserStore(dir).add('bench', { publicKey: key.public });
+  let t: TandemProcess;
+  try {
+    t = await startTandem({ stateDir: dir, users: [], args: ['--max-sessions', '200'], env: { TANDEM_LOG_LEVEL: 'warn' } });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    name: 'tandem', host: t.host, port: t.port, username: 'bench', privateKey: key.private,
+    stop: async () => {
+      await t.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** netconfd (yuma123) and an sshd of its own whose netconf subsystem is netconf-subsystem. */
+async function startNetconfdTarget(key: ssh2.utils.KeyPairReturn): Promise<Target | string> {
+  for (const bin of ['/usr/sbin/netconfd', '/usr/sbin/netconf-subsystem', '/usr/sbin/sshd']) {
+    if (!existsSync(bin)) return `${bin} is not installed (Debian netconfd, openssh-server)`;
+  }
+  if (process.getuid?.() !== 0) return 'netconfd behind sshd needs root (sshd and the login user)';
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-netconfd-'));
+  const sock = path.join(dir, 'ncx.sock');
+  const moduleFile = path.join(projectRoot(), 'yang/modules/tandem-network-profile@2026-11-26.yang');
+  const children: ChildProcess[] = [];
+  const stop = async () => {
+    for (const c of children.reverse()) await stopChild(c);
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const port = await freePort();
+    // netconfd accepts sessions from the sshd ports it is told; netconf-subsystem names the socket per port.
+    const netconfd = spawn('/usr/sbin/netconfd', [`--module=${moduleFile}`, `--ncxserver-sockname=${sock}`, `--port=${port}`, '--access-control=off',
+      '--log-level=error', '--no-startup', '--target=candidate', '--max-sessions=1024'], {
+      env: { ...process.env, HOME: dir }, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], // it writes backup-cfg.xml in its cwd
+    });
+    children.push(netconfd);
+    drainStderr(netconfd, 'netconfd');
+    const deadline = Date.now() + 15000;
+    while (!existsSync(sock)) {
+      if (netconfd.exitCode !== null || Date.now() > deadline) throw new Error('netconfd did not start');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const hostKey = path.join(dir, 'ssh_host_ed25519_key');
+    if (spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]).status !== 0) throw new Error('ssh-keygen failed');
+    await writeFile(path.join(dir, 'authorized_keys'), `${key.public}\n`, { mode: 0o600 });
+    const config = path.join(dir, 'sshd_config');
+    // MaxStartups is raised so that 50 simultaneous logins are not dropped by sshd's default (10:30:100).
+    await writeFile(config, [
+      `Port ${port}`, 'ListenAddress 127.0.0.1', `HostKey ${hostKey}`, `PidFile ${path.join(dir, 'sshd.pid')}`,
+      `AuthorizedKeysFile ${path.join(dir, 'authorized_keys')}`, 'StrictModes no', 'PermitRootLogin prohibit-password',
+      'PasswordAuthentication no', 'KbdInteractiveAuthentication no', 'UsePAM no', 'MaxStartups 200:30:400', 'MaxSessions 200',
+      'LogLevel ERROR', `Subsystem netconf /usr/sbin/netconf-subsystem --ncxserver-sockname=${port}@${sock}`, '',
+    ].join('\n'));
+    await mkdir('/run/sshd', { recursive: true, mode: 0o755 }); // sshd's privilege separation directory
+    const sshd = spawn('/usr/sbin/sshd', ['-D', '-e', '-f', config], { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+    children.push(sshd);
+    drainStderr(sshd, 'sshd');
+    await waitForPort(port, 10000);
+    return { name: 'netconfd', host: '127.0.0.1', port, username: 'root', privateKey: key.private, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/**
+ * A pause after the hellos before the first rpc, for both servers alike: netconfd (netconf-subsystem)
+ * loses an rpc that arrives in the same read as the client's hello, and the session then hangs.
+ */
+function settle(): Promise<void> {
+  return new Promise((r) => setTimeout(r, 100));
+}
+
+function connect(t: Target): Promise<NetconfTestClient> {
+  return NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, privateKey: t.privateKey, timeoutMs: 60000 });
+}
+
+function expectOk(reply: string, what: string): void {
+  if (!/<ok\/>/.test(reply)) throw new Error(`${what} failed: ${reply.slice(0, 600)}`);
+}
+
+function profileXml(name: string, extra = ''): string {
+  return `<network-profile xmlns="${NP_NS}"><name>${name}</name><type>tcp-fast-path</type>`
+    + `<tcp-fast-path><session-idle-timeout>300</session-idle-timeout>${extra}</tcp-fast-path></network-profile>`;
+}
+
+function editCandidate(config: string): string {
+  return `<edit-config><target><candidate/></target><config>${config}</config></edit-config>`;
+}
+
+async function measureTarget(t: Target): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+
+  progress(`${t.name}: session set-up x${SETUP_RUNS}`);
+  const setup: number[] = [];
+  for (let i = 0; i < SETUP_RUNS; i += 1) {
+    const t0 = performance.now();
+    const c = await connect(t);
+    setup.push(performance.now() - t0);
+    c.close();
+  }
+  out.session_setup = stats(setup);
+
+  const c = await connect(t);
+  await settle();
+  try {
+    progress(`${t.name}: edit-config + commit x${EDIT_RUNS} (merge, then remove, of one network-profile)`);
+    const merge: number[] = [];
+    const remove: number[] = [];
+    for (let i = 0; i < EDIT_RUNS; i += 1) {
+      let t0 = performance.now();
+      expectOk(await c.rpc(editCandidate(profileXml('bench-edit'))), 'edit-config merge');
+      expectOk(await c.rpc('<commit/>'), 'commit');
+      merge.push(performance.now() - t0);
+      t0 = performance.now();
+      expectOk(await c.rpc(editCandidate(`<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`)), 'edit-config remove');
+      expectOk(await c.rpc('<commit/>'), 'commit');
+      remove.push(performance.now() - t0);
+    }
+    out.edit_merge_commit = stats(merge);
+    out.edit_remove_commit = stats(remove);
+    out.edit_pair_commit_p50_ms = Math.round((stats(merge).p50_ms + stats(remove).p50_ms) * 100) / 100;
+
+    if (c.serverHello.includes('urn:ietf:params:netconf:capability:writable-running:1.0')) {
+      progress(`${t.name}: edit-config merge + remove pair on running x${EDIT_RUNS}`);
+      const pair: number[] = [];
+      for (let i = 0; i < EDIT_RUNS; i += 1) {
+        const t0 = performance.now();
+        expectOk(await c.rpc(`<edit-config><target><running/></target><config>${profileXml('bench-run')}</config></edit-config>`), 'edit-config running merge');
+        expectOk(await c.rpc(`<edit-config><target><running/></target><config><network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-run</name></network-profile></config></edit-config>`), 'edit-config running remove');
+        pair.push(performance.now() - t0);
+      }
+      out.edit_pair_running = stats(pair);
+    } else {
+      out.edit_pair_running = 'not offered (no :writable-running)';
+    }
+
+    progress(`${t.name}: get-config of a small configuration x${GET_RUNS * 5}`);
+    expectOk(await c.rpc(editCandidate(profileXml('bench-small'))), 'edit-config');
+    expectOk(await c.rpc('<commit/>'), 'commit');
+    const small: number[] = [];
+    for (let i = 0; i < GET_RUNS * 5; i += 1) {
+      const t0 = performance.now();
+      const r = await c.rpc('<get-config><source><running/></source></get-config>');
+      small.push(performance.now() - t0);
+      if (!r.includes('bench-small')) throw new Error(`get-config misses data: ${r.slice(0, 300)}`);
+    }
+    out.get_config_small = stats(small);
+
+    progress(`${t.name}: ${SESSIONS} concurrent logins, then ${ROUNDS_PER_SESSION} rounds of get-config (filtered) + edit-config on each`);
+    let failedLogins = 0;
+    let rpcs = 0;
+    const tLogin = performance.now();
+    const sessions = (await Promise.all(Array.from({ length: SESSIONS }, async () => {
+      try {
+        return await connect(t);
+      } catch {
+        failedLogins += 1;
+        return undefined;
+      }
+    }))).filter((x): x is NetconfTestClient => x !== undefined);
+    const loginSecs = (performance.now() - tLogin) / 1000;
+    await settle();
+    const t0 = performance.now();
+    try {
+      await Promise.all(sessions.map(async (s, i) => {
+        const name = `bench-s${i}`;
+        for (let r = 0; r < ROUNDS_PER_SESSION; r += 1) {
+          const g = await s.rpc(`<get-config><source><running/></source><filter type="subtree"><network-profile xmlns="${NP_NS}"><name>${name}</name></network-profile></filter></get-config>`);
+          if (!g.includes('<data') && !g.includes('<ok/>')) throw new Error(`get-config failed: ${g.slice(0, 400)}`);
+          expectOk(await s.rpc(editCandidate(profileXml(name, `<enable-syn-protection>${r % 2 === 0}</enable-syn-protection>`))), 'edit-config');
+          rpcs += 2;
+        }
+      }));
+    } finally {
+      for (const s of sessions) s.close();
+    }
+    const secs = (performance.now() - t0) / 1000;
+    out.concurrent = { sessions: SESSIONS, failed_logins: failedLogins, all_logged_in_s: Math.round(loginSecs * 100) / 100, rpcs, seconds: Math.round(secs * 100) / 100, rpcs_per_s: Math.round(rpcs / secs) };
+    expectOk(await c.rpc('<discard-changes/>'), 'discard-changes');
+
+    progress(`${t.name}: loading a ~1 MiB configuration`);
+    let big = '';
+    let n = 0;
+    while (big.length < BIG_CONFIG_BYTES) {
+      big += profileXml(`profile-${String(n).padStart(6, '0')}-${'x'.repeat(40)}`,
+        '<enable-syn-protection>true</enable-syn-protection><connection-mirror>true</connection-mirror>');
+      n += 1;
+    }
+    const tl = performance.now();
+    expectOk(await c.rpc(editCandidate(big)), 'big edit-config');
+    expectOk(await c.rpc('<commit/>'), 'big commit');
+    out.big_config = { profiles: n, edit_bytes: Buffer.byteLength(big), load_and_commit_ms: Math.round(performance.now() - tl) };
+
+    progress(`${t.name}: get-config of the 1 MiB configuration x${GET_RUNS}`);
+    const gets: number[] = [];
+    let replyBytes = 0;
+    for (let i = 0; i < GET_RUNS; i += 1) {
+      const t1 = performance.now();
+      const r = await c.rpc('<get-config><source><running/></source></get-config>');
+      gets.push(performance.now() - t1);
+      replyBytes = Buffer.byteLength(r);
+      if (!r.includes(`profile-${String(n - 1).padStart(6, '0')}`)) throw new Error(`get-config misses data: ${r.slice(0, 300)}`);
+    }
+    out.get_config_1mib = { ...stats(gets), reply_bytes: replyBytes };
+  } finally {
+    c.close();
+  }
+  return out;
+}
+
+export async function run(): Promise<Record<string, unknown>> {
+  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const results: Record<string, unknown> = {
+    method: `ssh2 client on loopback; set-up = TCP connect to server hello (key auth); edits on candidate + commit; `
+      + `${SESSIONS} sessions x ${ROUNDS_PER_SESSION} x (filtered get-config + edit-config)`,
+  };
+  const only = process.env.BENCH_NETCONF_ONLY; // 'tandem' or 'netconfd' (debugging one side)
+  if (only !== 'netconfd') {
+    const tandem = await startTandemTarget(key);
+    try {
+      results.tandem = await measureTarget(tandem);
+    } finally {
+      await tandem.stop();
+    }
+  }
+  if (only === 'tandem') return results;
+  let nc: Target | string;
+  try {
+    nc = await startNetconfdTarget(key);
+  } catch (err) {
+    nc = `netconfd could not be started: ${err instanceof Error ? err.message : String(err)}`;
+  }
+  if (typeof nc === 'string') {
+    results.netconfd = { skipped: nc };
+  } else {
+    try {
+      results.netconfd = await measureTarget(nc);
+    } finally {
+      await nc.stop();
+    }
+    if (results.tandem) results.ratio_tandem_to_netconfd = ratios(results.tandem as Figures, results.netconfd as Figures);
+  }
+  return results;
+}
+
+type Figures = Record<string, { p50_ms?: number; rpcs_per_s?: number } | number>;
+
+/** tandem / netconfd for each latency p50 (lower is better) and throughput (higher is better). */
+function ratios(a: Figures, b: Figures): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of Object.keys(a)) {
+    const x = a[k];
+    const y = b[k];
+    if (typeof x === 'object' && typeof y === 'object') {
+      if (x.p50_ms !== undefined && y.p50_ms) out[`${k}_p50`] = Math.round((x.p50_ms / y.p50_ms) * 100) / 100;
+      if (x.rpcs_per_s !== undefined && y.rpcs_per_s) out[`${k}_rpcs_per_s`] = Math.round((x.rpcs_per_s / y.rpcs_per_s) * 100) / 100;
+    }
+  }
+  return out;
+}
