@@ -1,0 +1,35 @@
+// The backup node of the sync benchmark, in its own process (as on a real pair): a soft engine and
+// its sync, configured from TANDEM_SYNC_BENCH_CONFIG; answers the parent over IPC with its table
+// size and memory.
+process.env.TANDEM_LOG_LEVEL ??= 'warn';
+const { SoftEngine } = await import('../fastpath/soft/soft-engine.js');
+const { SyncService } = await import('../sync/sync-service.js');
+
+type Json = Record<string, unknown>;
+const config = JSON.parse(process.env.TANDEM_SYNC_BENCH_CONFIG ?? '{}') as Json;
+const workers = Number(process.env.TANDEM_SYNC_BENCH_WORKERS ?? '2');
+const engine = await SoftEngine.create({ workers });
+const service = new SyncService(engine, { nodeId: 'ha2', backoffMinMs: 20, backoffMaxMs: 200 });
+for (const v of config['tandem-vrf:vrf'] as Json[]) await engine.applyVrf(String(v['name']), { name: String(v['name']), json: v });
+await service.applyHa(config);
+await service.applySync(config);
+const send = (m: unknown): void => {
+  process.send?.(m);
+};
+process.on('message', (m: { cmd: string }) => {
+  void (async () => {
+    if (m.cmd === 'count') {
+      send({ count: engine.counters('main').conntracks, ready: service.ready() });
+    } else if (m.cmd === 'memory') {
+      global.gc?.();
+      const mem = await engine.memory();
+      send({ tableBytes: mem.tableBytes, conntracks: mem.conntracks, rss: process.memoryUsage().rss });
+    } else if (m.cmd === 'stop') {
+      await service.close();
+      await engine.close();
+      process.exit(0);
+    }
+  })();
+});
+global.gc?.();
+send({ started: true, rss: process.memoryUsage().rss });

@@ -1,0 +1,224 @@
+// Conntrack records on the wire. A CT_NEW/CT_UPDATE payload is a u16 count followed by records:
+//   u8 flags (bits 0-1 protocol, bit 2 IPv6, bit 3 activity synchronised, bit 4 virtual service)
+//   u8 TCP state, u32 timeout (s), u32 age of the last activity (ms),
+//   original src, dst, u16 sport, u16 dport; reply src, dst, u16 sport, u16 dport;
+//   [u8 length + UTF-8 name of the virtual service]
+// (34 bytes for IPv4 without a virtual service). A CT_DELETE payload is a u16 count followed by
+// u8 flags and the original tuple. Decoding checks every field and the exact payload length.
+import type { ConntrackEntry, FlowTuple, L4Proto, TcpState } from '../fastpath/engine.js';
+import { ipFamily, readIPv4, readIPv6, writeIPv4, writeIPv6 } from './ip-bytes.js';
+import { SyncProtocolError } from './protocol.js';
+
+const PROTOS: readonly L4Proto[] = ['tcp', 'udp', 'icmp'];
+export const STATES: readonly TcpState[] = [
+  'syn-sent', 'syn-recv', 'established', 'fin-wait', 'close-wait', 'last-ack', 'time-wait', 'close',
+];
+const STATE_INDEX = new Map<TcpState, number>(STATES.map((s, i) => [s, i]));
+const PROTO_INDEX = new Map<L4Proto, number>(PROTOS.map((p, i) => [p, i]));
+
+const F_V6 = 0x04;
+const F_ACTIVITY = 0x08;
+const F_VS = 0x10;
+const F_KNOWN = 0x1f;
+const MAX_AGE_MS = 0xffffffff;
+/** Longest accepted timeout: one year (YANG ranges are far below). */
+const MAX_TIMEOUT_S = 366 * 24 * 3600;
+
+/** A conntrack as sync sends it. */
+export interface SyncRecord {
+  entry: ConntrackEntry;
+  /** Send the activity time (manual synchronisation, rule 8). */
+  withActivity: boolean;
+  /** Timeout to announce (seconds); rule 3 sets the TCP undefined value when leaving established. */
+  timeout: number;
+}
+
+/** What the receiver reconstructs: vrf, times and flags are filled in by the caller. */
+export interface DecodedRecord {
+  orig: FlowTuple;
+  reply: FlowTuple;
+  state: TcpState;
+  timeout: number;
+  activityAgeMs: number;
+  activitySynced: boolean;
+  virtualService?: string;
+}
+
+function tupleBytes(v6: boolean): number {
+  return (v6 ? 32 : 8) + 4;
+}
+
+/** Size of a record, or throws SyncProtocolError (a build error) if it cannot be encoded. */
+export function recordSize(rec: SyncRecord): number {
+  const { orig, reply, virtualService } = rec.entry;
+  const fam = ipFamily(orig.src);
+  if (ipFamily(orig.dst) !== fam || ipFamily(reply.src) !== fam || ipFamily(reply.dst) !== fam) {
+    throw new SyncProtocolError('mixed address families in one conntrack');
+  }
+  if (!PROTO_INDEX.has(orig.proto)) throw new SyncProtocolError(`unknown protocol ${orig.proto}`);
+  if (!STATE_INDEX.has(rec.entry.state)) throw new SyncProtocolError(`unknown state ${rec.entry.state}`);
+  if (!Number.isInteger(rec.timeout) || rec.timeout < 0 || rec.timeout > MAX_TIMEOUT_S) {
+    throw new SyncProtocolError(`timeout out of range: ${rec.timeout}`);
+  }
+  let size = 10 + 2 * tupleBytes(fam === 6);
+  if (virtualService !== undefined) {
+    const n = Buffer.byteLength(virtualService);
+    if (n > 255) throw new SyncProtocolError('virtual service name longer than 255 bytes');
+    size += 1 + n;
+  }
+  return size;
+}
+
+function writeTuple(t: FlowTuple, v6: boolean, buf: Buffer, off: number): number {
+  let o = v6 ? writeIPv6(t.src, buf, off) : writeIPv4(t.src, buf, off);
+  o = v6 ? writeIPv6(t.dst, buf, o) : writeIPv4(t.dst, buf, o);
+  buf.writeUInt16BE(t.sport, o);
+  buf.writeUInt16BE(t.dport, o + 2);
+  return o + 4;
+}
+
+function readTuple(proto: L4Proto, v6: boolean, buf: Buffer, off: number): [FlowTuple, number] {
+  const src = v6 ? readIPv6(buf, off) : readIPv4(buf, off);
+  const dst = v6 ? readIPv6(buf, off + (v6 ? 16 : 4)) : readIPv4(buf, off + 4);
+  const o = off + (v6 ? 32 : 8);
+  return [{ proto, src, dst, sport: buf.readUInt16BE(o), dport: buf.readUInt16BE(o + 2) }, o + 4];
+}
+
+/** Encode records whose sizes were computed with recordSize (same order). */
+export function encodeRecords(recs: SyncRecord[], sizes: number[], now: number): Buffer {
+  let total = 2;
+  for (const s of sizes) total += s;
+  const buf = Buffer.allocUnsafe(total);
+  buf.writeUInt16BE(recs.length, 0);
+  let off = 2;
+  for (const rec of recs) {
+    const e = rec.entry;
+    const v6 = e.orig.src.includes(':');
+    let flags = PROTO_INDEX.get(e.orig.proto) as number;
+    if (v6) flags |= F_V6;
+    if (rec.withActivity) flags |= F_ACTIVITY;
+    if (e.virtualService !== undefined) flags |= F_VS;
+    buf.writeUInt8(flags, off);
+    buf.writeUInt8(STATE_INDEX.get(e.state) as number, off + 1);
+    buf.writeUInt32BE(rec.timeout, off + 2);
+    buf.writeUInt32BE(Math.min(MAX_AGE_MS, Math.max(0, Math.round(now - e.lastActivity))), off + 6);
+    off = writeTuple(e.orig, v6, buf, off + 10);
+    off = writeTuple(e.reply, v6, buf, off);
+    if (e.virtualService !== undefined) {
+      const n = buf.write(e.virtualService, off + 1, 'utf8');
+      buf.writeUInt8(n, off);
+      off += 1 + n;
+    }
+  }
+  return buf;
+}
+
+function need(buf: Buffer, off: number, n: number): void {
+  if (off + n > buf.length) throw new SyncProtocolError(`truncated record at byte ${off}`);
+}
+
+type RecordBuilder<T> = (
+  orig: FlowTuple, reply: FlowTuple, state: TcpState, timeout: number, activityAgeMs: number, activitySynced: boolean, virtualService: string | undefined,
+) => T;
+
+/** Decode and check every record of a CT_NEW/CT_UPDATE payload, building each with `build`. */
+function decodeWith<T>(buf: Buffer, build: RecordBuilder<T>): T[] {
+  need(buf, 0, 2);
+  const count = buf.readUInt16BE(0);
+  const out: T[] = [];
+  let off = 2;
+  for (let i = 0; i < count; i++) {
+    need(buf, off, 10);
+    const flags = buf.readUInt8(off);
+    if ((flags & ~F_KNOWN) !== 0) throw new SyncProtocolError(`unknown record flags 0x${flags.toString(16)}`);
+    const proto = PROTOS[flags & 0x03];
+    if (!proto) throw new SyncProtocolError(`unknown protocol ${flags & 0x03}`);
+    const state = STATES[buf.readUInt8(off + 1)];
+    if (!state) throw new SyncProtocolError(`unknown TCP state ${buf.readUInt8(off + 1)}`);
+    const timeout = buf.readUInt32BE(off + 2);
+    if (timeout > MAX_TIMEOUT_S) throw new SyncProtocolError(`timeout out of range: ${timeout}`);
+    const activityAgeMs = buf.readUInt32BE(off + 6);
+    const v6 = (flags & F_V6) !== 0;
+    need(buf, off + 10, 2 * tupleBytes(v6));
+    const [orig, o1] = readTuple(proto, v6, buf, off + 10);
+    const [reply, o2] = readTuple(proto, v6, buf, o1);
+    off = o2;
+    let vs: string | undefined;
+    if ((flags & F_VS) !== 0) {
+      need(buf, off, 1);
+      const n = buf.readUInt8(off);
+      need(buf, off + 1, n);
+      vs = buf.toString('utf8', off + 1, off + 1 + n);
+      if (n === 0 || Buffer.byteLength(vs) !== n) throw new SyncProtocolError('bad virtual service name');
+      off += 1 + n;
+    }
+    out.push(build(orig, reply, state, timeout, activityAgeMs, (flags & F_ACTIVITY) !== 0, vs));
+  }
+  if (off !== buf.length) throw new SyncProtocolError(`${buf.length - off} trailing bytes after ${count} records`);
+  return out;
+}
+
+export function decodeRecords(buf: Buffer): DecodedRecord[] {
+  return decodeWith(buf, (orig, reply, state, timeout, activityAgeMs, activitySynced, virtualService) => {
+    const r: DecodedRecord = { orig, reply, state, timeout, activityAgeMs, activitySynced };
+    if (virtualService !== undefined) r.virtualService = virtualService;
+    return r;
+  });
+}
+
+/**
+ * The receiver's fast path: records straight into synced entries of `vrf`. The activity time is
+ * the master's (converted to this node's clock `now`) when it was synchronised, else `now`.
+ */
+export function decodeEntries(buf: Buffer, vrf: string, now: number): ConntrackEntry[] {
+  return decodeWith(buf, (orig, reply, state, timeout, age, activity, vs) => {
+    const e: ConntrackEntry = {
+      vrf, orig, reply, state, timeout, alg: false, establishedAt: now, lastActivity: activity ? now - age : now, synced: true,
+    };
+    if (vs !== undefined) e.virtualService = vs;
+    if (activity) e.activitySynced = true;
+    return e;
+  });
+}
+
+export function deleteSize(t: FlowTuple): number {
+  const fam = ipFamily(t.src);
+  if (ipFamily(t.dst) !== fam) throw new SyncProtocolError('mixed address families in one tuple');
+  if (!PROTO_INDEX.has(t.proto)) throw new SyncProtocolError(`unknown protocol ${t.proto}`);
+  return 1 + tupleBytes(fam === 6);
+}
+
+export function encodeDeletes(tuples: FlowTuple[], sizes: number[]): Buffer {
+  let total = 2;
+  for (const s of sizes) total += s;
+  const buf = Buffer.allocUnsafe(total);
+  buf.writeUInt16BE(tuples.length, 0);
+  let off = 2;
+  for (const t of tuples) {
+    const v6 = t.src.includes(':');
+    buf.writeUInt8((PROTO_INDEX.get(t.proto) as number) | (v6 ? F_V6 : 0), off);
+    off = writeTuple(t, v6, buf, off + 1);
+  }
+  return buf;
+}
+
+export function decodeDeletes(buf: Buffer): FlowTuple[] {
+  need(buf, 0, 2);
+  const count = buf.readUInt16BE(0);
+  const out: FlowTuple[] = [];
+  let off = 2;
+  for (let i = 0; i < count; i++) {
+    need(buf, off, 1);
+    const flags = buf.readUInt8(off);
+    if ((flags & ~(F_V6 | 0x03)) !== 0) throw new SyncProtocolError(`unknown delete flags 0x${flags.toString(16)}`);
+    const proto = PROTOS[flags & 0x03];
+    if (!proto) throw new SyncProtocolError(`unknown protocol ${flags & 0x03}`);
+    const v6 = (flags & F_V6) !== 0;
+    need(buf, off + 1, tupleBytes(v6));
+    const [t, o] = readTuple(proto, v6, buf, off + 1);
+    out.push(t);
+    off = o;
+  }
+  if (off !== buf.length) throw new SyncProtocolError(`${buf.length - off} trailing bytes after ${count} deletes`);
+  return out;
+}

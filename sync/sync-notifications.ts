@@ -1,0 +1,35 @@
+// Service events as the YANG notifications of tandem-ha and tandem-ha-fp-conntrack (RFC 7951 JSON).
+import type { ConfigJson } from '../agent/transaction/subsystem.js';
+import type { ServiceNotification } from './sync-service.js';
+
+const HFC = 'tandem-ha-fp-conntrack';
+
+export function toYangNotification(n: ServiceNotification): ConfigJson {
+  switch (n.kind) {
+    case 'ha-group-state-change':
+      return {
+        'tandem-ha:group-state-change': {
+          group: n.group,
+          ...(n.oldState ? { 'old-state': n.oldState } : {}),
+          'new-state': n.newState,
+          controller: n.controller,
+        },
+      };
+    case 'connection-up':
+      return { [`${HFC}:sync-connection-up`]: { vrf: n.vrf, peer: n.peer, client: n.client } };
+    case 'connection-down':
+      return { [`${HFC}:sync-connection-down`]: { vrf: n.vrf, peer: n.peer, client: n.client, reason: n.reason } };
+    case 'full-resync-complete':
+      return {
+        [`${HFC}:full-resync-complete`]: {
+          vrf: n.vrf, peer: n.peer, time: n.summary.time, duration: n.summary.duration, count: String(n.summary.count),
+        },
+      };
+    case 'manual-synchronization-complete':
+      return { [`${HFC}:manual-synchronization-complete`]: { vrf: n.vrf, count: String(n.count), duration: n.duration } };
+    case 'peer-configuration-mismatch':
+      return {
+        [`${HFC}:peer-configuration-mismatch`]: { vrf: n.vrf, peer: n.peer, 'local-fingerprint': n.local, 'peer-fingerprint': n.remote },
+      };
+  }
+}

@@ -1,0 +1,32 @@
+// The ha-fp-conntrack-synchronization RPC (the seed's `cmd ha-fp-conntrack synchronization vrf X`):
+// it starts a manual synchronisation on the master and answers at once; completion is logged and
+// raised as the manual-synchronization-complete notification.
+import type { ConfigJson, RpcProvider } from '../agent/transaction/subsystem.js';
+import { NetconfError } from '../agent/netconf/netconf-error.js';
+import { logger } from '../agent/log.js';
+import type { SyncService } from './sync-service.js';
+
+const log = logger('sync-rpc');
+
+export class ManualSynchronizationRpc implements RpcProvider {
+  readonly rpcPath = '/tandem-ha-fp-conntrack:ha-fp-conntrack-synchronization';
+
+  constructor(private readonly service: SyncService) {}
+
+  async invoke(input: ConfigJson): Promise<ConfigJson> {
+    const vrf = input['vrf'];
+    if (typeof vrf !== 'string') {
+      throw new NetconfError('missing-element', 'protocol', 'ha-fp-conntrack-synchronization needs a vrf', { info: [{ name: 'bad-element', value: 'vrf' }] });
+    }
+    const vs = this.service.vrfs.get(vrf);
+    if (!vs) {
+      throw new NetconfError('invalid-value', 'application', `VRF ${vrf} has no ha-fp-conntrack configured`, { info: [{ name: 'bad-element', value: 'vrf' }] });
+    }
+    if (vs.role !== 'master') {
+      throw new NetconfError('operation-failed', 'application',
+        `VRF ${vrf} is backup (HA group ${vs.config.listenHaGroup}): run the synchronization on the master`);
+    }
+    this.service.manualSync(vrf).catch((err: Error) => log.error({ vrf, err: err.message }, 'manual synchronization failed'));
+    return { message: 'Synchronization started, completion will appear in the log.' };
+  }
+}

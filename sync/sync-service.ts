@@ -1,0 +1,185 @@
+// Everything sync and HA on one node: the HA groups, one VrfSync per VRF with ha-fp-conntrack,
+// the listeners its peers connect to, and the routing of dataplane events. The commit subsystems
+// call apply*() with whole configurations; state providers and the RPC read from here.
+import { hostname } from 'node:os';
+import type { ConntrackEvent, DataplaneEngine, HaRole, L4Proto } from '../fastpath/engine.js';
+import { type Clock, RealClock } from '../fastpath/clock.js';
+import { logger } from '../agent/log.js';
+import { HaGroups, readHaGroups, type HaGroupChange } from './ha-groups.js';
+import { readSyncConfigs, sameConnections, type VrfSyncConfig } from './sync-config.js';
+import { SyncListener } from './sync-listener.js';
+import { type SyncNotification, type SyncTuning, VrfSync } from './vrf-sync.js';
+
+const log = logger('sync-service');
+
+export interface SyncServiceOptions {
+  /** Clock of conntrack time (delays, activity ages); the engine's clock. Default: real time. */
+  clock?: Clock;
+  /** Clock of network timers (keepalive, reconnect backoff). Default: real time. */
+  netClock?: Clock;
+  nodeId?: string;
+  /** Messages queued per connection before it is marked out of sync (default 65536). */
+  queueLimit?: number;
+  keepaliveMs?: number;
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+export type ServiceNotification = SyncNotification | ({ kind: 'ha-group-state-change' } & HaGroupChange);
+
+type Json = Record<string, unknown>;
+
+const PROTOS: readonly L4Proto[] = ['tcp', 'udp', 'icmp'];
+
+export class SyncService {
+  readonly groups = new HaGroups();
+  readonly vrfs = new Map<string, VrfSync>();
+  private listeners = new Map<string, SyncListener>();
+  private appliedRoles = new Map<string, HaRole>();
+  private readonly clock: Clock;
+  private readonly netClock: Clock;
+  private readonly tuning: SyncTuning;
+  private sinks = new Set<(n: ServiceNotification) => void>();
+  private unsubscribe: () => void;
+  private lastConfig: Json = {};
+
+  constructor(
+    readonly engine: DataplaneEngine,
+    opts: SyncServiceOptions = {},
+  ) {
+    this.clock = opts.clock ?? new RealClock();
+    this.netClock = opts.netClock ?? new RealClock();
+    this.tuning = {
+      nodeId: opts.nodeId ?? hostname(),
+      queueLimit: opts.queueLimit ?? 65536,
+      keepaliveMs: opts.keepaliveMs ?? 1000,
+      backoffMinMs: opts.backoffMinMs ?? 100,
+      backoffMaxMs: opts.backoffMaxMs ?? 5000,
+    };
+    this.unsubscribe = engine.onEvent((ev: ConntrackEvent) => this.vrfs.get(ev.entry.vrf)?.onEvent(ev));
+    this.groups.subscribe((change) => this.emit({ kind: 'ha-group-state-change', ...change }));
+  }
+
+  get nodeId(): string {
+    return this.tuning.nodeId;
+  }
+
+  onNotification(fn: (n: ServiceNotification) => void): () => void {
+    this.sinks.add(fn);
+    return () => this.sinks.delete(fn);
+  }
+
+  private emit(n: ServiceNotification): void {
+    for (const fn of this.sinks) fn(n);
+  }
+
+  /** Make /tandem-ha:ha of `config` live, then move every VRF to its group's state. */
+  async applyHa(config: Json): Promise<void> {
+    this.groups.apply(readHaGroups(config));
+    await this.followGroups();
+  }
+
+  /** Make every VRF's ha-fp-conntrack (and ha-delays) of `config` live. */
+  async applySync(config: Json): Promise<void> {
+    this.lastConfig = config;
+    const wanted = readSyncConfigs(config, this.engine.workers);
+    for (const [name, vs] of [...this.vrfs]) {
+      const next = wanted.get(name);
+      if (next && sameConnections(vs.config, next)) continue;
+      await this.removeVrf(name);
+    }
+    for (const [name, cfg] of wanted) {
+      const existing = this.vrfs.get(name);
+      if (existing) {
+        existing.update(cfg);
+      } else {
+        this.addVrf(cfg);
+      }
+      this.engine.setFailoverPolicy?.(name, { graceSeconds: this.graceOf(cfg) });
+    }
+    await this.followGroups();
+  }
+
+  private graceOf(cfg: VrfSyncConfig): Partial<Record<L4Proto, number>> {
+    const out: Partial<Record<L4Proto, number>> = {};
+    for (const p of PROTOS) {
+      const g = cfg.delays[p].grace;
+      if (g !== undefined) out[p] = g;
+    }
+    return out;
+  }
+
+  private addVrf(cfg: VrfSyncConfig): void {
+    const vs = new VrfSync(cfg, this.engine, this.clock, this.netClock, this.tuning, (n) => this.emit(n));
+    this.vrfs.set(cfg.vrf, vs);
+    if (cfg.enabled) {
+      for (const key of new Set(cfg.peers.map((p) => `${p.source}|${p.port}`))) {
+        const [address, port] = key.split('|') as [string, string];
+        let l = this.listeners.get(key);
+        if (!l) {
+          l = new SyncListener(address, Number(port), this.netClock, this.tuning.keepaliveMs);
+          this.listeners.set(key, l);
+          l.start();
+        }
+        l.attach(cfg.vrf, (hello, remote) => vs.accept(hello, remote));
+      }
+    }
+    vs.start();
+    log.info({ vrf: cfg.vrf, peers: cfg.peers.map((p) => p.name), workers: cfg.workers }, 'ha-fp-conntrack configured');
+  }
+
+  private async removeVrf(name: string): Promise<void> {
+    const vs = this.vrfs.get(name);
+    if (!vs) return;
+    this.vrfs.delete(name);
+    this.appliedRoles.delete(name);
+    await vs.stop();
+    for (const [key, l] of [...this.listeners]) {
+      if (l.detach(name) === 0) {
+        this.listeners.delete(key);
+        await l.close();
+      }
+    }
+    log.info({ vrf: name }, 'ha-fp-conntrack removed');
+  }
+
+  /** Rule 11: the dataplane of each VRF and its sync follow the VRF's listen-ha-group. */
+  private async followGroups(): Promise<void> {
+    for (const [name, vs] of this.vrfs) {
+      const role = this.groups.state(vs.config.listenHaGroup);
+      if (this.appliedRoles.get(name) !== role) {
+        try {
+          await this.engine.setRole(name, role);
+          this.appliedRoles.set(name, role);
+        } catch (err) {
+          log.error({ vrf: name, role, err: (err as Error).message }, 'dataplane could not change role');
+        }
+      }
+      vs.setRole(role);
+    }
+  }
+
+  /** The ha-fp-conntrack-synchronization RPC (rule 8). */
+  manualSync(vrf: string): Promise<{ count: number; duration: number }> {
+    const vs = this.vrfs.get(vrf);
+    if (!vs) return Promise.reject(new Error(`VRF ${vrf} has no ha-fp-conntrack configured`));
+    return vs.manualSync();
+  }
+
+  /** Listeners are up and every connection of every VRF is established. */
+  ready(): boolean {
+    return [...this.listeners.values()].every((l) => l.listening) && [...this.vrfs.values()].every((v) => !v.config.enabled || v.allEstablished());
+  }
+
+  async close(): Promise<void> {
+    this.unsubscribe();
+    for (const name of [...this.vrfs.keys()]) await this.removeVrf(name);
+    for (const l of this.listeners.values()) await l.close();
+    this.listeners.clear();
+  }
+
+  /** The configuration last applied (state data reads VRF names from it). */
+  config(): Json {
+    return this.lastConfig;
+  }
+}

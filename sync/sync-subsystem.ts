@@ -1,0 +1,77 @@
+// Commit subsystem of HA conntrack synchronisation: every VRF's ha-fp-conntrack and ha-delays.
+// It also listens to the parts of the configuration sync depends on but does not own alone (the
+// pool size, the TCP undefined timeout, the firewall and CG-NAT fingerprint, the mirrored virtual
+// services). VRRP (/vrf/vrrp, /vrf/interface/vrrp) belongs to sync/vrrp's subsystem.
+import type { CommitContext, CommitSubsystem, SubsystemError } from '../agent/transaction/subsystem.js';
+import { readSyncConfigs, vrfEntries } from './sync-config.js';
+import type { SyncService } from './sync-service.js';
+
+export const SYNC_OWNS = [
+  '/tandem-vrf:vrf/tandem-ha-fp-conntrack:ha-fp-conntrack',
+  '/tandem-vrf:vrf/tandem-conntrack:network-stack/fast-path/conntrack/ha-delays',
+];
+
+/** Subtrees owned by the fastpath subsystem whose changes sync must also see. */
+export const SYNC_WATCHES = [
+  '/tandem-system:system/fast-path',
+  '/tandem-network-profile:network-profile',
+  '/tandem-vrf:vrf/tandem-firewall:firewall',
+  '/tandem-vrf:vrf/tandem-cg-nat:cg-nat',
+  '/tandem-vrf:vrf/tandem-virtual-service:virtual-service',
+  '/tandem-vrf:vrf/tandem-conntrack:network-stack/fast-path/conntrack/timeouts',
+];
+
+type Json = Record<string, unknown>;
+
+function vrfPath(name: string): string {
+  return `/tandem-vrf:vrf[name='${name}']`;
+}
+
+export class SyncSubsystem implements CommitSubsystem {
+  readonly name = 'sync';
+  readonly owns = [...SYNC_OWNS, ...SYNC_WATCHES];
+
+  constructor(private readonly service: SyncService) {}
+
+  validate(ctx: CommitContext): SubsystemError[] {
+    const errors: SubsystemError[] = [];
+    for (const v of vrfEntries(ctx.newConfig)) {
+      const name = String(v['name']);
+      const ha = v['tandem-ha-fp-conntrack:ha-fp-conntrack'] as Json | undefined;
+      if (!ha) continue;
+      const seen = new Map<string, string>();
+      for (const p of (Array.isArray(ha['peer']) ? ha['peer'] : []) as Json[]) {
+        const address = String(p['address']);
+        const other = seen.get(address);
+        if (other !== undefined) {
+          errors.push({
+            message: `peers ${other} and ${String(p['name'])} have the same address ${address}; a peer is recognised by its address`,
+            path: `${vrfPath(name)}/tandem-ha-fp-conntrack:ha-fp-conntrack/peer[name='${String(p['name'])}']/address`,
+          });
+        }
+        seen.set(address, String(p['name']));
+        if (p['source'] === p['address']) {
+          errors.push({ message: `peer ${String(p['name'])}: source and address are both ${address}`, path: `${vrfPath(name)}/tandem-ha-fp-conntrack:ha-fp-conntrack/peer[name='${String(p['name'])}']` });
+        }
+      }
+    }
+    if (errors.length === 0) {
+      try {
+        readSyncConfigs(ctx.newConfig, this.service.engine.workers);
+      } catch (err) {
+        errors.push({ message: (err as Error).message });
+      }
+    }
+    return errors;
+  }
+
+  async prepare(ctx: CommitContext): Promise<SubsystemError[]> {
+    return this.validate(ctx);
+  }
+
+  async apply(ctx: CommitContext): Promise<void> {
+    await this.service.applySync(ctx.newConfig);
+  }
+
+  async abort(_ctx: CommitContext): Promise<void> {}
+}

@@ -1,0 +1,56 @@
+// TupleMap against a plain Map on random operations, with tuples crafted to collide on the
+// source address and port, IPv6 ones, and value updates.
+import { expect } from 'chai';
+import type { FlowTuple } from '../../fastpath/engine.js';
+import { TupleMap } from '../../sync/tuple-map.js';
+
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('sync TupleMap', () => {
+  it('behaves like a string-keyed Map over 50,000 random operations', () => {
+    const r = rng(3);
+    const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)] as T;
+    const tuples: FlowTuple[] = [];
+    for (let i = 0; i < 400; i++) {
+      const v6 = r() < 0.1;
+      tuples.push({
+        proto: pick(['tcp', 'udp', 'icmp'] as const),
+        src: v6 ? `2001:db8::${Math.floor(r() * 4)}` : `10.0.0.${Math.floor(r() * 4)}`, // few sources: collisions
+        dst: v6 ? `2001:db8:1::${Math.floor(r() * 4)}` : `192.0.2.${Math.floor(r() * 255)}`,
+        sport: 1000 + Math.floor(r() * 3),
+        dport: Math.floor(r() * 65536),
+      });
+    }
+    const key = (t: FlowTuple): string => `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}`;
+    const m = new TupleMap();
+    const ref = new Map<string, number>();
+    for (let i = 0; i < 50_000; i++) {
+      const t = pick(tuples);
+      const op = r();
+      if (op < 0.45) {
+        const v = Math.floor(r() * 8);
+        m.set(t, v);
+        ref.set(key(t), v);
+      } else if (op < 0.75) {
+        expect(m.delete(t)).to.equal(ref.delete(key(t)));
+      } else {
+        expect(m.get(t)).to.equal(ref.get(key(t)));
+      }
+      expect(m.size).to.equal(ref.size);
+    }
+    for (const t of tuples) expect(m.get(t)).to.equal(ref.get(key(t)));
+  });
+
+  it('refuses values it cannot pack', () => {
+    expect(() => new TupleMap().set({ proto: 'tcp', src: '1.2.3.4', dst: '5.6.7.8', sport: 1, dport: 2 }, 8)).to.throw(RangeError);
+  });
+});
