@@ -11,6 +11,13 @@ export interface CommitContext {
   /** Configuration before and after the commit (whole tree; subsystems read the parts they own). */
   oldConfig: ConfigJson;
   newConfig: ConfigJson;
+  /**
+   * Added by the operations layer: data paths the commit changed (module names as prefixes, e.g.
+   * "/tandem-vrf:vrf[name='main']/tandem-firewall:firewall/rule[name='r1']"), when they are known
+   * (an edit replayed on running); absent when the whole configuration may have changed
+   * (copy-config, confirmed-commit revert, start). A subsystem may use it to skip unchanged parts.
+   */
+  changedPaths?: string[];
 }
 
 /** A problem found by validate or prepare, reported to the client as an rpc-error. */

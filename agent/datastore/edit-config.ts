@@ -1,0 +1,383 @@
+// RFC 6241 <edit-config> semantics applied to a ConfigRoot: the operation attribute (merge, replace,
+// create, delete, remove), default-operation none, list/leaf-list identity, choice case exclusion
+// and YANG ordered-by-user insertion. Values are only carried here; libyang checks them.
+import type { XmlElement } from '../netconf/xml-element.js';
+import { NetconfError } from '../netconf/netconf-error.js';
+import { identityOf, type ConfigNode, type ConfigParent, type ConfigRoot } from './config-tree.js';
+import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
+
+export const NETCONF_BASE_NS = 'urn:ietf:params:xml:ns:netconf:base:1.0';
+const YANG_NS = 'urn:ietf:params:xml:ns:yang:1';
+
+export type EditOperation = 'merge' | 'replace' | 'create' | 'delete' | 'remove' | 'none';
+export type ErrorOption = 'stop-on-error' | 'continue-on-error' | 'rollback-on-error';
+
+/** One point of the datastore that an edit touched, for netconf-config-change. */
+export interface EditChange {
+  /** Data path, module names as prefixes: /tandem-vrf:vrf[name='main']/tandem-firewall:firewall */
+  path: string;
+  operation: 'create' | 'delete' | 'merge' | 'replace' | 'remove';
+}
+
+/**
+ * The same edit as libyang path operations (lyd_new_path / lyd_free_tree), so that a commit can
+ * replay it on a copy of running's tree instead of re-parsing the whole datastore. Undefined when
+ * the edit has something paths cannot express (positioned inserts, prefixed values, anydata).
+ */
+export type LyOp = { op: 'set'; path: string; value?: string } | { op: 'remove'; path: string };
+
+export interface EditResult {
+  /** The edited configuration (the input root is left as it was; unchanged subtrees are shared). */
+  root: ConfigRoot;
+  changes: EditChange[];
+  lyOps: LyOp[] | undefined;
+  /** Errors collected under continue-on-error (others throw on the first one). */
+  errors: NetconfError[];
+}
+
+const OPERATIONS = new Set<EditOperation>(['merge', 'replace', 'create', 'delete', 'remove', 'none']);
+
+/** Parse a NETCONF operation name, or throw the rpc-error RFC 6241 asks for. */
+export function parseOperation(value: string, what: string): EditOperation {
+  const v = value.trim() as EditOperation;
+  if (!OPERATIONS.has(v)) {
+    throw new NetconfError('bad-attribute', 'protocol', `invalid ${what} '${value}'`, {
+      info: [{ name: 'bad-attribute', value: what }, { name: 'bad-element', value: what }],
+    });
+  }
+  return v;
+}
+
+function quote(v: string): string {
+  return v.includes("'") ? `"${v}"` : `'${v}'`;
+}
+
+/** Data path of `node` under `parentPath` (prefix written when the module changes). */
+export function childPath(parentPath: string, parentModule: string | undefined, node: ConfigNode): string {
+  const s = node.schema;
+  let p = `${parentPath}/${s.module !== parentModule ? `${s.module}:` : ''}${s.name}`;
+  if (s.kind === 'list') {
+    for (const k of s.keys) p += `[${k}=${quote(node.children.find((c) => c.schema.name === k)?.value ?? '')}]`;
+  } else if (s.kind === 'leaf-list') {
+    p += `[.=${quote(node.value ?? '')}]`;
+  }
+  return p;
+}
+
+/** Identity -> node maps of sibling arrays, built on first lookup and kept up to date by the applier. */
+const siblingIndex = new WeakMap<ConfigNode[], Map<string, ConfigNode>>();
+
+function indexOf(children: ConfigNode[]): Map<string, ConfigNode> {
+  let m = siblingIndex.get(children);
+  if (!m) {
+    m = new Map(children.map((c) => [identityOf(c), c]));
+    siblingIndex.set(children, m);
+  }
+  return m;
+}
+
+function insertAt(children: ConfigNode[], idx: number, node: ConfigNode): void {
+  if (idx < 0 || idx >= children.length) children.push(node);
+  else children.splice(idx, 0, node);
+  siblingIndex.get(children)?.set(identityOf(node), node);
+}
+
+function removeAt(children: ConfigNode[], idx: number): void {
+  const [gone] = children.splice(idx, 1);
+  if (gone) siblingIndex.get(children)?.delete(identityOf(gone));
+}
+
+class EditApplier {
+  readonly changes: EditChange[] = [];
+  readonly errors: NetconfError[] = [];
+  lyOps: LyOp[] | undefined = [];
+  /** Nodes this edit created or copied: only these may change (stored trees are shared, never mutated). */
+  private readonly owned = new WeakSet<ConfigNode>();
+
+  /** A node of `parent` that this edit may change: copied (children array included) on first use. */
+  private own(parent: ConfigParent, node: ConfigNode): ConfigNode {
+    if (this.owned.has(node)) return node;
+    const copy: ConfigNode = { ...node, children: node.children.slice() };
+    parent.children[parent.children.indexOf(node)] = copy;
+    siblingIndex.get(parent.children)?.set(identityOf(copy), copy);
+    this.owned.add(copy);
+    return copy;
+  }
+
+  private setOp(path: string, node: ConfigNode): void {
+    if (!this.lyOps) return;
+    const s = node.schema;
+    if (s.kind === 'anydata' || s.kind === 'anyxml' || node.valueNs || /'[^\]]*"|"[^\]]*'/.test(path)) {
+      this.lyOps = undefined;
+      return;
+    }
+    if (s.kind === 'leaf') {
+      if (node.value === undefined || node.value === '') this.lyOps = undefined;
+      else this.lyOps.push({ op: 'set', path, value: node.value });
+    } else {
+      this.lyOps.push({ op: 'set', path });
+    }
+  }
+
+  private removeOp(path: string): void {
+    this.lyOps?.push({ op: 'remove', path });
+  }
+
+  constructor(private readonly schema: SchemaIndex, private readonly errorOption: ErrorOption) {}
+
+  fail(err: NetconfError): void {
+    if (this.errorOption !== 'continue-on-error') throw err;
+    this.errors.push(err);
+  }
+
+  opOf(el: XmlElement, inherited: EditOperation): EditOperation {
+    const a = el.attrs.find((x) => x.name === 'operation' && x.ns === NETCONF_BASE_NS);
+    return a ? parseOperation(a.value, 'operation') : inherited;
+  }
+
+  resolve(parentSchemaPath: string, el: XmlElement, parentDataPath: string): DataSchemaNode {
+    const mod = this.schema.moduleByNamespace(el.ns)?.name;
+    const at = `${parentDataPath}/${mod ? `${mod}:` : ''}${el.name}`;
+    if (!el.ns || !this.schema.moduleByNamespace(el.ns)) {
+      throw new NetconfError('unknown-namespace', 'application', `unknown namespace '${el.ns}' of element '${el.name}'`, {
+        path: at,
+        info: [{ name: 'bad-element', value: el.name }, { name: 'bad-namespace', value: el.ns }],
+      });
+    }
+    const sn = this.schema.findChild(parentSchemaPath, el.ns, el.name);
+    if (!sn) {
+      throw new NetconfError('unknown-element', 'application', `unknown element '${el.name}' in namespace '${el.ns}' at ${parentDataPath || '/'}`, {
+        path: at,
+        info: [{ name: 'bad-element', value: el.name }],
+      });
+    }
+    if (!sn.config) {
+      throw new NetconfError('invalid-value', 'application', `'${el.name}' is state data and cannot be configured`, {
+        path: at,
+        info: [{ name: 'bad-element', value: el.name }],
+      });
+    }
+    return sn;
+  }
+
+  applyChildren(parent: ConfigParent, parentSchemaPath: string, parentDataPath: string, parentModule: string | undefined,
+    elements: XmlElement[], inherited: EditOperation, skipKeys: string[] = []): void {
+    for (const el of elements) {
+      try {
+        const sn = this.resolve(parentSchemaPath, el, parentDataPath);
+        if (skipKeys.includes(sn.name) && sn.module === parentModule) {
+          const op = this.opOf(el, 'none');
+          if (op === 'delete' || op === 'remove' || op === 'create' || op === 'replace') {
+            throw new NetconfError('bad-attribute', 'protocol', `list key '${sn.name}' cannot take operation '${op}'`, {
+              path: `${parentDataPath}/${sn.name}`, info: [{ name: 'bad-attribute', value: 'operation' }, { name: 'bad-element', value: sn.name }],
+            });
+          }
+          continue;
+        }
+        this.applyOne(parent, sn, parentDataPath, parentModule, el, this.opOf(el, inherited));
+      } catch (err) {
+        if (err instanceof NetconfError) this.fail(err);
+        else throw err;
+      }
+    }
+  }
+
+  private newNode(sn: DataSchemaNode, el: XmlElement): ConfigNode {
+    const node: ConfigNode = { schema: sn, children: [] };
+    if (sn.kind === 'leaf' || sn.kind === 'leaf-list') {
+      node.value = el.text;
+      const m = /^([A-Za-z_][\w.-]*):/.exec(el.text.trim());
+      if (m && el.nsScope[m[1]]) node.valueNs = { [m[1]]: el.nsScope[m[1]] };
+      // Instance-identifiers may use several prefixes.
+      for (const pm of el.text.matchAll(/([A-Za-z_][\w.-]*):[A-Za-z_]/g)) {
+        const p = pm[1];
+        if (el.nsScope[p]) node.valueNs = { ...(node.valueNs ?? {}), [p]: el.nsScope[p] };
+      }
+    } else if (sn.kind === 'anydata' || sn.kind === 'anyxml') {
+      node.raw = el.children.length ? el.children.map((c) => rawXml(c)).join('') : el.text;
+    }
+    return node;
+  }
+
+  private listKeyNodes(sn: DataSchemaNode, el: XmlElement, dataPath: string): ConfigNode[] {
+    return sn.keys.map((k) => {
+      const kel = el.children.find((c) => c.name === k && this.schema.moduleByNamespace(c.ns)?.name === sn.module);
+      if (!kel) {
+        throw new NetconfError('missing-element', 'protocol', `list entry '${sn.name}' is missing its key '${k}'`, {
+          path: dataPath, info: [{ name: 'bad-element', value: k }],
+        });
+      }
+      const ksn = this.schema.findChild(sn.path, kel.ns, k);
+      if (!ksn) throw new NetconfError('unknown-element', 'application', `key '${k}' not in schema`, { info: [{ name: 'bad-element', value: k }] });
+      return this.newNode(ksn, kel);
+    });
+  }
+
+  private insertNode(parent: ConfigParent, node: ConfigNode, el: XmlElement, parentDataPath: string): void {
+    const s = node.schema;
+    // A new node of one case removes the nodes of every other case of the same choice.
+    if (s.choiceCases.length) {
+      const kept = parent.children.filter((c) => !c.schema.choiceCases.some((cc) =>
+        s.choiceCases.some((nc) => nc.choice === cc.choice && nc.caseName !== cc.caseName)));
+      if (kept.length !== parent.children.length) {
+        parent.children = kept;
+        this.lyOps = undefined;
+      }
+    }
+    const insert = el.attrs.find((a) => a.name === 'insert' && a.ns === YANG_NS)?.value;
+    if (s.orderedByUser && insert && insert !== 'last') {
+      this.lyOps = undefined;
+      const sameKind = (c: ConfigNode) => c.schema === s || (c.schema.module === s.module && c.schema.name === s.name);
+      let idx = -1;
+      if (insert === 'first') {
+        idx = parent.children.findIndex(sameKind);
+      } else if (insert === 'before' || insert === 'after') {
+        const ref = el.attrs.find((a) => (a.name === 'key' || a.name === 'value') && a.ns === YANG_NS)?.value ?? '';
+        const target = s.kind === 'leaf-list'
+          ? `${s.module}:${s.name}=${ref}`
+          : `${s.module}:${s.name}` + [...ref.matchAll(/\[\s*(?:[\w.-]+:)?([\w.-]+)\s*=\s*(?:'([^']*)'|"([^"]*)")\s*\]/g)]
+            .map((m) => `[${m[1]}=${m[2] ?? m[3]}]`).join('');
+        const refNode = indexOf(parent.children).get(target);
+        const refIdx = refNode ? parent.children.indexOf(refNode) : -1;
+        if (refIdx < 0) {
+          throw new NetconfError('bad-attribute', 'application', `insert ${insert} '${ref}': no such entry`, {
+            appTag: 'missing-instance', path: parentDataPath, info: [{ name: 'bad-attribute', value: s.kind === 'leaf-list' ? 'value' : 'key' }, { name: 'bad-element', value: s.name }],
+          });
+        }
+        idx = insert === 'before' ? refIdx : refIdx + 1;
+      }
+      if (idx >= 0) {
+        insertAt(parent.children, idx, node);
+        return;
+      }
+    }
+    insertAt(parent.children, -1, node);
+  }
+
+  private applyOne(parent: ConfigParent, sn: DataSchemaNode, parentDataPath: string, parentModule: string | undefined,
+    el: XmlElement, op: EditOperation): void {
+    let probe: ConfigNode;
+    if (sn.kind === 'list') {
+      probe = { schema: sn, children: this.listKeyNodes(sn, el, `${parentDataPath}/${sn.name}`) };
+    } else {
+      probe = this.newNode(sn, el);
+    }
+    this.owned.add(probe);
+    const id = identityOf(probe);
+    const existing = indexOf(parent.children).get(id);
+    const idx = existing ? parent.children.indexOf(existing) : -1;
+    const path = childPath(parentDataPath, parentModule, probe);
+    // Report the points where an operation was asked for (explicitly, or at the top level).
+    const explicit = parentDataPath === '' || el.attrs.some((a) => a.name === 'operation' && a.ns === NETCONF_BASE_NS);
+    const record = (operation: EditChange['operation']) => {
+      if (explicit) this.changes.push({ path, operation });
+    };
+    const isLeafy = sn.kind === 'leaf' || sn.kind === 'leaf-list' || sn.kind === 'anydata' || sn.kind === 'anyxml';
+
+    switch (op) {
+      case 'delete':
+      case 'remove':
+        if (!existing) {
+          if (op === 'delete') {
+            throw new NetconfError('data-missing', 'application', `cannot delete ${path}: it does not exist`, { path });
+          }
+          return;
+        }
+        removeAt(parent.children, idx);
+        this.removeOp(path);
+        record(op);
+        return;
+      case 'create':
+      case 'replace':
+      case 'merge': {
+        if (op === 'create' && existing) {
+          throw new NetconfError('data-exists', 'application', `cannot create ${path}: it already exists`, { path });
+        }
+        if (isLeafy) {
+          if (existing && sn.kind === 'leaf') {
+            parent.children[idx] = probe;
+            indexOf(parent.children).set(id, probe);
+            this.setOp(path, probe);
+          } else if (!existing) {
+            this.insertNode(parent, probe, el, parentDataPath);
+            this.setOp(path, probe);
+          } else if (el.attrs.some((a) => a.name === 'insert' && a.ns === YANG_NS)) {
+            removeAt(parent.children, idx);
+            this.insertNode(parent, probe, el, parentDataPath);
+            this.lyOps = undefined;
+          } else if (sn.kind !== 'leaf-list') {
+            parent.children[idx] = probe;
+            indexOf(parent.children).set(id, probe);
+            this.lyOps = undefined;
+          }
+          record(op === 'create' ? 'create' : op);
+          return;
+        }
+        let node = existing && op !== 'replace' ? this.own(parent, existing) : existing;
+        if (op === 'replace' && existing) {
+          removeAt(parent.children, idx);
+          this.removeOp(path);
+        }
+        if (!node || op === 'replace') {
+          node = probe;
+          this.insertNode(parent, node, el, parentDataPath);
+          this.setOp(path, node);
+        } else if (sn.orderedByUser && el.attrs.some((a) => a.name === 'insert' && a.ns === YANG_NS)) {
+          removeAt(parent.children, parent.children.indexOf(node));
+          this.insertNode(parent, node, el, parentDataPath);
+          this.lyOps = undefined;
+        }
+        record(existing ? op : 'create');
+        // Under a new or replaced node everything is new, so merge is what the children inherit.
+        this.applyChildren(node, sn.path, path, sn.module, el.children, 'merge', sn.kind === 'list' ? sn.keys : []);
+        return;
+      }
+      case 'none': {
+        if (isLeafy) return;
+        if (existing) {
+          this.applyChildren(this.own(parent, existing), sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
+          return;
+        }
+        // Not there yet: keep it only if a descendant operation created something inside.
+        const keyCount = probe.children.length;
+        this.applyChildren(probe, sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
+        if (probe.children.length > keyCount || sn.presence) {
+          if (probe.children.length > keyCount) this.insertNode(parent, probe, el, parentDataPath);
+        }
+        return;
+      }
+    }
+  }
+}
+
+function rawXml(el: XmlElement): string {
+  const attrs = el.attrs.map((a) => ` ${a.prefix ? `${a.prefix}:` : ''}${a.name}="${a.value.replace(/"/g, '&quot;')}"`).join('');
+  const ns = el.prefix ? ` xmlns:${el.prefix}="${el.ns}"` : ` xmlns="${el.ns}"`;
+  const q = el.prefix ? `${el.prefix}:${el.name}` : el.name;
+  const inner = el.children.length ? el.children.map(rawXml).join('') : el.text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  return `<${q}${ns}${attrs}>${inner}</${q}>`;
+}
+
+/**
+ * Apply the children of a <config> element to `root`, giving a new root (copy on write: `root` is
+ * not changed and shares its untouched subtrees with the result). Throws the first NetconfError
+ * unless errorOption is continue-on-error, in which case the errors are returned and the rest applied.
+ */
+export function applyEdit(root: ConfigRoot, config: XmlElement, schema: SchemaIndex,
+  opts: { defaultOperation: 'merge' | 'replace' | 'none'; errorOption: ErrorOption }): EditResult {
+  const applier = new EditApplier(schema, opts.errorOption);
+  const out: ConfigRoot = { children: root.children.slice() };
+  if (opts.defaultOperation === 'replace') {
+    // RFC 6241 7.2: the <config> completely replaces the configuration of the target.
+    out.children = [];
+    applier.lyOps = undefined;
+    applier.changes.push({ path: '/', operation: 'replace' });
+  }
+  applier.applyChildren(out, '/', '', undefined, config.children, opts.defaultOperation);
+  return { root: out, changes: applier.changes, errors: applier.errors, lyOps: applier.lyOps };
+}
+
+/** Build a datastore from a complete configuration document (the children of <config>/<data>). */
+export function configFromXml(config: XmlElement, schema: SchemaIndex): ConfigRoot {
+  return applyEdit({ children: [] }, config, schema, { defaultOperation: 'merge', errorOption: 'stop-on-error' }).root;
+}

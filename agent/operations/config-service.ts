@@ -1,0 +1,176 @@
+// The state the operations share: datastores, locks, the commit transaction, sessions and the
+// notification stream, and the one primitive that changes running (validate, transaction, save).
+import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import type { YangContext } from '../../yang/libyang/api.js';
+import { NetconfError } from '../netconf/netconf-error.js';
+import { logger } from '../log.js';
+import { ConfigStore, type DatastoreName, type ValidatedConfig } from '../datastore/config-store.js';
+import type { ConfigRoot } from '../datastore/config-tree.js';
+import type { EditChange, LyOp } from '../datastore/edit-config.js';
+import { SchemaIndex } from '../datastore/schema-index.js';
+import { toNetconfErrors } from '../datastore/yang-errors.js';
+import { CommitTransaction, NetconfErrorList } from '../transaction/commit-transaction.js';
+import type { CommitSubsystem, RpcProvider, StateProvider } from '../transaction/subsystem.js';
+import { SessionRegistry } from '../monitoring/session-registry.js';
+import { NotificationHub } from '../notifications/notification-hub.js';
+import { configChangeEvent, type ChangedBy } from '../notifications/netconf-events.js';
+
+const log = logger('operations');
+
+export interface DatastoreLock {
+  sessionId: number;
+  since: string;
+}
+
+/** Throw a list of errors as one (one error stays a NetconfError). */
+export function throwErrors(errors: NetconfError[]): never {
+  if (errors.length === 1) throw errors[0];
+  throw new NetconfErrorList(errors);
+}
+
+/** Run libyang work, turning its exceptions into rpc-errors. */
+export function yangCall<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throwErrors(toNetconfErrors(err));
+  }
+}
+
+export class ConfigService {
+  readonly schema: SchemaIndex;
+  readonly store: ConfigStore;
+  readonly transaction: CommitTransaction;
+  readonly locks = new Map<DatastoreName, DatastoreLock>();
+  readonly sessions = new SessionRegistry();
+  readonly hub = new NotificationHub();
+  /** Serialises every operation that reads or writes datastores. */
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly yang: YangContext,
+    stateDir: string,
+    subsystems: CommitSubsystem[],
+    readonly stateProviders: StateProvider[],
+    readonly rpcProviders: RpcProvider[],
+  ) {
+    this.schema = new SchemaIndex(yang);
+    this.store = new ConfigStore(yang, this.schema, stateDir);
+    this.transaction = new CommitTransaction(subsystems);
+  }
+
+  /** Load running (validated and applied through the subsystems) at start. */
+  async start(startupFile?: string): Promise<void> {
+    const started = performance.now();
+    const initial = await this.store.loadInitial(startupFile);
+    const empty = yangCall(() => this.store.validated({ children: [] }));
+    this.store.setRunning(empty);
+    if (initial.children.length > 0) {
+      try {
+        const next = yangCall(() => this.store.validated(initial));
+        await this.transaction.run(empty, next);
+        this.store.setRunning(next);
+        log.info({ topLevelNodes: initial.children.length, ms: Math.round(performance.now() - started) }, 'running configuration restored and applied');
+      } catch (err) {
+        // Refuse to run on a configuration the subsystems did not take rather than run without it.
+        log.error({ err: err instanceof Error ? err.message : String(err) }, 'initial configuration refused; not starting');
+        throw err;
+      }
+    }
+    if (existsSync(this.store.rollbackFile)) {
+      await this.store.persistRunning();
+      await this.store.saveRollback(undefined);
+      log.warn('a confirmed commit that was never confirmed has been reverted');
+    }
+  }
+
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  changedBy(ctx: { sessionId: number; username: string }): ChangedBy {
+    return { username: ctx.username, sessionId: ctx.sessionId, sourceHost: this.sessions.sessions.get(ctx.sessionId)?.sourceHost };
+  }
+
+  /** in-use when another session holds the lock on `ds`. */
+  checkNotLockedByOther(ds: DatastoreName, sessionId: number): void {
+    const lock = this.locks.get(ds);
+    if (lock && lock.sessionId !== sessionId) {
+      throw new NetconfError('in-use', 'protocol', `the ${ds} datastore is locked by session ${lock.sessionId}`, {
+        info: [{ name: 'session-id', value: String(lock.sessionId) }],
+      });
+    }
+  }
+
+  /** Validate `root` with libyang (full tree) and the subsystems' own checks, without applying it. */
+  async validateConfig(root: ConfigRoot): Promise<void> {
+    const v = yangCall(() => this.store.validated(root));
+    try {
+      await this.transaction.validate(this.store.running, v);
+    } finally {
+      v.tree.free();
+    }
+  }
+
+  /**
+   * Make `root` the running configuration: libyang validation, the commit transaction, then the
+   * atomic save. Throws (and changes nothing) when any step before the save fails.
+   */
+  async commitRunning(root: ConfigRoot, by: ChangedBy | undefined, edits: EditChange[], ops?: LyOp[]): Promise<ConfigRoot> {
+    const started = performance.now();
+    const prev = this.store.running;
+    let next: ValidatedConfig;
+    if (ops) {
+      const paths = ops.map((o) => o.path);
+      // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
+      const oldSide = this.transaction.concerned(prev, prev, paths).length ? { json: prev.json } : { json: {} };
+      next = yangCall(() => this.store.applyToRunning(root, ops));
+      log.debug({ inPlace: true, ops: ops.length, validateMs: Math.round(performance.now() - started) }, 'new running validated');
+      try {
+        await this.transaction.run(oldSide, next, paths);
+      } catch (err) {
+        this.store.rebuildRunning();
+        throw err;
+      }
+    } else {
+      next = yangCall(() => this.store.validated(root));
+      log.debug({ inPlace: false, validateMs: Math.round(performance.now() - started) }, 'new running validated');
+      try {
+        await this.transaction.run(prev, next);
+      } catch (err) {
+        next.tree.free();
+        throw err;
+      }
+    }
+    const previous = prev.root;
+    const applied = performance.now();
+    this.store.setRunning(next);
+    try {
+      await this.store.persistRunning();
+      log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(applied - started),
+        saveMs: Math.round(performance.now() - applied) }, 'running saved');
+    } catch (err) {
+      log.error({ err }, 'running configuration applied but not saved');
+      throw new NetconfError('operation-failed', 'application', `configuration applied but could not be saved: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (by) {
+      this.hub.publish(configChangeEvent(by, 'running', edits.length ? edits : [{ path: '/', operation: 'replace' }],
+        (m) => this.schema.module(m)?.namespace));
+    }
+    return previous;
+  }
+
+  publishStartupChange(by: ChangedBy): void {
+    this.hub.publish(configChangeEvent(by, 'startup', [{ path: '/', operation: 'replace' }], (m) => this.schema.module(m)?.namespace));
+  }
+
+  /** Root of a datastore, by name. */
+  rootOf(ds: DatastoreName): ConfigRoot | undefined {
+    if (ds === 'running') return this.store.running.root;
+    if (ds === 'candidate') return this.store.candidate;
+    return this.store.startup;
+  }
+}

@@ -1,0 +1,101 @@
+// The <filter> parameter (get, get-config, create-subscription) and get-data's subtree/xpath filters:
+// subtree filters run on the printed data, XPath filters run in libyang with the client's XML
+// prefixes rewritten to module names.
+import type { XmlElement } from '../netconf/xml-element.js';
+import { NetconfError } from '../netconf/netconf-error.js';
+import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
+import { parseXml } from '../netconf/xml-parser.js';
+import { subtreeFilter, type ListKeysOf } from '../datastore/subtree-filter.js';
+import { writeXml } from '../datastore/xml-writer.js';
+import type { SchemaIndex } from '../datastore/schema-index.js';
+
+export type DataFilter = { kind: 'subtree'; nodes: XmlElement[] } | { kind: 'xpath'; expr: string };
+
+/** Keys of lists outside the libyang schema (monitoring, yang-library, streams). */
+const STATIC_KEYS: Record<string, string[]> = {
+  session: ['session-id'],
+  schema: ['identifier', 'version', 'format'],
+  datastore: ['name'],
+  'module-set': ['name'],
+  module: ['name'],
+  'import-only-module': ['name', 'revision'],
+  submodule: ['name'],
+  stream: ['name'],
+};
+
+export function listKeysResolver(schema: SchemaIndex): ListKeysOf {
+  return (path) => {
+    let sp = '/';
+    let sn;
+    for (const el of path) {
+      sn = schema.findChild(sp, el.ns, el.name);
+      if (!sn) return STATIC_KEYS[path[path.length - 1].name] ?? [];
+      sp = sn.path;
+    }
+    return sn?.kind === 'list' ? sn.keys : [];
+  };
+}
+
+/** Rewrite XML namespace prefixes of an XPath expression into the module names libyang expects. */
+export function xpathToModulePrefixes(expr: string, nsScope: Record<string, string>, schema: SchemaIndex): string {
+  return expr.replace(/('[^']*'|"[^"]*")|\b([A-Za-z_][\w.-]*):(?=[A-Za-z_*])/g, (m, lit: string | undefined, p: string | undefined) => {
+    if (lit !== undefined || p === undefined) return m;
+    const ns = nsScope[p];
+    if (ns === undefined) {
+      if (schema.module(p)) return m;
+      throw new NetconfError('invalid-value', 'application', `XPath filter uses undeclared prefix '${p}'`, {
+        info: [{ name: 'bad-attribute', value: 'select' }, { name: 'bad-element', value: 'filter' }],
+      });
+    }
+    const mod = schema.moduleByNamespace(ns);
+    if (!mod) {
+      throw new NetconfError('unknown-namespace', 'application', `XPath filter prefix '${p}' names unknown namespace '${ns}'`, {
+        info: [{ name: 'bad-element', value: 'filter' }, { name: 'bad-namespace', value: ns }],
+      });
+    }
+    return `${mod.name}:`;
+  });
+}
+
+/** The <filter> element of get/get-config/create-subscription. */
+export function parseFilter(el: XmlElement | undefined, schema: SchemaIndex): DataFilter | undefined {
+  if (!el) return undefined;
+  const type = el.attrs.find((a) => a.name === 'type')?.value ?? 'subtree';
+  if (type === 'subtree') return { kind: 'subtree', nodes: el.children };
+  if (type === 'xpath') {
+    const select = el.attrs.find((a) => a.name === 'select');
+    if (!select) {
+      throw new NetconfError('missing-attribute', 'protocol', 'an xpath filter needs a select attribute', {
+        info: [{ name: 'bad-attribute', value: 'select' }, { name: 'bad-element', value: 'filter' }],
+      });
+    }
+    return { kind: 'xpath', expr: xpathToModulePrefixes(select.value, el.nsScope, schema) };
+  }
+  throw new NetconfError('bad-attribute', 'protocol', `unknown filter type '${type}'`, {
+    info: [{ name: 'bad-attribute', value: 'type' }, { name: 'bad-element', value: 'filter' }],
+  });
+}
+
+/** Parse printed data (top-level siblings) into elements. */
+export function parseData(text: string): XmlElement[] {
+  if (text.trim() === '') return [];
+  return parseXml(`<data xmlns="${NETCONF_BASE_NS}">${text}</data>`, { maxElements: Number.MAX_SAFE_INTEGER, maxDepth: 1024 }).children;
+}
+
+/** Apply a subtree filter to printed data; returns the printed result. */
+export function subtreeFilterText(text: string, nodes: XmlElement[], schema: SchemaIndex): string {
+  const kept = subtreeFilter(parseData(text), nodes, listKeysResolver(schema));
+  return kept.map((e) => writeXml(e)).join('');
+}
+
+/** Does a subtree filter ask for anything under a top-level node called `name` in namespace `ns`? */
+export function filterWants(filter: DataFilter | undefined, ns: string, name: string): boolean {
+  if (!filter || filter.kind !== 'subtree') return true;
+  return filter.nodes.some((f) => f.name === name && (f.ns === '' || f.ns === NETCONF_BASE_NS || f.ns === ns));
+}
+
+/** Does a subtree filter reach any top-level node outside the given (ns, name) set? */
+export function filterWantsOther(filter: DataFilter | undefined, known: { ns: string; name: string }[]): boolean {
+  if (!filter || filter.kind !== 'subtree') return true;
+  return filter.nodes.some((f) => !known.some((k) => k.name === f.name && (f.ns === k.ns)));
+}

@@ -1,0 +1,261 @@
+// The NETCONF operations layer: the RpcDispatcher the protocol layer calls, over the datastores,
+// the commit transaction, monitoring, notifications and the RPCs that subsystems implement.
+import type { YangContext } from '../../yang/libyang/api.js';
+import type { XmlElement } from '../netconf/xml-element.js';
+import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../netconf/rpc-dispatcher.js';
+import { NetconfError } from '../netconf/netconf-error.js';
+import { logger } from '../log.js';
+import type { CommitSubsystem, RpcProvider, StateProvider } from '../transaction/subsystem.js';
+import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
+import { writeXml } from '../datastore/xml-writer.js';
+import { parseXml } from '../netconf/xml-parser.js';
+import { MONITORING_NS, getSchema } from '../monitoring/netconf-monitoring.js';
+import { moduleCapabilities } from '../monitoring/yang-library.js';
+import { NOTIFICATION_NS } from '../notifications/notification-hub.js';
+import { sessionEndEvent, sessionStartEvent } from '../notifications/netconf-events.js';
+import { ConfigService, yangCall } from './config-service.js';
+import { copyConfig, deleteConfig, discardChanges, editConfig, getConfig, lock, releaseSessionLocks, unlock, validate } from './config-operations.js';
+import { CommitOperations } from './commit-operations.js';
+import { NMDA_NS, get, getData, type ReadContext } from './read-operations.js';
+import { parseFilter } from './data-filter.js';
+import { onlyParams, required, uintParam } from './rpc-params.js';
+
+const log = logger('operations');
+
+export interface NetconfOperations extends RpcDispatcher {
+  /** Subsystems raise YANG notifications (RFC 7951 JSON) through this. */
+  notify(notification: Record<string, unknown>): void;
+  /** Stop timers (confirmed-commit), flush datastores. */
+  close(): Promise<void>;
+}
+
+export interface NetconfOperationsOptions {
+  yang: YangContext;
+  stateDir: string;
+  startupFile?: string;
+  subsystems: CommitSubsystem[];
+  stateProviders: StateProvider[];
+  rpcProviders: RpcProvider[];
+}
+
+const BASE_CAPABILITIES = [
+  'urn:ietf:params:netconf:capability:writable-running:1.0',
+  'urn:ietf:params:netconf:capability:candidate:1.0',
+  'urn:ietf:params:netconf:capability:confirmed-commit:1.0',
+  'urn:ietf:params:netconf:capability:confirmed-commit:1.1',
+  'urn:ietf:params:netconf:capability:rollback-on-error:1.0',
+  'urn:ietf:params:netconf:capability:validate:1.0',
+  'urn:ietf:params:netconf:capability:validate:1.1',
+  'urn:ietf:params:netconf:capability:startup:1.0',
+  'urn:ietf:params:netconf:capability:xpath:1.0',
+  'urn:ietf:params:netconf:capability:notification:1.0',
+  'urn:ietf:params:netconf:capability:interleave:1.0',
+  'urn:ietf:params:netconf:capability:with-defaults:1.0?basic-mode=explicit&also-supported=report-all,report-all-tagged,trim',
+];
+
+/** Modules this layer implements itself, announced when the YANG context does not carry them. */
+const OWN_MODULES: { name: string; ns: string; revision: string }[] = [
+  { name: 'ietf-netconf-monitoring', ns: MONITORING_NS, revision: '2010-10-04' },
+  { name: 'ietf-netconf-nmda', ns: NMDA_NS, revision: '2019-01-07' },
+  { name: 'ietf-netconf-notifications', ns: 'urn:ietf:params:xml:ns:yang:ietf-netconf-notifications', revision: '2012-02-06' },
+  { name: 'ietf-netconf-with-defaults', ns: 'urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults', revision: '2011-06-01' },
+  { name: 'nc-notifications', ns: 'urn:ietf:params:xml:ns:netmod:notification', revision: '2008-07-14' },
+];
+
+/** The element with every unqualified element of its subtree put in namespace `ns`. */
+function inNamespace(el: XmlElement, ns: string): XmlElement {
+  return { ...el, ns: el.ns || ns, nsScope: { ...el.nsScope, '': el.nsScope[''] || ns }, children: el.children.map((c) => inNamespace(c, ns)) };
+}
+
+type Handler = (ctx: RpcContext, op: XmlElement) => RpcResult | Promise<RpcResult>;
+
+class OperationsLayer implements NetconfOperations {
+  private readonly handlers = new Map<string, Handler>();
+  private readonly commits: CommitOperations;
+  private readonly read: ReadContext;
+  private closed = false;
+
+  constructor(private readonly svc: ConfigService) {
+    this.commits = new CommitOperations(svc);
+    this.read = { svc, capabilities: () => ['urn:ietf:params:netconf:base:1.0', 'urn:ietf:params:netconf:base:1.1', ...this.capabilities()] };
+    const base = (name: string, h: Handler, exclusive = true) =>
+      this.handlers.set(`${NETCONF_BASE_NS} ${name}`, exclusive ? (c, o) => svc.exclusive(async () => h(c, o)) : h);
+    base('get', (_c, o) => get(this.read, o));
+    base('get-config', (_c, o) => getConfig(svc, o));
+    base('edit-config', (c, o) => editConfig(svc, c, o));
+    base('copy-config', (c, o) => copyConfig(svc, c, o));
+    base('delete-config', (c, o) => deleteConfig(svc, c, o));
+    base('lock', (c, o) => lock(svc, c, o, this.commits.pendingSession));
+    base('unlock', (c, o) => unlock(svc, c, o));
+    base('validate', (_c, o) => validate(svc, o));
+    base('commit', (c, o) => this.commits.commit(c, o));
+    base('cancel-commit', (c, o) => this.commits.cancelCommit(c, o));
+    base('discard-changes', (c, o) => discardChanges(svc, c, o));
+    base('close-session', (c, o) => {
+      onlyParams(o, []);
+      c.closeAfterReply();
+      return { ok: true };
+    }, false);
+    base('kill-session', (c, o) => this.killSession(c, o), false);
+    this.handlers.set(`${MONITORING_NS} get-schema`, (_c, o) => ({ xml: getSchema(o, svc.yang) }));
+    this.handlers.set(`${NMDA_NS} get-data`, (_c, o) => svc.exclusive(() => getData(this.read, o)));
+    this.handlers.set(`${NOTIFICATION_NS} create-subscription`, (c, o) => this.subscribe(c, o));
+    for (const p of svc.rpcProviders) {
+      const [, mod, name] = /^\/([^:]+):(.+)$/.exec(p.rpcPath) ?? [];
+      const ns = mod ? svc.schema.module(mod)?.namespace : undefined;
+      if (!ns || !name) {
+        log.warn({ rpc: p.rpcPath }, 'rpc provider for an unknown module ignored');
+        continue;
+      }
+      this.handlers.set(`${ns} ${name}`, (_c, o) => this.invokeProvider(p, mod, name, o));
+    }
+  }
+
+  private killSession(ctx: RpcContext, op: XmlElement): RpcResult {
+    onlyParams(op, ['session-id']);
+    const id = uintParam(required(op, 'session-id'), 1, 4294967295);
+    if (id === ctx.sessionId) {
+      throw new NetconfError('invalid-value', 'protocol', 'a session cannot kill itself; use close-session', {
+        info: [{ name: 'bad-element', value: 'session-id' }],
+      });
+    }
+    if (!ctx.killSession(id)) {
+      throw new NetconfError('invalid-value', 'protocol', `no session ${id}`, { info: [{ name: 'bad-element', value: 'session-id' }] });
+    }
+    return { ok: true };
+  }
+
+  private subscribe(ctx: RpcContext, op: XmlElement): RpcResult {
+    onlyParams(op, ['stream', 'filter', 'startTime', 'stopTime']);
+    const filterEl = op.children.find((c) => c.name === 'filter');
+    const filter = parseFilter(filterEl, this.svc.schema);
+    let xpathMatch: ((content: string) => boolean) | undefined;
+    if (filter?.kind === 'xpath') {
+      // Notifications of YANG modules in the context are matched by libyang; others do not match.
+      xpathMatch = (content) => {
+        try {
+          const tree = this.svc.yang.parse(content, { format: 'xml', kind: 'notification' });
+          try {
+            return tree.xpath(filter.expr).length > 0;
+          } finally {
+            tree.free();
+          }
+        } catch {
+          return false;
+        }
+      };
+    }
+    this.svc.hub.subscribe(ctx, op, filter, xpathMatch);
+    return { ok: true };
+  }
+
+  private async invokeProvider(p: RpcProvider, mod: string, name: string, op: XmlElement): Promise<RpcResult> {
+    const svc = this.svc;
+    const inputTree = yangCall(() => svc.yang.parse(writeXml(op), { format: 'xml', kind: 'rpc' }));
+    let input: Record<string, unknown>;
+    try {
+      const text = yangCall(() => inputTree.print({ format: 'json' }));
+      const parsed = text.trim() ? JSON.parse(text) as Record<string, unknown> : {};
+      input = (parsed[`${mod}:${name}`] ?? {}) as Record<string, unknown>;
+    } finally {
+      inputTree.free();
+    }
+    let output: Record<string, unknown>;
+    try {
+      output = await p.invoke(input);
+    } catch (err) {
+      if (err instanceof NetconfError) throw err;
+      throw new NetconfError('operation-failed', 'application', `${name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    if (!output || Object.keys(output).length === 0) return { ok: true };
+    // Output children, module-qualified at the top as RFC 7951 wants them.
+    const qualified = Object.fromEntries(Object.entries(output).map(([k, v]) => [k.includes(':') ? k : `${mod}:${k}`, v]));
+    const reply = yangCall(() => svc.yang.parse(JSON.stringify(qualified), { format: 'json', kind: 'reply', rpcPath: p.rpcPath }));
+    try {
+      // libyang prints the rpc node around the output: the rpc-reply holds only the output nodes.
+      const printed = parseXml(yangCall(() => reply.print({ format: 'xml' })));
+      return { xml: printed.children.map((c) => writeXml(c)).join('') };
+    } finally {
+      reply.free();
+    }
+  }
+
+  async dispatch(ctx: RpcContext, op: XmlElement): Promise<RpcResult> {
+    if (this.closed) throw new NetconfError('operation-failed', 'application', 'the agent is shutting down');
+    let handler = this.handlers.get(`${op.ns} ${op.name}`);
+    if (!handler && op.ns === '') {
+      // A namespace-less operation (Ansible's netconf_rpc without xmlns): accept it when its name is unambiguous.
+      const found = [...this.handlers.entries()].filter(([k]) => k.endsWith(` ${op.name}`));
+      if (found.length === 1) {
+        handler = found[0][1];
+        op = inNamespace(op, found[0][0].slice(0, found[0][0].length - op.name.length - 1));
+      }
+    }
+    if (!handler) {
+      throw new NetconfError('operation-not-supported', 'protocol', `operation '${op.name}'${op.ns ? ` in namespace '${op.ns}'` : ''} is not supported`, {
+        info: [{ name: 'bad-element', value: op.name }],
+      });
+    }
+    return handler(ctx, op);
+  }
+
+  sessionStarted(info: SessionInfo): void {
+    this.svc.sessions.started(info);
+    this.svc.hub.publish(sessionStartEvent({ username: info.username, sessionId: info.sessionId, sourceHost: info.sourceHost }));
+  }
+
+  sessionEnded(sessionId: number, reason: 'closed' | 'killed' | 'dropped' | 'timeout', killedBy?: number): void {
+    const info = this.svc.sessions.ended(sessionId, reason);
+    this.svc.hub.sessionEnded(sessionId);
+    void this.svc.exclusive(async () => {
+      releaseSessionLocks(this.svc, sessionId);
+      // A candidate changed only by sessions that are gone is discarded, so it blocks no one.
+      const editors = this.svc.store.candidateEditors;
+      editors.delete(sessionId);
+      if (this.svc.store.candidateDirty && editors.size === 0 && !this.svc.locks.has('candidate')) this.svc.store.resetCandidate();
+      await this.commits.sessionEnded(sessionId);
+    }).catch((err: unknown) => log.error({ err, sessionId }, 'session cleanup failed'));
+    if (info) {
+      this.svc.hub.publish(sessionEndEvent({ username: info.username, sessionId, sourceHost: info.sourceHost }, reason, killedBy));
+    }
+  }
+
+  badHello(): void {
+    this.svc.sessions.badHellos += 1;
+  }
+
+  capabilities(): string[] {
+    const caps = [...BASE_CAPABILITIES, ...moduleCapabilities(this.svc.yang)];
+    for (const m of OWN_MODULES) {
+      if (!this.svc.schema.module(m.name)) caps.push(`${m.ns}?module=${m.name}&revision=${m.revision}`);
+    }
+    return caps;
+  }
+
+  notify(notification: Record<string, unknown>): void {
+    try {
+      const tree = this.svc.yang.parse(JSON.stringify(notification), { format: 'json', kind: 'notification' });
+      try {
+        this.svc.hub.publish(tree.print({ format: 'xml' }));
+      } finally {
+        tree.free();
+      }
+    } catch (err) {
+      log.error({ err: err instanceof Error ? err.message : String(err), notification }, 'invalid notification from a subsystem dropped');
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.commits.close();
+    this.svc.hub.close();
+    await this.svc.exclusive(async () => undefined);
+  }
+}
+
+export async function createNetconfOperations(opts: NetconfOperationsOptions): Promise<NetconfOperations> {
+  const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, opts.stateProviders, opts.rpcProviders);
+  await svc.start(opts.startupFile);
+  log.info({ stateDir: opts.stateDir, subsystems: opts.subsystems.map((s) => s.name) }, 'operations ready');
+  return new OperationsLayer(svc);
+}

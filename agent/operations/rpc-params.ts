@@ -1,0 +1,81 @@
+// Reading the parameters of an operation element, with RFC 6241 Appendix A errors for what is
+// missing, unknown or malformed.
+import type { XmlElement } from '../netconf/xml-element.js';
+import { NetconfError } from '../netconf/netconf-error.js';
+import type { DatastoreName } from '../datastore/config-store.js';
+import type { WithDefaults } from '../../yang/libyang/api.js';
+
+export function child(op: XmlElement, name: string): XmlElement | undefined {
+  return op.children.find((c) => c.name === name);
+}
+
+/** Refuse parameters the operation does not define (unknown-element, protocol). */
+export function onlyParams(op: XmlElement, allowed: string[]): void {
+  for (const c of op.children) {
+    if (!allowed.includes(c.name)) {
+      throw new NetconfError('unknown-element', 'protocol', `unexpected parameter '${c.name}' in <${op.name}>`, {
+        info: [{ name: 'bad-element', value: c.name }],
+      });
+    }
+  }
+}
+
+export function required(op: XmlElement, name: string): XmlElement {
+  const c = child(op, name);
+  if (!c) {
+    throw new NetconfError('missing-element', 'protocol', `<${op.name}> needs a <${name}> parameter`, {
+      info: [{ name: 'bad-element', value: name }],
+    });
+  }
+  return c;
+}
+
+const DATASTORES: DatastoreName[] = ['running', 'candidate', 'startup'];
+
+export type DatastoreRef = { datastore: DatastoreName } | { config: XmlElement };
+
+/** <target>/<source>: one datastore element (or an inline <config> where allowed). */
+export function datastoreParam(op: XmlElement, name: 'target' | 'source', allowConfig: boolean): DatastoreRef {
+  const el = required(op, name);
+  const inner = el.children;
+  if (inner.length !== 1) {
+    throw new NetconfError('missing-element', 'protocol', `<${name}> must hold exactly one datastore`, {
+      info: [{ name: 'bad-element', value: name }],
+    });
+  }
+  const d = inner[0];
+  if (d.name === 'config' && allowConfig) return { config: d };
+  if (d.name === 'url') {
+    throw new NetconfError('operation-not-supported', 'protocol', 'the :url capability is not supported', {
+      info: [{ name: 'bad-element', value: 'url' }],
+    });
+  }
+  if (!DATASTORES.includes(d.name as DatastoreName)) {
+    throw new NetconfError('invalid-value', 'protocol', `unknown datastore '${d.name}' in <${name}>`, {
+      info: [{ name: 'bad-element', value: name }],
+    });
+  }
+  return { datastore: d.name as DatastoreName };
+}
+
+export function withDefaultsParam(op: XmlElement): WithDefaults | undefined {
+  const el = child(op, 'with-defaults');
+  if (!el) return undefined;
+  const v = el.text.trim();
+  if (v === 'report-all' || v === 'trim' || v === 'explicit' || v === 'report-all-tagged') return v;
+  throw new NetconfError('invalid-value', 'application', `unknown with-defaults mode '${v}'`, {
+    info: [{ name: 'bad-element', value: 'with-defaults' }],
+  });
+}
+
+/** An element's text as an integer in [min, max], or the rpc-error. */
+export function uintParam(el: XmlElement, min: number, max: number): number {
+  const t = el.text.trim();
+  const n = /^\d+$/.test(t) ? Number(t) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new NetconfError('invalid-value', 'protocol', `<${el.name}> must be an integer in ${min}..${max}, not '${t}'`, {
+      info: [{ name: 'bad-element', value: el.name }],
+    });
+  }
+  return n;
+}
