@@ -1,0 +1,248 @@
+// `npm run bench -- linux-failover` (root): the linux engine's figures.
+//  1. conntracks per second into a backup's kernel table (10^5, with NAT bindings), written by the
+//     engine as sync delivers them (2 sync connections, frames of 1,000; the engine's writer
+//     threads), and the agent's own memory per conntrack;
+//  2. the same 10^5 through conntrackd 1.4 (FTFW over UDP on a sync link between two namespaces,
+//     configured here): the commit of its external cache into the backup's kernel, and the ratio;
+//  3. a failover of TANDEM_BENCH_CONNECTIONS (default 50,000) long-lived TCP connections through
+//     CG-NAT on the lab topology: the share that survives and the time from the master's death to
+//     every connection answering again.
+// Environment: TANDEM_BENCH_CONNTRACKS (default 100000), TANDEM_BENCH_CONNECTIONS (default 50000).
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { ConntrackEntry } from '../fastpath/engine.js';
+import { ConntrackNetlink } from '../fastpath/linux/conntrack-netlink.js';
+import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
+import { NamespaceFixture, isRoot } from '../test/linux/namespace-fixture.js';
+import { failoverRun } from '../test/lab/failover-run.js';
+import { labVrfConfig } from '../test/lab/lab-topology.js';
+
+function progress(line: string): void {
+  process.stderr.write(`bench linux-failover: ${line}\n`);
+}
+
+/** n established TCP conntracks of distinct subscribers, SNATed to a pool (distinct reply tuples). */
+function syntheticEntries(n: number): ConntrackEntry[] {
+  return Array.from({ length: n }, (_, i) => ({
+    vrf: 'main',
+    orig: { proto: 'tcp' as const, src: `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, dst: '198.51.100.10', sport: 1024 + (i % 50000), dport: 443 },
+    reply: { proto: 'tcp' as const, src: '198.51.100.10', dst: `192.0.2.${i % 16}`, sport: 443, dport: 1024 + Math.floor(i / 16) % 64000 },
+    state: 'established' as const,
+    timeout: 7200,
+    alg: false,
+    establishedAt: 1,
+    lastActivity: 1,
+  }));
+}
+
+/** Size of the kernel's nf_conntrack slab object (the conntrack itself; its extensions come on top). */
+function conntrackSlabObjectSize(): number {
+  try {
+    const line = readFileSync('/proc/slabinfo', 'utf8').split('\n').find((l) => l.startsWith('nf_conntrack '));
+    return Number(line?.split(/\s+/)[3] ?? -1);
+  } catch {
+    return -1;
+  }
+}
+
+/**
+ * Flushes the namespaces' conntracks before removing them, and lets the kernel settle: the
+ * conntrack hash table is shared by all namespaces, and the asynchronous cleanup of a deleted
+ * namespace's 10^5 entries would otherwise run during the next round's measurement.
+ */
+async function settleAndCleanup(fx: NamespaceFixture): Promise<void> {
+  for (const ns of fx.namespaces) {
+    try {
+      fx.exec(ns, 'conntrack', ['-F']);
+    } catch {
+      // nothing to flush
+    }
+  }
+  await fx.cleanup();
+  await new Promise((r) => setTimeout(r, 2000));
+}
+
+const TRACKING_RULESET = `table inet bench {
+  chain input { type filter hook input priority 0; ct state established accept; }
+  chain postrouting { type nat hook postrouting priority 100; }
+}`;
+
+async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
+  const fx = new NamespaceFixture('bw');
+  const engine = new LinuxEngine({ namespaceOf: () => fx.namespaces[0] });
+  try {
+    fx.add('ha2');
+    await engine.prepareVrf(labVrfConfig());
+    await engine.applyVrf('main', labVrfConfig());
+    await engine.setRole('main', 'backup');
+    const entries = syntheticEntries(n);
+    const rssBefore = process.memoryUsage().rss;
+    const started = process.hrtime.bigint();
+    // As sync delivers them: one stream per sync connection (nb-event-threads, 2 by default), each
+    // handing the engine frames of 1,000 conntracks and waiting for each write.
+    const STREAMS = 2;
+    const counts = await Promise.all(Array.from({ length: STREAMS }, async (_, stream) => {
+      let w = 0;
+      for (let i = stream * 1000; i < n; i += STREAMS * 1000) w += await engine.upsert(entries.slice(i, i + 1000));
+      return w;
+    }));
+    const written = counts.reduce((a, b) => a + b, 0);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const inKernel = Number(fx.exec(fx.namespaces[0], 'conntrack', ['-C']).trim());
+    const rssAfter = process.memoryUsage().rss;
+    progress(`tandem wrote ${written} conntracks into the backup's kernel in ${seconds.toFixed(2)} s`);
+    return {
+      conntracks: n,
+      written,
+      inKernel,
+      seconds: Number(seconds.toFixed(3)),
+      perSecond: Math.round(written / seconds),
+      // The agent keeps no state per synced conntrack on a backup (the kernel table holds them):
+      // this is its resident-memory growth over the writes, transient buffers included.
+      agentRssGrowthBytesPerConntrack: Math.max(0, Math.round((rssAfter - rssBefore) / n)),
+      kernelBytesPerConntrack: conntrackSlabObjectSize(),
+    };
+  } finally {
+    await engine.close();
+    await settleAndCleanup(fx);
+  }
+}
+
+function conntrackdConfig(dir: string, side: 'a' | 'b', me: string, peer: string): string {
+  const file = path.join(dir, `${side}.conf`);
+  writeFileSync(file, `Sync {
+  Mode FTFW {
+  }
+  UDP {
+    IPv4_address ${me}
+    IPv4_Destination_Address ${peer}
+    Port 3780
+    Interface sync
+    SndSocketBuffer 24985600
+    RcvSocketBuffer 24985600
+    Checksum on
+  }
+}
+General {
+  HashSize 65536
+  HashLimit 4194304
+  LogFile ${path.join(dir, `${side}.log`)}
+  Syslog off
+  LockFile ${path.join(dir, `${side}.lock`)}
+  UNIX {
+    Path ${path.join(dir, `${side}.ctl`)}
+  }
+  NetlinkBufferSize 2097152
+  NetlinkBufferSizeMaxGrowth 134217728
+}
+`);
+  return file;
+}
+
+function externalCount(fx: NamespaceFixture, ns: string, conf: string): number {
+  const stats = fx.exec(ns, 'conntrackd', ['-C', conf, '-s']);
+  const external = stats.slice(stats.indexOf('cache external'));
+  return Number(/current active connections:\s+(\d+)/.exec(external)?.[1] ?? 0);
+}
+
+async function conntrackdCommit(n: number): Promise<Record<string, number | string>> {
+  const fx = new NamespaceFixture('bc');
+  const dir = mkdtempSync(path.join(tmpdir(), 'tandem-conntrackd-'));
+  const running: [string, string][] = [];
+  try {
+    const a = fx.add('ha1');
+    const b = fx.add('ha2');
+    fx.link(a, 'sync', '10.150.0.1/30', b, 'sync', '10.150.0.2/30');
+    for (const ns of [a, b]) fx.exec(ns, 'nft', ['-f', '-'], TRACKING_RULESET);
+    const confA = conntrackdConfig(dir, 'a', '10.150.0.1', '10.150.0.2');
+    const confB = conntrackdConfig(dir, 'b', '10.150.0.2', '10.150.0.1');
+    for (const [ns, conf] of [[a, confA], [b, confB]] as const) {
+      fx.exec(ns, 'conntrackd', ['-C', conf, '-d']);
+      running.push([ns, conf]);
+    }
+    // The master's table fills; conntrackd on ha1 sends every new conntrack to ha2's external cache.
+    const nl = new ConntrackNetlink({ namespace: a });
+    const entries = syntheticEntries(n);
+    await nl.create(entries.map((e) => ({ orig: e.orig, reply: e.reply, state: e.state, timeout: e.timeout })));
+    nl.close();
+    const deadline = Date.now() + 60_000 + n / 10;
+    let cached = 0;
+    while (Date.now() < deadline && (cached = externalCount(fx, b, confB)) < n) await new Promise((r) => setTimeout(r, 250));
+    if (cached < n) {
+      // Events were lost (netlink overrun): conntrackd's own repair is a resync and a bulk send.
+      progress(`conntrackd external cache has ${cached} of ${n}: resync (-R) and bulk send (-B)`);
+      fx.exec(a, 'conntrackd', ['-C', confA, '-R']);
+      fx.exec(a, 'conntrackd', ['-C', confA, '-B']);
+      const again = Date.now() + 60_000;
+      while (Date.now() < again && (cached = externalCount(fx, b, confB)) < n) await new Promise((r) => setTimeout(r, 250));
+    }
+    const started = process.hrtime.bigint();
+    fx.exec(b, 'conntrackd', ['-C', confB, '-c']); // returns when the commit is done
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const inKernel = Number(fx.exec(b, 'conntrack', ['-C']).trim());
+    const logged = /commit has taken ([\d.]+) seconds/.exec(readFileSync(path.join(dir, 'b.log'), 'utf8'))?.[1];
+    progress(`conntrackd committed ${inKernel} conntracks into the backup's kernel in ${seconds.toFixed(2)} s`);
+    return {
+      conntracks: n,
+      externalCache: cached,
+      inKernel,
+      seconds: Number(seconds.toFixed(3)),
+      loggedSeconds: logged ?? 'not logged',
+      perSecond: Math.round(Math.min(inKernel, n) / seconds),
+    };
+  } finally {
+    for (const [ns, conf] of running) {
+      try {
+        fx.exec(ns, 'conntrackd', ['-C', conf, '-k']);
+      } catch {
+        // already gone
+      }
+    }
+    await settleAndCleanup(fx);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function run(): Promise<Record<string, unknown>> {
+  if (!isRoot()) return { skipped: 'needs root (network namespaces, nftables, conntracks)' };
+  try {
+    execFileSync('conntrackd', ['-v'], { stdio: 'ignore' });
+  } catch {
+    return { skipped: 'conntrackd not installed (apt-get install conntrackd)' };
+  }
+  const n = Number(process.env.TANDEM_BENCH_CONNTRACKS ?? 100_000);
+  const connections = Number(process.env.TANDEM_BENCH_CONNECTIONS ?? 50_000);
+  // The machine may be shared: alternate the two, three times each, and compare the medians.
+  const tandemRuns: Record<string, number>[] = [];
+  const conntrackdRuns: Record<string, number | string>[] = [];
+  for (let round = 1; round <= 3; round++) {
+    progress(`kernel writes of ${n} conntracks, round ${round}/3: tandem`);
+    tandemRuns.push(await tandemIntoBackup(n));
+    progress(`kernel writes of ${n} conntracks, round ${round}/3: conntrackd (FTFW)`);
+    conntrackdRuns.push(await conntrackdCommit(n));
+  }
+  const median = <T extends Record<string, number | string>>(runs: T[]): T =>
+    [...runs].sort((a, b) => Number(a.perSecond) - Number(b.perSecond))[Math.floor(runs.length / 2)];
+  const tandemMedian = median(tandemRuns);
+  const conntrackdMedian = median(conntrackdRuns);
+  const tandem = { ...tandemMedian, runs: tandemRuns.map((r) => r.perSecond) };
+  const conntrackd = { ...conntrackdMedian, runs: conntrackdRuns.map((r) => r.perSecond) };
+  progress(`failover of ${connections} connections`);
+  const failover = await failoverRun(true, connections, progress);
+  return {
+    kernelWrites: { tandem, conntrackd, ratio: Number((Number(tandemMedian.perSecond) / Number(conntrackdMedian.perSecond)).toFixed(2)) },
+    failover: {
+      connections,
+      survived: failover.after,
+      share: Number((failover.after / connections).toFixed(4)),
+      resets: failover.resets,
+      syncedBeforeKill: failover.synced,
+      msFromDeathToTrafficFlowing: failover.outageMs,
+      msFromDeathToAllAnswering: failover.allAnsweredMs,
+      msFromDeathToMaster: failover.takeoverMs,
+      msOfOnePingRoundBefore: failover.pingRoundMs,
+    },
+  };
+}

@@ -1,0 +1,111 @@
+// Conntrack events (new, update, destroy) of one namespace, from the ctnetlink multicast groups, on
+// a socket of their own with a large receive buffer and reliable delivery (NETLINK_BROADCAST_ERROR).
+// Overruns cannot be raised as socket errors (see netlink-socket-options.ts), so the kernel's drop
+// counter is polled: any increase is reported, and the caller resynchronises from a dump.
+import type { RawNetlinkSocket } from 'netlink';
+import { logger } from '../../agent/log.js';
+import {
+  NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, UnsupportedProtocolError,
+  decodeConntrack, eventKind, splitMessages, type ConntrackNotification,
+} from './ctnetlink-codec.js';
+import { openNetfilterSocket } from './conntrack-netlink.js';
+import { NETLINK_BROADCAST_ERROR, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
+
+const log = logger('conntrack-events');
+
+// Room for ~200,000 events (the kernel charges about 1 KB each); memory is used only while events wait.
+const DEFAULT_RECEIVE_BUFFER = 256 << 20;
+const DROP_POLL_MS = 100;
+
+export interface ConntrackEventStreamOptions {
+  /** `ip netns` name; undefined: the agent's own namespace. */
+  namespace?: string;
+  receiveBufferBytes?: number;
+}
+
+export class ConntrackEventStream {
+  private drops = 0;
+  private overrunCount = 0;
+  private readonly timer: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(
+    private readonly socket: RawNetlinkSocket,
+    private readonly fd: number,
+    readonly namespace: string | undefined,
+    private readonly onOverrun: (dropped: number) => void,
+  ) {
+    this.timer = setInterval(() => this.checkDrops(), DROP_POLL_MS);
+    this.timer.unref();
+  }
+
+  /** Overruns seen: times the kernel dropped events for this reader (resynchronise from a dump). */
+  get overruns(): number {
+    return this.overrunCount;
+  }
+
+  /** Events the kernel dropped for lack of buffer room since the start. */
+  get droppedEvents(): number {
+    return this.drops;
+  }
+
+  /** Subscribes; every event after this returns is reported (or counted as dropped). */
+  static start(
+    listener: (n: ConntrackNotification) => void,
+    onOverrun: (dropped: number) => void,
+    options: ConntrackEventStreamOptions = {},
+  ): ConntrackEventStream {
+    const { socket, fd } = openNetfilterSocket(options.namespace, options.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER);
+    try {
+      setNetlinkFlag(fd, NETLINK_BROADCAST_ERROR);
+      for (const group of [NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NFNLGRP_CONNTRACK_DESTROY]) socket.addMembership(group);
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
+    const stream = new ConntrackEventStream(socket, fd, options.namespace, onOverrun);
+    socket.on('message', (datagram) => {
+      // Thrown errors must not reach the addon's native callback (it would abort the process).
+      try {
+        for (const msg of splitMessages(datagram)) {
+          const kind = eventKind(msg);
+          if (!kind) continue;
+          try {
+            listener({ kind, conntrack: decodeConntrack(msg), portId: msg.portId });
+          } catch (err) {
+            if (!(err instanceof UnsupportedProtocolError)) log.error({ err: String(err) }, 'conntrack event not handled');
+          }
+        }
+      } catch (err) {
+        log.error({ err: String(err) }, 'malformed conntrack event datagram');
+      }
+    });
+    socket.on('error', (err) => log.error({ err: err.message, namespace: options.namespace }, 'conntrack event socket error'));
+    return stream;
+  }
+
+  /** Reads the kernel's drop counter; reports an overrun when it grew. Also called by the poll timer. */
+  checkDrops(): number {
+    if (this.closed) return this.drops;
+    const drops = receiveDrops(this.fd);
+    if (drops > this.drops) {
+      const dropped = drops - this.drops;
+      this.drops = drops;
+      this.overrunCount++;
+      log.warn({ namespace: this.namespace, dropped, total: drops }, 'conntrack events dropped (receive buffer overrun)');
+      try {
+        this.onOverrun(dropped);
+      } catch (err) {
+        log.error({ err: String(err) }, 'overrun handler failed');
+      }
+    }
+    return this.drops;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.socket.close();
+  }
+}

@@ -1,0 +1,255 @@
+// ctnetlink access to one network namespace's conntrack table: dump, and create / update / delete
+// in batches (many messages per datagram, one acknowledgement per datagram). Events are read by
+// conntrack-events.ts. At most DATAGRAMS_IN_FLIGHT datagrams are unacknowledged at a time, so the
+// kernel's answers (acks and per-message errors) always fit the receive buffer: an overrun there
+// would lose answers (and the `netlink` addon does not survive it, see conntrack-events.ts).
+import { RawNetlinkSocket } from 'netlink';
+import type { FlowTuple } from '../engine.js';
+import { logger } from '../../agent/log.js';
+import {
+  NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR,
+  NLMSG_OVERRUN, NLM_F_ACK, MessageBuilder, UnsupportedProtocolError, decodeConntrack, decodeError,
+  encodeDumpRequest, splitMessages, writeCreate, writeDelete, writeUpdate,
+  type ConntrackWrite, type KernelConntrack, type NetlinkMessage,
+} from './ctnetlink-codec.js';
+import { inNamespace } from './network-namespace.js';
+import { NETLINK_NO_ENOBUFS, findNetlinkFd, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
+
+const log = logger('conntrack-netlink');
+
+const EEXIST = 17;
+const ENOENT = 2;
+/** A datagram carries at most this many messages (and gets one acknowledgement). */
+const MESSAGES_PER_DATAGRAM = 256;
+/** Datagrams sent before waiting for the oldest one's acknowledgement. */
+const DATAGRAMS_IN_FLIGHT = 4;
+const COMMAND_RECEIVE_BUFFER = 8 << 20;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export interface ConntrackNetlinkOptions {
+  /** `ip netns` name of the namespace whose table to use; undefined: the agent's own. */
+  namespace?: string;
+}
+
+export interface BatchResult {
+  /** Messages the kernel accepted. */
+  written: number;
+  /** Refused messages: index into the input and the errno. */
+  failures: { index: number; errno: number }[];
+}
+
+interface PendingRequest {
+  firstSeq: number;
+  lastSeq: number;
+  failures: { index: number; errno: number }[];
+  onData?: (msg: NetlinkMessage) => void;
+  done: (err?: Error) => void;
+}
+
+/**
+ * A NETLINK_NETFILTER socket created inside `namespace`, with NETLINK_NO_ENOBUFS (an overrun is
+ * counted, never raised as a socket error) and a forced receive buffer of `receiveBuffer` bytes.
+ */
+export function openNetfilterSocket(namespace: string | undefined, receiveBuffer: number): { socket: RawNetlinkSocket; fd: number } {
+  return inNamespace(namespace, () => {
+    const socket = new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: 1 << 20, sendBufferSize: 4 << 20 });
+    try {
+      const fd = findNetlinkFd(NETLINK_NETFILTER, socket.address().port);
+      setNetlinkFlag(fd, NETLINK_NO_ENOBUFS);
+      forceReceiveBuffer(fd, receiveBuffer);
+      return { socket, fd };
+    } catch (err) {
+      socket.close();
+      throw err;
+    }
+  });
+}
+
+export class ConntrackNetlink {
+  private readonly socket: RawNetlinkSocket;
+  private readonly fd: number;
+  private seq = 1;
+  private readonly pending: PendingRequest[] = [];
+  private closed = false;
+
+  constructor(readonly options: ConntrackNetlinkOptions = {}) {
+    ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER));
+    this.socket.on('message', (datagram) => this.receive(datagram));
+    this.socket.on('error', (err) => this.failAll(new Error(`ctnetlink socket error: ${err.message}`)));
+  }
+
+  /** Netlink port id of the command socket (events caused by its requests carry it). */
+  get port(): number {
+    return this.socket.address().port;
+  }
+
+  get namespace(): string | undefined {
+    return this.options.namespace;
+  }
+
+  private receive(datagram: Buffer): void {
+    // Thrown errors must not reach the addon's native callback (it would abort the process).
+    try {
+      this.dispatch(datagram);
+    } catch (err) {
+      log.error({ err: String(err) }, 'ctnetlink answer not handled');
+    }
+  }
+
+  private dispatch(datagram: Buffer): void {
+    let messages: NetlinkMessage[];
+    try {
+      messages = splitMessages(datagram);
+    } catch (err) {
+      log.error({ err: String(err) }, 'dropping a malformed netlink datagram');
+      return;
+    }
+    for (const msg of messages) {
+      const index = this.pending.findIndex((p) => msg.seq >= p.firstSeq && msg.seq <= p.lastSeq);
+      if (index < 0) continue; // an answer to a request that already timed out
+      const request = this.pending[index];
+      if (msg.type === NLMSG_ERROR) {
+        const { errno } = decodeError(msg);
+        if (errno !== 0) request.failures.push({ index: msg.seq - request.firstSeq, errno });
+        if (msg.seq === request.lastSeq) this.finish(index);
+      } else if (msg.type === NLMSG_DONE) {
+        this.finish(index);
+      } else if (msg.type === NLMSG_OVERRUN) {
+        this.finish(index, new Error('netlink overrun during a request'));
+      } else {
+        request.onData?.(msg);
+      }
+    }
+  }
+
+  private finish(index: number, err?: Error): void {
+    const [request] = this.pending.splice(index, 1);
+    request.done(err);
+  }
+
+  private failAll(err: Error): void {
+    for (const request of this.pending.splice(0)) request.done(err);
+  }
+
+  private nextSeq(): number {
+    const seq = this.seq;
+    this.seq = this.seq >= 0xfffffff0 ? 1 : this.seq + 1;
+    return seq;
+  }
+
+  /** Sends a datagram of `count` messages (consecutive seqs from firstSeq); resolves when the kernel processed all. */
+  private request(datagram: Buffer, firstSeq: number, count: number, onData?: (msg: NetlinkMessage) => void): Promise<PendingRequest> {
+    if (this.closed) return Promise.reject(new Error('ctnetlink socket is closed'));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const index = this.pending.indexOf(request);
+        const drops = this.closed ? 0 : receiveDrops(this.fd);
+        const why = drops > 0 ? ` (${drops} answers lost to receive-buffer overruns)` : '';
+        if (index >= 0) this.finish(index, new Error(`ctnetlink request timed out after ${REQUEST_TIMEOUT_MS} ms${why}`));
+      }, REQUEST_TIMEOUT_MS);
+      const request: PendingRequest = {
+        firstSeq,
+        lastSeq: firstSeq + count - 1,
+        failures: [],
+        onData,
+        done: (err) => {
+          clearTimeout(timer);
+          if (err) reject(err); else resolve(request);
+        },
+      };
+      this.pending.push(request);
+      this.socket.send(datagram, {}, (err) => {
+        if (!err) return;
+        const index = this.pending.indexOf(request);
+        if (index >= 0) this.finish(index, new Error(`ctnetlink send failed: ${err.message}`));
+      });
+    });
+  }
+
+  /** Encodes items into datagrams, keeps a few in flight, and gathers the refusals. */
+  private async batch<T>(items: T[], write: (b: MessageBuilder, item: T, seq: number, flags: number) => void): Promise<BatchResult> {
+    const result: BatchResult = { written: 0, failures: [] };
+    const inFlight: Promise<void>[] = [];
+    for (let start = 0; start < items.length; start += MESSAGES_PER_DATAGRAM) {
+      const count = Math.min(MESSAGES_PER_DATAGRAM, items.length - start);
+      const builder = new MessageBuilder(count * 192);
+      const firstSeq = this.nextSeq();
+      for (let i = 0; i < count; i++) {
+        write(builder, items[start + i], i === 0 ? firstSeq : this.nextSeq(), i === count - 1 ? NLM_F_ACK : 0);
+      }
+      inFlight.push(this.request(builder.finish(), firstSeq, count).then((req) => {
+        result.written += count - req.failures.length;
+        for (const f of req.failures) result.failures.push({ index: start + f.index, errno: f.errno });
+      }));
+      if (inFlight.length >= DATAGRAMS_IN_FLIGHT) await inFlight.shift();
+    }
+    await Promise.all(inFlight);
+    result.failures.sort((a, b) => a.index - b.index);
+    return result;
+  }
+
+  /**
+   * Sends a datagram already encoded with consecutive seqs from `firstSeq` (see MessageBuilder and
+   * the write* functions); resolves with the refused messages (index from 0) once all are processed.
+   */
+  async sendDatagram(datagram: Buffer, firstSeq: number, count: number): Promise<{ index: number; errno: number }[]> {
+    return (await this.request(datagram, firstSeq, count)).failures;
+  }
+
+  /** Creates conntracks that do not exist yet (EEXIST for those that do). */
+  create(writes: ConntrackWrite[]): Promise<BatchResult> {
+    return this.batch(writes, writeCreate);
+  }
+
+  /** Updates state, timeout and mark of existing conntracks (ENOENT for missing ones). */
+  update(writes: ConntrackWrite[]): Promise<BatchResult> {
+    return this.batch(writes, writeUpdate);
+  }
+
+  /** Creates, or updates those that already exist; `written` counts both, `created` the new ones. */
+  async upsert(writes: ConntrackWrite[]): Promise<BatchResult & { created: number }> {
+    const created = await this.create(writes);
+    const existing = created.failures.filter((f) => f.errno === EEXIST).map((f) => f.index);
+    const failures = created.failures.filter((f) => f.errno !== EEXIST);
+    if (existing.length === 0) return { ...created, created: created.written };
+    const updated = await this.update(existing.map((i) => writes[i]));
+    for (const f of updated.failures) failures.push({ index: existing[f.index], errno: f.errno });
+    failures.sort((a, b) => a.index - b.index);
+    return { written: created.written + updated.written, failures, created: created.written };
+  }
+
+  /** Deletes conntracks by original tuple; missing ones are not counted and not failures. */
+  async delete(tuples: FlowTuple[]): Promise<BatchResult> {
+    const result = await this.batch(tuples, writeDelete);
+    return { written: result.written, failures: result.failures.filter((f) => f.errno !== ENOENT) };
+  }
+
+  /** Streams the whole table in batches; returns how many conntracks were read. */
+  async dump(onBatch: (conntracks: KernelConntrack[]) => void | Promise<void>, batchSize = 1000): Promise<number> {
+    const queue: KernelConntrack[] = [];
+    let total = 0;
+    const seq = this.nextSeq();
+    let undecodable = 0;
+    await this.request(encodeDumpRequest(seq), seq, 1, (msg) => {
+      try {
+        queue.push(decodeConntrack(msg));
+      } catch (err) {
+        if (!(err instanceof UnsupportedProtocolError)) undecodable++;
+      }
+    });
+    if (undecodable > 0) log.warn({ undecodable }, 'conntracks skipped in a dump (cannot decode)');
+    for (let i = 0; i < queue.length; i += batchSize) {
+      const batch = queue.slice(i, i + batchSize);
+      total += batch.length;
+      await onBatch(batch);
+    }
+    return total;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.failAll(new Error('ctnetlink socket closed'));
+    this.socket.close();
+  }
+}

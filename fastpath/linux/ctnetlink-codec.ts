@@ -1,0 +1,512 @@
+// Encoding and decoding of ctnetlink (nfnetlink subsystem 1) messages: the wire format of
+// include/uapi/linux/netfilter/nfnetlink_conntrack.h. Netlink headers and attribute headers are in
+// host byte order (little-endian on every platform the agent runs on); attribute payloads are in
+// network byte order, as the kernel's ctnetlink expects them.
+import type { FlowTuple, L4Proto, TcpState } from '../engine.js';
+import { bytesToIp, ipToBytes } from './ip-address.js';
+
+export const NETLINK_NETFILTER = 12;
+export const NFNLGRP_CONNTRACK_NEW = 1;
+export const NFNLGRP_CONNTRACK_UPDATE = 2;
+export const NFNLGRP_CONNTRACK_DESTROY = 3;
+
+export const NLMSG_NOOP = 1;
+export const NLMSG_ERROR = 2;
+export const NLMSG_DONE = 3;
+export const NLMSG_OVERRUN = 4;
+
+export const NLM_F_REQUEST = 0x1;
+export const NLM_F_MULTI = 0x2;
+export const NLM_F_ACK = 0x4;
+export const NLM_F_DUMP = 0x300;
+export const NLM_F_EXCL = 0x200;
+export const NLM_F_CREATE = 0x400;
+
+const NFNL_SUBSYS_CTNETLINK = 1;
+export const IPCTNL_MSG_CT_NEW = (NFNL_SUBSYS_CTNETLINK << 8) | 0;
+export const IPCTNL_MSG_CT_GET = (NFNL_SUBSYS_CTNETLINK << 8) | 1;
+export const IPCTNL_MSG_CT_DELETE = (NFNL_SUBSYS_CTNETLINK << 8) | 2;
+
+const AF_UNSPEC = 0;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const NLA_F_NESTED = 0x8000;
+const NLA_TYPE_MASK = 0x3fff;
+
+// enum ctattr_type
+const CTA_TUPLE_ORIG = 1;
+const CTA_TUPLE_REPLY = 2;
+const CTA_STATUS = 3;
+const CTA_PROTOINFO = 4;
+const CTA_NAT_SRC = 6;
+const CTA_TIMEOUT = 7;
+const CTA_MARK = 8;
+const CTA_ID = 12;
+const CTA_NAT_DST = 13;
+// enum ctattr_tuple / ctattr_ip / ctattr_l4proto
+const CTA_TUPLE_IP = 1;
+const CTA_TUPLE_PROTO = 2;
+const CTA_IP_V4_SRC = 1;
+const CTA_IP_V4_DST = 2;
+const CTA_IP_V6_SRC = 3;
+const CTA_IP_V6_DST = 4;
+const CTA_PROTO_NUM = 1;
+const CTA_PROTO_SRC_PORT = 2;
+const CTA_PROTO_DST_PORT = 3;
+const CTA_PROTO_ICMP_ID = 4;
+const CTA_PROTO_ICMP_TYPE = 5;
+const CTA_PROTO_ICMP_CODE = 6;
+const CTA_PROTO_ICMPV6_ID = 7;
+const CTA_PROTO_ICMPV6_TYPE = 8;
+const CTA_PROTO_ICMPV6_CODE = 9;
+// enum ctattr_protoinfo / ctattr_protoinfo_tcp
+const CTA_PROTOINFO_TCP = 1;
+const CTA_PROTOINFO_TCP_STATE = 1;
+const CTA_PROTOINFO_TCP_FLAGS_ORIGINAL = 4;
+const CTA_PROTOINFO_TCP_FLAGS_REPLY = 5;
+const IP_CT_TCP_FLAG_BE_LIBERAL = 0x08;
+// enum ctattr_nat / ctattr_protonat
+const CTA_NAT_V4_MINIP = 1;
+const CTA_NAT_V4_MAXIP = 2;
+const CTA_NAT_PROTO = 3;
+const CTA_NAT_V6_MINIP = 4;
+const CTA_NAT_V6_MAXIP = 5;
+const CTA_PROTONAT_PORT_MIN = 1;
+const CTA_PROTONAT_PORT_MAX = 2;
+
+// enum ip_conntrack_status
+export const IPS_EXPECTED = 1 << 0;
+export const IPS_SEEN_REPLY = 1 << 1;
+export const IPS_ASSURED = 1 << 2;
+export const IPS_CONFIRMED = 1 << 3;
+export const IPS_SRC_NAT = 1 << 4;
+export const IPS_DST_NAT = 1 << 5;
+
+const PROTO_NUMBERS: Record<L4Proto, number> = { tcp: 6, udp: 17, icmp: 1 };
+const IPPROTO_ICMPV6 = 58;
+
+// enum tcp_conntrack, indexed by its value (SYN_SENT2, simultaneous open, reads as syn-sent).
+const KERNEL_TCP_STATES: TcpState[] = [
+  'close', 'syn-sent', 'syn-recv', 'established', 'fin-wait', 'close-wait', 'last-ack', 'time-wait', 'close', 'syn-sent',
+];
+const TCP_STATE_NUMBERS: Record<TcpState, number> = {
+  'syn-sent': 1, 'syn-recv': 2, established: 3, 'fin-wait': 4, 'close-wait': 5, 'last-ack': 6, 'time-wait': 7, close: 8,
+};
+
+/** A conntrack as the kernel reports it. */
+export interface KernelConntrack {
+  orig: FlowTuple;
+  reply: FlowTuple;
+  /** TCP state; for UDP/ICMP 'established' once a reply was seen, else 'syn-sent'. */
+  state: TcpState;
+  /** ip_conntrack_status bits. */
+  status: number;
+  /** Seconds left before the kernel expires it. */
+  timeout: number;
+  mark: number;
+  /** Kernel id (stable for the conntrack's life). */
+  id: number;
+}
+
+/** What to write into a kernel table: tuples, state, timeout and mark (NAT follows from the tuples). */
+export interface ConntrackWrite {
+  orig: FlowTuple;
+  reply: FlowTuple;
+  state: TcpState;
+  timeout: number;
+  mark?: number;
+}
+
+export interface ConntrackNotification {
+  kind: 'new' | 'update' | 'destroy';
+  conntrack: KernelConntrack;
+  /** Netlink port of the socket whose request caused the event (0: the kernel itself, i.e. traffic or expiry). */
+  portId: number;
+}
+
+export interface NetlinkMessage {
+  type: number;
+  flags: number;
+  seq: number;
+  portId: number;
+  /** Payload after the 16-byte netlink header. */
+  payload: Buffer;
+}
+
+/**
+ * Grows as attributes are appended; nested attributes get their length patched when closed.
+ * Everything is written in place (encoding is on the hot path of a bulk commit).
+ */
+export class MessageBuilder {
+  private buffer: Buffer;
+  private length = 0;
+  private messageStart = 0;
+
+  constructor(capacity = 512) {
+    this.buffer = Buffer.allocUnsafe(capacity);
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  /** Empties the builder, keeping its memory (for the next datagram). */
+  reset(): this {
+    this.length = 0;
+    this.messageStart = 0;
+    return this;
+  }
+
+  private reserve(n: number): void {
+    if (this.length + n <= this.buffer.length) return;
+    const bigger = Buffer.allocUnsafe(Math.max(this.buffer.length * 2, this.length + n));
+    this.buffer.copy(bigger, 0, 0, this.length);
+    this.buffer = bigger;
+  }
+
+  /** Starts a message (netlink header + struct nfgenmsg) after the ones already written. */
+  begin(type: number, flags: number, seq: number, family: number): this {
+    this.reserve(20);
+    const at = this.length;
+    this.messageStart = at;
+    this.buffer.writeUInt32LE(0, at); // patched by end()
+    this.buffer.writeUInt16LE(type, at + 4);
+    this.buffer.writeUInt16LE(flags, at + 6);
+    this.buffer.writeUInt32LE(seq >>> 0, at + 8);
+    this.buffer.writeUInt32LE(0, at + 12);
+    this.buffer.writeUInt8(family, at + 16); // struct nfgenmsg
+    this.buffer.writeUInt8(0, at + 17); // NFNETLINK_V0
+    this.buffer.writeUInt16BE(0, at + 18); // res_id
+    this.length = at + 20;
+    return this;
+  }
+
+  /** Closes the current message (its length; attributes keep it 4-byte aligned). */
+  end(): void {
+    this.buffer.writeUInt32LE(this.length - this.messageStart, this.messageStart);
+  }
+
+  /** Writes an attribute header and returns the payload offset; the payload (len bytes) is zero-padded. */
+  private open(type: number, len: number): number {
+    const padded = (len + 3) & ~3;
+    this.reserve(4 + padded);
+    const at = this.length;
+    this.buffer.writeUInt16LE(4 + len, at);
+    this.buffer.writeUInt16LE(type, at + 2);
+    for (let i = at + 4 + len; i < at + 4 + padded; i++) this.buffer[i] = 0; // at most 3 bytes: cheaper than fill()
+    this.length += 4 + padded;
+    return at + 4;
+  }
+
+  // open() may grow (replace) the buffer: take the offset first, then write into this.buffer.
+  attribute(type: number, payload: Buffer): this {
+    const at = this.open(type, payload.length);
+    payload.copy(this.buffer, at);
+    return this;
+  }
+
+  u8(type: number, value: number): this {
+    const at = this.open(type, 1);
+    this.buffer.writeUInt8(value, at);
+    return this;
+  }
+
+  u16be(type: number, value: number): this {
+    const at = this.open(type, 2);
+    this.buffer.writeUInt16BE(value, at);
+    return this;
+  }
+
+  u32be(type: number, value: number): this {
+    const at = this.open(type, 4);
+    this.buffer.writeUInt32BE(value >>> 0, at);
+    return this;
+  }
+
+  /** An IPv4 address in dotted form, parsed and checked without an intermediate buffer, or an IPv6 one. */
+  ip(type: number, address: string, v4: boolean): this {
+    if (!v4) return this.attribute(type, ipToBytes(address));
+    const at = this.open(type, 4);
+    let octet = 0;
+    let digits = 0;
+    let index = 0;
+    for (let i = 0; i < address.length; i++) {
+      const c = address.charCodeAt(i);
+      if (c === 46 && digits > 0 && index < 3) {
+        this.buffer[at + index++] = octet;
+        octet = 0;
+        digits = 0;
+      } else if (c >= 48 && c <= 57 && digits < 3) {
+        octet = octet * 10 + c - 48;
+        digits++;
+        if (octet > 255) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+      } else {
+        throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+      }
+    }
+    if (index !== 3 || digits === 0) throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+    this.buffer[at + index] = octet;
+    return this;
+  }
+
+  /** Opens a nested attribute; returns its start for close(). */
+  openNest(type: number): number {
+    this.reserve(4);
+    const start = this.length;
+    this.buffer.writeUInt16LE(type | NLA_F_NESTED, start + 2);
+    this.length += 4;
+    return start;
+  }
+
+  closeNest(start: number): void {
+    this.buffer.writeUInt16LE(this.length - start, start);
+  }
+
+  nested(type: number, body: (b: this) => void): this {
+    const start = this.openNest(type);
+    body(this);
+    this.closeNest(start);
+    return this;
+  }
+
+  /** The messages written so far, as one datagram. */
+  finish(): Buffer {
+    return this.buffer.subarray(0, this.length);
+  }
+}
+
+function familyOf(address: unknown): 4 | 6 {
+  if (typeof address !== 'string') throw new Error(`not an IP address: ${JSON.stringify(address)}`);
+  return address.includes(':') ? 6 : 4;
+}
+
+/** Validates a tuple; returns whether it is IPv4. */
+function checkTuple(tuple: FlowTuple): boolean {
+  if (!(tuple.proto in PROTO_NUMBERS)) throw new Error(`unknown protocol ${JSON.stringify(tuple.proto)}`);
+  // The family by the text's shape; the address itself is checked as it is written.
+  const family = familyOf(tuple.src);
+  if (familyOf(tuple.dst) !== family) throw new Error(`mixed address families in ${tuple.src} -> ${tuple.dst}`);
+  for (const port of [tuple.sport, tuple.dport]) {
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`port out of range: ${port}`);
+  }
+  return family === 4;
+}
+
+function writeTuple(b: MessageBuilder, type: number, tuple: FlowTuple, isReply: boolean, v4: boolean): void {
+  const outer = b.openNest(type);
+  const ip = b.openNest(CTA_TUPLE_IP);
+  b.ip(v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, tuple.src, v4);
+  b.ip(v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, tuple.dst, v4);
+  b.closeNest(ip);
+  const proto = b.openNest(CTA_TUPLE_PROTO);
+  if (tuple.proto === 'icmp') {
+    b.u8(CTA_PROTO_NUM, v4 ? PROTO_NUMBERS.icmp : IPPROTO_ICMPV6);
+    // Echo request in the original direction, echo reply in the reply direction.
+    b.u16be(v4 ? CTA_PROTO_ICMP_ID : CTA_PROTO_ICMPV6_ID, tuple.sport);
+    b.u8(v4 ? CTA_PROTO_ICMP_TYPE : CTA_PROTO_ICMPV6_TYPE, v4 ? (isReply ? 0 : 8) : (isReply ? 129 : 128));
+    b.u8(v4 ? CTA_PROTO_ICMP_CODE : CTA_PROTO_ICMPV6_CODE, 0);
+  } else {
+    b.u8(CTA_PROTO_NUM, PROTO_NUMBERS[tuple.proto]);
+    b.u16be(CTA_PROTO_SRC_PORT, tuple.sport);
+    b.u16be(CTA_PROTO_DST_PORT, tuple.dport);
+  }
+  b.closeNest(proto);
+  b.closeNest(outer);
+}
+
+function writeNat(b: MessageBuilder, type: number, address: string, port: number, withPort: boolean, v4: boolean): void {
+  b.nested(type, (n) => {
+    n.ip(v4 ? CTA_NAT_V4_MINIP : CTA_NAT_V6_MINIP, address, v4);
+    n.ip(v4 ? CTA_NAT_V4_MAXIP : CTA_NAT_V6_MAXIP, address, v4);
+    if (withPort) {
+      n.nested(CTA_NAT_PROTO, (p) => {
+        p.u16be(CTA_PROTONAT_PORT_MIN, port);
+        p.u16be(CTA_PROTONAT_PORT_MAX, port);
+      });
+    }
+  });
+}
+
+/** Validates a write (bad input gets a clear error, not a kernel EINVAL); returns whether it is IPv4. */
+function checkWrite(w: ConntrackWrite, withReply: boolean): boolean {
+  const v4 = checkTuple(w.orig);
+  if (withReply) {
+    if (w.orig.proto !== w.reply.proto) throw new Error(`orig and reply protocols differ (${w.orig.proto}/${w.reply.proto})`);
+    if (checkTuple(w.reply) !== v4) throw new Error('orig and reply address families differ');
+  }
+  if (!Number.isFinite(w.timeout) || w.timeout < 0) throw new Error(`bad timeout ${w.timeout}`);
+  if (!(w.state in TCP_STATE_NUMBERS)) throw new Error(`unknown state ${JSON.stringify(w.state)}`);
+  return v4;
+}
+
+/**
+ * A create message: the original tuple, the NAT bindings that turn it into the reply tuple (as
+ * conntrackd does; the kernel refuses NAT status bits set directly), status seen-reply+assured,
+ * TCP state with window tracking relaxed (the backup never saw the windows), timeout and mark.
+ */
+const liberal = Buffer.from([IP_CT_TCP_FLAG_BE_LIBERAL, IP_CT_TCP_FLAG_BE_LIBERAL]); // struct nf_ct_tcp_flags
+
+export function writeCreate(b: MessageBuilder, w: ConntrackWrite, seq: number, flags: number): void {
+  const v4 = checkWrite(w, true);
+  b.begin(IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | flags, seq, v4 ? AF_INET : AF_INET6);
+  writeTuple(b, CTA_TUPLE_ORIG, w.orig, false, v4);
+  // The kernel requires a reply tuple to create, and sets NAT up from the *un-translated* one: the
+  // NAT bindings below turn it into w.reply and set the SRC_NAT/DST_NAT status that makes the
+  // kernel translate packets. (Given the translated reply tuple, it would see nothing to do.)
+  const untranslated: FlowTuple = { proto: w.orig.proto, src: w.orig.dst, dst: w.orig.src, sport: w.orig.dport, dport: w.orig.sport };
+  writeTuple(b, CTA_TUPLE_REPLY, untranslated, true, v4);
+  const ports = w.orig.proto !== 'icmp';
+  // Source NAT: the server answers to reply.dst:reply.dport instead of orig.src:orig.sport.
+  if (w.reply.dst !== w.orig.src || (ports && w.reply.dport !== w.orig.sport)) {
+    writeNat(b, CTA_NAT_SRC, w.reply.dst, w.reply.dport, ports, v4);
+  }
+  // Destination NAT: the answer comes from reply.src:reply.sport instead of orig.dst:orig.dport.
+  if (w.reply.src !== w.orig.dst || (ports && w.reply.sport !== w.orig.dport)) {
+    writeNat(b, CTA_NAT_DST, w.reply.src, w.reply.sport, ports, v4);
+  }
+  writeState(b, w);
+  b.end();
+}
+
+export function encodeCreate(w: ConntrackWrite, seq: number, flags: number): Buffer {
+  const b = new MessageBuilder();
+  writeCreate(b, w, seq, flags);
+  return b.finish();
+}
+
+/** An update of an existing conntrack (found by its original tuple): state, timeout and mark only. */
+export function writeUpdate(b: MessageBuilder, w: ConntrackWrite, seq: number, flags: number): void {
+  const v4 = checkWrite(w, false);
+  b.begin(IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | flags, seq, v4 ? AF_INET : AF_INET6);
+  writeTuple(b, CTA_TUPLE_ORIG, w.orig, false, v4);
+  writeState(b, w);
+  b.end();
+}
+
+function writeState(b: MessageBuilder, w: ConntrackWrite): void {
+  const replied = w.state !== 'syn-sent';
+  // CONFIRMED must be set: the kernel refuses (EBUSY) a status that would clear it, as libnetfilter_conntrack knows.
+  b.u32be(CTA_STATUS, IPS_CONFIRMED | (replied ? IPS_SEEN_REPLY | IPS_ASSURED : 0));
+  b.u32be(CTA_TIMEOUT, Math.round(w.timeout));
+  if (w.mark !== undefined) b.u32be(CTA_MARK, w.mark);
+  if (w.orig.proto === 'tcp') {
+    b.nested(CTA_PROTOINFO, (p) => p.nested(CTA_PROTOINFO_TCP, (t) => {
+      t.u8(CTA_PROTOINFO_TCP_STATE, TCP_STATE_NUMBERS[w.state]);
+      t.attribute(CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, liberal);
+      t.attribute(CTA_PROTOINFO_TCP_FLAGS_REPLY, liberal);
+    }));
+  }
+}
+
+export function writeDelete(b: MessageBuilder, orig: FlowTuple, seq: number, flags: number): void {
+  const v4 = checkTuple(orig);
+  b.begin(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | flags, seq, v4 ? AF_INET : AF_INET6);
+  writeTuple(b, CTA_TUPLE_ORIG, orig, false, v4);
+  b.end();
+}
+
+/** A dump request of the whole table (both address families). */
+export function encodeDumpRequest(seq: number): Buffer {
+  const b = new MessageBuilder(32).begin(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, AF_UNSPEC);
+  b.end();
+  return b.finish();
+}
+
+/** Splits a datagram into netlink messages. */
+export function splitMessages(datagram: Buffer): NetlinkMessage[] {
+  const out: NetlinkMessage[] = [];
+  let off = 0;
+  while (off + 16 <= datagram.length) {
+    const len = datagram.readUInt32LE(off);
+    if (len < 16 || off + len > datagram.length) throw new Error(`malformed netlink message (length ${len} at ${off})`);
+    out.push({
+      type: datagram.readUInt16LE(off + 4),
+      flags: datagram.readUInt16LE(off + 6),
+      seq: datagram.readUInt32LE(off + 8),
+      portId: datagram.readUInt32LE(off + 12),
+      payload: datagram.subarray(off + 16, off + len),
+    });
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
+/** The errno of an NLMSG_ERROR message (0 for an acknowledgement) and the seq it answers. */
+export function decodeError(msg: NetlinkMessage): { errno: number; seq: number } {
+  // The kernel answers with the request's seq in the header (and echoes the request after the errno).
+  return { errno: -msg.payload.readInt32LE(0), seq: msg.seq };
+}
+
+function parseAttributes(buf: Buffer): Map<number, Buffer> {
+  const attrs = new Map<number, Buffer>();
+  let off = 0;
+  while (off + 4 <= buf.length) {
+    const len = buf.readUInt16LE(off);
+    if (len < 4 || off + len > buf.length) break;
+    attrs.set(buf.readUInt16LE(off + 2) & NLA_TYPE_MASK, buf.subarray(off + 4, off + len));
+    off += (len + 3) & ~3;
+  }
+  return attrs;
+}
+
+function readTuple(buf: Buffer): FlowTuple {
+  const t = parseAttributes(buf);
+  const ip = parseAttributes(t.get(CTA_TUPLE_IP) ?? Buffer.alloc(0));
+  const proto = parseAttributes(t.get(CTA_TUPLE_PROTO) ?? Buffer.alloc(0));
+  const src = ip.get(CTA_IP_V4_SRC) ?? ip.get(CTA_IP_V6_SRC);
+  const dst = ip.get(CTA_IP_V4_DST) ?? ip.get(CTA_IP_V6_DST);
+  if (!src || !dst) throw new Error('conntrack tuple without addresses');
+  const num = proto.get(CTA_PROTO_NUM)?.readUInt8(0);
+  const tuple: FlowTuple = { proto: 'tcp', src: bytesToIp(src), dst: bytesToIp(dst), sport: 0, dport: 0 };
+  if (num === 6 || num === 17) {
+    tuple.proto = num === 6 ? 'tcp' : 'udp';
+    tuple.sport = proto.get(CTA_PROTO_SRC_PORT)?.readUInt16BE(0) ?? 0;
+    tuple.dport = proto.get(CTA_PROTO_DST_PORT)?.readUInt16BE(0) ?? 0;
+  } else if (num === 1 || num === IPPROTO_ICMPV6) {
+    tuple.proto = 'icmp';
+    tuple.sport = (proto.get(CTA_PROTO_ICMP_ID) ?? proto.get(CTA_PROTO_ICMPV6_ID))?.readUInt16BE(0) ?? 0;
+  } else {
+    throw new UnsupportedProtocolError(num ?? -1);
+  }
+  return tuple;
+}
+
+/** A conntrack of a protocol the engine does not handle (GRE, SCTP...): skipped by readers. */
+export class UnsupportedProtocolError extends Error {
+  constructor(readonly protocol: number) {
+    super(`unsupported layer-4 protocol ${protocol}`);
+  }
+}
+
+/** Decodes the payload of an IPCTNL_MSG_CT_NEW / _DELETE message (dump entry or event). */
+export function decodeConntrack(msg: NetlinkMessage): KernelConntrack {
+  const attrs = parseAttributes(msg.payload.subarray(4)); // after struct nfgenmsg
+  const origAttr = attrs.get(CTA_TUPLE_ORIG);
+  const replyAttr = attrs.get(CTA_TUPLE_REPLY);
+  if (!origAttr || !replyAttr) throw new Error('conntrack message without tuples');
+  const orig = readTuple(origAttr);
+  const reply = readTuple(replyAttr);
+  const status = attrs.get(CTA_STATUS)?.readUInt32BE(0) ?? 0;
+  let state: TcpState = status & IPS_SEEN_REPLY ? 'established' : 'syn-sent';
+  if (orig.proto === 'tcp') {
+    const tcp = parseAttributes(parseAttributes(attrs.get(CTA_PROTOINFO) ?? Buffer.alloc(0)).get(CTA_PROTOINFO_TCP) ?? Buffer.alloc(0));
+    const n = tcp.get(CTA_PROTOINFO_TCP_STATE)?.readUInt8(0);
+    state = n !== undefined ? (KERNEL_TCP_STATES[n] ?? 'close') : 'close';
+  }
+  return {
+    orig,
+    reply,
+    state,
+    status,
+    timeout: attrs.get(CTA_TIMEOUT)?.readUInt32BE(0) ?? 0,
+    mark: attrs.get(CTA_MARK)?.readUInt32BE(0) ?? 0,
+    id: attrs.get(CTA_ID)?.readUInt32BE(0) ?? 0,
+  };
+}
+
+/** An event message's kind: new carries CREATE|EXCL, update is a plain NEW, destroy is DELETE. */
+export function eventKind(msg: NetlinkMessage): 'new' | 'update' | 'destroy' | undefined {
+  if (msg.type === IPCTNL_MSG_CT_DELETE) return 'destroy';
+  if (msg.type !== IPCTNL_MSG_CT_NEW) return undefined;
+  return msg.flags & (NLM_F_CREATE | NLM_F_EXCL) ? 'new' : 'update';
+}

@@ -1,0 +1,434 @@
+// The linux engine: the kernel forwards real packets. Each VRF is a network namespace (`main` is
+// the agent's own, any other VRF the namespace of the same name); its firewall, CG-NAT and virtual
+// services are the nftables table `inet tandem` (nft-ruleset.ts), its conntracks are read and
+// written through ctnetlink (conntrack-netlink.ts, conntrack-events.ts; synced conntracks by writer
+// threads, conntrack-writer-pool.ts).
+//
+// HA (SPEC rules 4 and 5), on the kernel:
+//  - backup: the table gets a raw-priority guard that drops every packet not addressed to the node,
+//    before conntrack sees it, so no traffic uses (or refreshes) synced conntracks; synced
+//    conntracks are written with a timeout of BACKUP_TIMEOUT_S (the kernel has no "never expire",
+//    its cap is INT_MAX jiffies) and re-armed every BACKUP_REFRESH_MS; their real timeout rides in
+//    the conntrack mark (bit 31 = synced, bits 0-30 = timeout in seconds).
+//  - switch to master: the guard goes first (traffic flows at once), then every synced conntrack
+//    gets its real timeout counted from now (or a random point after the grace period when
+//    undefined-grace-period is shorter) and its mark cleared.
+import type {
+  ConntrackEntry, ConntrackEvent, DataplaneEngine, EngineCounters, FailoverPolicy, FlowTuple, HaRole, VrfDataplaneConfig,
+} from '../engine.js';
+import { logger } from '../../agent/log.js';
+import { RealClock, type Clock, type TimerHandle } from '../clock.js';
+import { ownerWorker } from '../tuple-hash.js';
+import { VrfConfigError, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../soft/vrf-config.js';
+import { ConntrackNetlink } from './conntrack-netlink.js';
+import { ConntrackEventStream } from './conntrack-events.js';
+import { ConntrackWriterPool } from './conntrack-writer-pool.js';
+import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
+import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
+import { namespaceExists } from './network-namespace.js';
+
+const log = logger('linux-engine');
+
+export const SYNCED_MARK = 0x80000000;
+const MARK_TIMEOUT_MASK = 0x7fffffff;
+/** Timeout of synced conntracks on a backup: ~23 days, below INT_MAX jiffies at HZ=1000. */
+export const BACKUP_TIMEOUT_S = 2_000_000;
+const BACKUP_REFRESH_MS = 12 * 3600 * 1000;
+const COUNTER_REFRESH_MS = 1000;
+/** Synced conntracks re-timed per step after a switch to master. */
+const RELEASE_SLICE = 2048;
+const DEFAULT_CONNTRACK_MAX = 1048576;
+
+export interface LinuxEngineOptions {
+  /** The namespace of a VRF: default `main` -> the agent's own, any other -> the namespace of that name. */
+  namespaceOf?: (vrf: string) => string | undefined;
+  workers?: number;
+  clock?: Clock;
+  /** Threads writing synced conntracks into the kernel (each on a socket of its own); default 2. */
+  writerThreads?: number;
+}
+
+interface Staged {
+  config: SoftVrfConfig;
+  namespace: string | undefined;
+}
+
+interface LiveVrf {
+  name: string;
+  namespace: string | undefined;
+  config: SoftVrfConfig;
+  role: HaRole;
+  policy: FailoverPolicy;
+  netlink: ConntrackNetlink;
+  /** Bulk writes of synced conntracks, on writer threads. */
+  writers: ConntrackWriterPool;
+  /** Open while master only: a backup forwards nothing, and its own writes need no events. */
+  events?: ConntrackEventStream;
+  /** Kernel conntrack id -> engine-clock ms it was first seen established. */
+  established: Map<number, number>;
+  counters: EngineCounters;
+  countersReadAt: number;
+  refresh?: TimerHandle;
+}
+
+function emptyCounters(): EngineCounters {
+  return { conntracks: 0, synced: 0, created: 0, destroyed: 0, dropsTableFull: 0, dropsFirewall: 0, dropsBackup: 0, natAllocFailures: 0 };
+}
+
+function isEstablished(ct: KernelConntrack): boolean {
+  return ct.state === 'established';
+}
+
+export class LinuxEngine implements DataplaneEngine {
+  readonly kind = 'linux' as const;
+  private workerCount: number;
+  private readonly clock: Clock;
+  private readonly namespaceOf: (vrf: string) => string | undefined;
+  private readonly vrfs = new Map<string, LiveVrf>();
+  private readonly staged = new Map<string, Staged>();
+  private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
+  private readonly writerThreads: number;
+  private closed = false;
+
+  constructor(options: LinuxEngineOptions = {}) {
+    this.workerCount = options.workers ?? 2;
+    this.clock = options.clock ?? new RealClock();
+    this.namespaceOf = options.namespaceOf ?? ((vrf) => (vrf === 'main' ? undefined : vrf));
+    this.writerThreads = options.writerThreads ?? 2;
+  }
+
+  get workers(): number {
+    return this.workerCount;
+  }
+
+  async setWorkers(n: number): Promise<void> {
+    if (!Number.isInteger(n) || n < 1) throw new RangeError(`workers must be an integer >= 1, got ${n}`);
+    this.workerCount = n; // the kernel has no worker pool: n only spreads events over sync connections
+  }
+
+  // ---- configuration ----
+
+  private parse(config: VrfDataplaneConfig): SoftVrfConfig {
+    try {
+      return parseVrfConfig(config.json, parseNetworkProfiles(config.networkProfiles), config.conntrackMax ?? DEFAULT_CONNTRACK_MAX);
+    } catch (err) {
+      if (err instanceof VrfConfigError) throw err;
+      throw new VrfConfigError(`vrf ${config.name}: ${(err as Error).message}`, `/tandem-vrf:vrf[name='${config.name}']`);
+    }
+  }
+
+  async prepareVrf(config: VrfDataplaneConfig): Promise<void> {
+    const parsed = this.parse(config);
+    const namespace = this.namespaceOf(config.name);
+    if (namespace !== undefined && !namespaceExists(namespace)) {
+      throw new VrfConfigError(`vrf ${config.name}: network namespace ${namespace} does not exist (create it with ip netns add ${namespace})`,
+        `/tandem-vrf:vrf[name='${config.name}']`);
+    }
+    const role = this.vrfs.get(config.name)?.role ?? 'master';
+    await checkRuleset(namespace, renderRuleset(parsed, role)); // renders (refuses what cannot be rendered) and lets nft check it
+    this.staged.set(config.name, { config: parsed, namespace });
+  }
+
+  async abortVrf(name: string): Promise<void> {
+    this.staged.delete(name);
+  }
+
+  async applyVrf(name: string, config: VrfDataplaneConfig | undefined): Promise<void> {
+    if (config === undefined) {
+      await this.removeVrf(name);
+      return;
+    }
+    const staged = this.staged.get(name) ?? { config: this.parse(config), namespace: this.namespaceOf(name) };
+    this.staged.delete(name);
+    const live = this.vrfs.get(name);
+    const role = live?.role ?? 'master';
+    await applyRuleset(staged.namespace, renderRuleset(staged.config, role));
+    await applySysctls(staged.namespace, conntrackSysctls(staged.config.timeouts, staged.config.firewall.dropInvalid));
+    if (live) {
+      live.config = staged.config;
+      log.info({ vrf: name }, 'vrf configuration applied');
+      return;
+    }
+    const netlink = new ConntrackNetlink({ namespace: staged.namespace });
+    let writers: ConntrackWriterPool;
+    try {
+      writers = await ConntrackWriterPool.start(staged.namespace, this.writerThreads);
+    } catch (err) {
+      netlink.close();
+      throw err;
+    }
+    const vrf: LiveVrf = {
+      name,
+      namespace: staged.namespace,
+      config: staged.config,
+      role,
+      policy: { graceSeconds: {} },
+      netlink,
+      writers,
+      established: new Map(),
+      counters: emptyCounters(),
+      countersReadAt: 0,
+    };
+    try {
+      if (role === 'master') this.startEvents(vrf);
+    } catch (err) {
+      netlink.close();
+      await writers.close();
+      throw err;
+    }
+    this.vrfs.set(name, vrf);
+    // Start from what the table already holds (the agent may restart under live traffic).
+    await netlink.dump((batch) => {
+      for (const ct of batch) {
+        vrf.counters.conntracks++;
+        if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
+        if (isEstablished(ct)) vrf.established.set(ct.id, this.clock.now());
+      }
+    });
+    log.info({ vrf: name, namespace: staged.namespace ?? '(agent)', conntracks: vrf.counters.conntracks }, 'vrf dataplane started');
+  }
+
+  private async removeVrf(name: string): Promise<void> {
+    const vrf = this.vrfs.get(name);
+    if (!vrf) return;
+    this.vrfs.delete(name);
+    await this.stopVrf(vrf);
+    await applyRuleset(vrf.namespace, renderRemoval());
+    log.info({ vrf: name }, 'vrf dataplane removed');
+  }
+
+  private async stopVrf(vrf: LiveVrf): Promise<void> {
+    vrf.refresh?.cancel();
+    vrf.events?.close();
+    vrf.events = undefined;
+    vrf.netlink.close();
+    await vrf.writers.close();
+  }
+
+  private startEvents(vrf: LiveVrf): void {
+    if (vrf.events) return;
+    vrf.events = ConntrackEventStream.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
+      log.warn({ vrf: vrf.name, dropped }, 'conntrack events lost; a full resync repairs the peer');
+    }, { namespace: vrf.namespace });
+  }
+
+  private live(vrf: string): LiveVrf {
+    const v = this.vrfs.get(vrf);
+    if (!v) throw new Error(`vrf ${vrf} is not configured in the linux engine`);
+    return v;
+  }
+
+  // ---- conntracks ----
+
+  private toEntry(vrf: LiveVrf, ct: KernelConntrack): ConntrackEntry {
+    const vs = vrf.config.virtualServices.find((v) => v.vip === ct.orig.dst && v.port === ct.orig.dport && v.protocol === ct.orig.proto);
+    const entry: ConntrackEntry = {
+      vrf: vrf.name,
+      orig: ct.orig,
+      reply: ct.reply,
+      state: ct.state,
+      timeout: ct.mark & SYNCED_MARK ? ct.mark & MARK_TIMEOUT_MASK : ct.timeout,
+      alg: (ct.status & IPS_EXPECTED) !== 0,
+      establishedAt: vrf.established.get(ct.id) ?? 0,
+      lastActivity: this.clock.now(),
+    };
+    if (vs) {
+      entry.virtualService = vs.name;
+      if (!vs.mirror) entry.noSync = true;
+    }
+    if (ct.mark & SYNCED_MARK) entry.synced = true;
+    return entry;
+  }
+
+  private onKernelEvent(vrf: LiveVrf, n: ConntrackNotification): void {
+    const ct = n.conntrack;
+    // Changes caused by our own upsert/remove are not reported (as in the soft engine).
+    const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId));
+    const worker = ownerWorker(ct.orig, this.workerCount);
+    if (n.kind === 'destroy') {
+      vrf.counters.conntracks = Math.max(0, vrf.counters.conntracks - 1);
+      vrf.counters.destroyed++;
+      if (ct.mark & SYNCED_MARK) vrf.counters.synced = Math.max(0, vrf.counters.synced - 1);
+      const entry = this.toEntry(vrf, ct);
+      vrf.established.delete(ct.id);
+      if (!ours) this.emit({ kind: 'destroy', entry, worker });
+      return;
+    }
+    if (n.kind === 'new') {
+      vrf.counters.conntracks++;
+      vrf.counters.created++;
+      if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
+    }
+    const becameEstablished = isEstablished(ct) && !vrf.established.has(ct.id);
+    if (becameEstablished) vrf.established.set(ct.id, this.clock.now());
+    if (ours) return;
+    if (n.kind === 'new') this.emit({ kind: 'new', entry: this.toEntry(vrf, ct), worker });
+    if (becameEstablished) this.emit({ kind: 'established', entry: this.toEntry(vrf, ct), worker });
+    else if (n.kind === 'update') this.emit({ kind: 'update', entry: this.toEntry(vrf, ct), worker });
+  }
+
+  private emit(ev: ConntrackEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(ev);
+      } catch (err) {
+        log.error({ err: String(err) }, 'conntrack event listener failed');
+      }
+    }
+  }
+
+  onEvent(listener: (ev: ConntrackEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  async dump(vrf: string, batch: (entries: ConntrackEntry[]) => void | Promise<void>): Promise<void> {
+    const v = this.live(vrf);
+    await v.netlink.dump((cts) => batch(cts.map((ct) => this.toEntry(v, ct))));
+  }
+
+  /** Writes synced conntracks into the kernel table (on a backup: held without expiry). */
+  async upsert(entries: ConntrackEntry[]): Promise<number> {
+    const byVrf = new Map<string, ConntrackEntry[]>();
+    for (const e of entries) {
+      const list = byVrf.get(e.vrf) ?? [];
+      list.push(e);
+      byVrf.set(e.vrf, list);
+    }
+    let written = 0;
+    for (const [name, list] of byVrf) {
+      const vrf = this.live(name);
+      const writes: ConntrackWrite[] = list.map((e) => ({
+        orig: e.orig,
+        reply: e.reply,
+        state: e.state,
+        timeout: vrf.role === 'backup' ? BACKUP_TIMEOUT_S : e.timeout,
+        mark: (SYNCED_MARK | Math.min(Math.max(0, Math.round(e.timeout)), MARK_TIMEOUT_MASK)) >>> 0,
+      }));
+      const result = await vrf.writers.upsert(writes);
+      if (!vrf.events) {
+        // No event reader on a backup: count here what the events would have counted.
+        vrf.counters.conntracks += result.created;
+        vrf.counters.created += result.created;
+        vrf.counters.synced += result.created;
+      }
+      if (result.failures.length > 0) {
+        vrf.counters.dropsTableFull += result.failures.filter((f) => f.errno === 12 /* ENOMEM: table full */).length;
+        log.warn({ vrf: name, failed: result.failures.length, first: result.failures[0] }, 'synced conntracks refused by the kernel');
+      }
+      written += result.written;
+    }
+    return written;
+  }
+
+  async remove(vrf: string, tuples: FlowTuple[]): Promise<number> {
+    const v = this.live(vrf);
+    const removed = (await v.netlink.delete(tuples)).written;
+    if (!v.events) {
+      v.counters.conntracks = Math.max(0, v.counters.conntracks - removed);
+      v.counters.synced = Math.max(0, v.counters.synced - removed);
+      v.counters.destroyed += removed;
+    }
+    return removed;
+  }
+
+  // ---- HA ----
+
+  role(vrf: string): HaRole {
+    return this.live(vrf).role;
+  }
+
+  setFailoverPolicy(vrf: string, policy: FailoverPolicy): void {
+    this.live(vrf).policy = policy;
+  }
+
+  async setRole(vrf: string, role: HaRole): Promise<void> {
+    const v = this.live(vrf);
+    if (v.role === role) return;
+    const started = this.clock.now();
+    v.role = role;
+    if (role === 'master') this.startEvents(v); // before traffic flows: no event may be missed
+    await applyRuleset(v.namespace, renderRuleset(v.config, role));
+    if (role === 'backup') {
+      v.events?.close();
+      v.events = undefined;
+      v.refresh = this.clock.setInterval(BACKUP_REFRESH_MS, () => {
+        void this.rearmSynced(v).catch((err: Error) => log.error({ vrf, err: err.message }, 'cannot re-arm synced conntracks'));
+      });
+      log.info({ vrf }, 'dataplane is backup: forwarding blocked, synced conntracks held');
+      return;
+    }
+    v.refresh?.cancel();
+    v.refresh = undefined;
+    const released = await this.releaseSynced(v);
+    log.info({ vrf, synced: released, ms: this.clock.now() - started }, 'dataplane is master: synced conntracks now age from the switch');
+  }
+
+  /** Rule 5: synced conntracks get their real timeout, counted from now, and become ordinary. */
+  private async releaseSynced(v: LiveVrf): Promise<number> {
+    const writes: ConntrackWrite[] = [];
+    v.counters.conntracks = await v.netlink.dump((cts) => {
+      for (const ct of cts) {
+        if (isEstablished(ct) && !v.established.has(ct.id)) v.established.set(ct.id, this.clock.now());
+        if (!(ct.mark & SYNCED_MARK)) continue;
+        const timeout = ct.mark & MARK_TIMEOUT_MASK;
+        const grace = v.policy.graceSeconds[ct.orig.proto];
+        const effective = grace !== undefined && grace < timeout ? grace + Math.floor(Math.random() * (timeout - grace)) : timeout;
+        writes.push({ orig: ct.orig, reply: ct.reply, state: ct.state, timeout: effective, mark: 0 });
+      }
+    });
+    // In slices, yielding between them: every update also comes back as an event to this node's
+    // own event reader (ignored, but it must drain them before its buffer overflows).
+    let written = 0;
+    for (let i = 0; i < writes.length; i += RELEASE_SLICE) {
+      written += (await v.netlink.update(writes.slice(i, i + RELEASE_SLICE))).written;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    v.counters.synced = 0;
+    return written;
+  }
+
+  /** On a backup: synced conntracks get BACKUP_TIMEOUT_S again (the kernel cannot hold them forever). */
+  private async rearmSynced(v: LiveVrf): Promise<void> {
+    const writes: ConntrackWrite[] = [];
+    await v.netlink.dump((cts) => {
+      for (const ct of cts) {
+        if (ct.mark & SYNCED_MARK) writes.push({ orig: ct.orig, reply: ct.reply, state: ct.state, timeout: BACKUP_TIMEOUT_S, mark: ct.mark });
+      }
+    });
+    await v.netlink.update(writes);
+  }
+
+  counters(vrf: string): EngineCounters {
+    const v = this.live(vrf);
+    // nft counters are read in the background at most once a second (this call is synchronous).
+    if (this.clock.now() - v.countersReadAt >= COUNTER_REFRESH_MS) {
+      v.countersReadAt = this.clock.now();
+      readCounters(v.namespace).then((c) => {
+        v.counters.dropsFirewall = (c.firewall_drops ?? 0) + (c.invalid_drops ?? 0);
+        v.counters.dropsBackup = c.backup_drops ?? 0;
+      }, (err: Error) => log.warn({ vrf, err: err.message }, 'cannot read the nftables counters'));
+    }
+    return { ...v.counters };
+  }
+
+  /** Reads the nft counters now (what counters() shows after its next background read). */
+  async refreshCounters(vrf: string): Promise<EngineCounters> {
+    const v = this.live(vrf);
+    const c = await readCounters(v.namespace);
+    v.counters.dropsFirewall = (c.firewall_drops ?? 0) + (c.invalid_drops ?? 0);
+    v.counters.dropsBackup = c.backup_drops ?? 0;
+    v.countersReadAt = this.clock.now();
+    return { ...v.counters };
+  }
+
+  /** Stops reading and writing; the kernel keeps forwarding with the tables as they are. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const vrf of this.vrfs.values()) await this.stopVrf(vrf);
+    this.vrfs.clear();
+    this.listeners.clear();
+  }
+}

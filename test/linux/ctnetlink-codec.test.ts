@@ -1,0 +1,86 @@
+// The ctnetlink wire format without the kernel (no root needed): addresses, message layout, the
+// NAT bindings a create carries, and clear errors for bad input.
+import { expect } from 'chai';
+import {
+  IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, MessageBuilder, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
+  encodeCreate, eventKind, splitMessages, writeDelete, writeUpdate, type ConntrackWrite,
+} from '../../fastpath/linux/ctnetlink-codec.js';
+import { bytesToIp, ipToBytes } from '../../fastpath/linux/ip-address.js';
+
+const snat: ConntrackWrite = {
+  orig: { proto: 'tcp', src: '10.1.0.2', dst: '10.77.0.2', sport: 40000, dport: 7000 },
+  reply: { proto: 'tcp', src: '10.77.0.2', dst: '192.0.2.1', sport: 7000, dport: 9000 },
+  state: 'established',
+  timeout: 300,
+  mark: 5,
+};
+
+/** Every (type, payload) attribute of a flat attribute area, recursing into nested ones. */
+function attributes(buf: Buffer, depth = 0): { depth: number; type: number; payload: Buffer }[] {
+  const out: { depth: number; type: number; payload: Buffer }[] = [];
+  for (let off = 0; off + 4 <= buf.length;) {
+    const len = buf.readUInt16LE(off);
+    const rawType = buf.readUInt16LE(off + 2);
+    const payload = buf.subarray(off + 4, off + len);
+    out.push({ depth, type: rawType & 0x3fff, payload });
+    if (rawType & 0x8000) out.push(...attributes(payload, depth + 1));
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
+describe('linux: ctnetlink wire format', () => {
+  it('converts IPv4 and IPv6 addresses both ways', () => {
+    expect([...ipToBytes('192.0.2.1')]).to.deep.equal([192, 0, 2, 1]);
+    expect(bytesToIp(ipToBytes('2001:db8::1'))).to.equal('2001:db8::1');
+    expect(bytesToIp(ipToBytes('fd00:0:0:1::'))).to.equal('fd00:0:0:1::');
+    expect(bytesToIp(ipToBytes('::ffff:10.0.0.1'))).to.equal('::ffff:a00:1');
+    expect(bytesToIp(ipToBytes('1:2:3:4:5:6:7:8'))).to.equal('1:2:3:4:5:6:7:8');
+    expect(() => ipToBytes('300.1.1.1')).to.throw(/not an IP address/);
+  });
+
+  it('encodes a create with both tuples, the source NAT binding, state, timeout and mark', () => {
+    const [msg] = splitMessages(encodeCreate(snat, 42, NLM_F_ACK));
+    expect(msg.type).to.equal(IPCTNL_MSG_CT_NEW);
+    expect(msg.flags).to.equal(NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ACK);
+    expect(msg.seq).to.equal(42);
+    expect(msg.payload[0]).to.equal(2); // AF_INET
+    const top = attributes(msg.payload.subarray(4)).filter((a) => a.depth === 0).map((a) => a.type);
+    // CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_NAT_SRC, CTA_STATUS, CTA_TIMEOUT, CTA_MARK, CTA_PROTOINFO
+    expect(top).to.deep.equal([1, 2, 6, 3, 7, 8, 4]);
+    const all = attributes(msg.payload.subarray(4));
+    const natSrc = all.find((a) => a.depth === 0 && a.type === 6)!;
+    const nat = attributes(natSrc.payload);
+    expect([...nat.find((a) => a.type === 1)!.payload]).to.deep.equal([192, 0, 2, 1]); // CTA_NAT_V4_MINIP
+    expect(nat.find((a) => a.depth === 1 && a.type === 1)!.payload.readUInt16BE(0)).to.equal(9000); // port min
+    expect(all.find((a) => a.depth === 0 && a.type === 7)!.payload.readUInt32BE(0)).to.equal(300);
+    expect(all.find((a) => a.depth === 0 && a.type === 8)!.payload.readUInt32BE(0)).to.equal(5);
+    // The reply tuple sent is the untranslated one: the kernel derives the NATed one from CTA_NAT_SRC.
+    const reply = attributes(all.find((a) => a.depth === 0 && a.type === 2)!.payload);
+    const replyIp = attributes(reply.find((a) => a.depth === 0 && a.type === 1)!.payload);
+    expect([...replyIp.find((a) => a.type === 2)!.payload]).to.deep.equal([10, 1, 0, 2]);
+  });
+
+  it('writes many messages into one datagram', () => {
+    const b = new MessageBuilder(64); // grows as needed
+    for (let i = 0; i < 300; i++) writeUpdate(b, { ...snat, orig: { ...snat.orig, sport: 1000 + i } }, i + 1, i === 299 ? NLM_F_ACK : 0);
+    writeDelete(b, snat.orig, 301, 0);
+    const messages = splitMessages(b.finish());
+    expect(messages).to.have.length(301);
+    expect(messages.map((m) => m.seq)).to.deep.equal(Array.from({ length: 301 }, (_, i) => i + 1));
+    expect(messages[299].flags & NLM_F_ACK).to.equal(NLM_F_ACK);
+    expect(messages[300].type).to.equal(IPCTNL_MSG_CT_DELETE);
+    expect(eventKind(messages[300])).to.equal('destroy');
+    expect(eventKind({ ...messages[0], flags: NLM_F_CREATE | NLM_F_EXCL })).to.equal('new');
+    expect(eventKind(messages[0])).to.equal('update');
+  });
+
+  it('refuses bad input with clear errors', () => {
+    expect(() => encodeCreate({ ...snat, orig: { ...snat.orig, src: '10.1.0' } }, 1, 0)).to.throw('not an IP address: "10.1.0"');
+    expect(() => encodeCreate({ ...snat, orig: { ...snat.orig, dst: 'fd00::1' } }, 1, 0)).to.throw(/mixed address families/);
+    expect(() => encodeCreate({ ...snat, orig: { ...snat.orig, sport: 70000 } }, 1, 0)).to.throw('port out of range: 70000');
+    expect(() => encodeCreate({ ...snat, reply: { ...snat.reply, proto: 'udp' } }, 1, 0)).to.throw(/protocols differ/);
+    expect(() => encodeCreate({ ...snat, state: 'bogus' as never }, 1, 0)).to.throw(/unknown state "bogus"/);
+    expect(() => encodeCreate({ ...snat, timeout: -1 }, 1, 0)).to.throw(/bad timeout -1/);
+  });
+});
