@@ -1,5 +1,5 @@
 // Composition of the agent: state directory, YANG context, dataplane engine (soft or linux), the
-// commit subsystems of fastpath/ and sync/, the NETCONF operations layer (datastores, commit
+// commit subsystems of fastpath/ and sync/ (with VRRP), the NETCONF operations layer (datastores, commit
 // transaction, monitoring, notifications), and the SSH server.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { createFastpathParts } from '../fastpath/fastpath-parts.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { createSubsystems } from '../sync/subsystems.js';
+import { createVrrp } from '../sync/vrrp/vrrp-subsystem.js';
 import type { RpcDispatcher } from './netconf/rpc-dispatcher.js';
 import type { NamespaceResolver } from './netconf/reply-xml.js';
 import { loadOrCreateHostKeys, type HostKey } from './ssh/host-keys.js';
@@ -65,9 +66,12 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
     const fastpath = createFastpathParts(engine);
     const sync = createSubsystems(engine);
     undo.push(() => sync.close());
+    // VRRP (keepalived) controls the HA groups that name an instance; its files live in the state dir.
+    const vrrp = createVrrp(sync.service, { stateDir: path.join(opts.stateDir, 'vrrp') });
+    undo.push(() => vrrp.close());
     const ops = await createNetconfOperations({
       yang, stateDir: opts.stateDir, startupFile: opts.startupFile,
-      subsystems: [...fastpath.subsystems, ...sync.subsystems],
+      subsystems: [...fastpath.subsystems, ...sync.subsystems, vrrp.subsystem],
       stateProviders: [...fastpath.stateProviders, ...sync.stateProviders],
       rpcProviders: sync.rpcProviders,
     });
