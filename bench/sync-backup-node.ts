@@ -9,10 +9,14 @@ type Json = Record<string, unknown>;
 const config = JSON.parse(process.env.TANDEM_SYNC_BENCH_CONFIG ?? '{}') as Json;
 const workers = Number(process.env.TANDEM_SYNC_BENCH_WORKERS ?? '2');
 const engine = await SoftEngine.create({ workers });
-const service = new SyncService(engine, { nodeId: 'ha2', backoffMinMs: 20, backoffMaxMs: 200 });
 for (const v of config['tandem-vrf:vrf'] as Json[]) await engine.applyVrf(String(v['name']), { name: String(v['name']), json: v });
-await service.applyHa(config);
-await service.applySync(config);
+async function startSync(): Promise<InstanceType<typeof SyncService>> {
+  const s = new SyncService(engine, { nodeId: 'ha2', backoffMinMs: 20, backoffMaxMs: 200 });
+  await s.applyHa(config);
+  await s.applySync(config);
+  return s;
+}
+let service = await startSync();
 const send = (m: unknown): void => {
   process.send?.(m);
 };
@@ -24,6 +28,13 @@ process.on('message', (m: { cmd: string }) => {
       global.gc?.();
       const mem = await engine.memory();
       send({ tableBytes: mem.tableBytes, conntracks: mem.conntracks, rss: process.memoryUsage().rss });
+    } else if (m.cmd === 'stop-sync') {
+      // The sync goes away (as after a restart of the agent's sync); the engine keeps its table.
+      await service.close();
+      send({ stopped: true });
+    } else if (m.cmd === 'start-sync') {
+      service = await startSync();
+      send({ started: true });
     } else if (m.cmd === 'stop') {
       await service.close();
       await engine.close();

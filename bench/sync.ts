@@ -1,15 +1,18 @@
 // Sync benchmark (`npm run bench -- sync`): conntracks per second from a dataplane event on ha1 to
 // the entry in ha2's soft-engine table, for 10^5 and 10^6 conntracks with 1 and 2 workers; full
-// resync time of 10^6; bytes of memory per synchronised conntrack on the backup; sync bytes per
-// conntrack on the wire. ha1's events come from a lean in-process source (so the figure is the
-// sync path: queues, codec, TCP on loopback, decode, engine upsert); ha2 is the real soft engine
-// with its sync in a child process, as on a real pair (its RSS gives the memory per conntrack).
+// resync time of 10^6 (from the lean source, and from a real soft engine on ha1: its dump
+// included); bytes of memory per synchronised conntrack on the backup; sync bytes per conntrack on
+// the wire. ha1's events come from a lean in-process source (so the figure is the sync path:
+// queues, codec, TCP on loopback, decode, engine upsert); ha2 is the real soft engine with its
+// sync in a child process, as on a real pair (its RSS gives the memory per conntrack). resyncRun
+// and liveRun are exported to run one figure alone.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RealClock } from '../fastpath/clock.js';
 import type {
   ConntrackEntry, ConntrackEvent, DataplaneEngine, EngineCounters, FlowTuple, HaRole, VrfDataplaneConfig,
 } from '../fastpath/engine.js';
+import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { ownerWorker } from '../fastpath/tuple-hash.js';
 import { SyncService } from '../sync/sync-service.js';
 import { freePort, nodeConfig } from '../test/sync/two-nodes.js';
@@ -169,7 +172,7 @@ async function backupMemory(b: BackupProcess, n: number): Promise<Record<string,
 }
 
 /** Live sync: N established events on ha1, paced only by the bounded queues; time to the last entry on ha2. */
-async function liveRun(n: number, workers: number): Promise<Record<string, number>> {
+export async function liveRun(n: number, workers: number): Promise<Record<string, number>> {
   const port = await freePort();
   const [c1, c2] = configs(port, workers);
   const src = new EventSource(workers);
@@ -211,13 +214,26 @@ async function liveRun(n: number, workers: number): Promise<Record<string, numbe
   }
 }
 
-/** Full resync: ha1 already holds N conntracks; ha2 comes up; time until ha2 holds all of them. */
-async function resyncRun(n: number, workers: number): Promise<Record<string, number>> {
+/**
+ * Full resync: ha1 already holds N conntracks; ha2 comes up; time until ha2 holds all of them.
+ * `source` 'lean': ha1's table is the lean event source (the sync path alone); 'soft': ha1 is a
+ * real soft engine too, so its dump (worker tables -> entries) is part of the figure.
+ */
+export async function resyncRun(n: number, workers: number, source: 'lean' | 'soft' = 'lean'): Promise<Record<string, number | string>> {
   const port = await freePort();
   const [c1, c2] = configs(port, workers);
-  const src = new EventSource(workers);
-  src.entries = makeEntries(n, Date.now());
-  const ha1 = await stack('ha1', src, c1);
+  let ha1: Stack;
+  let src: EventSource | undefined;
+  if (source === 'soft') {
+    const engine = await SoftEngine.create({ workers });
+    ha1 = await stack('ha1', engine, c1);
+    const entries = makeEntries(n, Date.now());
+    for (let i = 0; i < n; i += 50_000) await engine.upsert(entries.slice(i, i + 50_000));
+  } else {
+    src = new EventSource(workers);
+    src.entries = makeEntries(n, Date.now());
+    ha1 = await stack('ha1', src, c1);
+  }
   const backup = new BackupProcess(c2, workers);
   try {
     await backup.started();
@@ -226,17 +242,38 @@ async function resyncRun(n: number, workers: number): Promise<Record<string, num
     await untilAsync(async () => (await backupCount(backup)) >= n, `${n} conntracks resynced`, 300000);
     const seconds = (performance.now() - t0) / 1000;
     await ha1.service.vrfs.get('main')?.resyncIdle();
+    const memory = await backupMemory(backup, n);
+    const wire = wireBytes(ha1.service);
+    // Reconnect (lean source only): ha2's sync goes away while 1 % of the conntracks end on ha1,
+    // then comes back to a table full of synced entries: the resync must also find and remove
+    // the stale ones (rule 2), so ha2 records what it receives and checks its table at the end.
+    let reconnect: Record<string, number> = {};
+    if (src) {
+      await backup.ask('stop-sync');
+      await until(() => !ha1.service.ready(), 'ha1 to see the backup go', 10000);
+      const ended = Math.floor(n / 100);
+      src.entries = src.entries.slice(ended);
+      await backup.ask('start-sync');
+      await until(() => ha1.service.ready(), 'connections back', 10000);
+      const t1 = performance.now();
+      await untilAsync(async () => (await backupCount(backup)) === n - ended, `${n - ended} conntracks after the reconnect resync`, 300000);
+      const s2 = (performance.now() - t1) / 1000;
+      reconnect = { reconnectResyncSeconds: Number(s2.toFixed(3)), reconnectEntriesPerSecond: Math.round((n - ended) / s2), reconnectStaleRemoved: ended };
+    }
     return {
+      source,
       conntracks: n,
       workers,
       seconds: Number(seconds.toFixed(3)),
       entriesPerSecond: Math.round(n / seconds),
       senderResyncMs: ha1.service.vrfs.get('main')?.lastFullResync?.duration ?? -1,
-      wireBytesPerConntrack: Number((wireBytes(ha1.service) / n).toFixed(1)),
-      ...(await backupMemory(backup, n)),
+      wireBytesPerConntrack: Number((wire / n).toFixed(1)),
+      ...memory,
+      ...reconnect,
     };
   } finally {
     await ha1.service.close();
+    await ha1.engine.close();
     await backup.stop();
   }
 }
@@ -253,7 +290,9 @@ export async function run(): Promise<Record<string, unknown>> {
   const big = sizes[sizes.length - 1] as number;
   process.stderr.write(`bench sync: full resync of ${big} conntracks\n`);
   const resync = await resyncRun(big, 2);
-  return { live, resync };
+  process.stderr.write(`bench sync: full resync of ${big} conntracks from a soft engine\n`);
+  const resyncFromSoftEngine = await resyncRun(big, 2, 'soft');
+  return { live, resync, resyncFromSoftEngine };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

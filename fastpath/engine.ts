@@ -128,4 +128,50 @@ export interface DataplaneEngine {
    * by the next setRole(vrf, 'master') of a backup. Optional until every engine has it.
    */
   setFailoverPolicy?(vrf: string, policy: FailoverPolicy): void;
+  /**
+   * Added for fast sync (G): create or update synced conntracks given as packed IPv4 records, so
+   * that a backup writes what it receives without building an object per conntrack. Same effect
+   * as `upsert` of entries with `synced: true`, `alg: false`, `establishedAt` = now and
+   * `lastActivity` = now (or now - age when bit 3 of the flags is set, which also sets
+   * `activitySynced`). `records` holds whole records of IPV4_SYNC_RECORD_BYTES, big-endian:
+   *   u8 flags (bits 0-1 protocol: 0 tcp, 1 udp, 2 icmp; bit 3 activity synchronised; no other bit),
+   *   u8 TCP state (index in TcpState order: syn-sent ... close), u32 timeout (s),
+   *   u32 age of the last activity (ms), u32 orig src, u32 orig dst, u16 orig sport,
+   *   u16 orig dport, u32 reply src, u32 reply dst, u16 reply sport, u16 reply dport
+   * (sync protocol v1's IPv4 record without a virtual service). The caller has checked every
+   * field; the engine routes each record to its owning worker. Returns how many were written.
+   */
+  upsertIPv4Records?(vrf: string, records: Uint8Array): Promise<number>;
+  /**
+   * Added for fast sync (G): `dump` without an object per conntrack. Each batch is read field by
+   * field; `entry(i)` gives what `dump` would have given, for entries the caller cannot take as
+   * fields (not plain IPv4, or with a virtual service).
+   */
+  dumpPacked?(vrf: string, batch: (b: PackedConntrackBatch) => void | Promise<void>): Promise<void>;
 }
+
+/** One batch of DataplaneEngine.dumpPacked. */
+export interface PackedConntrackBatch {
+  readonly count: number;
+  /** Entry i as an object, as `dump` gives it. */
+  entry(i: number): ConntrackEntry;
+  /** True when entry i has four IPv4 addresses and no virtual service: the accessors below describe it. */
+  isPlainIPv4(i: number): boolean;
+  /** 0 tcp, 1 udp, 2 icmp. */
+  protoIndex(i: number): number;
+  /** Index of the state in TcpState order (syn-sent ... close). */
+  stateIndex(i: number): number;
+  alg(i: number): boolean;
+  synced(i: number): boolean;
+  noSync(i: number): boolean;
+  timeout(i: number): number;
+  establishedAt(i: number): number;
+  lastActivity(i: number): number;
+  /** Address k (0 orig src, 1 orig dst, 2 reply src, 3 reply dst) as its 32-bit value. */
+  ipv4(i: number, k: number): number;
+  /** Port k (0 orig sport, 1 orig dport, 2 reply sport, 3 reply dport). */
+  port(i: number, k: number): number;
+}
+
+/** Size of one record of `DataplaneEngine.upsertIPv4Records`. */
+export const IPV4_SYNC_RECORD_BYTES = 34;

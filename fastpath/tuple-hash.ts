@@ -20,3 +20,25 @@ export function ownerWorker(orig: Pick<FlowTuple, 'src'>, workers: number): numb
   if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be an integer >= 1, got ${workers}`);
   return tupleHash(orig) % workers;
 }
+
+const FNV_DIGITS: number[][] = Array.from({ length: 256 }, (_, v) => [...String(v)].map((c) => c.charCodeAt(0)));
+
+/**
+ * tupleHash of an IPv4 source given as its 32-bit value, without building its text: FNV-1a over
+ * the same dotted-quad characters (packed sync records carry addresses as numbers).
+ */
+export function ipv4TupleHash(value: number): number {
+  let h = 0x811c9dc5;
+  for (let shift = 24; shift >= 0; shift -= 8) {
+    const digits = FNV_DIGITS[(value >>> shift) & 255] as number[];
+    for (let i = 0; i < digits.length; i++) {
+      h ^= digits[i] as number;
+      h = Math.imul(h, 0x01000193);
+    }
+    if (shift > 0) {
+      h ^= 46; // '.'
+      h = Math.imul(h, 0x01000193);
+    }
+  }
+  return h >>> 0;
+}

@@ -5,9 +5,9 @@
 //   [u8 length + UTF-8 name of the virtual service]
 // (34 bytes for IPv4 without a virtual service). A CT_DELETE payload is a u16 count followed by
 // u8 flags and the original tuple. Decoding checks every field and the exact payload length.
-import type { ConntrackEntry, FlowTuple, L4Proto, TcpState } from '../fastpath/engine.js';
+import type { ConntrackEntry, FlowTuple, L4Proto, PackedConntrackBatch, TcpState } from '../fastpath/engine.js';
 import { ipFamily, readIPv4, readIPv6, writeIPv4, writeIPv6 } from './ip-bytes.js';
-import { SyncProtocolError } from './protocol.js';
+import { MAX_RECORDS_PER_FRAME, SyncProtocolError } from './protocol.js';
 
 const PROTOS: readonly L4Proto[] = ['tcp', 'udp', 'icmp'];
 export const STATES: readonly TcpState[] = [
@@ -179,6 +179,89 @@ export function decodeEntries(buf: Buffer, vrf: string, now: number): ConntrackE
     if (activity) e.activitySynced = true;
     return e;
   });
+}
+
+/** Size of an IPv4 record without a virtual service (DataplaneEngine.upsertIPv4Records takes them as they are). */
+export const IPV4_RECORD_BYTES = 10 + 2 * tupleBytes(false);
+
+/**
+ * Whether a CT_NEW/CT_UPDATE payload holds only IPv4 records without a virtual service, every
+ * field checked as decodeRecords does (a malformed one throws the same SyncProtocolError). Such a
+ * payload, after its count, is exactly the input of DataplaneEngine.upsertIPv4Records. False when
+ * a record is IPv6 or names a virtual service: decode it with decodeEntries then.
+ */
+export function isPlainIPv4Payload(buf: Buffer): boolean {
+  need(buf, 0, 2);
+  const count = buf.readUInt16BE(0);
+  let off = 2;
+  for (let i = 0; i < count; i++, off += IPV4_RECORD_BYTES) {
+    need(buf, off, 10);
+    const flags = buf[off] as number;
+    if ((flags & ~F_KNOWN) !== 0) throw new SyncProtocolError(`unknown record flags 0x${flags.toString(16)}`);
+    if ((flags & (F_V6 | F_VS)) !== 0) return false;
+    if ((flags & 0x03) === 3) throw new SyncProtocolError('unknown protocol 3');
+    const state = buf[off + 1] as number;
+    if (state >= STATES.length) throw new SyncProtocolError(`unknown TCP state ${state}`);
+    const timeout = buf.readUInt32BE(off + 2);
+    if (timeout > MAX_TIMEOUT_S) throw new SyncProtocolError(`timeout out of range: ${timeout}`);
+    need(buf, off + 10, IPV4_RECORD_BYTES - 10);
+  }
+  if (off !== buf.length) throw new SyncProtocolError(`${buf.length - off} trailing bytes after ${count} records`);
+  return true;
+}
+
+/** Calls fn with the original tuple of every record of a payload that isPlainIPv4Payload accepted. */
+export function forEachIPv4Orig(buf: Buffer, fn: (proto: number, src: number, dst: number, sport: number, dport: number) => void): void {
+  const count = buf.readUInt16BE(0);
+  for (let i = 0, off = 2; i < count; i++, off += IPV4_RECORD_BYTES) {
+    fn((buf[off] as number) & 0x03, buf.readUInt32BE(off + 10), buf.readUInt32BE(off + 14), buf.readUInt16BE(off + 18), buf.readUInt16BE(off + 20));
+  }
+}
+
+/**
+ * Builds CT_NEW payloads of IPv4 records straight from a packed dump (no entry object, no address
+ * text): the same bytes encodeRecords writes for those entries. At most MAX_RECORDS_PER_FRAME
+ * records per payload.
+ */
+export class IPv4PayloadBuilder {
+  private buf = Buffer.allocUnsafe(2 + MAX_RECORDS_PER_FRAME * IPV4_RECORD_BYTES);
+  count = 0;
+
+  /** Whether entry i of b (plain IPv4) can be encoded with this timeout; else it takes the object path. */
+  static encodable(timeout: number): boolean {
+    return Number.isInteger(timeout) && timeout >= 0 && timeout <= MAX_TIMEOUT_S;
+  }
+
+  get full(): boolean {
+    return this.count >= MAX_RECORDS_PER_FRAME;
+  }
+
+  add(b: PackedConntrackBatch, i: number, timeout: number, withActivity: boolean, now: number): void {
+    const buf = this.buf;
+    const off = 2 + this.count * IPV4_RECORD_BYTES;
+    buf[off] = b.protoIndex(i) | (withActivity ? F_ACTIVITY : 0);
+    buf[off + 1] = b.stateIndex(i);
+    buf.writeUInt32BE(timeout, off + 2);
+    buf.writeUInt32BE(Math.min(MAX_AGE_MS, Math.max(0, Math.round(now - b.lastActivity(i)))), off + 6);
+    buf.writeUInt32BE(b.ipv4(i, 0), off + 10);
+    buf.writeUInt32BE(b.ipv4(i, 1), off + 14);
+    buf.writeUInt16BE(b.port(i, 0), off + 18);
+    buf.writeUInt16BE(b.port(i, 1), off + 20);
+    buf.writeUInt32BE(b.ipv4(i, 2), off + 22);
+    buf.writeUInt32BE(b.ipv4(i, 3), off + 26);
+    buf.writeUInt16BE(b.port(i, 2), off + 30);
+    buf.writeUInt16BE(b.port(i, 3), off + 32);
+    this.count++;
+  }
+
+  /** The payload so far (count and records); the builder starts a new one. */
+  take(): Buffer {
+    this.buf.writeUInt16BE(this.count, 0);
+    const out = this.buf.subarray(0, 2 + this.count * IPV4_RECORD_BYTES);
+    this.buf = Buffer.allocUnsafe(2 + MAX_RECORDS_PER_FRAME * IPV4_RECORD_BYTES);
+    this.count = 0;
+    return out;
+  }
 }
 
 export function deleteSize(t: FlowTuple): number {

@@ -64,6 +64,8 @@ export interface SyncClientStats {
 
 type QueuedOp =
   | { t: FrameType.CtNew | FrameType.CtUpdate; rec: SyncRecord }
+  /** A CT_NEW payload already encoded (a full resync read from packed records): `count` records. */
+  | { t: FrameType.CtNew; payload: Buffer; count: number }
   | { t: FrameType.CtDelete; tuple: FlowTuple }
   | { t: FrameType.BulkStart | FrameType.BulkEnd; kind: BulkKind; count: number };
 
@@ -82,6 +84,8 @@ export class SyncClient {
   private encoder = new FrameEncoder();
   private queue: QueuedOp[] = [];
   private head = 0;
+  /** Records beyond one per queued op (encoded payloads hold many): the queue bound counts records. */
+  private queuedExtra = 0;
   private flushScheduled = false;
   private waitingDrain = false;
   private roomWaiters: Array<() => void> = [];
@@ -105,7 +109,7 @@ export class SyncClient {
 
   /** Messages waiting to be written. */
   queued(): number {
-    return this.queue.length - this.head;
+    return this.queue.length - this.head + this.queuedExtra;
   }
 
   start(): void {
@@ -131,6 +135,7 @@ export class SyncClient {
       this.stats.overflows++;
       this.queue = [];
       this.head = 0;
+      this.queuedExtra = 0;
       this.outOfSync = true;
       log.warn({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, lost }, 'sync queue overflow: peer out of sync, full resync when it catches up');
       this.checkCaughtUp();
@@ -151,6 +156,13 @@ export class SyncClient {
   bulk(op: QueuedOp): void {
     if (this.status !== 'established') return;
     this.push(op);
+  }
+
+  /** An encoded CT_NEW payload of `count` records (see encodeIPv4Record), sent as one frame. */
+  bulkPayload(payload: Buffer, count: number): void {
+    if (this.status !== 'established' || count === 0) return;
+    this.queuedExtra += count - 1;
+    this.push({ t: FrameType.CtNew, payload, count });
   }
 
   /** Starting a resync repairs an overflow: live messages are accepted again from here on. */
@@ -263,6 +275,7 @@ export class SyncClient {
     this.stats.transmitError += lost;
     this.queue = [];
     this.head = 0;
+    this.queuedExtra = 0;
     this.waitingDrain = false;
     const s = this.socket;
     this.socket = undefined;
@@ -308,7 +321,12 @@ export class SyncClient {
     while (this.head < this.queue.length) {
       const first = this.queue[this.head] as QueuedOp;
       let ok: boolean;
-      if (first.t === FrameType.BulkStart || first.t === FrameType.BulkEnd) {
+      if ('payload' in first) {
+        this.head++;
+        this.queuedExtra -= first.count - 1;
+        this.stats.transmit += first.count;
+        ok = this.write(first.t, first.payload);
+      } else if (first.t === FrameType.BulkStart || first.t === FrameType.BulkEnd) {
         this.head++;
         const p = Buffer.allocUnsafe(5);
         p.writeUInt8(first.kind, 0);
@@ -357,7 +375,7 @@ export class SyncClient {
     const recs: SyncRecord[] = [];
     while (this.head < end) {
       const op = this.queue[this.head] as QueuedOp;
-      if (op.t !== type) break;
+      if (op.t !== type || !('rec' in op)) break;
       this.head++;
       try {
         sizes.push(recordSize(op.rec));

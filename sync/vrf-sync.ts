@@ -2,11 +2,13 @@
 // right connection (rules 1, 3, 6, 7, 10), runs full resyncs (rule 2) and manual synchronisations
 // (rule 8), and applies what the peers send into the local engine. It only sends while its HA
 // group is master (rule 11); the receiving side works in every state.
-import type { ConntrackEntry, ConntrackEvent, DataplaneEngine, FlowTuple, HaRole, L4Proto } from '../fastpath/engine.js';
+import type { ConntrackEntry, ConntrackEvent, DataplaneEngine, FlowTuple, HaRole, L4Proto, PackedConntrackBatch } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
-import { ownerWorker } from '../fastpath/tuple-hash.js';
+import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
 import { logger } from '../agent/log.js';
-import { decodeDeletes, decodeEntries, STATES, type SyncRecord } from './conntrack-codec.js';
+import {
+  decodeDeletes, decodeEntries, forEachIPv4Orig, IPv4PayloadBuilder, isPlainIPv4Payload, STATES, type SyncRecord,
+} from './conntrack-codec.js';
 import { TupleMap } from './tuple-map.js';
 import { readIPv6, writeIPv6 } from './ip-bytes.js';
 import type { Hello } from './handshake.js';
@@ -61,9 +63,24 @@ interface InboundSession {
   workers: number;
   /** Keys carried by the full resync in progress on this connection. */
   bulkSeen: TupleMap | undefined;
+  /**
+   * A full resync is in progress on this connection into a table that held no synced conntrack
+   * when it began: nothing can be stale, so no key is recorded and nothing is purged at its end.
+   */
+  bulkFresh: boolean;
 }
 
 const STATE_INDEX = new Map(STATES.map((st, i) => [st, i]));
+const ESTABLISHED = STATE_INDEX.get('established') as number;
+const PROTO_NAMES: readonly L4Proto[] = ['tcp', 'udp', 'icmp'];
+
+/** Text of a 32-bit IPv4 value. */
+function ipv4Text(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+/** Eligibility of entry i of a packed dump batch (plain IPv4, no virtual service). */
+type PackedEligible = (b: PackedConntrackBatch, i: number) => boolean;
 
 export function ctKey(t: FlowTuple): string {
   return `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}`;
@@ -112,6 +129,12 @@ export class VrfSync implements SyncClientListener {
   private resyncWanted = new Set<SyncClient>();
   private resyncRunning: Promise<void> | undefined;
   private receivedBulkStart = 0;
+  /**
+   * Records handed to the engine by the receiving side, per sending worker ("workers/worker"),
+   * counted before the write resolves; and the engine's synced count before the first of them.
+   */
+  private acceptedByOwner = new Map<string, number>();
+  private syncedBeforeReceiving: number | undefined;
   private stopped = false;
 
   constructor(
@@ -349,7 +372,7 @@ export class VrfSync implements SyncClientListener {
       this.resyncWanted.clear();
       if (this.role !== 'master' || !this.config.enabled || targets.length === 0) continue;
       const started = performance.now();
-      const count = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), false);
+      const count = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
       const summary: ResyncSummary = { time: new Date().toISOString(), duration: Math.round(performance.now() - started), count };
       this.lastFullResync = summary;
       log.info({ vrf: this.vrf, clients: targets.length, count, durationMs: summary.duration }, 'full resync sent');
@@ -386,8 +409,42 @@ export class VrfSync implements SyncClientListener {
     return true;
   }
 
+  /**
+   * Packed twin of resyncEligible for a plain IPv4 entry without a virtual service (the engine's
+   * dumpPacked): the same decisions, on fields instead of an entry object.
+   */
+  private resyncEligiblePacked(b: PackedConntrackBatch, i: number): boolean {
+    if (b.alg(i) || b.noSync(i)) return false;
+    const proto = b.protoIndex(i);
+    const state = b.stateIndex(i);
+    let due = state === ESTABLISHED;
+    if (due && !b.synced(i)) {
+      const d = this.config.delays[PROTO_NAMES[proto] as L4Proto].synchronization * 1000;
+      if (d > 0) due = proto === 0 ? this.clock.now() - b.establishedAt(i) >= d : b.lastActivity(i) >= b.establishedAt(i) + d;
+    }
+    const src = b.ipv4(i, 0), dst = b.ipv4(i, 1), sport = b.port(i, 0), dport = b.port(i, 1);
+    if (!due) return this.synced.getIPv4(proto, src, dst, sport, dport) !== undefined;
+    if (this.pending.size > 0) this.pending.delete(`${PROTO_NAMES[proto]}|${ipv4Text(src)}|${sport}|${ipv4Text(dst)}|${dport}`);
+    this.synced.setIPv4(proto, src, dst, sport, dport, state);
+    return true;
+  }
+
+  /** Packed twin of manualEligible (see resyncEligiblePacked). */
+  private manualEligiblePacked(b: PackedConntrackBatch, i: number): boolean {
+    if (b.alg(i) || b.noSync(i)) return false;
+    const proto = b.protoIndex(i);
+    const src = b.ipv4(i, 0), dst = b.ipv4(i, 1), sport = b.port(i, 0), dport = b.port(i, 1);
+    if (this.synced.getIPv4(proto, src, dst, sport, dport) !== undefined) return true;
+    if (b.stateIndex(i) !== ESTABLISHED) return false;
+    if (this.pending.size > 0) this.pending.delete(`${PROTO_NAMES[proto]}|${ipv4Text(src)}|${sport}|${ipv4Text(dst)}|${dport}`);
+    this.synced.setIPv4(proto, src, dst, sport, dport, ESTABLISHED);
+    return true;
+  }
+
   /** Dump the VRF once and send the eligible entries to each target on its worker's connection. */
-  private async bulkSend(targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, withActivity: boolean): Promise<number> {
+  private async bulkSend(
+    targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
+  ): Promise<number> {
     const workers = this.config.workers;
     const byWorker: SyncClient[][] = Array.from({ length: workers }, () => []);
     for (const c of targets) {
@@ -395,21 +452,61 @@ export class VrfSync implements SyncClientListener {
       byWorker[c.config.worker]?.push(c);
     }
     let count = 0;
-    const perClient = new Map<SyncClient, number>();
-    await this.engine.dump(this.vrf, async (batch) => {
-      for (const e of batch) {
-        if (!eligible(e)) continue;
-        count++;
-        const list = byWorker[ownerWorker(e.orig, workers)] as SyncClient[];
-        const rec = this.record(e, withActivity);
-        for (const c of list) {
-          c.bulk({ t: FrameType.CtNew, rec });
-          perClient.set(c, (perClient.get(c) ?? 0) + 1);
+    const perWorker = new Array<number>(workers).fill(0);
+    const sendEntry = (e: ConntrackEntry): void => {
+      if (!eligible(e)) return;
+      count++;
+      const w = ownerWorker(e.orig, workers);
+      const rec = this.record(e, withActivity);
+      for (const c of byWorker[w] as SyncClient[]) c.bulk({ t: FrameType.CtNew, rec });
+      perWorker[w] = (perWorker[w] as number) + 1;
+    };
+    try {
+      this.synced.reserve(this.engine.counters(this.vrf).conntracks);
+    } catch {
+      // the VRF is being removed: the dump below says so
+    }
+    if (this.engine.dumpPacked) {
+      // No entry object for plain IPv4 conntracks: fields -> wire records, one payload per frame.
+      const builders = Array.from({ length: workers }, () => new IPv4PayloadBuilder());
+      const ship = (w: number): void => {
+        const b = builders[w] as IPv4PayloadBuilder;
+        const n = b.count;
+        const payload = b.take();
+        for (const c of byWorker[w] as SyncClient[]) c.bulkPayload(payload, n);
+      };
+      await this.engine.dumpPacked(this.vrf, async (batch) => {
+        const now = this.clock.now();
+        const tcpUndefined = this.config.timeouts.tcpUndefined;
+        for (let i = 0; i < batch.count; i++) {
+          if (!batch.isPlainIPv4(i)) {
+            sendEntry(batch.entry(i));
+            continue;
+          }
+          const timeout = batch.protoIndex(i) === 0 && batch.stateIndex(i) !== ESTABLISHED ? tcpUndefined : batch.timeout(i);
+          if (!IPv4PayloadBuilder.encodable(timeout)) {
+            sendEntry(batch.entry(i)); // the object path counts it as a build error
+            continue;
+          }
+          if (!eligiblePacked(batch, i)) continue;
+          count++;
+          const w = ipv4TupleHash(batch.ipv4(i, 0)) % workers;
+          perWorker[w] = (perWorker[w] as number) + 1;
+          const b = builders[w] as IPv4PayloadBuilder;
+          b.add(batch, i, timeout, withActivity, now);
+          if (b.full) ship(w);
         }
-      }
-      await Promise.all(targets.map((c) => c.room()));
-    });
-    for (const c of targets) c.bulk({ t: FrameType.BulkEnd, kind, count: perClient.get(c) ?? 0 });
+        // Nothing stays behind across an await: live messages queued meanwhile come after these.
+        for (let w = 0; w < workers; w++) if ((builders[w] as IPv4PayloadBuilder).count > 0) ship(w);
+        await Promise.all(targets.map((c) => c.room()));
+      });
+    } else {
+      await this.engine.dump(this.vrf, async (batch) => {
+        for (const e of batch) sendEntry(e);
+        await Promise.all(targets.map((c) => c.room()));
+      });
+    }
+    for (const c of targets) c.bulk({ t: FrameType.BulkEnd, kind, count: perWorker[c.config.worker] ?? 0 });
     return count;
   }
 
@@ -419,7 +516,7 @@ export class VrfSync implements SyncClientListener {
     await this.resyncIdle();
     const targets = this.peers.flatMap((p) => p.clients).filter((c) => c.status === 'established');
     const started = performance.now();
-    const count = targets.length === 0 ? 0 : await this.bulkSend(targets, BulkKind.Manual, (e) => this.manualEligible(e), true);
+    const count = targets.length === 0 ? 0 : await this.bulkSend(targets, BulkKind.Manual, (e) => this.manualEligible(e), (b, i) => this.manualEligiblePacked(b, i), true);
     const duration = Math.round(performance.now() - started);
     log.info({ vrf: this.vrf, count, durationMs: duration, connections: targets.length }, 'manual synchronization complete');
     this.notify({ kind: 'manual-synchronization-complete', vrf: this.vrf, count, duration });
@@ -472,7 +569,7 @@ export class VrfSync implements SyncClientListener {
       this.receiveError++;
       return `${remote} is not a peer of VRF ${this.vrf}`;
     }
-    const inbound: InboundSession = { worker: hello.worker, workers: hello.workers, bulkSeen: undefined };
+    const inbound: InboundSession = { worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false };
     return {
       secret: this.config.secret,
       nodeId: this.tuning.nodeId,
@@ -493,12 +590,31 @@ export class VrfSync implements SyncClientListener {
    */
   private async purgeStale(inbound: InboundSession, seen: TupleMap): Promise<number> {
     const stale: FlowTuple[] = [];
-    await this.engine.dump(this.vrf, (batch) => {
-      for (const e of batch) {
-        if (!e.synced || ownerWorker(e.orig, inbound.workers) !== inbound.worker) continue;
-        if (!seen.has(e.orig)) stale.push(e.orig);
-      }
-    });
+    const check = (e: ConntrackEntry): void => {
+      if (!e.synced || ownerWorker(e.orig, inbound.workers) !== inbound.worker) return;
+      if (!seen.has(e.orig)) stale.push(e.orig);
+    };
+    if (this.engine.dumpPacked) {
+      // Plain IPv4 entries are checked on their fields; only stale ones become tuple objects.
+      await this.engine.dumpPacked(this.vrf, (b) => {
+        for (let i = 0; i < b.count; i++) {
+          if (!b.isPlainIPv4(i)) {
+            check(b.entry(i));
+            continue;
+          }
+          const src = b.ipv4(i, 0);
+          if (!b.synced(i) || ipv4TupleHash(src) % inbound.workers !== inbound.worker) continue;
+          const proto = b.protoIndex(i), dst = b.ipv4(i, 1), sport = b.port(i, 0), dport = b.port(i, 1);
+          if (seen.getIPv4(proto, src, dst, sport, dport) === undefined) {
+            stale.push({ proto: PROTO_NAMES[proto] as L4Proto, src: ipv4Text(src), dst: ipv4Text(dst), sport, dport });
+          }
+        }
+      });
+    } else {
+      await this.engine.dump(this.vrf, (batch) => {
+        for (const e of batch) check(e);
+      });
+    }
     if (stale.length === 0) return 0;
     for (let i = 0; i < stale.length; i += 4096) await this.engine.remove(this.vrf, stale.slice(i, i + 4096));
     for (const t of stale) {
@@ -512,11 +628,59 @@ export class VrfSync implements SyncClientListener {
     return stale.length;
   }
 
+  private noteAccepted(inbound: InboundSession, n: number): void {
+    this.syncedBeforeReceiving ??= this.engineSynced();
+    const key = `${inbound.workers}/${inbound.worker}`;
+    this.acceptedByOwner.set(key, (this.acceptedByOwner.get(key) ?? 0) + n);
+  }
+
+  /**
+   * Whether a full resync starting on this connection can find no stale entry: the engine held no
+   * synced conntrack before we received any, and nothing was received that this connection's
+   * worker owns (a conntrack always travels on its owner's connection; a different worker count
+   * on the sender changes the owners, so then anything received counts).
+   */
+  private nothingToPurge(inbound: InboundSession): boolean {
+    if ((this.syncedBeforeReceiving ?? this.engineSynced()) !== 0) return false;
+    for (const [key, n] of this.acceptedByOwner) {
+      if (n === 0) continue;
+      const [workers, worker] = key.split('/').map(Number);
+      if (workers !== inbound.workers || worker === inbound.worker) return false;
+    }
+    return true;
+  }
+
+  /** Synced conntracks the engine holds in this VRF (-1 when it cannot tell). */
+  private engineSynced(): number {
+    try {
+      return this.engine.counters(this.vrf).synced;
+    } catch {
+      return -1;
+    }
+  }
+
   private async apply(f: Frame, inbound: InboundSession): Promise<void> {
     switch (f.type) {
       case FrameType.CtNew:
       case FrameType.CtUpdate: {
+        // Fast path: plain IPv4 records go to the engine as received, no object per conntrack.
+        if (this.engine.upsertIPv4Records && isPlainIPv4Payload(f.payload)) {
+          const count = f.payload.readUInt16BE(0);
+          this.noteAccepted(inbound, count);
+          const seen = inbound.bulkSeen;
+          if (seen) forEachIPv4Orig(f.payload, (proto, src, dst, sport, dport) => seen.setIPv4(proto, src, dst, sport, dport, 0));
+          try {
+            await this.engine.upsertIPv4Records(this.vrf, f.payload.subarray(2));
+          } catch (err) {
+            this.receiveError += count;
+            log.error({ vrf: this.vrf, err: (err as Error).message, count }, 'engine refused synced conntracks');
+            return;
+          }
+          this.receive += count;
+          return;
+        }
         const entries = decodeEntries(f.payload, this.vrf, this.clock.now());
+        this.noteAccepted(inbound, entries.length);
         // Recorded before the engine call: a pipelined bulk end may purge before this write resolves.
         const seen = inbound.bulkSeen;
         if (seen) for (const e of entries) seen.set(e.orig, 0);
@@ -561,16 +725,21 @@ export class VrfSync implements SyncClientListener {
       case FrameType.BulkStart: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-start');
         this.receivedBulkStart = performance.now();
-        if (f.payload.readUInt8(0) === BulkKind.FullResync) inbound.bulkSeen = new TupleMap();
+        if (f.payload.readUInt8(0) === BulkKind.FullResync) {
+          // Counted synchronously in frame order, so records still being written count too.
+          inbound.bulkFresh = this.nothingToPurge(inbound);
+          inbound.bulkSeen = inbound.bulkFresh ? undefined : new TupleMap();
+        }
         return;
       }
       case FrameType.BulkEnd: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-end');
         const kind = f.payload.readUInt8(0);
-        if (kind === BulkKind.FullResync && inbound.bulkSeen) {
+        if (kind === BulkKind.FullResync && (inbound.bulkSeen || inbound.bulkFresh)) {
           const seen = inbound.bulkSeen;
           inbound.bulkSeen = undefined;
-          await this.purgeStale(inbound, seen);
+          inbound.bulkFresh = false;
+          if (seen) await this.purgeStale(inbound, seen);
           this.lastFullResync = {
             time: new Date().toISOString(),
             duration: Math.round(performance.now() - this.receivedBulkStart),

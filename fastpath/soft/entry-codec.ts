@@ -116,8 +116,37 @@ export class PackedWriter {
   }
 }
 
+// Texts of recently seen IPv4 addresses (direct-mapped by value): servers, NAT addresses and busy
+// subscribers recur in a dump, and reusing their string spares an allocation each time.
+const TEXT_CACHE_BITS = 12;
+const textCacheKeys = new Float64Array(1 << TEXT_CACHE_BITS).fill(-1);
+const textCacheValues = new Array<string>(1 << TEXT_CACHE_BITS).fill('');
+
+function cachedIPv4Text(v: number): string {
+  const i = Math.imul(v, 0x9e3779b1) >>> (32 - TEXT_CACHE_BITS);
+  if (textCacheKeys[i] === v) return textCacheValues[i] as string;
+  const text = ipv4Text(v);
+  textCacheKeys[i] = v;
+  textCacheValues[i] = text;
+  return text;
+}
+
+/** What a worker needs to write a conntrack into its table (PackedReader, IPv4RecordReader). */
+export interface PackedRecordSource {
+  readonly count: number;
+  proto(i: number): number;
+  state(i: number): number;
+  flags(i: number): number;
+  addr(i: number, k: number): AddressRef;
+  port(i: number, k: number): number;
+  timeout(i: number): number;
+  establishedAt(i: number): number;
+  lastActivity(i: number): number;
+  virtualService(i: number): string | undefined;
+}
+
 /** Reads the records of a batch without building objects (worker side). */
-export class PackedReader {
+export class PackedReader implements PackedRecordSource {
   private readonly view: DataView;
 
   constructor(private readonly packed: PackedEntries) {
@@ -156,7 +185,7 @@ export class PackedReader {
     const proto = NAME_BY_PROTO[this.proto(i)] as L4Proto;
     const text = (k: number): string => {
       const a = this.addr(i, k);
-      return typeof a === 'number' ? ipv4Text(a) : a;
+      return typeof a === 'number' ? cachedIPv4Text(a) : a;
     };
     const flags = this.flags(i);
     const e: ConntrackEntry = {

@@ -18,6 +18,7 @@ export type WorkerRequest =
   | { t: 'role'; vrf: string; role: HaRole; now: number }
   | { t: 'policy'; vrf: string; policy: FailoverPolicy }
   | { t: 'upsert'; vrf: string; packed: PackedEntries; now: number }
+  | { t: 'upsert-ipv4'; vrf: string; records: ArrayBuffer; now: number }
   | { t: 'remove'; vrf: string; tuples: FlowTuple[]; now: number }
   | { t: 'dump'; vrf: string; cursor: number; max: number }
   | { t: 'export' }

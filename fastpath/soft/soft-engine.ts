@@ -4,12 +4,14 @@
 // expiry runs on clock ticks sent to the workers.
 import { Worker } from 'node:worker_threads';
 import type {
-  ConntrackEntry, ConntrackEvent, DataplaneEngine, FailoverPolicy, FlowTuple, HaRole, VrfDataplaneConfig,
+  ConntrackEntry, ConntrackEvent, DataplaneEngine, FailoverPolicy, FlowTuple, HaRole, PackedConntrackBatch, VrfDataplaneConfig,
 } from '../engine.js';
 import { logger } from '../../agent/log.js';
 import { RealClock, type Clock, type TimerHandle } from '../clock.js';
-import { ownerWorker } from '../tuple-hash.js';
+import { IPV4_SYNC_RECORD_BYTES } from '../engine.js';
+import { ipv4TupleHash, ownerWorker } from '../tuple-hash.js';
 import { CgNatPoolAllocator, type NatBlockLog } from './cg-nat-allocator.js';
+import { PackedDumpBatch } from './packed-dump-batch.js';
 import { packPackets } from './packet-codec.js';
 import { EVENT_KINDS, PackedReader, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
 import type { MemoryReport, ReplyMessage, SoftCounters, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
@@ -234,13 +236,21 @@ export class SoftEngine implements DataplaneEngine {
   }
 
   async dump(vrf: string, batch: (entries: ConntrackEntry[]) => void | Promise<void>): Promise<void> {
+    return this.dumpBatches(vrf, (packed) => batch(unpackEntries(packed, vrf)));
+  }
+
+  async dumpPacked(vrf: string, batch: (b: PackedConntrackBatch) => void | Promise<void>): Promise<void> {
+    return this.dumpBatches(vrf, (packed) => batch(new PackedDumpBatch(packed, vrf)));
+  }
+
+  private async dumpBatches(vrf: string, batch: (packed: PackedEntries) => void | Promise<void>): Promise<void> {
     return this.gated(async () => {
       this.live(vrf);
       for (const w of this.pool) {
         let cursor = 0;
         while (cursor >= 0) {
           const r = await this.request(w, { t: 'dump', vrf, cursor, max: DUMP_BATCH }) as { packed: PackedEntries; next: number };
-          if (r.packed.count > 0) await batch(unpackEntries(r.packed, vrf));
+          if (r.packed.count > 0) await batch(r.packed);
           cursor = r.next;
         }
       }
@@ -261,6 +271,47 @@ export class SoftEngine implements DataplaneEngine {
         });
       }
       return (await Promise.all(jobs)).reduce((s: number, n) => s + (n as number), 0);
+    });
+  }
+
+  /** Packed IPv4 sync records straight to their owners' tables (see DataplaneEngine.upsertIPv4Records). */
+  async upsertIPv4Records(vrf: string, records: Uint8Array): Promise<number> {
+    if (records.byteLength % IPV4_SYNC_RECORD_BYTES !== 0) {
+      throw new TypeError(`IPv4 sync records: ${records.byteLength} bytes is not a whole number of ${IPV4_SYNC_RECORD_BYTES}-byte records`);
+    }
+    return this.gated(async () => {
+      this.live(vrf);
+      const now = this.clock.now();
+      const n = this.pool.length;
+      const count = records.byteLength / IPV4_SYNC_RECORD_BYTES;
+      const view = new DataView(records.buffer, records.byteOffset, records.byteLength);
+      // Owner of each record (hash of its original source, as ownerWorker); a frame from a peer
+      // with the same pool size usually belongs to one worker only: then one copy, no split.
+      const owners = new Uint16Array(count);
+      const perWorker = new Array<number>(n).fill(0);
+      for (let i = 0; i < count; i++) {
+        const w = n === 1 ? 0 : ipv4TupleHash(view.getUint32(i * IPV4_SYNC_RECORD_BYTES + 10)) % n;
+        owners[i] = w;
+        perWorker[w] = (perWorker[w] as number) + 1;
+      }
+      const jobs: Promise<unknown>[] = [];
+      for (let w = 0; w < n; w++) {
+        const k = perWorker[w] as number;
+        if (k === 0) continue;
+        const out = new Uint8Array(k * IPV4_SYNC_RECORD_BYTES);
+        if (k === count) {
+          out.set(records);
+        } else {
+          let o = 0;
+          for (let i = 0; i < count; i++) {
+            if (owners[i] !== w) continue;
+            out.set(records.subarray(i * IPV4_SYNC_RECORD_BYTES, (i + 1) * IPV4_SYNC_RECORD_BYTES), o);
+            o += IPV4_SYNC_RECORD_BYTES;
+          }
+        }
+        jobs.push(this.request(this.pool[w] as WorkerHandle, { t: 'upsert-ipv4', vrf, records: out.buffer, now }, [out.buffer]));
+      }
+      return (await Promise.all(jobs)).reduce((s: number, x) => s + (x as number), 0);
     });
   }
 

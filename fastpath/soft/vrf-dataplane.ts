@@ -7,7 +7,7 @@ import { CgNatPoolAllocator, type NatBlockLog } from './cg-nat-allocator.js';
 import {
   ConntrackTable, F_ACTIVITY_SYNCED, F_ALG, F_ESTABLISHED, F_FIN_ORIG, F_NO_MIRROR, F_SYNCED, PROTO_ICMP, PROTO_TCP, PROTO_UDP,
 } from './conntrack-table.js';
-import { PackedReader, PackedWriter, R_ACTIVITY_SYNCED, R_ALG, R_NO_SYNC, R_SYNCED, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
+import { PackedReader, PackedWriter, R_ACTIVITY_SYNCED, R_ALG, R_NO_SYNC, R_SYNCED, packEntries, unpackEntries, type PackedEntries, type PackedRecordSource } from './entry-codec.js';
 import type { PacketReader } from './packet-codec.js';
 import type { PackedMove } from './packed-move.js';
 import { prefixMatcher, type SoftVrfConfig, type TcpTimeouts, type VirtualServiceConfig } from './vrf-config.js';
@@ -484,13 +484,13 @@ export class VrfDataplane {
   }
 
   /** Write packed conntracks received from the peer (no object per conntrack); returns how many were written. */
-  upsertPacked(r: PackedReader, now: number): number {
+  upsertPacked(r: PackedRecordSource, now: number): number {
     let written = 0;
     for (let i = 0; i < r.count; i++) if (this.upsertRecord(r, i, now)) written++;
     return written;
   }
 
-  private upsertRecord(r: PackedReader, i: number, now: number): boolean {
+  private upsertRecord(r: PackedRecordSource, i: number, now: number): boolean {
     const proto = r.proto(i);
     const stateIdx = r.state(i);
     if (PROTO_NAME[proto] === undefined || stateIdx >= TCP_STATES.length) return false;

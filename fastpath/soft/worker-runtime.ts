@@ -8,6 +8,7 @@ import { AddressTable } from './address-table.js';
 import type { NatBlockLog } from './cg-nat-allocator.js';
 import { EVENT_KINDS, PackedReader, PackedWriter } from './entry-codec.js';
 import type { EventBatchMessage, MemoryReport, ReplyMessage, SoftCounters, WorkerMessageToMain, WorkerMessageToWorker, WorkerRequest } from './messages.js';
+import { IPv4RecordReader } from './ipv4-record-reader.js';
 import { PacketReader } from './packet-codec.js';
 import { moveBuffers, type PackedMove } from './packed-move.js';
 import { VrfDataplane } from './vrf-dataplane.js';
@@ -108,6 +109,8 @@ export class SoftWorkerRuntime {
         return undefined;
       case 'upsert':
         return this.vrf(req.vrf).upsertPacked(new PackedReader(req.packed), req.now);
+      case 'upsert-ipv4':
+        return this.vrf(req.vrf).upsertPacked(new IPv4RecordReader(req.records, req.now), req.now);
       case 'remove':
         return this.vrf(req.vrf).remove(req.tuples, req.now);
       case 'dump':

@@ -11,7 +11,9 @@ import {
 } from '../../sync/handshake.js';
 import { encodeHeader, FrameType, MAX_PAYLOAD_BYTES, SyncProtocolError } from '../../sync/protocol.js';
 import type { ConntrackEntry } from '../../fastpath/engine.js';
-import { flow, Pair, SECRET, waitFor } from './two-nodes.js';
+import { ManualClock } from '../../fastpath/clock.js';
+import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
+import { flow, freePort, nodeConfig, Pair, SECRET, startNode, type SyncNode, waitFor } from './two-nodes.js';
 
 /** Deterministic PRNG (mulberry32) so a failure can be replayed. */
 function rng(seed: number): () => number {
@@ -238,5 +240,58 @@ describe('sync bad input: a peer sending garbage is cut off and the table does n
     for (const part of encoder.encode(FrameType.CtNew, ctPayload(5))) socket.write(part);
     await waitFor(() => p.ha2.engine.counters('main').conntracks === before + 5, 'five injected conntracks');
     socket.destroy();
+  });
+});
+
+describe('sync bad input on the packed receive path: an authenticated peer sends malformed records', function () {
+  this.timeout(60000);
+  let ha2: SyncNode<SoftEngine> | undefined;
+  after(async () => {
+    await ha2?.service.close();
+    await ha2?.engine.close();
+  });
+
+  it('cuts every such connection, applies nothing of those frames, and still applies a good one', async () => {
+    // A soft-engine backup: plain IPv4 payloads take its packed path (upsertIPv4Records), the
+    // others the object path; both must refuse whatever the reference decoder refuses.
+    const clock = new ManualClock(1_000_000);
+    const port = await freePort();
+    const config = nodeConfig({ source: '127.0.0.2', address: '127.0.0.1', states: { g1: 'backup' }, workers: 2, vrfs: [{ name: 'main', port }] });
+    ha2 = await startNode('ha2', await SoftEngine.create({ clock, workers: 2 }), clock, config);
+    const node = ha2;
+    const receiver = node.service.vrfs.get('main');
+    let good: Awaited<ReturnType<typeof authenticated>> | undefined;
+    for (let i = 0; i < 100 && !good; i++) {
+      good = await authenticated(port, SECRET).catch(async () => {
+        await new Promise((res) => setTimeout(res, 50)); // ha2 not listening yet
+        return undefined;
+      });
+    }
+    if (!good) throw new Error('ha2 never accepted an authenticated connection');
+    for (const part of good.encoder.encode(FrameType.CtNew, ctPayload(5))) good.socket.write(part);
+    await waitFor(() => node.engine.counters('main').conntracks === 5, 'five good conntracks');
+    good.socket.destroy();
+    const baseline = { receive: receiver?.receive, errors: receiver?.receiveError ?? 0 };
+    const r = rng(99);
+    const payload = ctPayload(10);
+    let sent = 0;
+    for (let i = 0; i < 2000 && sent < 60; i++) {
+      const bad = mutate(r, payload);
+      try {
+        decodeRecords(bad);
+        continue; // still a valid payload (e.g. a port changed): not bad input
+      } catch (err) {
+        if (!(err instanceof SyncProtocolError)) throw err;
+      }
+      const { socket, encoder } = await authenticated(port, SECRET);
+      const c = closed(socket, 'malformed records');
+      for (const part of encoder.encode(i % 2 === 0 ? FrameType.CtNew : FrameType.CtUpdate, bad)) socket.write(part);
+      await c;
+      sent++;
+    }
+    expect(sent).to.equal(60);
+    expect(node.engine.counters('main').conntracks).to.equal(5);
+    expect(receiver?.receive).to.equal(baseline.receive);
+    expect(receiver?.receiveError).to.be.at.least(baseline.errors + 60);
   });
 });

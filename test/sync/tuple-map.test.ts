@@ -50,6 +50,43 @@ describe('sync TupleMap', () => {
     for (const t of tuples) expect(m.get(t)).to.equal(ref.get(key(t)));
   });
 
+  it('grows, shrinks and keeps every tuple through 100,000 distinct tuples inserted and removed', () => {
+    const r = rng(11);
+    const key = (t: FlowTuple): string => `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}`;
+    const tuples: FlowTuple[] = [];
+    for (let i = 0; i < 100_000; i++) {
+      tuples.push({
+        proto: (['tcp', 'udp', 'icmp'] as const)[i % 3] as FlowTuple['proto'],
+        src: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`,
+        dst: `192.0.2.${i % 7}`, // many tuples share a destination
+        sport: 1024 + (i % 50_000),
+        dport: i % 3 === 2 ? 0 : 80,
+      });
+    }
+    const m = new TupleMap();
+    const ref = new Map<string, number>();
+    for (const t of tuples) {
+      const v = Math.floor(r() * 8);
+      m.set(t, v);
+      ref.set(key(t), v);
+    }
+    expect(m.size).to.equal(ref.size);
+    // Remove a random 90 % (the table shrinks), checking the rest after each tenth.
+    const order = tuples.map((t) => ({ t, k: r() })).sort((a, b) => a.k - b.k).map((x) => x.t);
+    for (let i = 0; i < 90_000; i++) {
+      const t = order[i] as FlowTuple;
+      expect(m.delete(t)).to.equal(true);
+      ref.delete(key(t));
+      expect(m.delete(t)).to.equal(false);
+      if (i % 10_000 === 9_999) for (let j = i + 1; j < order.length; j += 97) expect(m.get(order[j] as FlowTuple)).to.equal(ref.get(key(order[j] as FlowTuple)));
+    }
+    expect(m.size).to.equal(10_000);
+    for (const t of tuples) expect(m.get(t)).to.equal(ref.get(key(t)));
+    m.clear();
+    expect(m.size).to.equal(0);
+    expect(m.get(tuples[0] as FlowTuple)).to.equal(undefined);
+  });
+
   it('refuses values it cannot pack', () => {
     expect(() => new TupleMap().set({ proto: 'tcp', src: '1.2.3.4', dst: '5.6.7.8', sport: 1, dport: 2 }, 8)).to.throw(RangeError);
   });
