@@ -7,7 +7,10 @@
 //  3. a failover of TANDEM_BENCH_CONNECTIONS (default 50,000) long-lived TCP connections through
 //     CG-NAT on the lab topology: the share that survives and the time from the master's death to
 //     every connection answering again.
-// Environment: TANDEM_BENCH_CONNTRACKS (default 100000), TANDEM_BENCH_CONNECTIONS (default 50000).
+// Environment: TANDEM_BENCH_CONNTRACKS (default 100000), TANDEM_BENCH_CONNECTIONS (default 50000);
+// TANDEM_BENCH_AGENTS=1: the failover runs through the real agents (`tandem start --engine linux`
+// in ha1 and ha2, configured over NETCONF, their own ha-fp-conntrack sync and VRRP) instead of the
+// engines driven in this process; TANDEM_BENCH_FAILOVER_ONLY=1 skips parts 1 and 2.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -16,6 +19,7 @@ import type { ConntrackEntry } from '../fastpath/engine.js';
 import { ConntrackNetlink } from '../fastpath/linux/conntrack-netlink.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
 import { NamespaceFixture, isRoot } from '../test/linux/namespace-fixture.js';
+import { agentFailoverRun } from '../test/lab/agent-failover-run.js';
 import { failoverRun } from '../test/lab/failover-run.js';
 import { labVrfConfig } from '../test/lab/lab-topology.js';
 
@@ -214,6 +218,8 @@ export async function run(): Promise<Record<string, unknown>> {
   }
   const n = Number(process.env.TANDEM_BENCH_CONNTRACKS ?? 100_000);
   const connections = Number(process.env.TANDEM_BENCH_CONNECTIONS ?? 50_000);
+  const failover = () => failoverPart(connections);
+  if (process.env.TANDEM_BENCH_FAILOVER_ONLY === '1') return { failover: await failover() };
   // The machine may be shared: alternate the two, three times each, and compare the medians.
   const tandemRuns: Record<string, number>[] = [];
   const conntrackdRuns: Record<string, number | string>[] = [];
@@ -229,20 +235,43 @@ export async function run(): Promise<Record<string, unknown>> {
   const conntrackdMedian = median(conntrackdRuns);
   const tandem = { ...tandemMedian, runs: tandemRuns.map((r) => r.perSecond) };
   const conntrackd = { ...conntrackdMedian, runs: conntrackdRuns.map((r) => r.perSecond) };
+  return {
+    kernelWrites: { tandem, conntrackd, ratio: Number((Number(tandemMedian.perSecond) / Number(conntrackdMedian.perSecond)).toFixed(2)) },
+    failover: await failover(),
+  };
+}
+
+/** Part 3: in this process (the engines, sync stood in for), or through the real agents. */
+async function failoverPart(connections: number): Promise<Record<string, unknown>> {
+  if (process.env.TANDEM_BENCH_AGENTS === '1') {
+    progress(`failover of ${connections} connections through the real agents (NETCONF-configured, their sync and VRRP)`);
+    const r = await agentFailoverRun({ sync: true, connections, log: progress });
+    return {
+      through: 'agents',
+      connections,
+      survived: r.after,
+      share: Number((r.after / connections).toFixed(4)),
+      resets: r.resets,
+      syncedBeforeKill: r.syncedInKernel,
+      msFromOpenToSyncedOnBackup: r.syncMs,
+      msFromDeathToTrafficFlowing: r.outageMs,
+      msFromDeathToAllAnswering: r.allAnsweredMs,
+      msFromDeathToGatewayOnBackup: r.takeoverMs,
+      msOfOnePingRoundBefore: r.pingRoundMs,
+    };
+  }
   progress(`failover of ${connections} connections`);
   const failover = await failoverRun(true, connections, progress);
   return {
-    kernelWrites: { tandem, conntrackd, ratio: Number((Number(tandemMedian.perSecond) / Number(conntrackdMedian.perSecond)).toFixed(2)) },
-    failover: {
-      connections,
-      survived: failover.after,
-      share: Number((failover.after / connections).toFixed(4)),
-      resets: failover.resets,
-      syncedBeforeKill: failover.synced,
-      msFromDeathToTrafficFlowing: failover.outageMs,
-      msFromDeathToAllAnswering: failover.allAnsweredMs,
-      msFromDeathToMaster: failover.takeoverMs,
-      msOfOnePingRoundBefore: failover.pingRoundMs,
-    },
+    through: 'engines in the benchmark process',
+    connections,
+    survived: failover.after,
+    share: Number((failover.after / connections).toFixed(4)),
+    resets: failover.resets,
+    syncedBeforeKill: failover.synced,
+    msFromDeathToTrafficFlowing: failover.outageMs,
+    msFromDeathToAllAnswering: failover.allAnsweredMs,
+    msFromDeathToMaster: failover.takeoverMs,
+    msOfOnePingRoundBefore: failover.pingRoundMs,
   };
 }

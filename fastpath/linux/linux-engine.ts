@@ -20,6 +20,7 @@ import { logger } from '../../agent/log.js';
 import { RealClock, type Clock, type TimerHandle } from '../clock.js';
 import { ownerWorker } from '../tuple-hash.js';
 import { VrfConfigError, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../soft/vrf-config.js';
+import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { ConntrackNetlink } from './conntrack-netlink.js';
 import { ConntrackEventStream } from './conntrack-events.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
@@ -281,6 +282,38 @@ export class LinuxEngine implements DataplaneEngine {
   onEvent(listener: (ev: ConntrackEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** The VRFs the engine runs (walked by the virtual-service tcpstat state provider). */
+  vrfNames(): string[] {
+    return [...this.vrfs.keys()];
+  }
+
+  /**
+   * tcpstat of each virtual service of a VRF, counted on a dump of its kernel table as the soft
+   * engine counts its own: every conntrack of the VIP; with connection-mirror, on a master its
+   * established non-ALG flows (what sync mirrors), on a backup the synchronised ones it holds.
+   */
+  async virtualServiceStats(vrfName: string): Promise<Map<string, VirtualServiceStats>> {
+    const vrf = this.live(vrfName);
+    const out = new Map<string, VirtualServiceStats>();
+    for (const vs of vrf.config.virtualServices) out.set(vs.name, { connections: 0, mirrorConnListOnActive: 0, mirroredConnectionsOnStandby: 0 });
+    if (out.size === 0) return out;
+    await vrf.netlink.dump((cts) => {
+      for (const ct of cts) {
+        const vs = vrf.config.virtualServices.find((v) => v.vip === ct.orig.dst && v.port === ct.orig.dport && v.protocol === ct.orig.proto);
+        const st = vs && out.get(vs.name);
+        if (!vs || !st) continue;
+        st.connections++;
+        if (!vs.mirror) continue;
+        if (vrf.role === 'backup') {
+          if (ct.mark & SYNCED_MARK) st.mirroredConnectionsOnStandby++;
+        } else if (isEstablished(ct) && (ct.status & IPS_EXPECTED) === 0) {
+          st.mirrorConnListOnActive++;
+        }
+      }
+    });
+    return out;
   }
 
   async dump(vrf: string, batch: (entries: ConntrackEntry[]) => void | Promise<void>): Promise<void> {

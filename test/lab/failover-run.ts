@@ -4,18 +4,13 @@
 // (VRRPv3, 100 ms adverts, ha1 priority 200, ha2 100); ha2's lan instance controls HA group g1,
 // whose state drives its engine's role.
 // Used by the lab failover test, `npm run lab` and the benchmark.
-import type { ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import type { ConntrackEntry } from '../../fastpath/engine.js';
 import { LinuxEngine } from '../../fastpath/linux/linux-engine.js';
 import type { HaRole } from '../../fastpath/engine.js';
 import { VrrpController } from '../../sync/vrrp/vrrp-controller.js';
 import type { VrfVrrpConfig } from '../../sync/vrrp/keepalived-config.js';
-import { JsonLines } from '../linux/namespace-fixture.js';
+import { LabConnections } from './lab-connections.js';
 import { LAB, LabTopology, labVrfConfig } from './lab-topology.js';
-
-const TCP_LOAD = fileURLToPath(new URL('../linux/tcp-load.js', import.meta.url));
-const PER_PROCESS = 15_000;
 
 /** The routers' VRRP: the lan and wan gateway addresses, 100 ms adverts; lan controls HA group g1. */
 function vrrpConfig(priority: number, routerId: string): VrfVrrpConfig {
@@ -54,7 +49,7 @@ export interface FailoverResult {
 export async function failoverRun(withSync: boolean, connections: number, log: (line: string) => void = () => undefined): Promise<FailoverResult> {
   const lab = new LabTopology('fo');
   const engines: LinuxEngine[] = [];
-  const clients: ChildProcess[] = [];
+  const opened: LabConnections[] = [];
   const vrrp: VrrpController[] = [];
   try {
     lab.build();
@@ -99,42 +94,10 @@ export async function failoverRun(withSync: boolean, connections: number, log: (
       });
     }
 
-    // One client and one server process per 15,000 connections: a process may hold only so many
-    // descriptors (ulimit -n), and the limit cannot always be raised.
-    const shards = Math.ceil(connections / PER_PROCESS);
-    const sources = lab.clientSources(Math.ceil(connections / 6000));
-    const connectTimeoutMs = connections > 5000 ? 30_000 : 5000;
-    const lines: JsonLines[] = [];
-    log(`opening ${connections} connections client -> ha1 -> server (${shards} client process(es))`);
-    const opened = await Promise.all(Array.from({ length: shards }, async (_, i) => {
-      const port = String(7000 + i);
-      const count = Math.min(PER_PROCESS, connections - i * PER_PROCESS);
-      const server = lab.fx.spawn(lab.ns.server, process.execPath, [TCP_LOAD, 'server', '0.0.0.0', port]);
-      await new JsonLines(server).next((l) => l.ready === true);
-      const client = lab.fx.spawn(lab.ns.client, process.execPath,
-        [TCP_LOAD, 'client', LAB.server, port, String(count), String(connectTimeoutMs), sources.join(',')]);
-      clients.push(client);
-      const out = new JsonLines(client);
-      lines.push(out);
-      return (await out.next((l) => l.ready === true, 60_000 + count * 5)).connected as number;
-    }));
-    const connected = opened.reduce((sum, n) => sum + n, 0);
-    if (connected !== connections) throw new Error(`only ${connected} of ${connections} connections opened`);
-    /** Every client pings all its connections; the sums of their answers. */
-    const ping = async (timeoutMs: number) => {
-      const sentAt = Date.now();
-      clients.forEach((c) => c.stdin?.write(`ping ${timeoutMs}\n`));
-      const replies = await Promise.all(lines.map((l) => l.next((r) => r.ping === true, timeoutMs + 20_000)));
-      const sum = (k: string) => replies.reduce((s, r) => s + (r[k] as number), 0);
-      const answered = replies.filter((r) => (r.firstMs as number) >= 0);
-      return {
-        sentAt,
-        ok: sum('ok'),
-        reset: sum('reset'),
-        firstMs: answered.length ? Math.min(...answered.map((r) => r.firstMs as number)) : -1,
-        lastMs: answered.length ? Math.max(...answered.map((r) => r.lastMs as number)) : -1,
-      };
-    };
+    log(`opening ${connections} connections client -> ha1 -> server`);
+    const conns = await LabConnections.open(lab, connections);
+    opened.push(conns);
+    const ping = (timeoutMs: number) => conns.ping(timeoutMs);
     const pingStarted = Date.now();
     const before = (await ping(10_000 + connections)).ok;
     const pingRoundMs = Date.now() - pingStarted;
@@ -161,7 +124,7 @@ export async function failoverRun(withSync: boolean, connections: number, log: (
     log(`after the failover ${after.ok} of ${connections} connections answered: first ${outageMs} ms, all ${allMs} ms after the kill`);
     return { before, after: after.ok, resets: after.reset, synced, outageMs, allAnsweredMs: allMs, takeoverMs, pingRoundMs };
   } finally {
-    for (const client of clients) client.stdin?.end();
+    for (const conns of opened) conns.close();
     for (const controller of vrrp) await controller.close();
     for (const engine of engines) await engine.close();
     await lab.teardown();

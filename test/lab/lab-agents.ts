@@ -3,6 +3,7 @@
 // Ansible playbook (ansible.netcommon.netconf_config) — both run inside the router's namespace,
 // where the agent listens on 127.0.0.1.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -58,10 +59,19 @@ export class LabAgent {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), 'tandem-lab-agent-'));
     await new UserStore(stateDir).add(USER, { password: PASSWORD });
     const child = spawn('ip', ['netns', 'exec', namespace, process.execPath, TANDEM_CLI, 'start', '--engine', 'linux',
-      '--listen', '127.0.0.1:0', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_LOG_LEVEL: 'warn' } });
+      '--listen', '127.0.0.1:0', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_LOG_LEVEL: process.env.TANDEM_LAB_AGENT_LOG_LEVEL ?? 'warn' } });
     let out = '';
-    child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    // TANDEM_LAB_AGENT_LOG=<dir>: each agent's output (JSON log lines) also goes to <dir>/<namespace>.log,
+    // at TANDEM_LAB_AGENT_LOG_LEVEL (default warn).
+    const logDir = process.env.TANDEM_LAB_AGENT_LOG;
+    const logFile = logDir ? createWriteStream(path.join(logDir, `${namespace}.log`), { flags: 'a' }) : undefined;
+    const collect = (d: string) => {
+      if (out.length < 1_000_000) out += d;
+      logFile?.write(d);
+    };
+    child.stdout?.setEncoding('utf8').on('data', collect);
+    child.stderr?.setEncoding('utf8').on('data', collect);
+    child.once('exit', () => logFile?.end());
     try {
       const port = await new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`agent in ${namespace} not listening after 60 s:\n${out}`)), 60_000);
@@ -132,6 +142,22 @@ print(json.dumps({'data': m.get_config(source='running').data_xml}))
 m.close_session()
 `;
     const out = await run('ip', ['netns', 'exec', this.namespace, PYTHON, '-c', code], JSON.stringify({ port: this.port, user: USER, password: PASSWORD }), 60_000);
+    return (JSON.parse(out.trim().split('\n').pop() ?? '{}') as { data?: string }).data ?? '';
+  }
+
+  /** `<get>` with a subtree filter (operational state and configuration), with ncclient. */
+  async get(filterXml: string): Promise<string> {
+    const code = `
+import json, sys
+from ncclient import manager
+inp = json.load(sys.stdin)
+m = manager.connect(host='127.0.0.1', port=inp['port'], username=inp['user'], password=inp['password'],
+                    hostkey_verify=False, allow_agent=False, look_for_keys=False, timeout=30)
+print(json.dumps({'data': m.get(filter=('subtree', inp['filter'])).data_xml}))
+m.close_session()
+`;
+    const out = await run('ip', ['netns', 'exec', this.namespace, PYTHON, '-c', code],
+      JSON.stringify({ port: this.port, user: USER, password: PASSWORD, filter: filterXml }), 60_000);
     return (JSON.parse(out.trim().split('\n').pop() ?? '{}') as { data?: string }).data ?? '';
   }
 

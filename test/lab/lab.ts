@@ -1,12 +1,17 @@
 // `npm run lab` (root): the namespace lab — client, ha1 / ha2, server, a sync link apart from the
 // data links. First both agents are started in their routers' namespaces and configured over
 // NETCONF as a user would (ha1 with ncclient, ha2 with an Ansible playbook) and their running
-// configuration read back; then a failover: long-lived TCP connections through ha1's firewall and
-// CG-NAT, ha1 killed, ha2 takes over, every connection checked; then a control run without
-// conntrack transfer. Everything is torn down at the end, on failure, and on Ctrl-C.
-//   npm run lab -- [--connections N] [--no-agents] [--keep]
-// --keep builds the topology only and leaves it up until Ctrl-C (to explore it by hand).
+// configuration read back; then a failover through the real agents (agent-failover-run.ts: VRRP,
+// firewall, CG-NAT and ha-fp-conntrack configured over NETCONF; long-lived TCP connections through
+// ha1, ha1's agent SIGKILLed and its links cut, ha2 takes over, every connection checked); then
+// the control run with ha-fp-conntrack disabled. Everything is torn down at the end, on failure,
+// and on Ctrl-C.
+//   npm run lab -- [--connections N] [--no-agents] [--in-process] [--keep]
+// --in-process runs the failover with the engines in the lab process and a stand-in for sync
+// (failover-run.ts) instead of the agents; --keep builds the topology only and leaves it up until
+// Ctrl-C (to explore it by hand).
 import { parseArgs } from 'node:util';
+import { agentFailoverRun } from './agent-failover-run.js';
 import { failoverRun } from './failover-run.js';
 import { LAB, LabTopology } from './lab-topology.js';
 import { LAB_CONFIG_XML, LabAgent } from './lab-agents.js';
@@ -73,6 +78,7 @@ async function main(): Promise<void> {
     connections: { type: 'string', default: '1000' },
     keep: { type: 'boolean', default: false },
     'no-agents': { type: 'boolean', default: false },
+    'in-process': { type: 'boolean', default: false },
   } });
   if (!isRoot()) {
     process.stderr.write('lab: needs root (it creates network namespaces, nftables rulesets and conntracks)\n');
@@ -99,6 +105,19 @@ async function main(): Promise<void> {
   process.on('SIGTERM', onSignal);
   if (!values['no-agents']) await agentsStep();
   if (interrupted) return;
+  if (!values['in-process']) {
+    say(`failover through the agents with ha-fp-conntrack, ${connections} connections`);
+    const withSync = await agentFailoverRun({ sync: true, connections, log: say });
+    if (interrupted) return;
+    say(`control run: ha-fp-conntrack enabled false, ${connections} connections`);
+    const control = await agentFailoverRun({ sync: false, connections, log: say });
+    const ok = withSync.after === connections && withSync.resets === 0 && control.after === 0;
+    say(JSON.stringify({ withSync, control }));
+    say(ok ? `PASS: ${withSync.after}/${connections} survived with sync (first data ${withSync.outageMs} ms after the kill), ${control.after} without`
+      : 'FAIL: see the figures above');
+    process.exitCode = ok ? 0 : 1;
+    return;
+  }
   say(`failover with conntrack transfer, ${connections} connections`);
   const withSync = await failoverRun(true, connections, say);
   if (interrupted) return;

@@ -1,0 +1,85 @@
+// Long-lived TCP connections client -> server across the lab (test/linux/tcp-load.js processes:
+// one echo server and one client per 15,000 connections, as a process may hold only so many
+// descriptors here), and the "ping" that checks every connection still carries data both ways.
+// The processes are started through the topology's fixture, which kills them (by PID) at teardown.
+import type { ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { JsonLines } from '../linux/namespace-fixture.js';
+import { LAB, type LabTopology } from './lab-topology.js';
+
+const TCP_LOAD = fileURLToPath(new URL('../linux/tcp-load.js', import.meta.url));
+const PER_PROCESS = 15_000;
+
+export interface PingResult {
+  /** When the ping was sent (ms since the epoch). */
+  sentAt: number;
+  ok: number;
+  reset: number;
+  /** From sentAt to the first / last answer (-1: none answered). */
+  firstMs: number;
+  lastMs: number;
+}
+
+export class LabConnections {
+  private readonly clients: ChildProcess[] = [];
+  private readonly lines: JsonLines[] = [];
+
+  private constructor(readonly count: number, readonly sources: string[]) {}
+
+  /**
+   * Opens `count` connections from the client (several source addresses) to the server; throws
+   * unless all open. A second batch on the same topology passes the first one's `sources` (they
+   * exist already) and another `firstPort` (each shard has a server of its own on firstPort + i).
+   * `connectTo` (one shard only): the clients connect there (a virtual service) instead of the server.
+   */
+  static async open(lab: LabTopology, count: number, opts: { firstPort?: number; sources?: string[]; connectTo?: { address: string; port: number } } = {}): Promise<LabConnections> {
+    const sources = opts.sources ?? lab.clientSources(Math.ceil(count / 6000));
+    const conns = new LabConnections(count, sources);
+    const shards = Math.ceil(count / PER_PROCESS);
+    if (opts.connectTo && shards > 1) throw new Error(`connectTo supports at most ${PER_PROCESS} connections`);
+    const connectTimeoutMs = count > 5000 ? 30_000 : 5000;
+    const opened = await Promise.all(Array.from({ length: shards }, async (_, i) => {
+      const port = String((opts.firstPort ?? 7000) + i);
+      const n = Math.min(PER_PROCESS, count - i * PER_PROCESS);
+      const server = lab.fx.spawn(lab.ns.server, process.execPath, [TCP_LOAD, 'server', '0.0.0.0', port]);
+      await new JsonLines(server).next((l) => l.ready === true);
+      const client = lab.fx.spawn(lab.ns.client, process.execPath,
+        [TCP_LOAD, 'client', opts.connectTo?.address ?? LAB.server, String(opts.connectTo?.port ?? port), String(n), String(connectTimeoutMs), sources.join(',')]);
+      conns.clients.push(client);
+      const out = new JsonLines(client);
+      conns.lines.push(out);
+      return (await out.next((l) => l.ready === true, 60_000 + n * 5)).connected as number;
+    }));
+    const connected = opened.reduce((sum, n) => sum + n, 0);
+    if (connected !== count) throw new Error(`only ${connected} of ${count} connections opened`);
+    return conns;
+  }
+
+  /** Every connection sends 16 bytes and waits (at most timeoutMs) for their echo; the sums over all clients. */
+  async ping(timeoutMs: number): Promise<PingResult> {
+    const sentAt = Date.now();
+    this.clients.forEach((c) => c.stdin?.write(`ping ${timeoutMs}\n`));
+    const replies = await Promise.all(this.lines.map((l) => l.next((r) => r.ping === true, timeoutMs + 20_000)));
+    const sum = (k: string) => replies.reduce((s, r) => s + (r[k] as number), 0);
+    const answered = replies.filter((r) => (r.firstMs as number) >= 0);
+    return {
+      sentAt,
+      ok: sum('ok'),
+      reset: sum('reset'),
+      firstMs: answered.length ? Math.min(...answered.map((r) => r.firstMs as number)) : -1,
+      lastMs: answered.length ? Math.max(...answered.map((r) => r.lastMs as number)) : -1,
+    };
+  }
+
+  /** Every client closes all its connections (and exits); the number closed. */
+  async closeConnections(): Promise<number> {
+    this.clients.forEach((c) => c.stdin?.write('close\n'));
+    const replies = await Promise.all(this.lines.map((l) => l.next((r) => typeof r.closed === 'number' && r.ping === undefined, 20_000)));
+    return replies.reduce((s, r) => s + (r.closed as number), 0);
+  }
+
+  /** Closes the clients' stdin (they exit); the fixture kills whatever is left at teardown. */
+  close(): void {
+    for (const client of this.clients) client.stdin?.end();
+  }
+}
