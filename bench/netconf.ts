@@ -14,6 +14,7 @@ import ssh2 from 'ssh2';
 import { projectRoot } from '../yang/libyang/index.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startTandem, type TandemProcess } from '../test/helpers/tandem-process.js';
+import { generateParsableKeyPair } from '../agent/ssh/key-pair.js';
 
 const BASE = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 const NP_NS = 'urn:tandem:yang:tandem-network-profile';
@@ -315,7 +316,7 @@ async function measureTarget(t: Target): Promise<Record<string, unknown>> {
 }
 
 export async function run(): Promise<Record<string, unknown>> {
-  const key = ssh2.utils.generateKeyPairSync('ed25519');
+  const key = generateParsableKeyPair('ed25519', {}, 'tandem test key');
   const results: Record<string, unknown> = {
     method: `ssh2 client on loopback; set-up = TCP connect to server hello (key auth); edits on candidate + commit; `
       + `${SESSIONS} sessions x ${ROUNDS_PER_SESSION} x (filtered get-config + edit-config)`,

@@ -5,6 +5,7 @@ import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import ssh2 from 'ssh2';
 import { logger } from '../log.js';
+import { generateParsableKeyPair } from './key-pair.js';
 
 const log = logger('ssh-host-keys');
 
@@ -30,7 +31,7 @@ export async function loadOrCreateHostKeys(stateDir: string): Promise<HostKey[]>
       privateKey = await readFile(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      const pair = ssh2.utils.generateKeyPairSync(k.type, { ...k.opts, comment: 'tandem host key' });
+      const pair = generateParsableKeyPair(k.type, k.opts);
       const tmp = `${file}.tmp-${process.pid}`;
       await writeFile(tmp, pair.private, { mode: 0o600 });
       await writeFile(`${file}.pub`, `${pair.public}\n`, { mode: 0o644 });

@@ -3,11 +3,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
 import { startAgent, type RunningAgent } from '../../agent/agent.js';
 import type { RpcDispatcher } from '../../agent/netconf/rpc-dispatcher.js';
 import type { ServerLimits } from '../../agent/ssh/netconf-ssh-server.js';
 import { UserStore } from '../../agent/ssh/user-store.js';
+import { generateParsableKeyPair } from '../../agent/ssh/key-pair.js';
 
 export interface InProcessAgent {
   agent: RunningAgent;
@@ -28,7 +28,7 @@ export async function startInProcessAgent(dispatcher: RpcDispatcher, limits: Par
   try {
     const users = new UserStore(stateDir);
     await users.add('alice', { password: 'alice-secret' });
-    const pair = ssh2.utils.generateKeyPairSync('ed25519');
+    const pair = generateParsableKeyPair('ed25519', {}, 'tandem test key');
     await users.add('bob', { publicKey: pair.public });
     const agent = await startAgent({ stateDir, listen: { host: '127.0.0.1', port: 0 }, engine: 'soft', dispatcher, limits });
     return {
