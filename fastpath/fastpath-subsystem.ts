@@ -65,6 +65,27 @@ function fastPathPart(vrf: Json): Json {
   return part;
 }
 
+/** Names of the profiles added, removed or changed. */
+function changedProfiles(before: Json[], after: Json[]): Set<string> {
+  const out = new Set<string>();
+  const old = new Map(before.map((p) => [String(p.name), p]));
+  for (const p of after) {
+    const name = String(p.name);
+    const o = old.get(name);
+    if (!o || (o !== p && JSON.stringify(o) !== JSON.stringify(p))) out.add(name);
+    old.delete(name);
+  }
+  for (const name of old.keys()) out.add(name);
+  return out;
+}
+
+/** A VRF reads network profiles only through its virtual services' network-profile leaves. */
+function usesProfile(vrf: Json, names: Set<string>): boolean {
+  if (names.size === 0) return false;
+  const services = vrf['tandem-virtual-service:virtual-service'];
+  return Array.isArray(services) && (services as Json[]).some((vs) => names.has(String(vs['network-profile'])));
+}
+
 function vrfConfig(name: string, vrf: Json, profiles: Json[], settings: FastPathSettings): VrfDataplaneConfig {
   return { name, json: fastPathPart(vrf), networkProfiles: profiles, conntrackMax: settings.conntrackMax };
 }
@@ -92,9 +113,11 @@ export class FastpathSubsystem implements CommitSubsystem {
       errors.push(this.toError(err));
       return errors;
     }
-    for (const [name, vrf] of vrfsOf(ctx.newConfig)) {
+    // A VRF whose part and profiles did not change parses as it did when it was committed.
+    for (const [name, cfg] of this.changedVrfs(ctx)) {
+      if (!cfg) continue;
       try {
-        parseVrfConfig(fastPathPart(vrf), profiles, settings.conntrackMax);
+        parseVrfConfig(cfg.json, profiles, settings.conntrackMax);
       } catch (err) {
         errors.push(this.toError(err, `/tandem-vrf:vrf[name='${name}']`));
       }
@@ -147,11 +170,13 @@ export class FastpathSubsystem implements CommitSubsystem {
     const out = new Map<string, VrfDataplaneConfig | undefined>();
     const oldVrfs = vrfsOf(ctx.oldConfig), newVrfs = vrfsOf(ctx.newConfig);
     const oldSettings = settingsOf(ctx.oldConfig), newSettings = settingsOf(ctx.newConfig);
-    const oldProfiles = profilesOf(ctx.oldConfig), newProfiles = profilesOf(ctx.newConfig);
-    const globalChange = oldSettings.conntrackMax !== newSettings.conntrackMax || JSON.stringify(oldProfiles) !== JSON.stringify(newProfiles);
+    const newProfiles = profilesOf(ctx.newConfig);
+    const profileChanges = changedProfiles(profilesOf(ctx.oldConfig), newProfiles);
+    const globalChange = oldSettings.conntrackMax !== newSettings.conntrackMax;
     for (const [name, vrf] of newVrfs) {
       const old = oldVrfs.get(name);
-      if (!old || globalChange || JSON.stringify(fastPathPart(old)) !== JSON.stringify(fastPathPart(vrf))) {
+      if (!old || globalChange || usesProfile(vrf, profileChanges) || usesProfile(old, profileChanges)
+        || (old !== vrf && JSON.stringify(fastPathPart(old)) !== JSON.stringify(fastPathPart(vrf)))) {
         out.set(name, vrfConfig(name, vrf, newProfiles, newSettings));
       }
     }

@@ -65,7 +65,21 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v) ?? 'null';
 }
 
+/**
+ * Fingerprints by VRF entry: a commit reads the same (never modified) JSON in validate, prepare and
+ * apply, and unchanged entries are shared between configurations, so each is hashed once.
+ */
+const fingerprints = new WeakMap<Json, Buffer>();
+
 export function vrfFingerprint(vrfEntry: Json): Buffer {
+  const known = fingerprints.get(vrfEntry);
+  if (known) return known;
+  const fingerprint = computeFingerprint(vrfEntry);
+  fingerprints.set(vrfEntry, fingerprint);
+  return fingerprint;
+}
+
+function computeFingerprint(vrfEntry: Json): Buffer {
   const parts = { firewall: vrfEntry['tandem-firewall:firewall'] ?? null, cgnat: vrfEntry['tandem-cg-nat:cg-nat'] ?? null };
   return createHash('sha256').update(canonicalJson(parts)).digest();
 }

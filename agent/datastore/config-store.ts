@@ -22,18 +22,133 @@ export interface ValidatedConfig {
   tree: DataTree;
   /** Printed on first use only (it costs as much as a validation on a large datastore). */
   readonly json: ConfigJson;
+  /** The JSON if it has been printed already (never prints). */
+  readonly printedJson: ConfigJson | undefined;
 }
 
-function validatedConfig(root: ConfigRoot, tree: DataTree): ValidatedConfig {
+/** What a configuration was derived from: the JSON of the previous one and the data paths changed. */
+export interface JsonBase {
+  json: ConfigJson | undefined;
+  changedPaths: string[];
+}
+
+/** Top-level JSON member ('module:name') of an absolute data path; undefined for '/' or odd paths. */
+export function topLevelMember(path: string): string | undefined {
+  return /^\/([A-Za-z_][\w.-]*:[A-Za-z_][\w.-]*)(?=$|[/[])/.exec(path)?.[1];
+}
+
+/** Above these, derivedJson prints the whole tree instead (see there). */
+const DERIVE_MAX_TOP_LEVEL_ENTRIES = 64;
+const DERIVE_MAX_MEMBERS = 4;
+
+function printJson(tree: DataTree): ConfigJson {
+  const text = tree.print({ format: 'json', withDefaults: 'report-all' });
+  return text.trim() ? JSON.parse(text) as ConfigJson : {};
+}
+
+/** The entry selector (`/m[k='v']...`) and key values of a path into entries of top-level list `member`. */
+function listEntryOf(path: string, member: string): { selector: string; keys: [string, string][] } | undefined {
+  const rest = path.slice(member.length + 1);
+  const predicate = /^\[(?:[\w.-]+:)?([\w.-]+)=(?:'([^']*)'|"([^"]*)")\]/;
+  const keys: [string, string][] = [];
+  let i = 0;
+  for (let m = predicate.exec(rest); m; m = predicate.exec(rest.slice(i))) {
+    keys.push([m[1]!, m[2] ?? m[3] ?? '']);
+    i += m[0].length;
+  }
+  return keys.length ? { selector: `/${member}${rest.slice(0, i)}`, keys } : undefined;
+}
+
+function printSelected(tree: DataTree, selector: string): ConfigJson {
+  const part = tree.selectSubtrees(selector);
+  try {
+    return printJson(part);
+  } finally {
+    part.free();
+  }
+}
+
+/**
+ * The list `entries` with the entry that `entry` names reprinted from `tree` (replaced in place,
+ * appended when new, dropped when gone); undefined when the entry cannot be matched.
+ */
+function withEntryReprinted(tree: DataTree, member: string, entries: ConfigJson[], entry: { selector: string; keys: [string, string][] }): ConfigJson[] | undefined {
+  const printed = printSelected(tree, entry.selector)[member];
+  const now = Array.isArray(printed) ? printed[0] as ConfigJson | undefined : undefined;
+  const index = now
+    ? entries.findIndex((e) => entry.keys.every(([k]) => JSON.stringify(e[k]) === JSON.stringify(now[k])))
+    : entries.findIndex((e) => entry.keys.every(([k, v]) => String(e[k]) === v));
+  if (now) {
+    if (index < 0) return [...entries, now];
+    const out = entries.slice();
+    out[index] = now;
+    return out;
+  }
+  if (index < 0) return undefined; // gone, yet not found: print the member whole
+  return entries.filter((_, i) => i !== index);
+}
+
+/**
+ * The JSON of `tree` from the JSON of the configuration it was derived from: only the top-level
+ * members that the changed paths fall in are printed again, and of a top-level list only the
+ * entries they name (a small edit of a large datastore then costs the print of what it changed,
+ * not of everything). Unchanged members and entries are shared with the base JSON: nobody
+ * modifies these objects.
+ */
+function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
+  if (!base.json) return undefined;
+  /** Per changed member: the list entries changed, or 'whole' to print the member again. */
+  const members = new Map<string, Map<string, { selector: string; keys: [string, string][] }> | 'whole'>();
+  for (const p of base.changedPaths) {
+    const m = topLevelMember(p);
+    if (!m) return undefined;
+    const current = base.json[m];
+    const entry = Array.isArray(current) ? listEntryOf(p, m) : undefined;
+    const known = members.get(m);
+    if (entry && known !== 'whole') {
+      const entries = known ?? new Map<string, { selector: string; keys: [string, string][] }>();
+      entries.set(entry.selector, entry);
+      members.set(m, entries);
+      continue;
+    }
+    // Selecting a long top-level list whole costs quadratic time (no hash table at the top
+    // level): a print of everything is cheaper then.
+    if (Array.isArray(current) && current.length > DERIVE_MAX_TOP_LEVEL_ENTRIES) return undefined;
+    members.set(m, 'whole');
+  }
+  if (members.size > DERIVE_MAX_MEMBERS) return undefined;
+  const json: ConfigJson = { ...base.json };
+  for (const [m, what] of members) {
+    if (what !== 'whole') {
+      let entries: ConfigJson[] | undefined = json[m] as ConfigJson[];
+      for (const entry of what.values()) {
+        entries = withEntryReprinted(tree, m, entries, entry);
+        if (!entries) return undefined;
+      }
+      if (entries.length) json[m] = entries;
+      else delete json[m];
+      continue;
+    }
+    const printed = printSelected(tree, `/${m}`);
+    if (printed[m] === undefined) delete json[m];
+    else json[m] = printed[m];
+  }
+  return json;
+}
+
+function validatedConfig(root: ConfigRoot, tree: DataTree, base?: JsonBase): ValidatedConfig {
   let json: ConfigJson | undefined;
   return {
     root,
     tree,
     get json(): ConfigJson {
       if (!json) {
-        const text = tree.print({ format: 'json', withDefaults: 'report-all' });
-        json = text.trim() ? JSON.parse(text) as ConfigJson : {};
+        json = (base && derivedJson(tree, base)) ?? printJson(tree);
+        base = undefined;
       }
+      return json;
+    },
+    get printedJson(): ConfigJson | undefined {
       return json;
     },
   };
@@ -92,8 +207,8 @@ export class ConfigStore {
   }
 
   /** Validate a configuration (the whole tree, parsed from scratch). Throws YangException. */
-  validated(root: ConfigRoot): ValidatedConfig {
-    return validatedConfig(root, this.tree(root, true));
+  validated(root: ConfigRoot, base?: JsonBase): ValidatedConfig {
+    return validatedConfig(root, this.tree(root, true), base);
   }
 
   /**
@@ -103,6 +218,8 @@ export class ConfigStore {
    */
   applyToRunning(root: ConfigRoot, ops: LyOp[]): ValidatedConfig {
     const tree = this.running.tree;
+    // Running's JSON, if printed, still describes the tree as it was before the ops.
+    const base: JsonBase = { json: this.running.printedJson, changedPaths: ops.map((o) => o.path) };
     try {
       for (const op of ops) {
         if (op.op === 'remove') tree.removePath(op.path);
@@ -114,7 +231,7 @@ export class ConfigStore {
       throw err;
     }
     this.runningVersion += 1;
-    return validatedConfig(root, tree);
+    return validatedConfig(root, tree, base);
   }
 
   /** Parse running's tree again from its content (after a change of the tree was refused). */

@@ -18,6 +18,14 @@ import { configChangeEvent, type ChangedBy } from '../notifications/netconf-even
 
 const log = logger('operations');
 
+/**
+ * Above this many path operations a commit parses the new configuration instead of editing
+ * running's tree: libyang finds top-level list entries by a linear search of the siblings (only
+ * inner nodes have hash tables), so thousands of path operations on a top-level list cost
+ * quadratic time (3,005 new profiles: about 1 s in place against 0.25 s for a full parse).
+ */
+const IN_PLACE_MAX_OPS = 256;
+
 export interface DatastoreLock {
   sessionId: number;
   since: string;
@@ -123,8 +131,8 @@ export class ConfigService {
     const started = performance.now();
     const prev = this.store.running;
     let next: ValidatedConfig;
-    if (ops) {
-      const paths = ops.map((o) => o.path);
+    const paths = ops?.map((o) => o.path);
+    if (ops && paths && ops.length <= IN_PLACE_MAX_OPS) {
       // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
       const oldSide = this.transaction.concerned(prev, prev, paths).length ? { json: prev.json } : { json: {} };
       next = yangCall(() => this.store.applyToRunning(root, ops));
@@ -136,10 +144,12 @@ export class ConfigService {
         throw err;
       }
     } else {
+      // Its JSON is printed whole if needed: a large edit can make a long top-level list, whose
+      // selection alone would cost more than the print.
       next = yangCall(() => this.store.validated(root));
       log.debug({ inPlace: false, validateMs: Math.round(performance.now() - started) }, 'new running validated');
       try {
-        await this.transaction.run(prev, next);
+        await this.transaction.run(prev, next, paths);
       } catch (err) {
         next.tree.free();
         throw err;

@@ -24,11 +24,31 @@ const log = logger('operations');
 function mergeJson(into: ConfigJson, from: ConfigJson): ConfigJson {
   for (const [k, v] of Object.entries(from)) {
     const cur = into[k];
-    if (Array.isArray(cur) && Array.isArray(v)) into[k] = [...cur, ...v];
+    if (Array.isArray(cur) && Array.isArray(v)) into[k] = mergeListEntries(cur, v);
     else if (cur && typeof cur === 'object' && v && typeof v === 'object' && !Array.isArray(v)) mergeJson(cur as ConfigJson, v as ConfigJson);
     else into[k] = v;
   }
   return into;
+}
+
+/**
+ * Two providers' entries of one list: entries with the same `name` key (every tandem list with
+ * state is keyed by name) are merged, not repeated — a repeated key (e.g. the same VRF from the
+ * fastpath and the sync provider) made the whole state tree fail to parse.
+ */
+function mergeListEntries(into: unknown[], from: unknown[]): unknown[] {
+  const out = [...into];
+  for (const entry of from) {
+    const key = isObject(entry) ? entry['name'] : undefined;
+    const same = key === undefined ? undefined : out.find((e) => isObject(e) && e['name'] === key);
+    if (same && isObject(entry)) mergeJson(same as ConfigJson, entry as ConfigJson);
+    else out.push(entry);
+  }
+  return out;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 export interface ReadContext {
