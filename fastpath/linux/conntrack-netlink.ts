@@ -14,10 +14,10 @@ import {
 } from './ctnetlink-codec.js';
 import { inNamespace } from './network-namespace.js';
 import { NETLINK_NO_ENOBUFS, findNetlinkFd, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
+import { upsertConntracks } from './conntrack-upsert.js';
 
 const log = logger('conntrack-netlink');
 
-const EEXIST = 17;
 const ENOENT = 2;
 /** A datagram carries at most this many messages (and gets one acknowledgement). */
 const MESSAGES_PER_DATAGRAM = 256;
@@ -207,15 +207,8 @@ export class ConntrackNetlink {
   }
 
   /** Creates, or updates those that already exist; `written` counts both, `created` the new ones. */
-  async upsert(writes: ConntrackWrite[]): Promise<BatchResult & { created: number }> {
-    const created = await this.create(writes);
-    const existing = created.failures.filter((f) => f.errno === EEXIST).map((f) => f.index);
-    const failures = created.failures.filter((f) => f.errno !== EEXIST);
-    if (existing.length === 0) return { ...created, created: created.written };
-    const updated = await this.update(existing.map((i) => writes[i]));
-    for (const f of updated.failures) failures.push({ index: existing[f.index], errno: f.errno });
-    failures.sort((a, b) => a.index - b.index);
-    return { written: created.written + updated.written, failures, created: created.written };
+  upsert(writes: ConntrackWrite[]): Promise<BatchResult & { created: number }> {
+    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
   }
 
   /** Deletes conntracks by original tuple; missing ones are not counted and not failures. */

@@ -7,13 +7,13 @@ import { logger } from '../../agent/log.js';
 import { MessageBuilder, NLM_F_ACK, writeCreate, writeUpdate, type ConntrackWrite } from './ctnetlink-codec.js';
 import type { BatchResult } from './conntrack-netlink.js';
 import { SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';
+import { upsertConntracks } from './conntrack-upsert.js';
 
 const log = logger('conntrack-writer');
 
 const MESSAGES_PER_DATAGRAM = 256;
 /** Datagrams a writer has unanswered at most (its socket's receive buffer holds their answers). */
 const IN_FLIGHT_PER_WRITER = 4;
-const EEXIST = 17;
 const START_TIMEOUT_MS = 10_000;
 
 interface Writer {
@@ -148,15 +148,8 @@ export class ConntrackWriterPool {
   }
 
   /** As ConntrackNetlink.upsert, on the writer threads. */
-  async upsert(writes: ConntrackWrite[]): Promise<BatchResult & { created: number }> {
-    const created = await this.create(writes);
-    const existing = created.failures.filter((f) => f.errno === EEXIST).map((f) => f.index);
-    const failures = created.failures.filter((f) => f.errno !== EEXIST);
-    if (existing.length === 0) return { ...created, created: created.written };
-    const updated = await this.update(existing.map((i) => writes[i]));
-    for (const f of updated.failures) failures.push({ index: existing[f.index], errno: f.errno });
-    failures.sort((a, b) => a.index - b.index);
-    return { written: created.written + updated.written, failures, created: created.written };
+  upsert(writes: ConntrackWrite[]): Promise<BatchResult & { created: number }> {
+    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
   }
 
   /** Asks every thread to close its socket and end; forces the ones that do not within 5 s. */

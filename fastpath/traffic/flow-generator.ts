@@ -7,6 +7,7 @@ import { ManualClock } from '../clock.js';
 import type { FlowTuple, L4Proto } from '../engine.js';
 import type { SoftEngine } from '../soft/soft-engine.js';
 import { TCP_ACK, TCP_FIN, TCP_SYN, Verdict, type SoftPacket } from '../soft/vrf-dataplane.js';
+import { seededRandom } from './seeded-random.js';
 
 const log = logger('flow-generator');
 
@@ -44,17 +45,6 @@ interface OpenFlow {
   closeAt: number;
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const key = (f: FlowTuple): string => `${f.proto}|${f.src}|${f.sport}|${f.dst}|${f.dport}`;
 
 export class FlowGenerator {
@@ -71,7 +61,7 @@ export class FlowGenerator {
   constructor(private readonly engine: SoftEngine, private readonly opts: FlowGeneratorOptions) {
     if (!(opts.rate > 0)) throw new RangeError(`rate must be > 0 flows/s, got ${opts.rate}`);
     if (!Number.isInteger(opts.concurrency) || opts.concurrency < 1) throw new RangeError(`concurrency must be an integer >= 1, got ${opts.concurrency}`);
-    this.random = mulberry32(opts.seed ?? 1);
+    this.random = seededRandom(opts.seed ?? 1);
     const [addr, len] = (opts.clients ?? '10.0.0.0/16').split('/') as [string, string];
     const bits = Number(len);
     if (!/^\d+\.\d+\.\d+\.\d+$/.test(addr) || !(bits >= 8 && bits <= 32)) throw new RangeError(`clients must be an IPv4 prefix /8../32, got ${opts.clients}`);

@@ -16,17 +16,7 @@ import {
 import { SyncProtocolError } from '../../sync/protocol.js';
 import { vrfJson } from '../fastpath/vrf-json.js';
 import { freePort, nodeConfig, type NodeOpts, startNode, type SyncNode, waitFor } from './two-nodes.js';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../fastpath/traffic/seeded-random.js';
 
 const PROTOS: L4Proto[] = ['tcp', 'udp', 'icmp'];
 
@@ -78,7 +68,7 @@ describe('sync fast receive path: packed IPv4 records into the soft engine', fun
   }
 
   it('ipv4TupleHash equals tupleHash of the dotted quad for 20,000 addresses', () => {
-    const r = rng(5);
+    const r = seededRandom(5);
     const values = [0, 0xffffffff, 0x0a000001, 0x7f000001, ...Array.from({ length: 20_000 }, () => Math.floor(r() * 2 ** 32))];
     for (const v of values) {
       const text = [v >>> 24, (v >>> 16) & 255, (v >>> 8) & 255, v & 255].join('.');
@@ -91,7 +81,7 @@ describe('sync fast receive path: packed IPv4 records into the soft engine', fun
     const fast = await backup(clock, 3);
     const slow = await backup(clock, 3);
     const now = clock.now();
-    const recs = entries(3000, now, rng(9));
+    const recs = entries(3000, now, seededRandom(9));
     let written = 0;
     for (const p of payloads(recs, now)) {
       expect(isPlainIPv4Payload(p)).to.equal(true);
@@ -116,7 +106,7 @@ describe('sync fast receive path: packed IPv4 records into the soft engine', fun
   it('an update through the fast path changes state and timeout in place', async () => {
     const clock = new ManualClock(1_000);
     const e = await backup(clock, 2);
-    const [rec] = entries(1, clock.now(), rng(1));
+    const [rec] = entries(1, clock.now(), seededRandom(1));
     const first = rec as SyncRecord;
     await e.upsertIPv4Records('main', encodeRecords([first], [recordSize(first)], clock.now()).subarray(2));
     const changed: SyncRecord = { ...first, entry: { ...first.entry, state: 'fin-wait' }, timeout: 7 };
@@ -139,7 +129,7 @@ describe('sync fast receive path: packed IPv4 records into the soft engine', fun
   });
 
   it('isPlainIPv4Payload agrees with the object decoder on 20,000 mutated payloads', () => {
-    const r = rng(21);
+    const r = seededRandom(21);
     const base = payloads(entries(12, 100_000, r), 100_000)[0] as Buffer;
     let plain = 0, refused = 0;
     for (let i = 0; i < 20_000; i++) {

@@ -3,21 +3,11 @@
 import { expect } from 'chai';
 import type { FlowTuple } from '../../fastpath/engine.js';
 import { TupleMap } from '../../sync/tuple-map.js';
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../fastpath/traffic/seeded-random.js';
 
 describe('sync TupleMap', () => {
   it('behaves like a string-keyed Map over 50,000 random operations', () => {
-    const r = rng(3);
+    const r = seededRandom(3);
     const pick = <T>(xs: T[]): T => xs[Math.floor(r() * xs.length)] as T;
     const tuples: FlowTuple[] = [];
     for (let i = 0; i < 400; i++) {
@@ -51,7 +41,7 @@ describe('sync TupleMap', () => {
   });
 
   it('grows, shrinks and keeps every tuple through 100,000 distinct tuples inserted and removed', () => {
-    const r = rng(11);
+    const r = seededRandom(11);
     const key = (t: FlowTuple): string => `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}`;
     const tuples: FlowTuple[] = [];
     for (let i = 0; i < 100_000; i++) {
