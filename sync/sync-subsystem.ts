@@ -3,6 +3,7 @@
 // pool size, the TCP undefined timeout, the firewall and CG-NAT fingerprint, the mirrored virtual
 // services). VRRP (/vrf/vrrp, /vrf/interface/vrrp) belongs to sync/vrrp's subsystem.
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../agent/transaction/subsystem.js';
+import { FASTPATH_OWNS } from '../fastpath/fastpath-subsystem.js';
 import { readSyncConfigs, vrfEntries } from './sync-config.js';
 import type { SyncService } from './sync-service.js';
 
@@ -11,15 +12,8 @@ export const SYNC_OWNS = [
   '/tandem-vrf:vrf/tandem-conntrack:network-stack/fast-path/conntrack/ha-delays',
 ];
 
-/** Subtrees owned by the fastpath subsystem whose changes sync must also see. */
-export const SYNC_WATCHES = [
-  '/tandem-system:system/fast-path',
-  '/tandem-network-profile:network-profile',
-  '/tandem-vrf:vrf/tandem-firewall:firewall',
-  '/tandem-vrf:vrf/tandem-cg-nat:cg-nat',
-  '/tandem-vrf:vrf/tandem-virtual-service:virtual-service',
-  '/tandem-vrf:vrf/tandem-conntrack:network-stack/fast-path/conntrack/timeouts',
-];
+/** Subtrees owned by the fastpath subsystem whose changes sync must also see (firewall/CG-NAT fingerprint, pool size, profiles). */
+export const SYNC_WATCHES = FASTPATH_OWNS;
 
 type Json = Record<string, unknown>;
 

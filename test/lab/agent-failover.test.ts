@@ -5,8 +5,7 @@
 // (links down, agent SIGKILLed); VRRP moves the gateways to ha2; every connection keeps carrying
 // data both ways, none reset. The control run (ha-fp-conntrack enabled false) must lose them all.
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
-import { ROOT_SKIP_REASON, isRoot } from '../linux/namespace-fixture.js';
+import { skipUnlessAgentLabCanRun } from './agent-lab-prerequisites.js';
 import { agentFailoverRun } from './agent-failover-run.js';
 
 const CONNECTIONS = Number(process.env.TANDEM_FAILOVER_CONNECTIONS ?? 1000);
@@ -15,11 +14,7 @@ describe('lab: failover through the real agents and their conntrack sync', funct
   this.timeout(180_000);
 
   before(function () {
-    if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); this.skip(); }
-    if (!existsSync('/usr/bin/python3') || !existsSync('/usr/sbin/keepalived')) {
-      console.log('    (skipped: needs Debian python3-ncclient (NETCONF client) and keepalived (VRRP))');
-      this.skip();
-    }
+    skipUnlessAgentLabCanRun(this);
   });
 
   it(`keeps ${CONNECTIONS} NATed connections carrying data after the master's agent is killed`, async () => {

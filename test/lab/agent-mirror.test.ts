@@ -4,8 +4,7 @@
 // mirrored-connections-on-standby), ha2's kernel holds the flows, and they survive ha1's death.
 // With `connection-mirror false` nothing is mirrored (sync itself on), and the connections die.
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
-import { ROOT_SKIP_REASON, isRoot } from '../linux/namespace-fixture.js';
+import { skipUnlessAgentLabCanRun } from './agent-lab-prerequisites.js';
 import { agentFailoverRun } from './agent-failover-run.js';
 
 const CONNECTIONS = Number(process.env.TANDEM_FAILOVER_CONNECTIONS ?? 1000);
@@ -14,11 +13,7 @@ describe('lab: virtual service connection mirroring through the real agents', fu
   this.timeout(180_000);
 
   before(function () {
-    if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); this.skip(); }
-    if (!existsSync('/usr/bin/python3') || !existsSync('/usr/sbin/keepalived')) {
-      console.log('    (skipped: needs Debian python3-ncclient (NETCONF client) and keepalived (VRRP))');
-      this.skip();
-    }
+    skipUnlessAgentLabCanRun(this);
   });
 
   it(`connection-mirror true: ${CONNECTIONS} mirrored on both nodes, and they survive the failover`, async () => {

@@ -3,8 +3,7 @@
 // of 500 new ones; when it is back the
 // full resync brings ha2's kernel table back to ha1's count (new ones added, stale ones purged).
 import { expect } from 'chai';
-import { existsSync } from 'node:fs';
-import { ROOT_SKIP_REASON, isRoot } from '../linux/namespace-fixture.js';
+import { skipUnlessAgentLabCanRun } from './agent-lab-prerequisites.js';
 import { agentResyncRun } from './agent-resync-run.js';
 
 const FIRST = Number(process.env.TANDEM_FAILOVER_CONNECTIONS ?? 1000);
@@ -14,11 +13,7 @@ describe('lab: sync link cut and restored between the real agents', function () 
   this.timeout(180_000);
 
   before(function () {
-    if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); this.skip(); }
-    if (!existsSync('/usr/bin/python3') || !existsSync('/usr/sbin/keepalived')) {
-      console.log('    (skipped: needs Debian python3-ncclient (NETCONF client) and keepalived (VRRP))');
-      this.skip();
-    }
+    skipUnlessAgentLabCanRun(this);
   });
 
   it(`the full resync brings ha2 back to ha1's count (${FIRST} closed and ${SECOND} opened while cut)`, async () => {

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserStore } from '../../agent/ssh/user-store.js';
-import { LAB } from './lab-topology.js';
+import { LAB_DATAPLANE_XML } from './lab-pair-config.js';
 
 const TANDEM_CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
 const PYTHON = '/usr/bin/python3';
@@ -21,15 +21,7 @@ export const LAB_CONFIG_XML = `<config xmlns="urn:ietf:params:xml:ns:netconf:bas
   <system xmlns="urn:tandem:yang:tandem-system"><fast-path><engine>linux</engine></fast-path></system>
   <vrf xmlns="urn:tandem:yang:tandem-vrf">
     <name>main</name>
-    <firewall xmlns="urn:tandem:yang:tandem-firewall">
-      <default-action>accept</default-action>
-      <drop-invalid>true</drop-invalid>
-    </firewall>
-    <cg-nat xmlns="urn:tandem:yang:tandem-cg-nat">
-      <pool><name>shared</name><prefix>${LAB.natPool}</prefix>
-        <port-range><start>1024</start><end>65535</end></port-range><port-block-size>8064</port-block-size></pool>
-      <rule><name>clients</name><source-prefix>10.1.0.0/25</source-prefix><pool>shared</pool></rule>
-    </cg-nat>
+    ${LAB_DATAPLANE_XML}
   </vrf>
 </config>`;
 

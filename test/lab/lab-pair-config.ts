@@ -6,6 +6,17 @@
 // sync link, a shared secret, listening to g1. Both routers get the same firewall and CG-NAT.
 import { LAB, type RouterName } from './lab-topology.js';
 
+/** The routers' dataplane, the same on both nodes (the seed: firewall and CG-NAT must match): stateful firewall dropping mid-stream packets of unknown connections, SNAT to the shared pool. */
+export const LAB_DATAPLANE_XML = `<firewall xmlns="urn:tandem:yang:tandem-firewall">
+      <default-action>accept</default-action>
+      <drop-invalid>true</drop-invalid>
+    </firewall>
+    <cg-nat xmlns="urn:tandem:yang:tandem-cg-nat">
+      <pool><name>shared</name><prefix>${LAB.natPool}</prefix>
+        <port-range><start>1024</start><end>65535</end></port-range><port-block-size>8064</port-block-size></pool>
+      <rule><name>clients</name><source-prefix>10.1.0.0/25</source-prefix><pool>shared</pool></rule>
+    </cg-nat>`;
+
 export const LAB_SHARED_SECRET = 'lab-sync-secret-0123456789abcdef';
 export const LAB_HA_GROUP = 'g1';
 /** The virtual service of the mirroring variant: VIP:port, DNAT to the server's port 7000. */
@@ -45,15 +56,7 @@ export function pairConfigXml(router: RouterName, opts: PairConfigOptions): stri
     <vrrp><enabled>true</enabled><router-id>${me.sync}</router-id></vrrp>
     <interface>${vrrp('lan', LAB.vrid.lan, LAB.lanGateway, true)}${vrrp('wan', LAB.vrid.wan, LAB.wanGateway, false)}
     </interface>
-    <firewall xmlns="urn:tandem:yang:tandem-firewall">
-      <default-action>accept</default-action>
-      <drop-invalid>true</drop-invalid>
-    </firewall>
-    <cg-nat xmlns="urn:tandem:yang:tandem-cg-nat">
-      <pool><name>shared</name><prefix>${LAB.natPool}</prefix>
-        <port-range><start>1024</start><end>65535</end></port-range><port-block-size>8064</port-block-size></pool>
-      <rule><name>clients</name><source-prefix>10.1.0.0/25</source-prefix><pool>shared</pool></rule>
-    </cg-nat>${service}
+${LAB_DATAPLANE_XML}${service}
     <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">
       <enabled>${opts.sync}</enabled>
       <peer><name>peer</name><source>${me.sync}</source><address>${peer.sync}</address></peer>
