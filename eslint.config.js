@@ -2,6 +2,7 @@
 // generated libyang loader are not ours to lint.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import { layersPlugin } from './eslint-layers.js';
 
 export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', 'yang/wasm/**', 'tandem-state/**'] },
@@ -11,7 +12,9 @@ export default tseslint.config(
     files: ['**/*.ts'],
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      'layers/no-upward-import': 'error',
     },
+    plugins: { layers: layersPlugin },
   },
   {
     files: ['**/*.js', '**/*.mjs'],

@@ -4,7 +4,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { loadTandemContext } from '../yang/libyang/index.js';
-import { logger } from './log.js';
+import { logger } from '../core/log.js';
 import { createNetconfOperations, type NetconfOperations } from './operations/index.js';
 import type { DataplaneEngine } from '../fastpath/engine.js';
 import { createFastpathParts } from '../fastpath/fastpath-parts.js';
@@ -53,7 +53,7 @@ async function createEngine(name: EngineName): Promise<DataplaneEngine> {
  * every VRF exists in the engine before sync and ha give it a role), and the operations layer.
  */
 async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperations; resolve: NamespaceResolver; close(): Promise<void> }> {
-  const yang = await loadTandemContext();
+  const yang = await loadTandemContext({ onLoaded: (modules, ms) => log.info({ modules, ms }, 'tandem YANG context loaded') });
   const undo: (() => Promise<void> | void)[] = [() => yang.free()];
   const unwind = async () => {
     for (const u of undo.reverse()) await u();

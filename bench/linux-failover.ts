@@ -18,10 +18,10 @@ import path from 'node:path';
 import type { ConntrackEntry } from '../fastpath/engine.js';
 import { ConntrackNetlink } from '../fastpath/linux/conntrack-netlink.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
-import { NamespaceFixture, isRoot } from '../test/linux/namespace-fixture.js';
-import { agentFailoverRun } from '../test/lab/agent-failover-run.js';
-import { failoverRun } from '../test/lab/failover-run.js';
-import { labVrfConfig } from '../test/lab/lab-topology.js';
+import { NamespaceFixture, isRoot } from '../lab/namespace-fixture.js';
+import { agentFailoverRun } from '../lab/agent-failover-run.js';
+import { failoverRun } from '../lab/failover-run.js';
+import { labVrfConfig } from '../lab/lab-topology.js';
 
 function progress(line: string): void {
   process.stderr.write(`bench linux-failover: ${line}\n`);

@@ -10,7 +10,7 @@ import { loadTandemContext } from '../yang/libyang/index.js';
 import { createNetconfOperations } from '../agent/operations/index.js';
 import { parseXml } from '../agent/netconf/xml-parser.js';
 import type { RpcContext } from '../agent/netconf/rpc-dispatcher.js';
-import type { CommitSubsystem, RpcProvider, StateProvider } from '../agent/transaction/subsystem.js';
+import type { CommitSubsystem, RpcProvider, StateProvider } from '../core/subsystem.js';
 import { createFastpathParts } from '../fastpath/fastpath-parts.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { createSubsystems } from '../sync/subsystems.js';

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { logger } from '../agent/log.js';
+import { logger } from '../core/log.js';
 import { loadTandemContext } from '../yang/libyang/index.js';
 import type { YangContext } from '../yang/libyang/api.js';
 import { DEFAULT_SIZE, generateRunningConfig, type GeneratedConfigSize } from './yang-config-generator.js';

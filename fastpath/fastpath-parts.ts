@@ -1,7 +1,7 @@
 // What the agent composition takes from fastpath/: the commit subsystem (to run before the sync
 // and ha subsystems, so every VRF exists in the engine before it gets a role) and the state
 // provider of virtual-service tcpstat (engines that can count per virtual service).
-import type { CommitSubsystem, StateProvider } from '../agent/transaction/subsystem.js';
+import type { CommitSubsystem, StateProvider } from '../core/subsystem.js';
 import type { DataplaneEngine } from './engine.js';
 import { FastpathStateProvider, FastpathSubsystem, type VirtualServiceStatsSource } from './fastpath-subsystem.js';
 

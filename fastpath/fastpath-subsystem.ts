@@ -3,9 +3,9 @@
 // part changed is staged in the engine at prepare and made live at apply; a pool size change
 // rebalances the workers at apply. Must run before the sync subsystem (it creates the VRFs).
 import type { DataplaneEngine, VrfDataplaneConfig } from './engine.js';
-import { logger } from '../agent/log.js';
-import type { CommitContext, CommitSubsystem, ConfigJson, StateProvider, SubsystemError } from '../agent/transaction/subsystem.js';
-import { parseNetworkProfiles, parseVrfConfig, VrfConfigError } from './soft/vrf-config.js';
+import { logger } from '../core/log.js';
+import type { CommitContext, CommitSubsystem, ConfigJson, StateProvider, SubsystemError } from '../core/subsystem.js';
+import { parseNetworkProfiles, parseVrfConfig, VrfConfigError } from './config/vrf-config.js';
 import type { VirtualServiceStats } from './soft/vrf-dataplane.js';
 
 const log = logger('fastpath');

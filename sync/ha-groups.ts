@@ -3,7 +3,7 @@
 // VRF's dataplane) are told of every change; editing a static state over NETCONF is therefore a
 // planned failover.
 import type { HaRole } from '../fastpath/engine.js';
-import { logger } from '../agent/log.js';
+import { logger } from '../core/log.js';
 
 const log = logger('ha-groups');
 

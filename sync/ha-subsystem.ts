@@ -1,6 +1,6 @@
 // Commit subsystem of /tandem-ha:ha: the static state of each HA group. Applying a changed state
 // is a planned failover: every VRF listening to the group moves its dataplane and sync (rule 11).
-import type { CommitContext, CommitSubsystem, SubsystemError } from '../agent/transaction/subsystem.js';
+import type { CommitContext, CommitSubsystem, SubsystemError } from '../core/subsystem.js';
 import { readHaGroups } from './ha-groups.js';
 import type { SyncService } from './sync-service.js';
 

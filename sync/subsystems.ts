@@ -1,7 +1,7 @@
 // What the agent composition takes from sync/: the ha and sync commit subsystems (to run after
 // the fastpath subsystem in a transaction, so every VRF exists in the engine before it gets its
 // role), the state provider, the ha-fp-conntrack-synchronization RPC, and the notifications.
-import type { CommitSubsystem, NotificationSink, RpcProvider, StateProvider } from '../agent/transaction/subsystem.js';
+import type { CommitSubsystem, NotificationSink, RpcProvider, StateProvider } from '../core/subsystem.js';
 import type { DataplaneEngine } from '../fastpath/engine.js';
 import { HaSubsystem } from './ha-subsystem.js';
 import { SyncService, type SyncServiceOptions } from './sync-service.js';

@@ -6,7 +6,7 @@
 import { connect, type Socket } from 'node:net';
 import type { FlowTuple } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
-import { logger } from '../agent/log.js';
+import { logger } from '../core/log.js';
 import { deleteSize, encodeDeletes, encodeRecords, recordSize, type SyncRecord } from './conntrack-codec.js';
 import { EMPTY, FrameDecoder, FrameEncoder, FrameMac } from './frame-codec.js';
 import {

@@ -4,7 +4,7 @@
 // Frames are applied strictly in order; the socket is paused while the engine catches up.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
-import { logger } from '../agent/log.js';
+import { logger } from '../core/log.js';
 import { EMPTY, FrameDecoder, FrameEncoder, FrameMac } from './frame-codec.js';
 import {
   clientProof,

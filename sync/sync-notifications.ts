@@ -1,5 +1,5 @@
 // Service events as the YANG notifications of tandem-ha and tandem-ha-fp-conntrack (RFC 7951 JSON).
-import type { ConfigJson } from '../agent/transaction/subsystem.js';
+import type { ConfigJson } from '../core/subsystem.js';
 import type { ServiceNotification } from './sync-service.js';
 
 const HFC = 'tandem-ha-fp-conntrack';

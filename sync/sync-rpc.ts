@@ -1,9 +1,9 @@
 // The ha-fp-conntrack-synchronization RPC (the seed's `cmd ha-fp-conntrack synchronization vrf X`):
 // it starts a manual synchronisation on the master and answers at once; completion is logged and
 // raised as the manual-synchronization-complete notification.
-import type { ConfigJson, RpcProvider } from '../agent/transaction/subsystem.js';
-import { NetconfError } from '../agent/netconf/netconf-error.js';
-import { logger } from '../agent/log.js';
+import type { ConfigJson, RpcProvider } from '../core/subsystem.js';
+import { NetconfError } from '../core/netconf-error.js';
+import { logger } from '../core/log.js';
 import type { SyncService } from './sync-service.js';
 
 const log = logger('sync-rpc');

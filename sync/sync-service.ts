@@ -4,7 +4,7 @@
 import { hostname } from 'node:os';
 import type { ConntrackEvent, DataplaneEngine, HaRole, L4Proto } from '../fastpath/engine.js';
 import { type Clock, RealClock } from '../fastpath/clock.js';
-import { logger } from '../agent/log.js';
+import { logger } from '../core/log.js';
 import { HaGroups, readHaGroups, type HaGroupChange } from './ha-groups.js';
 import { readSyncConfigs, sameConnections, type VrfSyncConfig } from './sync-config.js';
 import { SyncListener } from './sync-listener.js';

@@ -1,7 +1,7 @@
 // State data of HA and sync (RFC 7951 JSON; uint64 counters and gauges are strings): HA groups,
 // per VRF the peers with one client per worker, the local node, synced/pending counts, the last
 // full resync, and whether each undefined-grace-period has an effect.
-import type { ConfigJson, StateProvider } from '../agent/transaction/subsystem.js';
+import type { ConfigJson, StateProvider } from '../core/subsystem.js';
 import type { L4Proto } from '../fastpath/engine.js';
 import type { SyncService } from './sync-service.js';
 import type { VrfSync } from './vrf-sync.js';

@@ -2,7 +2,7 @@
 // It also listens to the parts of the configuration sync depends on but does not own alone (the
 // pool size, the TCP undefined timeout, the firewall and CG-NAT fingerprint, the mirrored virtual
 // services). VRRP (/vrf/vrrp, /vrf/interface/vrrp) belongs to sync/vrrp's subsystem.
-import type { CommitContext, CommitSubsystem, SubsystemError } from '../agent/transaction/subsystem.js';
+import type { CommitContext, CommitSubsystem, SubsystemError } from '../core/subsystem.js';
 import { FASTPATH_OWNS } from '../fastpath/fastpath-subsystem.js';
 import { readSyncConfigs, vrfEntries } from './sync-config.js';
 import type { SyncService } from './sync-service.js';

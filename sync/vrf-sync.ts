@@ -5,7 +5,7 @@
 import type { ConntrackEntry, ConntrackEvent, DataplaneEngine, FlowTuple, HaRole, L4Proto, PackedConntrackBatch } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
 import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
-import { logger } from '../agent/log.js';
+import { logger } from '../core/log.js';
 import {
   decodeDeletes, decodeEntries, forEachIPv4Orig, IPv4PayloadBuilder, isPlainIPv4Payload, STATES, type SyncRecord,
 } from './conntrack-codec.js';

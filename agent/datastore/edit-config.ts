@@ -2,7 +2,7 @@
 // create, delete, remove), default-operation none, list/leaf-list identity, choice case exclusion
 // and YANG ordered-by-user insertion. Values are only carried here; libyang checks them.
 import type { XmlElement } from '../netconf/xml-element.js';
-import { NetconfError } from '../netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import { identityOf, type ConfigNode, type ConfigParent, type ConfigRoot } from './config-tree.js';
 import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 

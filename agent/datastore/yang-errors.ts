@@ -1,6 +1,6 @@
 // libyang's errors as RFC 6241 rpc-errors: the tag follows RFC 7950 section 15 (must, unique,
 // min/max-elements, leafref, mandatory choice) and libyang's message and error-path are kept.
-import { NetconfError, type ErrorTag } from '../netconf/netconf-error.js';
+import { NetconfError, type ErrorTag } from '../../core/netconf-error.js';
 import { YangException, type YangError } from '../../yang/libyang/api.js';
 
 const TAG_BY_APP_TAG: Record<string, ErrorTag> = {

@@ -1,7 +1,7 @@
 // ietf-netconf-monitoring (RFC 6022): the netconf-state subtree and the get-schema operation.
 import type { ModuleInfo, YangContext } from '../../yang/libyang/api.js';
 import type { XmlElement } from '../netconf/xml-element.js';
-import { NetconfError } from '../netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import { escapeText } from '../datastore/config-tree.js';
 import type { SessionRegistry } from './session-registry.js';
 

@@ -1,6 +1,6 @@
 // Serialisation of what the server sends: hello, rpc-reply (echoing every attribute of the rpc) and
 // rpc-error exactly as RFC 6241 Appendix A lays it out.
-import { NetconfError, type ErrorInfo } from './netconf-error.js';
+import { NetconfError, type ErrorInfo } from '../../core/netconf-error.js';
 import type { XmlElement } from './xml-element.js';
 import { escapeAttr, escapeText } from './xml-writer.js';
 

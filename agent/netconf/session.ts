@@ -3,9 +3,9 @@
 // Rpcs of a session run one at a time, in order (RFC 6241 replies are in request order); a session
 // that floods stops being read until its queue drains, so it cannot starve the others.
 import type { Duplex } from 'node:stream';
-import { logger } from '../log.js';
+import { logger } from '../../core/log.js';
 import { FrameDecoder, framePieces, type FrameEvent, type FramingMode } from './framing.js';
-import { NetconfError } from './netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import {
   BASE_NS, CAP_BASE_10, CAP_BASE_11, replyStartTag, rpcErrorXml, serverHello, toNetconfErrors, type NamespaceResolver,
 } from './reply-xml.js';

@@ -3,7 +3,7 @@
 // outright, and size, nesting depth and element count are bounded so that a hostile peer cannot
 // make one message cost more than the limits allow.
 import { SaxesParser, type SaxesTagNS } from 'saxes';
-import { NetconfError } from './netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import type { XmlAttribute, XmlElement } from './xml-element.js';
 
 export interface XmlLimits {

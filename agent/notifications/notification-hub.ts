@@ -2,8 +2,8 @@
 // replay buffer, startTime/stopTime replay, replayComplete and notificationComplete.
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext } from '../netconf/rpc-dispatcher.js';
-import { NetconfError } from '../netconf/netconf-error.js';
-import { logger } from '../log.js';
+import { NetconfError } from '../../core/netconf-error.js';
+import { logger } from '../../core/log.js';
 import { subtreeFilter } from '../datastore/subtree-filter.js';
 import { parseData, type DataFilter } from '../operations/data-filter.js';
 import { writeXml } from '../datastore/xml-writer.js';

@@ -3,8 +3,8 @@
 // reverts to it on timeout, on cancel-commit, or when its session ends (unless persist was given).
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcResult } from '../netconf/rpc-dispatcher.js';
-import { NetconfError } from '../netconf/netconf-error.js';
-import { logger } from '../log.js';
+import { NetconfError } from '../../core/netconf-error.js';
+import { logger } from '../../core/log.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
 import { confirmedCommitEvent, type ChangedBy } from '../notifications/netconf-events.js';
 import { child, onlyParams, uintParam } from './rpc-params.js';

@@ -1,7 +1,7 @@
 // get-config, edit-config, copy-config, delete-config, validate, lock, unlock, discard-changes.
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcResult } from '../netconf/rpc-dispatcher.js';
-import { NetconfError } from '../netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import type { DatastoreName } from '../datastore/config-store.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
 import { applyEdit, configFromXml, NETCONF_BASE_NS, type ErrorOption } from '../datastore/edit-config.js';

@@ -3,15 +3,15 @@
 import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { YangContext } from '../../yang/libyang/api.js';
-import { NetconfError } from '../netconf/netconf-error.js';
-import { logger } from '../log.js';
+import { NetconfError } from '../../core/netconf-error.js';
+import { logger } from '../../core/log.js';
 import { ConfigStore, type DatastoreName, type ValidatedConfig } from '../datastore/config-store.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
 import type { EditChange, LyOp } from '../datastore/edit-config.js';
 import { SchemaIndex } from '../datastore/schema-index.js';
 import { toNetconfErrors } from '../datastore/yang-errors.js';
 import { CommitTransaction, NetconfErrorList } from '../transaction/commit-transaction.js';
-import type { CommitSubsystem, RpcProvider, StateProvider } from '../transaction/subsystem.js';
+import type { CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { SessionRegistry } from '../monitoring/session-registry.js';
 import { NotificationHub } from '../notifications/notification-hub.js';
 import { configChangeEvent, type ChangedBy } from '../notifications/netconf-events.js';

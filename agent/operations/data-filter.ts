@@ -2,7 +2,7 @@
 // subtree filters run on the printed data, XPath filters run in libyang with the client's XML
 // prefixes rewritten to module names.
 import type { XmlElement } from '../netconf/xml-element.js';
-import { NetconfError } from '../netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
 import { parseXml } from '../netconf/xml-parser.js';
 import { subtreeFilter, type ListKeysOf } from '../datastore/subtree-filter.js';

@@ -3,9 +3,9 @@
 import type { YangContext } from '../../yang/libyang/api.js';
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../netconf/rpc-dispatcher.js';
-import { NetconfError } from '../netconf/netconf-error.js';
-import { logger } from '../log.js';
-import type { CommitSubsystem, RpcProvider, StateProvider } from '../transaction/subsystem.js';
+import { NetconfError } from '../../core/netconf-error.js';
+import { logger } from '../../core/log.js';
+import type { CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
 import { writeXml } from '../datastore/xml-writer.js';
 import { parseXml } from '../netconf/xml-parser.js';

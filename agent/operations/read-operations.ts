@@ -2,12 +2,12 @@
 import type { WithDefaults } from '../../yang/libyang/api.js';
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcResult } from '../netconf/rpc-dispatcher.js';
-import { NetconfError } from '../netconf/netconf-error.js';
-import { logger } from '../log.js';
+import { NetconfError } from '../../core/netconf-error.js';
+import { logger } from '../../core/log.js';
 import type { DatastoreName } from '../datastore/config-store.js';
 import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
 import { writeXml } from '../datastore/xml-writer.js';
-import type { ConfigJson } from '../transaction/subsystem.js';
+import type { ConfigJson } from '../../core/subsystem.js';
 import { MONITORING_NS, netconfStateXml } from '../monitoring/netconf-monitoring.js';
 import { YANG_LIBRARY_NS, yangLibraryXml } from '../monitoring/yang-library.js';
 import { NC_NOTIFICATIONS_NS } from '../notifications/notification-hub.js';

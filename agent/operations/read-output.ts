@@ -4,7 +4,7 @@
 import type { DataTree, WithDefaults } from '../../yang/libyang/api.js';
 import type { DatastoreName } from '../datastore/config-store.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
-import { NetconfError } from '../netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import type { XmlElement } from '../netconf/xml-element.js';
 import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
 import { subtreeFilterText, type DataFilter } from './data-filter.js';

@@ -1,7 +1,7 @@
 // Reading the parameters of an operation element, with RFC 6241 Appendix A errors for what is
 // missing, unknown or malformed.
 import type { XmlElement } from '../netconf/xml-element.js';
-import { NetconfError } from '../netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import type { DatastoreName } from '../datastore/config-store.js';
 import type { WithDefaults } from '../../yang/libyang/api.js';
 

@@ -4,7 +4,7 @@
 import { chmod, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import ssh2 from 'ssh2';
-import { logger } from '../log.js';
+import { logger } from '../../core/log.js';
 import { generateParsableKeyPair } from './key-pair.js';
 
 const log = logger('ssh-host-keys');

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import ssh2 from 'ssh2';
 import type { Connection, AuthContext, ServerChannel } from 'ssh2';
-import { logger } from '../log.js';
+import { logger } from '../../core/log.js';
 import type { RpcDispatcher } from '../netconf/rpc-dispatcher.js';
 import type { NamespaceResolver } from '../netconf/reply-xml.js';
 import { NetconfSession, type SessionLimits } from '../netconf/session.js';

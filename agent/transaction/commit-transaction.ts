@@ -2,9 +2,9 @@
 // and runs validate, then prepare; if any fails, every one of them aborts and the commit is refused;
 // otherwise all apply. Running only ever holds a configuration that every subsystem applied.
 import { performance } from 'node:perf_hooks';
-import { logger } from '../log.js';
-import { NetconfError } from '../netconf/netconf-error.js';
-import type { CommitContext, CommitSubsystem, ConfigJson, SubsystemError } from './subsystem.js';
+import { logger } from '../../core/log.js';
+import { NetconfError } from '../../core/netconf-error.js';
+import type { CommitContext, CommitSubsystem, ConfigJson, SubsystemError } from '../../core/subsystem.js';
 
 const log = logger('transaction');
 

@@ -3,7 +3,7 @@
 // Overruns cannot be raised as socket errors (see netlink-socket-options.ts), so the kernel's drop
 // counter is polled: any increase is reported, and the caller resynchronises from a dump.
 import type { RawNetlinkSocket } from 'netlink';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 import {
   NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, UnsupportedProtocolError,
   decodeConntrack, eventKind, splitMessages, type ConntrackNotification,

@@ -5,7 +5,7 @@
 // would lose answers (and the `netlink` addon does not survive it, see conntrack-events.ts).
 import { RawNetlinkSocket } from 'netlink';
 import type { FlowTuple } from '../engine.js';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 import {
   NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR,
   NLMSG_OVERRUN, NLM_F_ACK, MessageBuilder, UnsupportedProtocolError, decodeConntrack, decodeError,

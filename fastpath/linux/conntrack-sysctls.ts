@@ -2,7 +2,7 @@
 // per-state timeouts of network-stack/fast-path/conntrack/timeouts, and strict TCP pickup (a
 // mid-stream segment never creates a conntrack) when the firewall drops invalid packets.
 import { execFile } from 'node:child_process';
-import type { Timeouts } from '../soft/vrf-config.js';
+import type { Timeouts } from '../config/vrf-config.js';
 
 /** sysctl name -> value for the namespace (net.netfilter.* are per network namespace). */
 export function conntrackSysctls(timeouts: Timeouts, dropInvalid: boolean): Record<string, number> {

@@ -3,7 +3,7 @@
 // expensive part (conntrack allocation, NAT binding, hash insertion) in the sending thread. With
 // one thread this is what ConntrackNetlink does; with two or more, creates run on several cores.
 import { Worker } from 'node:worker_threads';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 import { MessageBuilder, NLM_F_ACK, writeCreate, writeUpdate, type ConntrackWrite } from './ctnetlink-codec.js';
 import type { BatchResult } from './conntrack-netlink.js';
 import { SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';

@@ -16,10 +16,10 @@
 import type {
   ConntrackEntry, ConntrackEvent, DataplaneEngine, EngineCounters, FailoverPolicy, FlowTuple, HaRole, VrfDataplaneConfig,
 } from '../engine.js';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 import { RealClock, type Clock, type TimerHandle } from '../clock.js';
 import { ownerWorker } from '../tuple-hash.js';
-import { VrfConfigError, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../soft/vrf-config.js';
+import { VrfConfigError, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
 import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { ConntrackNetlink } from './conntrack-netlink.js';
 import { ConntrackEventStream } from './conntrack-events.js';

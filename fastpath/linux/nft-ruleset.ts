@@ -16,7 +16,7 @@
 import { execFile } from 'node:child_process';
 import { isIPv4 } from 'node:net';
 import type { HaRole } from '../engine.js';
-import type { FirewallRule, SoftVrfConfig, VirtualServiceConfig } from '../soft/vrf-config.js';
+import type { FirewallRule, SoftVrfConfig, VirtualServiceConfig } from '../config/vrf-config.js';
 
 export const TABLE = 'tandem';
 /** A rule's prefix may hold at most this many subscribers (one map element each). */

@@ -2,7 +2,7 @@
 // all workers (SharedArrayBuffer + Atomics), so two workers never hand out the same block; a
 // subscriber's flows all live in one worker (see tuple-hash.ts), so the ports inside its blocks
 // need no locking.
-import type { NatPoolConfig } from './vrf-config.js';
+import type { NatPoolConfig } from '../config/vrf-config.js';
 
 export interface NatBinding {
   address: string;

@@ -6,7 +6,7 @@ import type { PackedEntries } from './entry-codec.js';
 import type { VirtualServiceStats } from './vrf-dataplane.js';
 import type { PackedMove } from './packed-move.js';
 import type { PackedPackets } from './packet-codec.js';
-import type { SoftVrfConfig } from './vrf-config.js';
+import type { SoftVrfConfig } from '../config/vrf-config.js';
 
 export type SoftCounters = EngineCounters & { dropsInvalid: number; synCookies: number };
 

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import type {
   ConntrackEntry, ConntrackEvent, DataplaneEngine, FailoverPolicy, FlowTuple, HaRole, PackedConntrackBatch, VrfDataplaneConfig,
 } from '../engine.js';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 import { RealClock, type Clock, type TimerHandle } from '../clock.js';
 import { IPV4_SYNC_RECORD_BYTES } from '../engine.js';
 import { ipv4TupleHash, ownerWorker } from '../tuple-hash.js';
@@ -15,7 +15,7 @@ import { PackedDumpBatch } from './packed-dump-batch.js';
 import { packPackets } from './packet-codec.js';
 import { EVENT_KINDS, PackedReader, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
 import type { MemoryReport, ReplyMessage, SoftCounters, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
-import { parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from './vrf-config.js';
+import { parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
 import type { SoftPacket, Verdict, VirtualServiceStats } from './vrf-dataplane.js';
 import { moveBuffers, routeMoves, type PackedMove } from './packed-move.js';
 

@@ -10,7 +10,7 @@ import {
 import { PackedReader, PackedWriter, R_ACTIVITY_SYNCED, R_ALG, R_NO_SYNC, R_SYNCED, packEntries, unpackEntries, type PackedEntries, type PackedRecordSource } from './entry-codec.js';
 import type { PacketReader } from './packet-codec.js';
 import type { PackedMove } from './packed-move.js';
-import { prefixMatcher, type SoftVrfConfig, type TcpTimeouts, type VirtualServiceConfig } from './vrf-config.js';
+import { prefixMatcher, type SoftVrfConfig, type TcpTimeouts, type VirtualServiceConfig } from '../config/vrf-config.js';
 
 export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;

@@ -2,7 +2,7 @@
 // keeps at most `concurrency` of them open, sends some data on them, and closes each after its
 // lifetime (TCP with a FIN exchange; UDP and ICMP just stop and age out). Seeded, so runs repeat;
 // time is the engine's clock, so a ManualClock runs hours of traffic in a test.
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 import { ManualClock } from '../clock.js';
 import type { FlowTuple, L4Proto } from '../engine.js';
 import type { SoftEngine } from '../soft/soft-engine.js';

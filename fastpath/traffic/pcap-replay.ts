@@ -3,7 +3,7 @@
 // flow is a reply), which is right for captures taken on the client side of the box. With a
 // ManualClock the clock follows the capture's timestamps, so timeouts play out as recorded.
 import { parse, type PcapGlobalHeader, type PcapPacketHeader } from 'pcap-parser';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 import { ManualClock, type Clock } from '../clock.js';
 import type { FlowTuple } from '../engine.js';
 import type { SoftEngine } from '../soft/soft-engine.js';

@@ -6,7 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 
 const log = logger('keepalived');
 

@@ -6,7 +6,7 @@ import { constants, openSync, promises as fs } from 'node:fs';
 import { Socket } from 'node:net';
 import { createInterface, type Interface } from 'node:readline';
 import { promisify } from 'node:util';
-import { logger } from '../../agent/log.js';
+import { logger } from '../../core/log.js';
 
 const log = logger('vrrp-notify');
 const run = promisify(execFile);

@@ -1,7 +1,7 @@
 // Commit subsystem of the VRRP configuration (/tandem-vrf:vrf/vrrp and interface/vrrp): validate
 // reads it, prepare has keepalived check the rendered files in their namespaces, apply starts,
 // reloads or stops the keepalived of each VRF.
-import type { CommitContext, CommitSubsystem, SubsystemError } from '../../agent/transaction/subsystem.js';
+import type { CommitContext, CommitSubsystem, SubsystemError } from '../../core/subsystem.js';
 import type { HaGroups } from '../ha-groups.js';
 import type { SyncService } from '../sync-service.js';
 import { readVrrpConfigs, VrrpConfigError, type VrfVrrpConfig } from './keepalived-config.js';

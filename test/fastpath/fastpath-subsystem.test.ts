@@ -1,7 +1,7 @@
 // The fastpath commit subsystem driven by the real commit transaction, on a real soft engine.
 import { expect } from 'chai';
 import { CommitTransaction, NetconfErrorList } from '../../agent/transaction/commit-transaction.js';
-import type { ConfigJson } from '../../agent/transaction/subsystem.js';
+import type { ConfigJson } from '../../core/subsystem.js';
 import { ManualClock } from '../../fastpath/clock.js';
 import type { ConntrackEntry } from '../../fastpath/engine.js';
 import { FastpathStateProvider, FastpathSubsystem } from '../../fastpath/fastpath-subsystem.js';

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import type { ConntrackEntry, ConntrackEventKind } from '../../fastpath/engine.js';
 import { AddressTable } from '../../fastpath/soft/address-table.js';
 import { VrfDataplane, Verdict, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type SoftPacket } from '../../fastpath/soft/vrf-dataplane.js';
-import { parseNetworkProfiles, parseVrfConfig } from '../../fastpath/soft/vrf-config.js';
+import { parseNetworkProfiles, parseVrfConfig } from '../../fastpath/config/vrf-config.js';
 import { vrfJson, type VrfJsonOptions } from './vrf-json.js';
 
 interface Harness {

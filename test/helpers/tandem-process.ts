@@ -8,8 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserStore } from '../../agent/ssh/user-store.js';
 
-/** The compiled CLI (dist/agent/cli.js). */
-export const TANDEM_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../agent/cli.js');
+/** The compiled CLI (dist/cli/cli.js). */
+export const TANDEM_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/cli.js');
 
 export interface TandemProcessOptions {
   /** Use this state dir (kept on stop); default: a fresh temp dir (removed on stop). */

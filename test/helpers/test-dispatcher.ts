@@ -1,7 +1,7 @@
 // A tiny RpcDispatcher for protocol tests (the real one is agent/operations): enough operations to
 // exercise replies, errors, notifications, close-session and kill-session, and a record of the
 // session lifecycle it was told about.
-import { NetconfError } from '../../agent/netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../../agent/netconf/rpc-dispatcher.js';
 import type { XmlElement } from '../../agent/netconf/xml-element.js';
 import { serializeXml } from '../../agent/netconf/xml-writer.js';

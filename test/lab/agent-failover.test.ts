@@ -6,7 +6,7 @@
 // data both ways, none reset. The control run (ha-fp-conntrack enabled false) must lose them all.
 import { expect } from 'chai';
 import { skipUnlessAgentLabCanRun } from './agent-lab-prerequisites.js';
-import { agentFailoverRun } from './agent-failover-run.js';
+import { agentFailoverRun } from '../../lab/agent-failover-run.js';
 
 const CONNECTIONS = Number(process.env.TANDEM_FAILOVER_CONNECTIONS ?? 1000);
 

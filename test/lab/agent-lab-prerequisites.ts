@@ -1,6 +1,6 @@
 // What the tests through the real agents in the lab need; without it they are skipped with the reason.
 import { existsSync } from 'node:fs';
-import { ROOT_SKIP_REASON, isRoot } from '../linux/namespace-fixture.js';
+import { ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 
 export function skipUnlessAgentLabCanRun(ctx: Mocha.Context): void {
   if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); ctx.skip(); }

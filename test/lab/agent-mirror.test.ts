@@ -5,7 +5,7 @@
 // With `connection-mirror false` nothing is mirrored (sync itself on), and the connections die.
 import { expect } from 'chai';
 import { skipUnlessAgentLabCanRun } from './agent-lab-prerequisites.js';
-import { agentFailoverRun } from './agent-failover-run.js';
+import { agentFailoverRun } from '../../lab/agent-failover-run.js';
 
 const CONNECTIONS = Number(process.env.TANDEM_FAILOVER_CONNECTIONS ?? 1000);
 

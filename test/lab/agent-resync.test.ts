@@ -4,7 +4,7 @@
 // full resync brings ha2's kernel table back to ha1's count (new ones added, stale ones purged).
 import { expect } from 'chai';
 import { skipUnlessAgentLabCanRun } from './agent-lab-prerequisites.js';
-import { agentResyncRun } from './agent-resync-run.js';
+import { agentResyncRun } from '../../lab/agent-resync-run.js';
 
 const FIRST = Number(process.env.TANDEM_FAILOVER_CONNECTIONS ?? 1000);
 const SECOND = Math.ceil(FIRST / 2);

@@ -5,8 +5,8 @@
 // connection keeps carrying data both ways, none is reset. The control run without the conntrack
 // transfer must lose them all (drop-invalid + SNAT to the shared pool address make that so).
 import { expect } from 'chai';
-import { ROOT_SKIP_REASON, isRoot } from '../linux/namespace-fixture.js';
-import { failoverRun } from './failover-run.js';
+import { ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
+import { failoverRun } from '../../lab/failover-run.js';
 
 const CONNECTIONS = Number(process.env.TANDEM_FAILOVER_CONNECTIONS ?? 1000);
 

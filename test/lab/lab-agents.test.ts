@@ -3,9 +3,9 @@
 // and the running configuration read back from each.
 import { expect } from 'chai';
 import { existsSync } from 'node:fs';
-import { ROOT_SKIP_REASON, isRoot } from '../linux/namespace-fixture.js';
-import { LAB_CONFIG_XML, LabAgent } from './lab-agents.js';
-import { LAB, LabTopology } from './lab-topology.js';
+import { ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
+import { LAB_CONFIG_XML, LabAgent } from '../../lab/lab-agents.js';
+import { LAB, LabTopology } from '../../lab/lab-topology.js';
 
 describe('lab: both agents configured over NETCONF (ncclient, Ansible)', function () {
   this.timeout(240_000);

@@ -6,9 +6,9 @@ import type { ChildProcess } from 'node:child_process';
 import { ConntrackNetlink } from '../../fastpath/linux/conntrack-netlink.js';
 import { ConntrackEventStream } from '../../fastpath/linux/conntrack-events.js';
 import type { ConntrackNotification, ConntrackWrite } from '../../fastpath/linux/ctnetlink-codec.js';
-import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from './namespace-fixture.js';
+import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 
-const TCP_LOAD = fileURLToPath(new URL('./tcp-load.js', import.meta.url));
+const TCP_LOAD = fileURLToPath(new URL('../../lab/tcp-load.js', import.meta.url));
 // A ruleset that makes the namespace track connections (conntrack is enabled per namespace on use).
 const TRACKING_RULESET = `table inet tandem_test {
   chain input { type filter hook input priority 0; ct state established,related accept; }

@@ -5,9 +5,9 @@ import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import type { ConntrackEntry, ConntrackEvent, VrfDataplaneConfig } from '../../fastpath/engine.js';
 import { BACKUP_TIMEOUT_S, LinuxEngine, SYNCED_MARK } from '../../fastpath/linux/linux-engine.js';
-import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from './namespace-fixture.js';
+import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 
-const TCP_LOAD = fileURLToPath(new URL('./tcp-load.js', import.meta.url));
+const TCP_LOAD = fileURLToPath(new URL('../../lab/tcp-load.js', import.meta.url));
 
 function vrfConfig(): VrfDataplaneConfig {
   return {

@@ -4,13 +4,13 @@
 import { expect } from 'chai';
 import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
-import { parseVrfConfig, type SoftVrfConfig } from '../../fastpath/soft/vrf-config.js';
+import { parseVrfConfig, type SoftVrfConfig } from '../../fastpath/config/vrf-config.js';
 import {
   applyRuleset, assignPortBlocks, checkRuleset, readCounters, renderRemoval, renderRuleset,
 } from '../../fastpath/linux/nft-ruleset.js';
-import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from './namespace-fixture.js';
+import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 
-const TCP_LOAD = fileURLToPath(new URL('./tcp-load.js', import.meta.url));
+const TCP_LOAD = fileURLToPath(new URL('../../lab/tcp-load.js', import.meta.url));
 
 function vrfJson(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {

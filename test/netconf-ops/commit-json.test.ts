@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { CommitContext, CommitSubsystem, ConfigJson, SubsystemError } from '../../agent/transaction/subsystem.js';
+import type { CommitContext, CommitSubsystem, ConfigJson, SubsystemError } from '../../core/subsystem.js';
 import { editCandidate, editRunning, NP, openHarness, type Harness, type TestSession } from './ops-harness.js';
 
 const VRF = 'urn:tandem:yang:tandem-vrf';

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { editCandidate, editRunning, GET_CANDIDATE, GET_RUNNING, openHarness, profile, waitFor, type Harness } from './ops-harness.js';
-import type { CommitContext, CommitSubsystem, SubsystemError } from '../../agent/transaction/subsystem.js';
+import type { CommitContext, CommitSubsystem, SubsystemError } from '../../core/subsystem.js';
 
 /** A subsystem that records every call and fails prepare when told to. */
 class RecordingSubsystem implements CommitSubsystem {

@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
 import { createNetconfOperations, type NetconfOperations } from '../../agent/operations/index.js';
 import { parseXml } from '../../agent/netconf/xml-parser.js';
-import { NetconfError } from '../../agent/netconf/netconf-error.js';
+import { NetconfError } from '../../core/netconf-error.js';
 import type { RpcContext } from '../../agent/netconf/rpc-dispatcher.js';
-import type { CommitSubsystem, RpcProvider, StateProvider } from '../../agent/transaction/subsystem.js';
+import type { CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
 
 export const BASE = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 export const NP = 'urn:tandem:yang:tandem-network-profile';

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { editRunning, GET_RUNNING, NP, openHarness, profile, waitFor, type Harness, type TestSession } from './ops-harness.js';
 import { parseXml } from '../../agent/netconf/xml-parser.js';
-import type { RpcProvider, StateProvider } from '../../agent/transaction/subsystem.js';
+import type { RpcProvider, StateProvider } from '../../core/subsystem.js';
 
 const MON = 'urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring';
 

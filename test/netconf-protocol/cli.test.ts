@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
 import { DEBIAN_PYTHON, NCCLIENT_PRELUDE, runPython } from '../helpers/python-client.js';
-import { parseListen } from '../../agent/cli-commands.js';
+import { parseListen } from '../../cli/cli-commands.js';
 import { startTandem, TANDEM_CLI, type TandemProcess } from '../helpers/tandem-process.js';
 
 const BASE = 'urn:ietf:params:xml:ns:netconf:base:1.0';

@@ -1,7 +1,7 @@
 // The demo scenario of `npm run demo`, smaller: it must end with every established connection
 // kept by the new master and the mirroring counters matching.
 import { expect } from 'chai';
-import { runDemo } from '../../sync/demo-run.js';
+import { runDemo } from '../../demo/demo-run.js';
 
 describe('sync demo (npm run demo)', function () {
   this.timeout(60000);

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 
-const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../agent/cli.js');
+const cli = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/cli.js');
 
 describe('tandem command', () => {
   it('prints usage with help and exits 0', () => {

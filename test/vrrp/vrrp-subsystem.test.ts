@@ -3,7 +3,7 @@
 // VRRP election decides each node's HA group, which moves the VRF's dataplane and sync.
 import { expect } from 'chai';
 import { ManualClock } from '../../fastpath/clock.js';
-import type { CommitContext } from '../../agent/transaction/subsystem.js';
+import type { CommitContext } from '../../core/subsystem.js';
 import { HaGroups } from '../../sync/ha-groups.js';
 import { VrrpController } from '../../sync/vrrp/vrrp-controller.js';
 import { createVrrp, currentHaConfig, VrrpSubsystem, type VrrpParts } from '../../sync/vrrp/vrrp-subsystem.js';

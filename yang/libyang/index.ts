@@ -1,7 +1,6 @@
 // Entry point of the libyang binding: contexts over the shared WebAssembly libyang instance.
 import { readdirSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
-import { logger } from '../../agent/log.js';
 import type { ModuleInfo, YangContext } from './api.js';
 import { WasmYangContext } from './context.js';
 import { failure, LY } from './errors.js';
@@ -12,7 +11,6 @@ export * from './api.js';
 export { projectRoot } from './project-root.js';
 export { WasmYangContext } from './context.js';
 
-const log = logger('libyang');
 
 /** Creates an empty libyang context (built-in ietf-yang-library & co.) searching modules in searchDirs. */
 export async function createYangContext(opts?: { searchDirs?: string[] }): Promise<YangContext> {
@@ -49,7 +47,13 @@ export function tandemModuleNames(dir: string): string[] {
  * A context with the IETF NETCONF modules of yang/ietf/ and every tandem-* module of yang/modules/
  * (or of opts.modulesDir), all implemented. Throws YangException when a module does not load.
  */
-export async function loadTandemContext(opts?: { modulesDir?: string; netconfFeatures?: string[]; extraSearchDirs?: string[] }): Promise<YangContext> {
+/** Loads the IETF and tandem modules; `onLoaded` hears what was loaded (yang/ has no logger of its own). */
+export async function loadTandemContext(opts?: {
+  modulesDir?: string;
+  netconfFeatures?: string[];
+  extraSearchDirs?: string[];
+  onLoaded?: (modules: string[], ms: number) => void;
+}): Promise<YangContext> {
   const root = projectRoot();
   const modulesDir = opts?.modulesDir ?? join(root, 'yang', 'modules');
   const ietfDir = join(root, 'yang', 'ietf');
@@ -66,6 +70,6 @@ export async function loadTandemContext(opts?: { modulesDir?: string; netconfFea
     ctx.free();
     throw e;
   }
-  log.info({ modules: loaded.map((m) => `${m.name}@${m.revision ?? ''}`), ms: Date.now() - started }, 'tandem YANG context loaded');
+  opts?.onLoaded?.(loaded.map((m) => `${m.name}@${m.revision ?? ''}`), Date.now() - started);
   return ctx;
 }

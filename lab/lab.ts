@@ -15,7 +15,7 @@ import { agentFailoverRun } from './agent-failover-run.js';
 import { failoverRun } from './failover-run.js';
 import { LAB, LabTopology } from './lab-topology.js';
 import { LAB_CONFIG_XML, LabAgent } from './lab-agents.js';
-import { isRoot } from '../linux/namespace-fixture.js';
+import { isRoot } from './namespace-fixture.js';
 
 function say(line: string): void {
   process.stdout.write(`lab: ${line}\n`);

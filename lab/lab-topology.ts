@@ -12,8 +12,8 @@
 //   arp_notify makes it announce itself (gratuitous ARP) when it comes up, so a takeover is seen
 //   by the client, the server and the switches at once.
 // Every name starts with a per-run prefix; teardown() removes it all, and is safe to call twice.
-import type { VrfDataplaneConfig } from '../../fastpath/engine.js';
-import { NamespaceFixture } from '../linux/namespace-fixture.js';
+import type { VrfDataplaneConfig } from '../fastpath/engine.js';
+import { NamespaceFixture } from './namespace-fixture.js';
 
 export type RouterName = 'ha1' | 'ha2';
 

@@ -3,9 +3,9 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { stderr, stdin, stdout } from 'node:process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import type { EngineName } from './agent.js';
-import type { ServerLimits } from './ssh/netconf-ssh-server.js';
-import { UserStore } from './ssh/user-store.js';
+import type { EngineName } from '../agent/agent.js';
+import type { ServerLimits } from '../agent/ssh/netconf-ssh-server.js';
+import { UserStore } from '../agent/ssh/user-store.js';
 
 export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE]
              [--max-sessions N] [--max-unauthenticated N] [--max-auth-attempts N] [--login-timeout SEC]
@@ -91,7 +91,7 @@ export function runStart(args: string[]): Promise<number> {
     if (values.startup !== undefined) await readFile(values.startup); // a missing file is an error now, not later
 
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
-    const { startAgent } = await import('./agent.js');
+    const { startAgent } = await import('../agent/agent.js');
     const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits });
     const users = Object.keys((await new UserStore(agent.stateDir).load()).users);
     const hostFor = agent.host.includes(':') ? `[${agent.host}]` : agent.host;

@@ -4,11 +4,11 @@
 // (VRRPv3, 100 ms adverts, ha1 priority 200, ha2 100); ha2's lan instance controls HA group g1,
 // whose state drives its engine's role.
 // Used by the lab failover test, `npm run lab` and the benchmark.
-import type { ConntrackEntry } from '../../fastpath/engine.js';
-import { LinuxEngine } from '../../fastpath/linux/linux-engine.js';
-import type { HaRole } from '../../fastpath/engine.js';
-import { VrrpController } from '../../sync/vrrp/vrrp-controller.js';
-import type { VrfVrrpConfig } from '../../sync/vrrp/keepalived-config.js';
+import type { ConntrackEntry } from '../fastpath/engine.js';
+import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
+import type { HaRole } from '../fastpath/engine.js';
+import { VrrpController } from '../sync/vrrp/vrrp-controller.js';
+import type { VrfVrrpConfig } from '../sync/vrrp/keepalived-config.js';
 import { LabConnections } from './lab-connections.js';
 import { LAB, LabTopology, labVrfConfig } from './lab-topology.js';
 

@@ -1,13 +1,13 @@
-// Long-lived TCP connections client -> server across the lab (test/linux/tcp-load.js processes:
+// Long-lived TCP connections client -> server across the lab (lab/tcp-load.js processes:
 // one echo server and one client per 15,000 connections, as a process may hold only so many
 // descriptors here), and the "ping" that checks every connection still carries data both ways.
 // The processes are started through the topology's fixture, which kills them (by PID) at teardown.
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { JsonLines } from '../linux/namespace-fixture.js';
+import { JsonLines } from './namespace-fixture.js';
 import { LAB, type LabTopology } from './lab-topology.js';
 
-const TCP_LOAD = fileURLToPath(new URL('../linux/tcp-load.js', import.meta.url));
+const TCP_LOAD = fileURLToPath(new URL('./tcp-load.js', import.meta.url));
 const PER_PROCESS = 15_000;
 
 export interface PingResult {

@@ -8,10 +8,10 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserStore } from '../../agent/ssh/user-store.js';
+import { UserStore } from '../agent/ssh/user-store.js';
 import { LAB_DATAPLANE_XML } from './lab-pair-config.js';
 
-const TANDEM_CLI = fileURLToPath(new URL('../../agent/cli.js', import.meta.url));
+const TANDEM_CLI = fileURLToPath(new URL('../cli/cli.js', import.meta.url));
 const PYTHON = '/usr/bin/python3';
 const USER = 'admin';
 const PASSWORD = 'lab-secret';
