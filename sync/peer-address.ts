@@ -1,9 +1,10 @@
-// Addresses compared as configured vs. as seen on a socket: one text per address.
+// One text per address, so that a configured peer address and the address a socket reports
+// compare equal: IPv4-mapped IPv6 (::ffff:a.b.c.d, a dual-stack listener) as IPv4, IPv6 in
+// RFC 5952 form.
 import { readIPv6, writeIPv6 } from './ip-bytes.js';
 
-/** IPv4-mapped IPv6 as IPv4, IPv6 in RFC 5952 form. */
-export function plainAddress(a: string): string {
-  if (a.startsWith('::ffff:') && a.includes('.')) return a.slice(7);
+export function canonicalAddress(a: string): string {
+  if (a.toLowerCase().startsWith('::ffff:') && a.includes('.')) return a.slice(7);
   if (!a.includes(':')) return a;
   try {
     const b = Buffer.alloc(16);

@@ -8,7 +8,7 @@ import { logger } from '../core/log.js';
 import { decodeDeletes, decodeEntries, forEachIPv4Orig, isPlainIPv4Payload } from './conntrack-codec.js';
 import { ctKey, ipv4Text, PROTO_NAMES } from './conntrack-key.js';
 import { MirrorCounters } from './mirror-counters.js';
-import { plainAddress } from './peer-address.js';
+import { canonicalAddress } from './peer-address.js';
 import { TupleMap } from './tuple-map.js';
 import type { Hello } from './handshake.js';
 import { BulkKind, type Frame, FrameType, SyncProtocolError } from './protocol.js';
@@ -57,8 +57,8 @@ export class SyncReceiver {
   /** Resolver for the listener: accept only hellos from a configured peer address. */
   accept(hello: Hello, remoteAddress: string): ReceiverSession | string {
     if (!this.config().enabled) return `ha-fp-conntrack is disabled in VRF ${this.vrf}`;
-    const remote = plainAddress(remoteAddress);
-    const peer = this.config().peers.find((p) => plainAddress(p.address) === remote);
+    const remote = canonicalAddress(remoteAddress);
+    const peer = this.config().peers.find((p) => canonicalAddress(p.address) === remote);
     if (!peer) {
       this.receiveError++;
       return `${remote} is not a peer of VRF ${this.vrf}`;

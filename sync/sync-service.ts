@@ -121,7 +121,7 @@ export class SyncService {
           this.listeners.set(key, l);
           l.start();
         }
-        l.attach(cfg.vrf, (hello, remote) => vs.accept(hello, remote));
+        l.attach(cfg.vrf, (hello, remote) => vs.accept(hello, remote), cfg.peers.map((p) => p.address));
       }
     }
     vs.start();

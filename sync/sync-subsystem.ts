@@ -5,6 +5,7 @@
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../core/subsystem.js';
 import { FASTPATH_OWNS } from '../fastpath/fastpath-subsystem.js';
 import { readSyncConfigs, vrfEntries } from './sync-config.js';
+import { checkSharedSecrets } from './shared-secret-policy.js';
 import type { SyncService } from './sync-service.js';
 
 export const SYNC_OWNS = [
@@ -28,7 +29,7 @@ export class SyncSubsystem implements CommitSubsystem {
   constructor(private readonly service: SyncService) {}
 
   validate(ctx: CommitContext): SubsystemError[] {
-    const errors: SubsystemError[] = [];
+    const errors: SubsystemError[] = checkSharedSecrets(ctx.newConfig);
     for (const v of vrfEntries(ctx.newConfig)) {
       const name = String(v['name']);
       const ha = v['tandem-ha-fp-conntrack:ha-fp-conntrack'] as Json | undefined;
