@@ -28,6 +28,8 @@ export enum FrameType {
   CtDelete = 9,
   /** Either side, handshake only: why the connection is refused (text). */
   Refuse = 10,
+  /** client -> server, after the handshake: the sender's configuration fingerprint changed (32 bytes). */
+  ConfigFingerprint = 11,
 }
 
 /** Frames that may be sent before the session key exists (they carry no MAC). */
@@ -39,7 +41,7 @@ export const HANDSHAKE_FRAMES: ReadonlySet<FrameType> = new Set([
 ]);
 
 export function isFrameType(n: number): n is FrameType {
-  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.Refuse;
+  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.ConfigFingerprint;
 }
 
 export enum BulkKind {

@@ -69,6 +69,11 @@ export class SyncListener {
     this.resolvers.set(vrf, resolver);
   }
 
+  /** VRFs attached. */
+  attachedCount(): number {
+    return this.resolvers.size;
+  }
+
   detach(vrf: string): number {
     this.resolvers.delete(vrf);
     for (const s of this.sockets) {
@@ -96,6 +101,26 @@ export class SyncListener {
       this.listenFailures = 0;
       log.info({ address: this.address, port: this.port }, 'sync listener up');
     });
+  }
+
+  /**
+   * Bind now, once, for the prepare phase of a commit: rejects with the bind error (port taken,
+   * address not local) instead of retrying as start() does. Once bound it serves like start().
+   */
+  async bind(): Promise<void> {
+    const server = createServer((s) => this.accept(s));
+    server.maxConnections = MAX_CONNECTIONS;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.address, port: this.port }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err: Error) => log.error({ address: this.address, port: this.port, err: err.message }, 'sync listener error'));
+    this.server = server;
+    this.listening = true;
+    log.info({ address: this.address, port: this.port }, 'sync listener up');
   }
 
   async close(): Promise<void> {

@@ -11,10 +11,10 @@ import {
 } from './conntrack-codec.js';
 import { TupleMap } from './tuple-map.js';
 import { readIPv6, writeIPv6 } from './ip-bytes.js';
-import type { Hello } from './handshake.js';
+import { FINGERPRINT_BYTES, type Hello } from './handshake.js';
 import { BulkKind, type Frame, FrameType, SyncProtocolError } from './protocol.js';
 import { type ConnectionStatus, SyncClient, type SyncClientListener, type SyncClientStats } from './sync-client.js';
-import type { VrfSyncConfig } from './sync-config.js';
+import { differingParts, type FingerprintPart, type VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
 
 const log = logger('sync');
@@ -33,7 +33,7 @@ export type SyncNotification =
   | { kind: 'connection-down'; vrf: string; peer: string; client: string; reason: string }
   | { kind: 'full-resync-complete'; vrf: string; peer: string; summary: ResyncSummary }
   | { kind: 'manual-synchronization-complete'; vrf: string; count: number; duration: number }
-  | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string };
+  | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string; differences: FingerprintPart[] };
 
 export interface ResyncSummary {
   /** ISO date-and-time of completion. */
@@ -55,10 +55,15 @@ interface PeerLink {
   name: string;
   clients: SyncClient[];
   fingerprint: FingerprintStatus;
+  /** The peer's last fingerprint (hello, hello-ack or a ConfigFingerprint frame). */
+  remoteFingerprint?: Buffer;
+  /** Parts that differ while fingerprint is mismatch. */
+  differences: FingerprintPart[];
 }
 
 /** What the receiving side remembers of one incoming connection. */
 interface InboundSession {
+  peer: string;
   worker: number;
   workers: number;
   /** Keys carried by the full resync in progress on this connection. */
@@ -147,7 +152,7 @@ export class VrfSync implements SyncClientListener {
   ) {
     this.vrf = config.vrf;
     for (const p of config.peers) {
-      const link: PeerLink = { name: p.name, clients: [], fingerprint: 'unknown' };
+      const link: PeerLink = { name: p.name, clients: [], fingerprint: 'unknown', differences: [] };
       for (let w = 0; w < config.workers; w++) {
         link.clients.push(new SyncClient({
           vrf: config.vrf, peer: p.name, worker: w, workers: config.workers, nodeId: tuning.nodeId,
@@ -174,9 +179,21 @@ export class VrfSync implements SyncClientListener {
     await this.resyncRunning;
   }
 
-  /** Settings that do not need new connections (delays, timeouts, mirrored services). */
+  /**
+   * Settings that do not need new connections (delays, timeouts, mirrored services, the
+   * configuration fingerprint: a changed one goes to the peers on the open connections).
+   */
   update(config: VrfSyncConfig): void {
+    const fingerprintChanged = !config.fingerprint.equals(this.config.fingerprint);
     this.config = config;
+    if (!fingerprintChanged) return;
+    for (const p of this.peers) {
+      for (const c of p.clients) {
+        c.config.fingerprint = config.fingerprint;
+        c.sendFingerprint();
+      }
+      if (p.remoteFingerprint) this.checkFingerprint(p.name, p.remoteFingerprint);
+    }
   }
 
   // ---- roles (rule 11) ----
@@ -547,14 +564,19 @@ export class VrfSync implements SyncClientListener {
   private checkFingerprint(peer: string, fingerprint: Buffer): void {
     const link = this.peers.find((p) => p.name === peer);
     if (!link) return;
-    const status: FingerprintStatus = fingerprint.equals(this.config.fingerprint) ? 'match' : 'mismatch';
-    if (status === link.fingerprint) return;
+    link.remoteFingerprint = fingerprint;
+    const differences = differingParts(this.config.fingerprint, fingerprint);
+    const status: FingerprintStatus = differences.length === 0 ? 'match' : 'mismatch';
+    if (status === link.fingerprint && differences.join() === link.differences.join()) return;
     link.fingerprint = status;
+    link.differences = differences;
     if (status === 'mismatch') {
       const local = this.config.fingerprint.toString('hex');
       const remote = fingerprint.toString('hex');
-      log.warn({ vrf: this.vrf, peer, local, remote }, 'peer firewall/CG-NAT configuration differs from ours');
-      this.notify({ kind: 'peer-configuration-mismatch', vrf: this.vrf, peer, local, remote });
+      log.warn({ vrf: this.vrf, peer, differences, local, remote }, 'peer configuration differs from ours');
+      this.notify({ kind: 'peer-configuration-mismatch', vrf: this.vrf, peer, local, remote, differences });
+    } else {
+      log.info({ vrf: this.vrf, peer }, 'peer configuration matches ours');
     }
   }
 
@@ -569,7 +591,7 @@ export class VrfSync implements SyncClientListener {
       this.receiveError++;
       return `${remote} is not a peer of VRF ${this.vrf}`;
     }
-    const inbound: InboundSession = { worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false };
+    const inbound: InboundSession = { peer: peer.name, worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false };
     return {
       secret: this.config.secret,
       nodeId: this.tuning.nodeId,
@@ -746,6 +768,11 @@ export class VrfSync implements SyncClientListener {
             count: f.payload.readUInt32BE(1),
           };
         }
+        return;
+      }
+      case FrameType.ConfigFingerprint: {
+        if (f.payload.length !== FINGERPRINT_BYTES) throw new SyncProtocolError(`config fingerprint of ${f.payload.length} bytes`);
+        this.checkFingerprint(inbound.peer, Buffer.from(f.payload));
         return;
       }
       default:
