@@ -38,6 +38,8 @@ export enum FrameType {
   Welcome = 11,
   /** client -> server, sealed, after the welcome: node id, config fingerprint. */
   Identity = 12,
+  /** client -> server, sealed, after the handshake: the sender's configuration fingerprint changed (32 bytes). */
+  ConfigFingerprint = 13,
 }
 
 /** Frames that exist only before the session keys (sent in clear, no tag). */
@@ -49,7 +51,7 @@ export const HANDSHAKE_FRAMES: ReadonlySet<FrameType> = new Set([
 ]);
 
 export function isFrameType(n: number): n is FrameType {
-  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.Identity;
+  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.ConfigFingerprint;
 }
 
 export enum BulkKind {

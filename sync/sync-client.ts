@@ -379,6 +379,11 @@ export class SyncClient {
     });
   }
 
+  /** Tell the peer our configuration fingerprint changed (config.fingerprint), without reconnecting. */
+  sendFingerprint(): void {
+    if (this.status === 'established') this.write(FrameType.ConfigFingerprint, this.config.fingerprint);
+  }
+
   private write(type: FrameType, payload: Buffer): boolean {
     const s = this.socket;
     if (!s || s.destroyed) return false;

@@ -57,6 +57,11 @@ export class SyncListener implements InboundHost {
     this.attachments.set(vrf, { resolver, peers: new Set(peerAddresses.map(canonicalAddress)) });
   }
 
+  /** VRFs attached. */
+  attachedCount(): number {
+    return this.attachments.size;
+  }
+
   detach(vrf: string): number {
     this.attachments.delete(vrf);
     for (const c of this.connections) if (c.vrf === vrf) c.destroy();
@@ -96,6 +101,26 @@ export class SyncListener implements InboundHost {
       this.listenFailures = 0;
       log.info({ address: this.address, port: this.port }, 'sync listener up');
     });
+  }
+
+  /**
+   * Bind now, once, for the prepare phase of a commit: rejects with the bind error (port taken,
+   * address not local) instead of retrying as start() does. Once bound it serves like start().
+   */
+  async bind(): Promise<void> {
+    // Paused: nothing is read from a connection before its source address has been checked.
+    const server = createServer({ pauseOnConnect: true }, (s) => this.accept(s));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ host: this.address, port: this.port, backlog: 1024 }, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    server.on('error', (err: Error) => log.error({ address: this.address, port: this.port, err: err.message }, 'sync listener error'));
+    this.server = server;
+    this.listening = true;
+    log.info({ address: this.address, port: this.port }, 'sync listener up');
   }
 
   async close(): Promise<void> {

@@ -10,7 +10,7 @@ import { ctKey, ipv4Text, PROTO_NAMES } from './conntrack-key.js';
 import { MirrorCounters } from './mirror-counters.js';
 import { canonicalAddress } from './peer-address.js';
 import { TupleMap } from './tuple-map.js';
-import type { Hello } from './handshake.js';
+import { FINGERPRINT_BYTES, type Hello } from './handshake.js';
 import { BulkKind, type Frame, FrameType, SyncProtocolError } from './protocol.js';
 import type { VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
@@ -20,6 +20,7 @@ const log = logger('sync');
 
 /** What the receiving side remembers of one incoming connection. */
 interface InboundSession {
+  peer: string;
   worker: number;
   workers: number;
   /** Keys carried by the full resync in progress on this connection. */
@@ -63,7 +64,7 @@ export class SyncReceiver {
       this.receiveError++;
       return `${remote} is not a peer of VRF ${this.vrf}`;
     }
-    const inbound: InboundSession = { worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false };
+    const inbound: InboundSession = { peer: peer.name, worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false };
     return {
       secret: this.config().secret,
       nodeId: this.nodeId,
@@ -226,6 +227,11 @@ export class SyncReceiver {
             count: f.payload.readUInt32BE(1),
           });
         }
+        return;
+      }
+      case FrameType.ConfigFingerprint: {
+        if (f.payload.length !== FINGERPRINT_BYTES) throw new SyncProtocolError(`config fingerprint of ${f.payload.length} bytes`);
+        this.peerFingerprint(inbound.peer, Buffer.from(f.payload));
         return;
       }
       default:

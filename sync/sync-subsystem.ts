@@ -60,13 +60,28 @@ export class SyncSubsystem implements CommitSubsystem {
     return errors;
   }
 
+  /** Validate again, then bind the listener sockets the new configuration needs (port taken: refused). */
   async prepare(ctx: CommitContext): Promise<SubsystemError[]> {
-    return this.validate(ctx);
+    const errors = this.validate(ctx);
+    if (errors.length) return errors;
+    try {
+      await this.service.prepareSync(ctx.newConfig);
+    } catch (err) {
+      return [{ message: (err as Error).message, path: (err as { path?: string }).path }];
+    }
+    return [];
   }
 
   async apply(ctx: CommitContext): Promise<void> {
     await this.service.applySync(ctx.newConfig);
   }
 
-  async abort(_ctx: CommitContext): Promise<void> {}
+  async abort(_ctx: CommitContext): Promise<void> {
+    await this.service.abortSync();
+  }
+
+  async undo(ctx: CommitContext): Promise<void> {
+    await this.service.abortSync();
+    await this.service.applySync(ctx.oldConfig);
+  }
 }

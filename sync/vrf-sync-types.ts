@@ -1,6 +1,8 @@
 // The shapes shared by a VRF's sync sender, receiver and the service around them: tuning of the
 // connections, the notifications raised, and the summary of a full resync.
 
+import type { FingerprintPart } from './sync-config.js';
+
 export interface SyncTuning {
   queueLimit: number;
   keepaliveMs: number;
@@ -15,7 +17,7 @@ export type SyncNotification =
   | { kind: 'connection-down'; vrf: string; peer: string; client: string; reason: string }
   | { kind: 'full-resync-complete'; vrf: string; peer: string; summary: ResyncSummary }
   | { kind: 'manual-synchronization-complete'; vrf: string; count: number; duration: number }
-  | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string };
+  | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string; differences: FingerprintPart[] };
 
 export interface ResyncSummary {
   /** ISO date-and-time of completion. */

@@ -7,7 +7,7 @@ import type { Clock } from '../fastpath/clock.js';
 import { logger } from '../core/log.js';
 import type { Hello } from './handshake.js';
 import { type ConnectionStatus, SyncClient, type SyncClientListener, type SyncClientStats } from './sync-client.js';
-import type { VrfSyncConfig } from './sync-config.js';
+import { differingParts, type FingerprintPart, type VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
 import { SyncReceiver } from './sync-receiver.js';
 import { SyncSender } from './sync-sender.js';
@@ -22,6 +22,10 @@ interface PeerLink {
   name: string;
   clients: SyncClient[];
   fingerprint: FingerprintStatus;
+  /** The peer's last fingerprint (from the handshake or a ConfigFingerprint frame). */
+  remoteFingerprint?: Buffer;
+  /** Parts that differ while fingerprint is mismatch. */
+  differences: FingerprintPart[];
 }
 
 export class VrfSync implements SyncClientListener {
@@ -41,7 +45,7 @@ export class VrfSync implements SyncClientListener {
   ) {
     this.vrf = config.vrf;
     for (const p of config.peers) {
-      const link: PeerLink = { name: p.name, clients: [], fingerprint: 'unknown' };
+      const link: PeerLink = { name: p.name, clients: [], fingerprint: 'unknown', differences: [] };
       for (let w = 0; w < config.workers; w++) {
         link.clients.push(new SyncClient({
           vrf: config.vrf, peer: p.name, worker: w, workers: config.workers, nodeId: tuning.nodeId,
@@ -85,9 +89,21 @@ export class VrfSync implements SyncClientListener {
     await this.sender.stop();
   }
 
-  /** Settings that do not need new connections (delays, timeouts, mirrored services). */
+  /**
+   * Settings that do not need new connections (delays, timeouts, mirrored services, the
+   * configuration fingerprint: a changed one goes to the peers on the open connections).
+   */
   update(config: VrfSyncConfig): void {
+    const fingerprintChanged = !config.fingerprint.equals(this.config.fingerprint);
     this.config = config;
+    if (!fingerprintChanged) return;
+    for (const p of this.peers) {
+      for (const c of p.clients) {
+        c.config.fingerprint = config.fingerprint;
+        c.sendFingerprint();
+      }
+      if (p.remoteFingerprint) this.checkFingerprint(p.name, p.remoteFingerprint);
+    }
   }
 
   // ---- roles (rule 11) ----
@@ -145,14 +161,19 @@ export class VrfSync implements SyncClientListener {
   private checkFingerprint(peer: string, fingerprint: Buffer): void {
     const link = this.peers.find((p) => p.name === peer);
     if (!link) return;
-    const status: FingerprintStatus = fingerprint.equals(this.config.fingerprint) ? 'match' : 'mismatch';
-    if (status === link.fingerprint) return;
+    link.remoteFingerprint = fingerprint;
+    const differences = differingParts(this.config.fingerprint, fingerprint);
+    const status: FingerprintStatus = differences.length === 0 ? 'match' : 'mismatch';
+    if (status === link.fingerprint && differences.join() === link.differences.join()) return;
     link.fingerprint = status;
+    link.differences = differences;
     if (status === 'mismatch') {
       const local = this.config.fingerprint.toString('hex');
       const remote = fingerprint.toString('hex');
-      log.warn({ vrf: this.vrf, peer, local, remote }, 'peer firewall/CG-NAT configuration differs from ours');
-      this.notify({ kind: 'peer-configuration-mismatch', vrf: this.vrf, peer, local, remote });
+      log.warn({ vrf: this.vrf, peer, differences, local, remote }, 'peer configuration differs from ours');
+      this.notify({ kind: 'peer-configuration-mismatch', vrf: this.vrf, peer, local, remote, differences });
+    } else {
+      log.info({ vrf: this.vrf, peer }, 'peer configuration matches ours');
     }
   }
 

@@ -5,7 +5,7 @@ import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../netconf/rpc-dispatcher.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { logger } from '../../core/log.js';
-import type { CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
+import type { CommitFaultHooks, CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
 import { writeXml } from '../datastore/xml-writer.js';
 import { parseXml } from '../netconf/xml-parser.js';
@@ -36,6 +36,8 @@ export interface NetconfOperationsOptions {
   subsystems: CommitSubsystem[];
   stateProviders: StateProvider[];
   rpcProviders: RpcProvider[];
+  /** Test-only fault injection into every commit transaction (not reachable from NETCONF). */
+  faults?: CommitFaultHooks;
 }
 
 const BASE_CAPABILITIES = [
@@ -254,7 +256,7 @@ class OperationsLayer implements NetconfOperations {
 }
 
 export async function createNetconfOperations(opts: NetconfOperationsOptions): Promise<NetconfOperations> {
-  const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, opts.stateProviders, opts.rpcProviders);
+  const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, opts.stateProviders, opts.rpcProviders, opts.faults);
   await svc.start(opts.startupFile);
   log.info({ stateDir: opts.stateDir, subsystems: opts.subsystems.map((s) => s.name) }, 'operations ready');
   return new OperationsLayer(svc);
