@@ -8,7 +8,7 @@ import { logger } from '../core/log.js';
 import { createNetconfOperations, type NetconfOperations } from './operations/index.js';
 import type { DataplaneEngine } from '../fastpath/engine.js';
 import { createFastpathParts } from '../fastpath/fastpath-parts.js';
-import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
+import { createLinuxEngine } from '../fastpath/load-linux-engine.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { createSubsystems } from '../sync/subsystems.js';
 import { createVrrp } from '../sync/vrrp/vrrp-subsystem.js';
@@ -43,9 +43,9 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
-/** The dataplane engine named on the command line. */
+/** The dataplane engine named on the command line; the linux engine's native modules load only here. */
 async function createEngine(name: EngineName): Promise<DataplaneEngine> {
-  return name === 'linux' ? new LinuxEngine() : SoftEngine.create();
+  return name === 'linux' ? createLinuxEngine() : SoftEngine.create();
 }
 
 /**
