@@ -6,13 +6,21 @@ import { parseArgs } from 'node:util';
 import type { EngineName } from '../agent/agent.js';
 import type { ServerLimits } from '../agent/ssh/netconf-ssh-server.js';
 import { UserStore } from '../agent/ssh/user-store.js';
+import { parsePenalties } from '../agent/ssh/source-penalties.js';
+import { parseStartups } from '../agent/ssh/startup-limiter.js';
 
 export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE]
-             [--max-sessions N] [--max-unauthenticated N] [--max-auth-attempts N] [--login-timeout SEC]
+             [--max-sessions N] [--max-sessions-per-user N] [--reserved-sessions N]
+             [--max-startups START:RATE:FULL] [--max-unauthenticated N] [--per-source-max-startups START:RATE:FULL]
+             [--per-source-penalties SPEC|off] [--max-auth-attempts N] [--login-timeout SEC]
              [--hello-timeout SEC] [--idle-timeout SEC] [--max-message-size BYTES] [--max-depth N] [--max-elements N]
+             [--max-output-queue BYTES]
   defaults: --state-dir ./tandem-state --listen 127.0.0.1:8830 --engine soft
-            --max-sessions 100 --max-unauthenticated 128 --max-auth-attempts 6 --login-timeout 30 --hello-timeout 30
-            --idle-timeout 3600 (0: never) --max-message-size 67108864 --max-depth 128 --max-elements 2000000
+            --max-sessions 100 --max-sessions-per-user 64 --reserved-sessions 10 (for admin/recovery users)
+            --max-startups 128:30:256 (--max-unauthenticated N sets FULL) --per-source-max-startups 64:30:96
+            --per-source-penalties 'authfail:5 noauth:1 grace-exceeded:10 max:600 min:15' --max-auth-attempts 6
+            --login-timeout 30 --hello-timeout 30 --idle-timeout 3600 (0: never) --max-message-size 16777216
+            --max-depth 128 --max-elements 2000000 --max-output-queue 8388608
 `;
 export const USER_USAGE = `tandem user add NAME (--password-stdin | --key FILE) [--state-dir DIR]
 `;
@@ -59,6 +67,12 @@ export function runStart(args: string[]): Promise<number> {
         engine: { type: 'string', default: 'soft' },
         startup: { type: 'string' },
         'max-sessions': { type: 'string' },
+        'max-sessions-per-user': { type: 'string' },
+        'reserved-sessions': { type: 'string' },
+        'max-startups': { type: 'string' },
+        'per-source-max-startups': { type: 'string' },
+        'per-source-penalties': { type: 'string' },
+        'max-output-queue': { type: 'string' },
         'max-unauthenticated': { type: 'string' },
         'max-auth-attempts': { type: 'string' },
         'login-timeout': { type: 'string' },
@@ -76,9 +90,24 @@ export function runStart(args: string[]): Promise<number> {
       const n = positiveInt(name, v, min);
       return n === undefined ? undefined : n * 1000;
     };
+    const parsed = <T>(name: string, v: string | undefined, parse: (v: string) => T): T | undefined => {
+      if (v === undefined) return undefined;
+      try {
+        return parse(v);
+      } catch (err) {
+        throw new UsageError(`--${name}: ${(err as Error).message}`);
+      }
+    };
+    const startups = parsed('max-startups', values['max-startups'], parseStartups);
     const limits: Partial<ServerLimits> = {
       maxSessions: positiveInt('max-sessions', values['max-sessions']),
-      maxUnauthenticated: positiveInt('max-unauthenticated', values['max-unauthenticated']),
+      maxSessionsPerUser: positiveInt('max-sessions-per-user', values['max-sessions-per-user']),
+      reservedSessions: positiveInt('reserved-sessions', values['reserved-sessions'], 0),
+      maxStartupsStart: startups?.start,
+      maxStartupsRate: startups?.rate,
+      maxUnauthenticated: positiveInt('max-unauthenticated', values['max-unauthenticated']) ?? startups?.full,
+      perSourceMaxStartups: parsed('per-source-max-startups', values['per-source-max-startups'], parseStartups),
+      maxOutputQueueBytes: positiveInt('max-output-queue', values['max-output-queue'], 65536),
       maxAuthAttempts: positiveInt('max-auth-attempts', values['max-auth-attempts']),
       loginTimeoutMs: sec('login-timeout', values['login-timeout']),
       helloTimeoutMs: sec('hello-timeout', values['hello-timeout']),
@@ -88,6 +117,10 @@ export function runStart(args: string[]): Promise<number> {
       maxElements: positiveInt('max-elements', values['max-elements'], 16),
     };
     for (const k of Object.keys(limits) as (keyof ServerLimits)[]) if (limits[k] === undefined) delete limits[k];
+    // undefined is a value here ("off"), so it is set after the clean-up of what was not given.
+    if (values['per-source-penalties'] !== undefined) {
+      limits.penalties = parsed('per-source-penalties', values['per-source-penalties'], parsePenalties);
+    }
     if (values.startup !== undefined) await readFile(values.startup); // a missing file is an error now, not later
 
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.

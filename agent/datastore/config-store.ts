@@ -277,24 +277,59 @@ export class ConfigStore {
     return `<config xmlns="${NETCONF_BASE_NS}">${this.xml(root)}</config>\n`;
   }
 
-  /** Initial content: running.xml, else startup.xml, else the --startup file, else empty. */
+  /**
+   * Initial content: running.xml, else startup.xml, else the --startup file, else empty. A file
+   * that is there but empty, truncated or not UTF-8 stops the start with an error that names it
+   * and says how to start anyway: the agent never runs on less than what was stored.
+   */
   async loadInitial(startupFile?: string): Promise<ConfigRoot> {
     // Temp files of a write that a crash interrupted: the target still holds the previous content.
     for (const f of await readdir(this.stateDir).catch(() => [] as string[])) {
       if (/^\.(running|startup|rollback)\.xml\.\d+\.\d+\.tmp$/.test(f)) await unlink(join(this.stateDir, f)).catch(() => undefined);
     }
     if (existsSync(this.startupFile)) {
-      this.startup = this.parseDocument(await readFile(this.startupFile, 'utf8'));
+      this.startup = await this.readStateFile(this.startupFile, 'startup', startupFile);
     }
     // A confirmed commit that was never confirmed when the agent stopped is reverted.
     for (const [file, what] of [[this.rollbackFile, 'rollback of an unconfirmed commit'], [this.runningFile, 'running'],
       [this.startupFile, 'startup'], [startupFile, '--startup']] as const) {
       if (file && existsSync(file)) {
         log.info({ file, what }, 'loading configuration');
-        return this.parseDocument(await readFile(file, 'utf8'));
+        return file === this.startupFile && this.startup ? this.startup : this.readStateFile(file, what, startupFile);
       }
     }
     return { children: [] };
+  }
+
+  /** One configuration file read at start, or an Error naming it and the way to start anyway. */
+  private async readStateFile(file: string, what: string, startupFile: string | undefined): Promise<ConfigRoot> {
+    const fail = (problem: string): Error => {
+      const howToStart = what === '--startup'
+        ? `fix ${file}, or start without --startup`
+        : `to start anyway, move it aside (mv ${file} ${file}.broken) and start again: the agent then loads `
+          + (file !== this.startupFile && existsSync(this.startupFile) ? this.startupFile
+            : startupFile ? `the --startup file ${startupFile}` : 'the file given with --startup FILE, or an empty configuration without it');
+      return new Error(`${what} configuration ${file} ${problem}; the agent did not start. ${howToStart}`);
+    };
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(file);
+    } catch (err) {
+      throw fail(`cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    // The agent writes a <config> element even for an empty datastore: an empty file is damage.
+    if (bytes.toString('latin1').trim() === '') throw fail(`is empty (${bytes.length} bytes)`);
+    let text: string;
+    try {
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw fail('is not valid UTF-8');
+    }
+    try {
+      return this.parseDocument(text);
+    } catch (err) {
+      throw fail(`is not a readable configuration (${bytes.length} bytes, truncated?): ${err instanceof Error ? err.message : String(err)}`);
+    }
   }
 
   async persistRunning(): Promise<void> {

@@ -14,7 +14,38 @@ export type FramingMode = 'hello' | 'eom' | 'chunked';
 
 export type FrameEvent =
   | { kind: 'message'; text: string }
-  | { kind: 'oversized'; size: number; head: string };
+  | { kind: 'oversized'; size: number; head: string }
+  /** Not valid UTF-8 (RFC 6241 requires it): never decoded with replacement characters. */
+  | { kind: 'bad-encoding'; offset: number; head: string };
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/** Offset of the first byte that is not part of a valid UTF-8 sequence (-1: all valid). */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    let n: number;
+    let min: number;
+    if (c < 0x80) {
+      i += 1;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf) [n, min] = [1, 0x80];
+    else if (c >= 0xe0 && c <= 0xef) [n, min] = [2, 0x800];
+    else if (c >= 0xf0 && c <= 0xf4) [n, min] = [3, 0x10000];
+    else return i;
+    let cp = c & (0x3f >> n);
+    for (let k = 1; k <= n; k += 1) {
+      const d = b[i + k];
+      if (d === undefined || (d & 0xc0) !== 0x80) return i;
+      cp = (cp << 6) | (d & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
+    i += n + 1;
+  }
+  return -1;
+}
 
 export class FramingError extends Error {
   constructor(message: string) {
@@ -97,9 +128,17 @@ export class FrameDecoder {
   }
 
   private finish(body: Buffer | undefined): FrameEvent {
-    const ev: FrameEvent = this.oversized || !body
-      ? { kind: 'oversized', size: this.size, head: Buffer.concat(this.head).toString('utf8') }
-      : { kind: 'message', text: body.toString('utf8') };
+    const head = () => Buffer.concat(this.head).toString('utf8');
+    let ev: FrameEvent;
+    if (this.oversized || !body) {
+      ev = { kind: 'oversized', size: this.size, head: head() };
+    } else {
+      try {
+        ev = { kind: 'message', text: strictUtf8.decode(body) };
+      } catch {
+        ev = { kind: 'bad-encoding', offset: firstInvalidUtf8(body), head: head() };
+      }
+    }
     this.size = 0;
     this.oversized = false;
     this.head = [];

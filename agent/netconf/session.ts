@@ -25,6 +25,11 @@ export interface SessionLimits extends XmlLimits {
   idleTimeoutMs: number;
   /** Messages queued on a session before its input is paused. */
   maxQueuedMessages: number;
+  /**
+   * Bytes of output (notifications) waiting for a client that does not read them, above which the
+   * session is closed: a subscriber that stopped reading must not hold memory without bound.
+   */
+  maxOutputQueueBytes: number;
 }
 
 export type EndReason = 'closed' | 'killed' | 'dropped' | 'timeout';
@@ -169,6 +174,7 @@ export class NetconfSession {
   }
 
   private handleHello(ev: FrameEvent): void {
+    if (ev.kind === 'bad-encoding') return this.badHello(`hello is not valid UTF-8 (byte ${ev.offset})`);
     if (ev.kind !== 'message') return this.badHello('hello too big');
     let hello: XmlElement;
     try {
@@ -230,6 +236,14 @@ export class NetconfSession {
       const root = peekRoot(ev.head);
       this.replyErrors(root?.name === 'rpc' ? root : undefined,
         [new NetconfError('too-big', 'rpc', `message of ${ev.size} bytes exceeds the limit of ${this.host.limits.maxSize}`)]);
+      return;
+    }
+    if (ev.kind === 'bad-encoding') {
+      // RFC 6241 messages are UTF-8: decoding with replacement characters would store altered data.
+      this.info.inBadRpcs += 1;
+      const root = peekRoot(ev.head);
+      this.replyErrors(root?.name === 'rpc' ? root : undefined,
+        [this.forClient(new NetconfError('malformed-message', 'rpc', `message is not valid UTF-8 (invalid byte at offset ${ev.offset})`))]);
       return;
     }
     let rpc: XmlElement;
@@ -317,6 +331,15 @@ export class NetconfSession {
 
   private sendNotification(xml: string): void {
     if (this.state !== 'open') return;
+    // Replies wait for the client to read (the rpc loop awaits drain); notifications are pushed.
+    // A subscriber whose unread output passes the bound is closed rather than buffered forever.
+    const queued = this.stream.writableLength;
+    if (queued > this.host.limits.maxOutputQueueBytes) {
+      log.warn({ session: this.id, user: this.info.username, queuedBytes: queued, limit: this.host.limits.maxOutputQueueBytes },
+        'client does not read its notifications; closing session');
+      this.end('dropped');
+      return;
+    }
     this.info.outNotifications += 1;
     this.send(xml);
   }

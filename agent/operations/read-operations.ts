@@ -143,7 +143,8 @@ export async function get(rc: ReadContext, op: XmlElement): Promise<RpcResult> {
 function datastoreIdentity(el: XmlElement): DatastoreName | 'operational' {
   const v = el.text.trim();
   const m = /^(?:([\w.-]+):)?([\w-]+)$/.exec(v);
-  const ok = m && (!m[1] || el.nsScope[m[1]] === DS_NS || m[1] === 'ds' || m[1] === 'ietf-datastores');
+  // A declared prefix must be bound to ietf-datastores; 'ds' and 'ietf-datastores' undeclared are tolerated.
+  const ok = m && (!m[1] || (m[1] in el.nsScope ? el.nsScope[m[1]] === DS_NS : m[1] === 'ds' || m[1] === 'ietf-datastores'));
   const name = m?.[2];
   if (!ok || !name || !['running', 'candidate', 'startup', 'operational', 'intended'].includes(name)) {
     throw new NetconfError('invalid-value', 'application', `unknown datastore '${v}'`, { info: [{ name: 'bad-element', value: 'datastore' }] });

@@ -1,15 +1,40 @@
 // Reading the parameters of an operation element, with RFC 6241 Appendix A errors for what is
-// missing, unknown or malformed.
+// missing, unknown, in a foreign namespace or malformed. A parameter is matched by name AND
+// namespace: `<running xmlns="urn:other"/>` is not the running datastore.
 import type { XmlElement } from '../netconf/xml-element.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import type { DatastoreName } from '../datastore/config-store.js';
 import type { WithDefaults } from '../../yang/libyang/api.js';
 
-export function child(op: XmlElement, name: string): XmlElement | undefined {
-  return op.children.find((c) => c.name === name);
+const BASE_NS = 'urn:ietf:params:xml:ns:netconf:base:1.0';
+const WITH_DEFAULTS_NS = 'urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults';
+
+/**
+ * The namespaces a parameter of `op` may be in: the operation's own, and for the parameters that
+ * other modules add, theirs (RFC 6243 with-defaults; a NETCONF <filter> in create-subscription,
+ * which ncclient sends in the base namespace).
+ */
+function paramNamespaces(op: XmlElement, name: string): string[] {
+  if (name === 'with-defaults') return [WITH_DEFAULTS_NS];
+  if (name === 'filter') return [op.ns, BASE_NS];
+  return [op.ns];
 }
 
-/** Refuse parameters the operation does not define (unknown-element, protocol). */
+function inParamNamespace(op: XmlElement, c: XmlElement): boolean {
+  return paramNamespaces(op, c.name).includes(c.ns);
+}
+
+function wrongNamespace(el: XmlElement, where: string): NetconfError {
+  return new NetconfError('unknown-namespace', 'protocol', `<${el.name}> in ${where} is in namespace '${el.ns}', not one this operation defines`, {
+    info: [{ name: 'bad-element', value: el.name }, { name: 'bad-namespace', value: el.ns }],
+  });
+}
+
+export function child(op: XmlElement, name: string): XmlElement | undefined {
+  return op.children.find((c) => c.name === name && inParamNamespace(op, c));
+}
+
+/** Refuse parameters the operation does not define (unknown-element), or in a foreign namespace (unknown-namespace). */
 export function onlyParams(op: XmlElement, allowed: string[]): void {
   for (const c of op.children) {
     if (!allowed.includes(c.name)) {
@@ -17,6 +42,7 @@ export function onlyParams(op: XmlElement, allowed: string[]): void {
         info: [{ name: 'bad-element', value: c.name }],
       });
     }
+    if (!inParamNamespace(op, c)) throw wrongNamespace(c, `<${op.name}>`);
   }
 }
 
@@ -43,7 +69,9 @@ export function datastoreParam(op: XmlElement, name: 'target' | 'source', allowC
       info: [{ name: 'bad-element', value: name }],
     });
   }
-  const d = inner[0];
+  const d = inner[0]!;
+  // The datastore elements (and an inline <config>, <url>) are ietf-netconf's, whatever the operation.
+  if (d.ns !== BASE_NS) throw wrongNamespace(d, `<${name}>`);
   if (d.name === 'config' && allowConfig) return { config: d };
   if (d.name === 'url') {
     throw new NetconfError('operation-not-supported', 'protocol', 'the :url capability is not supported', {

@@ -30,7 +30,7 @@ export async function loadOrCreateHostKeys(stateDir: string): Promise<HostKey[]>
     try {
       privateKey = await readFile(file, 'utf8');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new Error(`host key ${file} cannot be read: ${(err as Error).message}`, { cause: err });
       const pair = generateParsableKeyPair(k.type, k.opts);
       const tmp = `${file}.tmp-${process.pid}`;
       await writeFile(tmp, pair.private, { mode: 0o600 });
@@ -39,9 +39,14 @@ export async function loadOrCreateHostKeys(stateDir: string): Promise<HostKey[]>
       privateKey = pair.private;
       log.info({ file }, 'generated SSH host key');
     }
-    await chmod(file, 0o600);
+    await chmod(file, 0o600).catch((err: Error) => {
+      throw new Error(`host key ${file}: cannot set its mode to 0600: ${err.message}`);
+    });
     const parsed = ssh2.utils.parseKey(privateKey);
-    if (parsed instanceof Error) throw new Error(`host key ${file} is unreadable: ${parsed.message}`);
+    if (parsed instanceof Error) {
+      throw new Error(`host key ${file} is unreadable (${parsed.message}); move it aside and the agent generates a new one `
+        + '(clients will then see a changed host key)');
+    }
     const publicKey = `${parsed.type} ${parsed.getPublicSSH().toString('base64')}`;
     keys.push({ file, privateKey, publicKey });
   }

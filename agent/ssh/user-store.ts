@@ -5,6 +5,7 @@ import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:c
 import { readFile, rename, writeFile, open } from 'node:fs/promises';
 import path from 'node:path';
 import ssh2 from 'ssh2';
+import { publicKeyProblem } from './key-policy.js';
 
 export interface UserRecord {
   /** "scrypt$N$r$p$salt-b64$hash-b64" */
@@ -60,11 +61,16 @@ export class UserStore {
       text = await readFile(this.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { users: {} };
-      throw err;
+      throw new Error(`users file ${this.file} cannot be read: ${(err as Error).message}`, { cause: err });
     }
-    const parsed = JSON.parse(text) as UsersFile;
-    if (typeof parsed !== 'object' || parsed === null || typeof parsed.users !== 'object') {
-      throw new Error(`${this.file}: not a users file`);
+    let parsed: UsersFile;
+    try {
+      parsed = JSON.parse(text) as UsersFile;
+    } catch (err) {
+      throw new Error(`users file ${this.file} is not valid JSON (${(err as Error).message}); fix it, or move it aside and add the users again with tandem user add`, { cause: err });
+    }
+    if (typeof parsed !== 'object' || parsed === null || typeof parsed.users !== 'object' || parsed.users === null) {
+      throw new Error(`users file ${this.file} is not a users file (expected {"users": {...}})`);
     }
     return parsed;
   }
@@ -85,6 +91,8 @@ export class UserStore {
       const parsed = ssh2.utils.parseKey(line);
       if (parsed instanceof Error) throw new Error(`not an OpenSSH public key: ${parsed.message}`);
       if (parsed.isPrivateKey()) throw new Error('that is a private key; give the .pub file');
+      const refused = publicKeyProblem(parsed.type, parsed.getPublicSSH());
+      if (refused) throw new Error(refused);
       const keys = rec.keys ?? [];
       if (!keys.some((k) => parsed.equals(k))) keys.push(line.trim());
       rec.keys = keys;

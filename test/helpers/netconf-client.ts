@@ -17,6 +17,8 @@ export interface ConnectOptions {
   /** Send no hello (to test the server's hello timeout or raw input). */
   skipHello?: boolean;
   timeoutMs?: number;
+  /** Source address to connect from (e.g. 127.0.0.2: another "host" on loopback for per-source limits). */
+  localAddress?: string;
 }
 
 const BASE_NS = 'urn:ietf:params:xml:ns:netconf:base:1.0';
@@ -72,7 +74,7 @@ export class NetconfTestClient {
         });
       });
       // Our own socket, so that Nagle's algorithm is off from the first byte of the handshake.
-      const sock = net.connect(o.port, o.host);
+      const sock = net.connect({ port: o.port, host: o.host, localAddress: o.localAddress });
       sock.setNoDelay(true);
       sock.once('error', (err) => {
         clearTimeout(timer);

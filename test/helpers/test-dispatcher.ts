@@ -1,5 +1,6 @@
 // A tiny RpcDispatcher for protocol tests (the real one is agent/operations): enough operations to
-// exercise replies, errors, notifications, close-session and kill-session, and a record of the
+// exercise replies, errors, notifications (to the session, or `broadcast` to every subscriber),
+// close-session and kill-session, and a record of the
 // session lifecycle it was told about.
 import { NetconfError } from '../../core/netconf-error.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../../agent/netconf/rpc-dispatcher.js';
@@ -14,6 +15,8 @@ export class TestDispatcher implements RpcDispatcher {
   readonly operations: string[] = [];
   badHellos = 0;
   edits = 0;
+  /** Sessions that ran create-subscription (for `broadcast`). */
+  private readonly subscribers = new Map<number, RpcContext>();
 
   capabilities(): string[] {
     return ['urn:ietf:params:netconf:capability:notification:1.0', 'urn:ietf:params:netconf:capability:interleave:1.0'];
@@ -24,6 +27,7 @@ export class TestDispatcher implements RpcDispatcher {
   }
 
   sessionEnded(sessionId: number, reason: 'closed' | 'killed' | 'dropped' | 'timeout', killedBy?: number): void {
+    this.subscribers.delete(sessionId);
     this.ended.push({ sessionId, reason, killedBy });
   }
 
@@ -33,7 +37,10 @@ export class TestDispatcher implements RpcDispatcher {
 
   async dispatch(ctx: RpcContext, op: XmlElement): Promise<RpcResult> {
     this.operations.push(op.name);
-    if (op.name === 'create-subscription' && op.ns === 'urn:ietf:params:xml:ns:netconf:notification:1.0') return { ok: true };
+    if (op.name === 'create-subscription' && op.ns === 'urn:ietf:params:xml:ns:netconf:notification:1.0') {
+      this.subscribers.set(ctx.sessionId, ctx);
+      return { ok: true };
+    }
     if (op.ns !== BASE_NS && op.name !== 'echo') {
       throw new NetconfError('operation-not-supported', 'protocol', `unknown operation ${op.name}`);
     }
@@ -66,6 +73,14 @@ export class TestDispatcher implements RpcDispatcher {
       case 'wait': {
         const ms = Math.min(Number(op.text.trim()) || 0, 5000);
         await new Promise((r) => setTimeout(r, ms));
+        return { ok: true };
+      }
+      case 'broadcast': { // a notification of <broadcast>N</broadcast> bytes of payload to every subscriber
+        const payload = 'n'.repeat(Math.min(Number(op.text.trim()) || 0, 1 << 20));
+        for (const sub of this.subscribers.values()) {
+          sub.sendNotification(`<notification xmlns="urn:ietf:params:xml:ns:netconf:notification:1.0">`
+            + `<eventTime>${new Date().toISOString()}</eventTime><test-event xmlns="urn:test">${payload}</test-event></notification>`);
+        }
         return { ok: true };
       }
       case 'notify':

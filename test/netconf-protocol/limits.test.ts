@@ -212,8 +212,9 @@ describe('NETCONF unauthenticated connections', function () {
     const first = await Promise.race([a.closed.then(() => 'closed'), new Promise((r) => setTimeout(() => r('still open'), 8000))]);
     expect(first).to.equal('closed');
     await b.closed;
-    // Slots are free again: a real client logs in.
-    const client = await NetconfTestClient.connect({ host: srv.host, port: srv.port, username: srv.user, password: srv.password });
+    // Slots are free again: a real client logs in. From another source: 127.0.0.1 let two logins
+    // time out, a 20 s per-source penalty (grace-exceeded), so its new connections are refused.
+    const client = await NetconfTestClient.connect({ host: srv.host, port: srv.port, username: srv.user, password: srv.password, localAddress: '127.0.0.2' });
     expect(await client.rpc('<get/>')).to.contain('<data>');
     client.close();
   });
