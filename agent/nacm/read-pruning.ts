@@ -33,9 +33,11 @@ function prune(els: XmlElement[], access: UserAccess, schema: SchemaIndex, schem
       continue;
     }
     const keys = sn?.kind === 'list' ? new Set(sn.keys) : undefined;
-    const children = prune(el.children.filter((c) => !keys?.has(c.name)), access, schema, sn?.path, here, result);
+    const others = el.children.filter((c) => !keys?.has(c.name));
+    const children = prune(others, access, schema, sn?.path, here, result);
+    const unchanged = children.length === others.length && children.every((c, i) => c === others[i]);
     const keyEls = keys ? el.children.filter((c) => keys.has(c.name)) : [];
-    out.push(children.length + keyEls.length === el.children.length ? el : { ...el, children: [...keyEls, ...children] });
+    out.push(unchanged ? el : { ...el, children: [...keyEls, ...children] });
   }
   return out;
 }

@@ -304,7 +304,9 @@ function freshStateDir(stateDir: string): boolean {
 
 async function installFactoryNacm(svc: ConfigService): Promise<void> {
   const running = svc.store.running;
-  if (running.tree.exists(NACM_PATH)) return; // a --startup file with its own NACM configuration
+  // A --startup file with its own NACM configuration keeps it (the libyang tree always holds the
+  // non-presence container with its defaults, so the stored nodes are what tells).
+  if (running.root.children.some((c) => c.schema.module === 'ietf-netconf-acm' && c.schema.name === 'nacm')) return;
   const factory = svc.store.parseDocument(FACTORY_NACM_XML);
   const root: ConfigRoot = { children: [...running.root.children, ...factory.children] };
   await svc.commitRunning(root, undefined, [{ path: NACM_PATH, operation: 'create' }]);
