@@ -94,13 +94,22 @@ print(json.dumps(out))
 `;
 
 // RFC 8341 Appendix A (A.2 groups, A.3 module rules, A.4 rpc rules, A.5 data node rules, A.6
-// notification rules), module names adapted: acme-netconf -> tandem-network-profile.
+// notification rules), module names adapted: acme-netconf -> tandem-network-profile. A.4's
+// guest-limited-acl comes first: rule-lists are evaluated in order, and limited-acl's permit-exec
+// (any RPC) would otherwise permit kill-session to the limited group before its deny is reached.
 const APPENDIX_A = `
 <groups>
   <group><name>admin</name><user-name>admin</user-name><user-name>andy</user-name></group>
   <group><name>limited</name><user-name>wilma</user-name><user-name>bam-bam</user-name></group>
   <group><name>guest</name><user-name>guest</user-name><user-name>guest@example.com</user-name></group>
 </groups>
+<rule-list>
+  <name>guest-limited-acl</name><group>limited</group><group>guest</group>
+  <rule><name>deny-kill-session</name><module-name>ietf-netconf</module-name><rpc-name>kill-session</rpc-name>
+    <access-operations>exec</access-operations><action>deny</action></rule>
+  <rule><name>deny-delete-config</name><module-name>ietf-netconf</module-name><rpc-name>delete-config</rpc-name>
+    <access-operations>exec</access-operations><action>deny</action></rule>
+</rule-list>
 <rule-list>
   <name>guest-acl</name><group>guest</group>
   <rule><name>deny-ncm</name><module-name>ietf-netconf-monitoring</module-name><access-operations>*</access-operations><action>deny</action>
@@ -114,13 +123,6 @@ const APPENDIX_A = `
 <rule-list>
   <name>admin-acl</name><group>admin</group>
   <rule><name>permit-all</name><module-name>*</module-name><access-operations>*</access-operations><action>permit</action></rule>
-</rule-list>
-<rule-list>
-  <name>guest-limited-acl</name><group>limited</group><group>guest</group>
-  <rule><name>deny-kill-session</name><module-name>ietf-netconf</module-name><rpc-name>kill-session</rpc-name>
-    <access-operations>exec</access-operations><action>deny</action></rule>
-  <rule><name>deny-delete-config</name><module-name>ietf-netconf</module-name><rpc-name>delete-config</rpc-name>
-    <access-operations>exec</access-operations><action>deny</action></rule>
 </rule-list>
 <rule-list>
   <name>guest-acl-data</name><group>guest</group>
@@ -174,7 +176,7 @@ out['deny_rescue_reads'] = reads(rescue)
 admin.edit_config(target='running', config=f'<config xmlns="{NC}"><nacm xmlns="{ACM}"><enable-nacm>false</enable-nacm></nacm></config>')
 reader = as_user('reader')
 out['off_reader_write'] = err(lambda: reader.edit_config(target='running', config=prof('by-reader')))
-out['off_reader_secret'] = SECRET in reader.get_config(source='running').data_xml
+out['off_reader_secret'] = '${SECRET}' in reader.get_config(source='running').data_xml
 for s in (admin, wilma, guest, reader, rescue):
     try:
         s.close_session()
@@ -264,9 +266,10 @@ describe('netconf-ops: NACM (RFC 8341) with ncclient', function () {
     expect(r['guest_monitoring']).to.not.contain('netconf-state');
     expect(r['guest_nacm']).to.not.contain('rule-list');
     denied(r['guest_write'] as PyError, "/tandem-network-profile:network-profile[name='by-guest']");
-    expect(r['guest_get_schema']).to.equal(null);
+    // deny-ncm covers every access to ietf-netconf-monitoring, its get-schema RPC included.
+    denied(r['guest_get_schema'] as PyError, '/ietf-netconf:rpc/ietf-netconf-monitoring:get-schema');
     const counters = r['counters'] as string;
-    expect(counters).to.match(/<denied-operations>1<\/denied-operations>/);
+    expect(counters).to.match(/<denied-operations>2<\/denied-operations>/);
     expect(counters).to.match(/<denied-data-writes>3<\/denied-data-writes>/);
     expect(counters).to.match(/<denied-notifications>[1-9]\d*<\/denied-notifications>/);
     denied(r['deny_reader_get_config'] as PyError, '/ietf-netconf:rpc/ietf-netconf:get-config');
