@@ -53,7 +53,7 @@ export async function replayPcap(engine: SoftEngine, vrf: string, path: string, 
   try {
     format = await captureFormat(path);
   } catch (err) {
-    throw new Error(`cannot read capture ${path}: ${(err as Error).message}`);
+    throw new Error(`cannot read capture ${path}: ${(err as Error).message}`, { cause: err });
   }
   const result: PcapReplayResult = { format, packets: 0, replayed: 0, skipped: 0, verdicts };
   let firstTs = -1;
@@ -113,7 +113,7 @@ export async function replayPcap(engine: SoftEngine, vrf: string, path: string, 
       if (result.packets % progressEvery === 0) log.info({ path, packets: result.packets }, 'pcap replay progress');
     }
   } catch (err) {
-    throw new Error(`cannot read capture ${path}: ${(err as Error).message}`);
+    throw new Error(`cannot read capture ${path}: ${(err as Error).message}`, { cause: err });
   }
   if (!opts.signal?.aborted) await flush();
   log.info({ path, ...result, stopped: !!opts.signal?.aborted }, 'pcap replay done');
