@@ -27,6 +27,7 @@ import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
 import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
+import { applyTableSize } from './conntrack-table-size.js';
 import { namespaceExists } from './network-namespace.js';
 
 const log = logger('linux-engine');
@@ -84,6 +85,8 @@ function isEstablished(ct: KernelConntrack): boolean {
 export class LinuxEngine implements DataplaneEngine {
   readonly kind = 'linux' as const;
   private workerCount: number;
+  /** The limits/conntrack/max the host table was last sized for (conntrack-table-size.ts). */
+  private tableSizedFor: number | undefined;
   private readonly clock: Clock;
   private readonly namespaceOf: (vrf: string) => string | undefined;
   private readonly vrfs = new Map<string, LiveVrf>();
@@ -146,6 +149,11 @@ export class LinuxEngine implements DataplaneEngine {
     const role = live?.role ?? 'master';
     await applyRuleset(staged.namespace, renderRuleset(staged.config, role));
     await applySysctls(staged.namespace, conntrackSysctls(staged.config.timeouts, staged.config.firewall.dropInvalid));
+    // Only a VRF in the agent's own namespace makes the agent the owner of the host table.
+    if (staged.namespace === undefined && staged.config.conntrackMax !== this.tableSizedFor) {
+      applyTableSize(staged.config.conntrackMax);
+      this.tableSizedFor = staged.config.conntrackMax;
+    }
     if (live) {
       live.config = staged.config;
       log.info({ vrf: name }, 'vrf configuration applied');
