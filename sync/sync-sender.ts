@@ -38,6 +38,9 @@ export class SyncSender {
   private resyncWanted = new Set<SyncClient>();
   private resyncRunning: Promise<void> | undefined;
   private stopped = false;
+  /** Dumps (full resync, manual synchronisation) in progress, and the events held meanwhile. */
+  private dumping = 0;
+  private held: ConntrackEvent[] = [];
 
   constructor(
     private readonly vrf: string,
@@ -63,6 +66,7 @@ export class SyncSender {
     this.synced.clear();
     this.mirrored.clear();
     this.clearPending();
+    this.held = [];
     if (role === 'master') {
       // The peer (the new backup) gets everything we hold.
       for (const clients of this.peers()) for (const c of clients) if (c.status === 'established') this.requestResync(c);
@@ -77,6 +81,17 @@ export class SyncSender {
     this.tcpTimer = undefined;
   }
 
+  /**
+   * The engine lost conntrack events (its event buffer overran): which conntracks changed is
+   * unknown, so every connection that is up gets a full resync now rather than at the next one.
+   */
+  repairAfterLoss(dropped: number): void {
+    if (this.role !== 'master' || !this.config().enabled || this.stopped) return;
+    const clients = this.peers().flat().filter((c) => c.status === 'established');
+    log.warn({ vrf: this.vrf, dropped, connections: clients.length }, 'conntrack events lost: full resync of the peers now');
+    for (const c of clients) this.requestResync(c);
+  }
+
   /** A connection went down: a resync it wanted is moot (the next "up" asks again). */
   forget(client: SyncClient): void {
     this.resyncWanted.delete(client);
@@ -86,6 +101,12 @@ export class SyncSender {
 
   onEvent(ev: ConntrackEvent): void {
     if (this.role !== 'master' || !this.config().enabled || this.stopped) return;
+    if (this.dumping > 0) {
+      // A dump in progress may still carry this conntrack as it was before the event: the event
+      // goes out after the dump, so the peer ends with what happened last.
+      this.held.push(ev);
+      return;
+    }
     const e = ev.entry;
     if (e.alg) return; // rule 7
     // Rule 10, from the engine's mark or from the configuration sync holds.
@@ -305,6 +326,26 @@ export class SyncSender {
 
   /** Dump the VRF once and send the eligible entries to each target on its worker's connection. */
   private async bulkSend(
+    targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
+  ): Promise<number> {
+    this.dumping++;
+    try {
+      return await this.dumpAndSend(targets, kind, eligible, eligiblePacked, withActivity);
+    } finally {
+      if (--this.dumping === 0) this.releaseHeld();
+    }
+  }
+
+  /** The events held during a dump, in their order, now that the dump's records are queued. */
+  private releaseHeld(): void {
+    if (this.held.length === 0) return;
+    const held = this.held;
+    this.held = [];
+    log.debug({ vrf: this.vrf, events: held.length }, 'conntrack events held during a dump sent after it');
+    for (const ev of held) this.onEvent(ev);
+  }
+
+  private async dumpAndSend(
     targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
   ): Promise<number> {
     const workers = this.config().workers;

@@ -30,10 +30,11 @@ export class VrfSync implements SyncClientListener {
   lastFullResync: ResyncSummary | undefined;
   private readonly sender: SyncSender;
   private readonly receiver: SyncReceiver;
+  private unsubscribeLoss: (() => void) | undefined;
 
   constructor(
     public config: VrfSyncConfig,
-    engine: DataplaneEngine,
+    private readonly engine: DataplaneEngine,
     clock: Clock,
     netClock: Clock,
     tuning: SyncTuning,
@@ -77,10 +78,15 @@ export class VrfSync implements SyncClientListener {
       for (const p of this.peers) for (const c of p.clients) c.status = 'disabled';
       return;
     }
+    this.unsubscribeLoss = this.engine.onEventsLost?.((vrf, dropped) => {
+      if (vrf === this.vrf) this.sender.repairAfterLoss(dropped);
+    });
     for (const p of this.peers) for (const c of p.clients) c.start();
   }
 
   async stop(): Promise<void> {
+    this.unsubscribeLoss?.();
+    this.unsubscribeLoss = undefined;
     for (const p of this.peers) for (const c of p.clients) c.stop();
     await this.sender.stop();
   }

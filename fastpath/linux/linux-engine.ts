@@ -24,6 +24,7 @@ import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { ConntrackNetlink } from './conntrack-netlink.js';
 import { ConntrackEventStream } from './conntrack-events.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
+import { errnoCounts } from './conntrack-upsert.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
 import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
@@ -89,6 +90,7 @@ export class LinuxEngine implements DataplaneEngine {
   private readonly vrfs = new Map<string, LiveVrf>();
   private readonly staged = new Map<string, Staged>();
   private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
+  private readonly lossListeners = new Set<(vrf: string, dropped: number) => void>();
   private readonly writerThreads: number;
   private closed = false;
 
@@ -210,7 +212,8 @@ export class LinuxEngine implements DataplaneEngine {
   private startEvents(vrf: LiveVrf): void {
     if (vrf.events) return;
     vrf.events = ConntrackEventStream.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
-      log.warn({ vrf: vrf.name, dropped }, 'conntrack events lost; a full resync repairs the peer');
+      log.warn({ vrf: vrf.name, dropped, repairers: this.lossListeners.size }, 'conntrack events lost; the peer is resynchronised now');
+      for (const listener of this.lossListeners) listener(vrf.name, dropped);
     }, { namespace: vrf.namespace });
   }
 
@@ -284,6 +287,11 @@ export class LinuxEngine implements DataplaneEngine {
     return () => this.listeners.delete(listener);
   }
 
+  onEventsLost(listener: (vrf: string, dropped: number) => void): () => void {
+    this.lossListeners.add(listener);
+    return () => this.lossListeners.delete(listener);
+  }
+
   /** The VRFs the engine runs (walked by the virtual-service tcpstat state provider). */
   vrfNames(): string[] {
     return [...this.vrfs.keys()];
@@ -321,7 +329,10 @@ export class LinuxEngine implements DataplaneEngine {
     await v.netlink.dump((cts) => batch(cts.map((ct) => this.toEntry(v, ct))));
   }
 
-  /** Writes synced conntracks into the kernel table (on a backup: held without expiry). */
+  /**
+   * Writes synced conntracks into the kernel table (on a backup: held without expiry); returns how
+   * many the kernel took, after retrying refusals in the other form (conntrack-upsert.ts).
+   */
   async upsert(entries: ConntrackEntry[]): Promise<number> {
     const byVrf = new Map<string, ConntrackEntry[]>();
     for (const e of entries) {
@@ -346,9 +357,12 @@ export class LinuxEngine implements DataplaneEngine {
         vrf.counters.created += result.created;
         vrf.counters.synced += result.created;
       }
+      if (result.retried > 0) log.debug({ vrf: name, retried: result.retried }, 'synced conntracks written again in the other form (create/update)');
       if (result.failures.length > 0) {
         vrf.counters.dropsTableFull += result.failures.filter((f) => f.errno === 12 /* ENOMEM: table full */).length;
-        log.warn({ vrf: name, failed: result.failures.length, first: result.failures[0] }, 'synced conntracks refused by the kernel');
+        const first = writes[result.failures[0]?.index ?? 0]?.orig;
+        // The caller (sync) counts them in receive-error: written < entries.
+        log.warn({ vrf: name, failed: result.failures.length, errno: errnoCounts(result.failures), first }, 'synced conntracks refused by the kernel');
       }
       written += result.written;
     }
@@ -463,5 +477,6 @@ export class LinuxEngine implements DataplaneEngine {
     for (const vrf of this.vrfs.values()) await this.stopVrf(vrf);
     this.vrfs.clear();
     this.listeners.clear();
+    this.lossListeners.clear();
   }
 }
