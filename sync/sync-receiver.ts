@@ -33,6 +33,8 @@ interface InboundSession {
   writes: Set<Promise<void>>;
   /** Deletes of this connection not finished yet: later writes wait for them. */
   deletes: Promise<void> | undefined;
+  /** A full resync started on this connection and has not ended. */
+  resyncOpen: boolean;
 }
 
 export class SyncReceiver {
@@ -40,7 +42,12 @@ export class SyncReceiver {
   receiveError = 0;
   /** Received conntracks per mirrored virtual service (mirrored-connections-on-standby). */
   readonly mirrored = new MirrorCounters();
-  private receivedBulkStart = 0;
+  /** Full resyncs in progress (over all connections) and when the first of them started. */
+  private resyncsOpen = 0;
+  private resyncStartedAt = 0;
+  /** Count of the latest full resync per sending worker, for the sender's worker count. */
+  private resyncCounts = new Map<number, number>();
+  private resyncWorkers = 0;
   /**
    * Records handed to the engine by the receiving side, per sending worker ("workers/worker"),
    * counted before the write resolves; and the engine's synced count before the first of them.
@@ -69,6 +76,7 @@ export class SyncReceiver {
     }
     const inbound: InboundSession = {
       worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false, writes: new Set(), deletes: undefined,
+      resyncOpen: false,
     };
     return {
       secret: this.config().secret,
@@ -79,7 +87,7 @@ export class SyncReceiver {
       error: () => {
         this.receiveError++;
       },
-      closed: () => undefined,
+      closed: () => this.closeResync(inbound),
     };
   }
 
@@ -153,6 +161,13 @@ export class SyncReceiver {
     } catch {
       return -1;
     }
+  }
+
+  /** The full resync of this connection (if one was open) no longer runs. */
+  private closeResync(inbound: InboundSession): void {
+    if (!inbound.resyncOpen) return;
+    inbound.resyncOpen = false;
+    this.resyncsOpen = Math.max(0, this.resyncsOpen - 1);
   }
 
   /**
@@ -254,8 +269,10 @@ export class SyncReceiver {
       }
       case FrameType.BulkStart: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-start');
-        this.receivedBulkStart = performance.now();
         if (f.payload.readUInt8(0) === BulkKind.FullResync) {
+          this.closeResync(inbound);
+          inbound.resyncOpen = true;
+          if (this.resyncsOpen++ === 0) this.resyncStartedAt = performance.now();
           // Counted synchronously in frame order, so records still being written count too.
           inbound.bulkFresh = this.nothingToPurge(inbound);
           inbound.bulkSeen = inbound.bulkFresh ? undefined : new TupleMap();
@@ -269,12 +286,18 @@ export class SyncReceiver {
           const seen = inbound.bulkSeen;
           inbound.bulkSeen = undefined;
           inbound.bulkFresh = false;
+          const startedAt = this.resyncStartedAt;
+          this.closeResync(inbound);
+          // The summary covers every connection: the latest count of each sending worker.
+          if (inbound.workers !== this.resyncWorkers) {
+            this.resyncCounts.clear();
+            this.resyncWorkers = inbound.workers;
+          }
+          this.resyncCounts.set(inbound.worker, f.payload.readUInt32BE(1));
           if (seen) await this.purgeStale(inbound, seen);
-          this.onResyncReceived({
-            time: new Date().toISOString(),
-            duration: Math.round(performance.now() - this.receivedBulkStart),
-            count: f.payload.readUInt32BE(1),
-          });
+          let count = 0;
+          for (const n of this.resyncCounts.values()) count += n;
+          this.onResyncReceived({ time: new Date().toISOString(), duration: Math.round(performance.now() - startedAt), count });
         }
         return;
       }

@@ -175,8 +175,27 @@ export class VrfSync implements SyncClientListener {
     return this.peers.flatMap((p) => p.clients.map((c) => ({ peer: p.name, client: c.name, status: c.status, stats: c.stats, queued: c.queued() })));
   }
 
+  /**
+   * On the master, the conntracks delivered to every peer (sync-sender.ts); on a backup, the
+   * synced conntracks its engine holds.
+   */
   syncedCount(): number {
-    return this.sender.syncedCount();
+    if (this.role === 'master') return this.sender.syncedCount();
+    try {
+      return this.engine.counters(this.vrf).synced;
+    } catch {
+      return 0; // the VRF is not (or no longer) in the engine
+    }
+  }
+
+  /** Connections (client names) that are up, and those that are not, with their status. */
+  connections(): { up: string[]; down: string[] } {
+    const up: string[] = [];
+    const down: string[] = [];
+    for (const p of this.peers) {
+      for (const c of p.clients) (c.status === 'established' ? up : down).push(`${p.name}/${c.name} ${c.status}`);
+    }
+    return { up, down };
   }
 
   pendingCount(): number {
