@@ -25,12 +25,14 @@ import { ConntrackNetlink } from './conntrack-netlink.js';
 import { ConntrackEventStream } from './conntrack-events.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts } from './conntrack-upsert.js';
+import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
 import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
 import { namespaceExists } from './network-namespace.js';
 
 const log = logger('linux-engine');
+const natLog = logger('cg-nat');
 
 export const SYNCED_MARK = 0x80000000;
 const MARK_TIMEOUT_MASK = 0x7fffffff;
@@ -72,6 +74,8 @@ interface LiveVrf {
   counters: EngineCounters;
   countersReadAt: number;
   refresh?: TimerHandle;
+  /** CG-NAT port block logs (master only). */
+  natBlocks: NatBlockLogger;
 }
 
 function emptyCounters(): EngineCounters {
@@ -91,6 +95,7 @@ export class LinuxEngine implements DataplaneEngine {
   private readonly staged = new Map<string, Staged>();
   private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
   private readonly lossListeners = new Set<(vrf: string, dropped: number) => void>();
+  private readonly natListeners = new Set<(l: LinuxNatBlockLog) => void>();
   private readonly writerThreads: number;
   private closed = false;
 
@@ -150,6 +155,8 @@ export class LinuxEngine implements DataplaneEngine {
     await applySysctls(staged.namespace, conntrackSysctls(staged.config.timeouts, staged.config.firewall.dropInvalid));
     if (live) {
       live.config = staged.config;
+      // Counts restart with the new blocks: conntracks of before are no longer logged at their end.
+      live.natBlocks = this.natBlockLogger(name, staged.config);
       log.info({ vrf: name }, 'vrf configuration applied');
       return;
     }
@@ -172,6 +179,7 @@ export class LinuxEngine implements DataplaneEngine {
       established: new Map(),
       counters: emptyCounters(),
       countersReadAt: 0,
+      natBlocks: this.natBlockLogger(name, staged.config),
     };
     try {
       if (role === 'master') this.startEvents(vrf);
@@ -187,6 +195,7 @@ export class LinuxEngine implements DataplaneEngine {
         vrf.counters.conntracks++;
         if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
         if (isEstablished(ct)) vrf.established.set(ct.id, this.clock.now());
+        if (role === 'master') vrf.natBlocks.add(ct, 'existing', this.clock.now());
       }
     });
     log.info({ vrf: name, namespace: staged.namespace ?? '(agent)', conntracks: vrf.counters.conntracks }, 'vrf dataplane started');
@@ -256,6 +265,7 @@ export class LinuxEngine implements DataplaneEngine {
       if (ct.mark & SYNCED_MARK) vrf.counters.synced = Math.max(0, vrf.counters.synced - 1);
       const entry = this.toEntry(vrf, ct);
       vrf.established.delete(ct.id);
+      vrf.natBlocks.remove(ct, this.clock.now());
       if (!ours) this.emit({ kind: 'destroy', entry, worker });
       return;
     }
@@ -263,6 +273,7 @@ export class LinuxEngine implements DataplaneEngine {
       vrf.counters.conntracks++;
       vrf.counters.created++;
       if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
+      vrf.natBlocks.add(ct, 'new', this.clock.now());
     }
     const becameEstablished = isEstablished(ct) && !vrf.established.has(ct.id);
     if (becameEstablished) vrf.established.set(ct.id, this.clock.now());
@@ -285,6 +296,19 @@ export class LinuxEngine implements DataplaneEngine {
   onEvent(listener: (ev: ConntrackEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** CG-NAT port block logs (also written to the log, component `cg-nat`). */
+  onNatLog(listener: (l: LinuxNatBlockLog) => void): () => void {
+    this.natListeners.add(listener);
+    return () => this.natListeners.delete(listener);
+  }
+
+  private natBlockLogger(vrf: string, config: SoftVrfConfig): NatBlockLogger {
+    return new NatBlockLogger(vrf, config, (l) => {
+      natLog.info({ ...l }, `port block ${l.event}`);
+      for (const listener of this.natListeners) listener(l);
+    });
   }
 
   onEventsLost(listener: (vrf: string, dropped: number) => void): () => void {
@@ -400,6 +424,7 @@ export class LinuxEngine implements DataplaneEngine {
     if (role === 'backup') {
       v.events?.close();
       v.events = undefined;
+      v.natBlocks.clear();
       v.refresh = this.clock.setInterval(BACKUP_REFRESH_MS, () => {
         void this.rearmSynced(v).catch((err: Error) => log.error({ vrf, err: err.message }, 'cannot re-arm synced conntracks'));
       });
@@ -418,6 +443,8 @@ export class LinuxEngine implements DataplaneEngine {
     v.counters.conntracks = await v.netlink.dump((cts) => {
       for (const ct of cts) {
         if (isEstablished(ct) && !v.established.has(ct.id)) v.established.set(ct.id, this.clock.now());
+        // Blocks of the synchronised conntracks are this node's now: logged, and released at their end.
+        v.natBlocks.add(ct, ct.mark & SYNCED_MARK ? 'inherited' : 'existing', this.clock.now());
         if (!(ct.mark & SYNCED_MARK)) continue;
         const timeout = ct.mark & MARK_TIMEOUT_MASK;
         const grace = v.policy.graceSeconds[ct.orig.proto];
@@ -478,5 +505,6 @@ export class LinuxEngine implements DataplaneEngine {
     this.vrfs.clear();
     this.listeners.clear();
     this.lossListeners.clear();
+    this.natListeners.clear();
   }
 }
