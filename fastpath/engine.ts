@@ -148,6 +148,12 @@ export interface DataplaneEngine {
    * fields (not plain IPv4, or with a virtual service).
    */
   dumpPacked?(vrf: string, batch: (b: PackedConntrackBatch) => void | Promise<void>): Promise<void>;
+  /**
+   * Added by sync (issue 11): subscribe to losses of conntrack events (the linux engine's event
+   * socket overran: `dropped` events of `vrf` were never reported). Sync answers with a full
+   * resync at once. Returns an unsubscribe function.
+   */
+  onEventsLost?(listener: (vrf: string, dropped: number) => void): () => void;
 }
 
 /** One batch of DataplaneEngine.dumpPacked. */

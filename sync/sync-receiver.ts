@@ -30,6 +30,12 @@ interface InboundSession {
    * when it began: nothing can be stale, so no key is recorded and nothing is purged at its end.
    */
   bulkFresh: boolean;
+  /** Writes of this connection's frames not finished yet (frames are applied pipelined). */
+  writes: Set<Promise<void>>;
+  /** Deletes of this connection not finished yet: later writes wait for them. */
+  deletes: Promise<void> | undefined;
+  /** A full resync started on this connection and has not ended. */
+  resyncOpen: boolean;
 }
 
 export class SyncReceiver {
@@ -37,7 +43,12 @@ export class SyncReceiver {
   receiveError = 0;
   /** Received conntracks per mirrored virtual service (mirrored-connections-on-standby). */
   readonly mirrored = new MirrorCounters();
-  private receivedBulkStart = 0;
+  /** Full resyncs in progress (over all connections) and when the first of them started. */
+  private resyncsOpen = 0;
+  private resyncStartedAt = 0;
+  /** Count of the latest full resync per sending worker, for the sender's worker count. */
+  private resyncCounts = new Map<number, number>();
+  private resyncWorkers = 0;
   /**
    * Records handed to the engine by the receiving side, per sending worker ("workers/worker"),
    * counted before the write resolves; and the engine's synced count before the first of them.
@@ -64,7 +75,10 @@ export class SyncReceiver {
       this.receiveError++;
       return `${remote} is not a peer of VRF ${this.vrf}`;
     }
-    const inbound: InboundSession = { peer: peer.name, worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false };
+    const inbound: InboundSession = {
+      peer: peer.name, worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false, writes: new Set(),
+      deletes: undefined, resyncOpen: false,
+    };
     return {
       secret: this.config().secret,
       nodeId: this.nodeId,
@@ -74,7 +88,7 @@ export class SyncReceiver {
       error: () => {
         this.receiveError++;
       },
-      closed: () => undefined,
+      closed: () => this.closeResync(inbound),
     };
   }
 
@@ -150,6 +164,64 @@ export class SyncReceiver {
     }
   }
 
+  /** The full resync of this connection (if one was open) no longer runs. */
+  private closeResync(inbound: InboundSession): void {
+    if (!inbound.resyncOpen) return;
+    inbound.resyncOpen = false;
+    this.resyncsOpen = Math.max(0, this.resyncsOpen - 1);
+  }
+
+  /**
+   * Frames of one connection are applied pipelined, on several sockets (writer threads, the delete
+   * socket): a delete waits for the writes before it, and a write for the deletes before it, so
+   * that a conntrack deleted then created again (or created then deleted) ends as the peer said.
+   */
+  private async inOrder(inbound: InboundSession, kind: 'write' | 'delete', run: () => Promise<void>): Promise<void> {
+    if (kind === 'delete') {
+      const writes = [...inbound.writes];
+      const deletes = inbound.deletes;
+      const p = (async () => {
+        await deletes;
+        await Promise.allSettled(writes);
+        await run();
+      })();
+      inbound.deletes = p;
+      try {
+        await p;
+      } finally {
+        if (inbound.deletes === p) inbound.deletes = undefined;
+      }
+      return;
+    }
+    const deletes = inbound.deletes;
+    const p = deletes ? deletes.then(run, run) : run();
+    inbound.writes.add(p);
+    try {
+      await p;
+    } finally {
+      inbound.writes.delete(p);
+    }
+  }
+
+  /** How many of `count` records the engine wrote (0 when it threw: logged). */
+  private async written(write: () => Promise<number>, count: number): Promise<number> {
+    try {
+      return await write();
+    } catch (err) {
+      log.error({ vrf: this.vrf, err: (err as Error).message, count }, 'engine refused synced conntracks');
+      return 0;
+    }
+  }
+
+  /** receive counts what the engine took, receive-error what it refused (the engine logs why). */
+  private countWrites(count: number, written: number): void {
+    const refused = Math.max(0, count - written);
+    this.receive += count - refused;
+    if (refused === 0) return;
+    this.receiveError += refused;
+    log.warn({ vrf: this.vrf, refused, of: count }, 'synced conntracks not written: counted in receive-error');
+  }
+
   private async apply(f: Frame, inbound: InboundSession): Promise<void> {
     switch (f.type) {
       case FrameType.CtNew:
@@ -160,14 +232,10 @@ export class SyncReceiver {
           this.noteAccepted(inbound, count);
           const seen = inbound.bulkSeen;
           if (seen) forEachIPv4Orig(f.payload, (proto, src, dst, sport, dport) => seen.setIPv4(proto, src, dst, sport, dport, 0));
-          try {
-            await this.engine.upsertIPv4Records(this.vrf, f.payload.subarray(2));
-          } catch (err) {
-            this.receiveError += count;
-            log.error({ vrf: this.vrf, err: (err as Error).message, count }, 'engine refused synced conntracks');
-            return;
-          }
-          this.receive += count;
+          const upsert = this.engine.upsertIPv4Records.bind(this.engine);
+          await this.inOrder(inbound, 'write', async () => {
+            this.countWrites(count, await this.written(() => upsert(this.vrf, f.payload.subarray(2)), count));
+          });
           return;
         }
         const entries = decodeEntries(f.payload, this.vrf, this.clock.now());
@@ -175,38 +243,37 @@ export class SyncReceiver {
         // Recorded before the engine call: a pipelined bulk end may purge before this write resolves.
         const seen = inbound.bulkSeen;
         if (seen) for (const e of entries) seen.set(e.orig, 0);
-        try {
-          await this.engine.upsert(entries);
-        } catch (err) {
-          this.receiveError += entries.length;
-          log.error({ vrf: this.vrf, err: (err as Error).message, count: entries.length }, 'engine refused synced conntracks');
-          return;
-        }
-        this.receive += entries.length;
-        for (const e of entries) {
-          if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
-        }
+        await this.inOrder(inbound, 'write', async () => {
+          const written = await this.written(() => this.engine.upsert(entries), entries.length);
+          this.countWrites(entries.length, written);
+          if (written === 0) return;
+          for (const e of entries) {
+            if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
+          }
+        });
         return;
       }
       case FrameType.CtDelete: {
         const tuples = decodeDeletes(f.payload);
-        try {
-          await this.engine.remove(this.vrf, tuples);
-        } catch (err) {
-          this.receiveError += tuples.length;
-          log.error({ vrf: this.vrf, err: (err as Error).message }, 'engine refused synced deletes');
-          return;
-        }
-        this.receive += tuples.length;
-        for (const t of tuples) {
-          this.mirrored.delete(ctKey(t));
-        }
+        await this.inOrder(inbound, 'delete', async () => {
+          try {
+            await this.engine.remove(this.vrf, tuples);
+          } catch (err) {
+            this.receiveError += tuples.length;
+            log.error({ vrf: this.vrf, err: (err as Error).message }, 'engine refused synced deletes');
+            return;
+          }
+          this.receive += tuples.length;
+          for (const t of tuples) this.mirrored.delete(ctKey(t));
+        });
         return;
       }
       case FrameType.BulkStart: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-start');
-        this.receivedBulkStart = performance.now();
         if (f.payload.readUInt8(0) === BulkKind.FullResync) {
+          this.closeResync(inbound);
+          inbound.resyncOpen = true;
+          if (this.resyncsOpen++ === 0) this.resyncStartedAt = performance.now();
           // Counted synchronously in frame order, so records still being written count too.
           inbound.bulkFresh = this.nothingToPurge(inbound);
           inbound.bulkSeen = inbound.bulkFresh ? undefined : new TupleMap();
@@ -220,12 +287,18 @@ export class SyncReceiver {
           const seen = inbound.bulkSeen;
           inbound.bulkSeen = undefined;
           inbound.bulkFresh = false;
+          const startedAt = this.resyncStartedAt;
+          this.closeResync(inbound);
+          // The summary covers every connection: the latest count of each sending worker.
+          if (inbound.workers !== this.resyncWorkers) {
+            this.resyncCounts.clear();
+            this.resyncWorkers = inbound.workers;
+          }
+          this.resyncCounts.set(inbound.worker, f.payload.readUInt32BE(1));
           if (seen) await this.purgeStale(inbound, seen);
-          this.onResyncReceived({
-            time: new Date().toISOString(),
-            duration: Math.round(performance.now() - this.receivedBulkStart),
-            count: f.payload.readUInt32BE(1),
-          });
+          let count = 0;
+          for (const n of this.resyncCounts.values()) count += n;
+          this.onResyncReceived({ time: new Date().toISOString(), duration: Math.round(performance.now() - startedAt), count });
         }
         return;
       }

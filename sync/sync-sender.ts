@@ -38,6 +38,18 @@ export class SyncSender {
   private resyncWanted = new Set<SyncClient>();
   private resyncRunning: Promise<void> | undefined;
   private stopped = false;
+  /** A conntrack was seen (event or table) since this sender started: an empty table is real. */
+  private everHeld = false;
+  /** Marked synced conntracks per owner worker (the connection they travel on). */
+  private syncedPerWorker: number[] = [];
+  /**
+   * Connections that carried a full resync since they came up and are still up: what was marked
+   * synced for their worker went out on them. The others' conntracks are not counted as synced.
+   */
+  private inSync = new Set<SyncClient>();
+  /** Dumps (full resync, manual synchronisation) in progress, and the events held meanwhile. */
+  private dumping = 0;
+  private held: ConntrackEvent[] = [];
 
   constructor(
     private readonly vrf: string,
@@ -61,8 +73,10 @@ export class SyncSender {
   setRole(role: HaRole): void {
     this.role = role;
     this.synced.clear();
+    this.syncedPerWorker.fill(0);
     this.mirrored.clear();
     this.clearPending();
+    this.held = [];
     if (role === 'master') {
       // The peer (the new backup) gets everything we hold.
       for (const clients of this.peers()) for (const c of clients) if (c.status === 'established') this.requestResync(c);
@@ -77,15 +91,38 @@ export class SyncSender {
     this.tcpTimer = undefined;
   }
 
+  /**
+   * The engine lost conntrack events (its event buffer overran): which conntracks changed is
+   * unknown, so every connection that is up gets a full resync now rather than at the next one.
+   */
+  repairAfterLoss(dropped: number): void {
+    if (this.role !== 'master' || !this.config().enabled || this.stopped) return;
+    const clients = this.peers().flat().filter((c) => c.status === 'established');
+    log.warn({ vrf: this.vrf, dropped, connections: clients.length }, 'conntrack events lost: full resync of the peers now');
+    for (const c of clients) this.requestResync(c);
+  }
+
   /** A connection went down: a resync it wanted is moot (the next "up" asks again). */
   forget(client: SyncClient): void {
     this.resyncWanted.delete(client);
+    this.inSync.delete(client);
+  }
+
+  private countSynced(worker: number, by: number): void {
+    this.syncedPerWorker[worker] = (this.syncedPerWorker[worker] ?? 0) + by;
   }
 
   // ---- dataplane events (rules 3, 6, 7, 10) ----
 
   onEvent(ev: ConntrackEvent): void {
     if (this.role !== 'master' || !this.config().enabled || this.stopped) return;
+    this.everHeld = true;
+    if (this.dumping > 0) {
+      // A dump in progress may still carry this conntrack as it was before the event: the event
+      // goes out after the dump, so the peer ends with what happened last.
+      this.held.push(ev);
+      return;
+    }
     const e = ev.entry;
     if (e.alg) return; // rule 7
     // Rule 10, from the engine's mark or from the configuration sync holds.
@@ -153,6 +190,7 @@ export class SyncSender {
   private onDestroy(e: ConntrackEntry): void {
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
     if (!this.synced.delete(e.orig)) return;
+    this.countSynced(ownerWorker(e.orig, this.config().workers), -1);
     this.mirrored.delete(ctKey(e.orig));
     this.route(e, (c) => c.sendDelete(e.orig));
   }
@@ -196,7 +234,9 @@ export class SyncSender {
   }
 
   private markSynced(e: ConntrackEntry): void {
+    const before = this.synced.size;
     this.synced.set(e.orig, STATE_INDEX.get(e.state) as number);
+    if (this.synced.size > before) this.countSynced(ownerWorker(e.orig, this.config().workers), 1);
     if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
   }
 
@@ -233,6 +273,14 @@ export class SyncSender {
       const targets = [...this.resyncWanted].filter((c) => c.status === 'established');
       this.resyncWanted.clear();
       if (this.role !== 'master' || !this.config().enabled || targets.length === 0) continue;
+      if (this.emptySinceStart()) {
+        // A full resync makes the peer drop what it was not sent: from a master that lost its
+        // table (a restart), it would wipe the peer's copy, the only one left. Refuse, and say so.
+        log.warn({ vrf: this.vrf, peers: [...new Set(targets.map((c) => c.config.peer))] },
+          'full resync not sent: this master has held no conntrack since it started; the peer keeps the conntracks it holds');
+        for (const c of targets) this.inSync.add(c);
+        continue;
+      }
       const started = performance.now();
       const count = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
       const summary: ResyncSummary = { time: new Date().toISOString(), duration: Math.round(performance.now() - started), count };
@@ -241,6 +289,19 @@ export class SyncSender {
       const peers = new Set(targets.map((c) => c.config.peer));
       for (const peer of peers) this.notify({ kind: 'full-resync-complete', vrf: this.vrf, peer, summary });
     }
+  }
+
+  /** The engine holds no conntrack in this VRF and this sender has seen none since it started. */
+  private emptySinceStart(): boolean {
+    if (this.everHeld) return false;
+    let held: number;
+    try {
+      held = this.engine.counters(this.vrf).conntracks;
+    } catch {
+      return false; // the VRF is being removed: the dump says so
+    }
+    if (held > 0) this.everHeld = true;
+    return held === 0;
   }
 
   /** What a resync carries: what was synchronised, plus established conntracks whose delay passed. */
@@ -287,7 +348,9 @@ export class SyncSender {
     const src = b.ipv4(i, 0), dst = b.ipv4(i, 1), sport = b.port(i, 0), dport = b.port(i, 1);
     if (!due) return this.synced.getIPv4(proto, src, dst, sport, dport) !== undefined;
     if (this.pending.size > 0) this.pending.delete(ipv4Key(proto, src, sport, dst, dport));
+    const before = this.synced.size;
     this.synced.setIPv4(proto, src, dst, sport, dport, state);
+    if (this.synced.size > before) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
     return true;
   }
 
@@ -299,12 +362,34 @@ export class SyncSender {
     if (this.synced.getIPv4(proto, src, dst, sport, dport) !== undefined) return true;
     if (b.stateIndex(i) !== ESTABLISHED) return false;
     if (this.pending.size > 0) this.pending.delete(ipv4Key(proto, src, sport, dst, dport));
+    const before = this.synced.size;
     this.synced.setIPv4(proto, src, dst, sport, dport, ESTABLISHED);
+    if (this.synced.size > before) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
     return true;
   }
 
   /** Dump the VRF once and send the eligible entries to each target on its worker's connection. */
   private async bulkSend(
+    targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
+  ): Promise<number> {
+    this.dumping++;
+    try {
+      return await this.dumpAndSend(targets, kind, eligible, eligiblePacked, withActivity);
+    } finally {
+      if (--this.dumping === 0) this.releaseHeld();
+    }
+  }
+
+  /** The events held during a dump, in their order, now that the dump's records are queued. */
+  private releaseHeld(): void {
+    if (this.held.length === 0) return;
+    const held = this.held;
+    this.held = [];
+    log.debug({ vrf: this.vrf, events: held.length }, 'conntrack events held during a dump sent after it');
+    for (const ev of held) this.onEvent(ev);
+  }
+
+  private async dumpAndSend(
     targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
   ): Promise<number> {
     const workers = this.config().workers;
@@ -369,6 +454,7 @@ export class SyncSender {
       });
     }
     for (const c of targets) c.bulk({ t: FrameType.BulkEnd, kind, count: perWorker[c.config.worker] ?? 0 });
+    if (kind === BulkKind.FullResync) for (const c of targets) if (c.status === 'established') this.inSync.add(c);
     return count;
   }
 
@@ -377,8 +463,9 @@ export class SyncSender {
     if (this.role !== 'master') throw new Error(`VRF ${this.vrf} is not master of HA group ${this.config().listenHaGroup}: nothing to synchronise`);
     await this.resyncIdle();
     const targets = this.peers().flat().filter((c) => c.status === 'established');
+    if (targets.length === 0) throw new Error(`VRF ${this.vrf}: no sync connection to a peer is up: nothing was synchronised`);
     const started = performance.now();
-    const count = targets.length === 0 ? 0 : await this.bulkSend(targets, BulkKind.Manual, (e) => this.manualEligible(e), (b, i) => this.manualEligiblePacked(b, i), true);
+    const count = await this.bulkSend(targets, BulkKind.Manual, (e) => this.manualEligible(e), (b, i) => this.manualEligiblePacked(b, i), true);
     const duration = Math.round(performance.now() - started);
     log.info({ vrf: this.vrf, count, durationMs: duration, connections: targets.length }, 'manual synchronization complete');
     this.notify({ kind: 'manual-synchronization-complete', vrf: this.vrf, count, duration });
@@ -387,7 +474,26 @@ export class SyncSender {
 
   // ---- state ----
 
+  /**
+   * Conntracks marked synced whose connection to every peer is up, not out of sync (queue
+   * overflow) and carried a full resync since it came up; none when a peer was never reached.
+   */
   syncedCount(): number {
+    const peers = this.peers();
+    if (peers.length === 0) return 0;
+    let n = 0;
+    for (let w = 0; w < this.syncedPerWorker.length; w++) {
+      const delivered = peers.every((clients) => {
+        const c = clients[w];
+        return c !== undefined && c.status === 'established' && !c.outOfSync && this.inSync.has(c);
+      });
+      if (delivered) n += this.syncedPerWorker[w] ?? 0;
+    }
+    return n;
+  }
+
+  /** Every marked conntrack, delivered or not (tests). */
+  markedCount(): number {
     return this.synced.size;
   }
 

@@ -34,10 +34,11 @@ export class VrfSync implements SyncClientListener {
   lastFullResync: ResyncSummary | undefined;
   private readonly sender: SyncSender;
   private readonly receiver: SyncReceiver;
+  private unsubscribeLoss: (() => void) | undefined;
 
   constructor(
     public config: VrfSyncConfig,
-    engine: DataplaneEngine,
+    private readonly engine: DataplaneEngine,
     clock: Clock,
     netClock: Clock,
     tuning: SyncTuning,
@@ -81,10 +82,15 @@ export class VrfSync implements SyncClientListener {
       for (const p of this.peers) for (const c of p.clients) c.status = 'disabled';
       return;
     }
+    this.unsubscribeLoss = this.engine.onEventsLost?.((vrf, dropped) => {
+      if (vrf === this.vrf) this.sender.repairAfterLoss(dropped);
+    });
     for (const p of this.peers) for (const c of p.clients) c.start();
   }
 
   async stop(): Promise<void> {
+    this.unsubscribeLoss?.();
+    this.unsubscribeLoss = undefined;
     for (const p of this.peers) for (const c of p.clients) c.stop();
     await this.sender.stop();
   }
@@ -190,8 +196,27 @@ export class VrfSync implements SyncClientListener {
     return this.peers.flatMap((p) => p.clients.map((c) => ({ peer: p.name, client: c.name, status: c.status, stats: c.stats, queued: c.queued() })));
   }
 
+  /**
+   * On the master, the conntracks delivered to every peer (sync-sender.ts); on a backup, the
+   * synced conntracks its engine holds.
+   */
   syncedCount(): number {
-    return this.sender.syncedCount();
+    if (this.role === 'master') return this.sender.syncedCount();
+    try {
+      return this.engine.counters(this.vrf).synced;
+    } catch {
+      return 0; // the VRF is not (or no longer) in the engine
+    }
+  }
+
+  /** Connections (client names) that are up, and those that are not, with their status. */
+  connections(): { up: string[]; down: string[] } {
+    const up: string[] = [];
+    const down: string[] = [];
+    for (const p of this.peers) {
+      for (const c of p.clients) (c.status === 'established' ? up : down).push(`${p.name}/${c.name} ${c.status}`);
+    }
+    return { up, down };
   }
 
   pendingCount(): number {

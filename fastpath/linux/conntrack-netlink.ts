@@ -14,7 +14,7 @@ import {
 } from './ctnetlink-codec.js';
 import { inNamespace } from './network-namespace.js';
 import { NETLINK_NO_ENOBUFS, findNetlinkFd, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
-import { upsertConntracks } from './conntrack-upsert.js';
+import { upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
 
 const log = logger('conntrack-netlink');
 
@@ -207,7 +207,7 @@ export class ConntrackNetlink {
   }
 
   /** Creates, or updates those that already exist; `written` counts both, `created` the new ones. */
-  upsert(writes: ConntrackWrite[]): Promise<BatchResult & { created: number }> {
+  upsert(writes: ConntrackWrite[]): Promise<UpsertResult> {
     return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
   }
 

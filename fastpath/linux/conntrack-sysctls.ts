@@ -1,6 +1,7 @@
 // The kernel conntrack settings of a VRF's namespace that follow from its configuration: the
 // per-state timeouts of network-stack/fast-path/conntrack/timeouts, and strict TCP pickup (a
-// mid-stream segment never creates a conntrack) when the firewall drops invalid packets.
+// mid-stream segment never creates a conntrack) when the firewall drops invalid packets; and
+// conntrack events always on (see below).
 import { execFile } from 'node:child_process';
 import type { Timeouts } from '../config/vrf-config.js';
 
@@ -8,6 +9,10 @@ import type { Timeouts } from '../config/vrf-config.js';
 export function conntrackSysctls(timeouts: Timeouts, dropInvalid: boolean): Record<string, number> {
   const t = timeouts.tcp;
   return {
+    // 1, not the kernel's default 2 ("only for conntracks created while someone listens"): a
+    // backup runs no event reader, so the conntracks sync writes there would never report their
+    // end after a failover (no delete to the peer, no CG-NAT block release log).
+    'net.netfilter.nf_conntrack_events': 1,
     'net.netfilter.nf_conntrack_tcp_loose': dropInvalid ? 0 : 1,
     'net.netfilter.nf_conntrack_tcp_timeout_syn_sent': t['syn-sent'],
     'net.netfilter.nf_conntrack_tcp_timeout_syn_recv': t['syn-recv'],

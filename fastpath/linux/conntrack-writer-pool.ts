@@ -7,7 +7,7 @@ import { logger } from '../../core/log.js';
 import { MessageBuilder, NLM_F_ACK, writeCreate, writeUpdate, type ConntrackWrite } from './ctnetlink-codec.js';
 import type { BatchResult } from './conntrack-netlink.js';
 import { SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';
-import { upsertConntracks } from './conntrack-upsert.js';
+import { upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
 
 const log = logger('conntrack-writer');
 
@@ -148,7 +148,7 @@ export class ConntrackWriterPool {
   }
 
   /** As ConntrackNetlink.upsert, on the writer threads. */
-  upsert(writes: ConntrackWrite[]): Promise<BatchResult & { created: number }> {
+  upsert(writes: ConntrackWrite[]): Promise<UpsertResult> {
     return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
   }
 

@@ -24,6 +24,8 @@ import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { ConntrackNetlink } from './conntrack-netlink.js';
 import { ConntrackEventStream } from './conntrack-events.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
+import { errnoCounts } from './conntrack-upsert.js';
+import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
 import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
@@ -31,6 +33,7 @@ import { applyTableSize } from './conntrack-table-size.js';
 import { namespaceExists } from './network-namespace.js';
 
 const log = logger('linux-engine');
+const natLog = logger('cg-nat');
 
 export const SYNCED_MARK = 0x80000000;
 const MARK_TIMEOUT_MASK = 0x7fffffff;
@@ -72,6 +75,8 @@ interface LiveVrf {
   counters: EngineCounters;
   countersReadAt: number;
   refresh?: TimerHandle;
+  /** CG-NAT port block logs (master only). */
+  natBlocks: NatBlockLogger;
 }
 
 function emptyCounters(): EngineCounters {
@@ -92,6 +97,8 @@ export class LinuxEngine implements DataplaneEngine {
   private readonly vrfs = new Map<string, LiveVrf>();
   private readonly staged = new Map<string, Staged>();
   private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
+  private readonly lossListeners = new Set<(vrf: string, dropped: number) => void>();
+  private readonly natListeners = new Set<(l: LinuxNatBlockLog) => void>();
   private readonly writerThreads: number;
   private closed = false;
 
@@ -156,6 +163,8 @@ export class LinuxEngine implements DataplaneEngine {
     }
     if (live) {
       live.config = staged.config;
+      // Counts restart with the new blocks: conntracks of before are no longer logged at their end.
+      live.natBlocks = this.natBlockLogger(name, staged.config);
       log.info({ vrf: name }, 'vrf configuration applied');
       return;
     }
@@ -178,6 +187,7 @@ export class LinuxEngine implements DataplaneEngine {
       established: new Map(),
       counters: emptyCounters(),
       countersReadAt: 0,
+      natBlocks: this.natBlockLogger(name, staged.config),
     };
     try {
       if (role === 'master') this.startEvents(vrf);
@@ -193,6 +203,7 @@ export class LinuxEngine implements DataplaneEngine {
         vrf.counters.conntracks++;
         if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
         if (isEstablished(ct)) vrf.established.set(ct.id, this.clock.now());
+        if (role === 'master') vrf.natBlocks.add(ct, 'existing', this.clock.now());
       }
     });
     log.info({ vrf: name, namespace: staged.namespace ?? '(agent)', conntracks: vrf.counters.conntracks }, 'vrf dataplane started');
@@ -218,7 +229,8 @@ export class LinuxEngine implements DataplaneEngine {
   private startEvents(vrf: LiveVrf): void {
     if (vrf.events) return;
     vrf.events = ConntrackEventStream.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
-      log.warn({ vrf: vrf.name, dropped }, 'conntrack events lost; a full resync repairs the peer');
+      log.warn({ vrf: vrf.name, dropped, repairers: this.lossListeners.size }, 'conntrack events lost; the peer is resynchronised now');
+      for (const listener of this.lossListeners) listener(vrf.name, dropped);
     }, { namespace: vrf.namespace });
   }
 
@@ -261,6 +273,7 @@ export class LinuxEngine implements DataplaneEngine {
       if (ct.mark & SYNCED_MARK) vrf.counters.synced = Math.max(0, vrf.counters.synced - 1);
       const entry = this.toEntry(vrf, ct);
       vrf.established.delete(ct.id);
+      vrf.natBlocks.remove(ct, this.clock.now());
       if (!ours) this.emit({ kind: 'destroy', entry, worker });
       return;
     }
@@ -268,6 +281,7 @@ export class LinuxEngine implements DataplaneEngine {
       vrf.counters.conntracks++;
       vrf.counters.created++;
       if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
+      vrf.natBlocks.add(ct, 'new', this.clock.now());
     }
     const becameEstablished = isEstablished(ct) && !vrf.established.has(ct.id);
     if (becameEstablished) vrf.established.set(ct.id, this.clock.now());
@@ -290,6 +304,24 @@ export class LinuxEngine implements DataplaneEngine {
   onEvent(listener: (ev: ConntrackEvent) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+
+  /** CG-NAT port block logs (also written to the log, component `cg-nat`). */
+  onNatLog(listener: (l: LinuxNatBlockLog) => void): () => void {
+    this.natListeners.add(listener);
+    return () => this.natListeners.delete(listener);
+  }
+
+  private natBlockLogger(vrf: string, config: SoftVrfConfig): NatBlockLogger {
+    return new NatBlockLogger(vrf, config, (l) => {
+      natLog.info({ ...l }, `port block ${l.event}`);
+      for (const listener of this.natListeners) listener(l);
+    });
+  }
+
+  onEventsLost(listener: (vrf: string, dropped: number) => void): () => void {
+    this.lossListeners.add(listener);
+    return () => this.lossListeners.delete(listener);
   }
 
   /** The VRFs the engine runs (walked by the virtual-service tcpstat state provider). */
@@ -329,7 +361,10 @@ export class LinuxEngine implements DataplaneEngine {
     await v.netlink.dump((cts) => batch(cts.map((ct) => this.toEntry(v, ct))));
   }
 
-  /** Writes synced conntracks into the kernel table (on a backup: held without expiry). */
+  /**
+   * Writes synced conntracks into the kernel table (on a backup: held without expiry); returns how
+   * many the kernel took, after retrying refusals in the other form (conntrack-upsert.ts).
+   */
   async upsert(entries: ConntrackEntry[]): Promise<number> {
     const byVrf = new Map<string, ConntrackEntry[]>();
     for (const e of entries) {
@@ -354,9 +389,12 @@ export class LinuxEngine implements DataplaneEngine {
         vrf.counters.created += result.created;
         vrf.counters.synced += result.created;
       }
+      if (result.retried > 0) log.debug({ vrf: name, retried: result.retried }, 'synced conntracks written again in the other form (create/update)');
       if (result.failures.length > 0) {
         vrf.counters.dropsTableFull += result.failures.filter((f) => f.errno === 12 /* ENOMEM: table full */).length;
-        log.warn({ vrf: name, failed: result.failures.length, first: result.failures[0] }, 'synced conntracks refused by the kernel');
+        const first = writes[result.failures[0]?.index ?? 0]?.orig;
+        // The caller (sync) counts them in receive-error: written < entries.
+        log.warn({ vrf: name, failed: result.failures.length, errno: errnoCounts(result.failures), first }, 'synced conntracks refused by the kernel');
       }
       written += result.written;
     }
@@ -394,6 +432,7 @@ export class LinuxEngine implements DataplaneEngine {
     if (role === 'backup') {
       v.events?.close();
       v.events = undefined;
+      v.natBlocks.clear();
       v.refresh = this.clock.setInterval(BACKUP_REFRESH_MS, () => {
         void this.rearmSynced(v).catch((err: Error) => log.error({ vrf, err: err.message }, 'cannot re-arm synced conntracks'));
       });
@@ -412,6 +451,8 @@ export class LinuxEngine implements DataplaneEngine {
     v.counters.conntracks = await v.netlink.dump((cts) => {
       for (const ct of cts) {
         if (isEstablished(ct) && !v.established.has(ct.id)) v.established.set(ct.id, this.clock.now());
+        // Blocks of the synchronised conntracks are this node's now: logged, and released at their end.
+        v.natBlocks.add(ct, ct.mark & SYNCED_MARK ? 'inherited' : 'existing', this.clock.now());
         if (!(ct.mark & SYNCED_MARK)) continue;
         const timeout = ct.mark & MARK_TIMEOUT_MASK;
         const grace = v.policy.graceSeconds[ct.orig.proto];
@@ -471,5 +512,7 @@ export class LinuxEngine implements DataplaneEngine {
     for (const vrf of this.vrfs.values()) await this.stopVrf(vrf);
     this.vrfs.clear();
     this.listeners.clear();
+    this.lossListeners.clear();
+    this.natListeners.clear();
   }
 }

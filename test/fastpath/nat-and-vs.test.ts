@@ -5,6 +5,7 @@ import type { ConntrackEntry, ConntrackEvent, FlowTuple } from '../../fastpath/e
 import type { NatBlockLog } from '../../fastpath/soft/cg-nat-allocator.js';
 import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
 import { TCP_ACK, TCP_SYN, Verdict, type SoftPacket } from '../../fastpath/soft/vrf-dataplane.js';
+import { encodeRecords, recordSize } from '../../sync/conntrack-codec.js';
 import { tcpFastPathProfile, vrfJson } from './vrf-json.js';
 
 function handshake(fs: FlowTuple[]): SoftPacket[][] {
@@ -115,6 +116,33 @@ describe('fastpath: CG-NAT port blocks and virtual services', function () {
     const ports = entries.map((e) => `${e.reply.dst}:${e.reply.dport}`);
     expect(new Set(ports).size).to.equal(32);
     expect(entries.filter((e) => e.reply.dst === '198.51.100.2' && e.reply.dport >= 1088 && e.reply.dport < 1120)).to.have.length(32);
+  });
+
+  it('logs the release of a port block inherited through sync once its conntracks end on the new master', async () => {
+    const clock = new ManualClock();
+    engine = await SoftEngine.create({ clock, workers: 2 });
+    await engine.applyVrf('main', { name: 'main', json: vrfJson('main', { cgNat }) });
+    const logs: NatBlockLog[] = [];
+    engine.onNatLog((l) => logs.push(l));
+    await engine.setRole('main', 'backup');
+    const synced: ConntrackEntry[] = [0, 1].map((i) => ({
+      vrf: 'main', orig: { proto: 'tcp', src: '10.0.0.8', dst: '203.0.113.9', sport: 40000 + i, dport: 443 },
+      reply: { proto: 'tcp', src: '203.0.113.9', dst: '198.51.100.3', sport: 443, dport: 1030 + i },
+      state: 'established', timeout: 60, alg: false, establishedAt: 1, lastActivity: 1,
+    }));
+    // As sync writes them: packed IPv4 records (the receiver's fast path).
+    const recs = synced.map((entry) => ({ entry, withActivity: false, timeout: 60 }));
+    expect(await engine.upsertIPv4Records('main', encodeRecords(recs, recs.map(recordSize), clock.now()).subarray(2))).to.equal(2);
+    await engine.flush();
+    const ofBlock = (event: string): NatBlockLog[] => logs.filter((l) => l.event === event && l.subscriber === '10.0.0.8' && l.address === '198.51.100.3' && l.portStart === 1024);
+    await engine.setRole('main', 'master');
+    await engine.flush();
+    expect(ofBlock('destroy'), 'no release while the conntracks live').to.have.length(0);
+    clock.advance(61_000); // both synced conntracks end on the new master
+    await engine.flush();
+    expect(engine.counters('main').conntracks).to.equal(0);
+    expect(ofBlock('destroy'), 'the inherited block released with a log').to.have.length(1);
+    expect(ofBlock('allocation'), 'the inherited block logged once as allocated on this node').to.have.length(1);
   });
 
   it('DNATs virtual-service flows to pool members by hash, honouring weight and client-ip persistence', async () => {

@@ -34,6 +34,17 @@ export class MemoryEngine implements DataplaneEngine {
   private policies = new Map<string, FailoverPolicy>();
   private stats = new Map<string, EngineCounters>();
   private listeners = new Set<(ev: ConntrackEvent) => void>();
+  private lossListeners = new Set<(vrf: string, dropped: number) => void>();
+  /** Tests: conntracks this engine refuses to write from sync (as a kernel may); not counted as written. */
+  refuse: ((e: ConntrackEntry) => boolean) | undefined;
+  /**
+   * Tests: dumps read a copy of the table taken at their start (as a kernel dump read from a socket
+   * buffer may be older than the events already handled), and call this between batches.
+   */
+  betweenDumpBatches: ((batchesDone: number) => void | Promise<void>) | undefined;
+  /** Tests: events are swallowed (lost) while set; `reportLoss` then tells the listeners. */
+  losingEvents = false;
+  private lost = 0;
   private sweeper: TimerHandle;
 
   constructor(
@@ -95,26 +106,46 @@ export class MemoryEngine implements DataplaneEngine {
 
   async dump(vrf: string, batch: (entries: ConntrackEntry[]) => void | Promise<void>): Promise<void> {
     let out: ConntrackEntry[] = [];
-    for (const s of this.table(vrf).values()) {
+    const hook = this.betweenDumpBatches;
+    const rows = hook ? [...this.table(vrf).values()].map((s) => ({ entry: { ...s.entry } })) : this.table(vrf).values();
+    let done = 0;
+    for (const s of rows) {
       out.push({ ...s.entry });
       if (out.length === 1000) {
         await batch(out);
         out = [];
+        if (hook) await hook(++done);
       }
     }
     if (out.length > 0) await batch(out);
   }
 
+  onEventsLost(listener: (vrf: string, dropped: number) => void): () => void {
+    this.lossListeners.add(listener);
+    return () => this.lossListeners.delete(listener);
+  }
+
+  /** Tests: the events swallowed since `losingEvents` was set are reported lost. */
+  reportLoss(vrf: string): number {
+    const n = this.lost;
+    this.lost = 0;
+    for (const l of this.lossListeners) l(vrf, n);
+    return n;
+  }
+
   async upsert(entries: ConntrackEntry[]): Promise<number> {
     const now = this.clock.now();
+    let written = 0;
     for (const e of entries) {
+      if (this.refuse?.(e)) continue;
+      written++;
       const t = this.table(e.vrf);
       const k = key(e.orig);
       if (!t.has(k)) this.counter(e.vrf).created++;
       const backup = this.role(e.vrf) === 'backup';
       t.set(k, { entry: { ...e, synced: true }, deadline: backup ? Infinity : now + e.timeout * 1000 });
     }
-    return entries.length;
+    return written;
   }
 
   async remove(vrf: string, tuples: FlowTuple[]): Promise<number> {
@@ -221,6 +252,10 @@ export class MemoryEngine implements DataplaneEngine {
   }
 
   private emit(kind: ConntrackEvent['kind'], e: ConntrackEntry): void {
+    if (this.losingEvents) {
+      this.lost++;
+      return;
+    }
     const ev: ConntrackEvent = { kind, entry: { ...e, orig: { ...e.orig }, reply: { ...e.reply } }, worker: ownerWorker(e.orig, this.workers) };
     for (const l of this.listeners) l(ev);
   }

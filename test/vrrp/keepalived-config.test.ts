@@ -69,7 +69,7 @@ vrrp_instance gateway {
   interface eth1
   virtual_router_id 51
   priority 100
-  advert_int 1
+  advert_int 0.1
   version 3
   virtual_ipaddress {
     10.1.1.1
@@ -124,7 +124,7 @@ describe('VRRP keepalived.conf rendering', function () {
       vrid: 51,
       priority: 100,
       virtualAddresses: ['10.1.1.1'],
-      advertIntervalCs: 100,
+      advertIntervalCs: 10, // the YANG default: 0.1 s adverts (issue 11 item 5)
       preempt: true,
       haGroup: 'gw',
     });

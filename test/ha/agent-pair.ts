@@ -1,0 +1,108 @@
+// Two agents on loopback configured over NETCONF, as test/ha/two-agents.test.ts builds them: each
+// composes the operations layer with the fastpath and sync/ha subsystems on its own soft engine.
+import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createNetconfOperations, type NetconfOperations } from '../../agent/operations/index.js';
+import { loadOrCreateHostKeys } from '../../agent/ssh/host-keys.js';
+import { NetconfSshServer } from '../../agent/ssh/netconf-ssh-server.js';
+import { UserStore } from '../../agent/ssh/user-store.js';
+import { FastpathStateProvider, FastpathSubsystem } from '../../fastpath/fastpath-subsystem.js';
+import type { FlowTuple } from '../../fastpath/engine.js';
+import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
+import { TCP_ACK, TCP_SYN } from '../../fastpath/soft/vrf-dataplane.js';
+import { createSubsystems, type SyncParts } from '../../sync/subsystems.js';
+import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
+import { NetconfTestClient } from '../helpers/netconf-client.js';
+
+const PASSWORD = 'ha-test-password';
+
+export interface Agent {
+  name: string;
+  dir: string;
+  yang: YangContext;
+  engine: SoftEngine;
+  parts: SyncParts;
+  ops: NetconfOperations;
+  server: NetconfSshServer;
+  client: NetconfTestClient;
+  notifications: Record<string, unknown>[];
+}
+
+export async function startAgent(name: string): Promise<Agent> {
+  const dir = await mkdtemp(path.join(tmpdir(), `tandem-${name}-`));
+  const yang = await loadTandemContext();
+  const engine = await SoftEngine.create({ workers: 2 });
+  const parts = createSubsystems(engine, { nodeId: name, backoffMinMs: 20, backoffMaxMs: 200 });
+  const ops = await createNetconfOperations({
+    yang, stateDir: dir,
+    subsystems: [new FastpathSubsystem(engine), ...parts.subsystems],
+    stateProviders: [new FastpathStateProvider(engine), ...parts.stateProviders],
+    rpcProviders: parts.rpcProviders,
+  });
+  const notifications: Record<string, unknown>[] = [];
+  parts.attachNotify((n) => {
+    notifications.push(n);
+    ops.notify(n);
+  });
+  const users = new UserStore(dir);
+  await users.load();
+  await users.add('admin', { password: PASSWORD });
+  const server = new NetconfSshServer({ hostKeys: await loadOrCreateHostKeys(dir), users, dispatcher: ops });
+  const addr = await server.listen('127.0.0.1', 0);
+  const client = await NetconfTestClient.connect({ host: addr.host, port: addr.port, username: 'admin', password: PASSWORD });
+  return { name, dir, yang, engine, parts, ops, server, client, notifications };
+}
+
+export async function stopAgent(a: Agent | undefined): Promise<void> {
+  if (!a) return;
+  a.client.close();
+  await a.server.close();
+  await a.ops.close();
+  await a.parts.close();
+  await a.engine.close();
+  a.yang.free();
+  await rm(a.dir, { recursive: true, force: true });
+}
+
+export function haConfig(state: string, source: string, address: string, port: number): string {
+  return `<config>
+  <ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>${state}</state></group></ha>
+  <vrf xmlns="urn:tandem:yang:tandem-vrf">
+    <name>main</name>
+    <firewall xmlns="urn:tandem:yang:tandem-firewall"><default-action>accept</default-action></firewall>
+    <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">
+      <peer><name>peer1</name><source>${source}</source><address>${address}</address><port>${port}</port></peer>
+      <listen-ha-group>ha-group1</listen-ha-group>
+      <shared-secret>a-shared-secret-over-netconf</shared-secret>
+    </ha-fp-conntrack>
+  </vrf>
+</config>`;
+}
+
+export async function commit(a: Agent, config: string): Promise<void> {
+  const edit = await a.client.rpc(`<edit-config><target><candidate/></target>${config}</edit-config>`);
+  expect(edit, `${a.name} edit-config`).to.include('<ok/>');
+  const done = await a.client.rpc('<commit/>');
+  expect(done, `${a.name} commit`).to.include('<ok/>');
+}
+
+export function flows(n: number): FlowTuple[] {
+  return Array.from({ length: n }, (_, i) => ({ proto: 'tcp', src: `10.7.${i >> 8}.${i & 255}`, dst: '192.0.2.10', sport: 40000 + i, dport: 443 }));
+}
+
+/** Opens `fs` on an agent's engine as real TCP handshakes (SYN, SYN-ACK, ACK): established conntracks. */
+export async function openFlows(a: Agent, fs: FlowTuple[]): Promise<void> {
+  for (const step of [fs.map((flow) => ({ flow, flags: TCP_SYN })), fs.map((flow) => ({ flow, reply: true, flags: TCP_SYN | TCP_ACK })), fs.map((flow) => ({ flow, flags: TCP_ACK }))]) {
+    await a.engine.inject('main', step);
+  }
+}
+
+export const HA_FILTER = '<filter type="subtree"><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"/></vrf></filter>';
+
+/** A leaf of the agent's ha-fp-conntrack state (the first one of that name), over NETCONF <get>. */
+export async function stateLeaf(a: Agent, leaf: string): Promise<string | undefined> {
+  const reply = await a.client.rpc(`<get>${HA_FILTER}</get>`);
+  return new RegExp(`<${leaf}>([^<]*)</${leaf}>`).exec(reply)?.[1];
+}

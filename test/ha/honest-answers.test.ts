@@ -1,0 +1,80 @@
+// Issue 10 item 3 (sync parts), over NETCONF with two agents on loopback (soft engine): the
+// answers say what happened. The manual synchronisation with no sync connection up is an
+// rpc-error; `synced` reads 0 while the peer was never reached, and on the backup reads what it
+// holds; the receiver's last-full-resync count covers every connection; a static master restarted
+// with an empty table does not wipe its peer.
+import { expect } from 'chai';
+import { freePort, waitFor } from '../sync/two-nodes.js';
+import { type Agent, commit, flows, haConfig, openFlows, startAgent, stateLeaf, stopAgent } from './agent-pair.js';
+
+const SYNC_RPC = '<ha-fp-conntrack-synchronization xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"><vrf>main</vrf></ha-fp-conntrack-synchronization>';
+
+describe('HA honest answers over NETCONF (two agents on loopback)', function () {
+  this.timeout(90_000);
+  let ha1: Agent | undefined;
+  let ha2: Agent | undefined;
+  let port: number;
+
+  before(async () => {
+    port = await freePort();
+    ha1 = await startAgent('ha1');
+    ha2 = await startAgent('ha2');
+  });
+  after(async () => {
+    await stopAgent(ha1);
+    await stopAgent(ha2);
+  });
+
+  it('with the peer never reached: synced reads 0 and the manual synchronisation is an rpc-error', async () => {
+    const a = ha1 as Agent;
+    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port)); // nobody listens on ha2 yet
+    await openFlows(a, flows(10));
+    expect(a.engine.counters('main').conntracks).to.equal(10);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await stateLeaf(a, 'connection-status')).to.not.equal('established');
+    expect(await stateLeaf(a, 'synced')).to.equal('0');
+    const reply = await a.client.rpc(SYNC_RPC);
+    expect(reply).to.include('<rpc-error>').and.include('<error-tag>operation-failed</error-tag>')
+      .and.include('no sync connection to the peer is up').and.not.include('Synchronization started');
+    expect(a.notifications.some((n) => 'tandem-ha-fp-conntrack:manual-synchronization-complete' in n)).to.equal(false);
+  });
+
+  it('once the peer is up: both sides read what was delivered / held, and the resync count covers every connection', async () => {
+    const a = ha1 as Agent;
+    const b = ha2 as Agent;
+    await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', port));
+    await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up', 20000);
+    await waitFor(() => b.engine.counters('main').conntracks === 10, 'the 10 conntracks on ha2 by the full resync');
+    await a.parts.service.vrfs.get('main')?.resyncIdle();
+    // Both workers' connections carried part of the resync: the receiver's count is the sum.
+    await waitFor(() => b.parts.service.vrfs.get('main')?.lastFullResync?.count === 10, 'receiver last-full-resync covers both connections', 5000)
+      .catch(() => undefined);
+    const b1 = await b.client.rpc(`<get><filter type="subtree"><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"><last-full-resync/></ha-fp-conntrack></vrf></filter></get>`);
+    expect(/<last-full-resync>[\s\S]*<count>(\d+)<\/count>/.exec(b1)?.[1]).to.equal('10');
+    await openFlows(a, flows(30).slice(10));
+    await waitFor(() => b.engine.counters('main').conntracks === 30, '30 conntracks on ha2');
+    expect(await stateLeaf(a, 'synced')).to.equal('30');
+    expect(await stateLeaf(b, 'synced'), 'the backup shows the synced conntracks it holds').to.equal('30');
+    const reply = await a.client.rpc(SYNC_RPC);
+    expect(reply).to.include('Synchronization started').and.not.include('<rpc-error>');
+    await waitFor(() => a.notifications.some((n) => 'tandem-ha-fp-conntrack:manual-synchronization-complete' in n), 'manual synchronization complete');
+  });
+
+  it('a static master restarted with an empty table does not wipe its peer', async () => {
+    const b = ha2 as Agent;
+    await stopAgent(ha1);
+    ha1 = undefined;
+    const a = await startAgent('ha1');
+    ha1 = a;
+    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port));
+    expect(a.engine.counters('main').conntracks).to.equal(0);
+    await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up again', 20000);
+    await a.parts.service.vrfs.get('main')?.resyncIdle();
+    await new Promise((r) => setTimeout(r, 500)); // room for a resync that should not come
+    expect(b.engine.counters('main').conntracks, 'ha2 keeps what it held').to.equal(30);
+    expect(await stateLeaf(b, 'synced')).to.equal('30');
+    // New traffic on the restarted master still reaches the peer.
+    await openFlows(a, flows(35).slice(30));
+    await waitFor(() => b.engine.counters('main').conntracks === 35, 'new conntracks on ha2');
+  });
+});
