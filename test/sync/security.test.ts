@@ -16,6 +16,8 @@ import { clientLog } from '../../sync/sync-client.js';
 import type { SyncListener } from '../../sync/sync-listener.js';
 import { checkSharedSecrets, sharedSecretWeakness } from '../../sync/shared-secret-policy.js';
 import { SyncStateProvider } from '../../sync/sync-state.js';
+import { toYangNotification } from '../../sync/sync-notifications.js';
+import { loadTandemContext } from '../../yang/libyang/index.js';
 import type { ConntrackEntry } from '../../fastpath/engine.js';
 import { flow, nodeConfig, Pair, reconfigure, SECRET, startNode, type SyncNode, waitFor } from './two-nodes.js';
 import { MemoryEngine } from './memory-engine.js';
@@ -145,6 +147,20 @@ describe('sync security: a wrong shared secret is visible on both nodes', functi
       // One notification per client and episode, not one per retry.
       expect(downs.map((n) => (n as { client: string }).client).sort(), node.name).to.deep.equal(['npf_event0', 'npf_event1']);
       for (const n of downs) expect((n as { reason: string }).reason).to.match(/^authentication-failed: peer refused our proof of the shared secret/);
+    }
+    // The state (with the new enum) and the notification parse strictly against the YANG modules.
+    const yang = await loadTandemContext();
+    try {
+      const tree = yang.parse(JSON.stringify(pair.ha1.config), { format: 'json', kind: 'config' });
+      const st = yang.parse(JSON.stringify(new SyncStateProvider(pair.ha1.service).state()), { format: 'json', kind: 'data', validate: false });
+      tree.merge(st);
+      expect(tree.print({ format: 'json' })).to.include('"connection-status":"authentication-failed"');
+      st.free();
+      tree.free();
+      const down = pair.ha1.notifications.find((n) => n.kind === 'connection-down');
+      yang.parse(JSON.stringify(toYangNotification(down as NonNullable<typeof down>)), { format: 'json', kind: 'notification' }).free();
+    } finally {
+      yang.free();
     }
     // Client side: one warning per connection and episode, naming peer and client.
     const clientWarns = warns.client.filter((w) => /authentication failed/.test(w.msg));
