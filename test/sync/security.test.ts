@@ -4,7 +4,7 @@
 // accept and a flood of them does not keep the real peer out; weak secrets are refused. Real TCP
 // on loopback addresses (127.0.0.0/8 is local on Linux: no root needed); every loop is bounded.
 import { expect } from 'chai';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { encodeRecords, recordSize, type SyncRecord } from '../../sync/conntrack-codec.js';
@@ -178,6 +178,64 @@ describe('sync security: a wrong shared secret is visible on both nodes', functi
     const f = flow();
     pair.ha1.engine.open('main', f);
     await waitFor(() => pair.ha2.engine.get('main', f) !== undefined, 'a conntrack synced after the fix');
+  });
+});
+
+describe('sync security: conntracks never cross the link in clear', function () {
+  this.timeout(60000);
+  const nodes: SyncNode[] = [];
+  let proxy: Server | undefined;
+  const sockets = new Set<Socket>();
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => (proxy ? proxy.close(() => r()) : r()));
+    for (const n of nodes) {
+      await n.service.close();
+      await n.engine.close();
+    }
+  });
+
+  it('carries 200 conntracks to the backup with none of their addresses visible on the wire', async () => {
+    const { freePort } = await import('./two-nodes.js');
+    const port = await freePort();
+    // ha1 -> 127.0.0.5:port (a recording relay) -> ha2 at 127.0.0.2:port, relayed from 127.0.0.1,
+    // the address ha2 knows as its peer.
+    const wire: Buffer[] = [];
+    proxy = createServer((inbound) => {
+      const out = connect({ host: '127.0.0.2', port, localAddress: '127.0.0.1' });
+      for (const s of [inbound, out]) {
+        sockets.add(s);
+        s.on('error', () => undefined);
+        s.on('close', () => {
+          inbound.destroy();
+          out.destroy();
+        });
+      }
+      inbound.on('data', (d: Buffer) => {
+        wire.push(d);
+        out.write(d);
+      });
+      out.on('data', (d: Buffer) => inbound.write(d));
+    });
+    await new Promise<void>((r) => (proxy as Server).listen({ host: '127.0.0.5', port }, () => r()));
+    const clock = new Pair().clock;
+    const ha2 = await startNode('ha2', new MemoryEngine(clock, 1), clock, nodeConfig({ source: '127.0.0.2', address: '127.0.0.1', states: { g1: 'backup' }, workers: 1, vrfs: [{ name: 'main', port }] }));
+    nodes.push(ha2);
+    const ha1 = await startNode('ha1', new MemoryEngine(clock, 1), clock, nodeConfig({ source: '127.0.0.1', address: '127.0.0.5', states: { g1: 'master' }, workers: 1, vrfs: [{ name: 'main', port }] }));
+    nodes.push(ha1);
+    await waitFor(() => statuses(ha1).every((st) => st === 'established'), 'ha1 established through the relay', 20000);
+    const flows = Array.from({ length: 200 }, () => flow());
+    for (const f of flows) (ha1.engine as MemoryEngine).open('main', f);
+    await waitFor(() => ha2.engine.counters('main').conntracks === 200, '200 conntracks on ha2');
+    const bytes = Buffer.concat(wire);
+    const ipv4 = (a: string): Buffer => Buffer.from(a.split('.').map(Number));
+    const seen = flows.filter((f) => bytes.indexOf(ipv4(f.src)) !== -1).length;
+    let dst = 0;
+    for (let at = bytes.indexOf(ipv4('192.0.2.1')); at !== -1; at = bytes.indexOf(ipv4('192.0.2.1'), at + 1)) dst++;
+    // In clear every one of them would be there; ciphertext matches a 4-byte value by chance only.
+    expect(seen, 'client addresses found on the wire').to.be.lessThan(3);
+    expect(dst, 'occurrences of the server address').to.be.lessThan(3);
+    expect(bytes.length).to.be.greaterThan(200 * 20);
   });
 });
 
