@@ -5,7 +5,9 @@
 // on loopback addresses (127.0.0.0/8 is local on Linux: no root needed); every loop is bounded.
 import { expect } from 'chai';
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { encodeRecords, recordSize, type SyncRecord } from '../../sync/conntrack-codec.js';
 import { AeadFrameCipher, FrameDecoder, FrameEncoder } from '../../sync/frame-codec.js';
@@ -335,8 +337,11 @@ describe('sync security: non-peer addresses are closed at accept; per-source slo
   const warns = new WarnCapture();
   const nodes: SyncNode[] = [];
   const sockets = new Set<Socket>();
+  const children = new Set<ChildProcess>();
   afterEach(async () => {
     warns.stop();
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+    children.clear();
     for (const s of sockets) s.destroy();
     sockets.clear();
     for (const n of nodes.splice(0)) {
@@ -417,7 +422,9 @@ describe('sync security: non-peer addresses are closed at accept; per-source slo
 
   it('a flood of 600 non-peer connections does not delay the real peer', async () => {
     const { freePort } = await import('./two-nodes.js');
-    // Baseline: how long ha1 takes to establish with nobody else around.
+    // Baseline: how long ha1 takes to establish with nobody else around (the secret's key derived
+    // beforehand, as it is in both runs then).
+    await secretKey(SECRET, 'main');
     const basePort = await freePort();
     await backup(basePort);
     let t0 = performance.now();
@@ -428,24 +435,18 @@ describe('sync security: non-peer addresses are closed at accept; per-source slo
       await n.service.close();
       await n.engine.close();
     }
-    // Under attack: 600 connections from 127.0.0.3, each reopened as soon as it is closed (at
-    // most 3,000 in all, for at most 5 s), while ha1 connects.
+    // Under attack: another process keeps 600 connections from 127.0.0.3 coming, each reopened
+    // as soon as it is closed (at most 3,000 in all, for at most 5 s), while ha1 connects.
     const port = await freePort();
     const ha2 = await backup(port);
     warns.start();
-    let opened = 0;
-    let stop = false;
-    const attacker = async (): Promise<void> => {
-      while (!stop && opened < 3000) {
-        opened++;
-        await probe(port, '127.0.0.3', undefined, 5000);
-      }
-    };
-    const flood = Promise.all(Array.from({ length: 600 }, attacker));
-    const floodEnd = setTimeout(() => {
-      stop = true;
-    }, 5000);
-    await new Promise((r) => setTimeout(r, 200)); // the flood is on
+    const flooder = fork(fileURLToPath(new URL('./connection-flood.js', import.meta.url)), ['127.0.0.2', String(port), '127.0.0.3', '600', '3000', '5000'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    children.add(flooder);
+    const messages: Array<Record<string, number>> = [];
+    flooder.on('message', (m) => messages.push(m as Record<string, number>));
+    const exited = new Promise((r) => flooder.once('exit', r));
+    await waitFor(() => messages.length > 0, 'the flooder started');
+    await waitFor(() => listenerOf(ha2).stats.refusedNonPeer >= 600, 'the flood is on', 20000);
     t0 = performance.now();
     const ha1 = await master(port);
     await waitFor(() => statuses(ha1).every((s) => s === 'established'), 'established under the flood', 20000);
@@ -453,13 +454,16 @@ describe('sync security: non-peer addresses are closed at accept; per-source slo
     const f = flow();
     ha1.engine.open('main', f);
     await waitFor(() => (ha2.engine as MemoryEngine).get('main', f) !== undefined, 'a conntrack synced under the flood');
-    stop = true;
-    clearTimeout(floodEnd);
-    await flood;
+    const refusedWhileConnecting = listenerOf(ha2).stats.refusedNonPeer;
+    await exited;
+    const opened = messages[1]?.['opened'] ?? 0;
     const l = listenerOf(ha2);
-    console.log(`      peer established in ${baselineMs.toFixed(0)} ms alone, ${underFloodMs.toFixed(0)} ms under a flood of ${opened} non-peer connections (${l.stats.refusedNonPeer} refused at accept, ${warns.listener.length} warning lines)`);
+    console.log(`      peer established in ${baselineMs.toFixed(0)} ms alone, ${underFloodMs.toFixed(0)} ms under a flood of ${opened} non-peer connections from another process (${l.stats.refusedNonPeer} refused at accept, ${refusedWhileConnecting} by the time the peer was up; ${warns.listener.length} warning lines; load ${loadavg()[0]?.toFixed(1)})`);
     expect(l.stats.refusedNonPeer).to.be.at.least(600);
-    expect(underFloodMs).to.be.lessThan(Math.max(2000, 4 * baselineMs));
+    expect(opened).to.be.at.least(600);
+    // Before: 16-21 s kept out. Now a peer connects about as fast as without the flood; the bound
+    // leaves room for a loaded 2-core machine.
+    expect(underFloodMs).to.be.lessThan(Math.max(3000, 10 * baselineMs));
     expect(warns.listener.filter((w) => /no configured peer/.test(w.msg)).length).to.be.at.most(2);
   });
 
