@@ -241,6 +241,69 @@ describe('sync security: conntracks never cross the link in clear', function () 
   });
 });
 
+describe('sync security: a client does not trust a listener that cannot prove the secret', function () {
+  this.timeout(60000);
+  let node: SyncNode | undefined;
+  let impostor: Server | undefined;
+  const sockets = new Set<Socket>();
+  after(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => (impostor ? impostor.close(() => r()) : r()));
+    await node?.service.close();
+    await node?.engine.close();
+  });
+
+  it('shows authentication-failed and sends no conntrack to an impostor at the peer address', async () => {
+    const { freePort } = await import('./two-nodes.js');
+    const port = await freePort();
+    // The impostor answers like a listener but without the secret: its welcome is sealed with a
+    // key of its own. It records everything the client sends after its proof.
+    const afterAuth: Buffer[] = [];
+    impostor = createServer((s) => {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      const dec = new FrameDecoder();
+      const enc = new FrameEncoder();
+      let phase: 'hello' | 'auth' | 'done' = 'hello';
+      s.on('data', (d: Buffer) => {
+        if (phase === 'done') {
+          afterAuth.push(d);
+          return;
+        }
+        try {
+          for (let fs = dec.push(d); fs.length > 0; fs = dec.push(Buffer.alloc(0))) {
+            for (const f of fs) {
+              if (phase === 'hello' && f.type === FrameType.Hello) {
+                for (const part of enc.encode(FrameType.Challenge, randomBytes(NONCE_BYTES))) s.write(part);
+                phase = 'auth';
+              } else if (phase === 'auth' && f.type === FrameType.Auth) {
+                enc.setCipher(new AeadFrameCipher(randomBytes(32)));
+                for (const part of enc.encode(FrameType.Welcome, Buffer.concat([randomBytes(32), Buffer.from([3]), Buffer.from('bad'), randomBytes(32)]))) s.write(part);
+                phase = 'done';
+                return;
+              }
+            }
+          }
+        } catch {
+          s.destroy();
+        }
+      });
+    });
+    await new Promise<void>((r) => (impostor as Server).listen({ host: '127.0.0.2', port }, () => r()));
+    const clock = new Pair().clock;
+    node = await startNode('ha1', new MemoryEngine(clock, 1), clock, nodeConfig({ source: '127.0.0.1', address: '127.0.0.2', states: { g1: 'master' }, workers: 1, vrfs: [{ name: 'main', port }] }));
+    const ha1 = node;
+    const f = flow();
+    (ha1.engine as MemoryEngine).open('main', f);
+    await waitFor(() => statuses(ha1).every((st) => st === 'authentication-failed'), 'the client sees authentication-failed', 20000);
+    const down = ha1.notifications.find((n) => n.kind === 'connection-down') as { reason: string } | undefined;
+    expect(down?.reason).to.match(/^authentication-failed: peer's welcome does not verify/);
+    expect(ha1.notifications.some((n) => n.kind === 'connection-up')).to.equal(false);
+    // Nothing but the identity could have followed the proof, and not even that was sent.
+    expect(Buffer.concat(afterAuth).length).to.equal(0);
+  });
+});
+
 describe('sync security: the listener sends nothing secret-derived before the client proved the secret', function () {
   this.timeout(60000);
   let p: Pair | undefined;
