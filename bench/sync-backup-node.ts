@@ -4,6 +4,9 @@
 process.env.TANDEM_LOG_LEVEL ??= 'warn';
 const { SoftEngine } = await import('../fastpath/soft/soft-engine.js');
 const { SyncService } = await import('../sync/sync-service.js');
+const { setPlaintextFramesForBenchmark } = await import('../sync/frame-codec.js');
+// The encryption-cost figure only: the parent runs plaintext too (see bench/sync.ts).
+setPlaintextFramesForBenchmark(process.env.TANDEM_SYNC_BENCH_PLAINTEXT === '1');
 
 type Json = Record<string, unknown>;
 const config = JSON.parse(process.env.TANDEM_SYNC_BENCH_CONFIG ?? '{}') as Json;

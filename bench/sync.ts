@@ -5,7 +5,9 @@
 // the wire. ha1's events come from a lean in-process source (so the figure is the sync path:
 // queues, codec, TCP on loopback, decode, engine upsert); ha2 is the real soft engine with its
 // sync in a child process, as on a real pair (its RSS gives the memory per conntrack). resyncRun
-// and liveRun are exported to run one figure alone.
+// and liveRun are exported to run one figure alone. encryptionCost runs the live figure with the
+// sealed frames of the product (AES-256-GCM) and, for comparison only, with the benchmark-only
+// plaintext frames (`node dist/bench/sync.js encryption [N] [rounds]` runs it alone).
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RealClock } from '../fastpath/clock.js';
@@ -15,6 +17,7 @@ import type {
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { ownerWorker } from '../fastpath/tuple-hash.js';
 import { SyncService } from '../sync/sync-service.js';
+import { setPlaintextFramesForBenchmark } from '../sync/frame-codec.js';
 import { freePort, nodeConfig } from '../test/sync/two-nodes.js';
 
 type Json = Record<string, unknown>;
@@ -113,9 +116,12 @@ class BackupProcess {
   private waiters: Array<(m: Json) => void> = [];
   startRss = 0;
 
-  constructor(config: Json, workers: number) {
+  constructor(config: Json, workers: number, plaintext = false) {
     this.child = fork(fileURLToPath(new URL('./sync-backup-node.js', import.meta.url)), [], {
-      env: { ...process.env, TANDEM_SYNC_BENCH_CONFIG: JSON.stringify(config), TANDEM_SYNC_BENCH_WORKERS: String(workers) },
+      env: {
+        ...process.env, TANDEM_SYNC_BENCH_CONFIG: JSON.stringify(config), TANDEM_SYNC_BENCH_WORKERS: String(workers),
+        TANDEM_SYNC_BENCH_PLAINTEXT: plaintext ? '1' : '0',
+      },
       execArgv: ['--expose-gc', ...(process.env.TANDEM_SYNC_BENCH_CHILD_ARGS ?? '').split(' ').filter(Boolean)],
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
@@ -172,12 +178,14 @@ async function backupMemory(b: BackupProcess, n: number): Promise<Record<string,
 }
 
 /** Live sync: N established events on ha1, paced only by the bounded queues; time to the last entry on ha2. */
-export async function liveRun(n: number, workers: number): Promise<Record<string, number>> {
+export async function liveRun(n: number, workers: number, encryption = true): Promise<Record<string, number>> {
+  // Both sides must agree, or the handshake's keys differ: ha1 here, ha2 through its environment.
+  setPlaintextFramesForBenchmark(!encryption);
   const port = await freePort();
   const [c1, c2] = configs(port, workers);
   const src = new EventSource(workers);
   const ha1 = await stack('ha1', src, c1);
-  const backup = new BackupProcess(c2, workers);
+  const backup = new BackupProcess(c2, workers, !encryption);
   try {
     await backup.started();
     await until(() => ha1.service.ready(), 'connections', 10000);
@@ -211,7 +219,36 @@ export async function liveRun(n: number, workers: number): Promise<Record<string
   } finally {
     await ha1.service.close();
     await backup.stop();
+    setPlaintextFramesForBenchmark(false);
   }
+}
+
+/**
+ * The live rate with encryption on and off, alternating (on, off, on, off, ...) so that a change
+ * of machine load hits both alike; the median of each and the drop in percent.
+ */
+export async function encryptionCost(n: number, workers: number, rounds: number): Promise<Record<string, unknown>> {
+  const on: number[] = [];
+  const off: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const encryption of [true, false]) {
+      process.stderr.write(`bench sync: live ${n} conntracks, ${workers} worker(s), encryption ${encryption ? 'on' : 'off'}, round ${r + 1}/${rounds}\n`);
+      const figures = await liveRun(n, workers, encryption);
+      (encryption ? on : off).push(figures['conntracksPerSecond'] as number);
+    }
+  }
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    return s.length % 2 === 1 ? (s[(s.length - 1) / 2] as number) : Math.round(((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2);
+  };
+  const mOn = median(on);
+  const mOff = median(off);
+  return {
+    conntracks: n, workers, rounds,
+    encryptedPerSecond: on, plaintextPerSecond: off,
+    medianEncryptedPerSecond: mOn, medianPlaintextPerSecond: mOff,
+    dropPercent: Number((100 * (1 - mOn / mOff)).toFixed(1)),
+  };
 }
 
 /**
@@ -292,11 +329,14 @@ export async function run(): Promise<Record<string, unknown>> {
   const resync = await resyncRun(big, 2);
   process.stderr.write(`bench sync: full resync of ${big} conntracks from a soft engine\n`);
   const resyncFromSoftEngine = await resyncRun(big, 2, 'soft');
-  return { live, resync, resyncFromSoftEngine };
+  const encryption = await encryptionCost(big, 2, 3);
+  return { live, resync, resyncFromSoftEngine, encryption };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  run().then((r) => process.stdout.write(`${JSON.stringify(r, null, 2)}\n`), (err: unknown) => {
+  const [what, size, rounds] = process.argv.slice(2);
+  const work = what === 'encryption' ? encryptionCost(Number(size ?? 1_000_000), 2, Number(rounds ?? 3)) : run();
+  work.then((r) => process.stdout.write(`${JSON.stringify(r, null, 2)}\n`), (err: unknown) => {
     process.stderr.write(`${String(err)}\n`);
     process.exit(1);
   });

@@ -18,13 +18,13 @@ export function sharedSecretWeakness(secret: string): string | undefined {
   const chars = [...secret];
   if (chars.length < MIN_SECRET_LENGTH) return `shared-secret has ${chars.length} characters, at least ${MIN_SECRET_LENGTH} are needed`;
   if (secret.trim() === '') return 'shared-secret is only white space';
-  const distinct = new Set(chars).size;
-  if (distinct < MIN_DISTINCT_CHARACTERS) return `shared-secret uses only ${distinct} different characters (at least ${MIN_DISTINCT_CHARACTERS})`;
   for (let period = 1; period <= chars.length / 2; period++) {
     if (chars.length % period !== 0) continue;
     const unit = chars.slice(0, period).join('');
-    if (unit.repeat(chars.length / period) === secret) return `shared-secret is "${period === 1 ? 'one character' : `a ${period}-character pattern`}" repeated`;
+    if (unit.repeat(chars.length / period) === secret) return `shared-secret is ${period === 1 ? 'one character' : `a ${period}-character pattern`} repeated`;
   }
+  const distinct = new Set(chars).size;
+  if (distinct < MIN_DISTINCT_CHARACTERS) return `shared-secret uses only ${distinct} different characters (at least ${MIN_DISTINCT_CHARACTERS})`;
   const codes = chars.map((c) => c.codePointAt(0) as number);
   const step = (codes[1] as number) - (codes[0] as number);
   if (Math.abs(step) === 1 && codes.every((c, i) => i === 0 || c - (codes[i - 1] as number) === step)) return 'shared-secret is a run of consecutive characters';
