@@ -15,6 +15,8 @@ import { createFastpathParts } from '../fastpath/fastpath-parts.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { createSubsystems } from '../sync/subsystems.js';
 import { DEFAULT_SIZE, generateRunningConfig } from './yang-config-generator.js';
+import { startTandem } from '../test/helpers/tandem-process.js';
+import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 
 const NP = 'urn:tandem:yang:tandem-network-profile';
 
@@ -124,6 +126,55 @@ async function large(yang: Awaited<ReturnType<typeof loadTandemContext>>, iterat
   }
 }
 
+/**
+ * Issue 8's figure, as a user drives tandem: a real `tandem start` (soft engine) and an ssh2
+ * NETCONF client; N firewall rules in VRF main's running, then each iteration edits one rule's
+ * action on the candidate and commits. Where the time goes comes from the agent's own debug log
+ * (libyang validation of the new running; the whole commit; the save).
+ */
+export async function singleRuleOverSsh(rules: number, iterations: number): Promise<Record<string, unknown>> {
+  const t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'debug' } });
+  const c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password });
+  const FW = 'urn:tandem:yang:tandem-firewall';
+  const rule = (i: number, action: string) => `<rule><name>r${i}</name><action>${action}</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`;
+  const vrf = (body: string) => `<config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="${FW}"><default-action>accept</default-action>${body}</firewall></vrf></config>`;
+  const expectOk = (reply: string, what: string): void => {
+    if (!reply.includes('<ok/>')) throw new Error(`${what}: ${reply.slice(0, 500)}`);
+  };
+  try {
+    const loadStart = performance.now();
+    expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(Array.from({ length: rules }, (_, i) => rule(i, 'accept')).join(''))}</edit-config>`), 'load edit');
+    expectOk(await c.rpc('<commit/>'), 'load commit');
+    const loadMs = performance.now() - loadStart;
+    const logStart = t.stdout().length;
+    const times: number[] = [];
+    for (let i = 0; i < iterations; i++) {
+      const n = (i * 7919) % rules;
+      const started = performance.now();
+      expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(rule(n, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`), 'edit');
+      expectOk(await c.rpc('<commit/>'), 'commit');
+      times.push(performance.now() - started);
+    }
+    const logs = t.stdout().slice(logStart).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const field = (msg: string, key: string): number[] => logs.filter((l) => l.msg === msg && typeof l[key] === 'number').map((l) => l[key] as number);
+    const p50 = (xs: number[]) => (xs.length ? pct(xs, 50) : undefined);
+    return {
+      rules, iterations, loadMs: Math.round(loadMs),
+      editAndCommitMs: { p50: pct(times, 50), p95: pct(times, 95) },
+      agentSideMsP50: {
+        validate: p50(field('new running validated', 'validateMs')),
+        transactionAndValidate: p50(field('running saved', 'transactionAndValidateMs')),
+        transaction: p50(field('commit applied', 'ms')),
+        save: p50(field('running saved', 'saveMs')),
+        total: p50(field('running saved', 'totalMs')),
+      },
+    };
+  } finally {
+    c.close();
+    await t.stop();
+  }
+}
+
 export async function run(iterations = 40): Promise<Record<string, unknown>> {
   const yang = await loadTandemContext();
   try {
@@ -149,7 +200,12 @@ export async function run(iterations = 40): Promise<Record<string, unknown>> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  run().then((r) => process.stdout.write(`${JSON.stringify(r)}\n`), (err: unknown) => {
+  // `node dist/bench/netconf-commit.js single-rule [iterations]`: only issue 8's figure (10 / 1,000 / 10,000 rules).
+  const singleRule = process.argv[2] === 'single-rule';
+  const iterations = Number(process.argv[3] ?? 40);
+  (singleRule
+    ? (async () => ({ singleRuleOverSsh: [await singleRuleOverSsh(10, iterations), await singleRuleOverSsh(1000, iterations), await singleRuleOverSsh(10000, iterations)] }))()
+    : run()).then((r) => process.stdout.write(`${JSON.stringify(r)}\n`), (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exit(1);
   });

@@ -69,6 +69,11 @@ function vrfState(vs: VrfSync): Json {
 
 export class SyncStateProvider implements StateProvider {
   readonly name = 'sync';
+  readonly paths = [
+    '/tandem-ha:ha',
+    '/tandem-vrf:vrf/tandem-ha-fp-conntrack:ha-fp-conntrack',
+    '/tandem-vrf:vrf/tandem-conntrack:network-stack/fast-path/conntrack/ha-delays',
+  ];
 
   constructor(private readonly service: SyncService) {}
 
