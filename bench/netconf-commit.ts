@@ -13,7 +13,7 @@ import type { RpcContext } from '../agent/netconf/rpc-dispatcher.js';
 import type { CommitSubsystem, RpcProvider, StateProvider } from '../core/subsystem.js';
 import { createFastpathParts } from '../fastpath/fastpath-parts.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
-import { createSubsystems } from '../sync/subsystems.js';
+import { createSubsystems } from '../ha/ha-parts.js';
 import { DEFAULT_SIZE, generateRunningConfig } from './yang-config-generator.js';
 import { startTandem } from '../test/helpers/tandem-process.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';

@@ -6,6 +6,7 @@
 // queues, codec, TCP on loopback, decode, engine upsert); ha2 is the real soft engine with its
 // sync in a child process, as on a real pair (its RSS gives the memory per conntrack). resyncRun
 // and liveRun are exported to run one figure alone.
+import { HaService } from '../ha/ha-service.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RealClock } from '../fastpath/clock.js';
@@ -86,9 +87,10 @@ interface Stack {
 }
 
 async function stack(name: string, engine: DataplaneEngine, config: Json): Promise<Stack> {
-  const service = new SyncService(engine, { nodeId: name, clock: new RealClock(), backoffMinMs: 20, backoffMaxMs: 200 });
+  const ha = new HaService(engine);
+  const service = new SyncService(engine, { roles: ha, nodeId: name, clock: new RealClock(), backoffMinMs: 20, backoffMaxMs: 200 });
   for (const v of config['tandem-vrf:vrf'] as Json[]) await engine.applyVrf(String(v['name']), { name: String(v['name']), json: v });
-  await service.applyHa(config);
+  await ha.apply(config);
   await service.applySync(config);
   return { engine, service };
 }
