@@ -156,6 +156,12 @@ function validatedConfig(root: ConfigRoot, tree: DataTree, base?: JsonBase): Val
 
 export class ConfigStore {
   running!: ValidatedConfig;
+  /**
+   * Running's tree holds a commit's edits that are not committed yet (applyToRunning changed it in
+   * place; setRunning or rebuildRunning end that). Reads of running that bypass the commit queue
+   * must wait while it is set.
+   */
+  runningTreeInFlux = false;
   /** Increases on every change of running (cache key of printed output). */
   runningVersion = 0;
   candidate: ConfigRoot = { children: [] };
@@ -220,6 +226,7 @@ export class ConfigStore {
     const tree = this.running.tree;
     // Running's JSON, if printed, still describes the tree as it was before the ops.
     const base: JsonBase = { json: this.running.printedJson, changedPaths: ops.map((o) => o.path) };
+    this.runningTreeInFlux = true;
     try {
       for (const op of ops) {
         if (op.op === 'remove') tree.removePath(op.path);
@@ -236,6 +243,7 @@ export class ConfigStore {
 
   /** Parse running's tree again from its content (after a change of the tree was refused). */
   rebuildRunning(): void {
+    this.runningTreeInFlux = false;
     const old = this.running;
     this.running = validatedConfig(old.root, this.tree(old.root, true));
     this.runningVersion += 1;
@@ -244,6 +252,7 @@ export class ConfigStore {
 
   /** Make `next` the running configuration (already validated and applied). */
   setRunning(next: ValidatedConfig): void {
+    this.runningTreeInFlux = false;
     const prev = this.running as ValidatedConfig | undefined;
     this.running = next;
     this.runningVersion += 1;

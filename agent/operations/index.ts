@@ -29,6 +29,12 @@ export interface NetconfOperations extends RpcDispatcher {
   close(): Promise<void>;
 }
 
+/** A get-config whose source is running. */
+function readsCommittedRunning(op: XmlElement): boolean {
+  const source = op.children.find((c) => c.name === 'source');
+  return !!source && source.children.length === 1 && source.children[0]!.name === 'running';
+}
+
 export interface NetconfOperationsOptions {
   yang: YangContext;
   stateDir: string;
@@ -83,7 +89,11 @@ class OperationsLayer implements NetconfOperations {
     const base = (name: string, h: Handler, exclusive = true) =>
       this.handlers.set(`${NETCONF_BASE_NS} ${name}`, exclusive ? (c, o) => svc.exclusive(async () => h(c, o)) : h);
     base('get', (_c, o) => get(this.read, o));
-    base('get-config', (_c, o) => getConfig(svc, o));
+    // get-config of running reads the last committed running without waiting behind a commit in
+    // progress (a commit that parses a new tree leaves running's alone until it is committed); only
+    // while a small commit has edited running's tree in place does it wait its turn.
+    base('get-config', (_c, o) => (readsCommittedRunning(o) && !svc.store.runningTreeInFlux
+      ? getConfig(svc, o) : svc.exclusive(async () => getConfig(svc, o))), false);
     base('edit-config', (c, o) => editConfig(svc, c, o));
     base('copy-config', (c, o) => copyConfig(svc, c, o));
     base('delete-config', (c, o) => deleteConfig(svc, c, o));
