@@ -117,6 +117,22 @@ export class ConfigService {
     }
   }
 
+  /** Queued or running work that will change running on its own (a confirmed commit's revert): reads wait for it. */
+  private queuedRunningChanges = 0;
+
+  /** Whether a read of running may answer now from the committed running, without the queue. */
+  get runningReadableNow(): boolean {
+    return this.queuedRunningChanges === 0 && !this.store.runningTreeInFlux;
+  }
+
+  /** exclusive() for work that changes running without a client asking (reads queue behind it). */
+  exclusiveRunningChange<T>(fn: () => Promise<T>): Promise<T> {
+    this.queuedRunningChanges++;
+    return this.exclusive(fn).finally(() => {
+      this.queuedRunningChanges--;
+    });
+  }
+
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);

@@ -92,7 +92,7 @@ class OperationsLayer implements NetconfOperations {
     // get-config of running reads the last committed running without waiting behind a commit in
     // progress (a commit that parses a new tree leaves running's alone until it is committed); only
     // while a small commit has edited running's tree in place does it wait its turn.
-    base('get-config', (_c, o) => (readsCommittedRunning(o) && !svc.store.runningTreeInFlux
+    base('get-config', (_c, o) => (readsCommittedRunning(o) && svc.runningReadableNow
       ? getConfig(svc, o) : svc.exclusive(async () => getConfig(svc, o))), false);
     base('edit-config', (c, o) => editConfig(svc, c, o));
     base('copy-config', (c, o) => copyConfig(svc, c, o));
@@ -219,7 +219,8 @@ class OperationsLayer implements NetconfOperations {
   sessionEnded(sessionId: number, reason: 'closed' | 'killed' | 'dropped' | 'timeout', killedBy?: number): void {
     const info = this.svc.sessions.ended(sessionId, reason);
     this.svc.hub.sessionEnded(sessionId);
-    void this.svc.exclusive(async () => {
+    const reverts = this.commits.pendingSession === sessionId;
+    void (reverts ? this.svc.exclusiveRunningChange.bind(this.svc) : this.svc.exclusive.bind(this.svc))(async () => {
       releaseSessionLocks(this.svc, sessionId);
       // A candidate changed only by sessions that are gone is discarded, so it blocks no one.
       const editors = this.svc.store.candidateEditors;
