@@ -158,6 +158,15 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
     const logs = t.stdout().slice(logStart).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     const field = (msg: string, key: string): number[] => logs.filter((l) => l.msg === msg && typeof l[key] === 'number').map((l) => l[key] as number);
     const p50 = (xs: number[]) => (xs.length ? pct(xs, 50) : undefined);
+    // Per subsystem and phase, from the transaction's own timing.
+    const phases: Record<string, number | undefined> = {};
+    const applied = logs.filter((l) => l.msg === 'commit applied' && l.phases) as { phases: Record<string, Record<string, number>> }[];
+    for (const name of new Set(applied.flatMap((l) => Object.keys(l.phases)))) {
+      for (const phase of ['validate', 'prepare', 'apply']) {
+        const xs = applied.map((l) => l.phases[name]?.[phase]).filter((x): x is number => typeof x === 'number');
+        if (xs.length) phases[`${name}.${phase}`] = p50(xs);
+      }
+    }
     return {
       rules, iterations, loadMs: Math.round(loadMs),
       editAndCommitMs: { p50: pct(times, 50), p95: pct(times, 95) },
@@ -167,6 +176,7 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
         transaction: p50(field('commit applied', 'ms')),
         save: p50(field('running saved', 'saveMs')),
         total: p50(field('running saved', 'totalMs')),
+        phases,
       },
     };
   } finally {
@@ -201,10 +211,16 @@ export async function run(iterations = 40): Promise<Record<string, unknown>> {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   // `node dist/bench/netconf-commit.js single-rule [iterations]`: only issue 8's figure (10 / 1,000 / 10,000 rules).
+  // `node dist/bench/netconf-commit.js single-rule [iterations] [sizes, e.g. 10,1000,10000]`.
   const singleRule = process.argv[2] === 'single-rule';
   const iterations = Number(process.argv[3] ?? 40);
+  const sizes = (process.argv[4] ?? '10,1000,10000').split(',').map(Number);
   (singleRule
-    ? (async () => ({ singleRuleOverSsh: [await singleRuleOverSsh(10, iterations), await singleRuleOverSsh(1000, iterations), await singleRuleOverSsh(10000, iterations)] }))()
+    ? (async () => {
+      const out = [];
+      for (const n of sizes) out.push(await singleRuleOverSsh(n, iterations));
+      return { singleRuleOverSsh: out };
+    })()
     : run()).then((r) => process.stdout.write(`${JSON.stringify(r)}\n`), (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exit(1);

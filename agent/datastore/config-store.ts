@@ -95,8 +95,93 @@ function withEntryReprinted(tree: DataTree, member: string, entries: ConfigJson[
  * not of everything). Unchanged members and entries are shared with the base JSON: nobody
  * modifies these objects.
  */
+/** Steps of a data path: member name (as in RFC 7951 JSON) and key predicates. */
+function pathSteps(path: string): { member: string; keys: [string, string][] }[] | undefined {
+  const steps: { member: string; keys: [string, string][] }[] = [];
+  const step = /^\/([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)((?:\[[\w.-]+=(?:'[^']*'|"[^"]*")\])*)/;
+  let rest = path;
+  while (rest.length) {
+    const m = step.exec(rest);
+    if (!m) return undefined;
+    const keys: [string, string][] = [];
+    for (const k of m[2]!.matchAll(/\[([\w.-]+)=(?:'([^']*)'|"([^"]*)")\]/g)) keys.push([k[1]!, k[2] ?? k[3] ?? '']);
+    steps.push({ member: m[1]!, keys });
+    rest = rest.slice(m[0].length);
+  }
+  return steps;
+}
+
+function entryMatches(entry: unknown, keys: [string, string][]): boolean {
+  return !!entry && typeof entry === 'object' && keys.every(([k, v]) => String((entry as ConfigJson)[k]) === v);
+}
+
+/**
+ * `json` with the list entry a changed path falls in reprinted, when that entry is nested below a
+ * top-level list entry (a firewall rule of a VRF): only that entry is printed, its ancestors are
+ * shallow copies and everything else is shared. Undefined when the path names no nested entry, or
+ * a new one (its position is the tree's to tell: the caller prints more).
+ */
+function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string): ConfigJson | undefined {
+  const steps = pathSteps(path);
+  if (!steps) return undefined;
+  let deepest = -1;
+  steps.forEach((st, i) => {
+    if (st.keys.length) deepest = i;
+  });
+  if (deepest < 1) return undefined;
+  const selector = steps.slice(0, deepest + 1).map((st) => `/${st.member}${st.keys.map(([k, v]) => `[${k}='${v}']`).join('')}`).join('');
+  if (steps.slice(0, deepest + 1).some((st) => st.keys.some(([, v]) => v.includes("'")))) return undefined;
+  // The entry as it is now (absent when removed), taken from its printed ancestors.
+  let printed: unknown = printSelected(tree, selector);
+  for (let i = 0; i <= deepest && printed !== undefined; i++) {
+    const v = (printed as ConfigJson)[steps[i]!.member];
+    printed = Array.isArray(v) ? v.find((e) => entryMatches(e, steps[i]!.keys)) : v;
+  }
+  const out: ConfigJson = { ...json };
+  let holder: ConfigJson = out;
+  for (let i = 0; i <= deepest; i++) {
+    const st = steps[i]!;
+    const v = holder[st.member];
+    if (i === deepest) {
+      if (!Array.isArray(v)) return undefined;
+      const index = v.findIndex((e) => entryMatches(e, st.keys));
+      if (index < 0) return undefined;
+      const list = v.slice();
+      if (printed === undefined) list.splice(index, 1);
+      else list[index] = printed;
+      if (list.length) holder[st.member] = list;
+      else delete holder[st.member];
+      return out;
+    }
+    if (Array.isArray(v)) {
+      const index = v.findIndex((e) => entryMatches(e, st.keys));
+      if (index < 0) return undefined;
+      const list = v.slice();
+      const copy = { ...(list[index] as ConfigJson) };
+      list[index] = copy;
+      holder[st.member] = list;
+      holder = copy;
+    } else if (v && typeof v === 'object') {
+      const copy = { ...(v as ConfigJson) };
+      holder[st.member] = copy;
+      holder = copy;
+    } else {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
 function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
   if (!base.json) return undefined;
+  // Edits of existing entries deep in a large subtree (one firewall rule among thousands): reprint
+  // those entries only.
+  let nested: ConfigJson | undefined = base.json;
+  for (const p of base.changedPaths) {
+    nested = nested && withNestedEntryReprinted(tree, nested, p);
+    if (!nested) break;
+  }
+  if (nested) return nested;
   /** Per changed member: the list entries changed, or 'whole' to print the member again. */
   const members = new Map<string, Map<string, { selector: string; keys: [string, string][] }> | 'whole'>();
   for (const p of base.changedPaths) {
