@@ -172,7 +172,8 @@ export class ConfigService {
     const prev = this.store.running;
     let next: ValidatedConfig;
     if (ops && ops.length <= IN_PLACE_MAX_OPS) {
-      const changes = changesFromOps(ops);
+      // Whether each entry an op names existed before (a create concerns every subsystem below it).
+      const changes = changesFromOps(ops, (p) => prev.tree.xpath(p).length > 0);
       // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
       const oldSide = this.transaction.concerned(prev, prev, changes).length ? { json: prev.json } : { json: {} };
       next = yangCall(() => this.store.applyToRunning(root, ops));

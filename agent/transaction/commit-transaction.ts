@@ -60,7 +60,8 @@ function asSide(x: ConfigJson | CommitSide): CommitSide {
 
 /** The changes as data paths only (changedPaths of a CommitContext). */
 function pathsOf(changes: ConfigChange[] | string[]): ConfigChange[] {
-  return changes.map((c) => (typeof c === 'string' ? { operation: 'modify', path: c, schemaPath: schemaPathOf(c) } : c));
+  // Bare paths say nothing of what happened: taken as creates, which concern every subtree below them.
+  return changes.map((c) => (typeof c === 'string' ? { operation: 'create', path: c, schemaPath: schemaPathOf(c) } : c));
 }
 
 function message(err: unknown): string {
