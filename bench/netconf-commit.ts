@@ -174,6 +174,7 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
         validate: p50(field('new running validated', 'validateMs')),
         transactionAndValidate: p50(field('running saved', 'transactionAndValidateMs')),
         transaction: p50(field('commit applied', 'ms')),
+        jsonForSubsystems: p50(field('commit applied', 'jsonMs')),
         save: p50(field('running saved', 'saveMs')),
         total: p50(field('running saved', 'totalMs')),
         phases,

@@ -30,6 +30,8 @@ export interface ValidatedConfig {
 export interface JsonBase {
   json: ConfigJson | undefined;
   changedPaths: string[];
+  /** Paths that were only named (a 'set' without a value): no change by themselves when they already existed. */
+  mentioned?: Set<string>;
 }
 
 /** Top-level JSON member ('module:name') of an absolute data path; undefined for '/' or odd paths. */
@@ -172,12 +174,26 @@ function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string
   return undefined;
 }
 
+/** Whether a path names an existing container or list entry of `json`. */
+function existsIn(json: ConfigJson, path: string): boolean {
+  const steps = pathSteps(path);
+  if (!steps) return false;
+  let at: unknown = json;
+  for (const st of steps) {
+    if (!at || typeof at !== 'object' || Array.isArray(at)) return false;
+    const v = (at as ConfigJson)[st.member];
+    at = Array.isArray(v) ? (st.keys.length ? v.find((e) => entryMatches(e, st.keys)) : undefined) : v;
+  }
+  return !!at && typeof at === 'object' && !Array.isArray(at);
+}
+
 function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
   if (!base.json) return undefined;
   // Edits of existing entries deep in a large subtree (one firewall rule among thousands): reprint
-  // those entries only.
+  // those entries only. Naming an existing entry or container on the way changes nothing itself.
   let nested: ConfigJson | undefined = base.json;
-  for (const p of base.changedPaths) {
+  const baseJson = base.json;
+  for (const p of base.changedPaths.filter((q) => !(base.mentioned?.has(q) && existsIn(baseJson, q)))) {
     nested = nested && withNestedEntryReprinted(tree, nested, p);
     if (!nested) break;
   }
@@ -310,7 +326,11 @@ export class ConfigStore {
   applyToRunning(root: ConfigRoot, ops: LyOp[]): ValidatedConfig {
     const tree = this.running.tree;
     // Running's JSON, if printed, still describes the tree as it was before the ops.
-    const base: JsonBase = { json: this.running.printedJson, changedPaths: ops.map((o) => o.path) };
+    const base: JsonBase = {
+      json: this.running.printedJson,
+      changedPaths: ops.map((o) => o.path),
+      mentioned: new Set(ops.filter((o) => o.op === 'set' && o.value === undefined).map((o) => o.path)),
+    };
     this.runningTreeInFlux = true;
     try {
       for (const op of ops) {
