@@ -123,16 +123,19 @@ function entryMatches(entry: unknown, keys: [string, string][]): boolean {
  * shallow copies and everything else is shared. Undefined when the path names no nested entry, or
  * a new one (its position is the tree's to tell: the caller prints more).
  */
-function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string): ConfigJson | undefined {
+function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string, done: Set<string>): ConfigJson | undefined {
   const steps = pathSteps(path);
   if (!steps) return undefined;
   let deepest = -1;
   steps.forEach((st, i) => {
     if (st.keys.length) deepest = i;
   });
+  if (deepest === 0 && steps.length > 1) return withLeafReprinted(tree, json, path, steps);
   if (deepest < 1) return undefined;
   const selector = steps.slice(0, deepest + 1).map((st) => `/${st.member}${st.keys.map(([k, v]) => `[${k}='${v}']`).join('')}`).join('');
   if (steps.slice(0, deepest + 1).some((st) => st.keys.some(([, v]) => v.includes("'")))) return undefined;
+  if (done.has(selector)) return json; // several leaves of one entry: printed once
+  done.add(selector);
   // The entry as it is now (absent when removed), taken from its printed ancestors.
   let printed: unknown = printSelected(tree, selector);
   for (let i = 0; i <= deepest && printed !== undefined; i++) {
@@ -174,6 +177,50 @@ function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string
   return undefined;
 }
 
+/**
+ * `json` with one leaf inside a top-level list entry's containers (a VRF's firewall default-action)
+ * set as the tree has it now: the leaf's selection is printed (so its JSON type is libyang's), its
+ * ancestors are shallow copies. Undefined when it is not a plain leaf of an existing entry.
+ */
+function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps: { member: string; keys: [string, string][] }[]): ConfigJson | undefined {
+  if (steps[0]!.keys.some(([, v]) => v.includes("'"))) return undefined;
+  let printed: unknown = printSelected(tree, path);
+  for (let i = 0; i < steps.length && printed !== undefined; i++) {
+    const v = (printed as ConfigJson)[steps[i]!.member];
+    printed = Array.isArray(v) && i === 0 ? v.find((e) => entryMatches(e, steps[i]!.keys)) : v;
+  }
+  if (printed !== undefined && (typeof printed === 'object' && printed !== null)) return undefined; // not a plain leaf
+  const out: ConfigJson = { ...json };
+  let holder: ConfigJson = out;
+  for (let i = 0; i < steps.length; i++) {
+    const st = steps[i]!;
+    const v = holder[st.member];
+    if (i === steps.length - 1) {
+      if (v !== undefined && typeof v === 'object' && v !== null) return undefined;
+      if (printed === undefined) delete holder[st.member];
+      else holder[st.member] = printed;
+      return out;
+    }
+    if (i === 0) {
+      if (!Array.isArray(v)) return undefined;
+      const index = v.findIndex((e) => entryMatches(e, st.keys));
+      if (index < 0) return undefined;
+      const list = v.slice();
+      const copy = { ...(list[index] as ConfigJson) };
+      list[index] = copy;
+      holder[st.member] = list;
+      holder = copy;
+    } else if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const copy = { ...(v as ConfigJson) };
+      holder[st.member] = copy;
+      holder = copy;
+    } else {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
 /** Whether a path names an existing container or list entry of `json`. */
 function existsIn(json: ConfigJson, path: string): boolean {
   const steps = pathSteps(path);
@@ -193,8 +240,9 @@ function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
   // those entries only. Naming an existing entry or container on the way changes nothing itself.
   let nested: ConfigJson | undefined = base.json;
   const baseJson = base.json;
+  const done = new Set<string>();
   for (const p of base.changedPaths.filter((q) => !(base.mentioned?.has(q) && existsIn(baseJson, q)))) {
-    nested = nested && withNestedEntryReprinted(tree, nested, p);
+    nested = nested && withNestedEntryReprinted(tree, nested, p, done);
     if (!nested) break;
   }
   if (nested) return nested;

@@ -66,6 +66,12 @@ describe('netconf-ops: commit JSON with nested list entries reprinted alone', fu
     expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><rule ${NC} nc:operation="remove"><name>r3</name></rule></firewall></vrf>`));
     expectMatchesSaved();
+    // Plain leaves in a VRF's containers: set, changed, removed back to their default.
+    await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action>drop</default-action></firewall>
+      <network-stack xmlns="urn:tandem:yang:tandem-conntrack"><fast-path><conntrack><timeouts><udp>77</udp></timeouts></conntrack></fast-path></network-stack></vrf>`));
+    expectMatchesSaved();
+    await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action ${NC} nc:operation="remove"/></firewall></vrf>`));
+    expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><firewall xmlns="${FW}"><rule><name>new</name><action>drop</action></rule></firewall></vrf>`));
     expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><firewall xmlns="${FW}"><rule><name>r0</name><action>drop</action></rule><rule><name>r1</name><action>drop</action></rule></firewall></vrf>`));
