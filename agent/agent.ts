@@ -12,8 +12,8 @@ import { createLinuxEngine } from '../fastpath/load-linux-engine.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { FastPathCountersState } from '../fastpath/fast-path-counters.js';
 import { TrafficService } from '../fastpath/traffic/traffic-service.js';
-import { createSubsystems } from '../sync/subsystems.js';
-import { createVrrp } from '../sync/vrrp/vrrp-subsystem.js';
+import { createSubsystems } from '../ha/ha-parts.js';
+import { createVrrp } from '../ha/vrrp/vrrp-subsystem.js';
 import type { RpcDispatcher } from './netconf/rpc-dispatcher.js';
 import type { NamespaceResolver } from './netconf/reply-xml.js';
 import { loadOrCreateHostKeys, type HostKey } from './ssh/host-keys.js';
@@ -72,7 +72,7 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
     const sync = createSubsystems(engine);
     undo.push(() => sync.close());
     // VRRP (keepalived) controls the HA groups that name an instance; its files live in the state dir.
-    const vrrp = createVrrp(sync.service, { stateDir: path.join(opts.stateDir, 'vrrp') });
+    const vrrp = createVrrp(sync.ha, { stateDir: path.join(opts.stateDir, 'vrrp') });
     undo.push(() => vrrp.close());
     const ops = await createNetconfOperations({
       yang, stateDir: opts.stateDir, startupFile: opts.startupFile,

@@ -13,8 +13,10 @@ import type { RpcContext } from '../agent/netconf/rpc-dispatcher.js';
 import type { CommitSubsystem, RpcProvider, StateProvider } from '../core/subsystem.js';
 import { createFastpathParts } from '../fastpath/fastpath-parts.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
-import { createSubsystems } from '../sync/subsystems.js';
+import { createSubsystems } from '../ha/ha-parts.js';
 import { DEFAULT_SIZE, generateRunningConfig } from './yang-config-generator.js';
+import { startTandem } from '../test/helpers/tandem-process.js';
+import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 
 const NP = 'urn:tandem:yang:tandem-network-profile';
 
@@ -124,6 +126,66 @@ async function large(yang: Awaited<ReturnType<typeof loadTandemContext>>, iterat
   }
 }
 
+/**
+ * Issue 8's figure, as a user drives tandem: a real `tandem start` (soft engine) and an ssh2
+ * NETCONF client; N firewall rules in VRF main's running, then each iteration edits one rule's
+ * action on the candidate and commits. Where the time goes comes from the agent's own debug log
+ * (libyang validation of the new running; the whole commit; the save).
+ */
+export async function singleRuleOverSsh(rules: number, iterations: number): Promise<Record<string, unknown>> {
+  const t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'debug' } });
+  const c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password });
+  const FW = 'urn:tandem:yang:tandem-firewall';
+  const rule = (i: number, action: string) => `<rule><name>r${i}</name><action>${action}</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`;
+  const vrf = (body: string) => `<config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="${FW}"><default-action>accept</default-action>${body}</firewall></vrf></config>`;
+  const expectOk = (reply: string, what: string): void => {
+    if (!reply.includes('<ok/>')) throw new Error(`${what}: ${reply.slice(0, 500)}`);
+  };
+  try {
+    const loadStart = performance.now();
+    expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(Array.from({ length: rules }, (_, i) => rule(i, 'accept')).join(''))}</edit-config>`), 'load edit');
+    expectOk(await c.rpc('<commit/>'), 'load commit');
+    const loadMs = performance.now() - loadStart;
+    const logStart = t.stdout().length;
+    const times: number[] = [];
+    for (let i = 0; i < iterations; i++) {
+      const n = (i * 7919) % rules;
+      const started = performance.now();
+      expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(rule(n, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`), 'edit');
+      expectOk(await c.rpc('<commit/>'), 'commit');
+      times.push(performance.now() - started);
+    }
+    const logs = t.stdout().slice(logStart).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    const field = (msg: string, key: string): number[] => logs.filter((l) => l.msg === msg && typeof l[key] === 'number').map((l) => l[key] as number);
+    const p50 = (xs: number[]) => (xs.length ? pct(xs, 50) : undefined);
+    // Per subsystem and phase, from the transaction's own timing.
+    const phases: Record<string, number | undefined> = {};
+    const applied = logs.filter((l) => l.msg === 'commit applied' && l.phases) as { phases: Record<string, Record<string, number>> }[];
+    for (const name of new Set(applied.flatMap((l) => Object.keys(l.phases)))) {
+      for (const phase of ['validate', 'prepare', 'apply']) {
+        const xs = applied.map((l) => l.phases[name]?.[phase]).filter((x): x is number => typeof x === 'number');
+        if (xs.length) phases[`${name}.${phase}`] = p50(xs);
+      }
+    }
+    return {
+      rules, iterations, loadMs: Math.round(loadMs),
+      editAndCommitMs: { p50: pct(times, 50), p95: pct(times, 95) },
+      agentSideMsP50: {
+        validate: p50(field('new running validated', 'validateMs')),
+        transactionAndValidate: p50(field('running saved', 'transactionAndValidateMs')),
+        transaction: p50(field('commit applied', 'ms')),
+        jsonForSubsystems: p50(field('commit applied', 'jsonMs')),
+        save: p50(field('running saved', 'saveMs')),
+        total: p50(field('running saved', 'totalMs')),
+        phases,
+      },
+    };
+  } finally {
+    c.close();
+    await t.stop();
+  }
+}
+
 export async function run(iterations = 40): Promise<Record<string, unknown>> {
   const yang = await loadTandemContext();
   try {
@@ -149,7 +211,18 @@ export async function run(iterations = 40): Promise<Record<string, unknown>> {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  run().then((r) => process.stdout.write(`${JSON.stringify(r)}\n`), (err: unknown) => {
+  // `node dist/bench/netconf-commit.js single-rule [iterations]`: only issue 8's figure (10 / 1,000 / 10,000 rules).
+  // `node dist/bench/netconf-commit.js single-rule [iterations] [sizes, e.g. 10,1000,10000]`.
+  const singleRule = process.argv[2] === 'single-rule';
+  const iterations = Number(process.argv[3] ?? 40);
+  const sizes = (process.argv[4] ?? '10,1000,10000').split(',').map(Number);
+  (singleRule
+    ? (async () => {
+      const out = [];
+      for (const n of sizes) out.push(await singleRuleOverSsh(n, iterations));
+      return { singleRuleOverSsh: out };
+    })()
+    : run()).then((r) => process.stdout.write(`${JSON.stringify(r)}\n`), (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);
     process.exit(1);
   });

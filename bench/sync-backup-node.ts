@@ -4,6 +4,7 @@
 process.env.TANDEM_LOG_LEVEL ??= 'warn';
 const { SoftEngine } = await import('../fastpath/soft/soft-engine.js');
 const { SyncService } = await import('../sync/sync-service.js');
+const { HaService } = await import('../ha/ha-service.js');
 const { setPlaintextFramesForBenchmark } = await import('../sync/frame-codec.js');
 // The encryption-cost figure only: the parent runs plaintext too (see bench/sync.ts).
 setPlaintextFramesForBenchmark(process.env.TANDEM_SYNC_BENCH_PLAINTEXT === '1');
@@ -14,8 +15,9 @@ const workers = Number(process.env.TANDEM_SYNC_BENCH_WORKERS ?? '2');
 const engine = await SoftEngine.create({ workers });
 for (const v of config['tandem-vrf:vrf'] as Json[]) await engine.applyVrf(String(v['name']), { name: String(v['name']), json: v });
 async function startSync(): Promise<InstanceType<typeof SyncService>> {
-  const s = new SyncService(engine, { nodeId: 'ha2', backoffMinMs: 20, backoffMaxMs: 200 });
-  await s.applyHa(config);
+  const ha = new HaService(engine);
+  const s = new SyncService(engine, { roles: ha, nodeId: 'ha2', backoffMinMs: 20, backoffMaxMs: 200 });
+  await ha.apply(config);
   await s.applySync(config);
   return s;
 }

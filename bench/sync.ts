@@ -8,6 +8,7 @@
 // and liveRun are exported to run one figure alone. encryptionCost runs the live figure with the
 // sealed frames of the product (AES-256-GCM) and, for comparison only, with the benchmark-only
 // plaintext frames (`node dist/bench/sync.js encryption [N] [rounds]` runs it alone).
+import { HaService } from '../ha/ha-service.js';
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { RealClock } from '../fastpath/clock.js';
@@ -89,9 +90,10 @@ interface Stack {
 }
 
 async function stack(name: string, engine: DataplaneEngine, config: Json): Promise<Stack> {
-  const service = new SyncService(engine, { nodeId: name, clock: new RealClock(), backoffMinMs: 20, backoffMaxMs: 200 });
+  const ha = new HaService(engine);
+  const service = new SyncService(engine, { roles: ha, nodeId: name, clock: new RealClock(), backoffMinMs: 20, backoffMaxMs: 200 });
   for (const v of config['tandem-vrf:vrf'] as Json[]) await engine.applyVrf(String(v['name']), { name: String(v['name']), json: v });
-  await service.applyHa(config);
+  await ha.apply(config);
   await service.applySync(config);
   return { engine, service };
 }

@@ -100,6 +100,11 @@ export interface CommitFaultHooks {
  */
 export interface StateProvider {
   readonly name: string;
+  /**
+   * Schema paths of the state subtrees this provider fills (e.g. "/tandem-ha:ha"). A <get> whose
+   * filter selects none of them (nor anything above them) does not call it. Absent: always called.
+   */
+  readonly paths?: string[];
   state(): ConfigJson | Promise<ConfigJson>;
 }
 

@@ -4,7 +4,7 @@ import type { ConntrackEntry } from '../fastpath/engine.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { TCP_ACK, Verdict } from '../fastpath/soft/vrf-dataplane.js';
 import { FlowGenerator } from '../fastpath/traffic/flow-generator.js';
-import { createSubsystems, type SyncParts } from '../sync/subsystems.js';
+import { createSubsystems, type SyncParts } from '../ha/ha-parts.js';
 import type { ConfigJson } from '../core/subsystem.js';
 
 type Json = Record<string, unknown>;

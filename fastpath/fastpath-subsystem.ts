@@ -296,6 +296,7 @@ export interface VirtualServiceStatsSource {
 /** State data: tcpstat of every virtual service (uint64 gauges are JSON strings in RFC 7951). */
 export class FastpathStateProvider implements StateProvider {
   readonly name = 'fastpath';
+  readonly paths = ['/tandem-vrf:vrf/tandem-virtual-service:virtual-service'];
 
   constructor(private readonly source: VirtualServiceStatsSource) {}
 

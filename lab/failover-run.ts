@@ -1,14 +1,14 @@
 // One failover of the linux engine on a fresh lab topology, with the agent's sync replaced by its
 // simplest form (every established conntrack of ha1's engine upserted into ha2's engine). The
-// gateway addresses are VRRP's: keepalived in both routers through sync/vrrp's VrrpController
+// gateway addresses are VRRP's: keepalived in both routers through ha/vrrp's VrrpController
 // (VRRPv3, 100 ms adverts, ha1 priority 200, ha2 100); ha2's lan instance controls HA group g1,
 // whose state drives its engine's role.
 // Used by the lab failover test, `npm run lab` and the benchmark.
 import type { ConntrackEntry } from '../fastpath/engine.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
 import type { HaRole } from '../fastpath/engine.js';
-import { VrrpController } from '../sync/vrrp/vrrp-controller.js';
-import type { VrfVrrpConfig } from '../sync/vrrp/keepalived-config.js';
+import { VrrpController } from '../ha/vrrp/vrrp-controller.js';
+import type { VrfVrrpConfig } from '../ha/vrrp/keepalived-config.js';
 import { LabConnections } from './lab-connections.js';
 import { LAB, LabTopology, labVrfConfig } from './lab-topology.js';
 
@@ -62,7 +62,7 @@ export async function failoverRun(withSync: boolean, connections: number, log: (
       await engine.applyVrf('main', labVrfConfig());
     }
     await ha2.setRole('main', 'backup');
-    // VRRP (sync/vrrp: keepalived in each router's namespace): ha1 wins the election; on ha2 the
+    // VRRP (ha/vrrp: keepalived in each router's namespace): ha1 wins the election; on ha2 the
     // lan instance controls HA group g1, whose state drives the engine's role (rule 11).
     let ha2Role: Promise<void> = Promise.resolve();
     let ha2MasterAt = 0;

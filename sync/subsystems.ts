@@ -1,9 +1,8 @@
-// What the agent composition takes from sync/: the ha and sync commit subsystems (to run after
-// the fastpath subsystem in a transaction, so every VRF exists in the engine before it gets its
-// role), the state provider, the ha-fp-conntrack-synchronization RPC, and the notifications.
+// What a composition takes from sync/: the sync commit subsystem (to run after the fastpath and
+// ha subsystems in a transaction, so every VRF exists in the engine and has its role before its
+// sync starts), the state provider, the ha-fp-conntrack-synchronization RPC, and the notifications.
 import type { CommitSubsystem, NotificationSink, RpcProvider, StateProvider } from '../core/subsystem.js';
 import type { DataplaneEngine } from '../fastpath/engine.js';
-import { HaSubsystem } from './ha-subsystem.js';
 import { SyncService, type SyncServiceOptions } from './sync-service.js';
 import { toYangNotification } from './sync-notifications.js';
 import { ManualSynchronizationRpc } from './sync-rpc.js';
@@ -14,16 +13,16 @@ export interface SyncParts {
   subsystems: CommitSubsystem[];
   stateProviders: StateProvider[];
   rpcProviders: RpcProvider[];
-  /** Route HA and sync events to NETCONF notifications; returns a detach function. */
+  /** Route sync events to NETCONF notifications; returns a detach function. */
   attachNotify(sink: NotificationSink): () => void;
   service: SyncService;
   close(): Promise<void>;
 }
 
-export function createSubsystems(engine: DataplaneEngine, opts: SyncServiceOptions = {}): SyncParts {
+export function createSyncParts(engine: DataplaneEngine, opts: SyncServiceOptions = {}): SyncParts {
   const service = new SyncService(engine, opts);
   return {
-    subsystems: [new HaSubsystem(service), new SyncSubsystem(service)],
+    subsystems: [new SyncSubsystem(service)],
     stateProviders: [new SyncStateProvider(service)],
     rpcProviders: [new ManualSynchronizationRpc(service)],
     attachNotify: (sink) => service.onNotification((n) => sink(toYangNotification(n))),

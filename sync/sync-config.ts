@@ -2,6 +2,7 @@
 // the commit transaction hands over (printed with defaults, so no default is repeated here).
 import { createHash } from 'node:crypto';
 import type { L4Proto } from '../fastpath/engine.js';
+import { mirrorsConnections, parseNetworkProfiles } from '../fastpath/config/vrf-config.js';
 
 export interface SyncPeerConfig {
   name: string;
@@ -130,14 +131,14 @@ export function workersOf(config: Json): number | undefined {
   return n === undefined ? undefined : num(n, 'nb-event-threads');
 }
 
+/** Virtual services of a VRF whose flows are mirrored, by the fast path's rule (mirrorsConnections). */
 function mirroredServices(config: Json, vrfEntry: Json): Set<string> {
-  const profiles = new Map<string, Json>();
-  for (const p of list(config['tandem-network-profile:network-profile'])) profiles.set(String(p['name']), p);
   const out = new Set<string>();
-  for (const vs of list(vrfEntry['tandem-virtual-service:virtual-service'])) {
-    const profile = profiles.get(String(vs['network-profile']));
-    if (!profile || profile['type'] !== 'tcp-fast-path') continue;
-    if (obj(profile['tcp-fast-path'])['connection-mirror'] === true) out.add(String(vs['name']));
+  const services = list(vrfEntry['tandem-virtual-service:virtual-service']);
+  if (services.length === 0) return out;
+  const profiles = parseNetworkProfiles(list(config['tandem-network-profile:network-profile']));
+  for (const vs of services) {
+    if (mirrorsConnections(profiles.get(String(vs['network-profile'])))) out.add(String(vs['name']));
   }
   return out;
 }

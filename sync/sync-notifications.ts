@@ -1,4 +1,4 @@
-// Service events as the YANG notifications of tandem-ha and tandem-ha-fp-conntrack (RFC 7951 JSON).
+// Sync events as the YANG notifications of tandem-ha-fp-conntrack (RFC 7951 JSON).
 import type { ConfigJson } from '../core/subsystem.js';
 import type { ServiceNotification } from './sync-service.js';
 
@@ -6,15 +6,6 @@ const HFC = 'tandem-ha-fp-conntrack';
 
 export function toYangNotification(n: ServiceNotification): ConfigJson {
   switch (n.kind) {
-    case 'ha-group-state-change':
-      return {
-        'tandem-ha:group-state-change': {
-          group: n.group,
-          ...(n.oldState ? { 'old-state': n.oldState } : {}),
-          'new-state': n.newState,
-          controller: n.controller,
-        },
-      };
     case 'connection-up':
       return { [`${HFC}:sync-connection-up`]: { vrf: n.vrf, peer: n.peer, client: n.client } };
     case 'connection-down':

@@ -1,11 +1,12 @@
-// Everything sync and HA on one node: the HA groups, one VrfSync per VRF with ha-fp-conntrack,
-// the listeners its peers connect to, and the routing of dataplane events. The commit subsystems
-// call apply*() with whole configurations; state providers and the RPC read from here.
+// Everything sync on one node: one VrfSync per VRF with ha-fp-conntrack, the listeners its peers
+// connect to, and the routing of dataplane events. Each VRF's sync follows the VRF's HA role, which
+// ha/ decides and hands over through core's VrfRoles. The commit subsystem calls prepareSync /
+// applySync with whole configurations; state providers and the RPC read from here.
 import { hostname } from 'node:os';
 import type { ConntrackEvent, DataplaneEngine, HaRole, L4Proto } from '../fastpath/engine.js';
 import { type Clock, RealClock } from '../fastpath/clock.js';
 import { logger } from '../core/log.js';
-import { HaGroups, readHaGroups, type HaGroupChange } from './ha-groups.js';
+import { ALWAYS_MASTER, type VrfRoles } from '../core/ha-role.js';
 import { readSyncConfigs, sameConnections, type VrfSyncConfig } from './sync-config.js';
 import { SyncListener } from './sync-listener.js';
 import { type SyncNotification, type SyncTuning, VrfSync } from './vrf-sync.js';
@@ -23,19 +24,21 @@ export interface SyncServiceOptions {
   keepaliveMs?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /** The HA role of each VRF (ha/'s HaService). Default: every VRF master. */
+  roles?: VrfRoles;
 }
 
-export type ServiceNotification = SyncNotification | ({ kind: 'ha-group-state-change' } & HaGroupChange);
+export type ServiceNotification = SyncNotification;
 
 type Json = Record<string, unknown>;
 
 const PROTOS: readonly L4Proto[] = ['tcp', 'udp', 'icmp'];
 
 export class SyncService {
-  readonly groups = new HaGroups();
   readonly vrfs = new Map<string, VrfSync>();
+  readonly roles: VrfRoles;
   private listeners = new Map<string, SyncListener>();
-  private appliedRoles = new Map<string, HaRole>();
+  private unfollowRoles: () => void;
   private readonly clock: Clock;
   private readonly netClock: Clock;
   private readonly tuning: SyncTuning;
@@ -57,7 +60,9 @@ export class SyncService {
       backoffMaxMs: opts.backoffMaxMs ?? 5000,
     };
     this.unsubscribe = engine.onEvent((ev: ConntrackEvent) => this.vrfs.get(ev.entry.vrf)?.onEvent(ev));
-    this.groups.subscribe((change) => this.emit({ kind: 'ha-group-state-change', ...change }));
+    this.roles = opts.roles ?? ALWAYS_MASTER;
+    // Rule 11: a VRF's sync follows the role its dataplane just took.
+    this.unfollowRoles = this.roles.onVrfRole((vrf, role) => this.vrfs.get(vrf)?.setRole(role as HaRole));
   }
 
   get nodeId(): string {
@@ -71,12 +76,6 @@ export class SyncService {
 
   private emit(n: ServiceNotification): void {
     for (const fn of this.sinks) fn(n);
-  }
-
-  /** Make /tandem-ha:ha of `config` live, then move every VRF to its group's state. */
-  async applyHa(config: Json): Promise<void> {
-    this.groups.apply(readHaGroups(config));
-    await this.followGroups();
   }
 
   /** Listener sockets bound by prepareSync for the next applySync, by "address|port". */
@@ -147,7 +146,7 @@ export class SyncService {
     }
     await this.closeUnusedListeners();
     await this.abortSync(); // staged listeners no VRF took (none, unless the configuration changed since prepare)
-    await this.followGroups();
+    for (const [name, vs] of this.vrfs) vs.setRole(this.roles.roleOf(name) as HaRole);
   }
 
   private graceOf(cfg: VrfSyncConfig): Partial<Record<L4Proto, number>> {
@@ -187,7 +186,6 @@ export class SyncService {
     const vs = this.vrfs.get(name);
     if (!vs) return;
     this.vrfs.delete(name);
-    this.appliedRoles.delete(name);
     await vs.stop();
     for (const l of this.listeners.values()) l.detach(name);
     if (closeListeners) await this.closeUnusedListeners();
@@ -200,22 +198,6 @@ export class SyncService {
         this.listeners.delete(key);
         await l.close();
       }
-    }
-  }
-
-  /** Rule 11: the dataplane of each VRF and its sync follow the VRF's listen-ha-group. */
-  private async followGroups(): Promise<void> {
-    for (const [name, vs] of this.vrfs) {
-      const role = this.groups.state(vs.config.listenHaGroup);
-      if (this.appliedRoles.get(name) !== role) {
-        try {
-          await this.engine.setRole(name, role);
-          this.appliedRoles.set(name, role);
-        } catch (err) {
-          log.error({ vrf: name, role, err: (err as Error).message }, 'dataplane could not change role');
-        }
-      }
-      vs.setRole(role);
     }
   }
 
@@ -233,6 +215,7 @@ export class SyncService {
 
   async close(): Promise<void> {
     this.unsubscribe();
+    this.unfollowRoles();
     for (const name of [...this.vrfs.keys()]) await this.removeVrf(name);
     for (const l of this.listeners.values()) await l.close();
     this.listeners.clear();

@@ -1,5 +1,4 @@
-// State data of HA and sync (RFC 7951 JSON; uint64 counters and gauges are strings): HA groups,
-// per VRF the peers with one client per worker, the local node, synced/pending counts, the last
+// State data of sync (RFC 7951 JSON; uint64 counters and gauges are strings): per VRF the peers with one client per worker, the local node, synced/pending counts, the last
 // full resync, and whether each undefined-grace-period has an effect.
 import type { ConfigJson, StateProvider } from '../core/subsystem.js';
 import type { L4Proto } from '../fastpath/engine.js';
@@ -69,23 +68,15 @@ function vrfState(vs: VrfSync): Json {
 
 export class SyncStateProvider implements StateProvider {
   readonly name = 'sync';
+  readonly paths = [
+    '/tandem-vrf:vrf/tandem-ha-fp-conntrack:ha-fp-conntrack',
+    '/tandem-vrf:vrf/tandem-conntrack:network-stack/fast-path/conntrack/ha-delays',
+  ];
 
   constructor(private readonly service: SyncService) {}
 
   state(): ConfigJson {
     const out: ConfigJson = {};
-    const groups = this.service.groups.list();
-    if (groups.length > 0) {
-      out['tandem-ha:ha'] = {
-        group: groups.map((g) => ({
-          name: g.name,
-          'current-state': g.state,
-          controller: g.controller,
-          transitions: String(g.transitions),
-          ...(g.lastChange ? { 'last-change': g.lastChange } : {}),
-        })),
-      };
-    }
     const vrfs = [...this.service.vrfs.values()].map(vrfState);
     if (vrfs.length > 0) out['tandem-vrf:vrf'] = vrfs;
     return out;

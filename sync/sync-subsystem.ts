@@ -1,7 +1,7 @@
 // Commit subsystem of HA conntrack synchronisation: every VRF's ha-fp-conntrack and ha-delays.
 // It also listens to the parts of the configuration sync depends on but does not own alone (the
 // pool size, the TCP undefined timeout, the firewall and CG-NAT fingerprint, the mirrored virtual
-// services). VRRP (/vrf/vrrp, /vrf/interface/vrrp) belongs to sync/vrrp's subsystem.
+// services). VRRP (/vrf/vrrp, /vrf/interface/vrrp) belongs to ha/vrrp's subsystem; the HA role of each VRF comes from ha/ through core/ha-role.ts.
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../core/subsystem.js';
 import { FASTPATH_OWNS } from '../fastpath/fastpath-subsystem.js';
 import { readSyncConfigs, vrfEntries } from './sync-config.js';

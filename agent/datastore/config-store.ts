@@ -30,6 +30,8 @@ export interface ValidatedConfig {
 export interface JsonBase {
   json: ConfigJson | undefined;
   changedPaths: string[];
+  /** Paths that were only named (a 'set' without a value): no change by themselves when they already existed. */
+  mentioned?: Set<string>;
 }
 
 /** Top-level JSON member ('module:name') of an absolute data path; undefined for '/' or odd paths. */
@@ -95,8 +97,155 @@ function withEntryReprinted(tree: DataTree, member: string, entries: ConfigJson[
  * not of everything). Unchanged members and entries are shared with the base JSON: nobody
  * modifies these objects.
  */
+/** Steps of a data path: member name (as in RFC 7951 JSON) and key predicates. */
+function pathSteps(path: string): { member: string; keys: [string, string][] }[] | undefined {
+  const steps: { member: string; keys: [string, string][] }[] = [];
+  const step = /^\/([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)((?:\[[\w.-]+=(?:'[^']*'|"[^"]*")\])*)/;
+  let rest = path;
+  while (rest.length) {
+    const m = step.exec(rest);
+    if (!m) return undefined;
+    const keys: [string, string][] = [];
+    for (const k of m[2]!.matchAll(/\[([\w.-]+)=(?:'([^']*)'|"([^"]*)")\]/g)) keys.push([k[1]!, k[2] ?? k[3] ?? '']);
+    steps.push({ member: m[1]!, keys });
+    rest = rest.slice(m[0].length);
+  }
+  return steps;
+}
+
+function entryMatches(entry: unknown, keys: [string, string][]): boolean {
+  return !!entry && typeof entry === 'object' && keys.every(([k, v]) => String((entry as ConfigJson)[k]) === v);
+}
+
+/**
+ * `json` with the list entry a changed path falls in reprinted, when that entry is nested below a
+ * top-level list entry (a firewall rule of a VRF): only that entry is printed, its ancestors are
+ * shallow copies and everything else is shared. Undefined when the path names no nested entry, or
+ * a new one (its position is the tree's to tell: the caller prints more).
+ */
+function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string, done: Set<string>): ConfigJson | undefined {
+  const steps = pathSteps(path);
+  if (!steps) return undefined;
+  let deepest = -1;
+  steps.forEach((st, i) => {
+    if (st.keys.length) deepest = i;
+  });
+  if (deepest === 0 && steps.length > 1) return withLeafReprinted(tree, json, path, steps);
+  if (deepest < 1) return undefined;
+  const selector = steps.slice(0, deepest + 1).map((st) => `/${st.member}${st.keys.map(([k, v]) => `[${k}='${v}']`).join('')}`).join('');
+  if (steps.slice(0, deepest + 1).some((st) => st.keys.some(([, v]) => v.includes("'")))) return undefined;
+  if (done.has(selector)) return json; // several leaves of one entry: printed once
+  done.add(selector);
+  // The entry as it is now (absent when removed), taken from its printed ancestors.
+  let printed: unknown = printSelected(tree, selector);
+  for (let i = 0; i <= deepest && printed !== undefined; i++) {
+    const v = (printed as ConfigJson)[steps[i]!.member];
+    printed = Array.isArray(v) ? v.find((e) => entryMatches(e, steps[i]!.keys)) : v;
+  }
+  const out: ConfigJson = { ...json };
+  let holder: ConfigJson = out;
+  for (let i = 0; i <= deepest; i++) {
+    const st = steps[i]!;
+    const v = holder[st.member];
+    if (i === deepest) {
+      if (!Array.isArray(v)) return undefined;
+      const index = v.findIndex((e) => entryMatches(e, st.keys));
+      if (index < 0) return undefined;
+      const list = v.slice();
+      if (printed === undefined) list.splice(index, 1);
+      else list[index] = printed;
+      if (list.length) holder[st.member] = list;
+      else delete holder[st.member];
+      return out;
+    }
+    if (Array.isArray(v)) {
+      const index = v.findIndex((e) => entryMatches(e, st.keys));
+      if (index < 0) return undefined;
+      const list = v.slice();
+      const copy = { ...(list[index] as ConfigJson) };
+      list[index] = copy;
+      holder[st.member] = list;
+      holder = copy;
+    } else if (v && typeof v === 'object') {
+      const copy = { ...(v as ConfigJson) };
+      holder[st.member] = copy;
+      holder = copy;
+    } else {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * `json` with one leaf inside a top-level list entry's containers (a VRF's firewall default-action)
+ * set as the tree has it now: the leaf's selection is printed (so its JSON type is libyang's), its
+ * ancestors are shallow copies. Undefined when it is not a plain leaf of an existing entry.
+ */
+function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps: { member: string; keys: [string, string][] }[]): ConfigJson | undefined {
+  if (steps[0]!.keys.some(([, v]) => v.includes("'"))) return undefined;
+  let printed: unknown = printSelected(tree, path);
+  for (let i = 0; i < steps.length && printed !== undefined; i++) {
+    const v = (printed as ConfigJson)[steps[i]!.member];
+    printed = Array.isArray(v) && i === 0 ? v.find((e) => entryMatches(e, steps[i]!.keys)) : v;
+  }
+  if (printed !== undefined && (typeof printed === 'object' && printed !== null)) return undefined; // not a plain leaf
+  const out: ConfigJson = { ...json };
+  let holder: ConfigJson = out;
+  for (let i = 0; i < steps.length; i++) {
+    const st = steps[i]!;
+    const v = holder[st.member];
+    if (i === steps.length - 1) {
+      if (v !== undefined && typeof v === 'object' && v !== null) return undefined;
+      if (printed === undefined) delete holder[st.member];
+      else holder[st.member] = printed;
+      return out;
+    }
+    if (i === 0) {
+      if (!Array.isArray(v)) return undefined;
+      const index = v.findIndex((e) => entryMatches(e, st.keys));
+      if (index < 0) return undefined;
+      const list = v.slice();
+      const copy = { ...(list[index] as ConfigJson) };
+      list[index] = copy;
+      holder[st.member] = list;
+      holder = copy;
+    } else if (v && typeof v === 'object' && !Array.isArray(v)) {
+      const copy = { ...(v as ConfigJson) };
+      holder[st.member] = copy;
+      holder = copy;
+    } else {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Whether a path names an existing container or list entry of `json`. */
+function existsIn(json: ConfigJson, path: string): boolean {
+  const steps = pathSteps(path);
+  if (!steps) return false;
+  let at: unknown = json;
+  for (const st of steps) {
+    if (!at || typeof at !== 'object' || Array.isArray(at)) return false;
+    const v = (at as ConfigJson)[st.member];
+    at = Array.isArray(v) ? (st.keys.length ? v.find((e) => entryMatches(e, st.keys)) : undefined) : v;
+  }
+  return !!at && typeof at === 'object' && !Array.isArray(at);
+}
+
 function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
   if (!base.json) return undefined;
+  // Edits of existing entries deep in a large subtree (one firewall rule among thousands): reprint
+  // those entries only. Naming an existing entry or container on the way changes nothing itself.
+  let nested: ConfigJson | undefined = base.json;
+  const baseJson = base.json;
+  const done = new Set<string>();
+  for (const p of base.changedPaths.filter((q) => !(base.mentioned?.has(q) && existsIn(baseJson, q)))) {
+    nested = nested && withNestedEntryReprinted(tree, nested, p, done);
+    if (!nested) break;
+  }
+  if (nested) return nested;
   /** Per changed member: the list entries changed, or 'whole' to print the member again. */
   const members = new Map<string, Map<string, { selector: string; keys: [string, string][] }> | 'whole'>();
   for (const p of base.changedPaths) {
@@ -156,6 +305,12 @@ function validatedConfig(root: ConfigRoot, tree: DataTree, base?: JsonBase): Val
 
 export class ConfigStore {
   running!: ValidatedConfig;
+  /**
+   * Running's tree holds a commit's edits that are not committed yet (applyToRunning changed it in
+   * place; setRunning or rebuildRunning end that). Reads of running that bypass the commit queue
+   * must wait while it is set.
+   */
+  runningTreeInFlux = false;
   /** Increases on every change of running (cache key of printed output). */
   runningVersion = 0;
   candidate: ConfigRoot = { children: [] };
@@ -219,7 +374,12 @@ export class ConfigStore {
   applyToRunning(root: ConfigRoot, ops: LyOp[]): ValidatedConfig {
     const tree = this.running.tree;
     // Running's JSON, if printed, still describes the tree as it was before the ops.
-    const base: JsonBase = { json: this.running.printedJson, changedPaths: ops.map((o) => o.path) };
+    const base: JsonBase = {
+      json: this.running.printedJson,
+      changedPaths: ops.map((o) => o.path),
+      mentioned: new Set(ops.filter((o) => o.op === 'set' && o.value === undefined).map((o) => o.path)),
+    };
+    this.runningTreeInFlux = true;
     try {
       for (const op of ops) {
         if (op.op === 'remove') tree.removePath(op.path);
@@ -236,6 +396,7 @@ export class ConfigStore {
 
   /** Parse running's tree again from its content (after a change of the tree was refused). */
   rebuildRunning(): void {
+    this.runningTreeInFlux = false;
     const old = this.running;
     this.running = validatedConfig(old.root, this.tree(old.root, true));
     this.runningVersion += 1;
@@ -244,6 +405,7 @@ export class ConfigStore {
 
   /** Make `next` the running configuration (already validated and applied). */
   setRunning(next: ValidatedConfig): void {
+    this.runningTreeInFlux = false;
     const prev = this.running as ValidatedConfig | undefined;
     this.running = next;
     this.runningVersion += 1;

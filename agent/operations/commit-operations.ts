@@ -114,7 +114,7 @@ export class CommitOperations {
 
   private arm(seconds: number): NodeJS.Timeout {
     const t = setTimeout(() => {
-      void this.svc.exclusive(() => this.revert('timeout'));
+      void this.svc.exclusiveRunningChange(() => this.revert('timeout'));
     }, Math.min(seconds * 1000, 2 ** 31 - 1));
     t.unref();
     return t;

@@ -117,6 +117,22 @@ export class ConfigService {
     }
   }
 
+  /** Queued or running work that will change running on its own (a confirmed commit's revert): reads wait for it. */
+  private queuedRunningChanges = 0;
+
+  /** Whether a read of running may answer now from the committed running, without the queue. */
+  get runningReadableNow(): boolean {
+    return this.queuedRunningChanges === 0 && !this.store.runningTreeInFlux;
+  }
+
+  /** exclusive() for work that changes running without a client asking (reads queue behind it). */
+  exclusiveRunningChange<T>(fn: () => Promise<T>): Promise<T> {
+    this.queuedRunningChanges++;
+    return this.exclusive(fn).finally(() => {
+      this.queuedRunningChanges--;
+    });
+  }
+
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => undefined);
@@ -156,7 +172,8 @@ export class ConfigService {
     const prev = this.store.running;
     let next: ValidatedConfig;
     if (ops && ops.length <= IN_PLACE_MAX_OPS) {
-      const changes = changesFromOps(ops);
+      // Whether each entry an op names existed before (a create concerns every subsystem below it).
+      const changes = changesFromOps(ops, (p) => prev.tree.xpath(p).length > 0);
       // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
       const oldSide = this.transaction.concerned(prev, prev, changes).length ? { json: prev.json } : { json: {} };
       next = yangCall(() => this.store.applyToRunning(root, ops));

@@ -99,3 +99,29 @@ export function filterWantsOther(filter: DataFilter | undefined, known: { ns: st
   if (!filter || filter.kind !== 'subtree') return true;
   return filter.nodes.some((f) => !known.some((k) => k.name === f.name && (f.ns === k.ns)));
 }
+
+/**
+ * Schema paths a subtree filter selects (module prefixes where the module changes, as in
+ * "/tandem-vrf:vrf/tandem-ha-fp-conntrack:ha-fp-conntrack"): a node with containment or selection
+ * children selects through them; any other node (content matches only, or empty) selects its whole
+ * subtree. Undefined when every path may be selected (no filter, an XPath filter).
+ */
+export function filterSchemaPaths(filter: DataFilter | undefined, schema: SchemaIndex): string[] | undefined {
+  if (!filter || filter.kind !== 'subtree') return undefined;
+  const out: string[] = [];
+  const walk = (el: XmlElement, parentPath: string, parentModule: string): void => {
+    const module = schema.moduleByNamespace(el.ns)?.name ?? parentModule;
+    const path = `${parentPath}/${module !== parentModule ? `${module}:` : ''}${el.name}`;
+    const inner = el.children.filter((c) => c.children.length > 0 || c.text.trim() === '');
+    if (inner.length === 0) out.push(path);
+    else for (const c of inner) walk(c, path, module);
+  };
+  for (const n of filter.nodes) walk(n, '', '');
+  return out;
+}
+
+/** Whether a state provider with these paths can contribute to what the filter selects. */
+export function selectsAny(selected: string[] | undefined, providerPaths: string[] | undefined): boolean {
+  if (!selected || !providerPaths) return true;
+  return providerPaths.some((p) => selected.some((f) => f === p || p.startsWith(`${f}/`) || f.startsWith(`${p}/`)));
+}

@@ -36,6 +36,12 @@ export interface NetconfOperations extends RpcDispatcher {
   close(): Promise<void>;
 }
 
+/** A get-config whose source is running. */
+function readsCommittedRunning(op: XmlElement): boolean {
+  const source = op.children.find((c) => c.name === 'source');
+  return !!source && source.children.length === 1 && source.children[0]!.name === 'running';
+}
+
 export interface NetconfOperationsOptions {
   yang: YangContext;
   stateDir: string;
@@ -92,7 +98,12 @@ class OperationsLayer implements NetconfOperations {
     const base = (name: string, h: Handler, exclusive = true) =>
       this.handlers.set(`${NETCONF_BASE_NS} ${name}`, exclusive ? (c, o, a) => svc.exclusive(async () => h(c, o, a)) : h);
     base('get', (c, o, a) => get(this.read, o, this.readable(c, a, 'get')));
-    base('get-config', (c, o, a) => getConfig(svc, o, this.readable(c, a, 'get-config')));
+    // get-config of running reads the last committed running without waiting behind a commit in
+    // progress (a commit that parses a new tree leaves running's alone until it is committed); only
+    // while a small commit has edited running's tree in place does it wait its turn.
+    base('get-config', (c, o, a) => (readsCommittedRunning(o) && svc.runningReadableNow
+      ? getConfig(svc, o, this.readable(c, a, 'get-config'))
+      : svc.exclusive(async () => getConfig(svc, o, this.readable(c, a, 'get-config')))), false);
     base('edit-config', (c, o, a) => editConfig(svc, c, o, this.writable(c, a, 'edit-config')));
     base('copy-config', (c, o, a) => copyConfig(svc, c, o, this.writable(c, a, 'copy-config')));
     base('delete-config', (c, o, a) => deleteConfig(svc, c, o, this.writable(c, a, 'delete-config')));
@@ -248,7 +259,8 @@ class OperationsLayer implements NetconfOperations {
     const info = this.svc.sessions.ended(sessionId, reason);
     this.svc.hub.sessionEnded(sessionId);
     this.nacm.sessionEnded(sessionId);
-    void this.svc.exclusive(async () => {
+    const reverts = this.commits.pendingSession === sessionId;
+    void (reverts ? this.svc.exclusiveRunningChange.bind(this.svc) : this.svc.exclusive.bind(this.svc))(async () => {
       releaseSessionLocks(this.svc, sessionId);
       // A candidate changed only by sessions that are gone is discarded, so it blocks no one.
       const editors = this.svc.store.candidateEditors;

@@ -12,7 +12,7 @@ import { MONITORING_NS, netconfStateXml } from '../monitoring/netconf-monitoring
 import { YANG_LIBRARY_NS, yangLibraryXml } from '../monitoring/yang-library.js';
 import { NC_NOTIFICATIONS_NS } from '../notifications/notification-hub.js';
 import { child, onlyParams, withDefaultsParam } from './rpc-params.js';
-import { filterWants, filterWantsOther, listKeysResolver, parseData, parseFilter, subtreeFilterText, xpathToModulePrefixes, type DataFilter } from './data-filter.js';
+import { filterSchemaPaths, filterWants, filterWantsOther, selectsAny, listKeysResolver, parseData, parseFilter, subtreeFilterText, xpathToModulePrefixes, type DataFilter } from './data-filter.js';
 import { BASIC_MODE, printFiltered, readDatastore } from './read-output.js';
 import { yangCall, type ConfigService } from './config-service.js';
 
@@ -81,7 +81,10 @@ async function operationalText(rc: ReadContext, wd: WithDefaults, filter: DataFi
   const monKeys = [...mon, { ns: YANG_LIBRARY_NS, name: 'modules-state' }];
   if (filterWantsOther(filter, monKeys)) {
     let state: ConfigJson = {};
+    // Only the providers whose subtrees the filter selects run (a poll of one counter costs one provider).
+    const selected = filterSchemaPaths(filter, svc.schema);
     for (const p of svc.stateProviders) {
+      if (!selectsAny(selected, p.paths)) continue;
       try {
         state = mergeJson(state, await p.state());
       } catch (err) {

@@ -9,9 +9,18 @@ export function schemaPathOf(dataPath: string): string {
   return dataPath.replace(/\[(?:[^\]'"]|'[^']*'|"[^"]*")*\]/g, '');
 }
 
-/** The changes that path operations make ('set' may create or modify: it is reported as modify). */
-export function changesFromOps(ops: LyOp[]): ConfigChange[] {
-  return ops.map((o) => ({ operation: o.op === 'remove' ? 'delete' : 'modify', path: o.path, schemaPath: schemaPathOf(o.path) }));
+/**
+ * The changes that path operations make. A 'set' without a value (a list entry or container) is a
+ * create when `exists` says the node was not there before, else it changes nothing by itself (its
+ * children's own operations say what changed): it is then reported as modify, which does not
+ * concern the subtrees below it.
+ */
+export function changesFromOps(ops: LyOp[], exists?: (path: string) => boolean): ConfigChange[] {
+  return ops.map((o) => {
+    let operation: ChangeOperation = o.op === 'remove' ? 'delete' : 'modify';
+    if (o.op === 'set' && o.value === undefined && exists && !exists(o.path)) operation = 'create';
+    return { operation, path: o.path, schemaPath: schemaPathOf(o.path) };
+  });
 }
 
 /** List keys of a list's schema path, in order (empty when not a list). */
@@ -79,8 +88,12 @@ export function changesFromDiff(diffJson: string, keysOf: KeysOf): ConfigChange[
   return out;
 }
 
-/** Whether a change concerns the subtree at schema path `owned` (inside it, at it, or above it). */
+/**
+ * Whether a change concerns the subtree at schema path `owned`: inside it or at it; above it only
+ * when it created or deleted (or replaced, path '/') the ancestor, not when it merely named it.
+ */
 export function touches(owned: string, change: ConfigChange): boolean {
   const c = change.schemaPath;
-  return c === owned || c.startsWith(`${owned}/`) || owned.startsWith(`${c}/`) || c === '' || c === '/';
+  if (c === owned || c.startsWith(`${owned}/`) || c === '' || c === '/') return true;
+  return owned.startsWith(`${c}/`) && change.operation !== 'modify';
 }

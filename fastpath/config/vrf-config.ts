@@ -63,6 +63,15 @@ export interface NetworkProfile {
   connectionMirror: boolean;
 }
 
+/**
+ * Rule 10, the one place it is decided: a virtual service's flows are mirrored (synchronised) only
+ * when its profile is tcp-fast-path with connection-mirror. The engines mark the other flows
+ * noSync from it; sync's configuration fingerprint reads it too.
+ */
+export function mirrorsConnections(profile: NetworkProfile | undefined): boolean {
+  return profile?.type === 'tcp-fast-path' && profile.connectionMirror;
+}
+
 export interface VirtualServiceConfig {
   name: string;
   vip: string;
@@ -276,7 +285,7 @@ export function parseVrfConfig(vrf: Json, profiles: Map<string, NetworkProfile>,
       throw new VrfConfigError(`virtual service ${vsName}: unknown network profile ${JSON.stringify(profileName)}`, `${vp}/network-profile`);
     }
     const fastPath = profile?.type === 'tcp-fast-path';
-    const mirror = fastPath && !!profile?.connectionMirror;
+    const mirror = mirrorsConnections(profile);
     if (mirror && persistence === 'client-ip') {
       throw new VrfConfigError(`virtual service ${vsName}: client-ip persistence is not supported with connection-mirror`, `${vp}/persistence`);
     }

@@ -27,10 +27,12 @@ describe('commit isolation: a firewall or timeout edit over NETCONF leaves sync 
   this.timeout(60000);
   let ha1: TestAgent | undefined;
   let ha2: TestAgent | undefined;
+  /** Subsystems that applied in each of ha1's commits (the transaction's test hook). */
+  const appliedOnHa1: string[] = [];
 
   before(async () => {
     const port = await freePort();
-    ha1 = await startTestAgent('ha1');
+    ha1 = await startTestAgent('ha1', { beforeApply: (subsystem) => void appliedOnHa1.push(subsystem) });
     ha2 = await startTestAgent('ha2');
     expect(await editAndCommit(ha1, haConfig('master', '127.0.0.1', '127.0.0.2', port))).to.include('<ok/>');
     expect(await editAndCommit(ha2, haConfig('backup', '127.0.0.2', '127.0.0.1', port))).to.include('<ok/>');
@@ -64,7 +66,10 @@ describe('commit isolation: a firewall or timeout edit over NETCONF leaves sync 
     const downsBefore = downs(a) + downs(b);
 
     // A firewall rule on ha1 only: ha2 learns of it on the open connections.
+    appliedOnHa1.length = 0;
     expect(await editAndCommit(a, firewall(RULE_SSH))).to.include('<ok/>');
+    // Only the fast path (that VRF) and sync (its fingerprint) take part; not ha (no role change).
+    expect(appliedOnHa1).to.deep.equal(['fastpath', 'sync']);
     const mismatch = await until(b, /<config-fingerprint>mismatch<\/config-fingerprint>/, 'ha2 sees the mismatch');
     expect(mismatch).to.include('<config-difference>firewall</config-difference>');
     expect(mismatch).to.not.include('<config-difference>timeouts</config-difference>');

@@ -13,7 +13,7 @@ import type { CommitFaultHooks } from '../../core/subsystem.js';
 import { FastpathStateProvider, FastpathSubsystem } from '../../fastpath/fastpath-subsystem.js';
 import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
 import type { DataplaneEngine } from '../../fastpath/engine.js';
-import { createSubsystems, type SyncParts } from '../../sync/subsystems.js';
+import { createSubsystems, type SyncParts } from '../../ha/ha-parts.js';
 import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
 

@@ -14,7 +14,7 @@ import { FastpathStateProvider, FastpathSubsystem } from '../../fastpath/fastpat
 import type { FlowTuple } from '../../fastpath/engine.js';
 import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
 import { TCP_ACK, TCP_SYN, Verdict } from '../../fastpath/soft/vrf-dataplane.js';
-import { createSubsystems, type SyncParts } from '../../sync/subsystems.js';
+import { createSubsystems, type SyncParts } from '../../ha/ha-parts.js';
 import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
 import { freePort, waitFor } from '../sync/two-nodes.js';

@@ -268,7 +268,7 @@ describe('SPEC rule 11: HA group state comes from configuration and every subscr
     await reconfigure(p.ha2, p.ha2Config({ g1: 'master' }));
     expect(p.ha1.engine.role('main')).to.equal('backup');
     expect(p.ha2.engine.role('main')).to.equal('master');
-    expect(p.ha1.service.groups.list()[0]).to.include({ state: 'backup', controller: 'static', transitions: 1 });
+    expect(p.ha1.ha.groups.list()[0]).to.include({ state: 'backup', controller: 'static', transitions: 1 });
     expect(p.ha1.notifications.some((n) => n.kind === 'ha-group-state-change' && n.newState === 'backup' && n.oldState === 'master')).to.equal(true);
     // The new master syncs its conntracks to the new backup; the backup sends nothing.
     const onHa2 = flow();
@@ -288,7 +288,7 @@ describe('SPEC rule 11: HA group state comes from configuration and every subscr
     (cfg['tandem-ha:ha'] as { group: Array<Record<string, unknown>> }).group = [{ name: 'g1' }];
     await reconfigure(p.ha1, cfg);
     expect(p.ha1.engine.role('main')).to.equal('backup');
-    expect(p.ha1.service.groups.list()[0]).to.include({ controller: 'none', state: 'backup' });
+    expect(p.ha1.ha.groups.list()[0]).to.include({ controller: 'none', state: 'backup' });
   });
 });
 

@@ -2,7 +2,8 @@
 // does to a running service: precise errors, then apply.
 import { expect } from 'chai';
 import { ManualClock } from '../../fastpath/clock.js';
-import { HaSubsystem } from '../../sync/ha-subsystem.js';
+import { HaSubsystem } from '../../ha/ha-subsystem.js';
+import { HaService } from '../../ha/ha-service.js';
 import { SyncService } from '../../sync/sync-service.js';
 import { SyncSubsystem } from '../../sync/sync-subsystem.js';
 import { MemoryEngine } from './memory-engine.js';
@@ -13,12 +14,14 @@ type Json = Record<string, unknown>;
 describe('sync and ha commit subsystems', () => {
   let engine: MemoryEngine;
   let service: SyncService;
+  let haService: HaService;
   let port: number;
   beforeEach(async () => {
     port = await freePort();
     const clock = new ManualClock();
     engine = new MemoryEngine(clock, 2);
-    service = new SyncService(engine, { clock });
+    haService = new HaService(engine);
+    service = new SyncService(engine, { clock, roles: haService });
   });
   afterEach(async () => {
     await service.close();
@@ -32,7 +35,7 @@ describe('sync and ha commit subsystems', () => {
     const sub = new SyncSubsystem(service);
     const ctx = { id: 1, oldConfig: {}, newConfig: base() };
     expect(await sub.validate(ctx)).to.deep.equal([]);
-    await new HaSubsystem(service).apply(ctx);
+    await new HaSubsystem(haService).apply(ctx);
     await sub.apply(ctx);
     expect(service.vrfs.get('main')?.role).to.equal('master');
     expect(engine.role('main')).to.equal('master');
@@ -53,7 +56,7 @@ describe('sync and ha commit subsystems', () => {
   it('refuses a bad HA state', async () => {
     const c = base();
     (c['tandem-ha:ha'] as { group: Json[] }).group = [{ name: 'g1', state: 'active' }];
-    const errors = await new HaSubsystem(service).validate({ id: 1, oldConfig: {}, newConfig: c });
+    const errors = await new HaSubsystem(haService).validate({ id: 1, oldConfig: {}, newConfig: c });
     expect(errors[0]?.message).to.match(/bad state active/);
   });
 });

@@ -1,10 +1,12 @@
-// Two sync stacks (engine + SyncService) on loopback, ha1 on 127.0.0.1 and ha2 on 127.0.0.2,
+// Two sync stacks (engine + HaService + SyncService following it) on loopback, ha1 on 127.0.0.1 and ha2 on 127.0.0.2,
 // configured with the RFC 7951 JSON the commit transaction would hand over, sharing one manual
 // clock for conntrack time (network timers stay real: sockets need real time anyway).
 import { createServer } from 'node:net';
 import { ManualClock } from '../../fastpath/clock.js';
 import type { DataplaneEngine, FlowTuple } from '../../fastpath/engine.js';
 import { SyncService, type ServiceNotification } from '../../sync/sync-service.js';
+import { HaService } from '../../ha/ha-service.js';
+import type { HaGroupChange } from '../../ha/ha-groups.js';
 import { MemoryEngine } from './memory-engine.js';
 
 type Json = Record<string, unknown>;
@@ -101,27 +103,33 @@ export async function waitFor(cond: () => boolean, what: string, timeoutMs = 100
 export interface SyncNode<E extends DataplaneEngine = DataplaneEngine> {
   name: string;
   engine: E;
+  ha: HaService;
   service: SyncService;
   config: Json;
-  notifications: ServiceNotification[];
+  notifications: NodeNotification[];
 }
 
+/** Sync events and HA group changes, as one node saw them. */
+export type NodeNotification = ServiceNotification | ({ kind: 'ha-group-state-change' } & HaGroupChange);
+
 export async function startNode<E extends DataplaneEngine>(name: string, engine: E, clock: ManualClock, config: Json, queueLimit?: number): Promise<SyncNode<E>> {
-  const service = new SyncService(engine, { clock, nodeId: name, backoffMinMs: 20, backoffMaxMs: 200, keepaliveMs: 500, ...(queueLimit ? { queueLimit } : {}) });
-  const notifications: ServiceNotification[] = [];
+  const ha = new HaService(engine);
+  const service = new SyncService(engine, { roles: ha, clock, nodeId: name, backoffMinMs: 20, backoffMaxMs: 200, keepaliveMs: 500, ...(queueLimit ? { queueLimit } : {}) });
+  const notifications: NodeNotification[] = [];
   service.onNotification((n) => notifications.push(n));
+  ha.onGroupChange((c) => notifications.push({ kind: 'ha-group-state-change', ...c }));
   for (const v of (config['tandem-vrf:vrf'] as Json[])) {
     await engine.applyVrf(String(v['name']), { name: String(v['name']), json: v });
   }
-  await service.applyHa(config);
+  await ha.apply(config);
   await service.applySync(config);
-  return { name, engine, service, config, notifications };
+  return { name, engine, ha, service, config, notifications };
 }
 
 /** Reconfigure a node (what a NETCONF commit does to the ha and sync subsystems). */
 export async function reconfigure(node: SyncNode, config: Json): Promise<void> {
   node.config = config;
-  await node.service.applyHa(config);
+  await node.ha.apply(config);
   await node.service.applySync(config);
 }
 

@@ -6,6 +6,7 @@ import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js
 import { SyncStateProvider } from '../../sync/sync-state.js';
 import { toYangNotification } from '../../sync/sync-notifications.js';
 import { ManualSynchronizationRpc } from '../../sync/sync-rpc.js';
+import { groupStateChangeNotification, HaStateProvider } from '../../ha/ha-state.js';
 import { flow, Pair, reconfigure, waitFor } from './two-nodes.js';
 
 describe('sync and HA data against the YANG modules', function () {
@@ -34,7 +35,7 @@ describe('sync and HA data against the YANG modules', function () {
     const cfg = yang.parse(JSON.stringify(p.ha1.config), { format: 'json', kind: 'config' });
     cfg.free();
     for (const node of [p.ha1, p.ha2]) {
-      const state = new SyncStateProvider(node.service).state();
+      const state = { ...new SyncStateProvider(node.service).state(), ...new HaStateProvider(node.ha.groups).state() };
       // Operational data carries the list keys of the configuration it extends: merge with it.
       const tree = yang.parse(JSON.stringify(node.config), { format: 'json', kind: 'config' });
       const st = yang.parse(JSON.stringify(state), { format: 'json', kind: 'data', validate: false });
@@ -50,7 +51,7 @@ describe('sync and HA data against the YANG modules', function () {
     const kinds = new Set<string>();
     for (const n of [...p.ha1.notifications, ...p.ha2.notifications]) {
       kinds.add(n.kind);
-      const t = yang.parse(JSON.stringify(toYangNotification(n)), { format: 'json', kind: 'notification' });
+      const t = yang.parse(JSON.stringify(n.kind === 'ha-group-state-change' ? groupStateChangeNotification(n) : toYangNotification(n)), { format: 'json', kind: 'notification' });
       t.free();
     }
     expect([...kinds].sort()).to.include.members(['connection-up', 'full-resync-complete', 'ha-group-state-change', 'manual-synchronization-complete']);

@@ -1,6 +1,6 @@
 // HaGroups.setVrrpState: a VRRP instance as the controller of a group, alongside static groups.
 import { expect } from 'chai';
-import { HaGroups, type HaGroupChange } from '../../sync/ha-groups.js';
+import { HaGroups, type HaGroupChange } from '../../ha/ha-groups.js';
 
 describe('HA groups driven by VRRP', function () {
   let groups: HaGroups;

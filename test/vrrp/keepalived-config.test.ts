@@ -2,7 +2,7 @@
 // comes from the YANG module, as in a commit), and the refusal of bad JSON.
 import { expect } from 'chai';
 import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
-import { advertIntSeconds, readVrrpConfigs, renderKeepalivedConf, VrrpConfigError } from '../../sync/vrrp/keepalived-config.js';
+import { advertIntSeconds, readVrrpConfigs, renderKeepalivedConf, VrrpConfigError } from '../../ha/vrrp/keepalived-config.js';
 
 const FIFO = '/run/tandem/vrrp/main/notify.fifo';
 

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
-import { KeepalivedProcess, keepalivedArgv, type KeepalivedExit } from '../../sync/vrrp/keepalived-process.js';
-import { renderKeepalivedConf } from '../../sync/vrrp/keepalived-config.js';
-import { NotifyFifo, type InstanceStateEvent } from '../../sync/vrrp/notify-fifo.js';
+import { KeepalivedProcess, keepalivedArgv, type KeepalivedExit } from '../../ha/vrrp/keepalived-process.js';
+import { renderKeepalivedConf } from '../../ha/vrrp/keepalived-config.js';
+import { NotifyFifo, type InstanceStateEvent } from '../../ha/vrrp/notify-fifo.js';
 import { requireRoot, VrrpNamespacePair } from './vrrp-namespaces.js';
 
 const RUNNER = join(dirname(fileURLToPath(import.meta.url)), 'keepalived-runner.js');

@@ -1,6 +1,6 @@
 // A stand-in for the agent in tests: runs one KeepalivedProcess until it is killed.
 // Usage: node keepalived-runner.js <vrf> <netns> <confPath> <stateDir>
-import { KeepalivedProcess } from '../../sync/vrrp/keepalived-process.js';
+import { KeepalivedProcess } from '../../ha/vrrp/keepalived-process.js';
 
 const [vrf, netns, confPath, stateDir] = process.argv.slice(2);
 if (!vrf || !netns || !confPath || !stateDir) {

@@ -2,9 +2,9 @@
 // priority-0 advert) to the backup's HA group being master, read through its notify FIFO.
 // Usage: node dist/test/vrrp/measure-failover.js [advert-interval-cs=100] [rounds=3]
 // (a benchmark, not a test; the lead may move it under bench/).
-import { HaGroups } from '../../sync/ha-groups.js';
-import { readVrrpConfigs, type VrfVrrpConfig } from '../../sync/vrrp/keepalived-config.js';
-import { VrrpController } from '../../sync/vrrp/vrrp-controller.js';
+import { HaGroups } from '../../ha/ha-groups.js';
+import { readVrrpConfigs, type VrfVrrpConfig } from '../../ha/vrrp/keepalived-config.js';
+import { VrrpController } from '../../ha/vrrp/vrrp-controller.js';
 import { isRoot, ROOT_SKIP_REASON, VrrpNamespacePair } from './vrrp-namespaces.js';
 
 interface Node {

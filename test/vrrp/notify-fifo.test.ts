@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { promises as fs, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NotifyFifo, parseNotifyLine, type InstanceStateEvent } from '../../sync/vrrp/notify-fifo.js';
+import { NotifyFifo, parseNotifyLine, type InstanceStateEvent } from '../../ha/vrrp/notify-fifo.js';
 
 describe('VRRP notify FIFO', function () {
   describe('parseNotifyLine', function () {

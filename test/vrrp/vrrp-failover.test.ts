@@ -2,9 +2,9 @@
 // VrrpController each, driving that node's HA group. Election by priority, failover when the
 // master's keepalived is killed, preempt and nopreempt, reload of a changed priority, and stop.
 import { expect } from 'chai';
-import { HaGroups } from '../../sync/ha-groups.js';
-import { readVrrpConfigs, type VrfVrrpConfig } from '../../sync/vrrp/keepalived-config.js';
-import { VrrpController, type VrrpInstanceEvent } from '../../sync/vrrp/vrrp-controller.js';
+import { HaGroups } from '../../ha/ha-groups.js';
+import { readVrrpConfigs, type VrfVrrpConfig } from '../../ha/vrrp/keepalived-config.js';
+import { VrrpController, type VrrpInstanceEvent } from '../../ha/vrrp/vrrp-controller.js';
 import { requireRoot, VrrpNamespacePair } from './vrrp-namespaces.js';
 
 /** 0.5 s adverts: the master-down interval is about 1.5 s, and a loaded CI machine does not flap. */

@@ -1,9 +1,9 @@
 // An IPv6 VRRPv3 instance next to an IPv4 one in the same VRF (root): each elects its own master
 // (priorities crossed), holds its addresses, and drives its own HA group.
 import { expect } from 'chai';
-import { HaGroups } from '../../sync/ha-groups.js';
-import { readVrrpConfigs, type VrfVrrpConfig } from '../../sync/vrrp/keepalived-config.js';
-import { VrrpController } from '../../sync/vrrp/vrrp-controller.js';
+import { HaGroups } from '../../ha/ha-groups.js';
+import { readVrrpConfigs, type VrfVrrpConfig } from '../../ha/vrrp/keepalived-config.js';
+import { VrrpController } from '../../ha/vrrp/vrrp-controller.js';
 import { requireRoot, run, VrrpNamespacePair } from './vrrp-namespaces.js';
 
 async function waitUntil(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {

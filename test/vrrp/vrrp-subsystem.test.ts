@@ -4,9 +4,9 @@
 import { expect } from 'chai';
 import { ManualClock } from '../../fastpath/clock.js';
 import type { CommitContext } from '../../core/subsystem.js';
-import { HaGroups } from '../../sync/ha-groups.js';
-import { VrrpController } from '../../sync/vrrp/vrrp-controller.js';
-import { createVrrp, currentHaConfig, VrrpSubsystem, type VrrpParts } from '../../sync/vrrp/vrrp-subsystem.js';
+import { HaGroups } from '../../ha/ha-groups.js';
+import { VrrpController } from '../../ha/vrrp/vrrp-controller.js';
+import { createVrrp, currentHaConfig, VrrpSubsystem, type VrrpParts } from '../../ha/vrrp/vrrp-subsystem.js';
 import { MemoryEngine } from '../sync/memory-engine.js';
 import { freePort, nodeConfig, startNode, type SyncNode } from '../sync/two-nodes.js';
 import { requireRoot, VrrpNamespacePair } from './vrrp-namespaces.js';
@@ -105,8 +105,8 @@ describe('VRRP commit subsystem', function () {
       ha2 = await startNode('ha2', new MemoryEngine(clock), clock, c2);
       expect(ha1.engine.role('main')).to.equal('backup');
       // VRF main of each node runs its keepalived in that node's namespace.
-      vrrp1 = createVrrp(ha1.service, { netnsOf: () => pair.a, process: { backoffMinMs: 3000, backoffMaxMs: 3000 } });
-      vrrp2 = createVrrp(ha2.service, { netnsOf: () => pair.b, process: { backoffMinMs: 3000, backoffMaxMs: 3000 } });
+      vrrp1 = createVrrp(ha1.ha, { netnsOf: () => pair.a, process: { backoffMinMs: 3000, backoffMaxMs: 3000 } });
+      vrrp2 = createVrrp(ha2.ha, { netnsOf: () => pair.b, process: { backoffMinMs: 3000, backoffMaxMs: 3000 } });
       for (const [parts, c] of [[vrrp1, c1], [vrrp2, c2]] as const) {
         expect(parts.subsystem.validate(ctx(c))).to.deep.equal([]);
         expect(await parts.subsystem.prepare(ctx(c))).to.deep.equal([]);
@@ -117,14 +117,14 @@ describe('VRRP commit subsystem', function () {
       await waitUntil('ha1 master and ha2 backup', () => n1.engine.role('main') === 'master' && n1.service.vrfs.get('main')?.role === 'master' && vrrp2!.controller.instanceState('main', 'gw') === 'BACKUP');
       expect(n2.engine.role('main')).to.equal('backup');
       expect(n2.service.vrfs.get('main')?.role).to.equal('backup');
-      expect(n1.service.groups.list().find((g) => g.name === 'gw')).to.include({ state: 'master', controller: 'vrrp' });
+      expect(n1.ha.groups.list().find((g) => g.name === 'gw')).to.include({ state: 'master', controller: 'vrrp' });
       const change = n1.notifications.find((n) => n.kind === 'ha-group-state-change' && n.newState === 'master');
       expect(change).to.include({ group: 'gw', controller: 'vrrp' });
 
       // A later commit of /ha alone (the VRRP subsystem is not concerned) must survive VRRP events.
       const withExtra = { ...c1, 'tandem-ha:ha': { group: [{ name: 'gw' }, { name: 'extra', state: 'master' }] } };
-      await n1.service.applyHa(withExtra);
-      expect(n1.service.groups.state('gw')).to.equal('master');
+      await n1.ha.apply(withExtra);
+      expect(n1.ha.groups.state('gw')).to.equal('master');
 
       const ka = vrrp1.controller.keepalived('main')!;
       const child = await ka.vrrpPid();
@@ -133,7 +133,7 @@ describe('VRRP commit subsystem', function () {
       process.kill(ka.pid!, 'SIGKILL');
       await waitUntil('ha2 master and ha1 backup', () => n2.engine.role('main') === 'master' && n2.service.vrfs.get('main')?.role === 'master' && n1.engine.role('main') === 'backup');
       expect(pair.addresses(pair.b)).to.include(vip);
-      expect(n1.service.groups.list().find((g) => g.name === 'extra')).to.include({ state: 'master', controller: 'static' });
+      expect(n1.ha.groups.list().find((g) => g.name === 'extra')).to.include({ state: 'master', controller: 'static' });
     });
   });
 });

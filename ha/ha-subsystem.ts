@@ -1,14 +1,17 @@
-// Commit subsystem of /tandem-ha:ha: the static state of each HA group. Applying a changed state
-// is a planned failover: every VRF listening to the group moves its dataplane and sync (rule 11).
+// Commit subsystem of /tandem-ha:ha (the static state of each HA group) and of each VRF's
+// listen-ha-group: applying a changed state is a planned failover, every VRF listening to the
+// group moves its dataplane, and sync follows (rule 11).
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../core/subsystem.js';
 import { readHaGroups } from './ha-groups.js';
-import type { SyncService } from './sync-service.js';
+import type { HaService } from './ha-service.js';
+
+export const HA_OWNS = ['/tandem-ha:ha', '/tandem-vrf:vrf/tandem-ha-fp-conntrack:ha-fp-conntrack/listen-ha-group'];
 
 export class HaSubsystem implements CommitSubsystem {
   readonly name = 'ha';
-  readonly owns = ['/tandem-ha:ha'];
+  readonly owns = HA_OWNS;
 
-  constructor(private readonly service: SyncService) {}
+  constructor(private readonly service: HaService) {}
 
   validate(ctx: CommitContext): SubsystemError[] {
     try {
@@ -24,12 +27,12 @@ export class HaSubsystem implements CommitSubsystem {
   }
 
   async apply(ctx: CommitContext): Promise<void> {
-    await this.service.applyHa(ctx.newConfig);
+    await this.service.apply(ctx.newConfig);
   }
 
   async abort(_ctx: CommitContext): Promise<void> {}
 
   async undo(ctx: CommitContext): Promise<void> {
-    await this.service.applyHa(ctx.oldConfig);
+    await this.service.apply(ctx.oldConfig);
   }
 }

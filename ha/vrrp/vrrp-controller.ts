@@ -13,7 +13,7 @@ import { NotifyFifo, type InstanceStateEvent, type VrrpState } from './notify-fi
 
 const log = logger('vrrp');
 
-/** What the controller needs from the HA groups (sync/ha-groups.ts HaGroups has it). */
+/** What the controller needs from the HA groups (ha/ha-groups.ts HaGroups has it). */
 export interface VrrpGroupTarget {
   setVrrpState(group: string, state: HaRole | undefined): void;
 }

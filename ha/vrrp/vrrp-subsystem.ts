@@ -3,7 +3,7 @@
 // reloads or stops the keepalived of each VRF.
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../../core/subsystem.js';
 import type { HaGroups } from '../ha-groups.js';
-import type { SyncService } from '../sync-service.js';
+import type { HaService } from '../ha-service.js';
 import { readVrrpConfigs, VrrpConfigError, type VrfVrrpConfig } from './keepalived-config.js';
 import { VrrpController, type VrrpControllerOptions } from './vrrp-controller.js';
 
@@ -66,12 +66,10 @@ export function currentHaConfig(groups: HaGroups): Record<string, unknown> {
 }
 
 /**
- * VRRP wired to the HA groups of a sync service: instance states set the groups' states, and the
- * service's VRFs (dataplane role and sync) follow each change, as after a commit of /ha.
+ * VRRP wired to the HA service: instance states set the groups' states, and every VRF (its
+ * dataplane, then its sync) follows each change, as after a commit of /ha.
  */
-export function createVrrp(service: SyncService, opts: Omit<VrrpControllerOptions, 'afterGroupChange'> = {}): VrrpParts {
-  // Re-applying the groups' current decisions changes no group and moves every VRF to its group's
-  // state (SyncService follows its groups in applyHa).
-  const controller = new VrrpController(service.groups, { ...opts, afterGroupChange: () => service.applyHa(currentHaConfig(service.groups)) });
+export function createVrrp(service: HaService, opts: Omit<VrrpControllerOptions, 'afterGroupChange'> = {}): VrrpParts {
+  const controller = new VrrpController(service.groups, { ...opts, afterGroupChange: () => service.follow() });
   return { subsystem: new VrrpSubsystem(controller), controller, close: () => controller.close() };
 }

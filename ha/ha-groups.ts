@@ -27,7 +27,7 @@ export interface HaGroupChange {
 
 export interface HaGroupDecision {
   name: string;
-  /** Static state, absent when the group is left to VRRP (sync/vrrp: setVrrpState; with no instance it stays backup). */
+  /** Static state, absent when the group is left to VRRP (ha/vrrp: setVrrpState; with no instance it stays backup). */
   state?: HaRole;
 }
 
@@ -47,7 +47,7 @@ export function readHaGroups(config: Json): HaGroupDecision[] {
 export class HaGroups {
   private groups = new Map<string, HaGroupState>();
   private listeners = new Set<(change: HaGroupChange) => void>();
-  /** States reported by the VRRP instances that control groups (sync/vrrp), by group name. */
+  /** States reported by the VRRP instances that control groups (ha/vrrp), by group name. */
   private vrrpStates = new Map<string, HaRole>();
 
   /** Follow every change of every group; returns an unsubscribe function. */
@@ -91,7 +91,7 @@ export class HaGroups {
   }
 
   /**
-   * A VRRP instance drives group `name` (added for sync/vrrp): `state` is the state it reports, or
+   * A VRRP instance drives group `name` (added for ha/vrrp): `state` is the state it reports, or
    * undefined when the instance is gone (the group falls back to 'none', backup). A group that is
    * not configured yet takes the state when apply() creates it; a static group ignores VRRP.
    */
