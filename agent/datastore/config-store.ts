@@ -277,8 +277,13 @@ export class ConfigStore {
     return `<config xmlns="${NETCONF_BASE_NS}">${this.xml(root)}</config>\n`;
   }
 
-  /** Initial content: running.xml, else startup.xml, else the --startup file, else empty. */
-  async loadInitial(startupFile?: string): Promise<ConfigRoot> {
+  /** No running, startup or rollback file: the agent's first start in this state directory. */
+  isFresh(): boolean {
+    return ![this.runningFile, this.startupFile, this.rollbackFile].some((f) => existsSync(f));
+  }
+
+  /** Initial content: running.xml, else startup.xml, else the --startup file, else the factory configuration, else empty. */
+  async loadInitial(startupFile?: string, factoryXml?: string): Promise<ConfigRoot> {
     // Temp files of a write that a crash interrupted: the target still holds the previous content.
     for (const f of await readdir(this.stateDir).catch(() => [] as string[])) {
       if (/^\.(running|startup|rollback)\.xml\.\d+\.\d+\.tmp$/.test(f)) await unlink(join(this.stateDir, f)).catch(() => undefined);
@@ -294,7 +299,7 @@ export class ConfigStore {
         return this.parseDocument(await readFile(file, 'utf8'));
       }
     }
-    return { children: [] };
+    return factoryXml ? this.parseDocument(factoryXml) : { children: [] };
   }
 
   async persistRunning(): Promise<void> {

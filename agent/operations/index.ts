@@ -33,6 +33,8 @@ export interface NetconfOperationsOptions {
   yang: YangContext;
   stateDir: string;
   startupFile?: string;
+  /** Initial configuration of a fresh state directory when there is no startupFile (the agent: the factory configuration). */
+  factoryConfig?: string;
   subsystems: CommitSubsystem[];
   stateProviders: StateProvider[];
   rpcProviders: RpcProvider[];
@@ -255,7 +257,7 @@ class OperationsLayer implements NetconfOperations {
 
 export async function createNetconfOperations(opts: NetconfOperationsOptions): Promise<NetconfOperations> {
   const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, opts.stateProviders, opts.rpcProviders);
-  await svc.start(opts.startupFile);
+  await svc.start(opts.startupFile, opts.factoryConfig);
   log.info({ stateDir: opts.stateDir, subsystems: opts.subsystems.map((s) => s.name) }, 'operations ready');
   return new OperationsLayer(svc);
 }
