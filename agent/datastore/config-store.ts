@@ -11,6 +11,8 @@ import { configToXml, type ConfigRoot } from './config-tree.js';
 import { configFromXml, NETCONF_BASE_NS, type EditChange, type LyOp } from './edit-config.js';
 import { writeFileAtomic } from './atomic-file.js';
 import type { SchemaIndex } from './schema-index.js';
+import { refineYangException } from './yang-errors.js';
+import { YangRestrictions } from './yang-restrictions.js';
 
 const log = logger('datastore');
 
@@ -171,12 +173,16 @@ export class ConfigStore {
   /** Sessions that changed the candidate since it last matched running. */
   readonly candidateEditors = new Set<number>();
   startup: ConfigRoot | undefined;
+  /** What a leaf's type allows, for error messages (read from the modules on first use). */
+  private readonly restrictions: YangRestrictions;
 
   constructor(
     private readonly yang: YangContext,
     readonly schema: SchemaIndex,
     readonly stateDir: string,
-  ) {}
+  ) {
+    this.restrictions = new YangRestrictions(yang);
+  }
 
   get runningFile(): string {
     return join(this.stateDir, 'running.xml');
@@ -207,8 +213,19 @@ export class ConfigStore {
   }
 
   /** Validate a configuration (the whole tree, parsed from scratch). Throws YangException. */
+  /** libyang's errors about `root` (or an edit, without root) with messages that say what is allowed and keyed paths. */
+  refineErrors(err: unknown, root?: ConfigRoot): unknown {
+    return refineYangException(err, root, this.restrictions);
+  }
+
   validated(root: ConfigRoot, base?: JsonBase): ValidatedConfig {
-    return validatedConfig(root, this.tree(root, true), base);
+    let tree: DataTree;
+    try {
+      tree = this.tree(root, true);
+    } catch (err) {
+      throw refineYangException(err, root, this.restrictions);
+    }
+    return validatedConfig(root, tree, base);
   }
 
   /**
@@ -228,7 +245,7 @@ export class ConfigStore {
       tree.validate({ configOnly: true });
     } catch (err) {
       this.rebuildRunning();
-      throw err;
+      throw refineYangException(err, root, this.restrictions);
     }
     this.runningVersion += 1;
     return validatedConfig(root, tree, base);
