@@ -92,22 +92,21 @@ export class YangRestrictions {
   /** Restrictions of a `type` statement of `moduleName`, following its typedef chain. */
   private restrictionOf(type: XmlElement, moduleName: string, depth: number): TypeRestriction {
     const name = arg(type, 'name') ?? '';
-    const here: TypeRestriction = {
-      type: name,
-      range: type.children.find((c) => c.name === 'range') && arg(type.children.find((c) => c.name === 'range')!, 'value'),
-      length: type.children.find((c) => c.name === 'length') && arg(type.children.find((c) => c.name === 'length')!, 'value'),
-      patterns: type.children.filter((c) => c.name === 'pattern').map((c) => arg(c, 'value') ?? ''),
+    const sub = (kind: string) => {
+      const el = type.children.find((c) => c.name === kind);
+      return el && arg(el, 'value');
     };
+    const patterns = type.children.filter((c) => c.name === 'pattern').map((c) => arg(c, 'value') ?? '');
     let base: TypeRestriction | undefined;
     const def = depth < 8 ? this.typedef(name, moduleName) : undefined;
     if (def) base = this.restrictionOf(def.type, def.module, depth + 1);
     else if (BUILTIN_RANGES[name]) base = { type: name, range: BUILTIN_RANGES[name], patterns: [] };
     return {
       type: name,
-      range: here.range ?? base?.range,
-      length: here.length ?? base?.length,
+      range: sub('range') ?? base?.range,
+      length: sub('length') ?? base?.length,
       // Patterns of a derived type add to those of its base: a value must match them all.
-      patterns: [...(base?.patterns ?? []), ...here.patterns],
+      patterns: [...(base?.patterns ?? []), ...patterns],
     };
   }
 
