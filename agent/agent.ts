@@ -5,6 +5,8 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { loadTandemContext } from '../yang/libyang/index.js';
 import { logger } from '../core/log.js';
+import { FACTORY_FRAGMENTS, factoryConfigXml } from './datastore/factory/factory-config.js';
+import { fastPathEngineFragment } from './datastore/factory/fast-path-engine.js';
 import { createNetconfOperations, type NetconfOperations } from './operations/index.js';
 import type { DataplaneEngine } from '../fastpath/engine.js';
 import { createFastpathParts } from '../fastpath/fastpath-parts.js';
@@ -75,7 +77,7 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
     const vrrp = createVrrp(sync.ha, { stateDir: path.join(opts.stateDir, 'vrrp') });
     undo.push(() => vrrp.close());
     const ops = await createNetconfOperations({
-      yang, stateDir: opts.stateDir, startupFile: opts.startupFile,
+      yang, stateDir: opts.stateDir, startupFile: opts.startupFile, factoryConfig: factoryConfigXml(opts.engine === 'soft' ? FACTORY_FRAGMENTS : [...FACTORY_FRAGMENTS, fastPathEngineFragment(opts.engine)]),
       subsystems: [...fastpath.subsystems, ...sync.subsystems, vrrp.subsystem],
       stateProviders: [...fastpath.stateProviders, ...sync.stateProviders, traffic, new FastPathCountersState(engine)],
       rpcProviders: [...sync.rpcProviders, ...traffic.rpcProviders()],

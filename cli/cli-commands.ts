@@ -1,6 +1,6 @@
 // `tandem start` and `tandem user add`: argument parsing (node:util parseArgs) and what they print.
 import { mkdir, readFile } from 'node:fs/promises';
-import { stderr, stdin, stdout } from 'node:process';
+import { stderr, stdout } from 'node:process';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { EngineName } from '../agent/agent.js';
@@ -8,19 +8,23 @@ import type { ServerLimits } from '../agent/ssh/netconf-ssh-server.js';
 import { UserStore } from '../agent/ssh/user-store.js';
 import { parsePenalties } from '../agent/ssh/source-penalties.js';
 import { parseStartups } from '../agent/ssh/startup-limiter.js';
+import { readPassword } from './password-prompt.js';
+import { LOG_FORMATS, setLogFormat, type LogFormat } from '../core/log.js';
 
 export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE]
              [--max-sessions N] [--max-sessions-per-user N] [--reserved-sessions N]
              [--max-startups START:RATE:FULL] [--max-unauthenticated N] [--per-source-max-startups START:RATE:FULL]
              [--per-source-penalties SPEC|off] [--max-auth-attempts N] [--login-timeout SEC]
              [--hello-timeout SEC] [--idle-timeout SEC] [--max-message-size BYTES] [--max-depth N] [--max-elements N]
-             [--max-output-queue BYTES]
+             [--max-output-queue BYTES] [--log-format json|pretty]
   defaults: --state-dir ./tandem-state --listen 127.0.0.1:8830 --engine soft
             --max-sessions 100 --max-sessions-per-user 64 --reserved-sessions 10 (for admin/recovery users)
             --max-startups 128:30:256 (--max-unauthenticated N sets FULL) --per-source-max-startups 64:30:96
             --per-source-penalties 'authfail:5 noauth:1 grace-exceeded:10 max:600 min:15' --max-auth-attempts 6
             --login-timeout 30 --hello-timeout 30 --idle-timeout 3600 (0: never) --max-message-size 16777216
             --max-depth 128 --max-elements 2000000 --max-output-queue 8388608
+            --log-format: pretty when stdout is a terminal, else json (also TANDEM_LOG_FORMAT)
+  logs go to stdout, this banner and errors to stderr
 `;
 export const USER_USAGE = `tandem user add NAME (--password-stdin | --key FILE) [--group GROUP]... [--recovery] [--state-dir DIR]
   --group GROUP  NACM group of the user (repeatable; replaces the user's groups); the factory NACM
@@ -84,8 +88,14 @@ export function runStart(args: string[]): Promise<number> {
         'max-message-size': { type: 'string' },
         'max-depth': { type: 'string' },
         'max-elements': { type: 'string' },
+        'log-format': { type: 'string' },
       },
     });
+    const logFormat = values['log-format'];
+    if (logFormat !== undefined) {
+      if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) throw new UsageError(`--log-format must be json or pretty, got '${logFormat}'`);
+      setLogFormat(logFormat as LogFormat);
+    }
     const engine = values.engine;
     if (engine !== 'soft' && engine !== 'linux') throw new UsageError(`--engine must be soft or linux, got '${engine}'`);
     const listen = parseListen(values.listen);
@@ -131,17 +141,12 @@ export function runStart(args: string[]): Promise<number> {
     const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits });
     const users = Object.keys((await new UserStore(agent.stateDir).load()).users);
     const hostFor = agent.host.includes(':') ? `[${agent.host}]` : agent.host;
-    stdout.write(`tandem: NETCONF over SSH on ${hostFor}:${agent.port} (state in ${agent.stateDir}, engine ${engine})\n`
-      + `  connect:  ssh -s -p ${agent.port} USER@${agent.host} netconf\n`
-      + `  ncclient: manager.connect(host='${agent.host}', port=${agent.port}, username=USER, password=..., hostkey_verify=False)\n`
-      + `  users:    ${users.length ? users.join(', ') : 'none yet'} (add one: tandem user add NAME --password-stdin --state-dir ${agent.stateDir})\n`
-      + agent.hostKeys.map((k) => `  host key: ${k.publicKey}\n`).join(''));
-
+    // Before the banner: whoever reads it may send SIGTERM at once.
     let stopping = false;
     const stop = (signal: string) => {
       if (stopping) return;
       stopping = true;
-      stdout.write(`tandem: ${signal}, shutting down\n`);
+      stderr.write(`tandem: ${signal}, shutting down\n`);
       agent.close().then(() => process.exit(0), (err: unknown) => {
         stderr.write(`tandem: shutdown failed: ${err instanceof Error ? err.message : String(err)}\n`);
         process.exit(1);
@@ -149,14 +154,15 @@ export function runStart(args: string[]): Promise<number> {
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    // On stderr: stdout carries the log lines (JSON for collectors), the banner is for the person.
+    stderr.write(`tandem: NETCONF over SSH on ${hostFor}:${agent.port} (state in ${agent.stateDir}, engine ${engine})\n`
+      + `  connect:  ssh -s -p ${agent.port} USER@${agent.host} netconf\n`
+      + `  ncclient: manager.connect(host='${agent.host}', port=${agent.port}, username=USER, password=..., hostkey_verify=False)\n`
+      + `  users:    ${users.length ? users.join(', ') : 'none yet'} (add one: tandem user add NAME --password-stdin --state-dir ${agent.stateDir})\n`
+      + agent.hostKeys.map((k) => `  host key: ${k.publicKey}\n`).join(''));
+
     return -1;
   }, START_USAGE);
-}
-
-async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** What the user's NACM standing now is, for the confirmation line. */
@@ -188,8 +194,8 @@ export function runUser(args: string[]): Promise<number> {
     const store = new UserStore(path.resolve(values['state-dir']));
     await mkdir(path.dirname(store.file), { recursive: true, mode: 0o700 });
     if (values['password-stdin']) {
-      // One line: the password without its line ending (as `echo pw | tandem user add ...` sends it).
-      const password = (await readStdin()).replace(/\r?\n$/, '');
+      // From a pipe, one line; on a terminal, a prompt without echo (cli/password-prompt.ts).
+      const password = await readPassword(name);
       if (password.length === 0) throw new UsageError('empty password on stdin');
       await store.add(name, { password, groups, recovery });
       stdout.write(`tandem: user '${name}' now has a password (scrypt hash in ${store.file})${access(groups, recovery)}\n`);

@@ -12,8 +12,8 @@ export class LinuxEngineUnavailableError extends Error {
   constructor(readonly reason: string) {
     super(`the linux engine needs the native modules ${LINUX_NATIVE_MODULES.join(' and ')} (optional dependencies), `
       + `which could not be loaded: ${reason}. Install a C/C++ compiler, make and python3 for node-gyp `
-      + `(Debian: sudo apt-get install build-essential python3, or sudo bash .ci/setup-debian), then run npm ci again `
-      + `(or: npm install --no-save ${LINUX_NATIVE_MODULES.join(' ')}). The soft engine (--engine soft) needs neither.`);
+      + `(Debian: sudo apt-get install build-essential python3, or sudo bash .ci/setup-debian), then run npm ci again. `
+      + `The soft engine (--engine soft) needs neither.`);
     this.name = 'LinuxEngineUnavailableError';
   }
 }

@@ -67,7 +67,8 @@ export class LabAgent {
     try {
       const port = await new Promise<number>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`agent in ${namespace} not listening after 60 s:\n${out}`)), 60_000);
-        child.stdout?.on('data', () => {
+        // The banner is on stderr, the log lines on stdout.
+        child.stderr?.on('data', () => {
           const m = /^tandem: NETCONF over SSH on [^:\s]+:(\d+) /m.exec(out);
           if (m) { clearTimeout(timer); resolve(Number(m[1])); }
         });

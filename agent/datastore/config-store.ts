@@ -11,6 +11,8 @@ import { configToXml, type ConfigRoot } from './config-tree.js';
 import { configFromXml, NETCONF_BASE_NS, type EditChange, type LyOp } from './edit-config.js';
 import { writeFileAtomic } from './atomic-file.js';
 import type { SchemaIndex } from './schema-index.js';
+import { refineYangException } from './yang-errors.js';
+import { YangRestrictions } from './yang-restrictions.js';
 
 const log = logger('datastore');
 
@@ -326,12 +328,16 @@ export class ConfigStore {
   /** Sessions that changed the candidate since it last matched running. */
   readonly candidateEditors = new Set<number>();
   startup: ConfigRoot | undefined;
+  /** What a leaf's type allows, for error messages (read from the modules on first use). */
+  private readonly restrictions: YangRestrictions;
 
   constructor(
     private readonly yang: YangContext,
     readonly schema: SchemaIndex,
     readonly stateDir: string,
-  ) {}
+  ) {
+    this.restrictions = new YangRestrictions(yang);
+  }
 
   get runningFile(): string {
     return join(this.stateDir, 'running.xml');
@@ -362,8 +368,19 @@ export class ConfigStore {
   }
 
   /** Validate a configuration (the whole tree, parsed from scratch). Throws YangException. */
+  /** libyang's errors about `root` (or an edit, without root) with messages that say what is allowed and keyed paths. */
+  refineErrors(err: unknown, root?: ConfigRoot): unknown {
+    return refineYangException(err, root, this.restrictions);
+  }
+
   validated(root: ConfigRoot, base?: JsonBase): ValidatedConfig {
-    return validatedConfig(root, this.tree(root, true), base);
+    let tree: DataTree;
+    try {
+      tree = this.tree(root, true);
+    } catch (err) {
+      throw refineYangException(err, root, this.restrictions);
+    }
+    return validatedConfig(root, tree, base);
   }
 
   /**
@@ -388,7 +405,7 @@ export class ConfigStore {
       tree.validate({ configOnly: true });
     } catch (err) {
       this.rebuildRunning();
-      throw err;
+      throw refineYangException(err, root, this.restrictions);
     }
     this.runningVersion += 1;
     return validatedConfig(root, tree, base);
@@ -439,12 +456,18 @@ export class ConfigStore {
     return `<config xmlns="${NETCONF_BASE_NS}">${this.xml(root)}</config>\n`;
   }
 
+  /** No running, startup or rollback file: the agent's first start in this state directory. */
+  isFresh(): boolean {
+    return ![this.runningFile, this.startupFile, this.rollbackFile].some((f) => existsSync(f));
+  }
+
   /**
-   * Initial content: running.xml, else startup.xml, else the --startup file, else empty. A file
-   * that is there but empty, truncated or not UTF-8 stops the start with an error that names it
-   * and says how to start anyway: the agent never runs on less than what was stored.
+   * Initial content: running.xml, else startup.xml, else the --startup file, else the factory
+   * configuration, else empty. A file that is there but empty, truncated or not UTF-8 stops the
+   * start with an error that names it and says how to start anyway: the agent never runs on less
+   * than what was stored.
    */
-  async loadInitial(startupFile?: string): Promise<ConfigRoot> {
+  async loadInitial(startupFile?: string, factoryXml?: string): Promise<ConfigRoot> {
     // Temp files of a write that a crash interrupted: the target still holds the previous content.
     for (const f of await readdir(this.stateDir).catch(() => [] as string[])) {
       if (/^\.(running|startup|rollback)\.xml\.\d+\.\d+\.tmp$/.test(f)) await unlink(join(this.stateDir, f)).catch(() => undefined);
@@ -460,7 +483,7 @@ export class ConfigStore {
         return file === this.startupFile && this.startup ? this.startup : this.readStateFile(file, what, startupFile);
       }
     }
-    return { children: [] };
+    return factoryXml ? this.parseDocument(factoryXml) : { children: [] };
   }
 
   /** One configuration file read at start, or an Error naming it and the way to start anyway. */

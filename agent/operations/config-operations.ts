@@ -58,7 +58,13 @@ function typeCheckEdit(svc: ConfigService, config: XmlElement): void {
     dropAttr: (_el, a) => a.ns === NETCONF_BASE_NS || a.ns === YANG_NS,
   });
   if (text.trim() === '') return;
-  const tree = yangCall(() => svc.yang.parse(text, { format: 'xml', kind: 'config', validate: false }));
+  const tree = yangCall(() => {
+    try {
+      return svc.yang.parse(text, { format: 'xml', kind: 'config', validate: false });
+    } catch (err) {
+      throw svc.store.refineErrors(err); // say the allowed range, length or pattern
+    }
+  });
   tree.free();
 }
 

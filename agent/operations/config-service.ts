@@ -93,9 +93,10 @@ export class ConfigService {
   }
 
   /** Load running (validated and applied through the subsystems) at start. */
-  async start(startupFile?: string): Promise<void> {
+  async start(startupFile?: string, factoryXml?: string): Promise<void> {
     const started = performance.now();
-    const initial = await this.store.loadInitial(startupFile);
+    const fresh = this.store.isFresh();
+    const initial = await this.store.loadInitial(startupFile, factoryXml);
     const empty = yangCall(() => this.store.validated({ children: [] }));
     this.store.setRunning(empty);
     if (initial.children.length > 0) {
@@ -109,6 +110,12 @@ export class ConfigService {
         log.error({ err: err instanceof Error ? err.message : String(err) }, 'initial configuration refused; not starting');
         throw err;
       }
+    }
+    if (fresh) {
+      // :startup exists from the first start: equal to the initial running, both on disk.
+      await this.store.persistRunning();
+      await this.store.setStartup(this.store.running.root);
+      log.info({ topLevelNodes: initial.children.length, from: startupFile ?? (factoryXml ? 'factory' : 'empty') }, 'fresh state directory: running and startup created');
     }
     if (existsSync(this.store.rollbackFile)) {
       await this.store.persistRunning();

@@ -46,6 +46,8 @@ export interface NetconfOperationsOptions {
   yang: YangContext;
   stateDir: string;
   startupFile?: string;
+  /** Initial configuration of a fresh state directory when there is no startupFile (the agent: the factory configuration). */
+  factoryConfig?: string;
   subsystems: CommitSubsystem[];
   stateProviders: StateProvider[];
   rpcProviders: RpcProvider[];
@@ -331,7 +333,7 @@ export async function createNetconfOperations(opts: NetconfOperationsOptions): P
   const fresh = freshStateDir(opts.stateDir);
   const stateProviders = [...opts.stateProviders];
   const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, stateProviders, opts.rpcProviders, opts.faults);
-  await svc.start(opts.startupFile);
+  await svc.start(opts.startupFile, opts.factoryConfig);
   if (fresh) await installFactoryNacm(svc);
   const nacm = new Nacm(opts.yang, svc.schema, opts.users ?? new UserStore(opts.stateDir), {
     version: () => svc.store.runningVersion,

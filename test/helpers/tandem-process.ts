@@ -1,5 +1,6 @@
 // Run `tandem start` as a child process, as users and outside checks do: a temp state dir with a
-// test user, a free loopback port (--listen 127.0.0.1:0; the port is read from what start prints),
+// test user, a free loopback port (--listen 127.0.0.1:0; the port is read from the banner start
+// prints on stderr),
 // and stop() that ends it by PID (SIGTERM, then SIGKILL) and removes the temp dir.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -31,7 +32,7 @@ export interface TandemProcess {
   stateDir: string;
   username: string;
   password: string;
-  /** Everything printed so far (stdout: the banner and JSON log lines; stderr). */
+  /** Everything printed so far (stdout: the JSON log lines; stderr: the banner and errors). */
   stdout(): string;
   stderr(): string;
   /** Resolves with the exit code (or signal) once the process is gone. */
@@ -70,13 +71,13 @@ export async function startTandem(opts: TandemProcessOptions = {}): Promise<Tand
       const timer = setTimeout(() => reject(new Error(`tandem start not listening after ${opts.readyTimeoutMs ?? 60000} ms\n${out}\n${err}`)),
         opts.readyTimeoutMs ?? 60000);
       const check = () => {
-        const m = /^tandem: NETCONF over SSH on (?:\[[^\]]+\]|[^:\s]+):(\d+) /m.exec(out);
+        const m = /^tandem: NETCONF over SSH on (?:\[[^\]]+\]|[^:\s]+):(\d+) /m.exec(err);
         if (m) {
           clearTimeout(timer);
           resolve(Number(m[1]));
         }
       };
-      child.stdout!.on('data', check);
+      child.stderr!.on('data', check);
       void exited.then(({ code, signal }) => {
         clearTimeout(timer);
         reject(new Error(`tandem start exited (${code ?? signal}) before listening:\n${err}\n${out}`));

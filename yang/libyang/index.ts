@@ -30,8 +30,11 @@ export const IETF_MODULES: readonly string[] = [
   'ietf-netconf-nmda', 'ietf-origin', 'ietf-netconf-notifications', 'notifications', 'nc-notifications',
 ];
 
-/** ietf-netconf features enabled by default in loadTandemContext. */
-export const DEFAULT_NETCONF_FEATURES: readonly string[] = ['writable-running', 'candidate', 'rollback-on-error', 'validate', 'xpath'];
+/** ietf-netconf features enabled by default in loadTandemContext: exactly what the server implements
+ *  (not `url`: no <url> source or target). Announced in the hello and in yang-library. */
+export const DEFAULT_NETCONF_FEATURES: readonly string[] = [
+  'writable-running', 'candidate', 'confirmed-commit', 'rollback-on-error', 'validate', 'startup', 'xpath',
+];
 
 /** Names of the tandem-* modules present in a directory (file names `name.yang` or `name@rev.yang`). */
 export function tandemModuleNames(dir: string): string[] {
