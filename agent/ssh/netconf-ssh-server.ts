@@ -54,7 +54,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   helloTimeoutMs: 30_000,
   idleTimeoutMs: 3_600_000,
   maxQueuedMessages: 64,
-  maxOutputQueueBytes: 8 * 1024 * 1024,
+  maxOutputQueueBytes: 1024 * 1024,
 };
 
 export interface NetconfSshServerOptions {
