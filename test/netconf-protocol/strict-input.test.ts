@@ -242,3 +242,75 @@ describe('State files: damage stops the start, naming the file', function () {
     expect(h).to.contain(`host key ${hostKey} is unreadable`);
   });
 });
+
+describe('Strict input with Ansible (netconf_rpc)', function () {
+  this.timeout(180000);
+  let t: TandemProcess | undefined;
+  let dir: string | undefined;
+  after(async () => {
+    await t?.stop();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('fails the task of a datastore in a foreign namespace with unknown-namespace, and a proper one succeeds', async function () {
+    if (!existsSync('/usr/bin/ansible-playbook') || !existsSync(DEBIAN_PYTHON)) this.skip();
+    t = await startTandem();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-ansible-ns-'));
+    await writeFile(path.join(dir, 'playbook.yml'), `
+- hosts: tandem
+  gather_facts: false
+  tasks:
+    - name: Refused, nothing read (unknown-namespace; Ansible shows the error-message)
+      ansible.netcommon.netconf_rpc:
+        rpc: get-config
+        xmlns: urn:ietf:params:xml:ns:netconf:base:1.0
+        content: '<source><running xmlns="urn:example:other"/></source>'
+      register: r
+      failed_when: "'is in namespace' not in (r.msg | default(''))"
+    - name: The same in the base namespace
+      ansible.netcommon.netconf_rpc:
+        rpc: get-config
+        xmlns: urn:ietf:params:xml:ns:netconf:base:1.0
+        content: '<source><running/></source>'
+        display: xml
+      register: ok
+    - ansible.builtin.assert:
+        that:
+          - "'urn:example:other' in r.msg"
+          - "'<data' in ok.stdout or 'data' in ok.stdout"
+`);
+    await writeFile(path.join(dir, 'inventory.yml'), `all:
+  hosts:
+    tandem:
+      ansible_host: ${t.host}
+      ansible_port: ${t.port}
+      ansible_user: ${t.username}
+      ansible_password: ${t.password}
+      ansible_connection: ansible.netcommon.netconf
+      ansible_network_os: ansible.netcommon.default
+      ansible_python_interpreter: /usr/bin/python3
+`);
+    const env = {
+      ...process.env, ANSIBLE_HOST_KEY_CHECKING: 'False', ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
+      ANSIBLE_PERSISTENT_CONTROL_PATH_DIR: path.join(dir, 'pc'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0',
+      HOME: dir, PATH: `/usr/bin:${process.env.PATH ?? ''}`,
+    };
+    const { spawn } = await import('node:child_process');
+    const res = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+      const child = spawn('/usr/bin/ansible-playbook', ['-i', path.join(dir!, 'inventory.yml'), path.join(dir!, 'playbook.yml')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+      child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        reject(new Error(`ansible-playbook timed out\n${out}`));
+      }, 150000);
+      child.on('exit', (code) => {
+        clearTimeout(timer);
+        resolve({ code, out });
+      });
+    });
+    expect(res.code, res.out).to.equal(0);
+    expect(res.out).to.match(/ok=3\s+changed=\d+\s+unreachable=0\s+failed=0/);
+  });
+});
