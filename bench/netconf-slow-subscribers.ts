@@ -1,4 +1,4 @@
-// Memory of the agent under subscribers that never read: a `tandem start` child process, 20
+// Memory of the agent under subscribers that never read: a `tandem start` child process, 20 (BENCH_SLOW_SUBSCRIBERS)
 // sessions that subscribe to notifications and then stop reading (their SSH channel paused), and
 // one session committing `BENCH_SLOW_SUBSCRIBER_COMMITS` (3000) edits of running, each changing
 // 10 network profiles (one netconf-config-change notification per commit to every subscriber).
@@ -10,7 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startTandem } from '../test/helpers/tandem-process.js';
 
-const SUBSCRIBERS = 20;
+const SUBSCRIBERS = Number(process.env.BENCH_SLOW_SUBSCRIBERS ?? 20);
 const COMMITS = Number(process.env.BENCH_SLOW_SUBSCRIBER_COMMITS ?? 3000);
 const PROFILES = 10;
 const NP = 'urn:tandem:yang:tandem-network-profile';

@@ -15,7 +15,7 @@ import { DEFAULT_XML_LIMITS } from '../netconf/xml-parser.js';
 import type { HostKey } from './host-keys.js';
 import type { UserStore } from './user-store.js';
 import { publicKeyProblem, signatureProblem } from './key-policy.js';
-import { isPrivileged, reservedSlots, sessionRefusal, type SlotLimits } from './session-slots.js';
+import { isPrivileged, sessionRefusal, type SlotLimits } from './session-slots.js';
 import { sourceOf } from './source-address.js';
 import { DEFAULT_PENALTIES, SourcePenalties, type PenaltyConfig } from './source-penalties.js';
 import { refuseStartup, StartupCounter, type Startups } from './startup-limiter.js';
@@ -262,7 +262,9 @@ export class NetconfSshServer {
             reject();
             return;
           }
-          void this.sessionAllowed(username).then((refusal) => {
+          void this.isPrivileged(username).then((privileged) => {
+            // Counted here, in the same turn as the session is added: two requests cannot both take the last slot.
+            const refusal = sessionRefusal(this.limits, this.registry.size, this.sessionsOfUser.get(username) ?? 0, privileged);
             if (refusal) {
               log.warn({ ip, port, user: username, why: refusal }, 'netconf session refused');
               reject();
@@ -282,15 +284,9 @@ export class NetconfSshServer {
     });
   }
 
-  /** Why this user may not open one more session now; undefined when it may. */
-  private async sessionAllowed(username: string): Promise<string | undefined> {
-    const total = this.registry.size;
-    const ofUser = this.sessionsOfUser.get(username) ?? 0;
-    // users.json is read only when a limit is near: it is what says who is privileged.
-    const nearLimit = ofUser >= this.limits.maxSessionsPerUser || total >= this.limits.maxSessions - reservedSlots(this.limits);
-    const privileged = nearLimit ? isPrivileged(await this.opts.users.load(), username) : false;
-    // Counted again after the read: other sessions may have opened meanwhile.
-    return sessionRefusal(this.limits, this.registry.size, this.sessionsOfUser.get(username) ?? 0, privileged);
+  /** Whether the user is privileged (group admin, or the recovery user): users.json, read as at every login. */
+  private async isPrivileged(username: string): Promise<boolean> {
+    return isPrivileged(await this.opts.users.load(), username);
   }
 
   private openSession(username: string, ip: string, accept: () => ServerChannel, client: Connection, sessionsOfClient: Set<NetconfSession>): void {
