@@ -8,8 +8,10 @@ import { logger } from '../core/log.js';
 import { createNetconfOperations, type NetconfOperations } from './operations/index.js';
 import type { DataplaneEngine } from '../fastpath/engine.js';
 import { createFastpathParts } from '../fastpath/fastpath-parts.js';
-import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
+import { createLinuxEngine } from '../fastpath/load-linux-engine.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
+import { FastPathCountersState } from '../fastpath/fast-path-counters.js';
+import { TrafficService } from '../fastpath/traffic/traffic-service.js';
 import { createSubsystems } from '../sync/subsystems.js';
 import { createVrrp } from '../sync/vrrp/vrrp-subsystem.js';
 import type { RpcDispatcher } from './netconf/rpc-dispatcher.js';
@@ -43,9 +45,9 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
-/** The dataplane engine named on the command line. */
+/** The dataplane engine named on the command line; the linux engine's native modules load only here. */
 async function createEngine(name: EngineName): Promise<DataplaneEngine> {
-  return name === 'linux' ? new LinuxEngine() : SoftEngine.create();
+  return name === 'linux' ? createLinuxEngine() : SoftEngine.create();
 }
 
 /**
@@ -64,6 +66,9 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
     const engine = await createEngine(opts.engine);
     undo.push(() => engine.close());
     const fastpath = createFastpathParts(engine);
+    // Traffic sources (soft engine) and the dataplane counters, as RPCs and state data.
+    const traffic = new TrafficService(engine);
+    undo.push(() => traffic.close());
     const sync = createSubsystems(engine);
     undo.push(() => sync.close());
     // VRRP (keepalived) controls the HA groups that name an instance; its files live in the state dir.
@@ -72,8 +77,8 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
     const ops = await createNetconfOperations({
       yang, stateDir: opts.stateDir, startupFile: opts.startupFile,
       subsystems: [...fastpath.subsystems, ...sync.subsystems, vrrp.subsystem],
-      stateProviders: [...fastpath.stateProviders, ...sync.stateProviders],
-      rpcProviders: sync.rpcProviders,
+      stateProviders: [...fastpath.stateProviders, ...sync.stateProviders, traffic, new FastPathCountersState(engine)],
+      rpcProviders: [...sync.rpcProviders, ...traffic.rpcProviders()],
     });
     undo.push(() => ops.close());
     const detach = sync.attachNotify((n) => ops.notify(n));

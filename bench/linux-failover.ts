@@ -4,6 +4,8 @@
 //     threads), and the agent's own memory per conntrack;
 //  2. the same 10^5 through conntrackd 1.4 (FTFW over UDP on a sync link between two namespaces,
 //     configured here): the commit of its external cache into the backup's kernel, and the ratio;
+//     and the kernel's own ceiling for the same entries (bench/ctnetlink-ceiling.ts: a minimal raw
+//     ctnetlink writer in C), so tandem's share of the ceiling is measured in the same run;
 //  3. a failover of TANDEM_BENCH_CONNECTIONS (default 50,000) long-lived TCP connections through
 //     CG-NAT on the lab topology: the share that survives and the time from the master's death to
 //     every connection answering again.
@@ -22,6 +24,7 @@ import { NamespaceFixture, isRoot } from '../lab/namespace-fixture.js';
 import { agentFailoverRun } from '../lab/agent-failover-run.js';
 import { failoverRun } from '../lab/failover-run.js';
 import { labVrfConfig } from '../lab/lab-topology.js';
+import { buildCeilingProbe, ceiling, sizeConntrackTable, TRACKING_RULESET, type CeilingRun } from './ctnetlink-ceiling.js';
 
 function progress(line: string): void {
   process.stderr.write(`bench linux-failover: ${line}\n`);
@@ -68,10 +71,6 @@ async function settleAndCleanup(fx: NamespaceFixture): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
 }
 
-const TRACKING_RULESET = `table inet bench {
-  chain input { type filter hook input priority 0; ct state established accept; }
-  chain postrouting { type nat hook postrouting priority 100; }
-}`;
 
 async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
   const fx = new NamespaceFixture('bw');
@@ -223,20 +222,48 @@ export async function run(): Promise<Record<string, unknown>> {
   // The machine may be shared: alternate the two, three times each, and compare the medians.
   const tandemRuns: Record<string, number>[] = [];
   const conntrackdRuns: Record<string, number | string>[] = [];
-  for (let round = 1; round <= 3; round++) {
-    progress(`kernel writes of ${n} conntracks, round ${round}/3: tandem`);
-    tandemRuns.push(await tandemIntoBackup(n));
-    progress(`kernel writes of ${n} conntracks, round ${round}/3: conntrackd (FTFW)`);
-    conntrackdRuns.push(await conntrackdCommit(n));
+  const ceilingRuns: CeilingRun[] = [];
+  let probe: ReturnType<typeof buildCeilingProbe> | undefined;
+  try {
+    probe = buildCeilingProbe();
+  } catch (err) {
+    progress(`no C compiler, the ceiling is not measured: ${String(err)}`);
   }
-  const median = <T extends Record<string, number | string>>(runs: T[]): T =>
+  const restoreTable = sizeConntrackTable(n);
+  try {
+    for (let round = 1; round <= 3; round++) {
+      progress(`kernel writes of ${n} conntracks, round ${round}/3: tandem`);
+      tandemRuns.push(await tandemIntoBackup(n));
+      if (probe) {
+        progress(`kernel writes of ${n} conntracks, round ${round}/3: the ceiling (raw ctnetlink in C)`);
+        ceilingRuns.push(await ceiling(probe.binary, n));
+      }
+      if (n <= 200_000) {
+        progress(`kernel writes of ${n} conntracks, round ${round}/3: conntrackd (FTFW)`);
+        conntrackdRuns.push(await conntrackdCommit(n));
+      }
+    }
+  } finally {
+    restoreTable();
+    probe?.dispose();
+  }
+  const median = <T extends Record<string, unknown>>(runs: T[]): T =>
     [...runs].sort((a, b) => Number(a.perSecond) - Number(b.perSecond))[Math.floor(runs.length / 2)];
   const tandemMedian = median(tandemRuns);
-  const conntrackdMedian = median(conntrackdRuns);
   const tandem = { ...tandemMedian, runs: tandemRuns.map((r) => r.perSecond) };
-  const conntrackd = { ...conntrackdMedian, runs: conntrackdRuns.map((r) => r.perSecond) };
+  const figures: Record<string, unknown> = { tandem, loadavg: readFileSync('/proc/loadavg', 'utf8').trim() };
+  if (conntrackdRuns.length > 0) {
+    const conntrackdMedian = median(conntrackdRuns);
+    figures.conntrackd = { ...conntrackdMedian, runs: conntrackdRuns.map((r) => r.perSecond) };
+    figures.ratioToConntrackd = Number((Number(tandemMedian.perSecond) / Number(conntrackdMedian.perSecond)).toFixed(2));
+  }
+  if (ceilingRuns.length > 0) {
+    const ceilingMedian = median(ceilingRuns as unknown as Record<string, unknown>[]);
+    figures.ceiling = { ...ceilingMedian, runs: ceilingRuns.map((r) => r.perSecond) };
+    figures.shareOfCeiling = Number((Number(tandemMedian.perSecond) / Number(ceilingMedian.perSecond)).toFixed(2));
+  }
   return {
-    kernelWrites: { tandem, conntrackd, ratio: Number((Number(tandemMedian.perSecond) / Number(conntrackdMedian.perSecond)).toFixed(2)) },
+    kernelWrites: figures,
     failover: await failover(),
   };
 }

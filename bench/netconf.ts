@@ -101,7 +101,7 @@ async function startTandemTarget(key: ssh2.utils.KeyPairReturn): Promise<Target>
   const keyFile = path.join(dir, 'bench.pub');
   await writeFile(keyFile, key.public);
   const { UserStore } = await import('../agent/ssh/user-store.js');
-  await new UserStore(dir).add('bench', { publicKey: key.public });
+  await new UserStore(dir).add('bench', { publicKey: key.public, groups: ['admin'] });
   let t: TandemProcess;
   try {
     t = await startTandem({ stateDir: dir, users: [], args: ['--max-sessions', '200'], env: { TANDEM_LOG_LEVEL: 'warn' } });

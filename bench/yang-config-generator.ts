@@ -100,6 +100,7 @@ export function generateRunningConfig(size: GeneratedConfigSize = DEFAULT_SIZE):
     '  <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">',
     '    <peer><name>peer1</name><source>10.150.0.1</source><address>10.150.0.2</address></peer>',
     '    <listen-ha-group>ha-group1</listen-ha-group>',
+    '    <shared-secret>bench-Zq7c1Lw9xVt3Ny5R</shared-secret>',
     '  </ha-fp-conntrack>',
     '</vrf>',
   );

@@ -22,7 +22,10 @@ export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] 
             --login-timeout 30 --hello-timeout 30 --idle-timeout 3600 (0: never) --max-message-size 16777216
             --max-depth 128 --max-elements 2000000 --max-output-queue 1048576
 `;
-export const USER_USAGE = `tandem user add NAME (--password-stdin | --key FILE) [--state-dir DIR]
+export const USER_USAGE = `tandem user add NAME (--password-stdin | --key FILE) [--group GROUP]... [--recovery] [--state-dir DIR]
+  --group GROUP  NACM group of the user (repeatable; replaces the user's groups); the factory NACM
+                 configuration gives group 'admin' every right, everyone else read-only access
+  --recovery     the recovery user: never subject to NACM (RFC 8341 3.2.3)
 `;
 
 /** Exit status 2 with a message: the command line itself is wrong. */
@@ -156,6 +159,11 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** What the user's NACM standing now is, for the confirmation line. */
+function access(groups: string[] | undefined, recovery: boolean): string {
+  return (groups ? `; groups: ${groups.join(', ') || 'none'}` : '') + (recovery ? '; recovery user (not subject to NACM)' : '');
+}
+
 export function runUser(args: string[]): Promise<number> {
   return guarded(async () => {
     const [sub, ...rest] = args;
@@ -167,20 +175,24 @@ export function runUser(args: string[]): Promise<number> {
       options: {
         'password-stdin': { type: 'boolean', default: false },
         key: { type: 'string' },
+        group: { type: 'string', multiple: true },
+        recovery: { type: 'boolean', default: false },
         'state-dir': { type: 'string', default: './tandem-state' },
       },
     });
     if (positionals.length !== 1) throw new UsageError('give exactly one user NAME');
     const name = positionals[0]!;
     if (values['password-stdin'] === (values.key !== undefined)) throw new UsageError('give either --password-stdin or --key FILE');
+    const groups = values.group;
+    const recovery = values.recovery;
     const store = new UserStore(path.resolve(values['state-dir']));
     await mkdir(path.dirname(store.file), { recursive: true, mode: 0o700 });
     if (values['password-stdin']) {
       // One line: the password without its line ending (as `echo pw | tandem user add ...` sends it).
       const password = (await readStdin()).replace(/\r?\n$/, '');
       if (password.length === 0) throw new UsageError('empty password on stdin');
-      await store.add(name, { password });
-      stdout.write(`tandem: user '${name}' now has a password (scrypt hash in ${store.file})\n`);
+      await store.add(name, { password, groups, recovery });
+      stdout.write(`tandem: user '${name}' now has a password (scrypt hash in ${store.file})${access(groups, recovery)}\n`);
     } else {
       let publicKey: string;
       try {
@@ -188,8 +200,8 @@ export function runUser(args: string[]): Promise<number> {
       } catch (err) {
         throw new UsageError(`cannot read key file: ${(err as Error).message}`);
       }
-      await store.add(name, { publicKey });
-      stdout.write(`tandem: user '${name}' may log in with the key in ${values.key} (${store.file})\n`);
+      await store.add(name, { publicKey, groups, recovery });
+      stdout.write(`tandem: user '${name}' may log in with the key in ${values.key} (${store.file})${access(groups, recovery)}\n`);
     }
     return 0;
   }, USER_USAGE);

@@ -2,16 +2,18 @@
 // The `tandem` command. Subcommands are added by the subsystems' issues; each lives in its own file.
 import { argv, exit, stderr, stdout } from 'node:process';
 import { runStart, runUser, START_USAGE, USER_USAGE } from './cli-commands.js';
+import { runTraffic, TRAFFIC_USAGE, TrafficUsageError } from './traffic-command.js';
 
 const usage = `usage: tandem <command> [options]
 
 commands:
   start        start the agent (NETCONF over SSH)
   user add     add a NETCONF user (password or SSH public key)
+  traffic      start, replay, stop and follow traffic in a running agent (soft engine)
   help         this text
 
 ${START_USAGE}
-${USER_USAGE}`;
+${USER_USAGE}${TRAFFIC_USAGE}`;
 
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
@@ -25,6 +27,16 @@ async function main(args: string[]): Promise<number> {
       return runStart(rest);
     case 'user':
       return runUser(rest);
+    case 'traffic':
+      try {
+        return await runTraffic(rest);
+      } catch (err) {
+        if (err instanceof TrafficUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+          stderr.write(`tandem: ${(err as Error).message}\nusage: ${TRAFFIC_USAGE}`);
+          return 2;
+        }
+        throw err;
+      }
     default:
       stderr.write(`tandem: unknown command '${command}'\n${usage}`);
       return 2;

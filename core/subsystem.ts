@@ -1,6 +1,19 @@
 // How a subsystem (fastpath, sync, ha) takes part in a commit, in FRR northbound style: the
-// transaction hands every subsystem the old and new configuration of the subtrees it owns, then
-// runs validate -> prepare -> apply on all of them, or abort on all of them if any prepare fails.
+// transaction computes the commit's changes once (data paths with create/modify/delete), hands
+// every subsystem only the changes under the schema paths it owns, then runs validate -> prepare
+// -> apply on all of them; abort on all of them if any prepare fails; undo on the ones already
+// applied if an apply fails (running then stays as it was).
+
+/** What happened to a data node (a whole subtree for create/delete of a container or list entry). */
+export type ChangeOperation = 'create' | 'modify' | 'delete';
+
+export interface ConfigChange {
+  operation: ChangeOperation;
+  /** Data path with module prefixes and key predicates, e.g. "/tandem-vrf:vrf[name='main']/tandem-firewall:firewall/rule[name='r1']". */
+  path: string;
+  /** The same path without predicates, e.g. "/tandem-vrf:vrf/tandem-firewall:firewall/rule". */
+  schemaPath: string;
+}
 
 /** RFC 7951 JSON of the whole configuration, printed with defaults (report-all), as parsed by JSON.parse. */
 export type ConfigJson = Record<string, unknown>;
@@ -18,6 +31,12 @@ export interface CommitContext {
    * (copy-config, confirmed-commit revert, start). A subsystem may use it to skip unchanged parts.
    */
   changedPaths?: string[];
+  /**
+   * The changes of this commit under the subsystem's `owns` paths (each subsystem gets its own
+   * slice, computed once per commit from the edit's path operations or libyang's diff). Absent
+   * when unknown: the subsystem then compares oldConfig and newConfig itself.
+   */
+  changes?: ConfigChange[];
 }
 
 /** A problem found by validate or prepare, reported to the client as an rpc-error. */
@@ -40,10 +59,39 @@ export interface CommitSubsystem {
   validate(ctx: CommitContext): SubsystemError[] | Promise<SubsystemError[]>;
   /** Allocate and stage everything; must be undoable by abort. Throw (or return errors) to fail. */
   prepare(ctx: CommitContext): Promise<SubsystemError[]>;
-  /** Make the staged configuration live. Must not fail. */
+  /**
+   * Make the staged configuration live. Should not fail (prepare did what can fail); if it throws
+   * anyway, the transaction calls undo on it and on every subsystem applied before it, and the
+   * commit is refused. A SubsystemApplyError names the data path that failed.
+   */
   apply(ctx: CommitContext): Promise<void>;
   /** Release what prepare staged. */
   abort(ctx: CommitContext): Promise<void>;
+  /**
+   * Put back ctx.oldConfig after apply (complete or partial) when the commit is rolled back because
+   * an apply failed. Best effort: it is the old, already-working configuration. A subsystem
+   * without undo cannot be rolled back: the commit is then refused with that said.
+   */
+  undo?(ctx: CommitContext): Promise<void>;
+}
+
+/** An apply that failed at a known data path. */
+export class SubsystemApplyError extends Error {
+  constructor(message: string, readonly path?: string) {
+    super(message);
+    this.name = 'SubsystemApplyError';
+  }
+}
+
+/**
+ * Test-only fault injection, given to the commit transaction as a constructor option (never read
+ * from configuration or NETCONF): called between the phases of every transaction.
+ */
+export interface CommitFaultHooks {
+  /** After every subsystem prepared, before the first apply (e.g. remove a namespace). */
+  afterPrepare?(ctx: CommitContext): Promise<void> | void;
+  /** Before one subsystem's apply; throwing makes that apply fail. */
+  beforeApply?(subsystem: string, ctx: CommitContext): Promise<void> | void;
 }
 
 /**

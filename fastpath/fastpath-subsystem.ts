@@ -4,7 +4,7 @@
 // rebalances the workers at apply. Must run before the sync subsystem (it creates the VRFs).
 import type { DataplaneEngine, VrfDataplaneConfig } from './engine.js';
 import { logger } from '../core/log.js';
-import type { CommitContext, CommitSubsystem, ConfigJson, StateProvider, SubsystemError } from '../core/subsystem.js';
+import { SubsystemApplyError, type CommitContext, type CommitSubsystem, type ConfigChange, type ConfigJson, type StateProvider, type SubsystemError } from '../core/subsystem.js';
 import { parseNetworkProfiles, parseVrfConfig, VrfConfigError } from './config/vrf-config.js';
 import type { VirtualServiceStats } from './soft/vrf-dataplane.js';
 
@@ -90,10 +90,53 @@ function vrfConfig(name: string, vrf: Json, profiles: Json[], settings: FastPath
   return { name, json: fastPathPart(vrf), networkProfiles: profiles, conntrackMax: settings.conntrackMax };
 }
 
+/** The first key value of a path's list entry at `list` (e.g. the VRF name), undefined when the path stops at the list. */
+function entryName(path: string, list: string): string | undefined {
+  if (!path.startsWith(list)) return undefined;
+  const m = /^\[[\w.-]+=(?:'([^']*)'|"([^"]*)")\]/.exec(path.slice(list.length));
+  return m ? (m[1] ?? m[2]) : undefined;
+}
+
+const VRF_LIST = '/tandem-vrf:vrf';
+const PROFILE_LIST = '/tandem-network-profile:network-profile';
+
+/** What a commit's changes say about the fast path, or undefined when they cannot say (compare the JSON). */
+interface ChangedParts {
+  /** VRFs with a change under one of their fast-path subtrees, or created/deleted. */
+  vrfs: Set<string>;
+  /** VRFs whose entry itself was set (a merge may or may not have changed their fast-path part). */
+  maybeVrfs: Set<string>;
+  profiles: Set<string>;
+  system: boolean;
+}
+
+function changedParts(changes: ConfigChange[]): ChangedParts | undefined {
+  const out: ChangedParts = { vrfs: new Set(), maybeVrfs: new Set(), profiles: new Set(), system: false };
+  for (const c of changes) {
+    if (c.schemaPath.startsWith('/tandem-system:system')) {
+      out.system = true;
+    } else if (c.schemaPath.startsWith(PROFILE_LIST)) {
+      const name = entryName(c.path, PROFILE_LIST);
+      if (name === undefined) return undefined;
+      out.profiles.add(name);
+    } else if (c.schemaPath.startsWith(VRF_LIST)) {
+      const name = entryName(c.path, VRF_LIST);
+      if (name === undefined) return undefined;
+      if (c.schemaPath === VRF_LIST && c.operation === 'modify') out.maybeVrfs.add(name);
+      else out.vrfs.add(name);
+    } else {
+      return undefined; // '/' or anything unexpected: the whole configuration may have changed
+    }
+  }
+  return out;
+}
+
 export class FastpathSubsystem implements CommitSubsystem {
   readonly name = 'fastpath';
   readonly owns = FASTPATH_OWNS;
   private prepared: string[] = [];
+  /** Pool size before the last apply (undo restores it). */
+  private workersBefore: number | undefined;
 
   constructor(private readonly engine: DataplaneEngine) {}
 
@@ -142,11 +185,13 @@ export class FastpathSubsystem implements CommitSubsystem {
 
   async apply(ctx: CommitContext): Promise<void> {
     const before = settingsOf(ctx.oldConfig), after = settingsOf(ctx.newConfig);
+    this.workersBefore = this.engine.workers;
     for (const [name, cfg] of this.changedVrfs(ctx)) {
       try {
         await this.engine.applyVrf(name, cfg);
       } catch (err) {
         log.error({ tx: ctx.id, vrf: name, err: (err as Error).message }, 'applying VRF to the dataplane failed');
+        throw new SubsystemApplyError(`vrf ${name}: ${(err as Error).message}`, `/tandem-vrf:vrf[name='${name}']`);
       }
     }
     this.prepared = [];
@@ -156,6 +201,8 @@ export class FastpathSubsystem implements CommitSubsystem {
         await this.engine.setWorkers(after.workers);
       } catch (err) {
         log.error({ tx: ctx.id, err: (err as Error).message }, 'resizing the worker pool failed');
+        throw new SubsystemApplyError(`resizing the worker pool to ${after.workers}: ${(err as Error).message}`,
+          '/tandem-system:system/fast-path/limits/cg-nat/nb-event-threads');
       }
     }
   }
@@ -165,8 +212,58 @@ export class FastpathSubsystem implements CommitSubsystem {
     this.prepared = [];
   }
 
-  /** VRFs whose fast-path part differs (undefined config: the VRF is gone). */
+  /** Put every VRF this commit changed back as oldConfig has it, and the pool size as it was. */
+  async undo(ctx: CommitContext): Promise<void> {
+    await this.abort();
+    const back: CommitContext = { ...ctx, oldConfig: ctx.newConfig, newConfig: ctx.oldConfig };
+    const failures: string[] = [];
+    for (const [name, cfg] of this.changedVrfs(back)) {
+      try {
+        if (cfg) await this.engine.prepareVrf(cfg);
+        await this.engine.applyVrf(name, cfg);
+      } catch (err) {
+        failures.push(`vrf ${name}: ${(err as Error).message}`);
+      }
+    }
+    if (this.workersBefore !== undefined && this.engine.workers !== this.workersBefore) await this.engine.setWorkers(this.workersBefore);
+    if (failures.length) throw new Error(failures.join('; '));
+  }
+
+  /**
+   * VRFs whose fast-path part differs (undefined config: the VRF is gone): from the commit's
+   * changes when known (a firewall rule edit names its VRF, nothing else is compared), else by
+   * comparing every VRF's part.
+   */
   private changedVrfs(ctx: CommitContext): Map<string, VrfDataplaneConfig | undefined> {
+    const parts = ctx.changes && changedParts(ctx.changes);
+    if (parts) return this.changedVrfsFrom(ctx, parts);
+    return this.comparedVrfs(ctx);
+  }
+
+  private changedVrfsFrom(ctx: CommitContext, parts: ChangedParts): Map<string, VrfDataplaneConfig | undefined> {
+    const out = new Map<string, VrfDataplaneConfig | undefined>();
+    const oldSettings = settingsOf(ctx.oldConfig), newSettings = settingsOf(ctx.newConfig);
+    if (parts.system && oldSettings.conntrackMax !== newSettings.conntrackMax) return this.comparedVrfs(ctx);
+    const oldVrfs = vrfsOf(ctx.oldConfig), newVrfs = vrfsOf(ctx.newConfig);
+    const newProfiles = profilesOf(ctx.newConfig);
+    const names = new Set(parts.vrfs);
+    for (const name of parts.maybeVrfs) {
+      const o = oldVrfs.get(name), n = newVrfs.get(name);
+      if (!o || !n || JSON.stringify(fastPathPart(o)) !== JSON.stringify(fastPathPart(n))) names.add(name);
+    }
+    if (parts.profiles.size) {
+      for (const [name, vrf] of newVrfs) if (usesProfile(vrf, parts.profiles)) names.add(name);
+      for (const [name, vrf] of oldVrfs) if (usesProfile(vrf, parts.profiles)) names.add(name);
+    }
+    for (const name of names) {
+      const vrf = newVrfs.get(name);
+      if (vrf) out.set(name, vrfConfig(name, vrf, newProfiles, newSettings));
+      else if (oldVrfs.has(name)) out.set(name, undefined);
+    }
+    return out;
+  }
+
+  private comparedVrfs(ctx: CommitContext): Map<string, VrfDataplaneConfig | undefined> {
     const out = new Map<string, VrfDataplaneConfig | undefined>();
     const oldVrfs = vrfsOf(ctx.oldConfig), newVrfs = vrfsOf(ctx.newConfig);
     const oldSettings = settingsOf(ctx.oldConfig), newSettings = settingsOf(ctx.newConfig);

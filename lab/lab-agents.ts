@@ -49,7 +49,7 @@ export class LabAgent {
   /** Starts the agent inside `namespace` with a fresh state dir and the lab user. */
   static async start(namespace: string): Promise<LabAgent> {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), 'tandem-lab-agent-'));
-    await new UserStore(stateDir).add(USER, { password: PASSWORD });
+    await new UserStore(stateDir).add(USER, { password: PASSWORD, groups: ['admin'] });
     const child = spawn('ip', ['netns', 'exec', namespace, process.execPath, TANDEM_CLI, 'start', '--engine', 'linux',
       '--listen', '127.0.0.1:0', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_LOG_LEVEL: process.env.TANDEM_LAB_AGENT_LOG_LEVEL ?? 'warn' } });
     let out = '';

@@ -1,8 +1,8 @@
 // Framing as an explicit state machine over buffers: the decoder is fed whatever TCP delivers and
 // yields whole frames; every malformed input (bad magic, unknown version or type, oversized
-// length, a data frame before the handshake, a bad MAC) throws SyncProtocolError so the
-// connection is closed with that reason and nothing of the frame is applied.
-import { createHmac } from 'node:crypto';
+// length, a data frame before the handshake, a frame that fails authentication) throws
+// SyncProtocolError so the connection is closed with that reason and nothing of the frame is applied.
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import {
   encodeHeader,
   type Frame,
@@ -10,50 +10,124 @@ import {
   HANDSHAKE_FRAMES,
   HEADER_BYTES,
   isFrameType,
-  MAC_BYTES,
   MAX_PAYLOAD_BYTES,
   SYNC_MAGIC,
   SYNC_VERSION,
   SyncProtocolError,
+  TAG_BYTES,
 } from './protocol.js';
 
-/** Per-direction integrity: HMAC-SHA256(key, direction label | sequence | header | payload), truncated. */
-export class FrameMac {
-  private seq = 0n;
-  constructor(
-    private readonly key: Buffer,
-    private readonly direction: string,
-  ) {}
+/** One direction of a session: seals outgoing or opens incoming frames, in sequence. */
+export interface FrameCipher {
+  /** Bytes the cipher adds after each payload. */
+  readonly overhead: number;
+  /** Encrypted payload and tag, as buffers to write after the header. */
+  seal(header: Buffer, payload: Buffer): Buffer[];
+  /** The plaintext of `body` (payload + tag); throws SyncProtocolError when it does not verify. */
+  open(header: Buffer, body: Buffer): Buffer;
+}
 
-  next(header: Buffer, payload: Buffer): Buffer {
-    const seq = Buffer.allocUnsafe(8);
-    seq.writeBigUInt64BE(this.seq++);
-    return createHmac('sha256', this.key)
-      .update(this.direction)
-      .update(seq)
-      .update(header)
-      .update(payload)
-      .digest()
-      .subarray(0, MAC_BYTES);
+const ALGORITHM = 'aes-256-gcm';
+const NONCE_BYTES = 12;
+
+/**
+ * AES-256-GCM with the frame's sequence number in this direction as the nonce (4 zero bytes, then
+ * a 64-bit counter). The receiver's counter is implicit: a replayed, reordered or missing frame
+ * is opened with the wrong nonce and fails like a tampered one. A key never seals two frames with
+ * one nonce: each connection has fresh keys (HKDF over both nonces) and the counter never wraps.
+ */
+export class AeadFrameCipher implements FrameCipher {
+  readonly overhead = TAG_BYTES;
+  private seq = 0n;
+  private readonly nonce = Buffer.alloc(NONCE_BYTES);
+
+  constructor(private readonly key: Buffer) {
+    if (key.length !== 32) throw new Error('AES-256-GCM needs a 32-byte key');
+  }
+
+  /** Frames sealed or opened so far. */
+  get sequence(): bigint {
+    return this.seq;
+  }
+
+  private nextNonce(): Buffer {
+    this.nonce.writeBigUInt64BE(this.seq++, 4);
+    return this.nonce;
+  }
+
+  seal(header: Buffer, payload: Buffer): Buffer[] {
+    const c = createCipheriv(ALGORITHM, this.key, this.nextNonce(), { authTagLength: TAG_BYTES });
+    c.setAAD(header);
+    const out = payload.length === 0 ? [] : [c.update(payload)];
+    c.final();
+    out.push(c.getAuthTag());
+    return out;
+  }
+
+  open(header: Buffer, body: Buffer): Buffer {
+    const seq = this.seq;
+    const d = createDecipheriv(ALGORITHM, this.key, this.nextNonce(), { authTagLength: TAG_BYTES });
+    d.setAAD(header);
+    d.setAuthTag(body.subarray(body.length - TAG_BYTES));
+    const ct = body.subarray(0, body.length - TAG_BYTES);
+    const plain = ct.length === 0 ? Buffer.alloc(0) : d.update(ct);
+    try {
+      d.final();
+    } catch {
+      // OpenSSL compares the tag in constant time; this is all a forger learns.
+      throw new SyncProtocolError(`frame failed authentication (type ${header.readUInt8(3)}, ${ct.length} bytes, sequence ${seq}): tampered, replayed, reordered or wrong key`);
+    }
+    return plain;
   }
 }
 
-export class FrameEncoder {
-  private mac: FrameMac | undefined;
+/**
+ * No protection at all. Only the sync benchmark installs it (setPlaintextFramesForBenchmark), to
+ * measure what encryption costs; both sides must, or the handshake's keys differ and it fails.
+ */
+class PlaintextFrameCipher implements FrameCipher {
+  readonly overhead = 0;
+  seal(_header: Buffer, payload: Buffer): Buffer[] {
+    return [payload];
+  }
+  open(_header: Buffer, body: Buffer): Buffer {
+    return body;
+  }
+}
 
-  /** From now on every frame carries a MAC. */
-  setMac(mac: FrameMac): void {
-    this.mac = mac;
+let plaintextForBenchmark = false;
+
+/** bench/sync.ts only (never reachable from the configuration): frames unencrypted from now on. */
+export function setPlaintextFramesForBenchmark(on: boolean): void {
+  plaintextForBenchmark = on;
+}
+
+/** The cipher mode this process runs (bound into the session keys by the handshake). */
+export function frameCipherMode(): 'aes-256-gcm' | 'plaintext-benchmark' {
+  return plaintextForBenchmark ? 'plaintext-benchmark' : ALGORITHM;
+}
+
+export function newFrameCipher(key: Buffer): FrameCipher {
+  return plaintextForBenchmark ? new PlaintextFrameCipher() : new AeadFrameCipher(key);
+}
+
+export class FrameEncoder {
+  private cipher: FrameCipher | undefined;
+
+  /** From now on every frame is sealed (and handshake frames are refused). */
+  setCipher(cipher: FrameCipher): void {
+    this.cipher = cipher;
   }
 
-  /** Header, payload and (after the handshake) MAC, as buffers to write in order. */
+  /** Header, payload and (after the handshake) tag, as buffers to write in order. */
   encode(type: FrameType, payload: Buffer): Buffer[] {
     const header = encodeHeader(type, payload.length);
-    if (!this.mac) {
+    if (!this.cipher) {
       if (!HANDSHAKE_FRAMES.has(type)) throw new SyncProtocolError(`frame type ${type} before the handshake`);
       return [header, payload];
     }
-    return [header, payload, this.mac.next(header, payload)];
+    if (HANDSHAKE_FRAMES.has(type)) throw new SyncProtocolError(`handshake frame type ${type} after the handshake`);
+    return [header, ...this.cipher.seal(header, payload)];
   }
 }
 
@@ -68,14 +142,21 @@ export class FrameDecoder {
   private header: Buffer | undefined;
   private type: FrameType = FrameType.Keepalive;
   private bodyLength = 0;
-  private mac: FrameMac | undefined;
+  /** The frame being read is sealed (cipher set, not a clear refusal). */
+  private sealed = false;
+  private cipher: FrameCipher | undefined;
+  /** Sealed frames opened so far. */
+  private opened = 0;
   private failed: SyncProtocolError | undefined;
 
   constructor(private readonly maxPayload = MAX_PAYLOAD_BYTES) {}
 
-  /** From now on every frame must carry a valid MAC (and handshake frames are refused). */
-  setMac(mac: FrameMac): void {
-    this.mac = mac;
+  /**
+   * From now on every frame must be sealed with `cipher` and handshake frames are refused, except
+   * a clear Refuse before the first sealed frame (the answer to a proof the other side rejected).
+   */
+  setCipher(cipher: FrameCipher): void {
+    this.cipher = cipher;
   }
 
   /** Bytes received but not yet part of a whole frame. */
@@ -84,14 +165,16 @@ export class FrameDecoder {
   }
 
   /**
-   * Feed bytes; returns the whole frames they complete. Before the MAC is set it returns at most
-   * one frame: call push(EMPTY) again after handling it to go on. Throws SyncProtocolError, then
-   * stays failed.
+   * Feed bytes; returns the whole frames they complete. Before the cipher is set it returns at
+   * most one frame: call push(EMPTY) again after handling it to go on. Throws SyncProtocolError,
+   * then stays failed.
    */
   push(data: Buffer): Frame[] {
     if (this.failed) throw this.failed;
-    this.chunks.push(data);
-    this.buffered += data.length;
+    if (data.length > 0) {
+      this.chunks.push(data);
+      this.buffered += data.length;
+    }
     const frames: Frame[] = [];
     try {
       for (;;) {
@@ -102,9 +185,9 @@ export class FrameDecoder {
           if (this.buffered < this.bodyLength) break;
           const frame = this.parseBody(this.take(this.bodyLength));
           frames.push(frame);
-          // Stop after a handshake frame: the caller may install the session MAC before the
-          // bytes that follow are parsed (a peer may pipeline data right after its AUTH).
-          if (!this.mac) break;
+          // Stop after a handshake frame: the caller may install the session cipher before the
+          // bytes that follow are parsed (a peer may pipeline data right after its handshake).
+          if (!this.cipher || !this.sealed) break;
         }
       }
     } catch (err) {
@@ -120,27 +203,30 @@ export class FrameDecoder {
     const magic = h.readUInt16BE(0);
     if (magic !== SYNC_MAGIC) throw new SyncProtocolError(`bad magic 0x${magic.toString(16)}`);
     const version = h.readUInt8(2);
-    if (version !== SYNC_VERSION) throw new SyncProtocolError(`unsupported protocol version ${version}`);
+    if (version !== SYNC_VERSION) {
+      throw new SyncProtocolError(`unsupported protocol version ${version} (this node speaks version ${SYNC_VERSION}; both nodes of a pair must run the same tandem release)`);
+    }
     const type = h.readUInt8(3);
     if (!isFrameType(type)) throw new SyncProtocolError(`unknown frame type ${type}`);
     const length = h.readUInt32BE(4);
     if (length > this.maxPayload) throw new SyncProtocolError(`oversized frame: ${length} bytes > ${this.maxPayload}`);
-    if (this.mac && HANDSHAKE_FRAMES.has(type)) throw new SyncProtocolError(`handshake frame type ${type} after the handshake`);
-    if (!this.mac && !HANDSHAKE_FRAMES.has(type)) throw new SyncProtocolError(`frame type ${type} before authentication`);
+    const handshake = HANDSHAKE_FRAMES.has(type);
+    if (this.cipher && handshake && !(type === FrameType.Refuse && this.opened === 0)) {
+      throw new SyncProtocolError(`handshake frame type ${type} after the handshake`);
+    }
+    if (!this.cipher && !handshake) throw new SyncProtocolError(`frame type ${type} before authentication`);
     this.header = h;
     this.type = type;
-    this.bodyLength = length + (this.mac ? MAC_BYTES : 0);
+    this.sealed = this.cipher !== undefined && !handshake;
+    this.bodyLength = length + (this.sealed ? (this.cipher as FrameCipher).overhead : 0);
     this.state = 'body';
   }
 
   private parseBody(body: Buffer): Frame {
     this.state = 'header';
-    const header = this.header as Buffer;
-    if (!this.mac) return { type: this.type, payload: body };
-    const payload = body.subarray(0, body.length - MAC_BYTES);
-    const got = body.subarray(body.length - MAC_BYTES);
-    const want = this.mac.next(header, payload);
-    if (!got.equals(want)) throw new SyncProtocolError(`bad frame MAC (type ${this.type}, ${payload.length} bytes)`);
+    if (!this.sealed) return { type: this.type, payload: body };
+    const payload = (this.cipher as FrameCipher).open(this.header as Buffer, body);
+    this.opened++;
     return { type: this.type, payload };
   }
 

@@ -28,4 +28,8 @@ export class HaSubsystem implements CommitSubsystem {
   }
 
   async abort(_ctx: CommitContext): Promise<void> {}
+
+  async undo(ctx: CommitContext): Promise<void> {
+    await this.service.applyHa(ctx.oldConfig);
+  }
 }

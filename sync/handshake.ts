@@ -1,30 +1,51 @@
-// The authenticated hello. The client (an npf_eventN connection) sends HELLO with a fresh nonce;
-// the server answers HELLO_ACK with its own nonce and a proof that it knows the shared secret; the
-// client checks it and answers AUTH with its proof. Both then derive the session key that MACs
-// every later frame, so a peer without the secret can neither insert conntracks nor hijack an
-// authenticated connection. Proofs are HMAC-SHA256 over both nonces, the VRF and the worker index,
-// with distinct labels per direction (no reflection).
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+// The handshake of a sync connection, in which the connecting side proves knowledge of the shared
+// secret first and nothing derived from the secret reaches a peer that has not:
+//   client -> HELLO      vrf, worker, workers, client nonce                  (clear)
+//   server -> CHALLENGE  server nonce                                        (clear, nothing secret-derived)
+//   client -> AUTH       HMAC(client proof key, transcript)                  (clear)
+//   server    checks the proof in constant time; on failure: REFUSE "authentication failed", close
+//   server -> WELCOME    HMAC(server proof key, transcript), node id, fingerprint   (first sealed frame)
+//   client -> IDENTITY   node id, config fingerprint                         (sealed)
+// Keys: a 32-byte secret key from scrypt(secret, vrf) computed once per secret (slow on purpose:
+// a guess costs as much as here), then HKDF-SHA256 over both nonces per connection giving the two
+// proof keys and one AES-256-GCM key per direction. The transcript (hello and challenge payloads)
+// binds the VRF, the worker and both nonces; proofs use distinct keys per direction (no reflection).
+import { createHash, createHmac, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { frameCipherMode } from './frame-codec.js';
 import { SyncProtocolError } from './protocol.js';
 
-export const NONCE_BYTES = 16;
+export const NONCE_BYTES = 32;
 export const FINGERPRINT_BYTES = 32;
-const PROOF_BYTES = 32;
+export const PROOF_BYTES = 32;
+
+/** scrypt cost: about 0.1-0.3 s and 32 MiB per derivation, once per secret, off the event loop. */
+const SCRYPT = { N: 1 << 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 
 export interface Hello {
-  nodeId: string;
   vrf: string;
   worker: number;
   workers: number;
-  fingerprint: Buffer;
   nonce: Buffer;
+  /** Known once the client's sealed IDENTITY arrived (empty before). */
+  nodeId: string;
+  /** Known once the client's sealed IDENTITY arrived (empty before). */
+  fingerprint: Buffer;
 }
 
-export interface HelloAck {
+export interface Welcome {
+  proof: Buffer;
   nodeId: string;
   fingerprint: Buffer;
-  nonce: Buffer;
-  proof: Buffer;
+}
+
+export interface Identity {
+  nodeId: string;
+  fingerprint: Buffer;
+}
+
+export enum RefuseCode {
+  Refused = 0,
+  AuthenticationFailed = 1,
 }
 
 export function newNonce(): Buffer {
@@ -68,34 +89,27 @@ function u16(n: number): Buffer {
   return b;
 }
 
-export function encodeHello(h: Hello): Buffer {
-  return Buffer.concat([str(h.nodeId), str(h.vrf), u16(h.worker), u16(h.workers), h.fingerprint, h.nonce]);
+export function encodeHello(h: Pick<Hello, 'vrf' | 'worker' | 'workers' | 'nonce'>): Buffer {
+  return Buffer.concat([str(h.vrf), u16(h.worker), u16(h.workers), h.nonce]);
 }
 
 export function decodeHello(buf: Buffer): Hello {
   const r = new Reader(buf, 'hello');
-  const h: Hello = {
-    nodeId: r.str(),
-    vrf: r.str(),
-    worker: r.u16(),
-    workers: r.u16(),
-    fingerprint: r.bytes(FINGERPRINT_BYTES),
-    nonce: r.bytes(NONCE_BYTES),
-  };
+  const h: Hello = { vrf: r.str(), worker: r.u16(), workers: r.u16(), nonce: r.bytes(NONCE_BYTES), nodeId: '', fingerprint: Buffer.alloc(0) };
   r.end();
   if (h.workers < 1 || h.worker >= h.workers) throw new SyncProtocolError(`bad worker ${h.worker} of ${h.workers}`);
   return h;
 }
 
-export function encodeHelloAck(a: HelloAck): Buffer {
-  return Buffer.concat([str(a.nodeId), a.fingerprint, a.nonce, a.proof]);
+export function encodeChallenge(serverNonce: Buffer): Buffer {
+  return Buffer.from(serverNonce);
 }
 
-export function decodeHelloAck(buf: Buffer): HelloAck {
-  const r = new Reader(buf, 'hello-ack');
-  const a: HelloAck = { nodeId: r.str(), fingerprint: r.bytes(FINGERPRINT_BYTES), nonce: r.bytes(NONCE_BYTES), proof: r.bytes(PROOF_BYTES) };
+export function decodeChallenge(buf: Buffer): Buffer {
+  const r = new Reader(buf, 'challenge');
+  const nonce = r.bytes(NONCE_BYTES);
   r.end();
-  return a;
+  return nonce;
 }
 
 export function decodeAuth(buf: Buffer): Buffer {
@@ -105,44 +119,85 @@ export function decodeAuth(buf: Buffer): Buffer {
   return proof;
 }
 
-export function encodeRefuse(reason: string): Buffer {
-  return Buffer.from(reason.slice(0, 200), 'utf8');
+export function encodeWelcome(w: Welcome): Buffer {
+  return Buffer.concat([w.proof, str(w.nodeId), w.fingerprint]);
 }
 
-export function decodeRefuse(buf: Buffer): string {
-  return buf.toString('utf8', 0, Math.min(buf.length, 200));
+export function decodeWelcome(buf: Buffer): Welcome {
+  const r = new Reader(buf, 'welcome');
+  const w: Welcome = { proof: r.bytes(PROOF_BYTES), nodeId: r.str(), fingerprint: r.bytes(FINGERPRINT_BYTES) };
+  r.end();
+  return w;
 }
 
-/** What both proofs bind: the two nonces, the VRF and the worker index. */
-export interface HandshakeBinding {
-  clientNonce: Buffer;
-  serverNonce: Buffer;
-  vrf: string;
-  worker: number;
+export function encodeIdentity(i: Identity): Buffer {
+  return Buffer.concat([str(i.nodeId), i.fingerprint]);
 }
 
-function mac(secret: string, label: string, b: HandshakeBinding): Buffer {
-  return createHmac('sha256', secret)
-    .update(label)
-    .update(b.clientNonce)
-    .update(b.serverNonce)
-    .update(str(b.vrf))
-    .update(u16(b.worker))
-    .digest();
+export function decodeIdentity(buf: Buffer): Identity {
+  const r = new Reader(buf, 'identity');
+  const i: Identity = { nodeId: r.str(), fingerprint: r.bytes(FINGERPRINT_BYTES) };
+  r.end();
+  return i;
 }
 
-export function serverProof(secret: string, b: HandshakeBinding): Buffer {
-  return mac(secret, 'tandem-sync server proof', b);
+export function encodeRefuse(code: RefuseCode, reason: string): Buffer {
+  return Buffer.concat([Buffer.from([code]), Buffer.from(reason.slice(0, 200), 'utf8')]);
 }
 
-export function clientProof(secret: string, b: HandshakeBinding): Buffer {
-  return mac(secret, 'tandem-sync client proof', b);
+export function decodeRefuse(buf: Buffer): { code: RefuseCode; reason: string } {
+  const code = buf.length > 0 && buf[0] === RefuseCode.AuthenticationFailed ? RefuseCode.AuthenticationFailed : RefuseCode.Refused;
+  // Shown in logs: printable ASCII only, whatever the other side sent.
+  const reason = buf.toString('latin1', 1, Math.min(buf.length, 201)).replace(/[^\x20-\x7e]/g, '?');
+  return { code, reason };
 }
 
-export function sessionKey(secret: string, b: HandshakeBinding): Buffer {
-  return mac(secret, 'tandem-sync session key', b);
+// ---- keys ----
+
+const secretKeys = new Map<string, Promise<Buffer>>();
+const MAX_CACHED_SECRETS = 64;
+
+/**
+ * The 32-byte key of (secret, vrf): scrypt, computed once per secret and VRF per process (a new
+ * secret is a new cache entry; the cache keeps a bounded number of them).
+ */
+export function secretKey(secret: string, vrf: string): Promise<Buffer> {
+  if (secret.length === 0) return Promise.reject(new SyncProtocolError('no shared-secret configured'));
+  const id = createHash('sha256').update(str(vrf)).update(secret, 'utf8').digest('hex');
+  let p = secretKeys.get(id);
+  if (!p) {
+    p = new Promise<Buffer>((resolve, reject) => {
+      scrypt(Buffer.from(secret, 'utf8'), Buffer.concat([Buffer.from('tandem-sync v2 '), str(vrf)]), 32, SCRYPT, (err, key) => (err ? reject(err) : resolve(key)));
+    });
+    if (secretKeys.size >= MAX_CACHED_SECRETS) secretKeys.delete(secretKeys.keys().next().value as string);
+    secretKeys.set(id, p);
+  }
+  return p;
 }
 
+/** Everything one connection derives from the secret key and the exchange. */
+export interface SessionKeys {
+  clientToServer: Buffer;
+  serverToClient: Buffer;
+  clientProof: Buffer;
+  serverProof: Buffer;
+}
+
+/** HKDF over both nonces; the info binds the transcript and the cipher mode (a mismatch fails). */
+export function sessionKeys(key: Buffer, helloPayload: Buffer, challengePayload: Buffer): SessionKeys {
+  const transcript = createHash('sha256').update(helloPayload).update(challengePayload).digest();
+  const salt = Buffer.concat([decodeHello(helloPayload).nonce, decodeChallenge(challengePayload)]);
+  const info = Buffer.concat([Buffer.from(`tandem-sync v2 ${frameCipherMode()} `), transcript]);
+  const okm = Buffer.from(hkdfSync('sha256', key, salt, info, 128));
+  return {
+    clientToServer: okm.subarray(0, 32),
+    serverToClient: okm.subarray(32, 64),
+    clientProof: createHmac('sha256', okm.subarray(64, 96)).update('client proof').update(transcript).digest(),
+    serverProof: createHmac('sha256', okm.subarray(96, 128)).update('server proof').update(transcript).digest(),
+  };
+}
+
+/** Constant-time comparison of a received proof with the expected one. */
 export function proofMatches(got: Buffer, want: Buffer): boolean {
   return got.length === want.length && timingSafeEqual(got, want);
 }

@@ -1,23 +1,29 @@
-// The sync wire protocol, version 1: every frame is an 8-byte header (magic "TS", version, type,
-// payload length, big-endian) followed by the payload and, once the handshake has agreed on a
-// session key, a 16-byte truncated HMAC-SHA256 over a per-direction sequence number, the header
-// and the payload. Conntrack records are batched, many per frame, to keep the per-entry cost low.
+// The sync wire protocol, version 2: every frame is an 8-byte header (magic "TS", version, type,
+// payload length, big-endian) followed by the payload. Until the handshake has derived the session
+// keys only the handshake frames exist, in clear, and none of them carries anything derived from
+// the shared secret except the client's proof (the connecting side proves first). From then on
+// every frame is sealed with AES-256-GCM: the payload is encrypted, the header is authenticated as
+// associated data, a 16-byte tag follows, and the nonce is the frame's sequence number in its
+// direction (per-direction keys), so a replayed, reordered, dropped or altered frame fails.
+// Conntrack records are batched, many per frame, to keep the per-entry cost low.
+// Version 1 (HMAC-only, secret-derived proof from the listener first) is refused.
 
 export const SYNC_MAGIC = 0x5453; // "TS"
-export const SYNC_VERSION = 1;
+export const SYNC_VERSION = 2;
 export const HEADER_BYTES = 8;
-export const MAC_BYTES = 16;
+/** AEAD tag after every sealed payload. */
+export const TAG_BYTES = 16;
 /** Largest payload accepted; a bigger length field closes the connection. */
 export const MAX_PAYLOAD_BYTES = 256 * 1024;
 /** Records per CT frame, chosen so a frame of IPv6 records stays far below MAX_PAYLOAD_BYTES. */
 export const MAX_RECORDS_PER_FRAME = 2048;
 
 export enum FrameType {
-  /** client -> server: node id, vrf, worker, workers, config fingerprint, nonce. */
+  /** client -> server, clear: vrf, worker, workers, client nonce. */
   Hello = 1,
-  /** server -> client: node id, config fingerprint, nonce, proof of the shared secret. */
-  HelloAck = 2,
-  /** client -> server: proof of the shared secret. */
+  /** server -> client, clear: server nonce (nothing derived from the secret). */
+  Challenge = 2,
+  /** client -> server, clear: the client's proof of the shared secret over the whole exchange. */
   Auth = 3,
   Keepalive = 4,
   /** A full resynchronisation (or a manual synchronisation) starts / ends. */
@@ -26,20 +32,26 @@ export enum FrameType {
   CtNew = 7,
   CtUpdate = 8,
   CtDelete = 9,
-  /** Either side, handshake only: why the connection is refused (text). */
+  /** Either side, clear, handshake only: refusal code and reason (text). */
   Refuse = 10,
+  /** server -> client, first sealed frame: the server's proof, node id, config fingerprint. */
+  Welcome = 11,
+  /** client -> server, sealed, after the welcome: node id, config fingerprint. */
+  Identity = 12,
+  /** client -> server, sealed, after the handshake: the sender's configuration fingerprint changed (32 bytes). */
+  ConfigFingerprint = 13,
 }
 
-/** Frames that may be sent before the session key exists (they carry no MAC). */
+/** Frames that exist only before the session keys (sent in clear, no tag). */
 export const HANDSHAKE_FRAMES: ReadonlySet<FrameType> = new Set([
   FrameType.Hello,
-  FrameType.HelloAck,
+  FrameType.Challenge,
   FrameType.Auth,
   FrameType.Refuse,
 ]);
 
 export function isFrameType(n: number): n is FrameType {
-  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.Refuse;
+  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.ConfigFingerprint;
 }
 
 export enum BulkKind {
@@ -50,6 +62,14 @@ export enum BulkKind {
 /** Every decode problem: the connection is closed with `message` as the logged reason. */
 export class SyncProtocolError extends Error {
   override name = 'SyncProtocolError';
+}
+
+/**
+ * The other side does not share our secret (or is not who it claims): a refused proof, a
+ * welcome that does not verify, a refusal for that reason. Shown as `authentication-failed`.
+ */
+export class SyncAuthenticationError extends SyncProtocolError {
+  override name = 'SyncAuthenticationError';
 }
 
 export interface Frame {

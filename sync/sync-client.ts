@@ -8,23 +8,40 @@ import type { FlowTuple } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
 import { logger } from '../core/log.js';
 import { deleteSize, encodeDeletes, encodeRecords, recordSize, type SyncRecord } from './conntrack-codec.js';
-import { EMPTY, FrameDecoder, FrameEncoder, FrameMac } from './frame-codec.js';
+import { EMPTY, FrameDecoder, FrameEncoder, newFrameCipher } from './frame-codec.js';
 import {
-  clientProof,
-  decodeHelloAck,
+  decodeChallenge,
   decodeRefuse,
+  decodeWelcome,
   encodeHello,
-  type HandshakeBinding,
+  encodeIdentity,
   newNonce,
   proofMatches,
-  serverProof,
-  sessionKey,
+  RefuseCode,
+  secretKey,
+  type SessionKeys,
+  sessionKeys,
 } from './handshake.js';
-import { BulkKind, type Frame, FrameType, MAX_RECORDS_PER_FRAME, SyncProtocolError } from './protocol.js';
+import { BulkKind, type Frame, FrameType, MAX_RECORDS_PER_FRAME, SyncAuthenticationError, SyncProtocolError } from './protocol.js';
 
-const log = logger('sync-client');
+/** The client's logger (tests watch it). */
+export const clientLog = logger('sync-client');
+const log = clientLog;
 
-export type ConnectionStatus = 'established' | 'connecting' | 'down' | 'disabled';
+/**
+ * `authentication-failed`: the last attempt failed because the secrets differ (the peer refused
+ * our proof, or its own did not verify); it stays so while retrying until an attempt ends otherwise.
+ */
+export type ConnectionStatus = 'established' | 'connecting' | 'down' | 'disabled' | 'authentication-failed';
+
+/** Where one connection attempt is in the handshake. */
+interface Attempt {
+  phase: 'hello' | 'deriving' | 'welcome' | 'data';
+  helloPayload: Buffer;
+  keys: SessionKeys | undefined;
+  /** Why the attempt failed, when we know better than the socket. */
+  error: Error | undefined;
+}
 
 export interface SyncClientConfig {
   vrf: string;
@@ -32,7 +49,7 @@ export interface SyncClientConfig {
   worker: number;
   workers: number;
   nodeId: string;
-  /** '' when no shared secret is configured (channel not authenticated, only integrity-checked). */
+  /** The shared secret; '' when none is configured (then no connection is opened). */
   secret: string;
   fingerprint: Buffer;
   source: string;
@@ -96,6 +113,8 @@ export class SyncClient {
   private handshakeTimer: TimerHandle | undefined;
   private lastRx = 0;
   private lastTx = 0;
+  /** The last failure reason logged at warn (the same one again goes to debug). */
+  private warnedReason: string | undefined;
 
   constructor(
     readonly config: SyncClientConfig,
@@ -186,72 +205,117 @@ export class SyncClient {
   }
 
   private open(): void {
-    this.status = 'connecting';
-    const { address, port, source } = this.config;
+    if (this.config.secret === '') {
+      // Defence in depth: YANG makes shared-secret mandatory; without one nothing is authenticated.
+      this.status = 'down';
+      log.error({ vrf: this.config.vrf, peer: this.config.peer, client: this.name }, 'no shared-secret configured: sync connection not opened');
+      return;
+    }
+    if (this.status !== 'authentication-failed') this.status = 'connecting';
+    const { address, port, source, secret, vrf } = this.config;
+    const key = secretKey(secret, vrf);
+    key.catch(() => undefined); // reported where it is awaited
     const socket = connect({ host: address, port, localAddress: source });
     socket.setNoDelay(true);
     this.socket = socket;
     this.encoder = new FrameEncoder();
     const decoder = new FrameDecoder();
-    const binding: HandshakeBinding = { clientNonce: newNonce(), serverNonce: Buffer.alloc(0), vrf: this.config.vrf, worker: this.config.worker };
-    this.handshakeTimer = this.netClock.setTimer(HANDSHAKE_TIMEOUT_MS, () => socket.destroy(new Error('handshake timeout')));
+    const attempt: Attempt = {
+      phase: 'hello',
+      helloPayload: encodeHello({ vrf, worker: this.config.worker, workers: this.config.workers, nonce: newNonce() }),
+      keys: undefined,
+      error: undefined,
+    };
+    const fail = (err: unknown): void => {
+      attempt.error ??= err instanceof Error ? err : new Error(String(err));
+      socket.destroy(attempt.error);
+    };
+    this.handshakeTimer = this.netClock.setTimer(HANDSHAKE_TIMEOUT_MS, () => fail(new Error('handshake timeout')));
     socket.on('connect', () => {
-      this.write(FrameType.Hello, encodeHello({
-        nodeId: this.config.nodeId,
-        vrf: this.config.vrf,
-        worker: this.config.worker,
-        workers: this.config.workers,
-        fingerprint: this.config.fingerprint,
-        nonce: binding.clientNonce,
-      }));
+      this.write(FrameType.Hello, attempt.helloPayload);
     });
-    socket.on('data', (data: Buffer) => {
+    const onData = (data: Buffer): void => {
       this.lastRx = this.netClock.now();
       try {
         for (let frames = decoder.push(data); frames.length > 0 && !socket.destroyed; frames = decoder.push(EMPTY)) {
-          for (const f of frames) this.onFrame(f, binding, decoder);
+          for (const f of frames) this.onFrame(f, attempt, decoder, key, () => onData(EMPTY), fail);
+          if (attempt.phase === 'deriving') return;
         }
       } catch (err) {
-        socket.destroy(err instanceof Error ? err : new Error(String(err)));
+        // A welcome that does not open was sealed with other keys: the secrets differ.
+        if (attempt.phase === 'welcome' && err instanceof SyncProtocolError && !(err instanceof SyncAuthenticationError)) {
+          fail(new SyncAuthenticationError(`peer's welcome does not verify (${err.message})`));
+        } else {
+          fail(err);
+        }
       }
-    });
+    };
+    socket.on('data', onData);
     socket.on('drain', () => {
       this.waitingDrain = false;
       this.flush();
     });
     socket.on('error', () => undefined); // reported by 'close'
     socket.on('close', () => {
-      const reason = (socket.errored as Error | null)?.message ?? 'closed by peer';
+      const err = attempt.error ?? (socket.errored as Error | null) ?? undefined;
       if (this.socket !== socket) return;
-      this.teardown(reason);
+      this.teardown(err?.message ?? 'closed by peer', err instanceof SyncAuthenticationError);
       if (!this.stopped) this.scheduleReconnect();
     });
   }
 
-  private onFrame(f: Frame, binding: HandshakeBinding, decoder: FrameDecoder): void {
-    if (this.status === 'connecting') {
-      if (f.type === FrameType.Refuse) throw new SyncProtocolError(`refused by peer: ${decodeRefuse(f.payload)}`);
-      if (f.type !== FrameType.HelloAck) throw new SyncProtocolError(`expected hello-ack, got frame type ${f.type}`);
-      const ack = decodeHelloAck(f.payload);
-      binding.serverNonce = ack.nonce;
-      if (!proofMatches(ack.proof, serverProof(this.config.secret, binding))) {
-        throw new SyncProtocolError('peer failed to prove the shared secret');
-      }
-      this.write(FrameType.Auth, clientProof(this.config.secret, binding));
-      const key = sessionKey(this.config.secret, binding);
-      this.encoder.setMac(new FrameMac(key, 'client->server'));
-      decoder.setMac(new FrameMac(key, 'server->client'));
-      this.handshakeTimer?.cancel();
-      this.status = 'established';
-      this.backoffMs = this.config.backoffMinMs;
-      this.outOfSync = false;
-      this.startKeepalive();
-      log.info({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, peerNode: ack.nodeId }, 'sync connection established');
-      this.listener.peerFingerprint(this, ack.fingerprint, ack.nodeId);
-      this.listener.up(this);
-      return;
+  private onFrame(f: Frame, attempt: Attempt, decoder: FrameDecoder, key: Promise<Buffer>, resume: () => void, fail: (err: unknown) => void): void {
+    if (f.type === FrameType.Refuse) {
+      const r = decodeRefuse(f.payload);
+      if (r.code === RefuseCode.AuthenticationFailed) throw new SyncAuthenticationError(`peer refused our proof of the shared secret: ${r.reason}`);
+      throw new SyncProtocolError(`refused by peer: ${r.reason}`);
     }
-    if (f.type !== FrameType.Keepalive) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);
+    switch (attempt.phase) {
+      case 'hello': {
+        if (f.type !== FrameType.Challenge) throw new SyncProtocolError(`expected challenge, got frame type ${f.type}`);
+        const challenge = f.payload;
+        decodeChallenge(challenge);
+        attempt.phase = 'deriving';
+        const socket = this.socket as Socket;
+        socket.pause();
+        key.then((k) => {
+          if (socket.destroyed) return;
+          const keys = sessionKeys(k, attempt.helloPayload, challenge);
+          attempt.keys = keys;
+          this.write(FrameType.Auth, keys.clientProof);
+          this.encoder.setCipher(newFrameCipher(keys.clientToServer));
+          decoder.setCipher(newFrameCipher(keys.serverToClient));
+          attempt.phase = 'welcome';
+          socket.resume();
+          resume();
+        }, (err: unknown) => fail(new SyncProtocolError(`no usable shared-secret: ${(err as Error).message}`)));
+        return;
+      }
+      case 'welcome': {
+        if (f.type !== FrameType.Welcome) throw new SyncProtocolError(`expected welcome, got frame type ${f.type}`);
+        const welcome = decodeWelcome(f.payload);
+        if (!proofMatches(welcome.proof, (attempt.keys as SessionKeys).serverProof)) {
+          throw new SyncAuthenticationError('peer failed to prove the shared secret');
+        }
+        this.write(FrameType.Identity, encodeIdentity({ nodeId: this.config.nodeId, fingerprint: this.config.fingerprint }));
+        attempt.phase = 'data';
+        this.handshakeTimer?.cancel();
+        this.status = 'established';
+        this.warnedReason = undefined;
+        this.backoffMs = this.config.backoffMinMs;
+        this.outOfSync = false;
+        this.startKeepalive();
+        log.info({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, peerNode: welcome.nodeId }, 'sync connection established');
+        this.listener.peerFingerprint(this, welcome.fingerprint, welcome.nodeId);
+        this.listener.up(this);
+        return;
+      }
+      case 'data':
+        if (f.type !== FrameType.Keepalive) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);
+        return;
+      case 'deriving':
+        throw new SyncProtocolError(`frame type ${f.type} before our proof was sent`);
+    }
   }
 
   private startKeepalive(): void {
@@ -267,8 +331,9 @@ export class SyncClient {
     });
   }
 
-  private teardown(reason: string): void {
+  private teardown(reason: string, authenticationFailed = false): void {
     const wasUp = this.status === 'established';
+    const wasAuthFailed = this.status === 'authentication-failed';
     this.handshakeTimer?.cancel();
     this.keepaliveTimer?.cancel();
     const lost = this.queued();
@@ -280,13 +345,28 @@ export class SyncClient {
     const s = this.socket;
     this.socket = undefined;
     s?.destroy();
-    this.status = this.stopped ? 'disabled' : 'down';
+    this.status = this.stopped ? 'disabled' : authenticationFailed ? 'authentication-failed' : 'down';
     this.releaseWaiters();
+    const fields = { vrf: this.config.vrf, peer: this.config.peer, client: this.name, reason };
     if (wasUp) {
-      (reason === 'stopped' ? log.info.bind(log) : log.warn.bind(log))({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, reason, lost }, 'sync connection down');
+      (reason === 'stopped' ? log.info.bind(log) : log.warn.bind(log))({ ...fields, lost }, 'sync connection down');
       this.listener.down(this, reason);
+    } else if (authenticationFailed) {
+      // Once per episode: the status stays authentication-failed while the retries fail alike.
+      if (!wasAuthFailed) {
+        log.warn(fields, 'sync peer authentication failed (wrong shared secret?): retrying');
+        this.listener.down(this, `authentication-failed: ${reason}`);
+      } else {
+        log.debug(fields, 'sync connection attempt failed');
+      }
     } else if (reason !== 'stopped') {
-      log.debug({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, reason }, 'sync connection attempt failed');
+      // A peer speaking another protocol version is worth a warning (once), not a debug line.
+      if (reason.includes('protocol version') && reason !== this.warnedReason) {
+        this.warnedReason = reason;
+        log.warn(fields, 'sync connection refused: protocol version mismatch');
+      } else {
+        log.debug(fields, 'sync connection attempt failed');
+      }
     }
   }
 
@@ -297,6 +377,11 @@ export class SyncClient {
     this.reconnectTimer = this.netClock.setTimer(delay, () => {
       if (!this.stopped) this.open();
     });
+  }
+
+  /** Tell the peer our configuration fingerprint changed (config.fingerprint), without reconnecting. */
+  sendFingerprint(): void {
+    if (this.status === 'established') this.write(FrameType.ConfigFingerprint, this.config.fingerprint);
   }
 
   private write(type: FrameType, payload: Buffer): boolean {

@@ -29,7 +29,7 @@ export interface VrfSyncConfig {
   delays: Record<L4Proto, ProtoDelays>;
   /** Timeouts (s) of the VRF: tcp undefined (rule 3) and the established ones (grace effectiveness). */
   timeouts: { tcpUndefined: number; tcpEstablished: number; udp: number; icmp: number };
-  /** SHA-256 of the VRF's firewall + CG-NAT configuration (both nodes must share it). */
+  /** Per-part digests of everything that changes the VRF's dataplane (both nodes should share it; see FINGERPRINT_PARTS). */
   fingerprint: Buffer;
   /** Virtual services whose profile mirrors connections (tcp-fast-path + connection-mirror, rule 10). */
   mirroredServices: Set<string>;
@@ -66,22 +66,57 @@ export function canonicalJson(v: unknown): string {
 }
 
 /**
- * Fingerprints by VRF entry: a commit reads the same (never modified) JSON in validate, prepare and
- * apply, and unchanged entries are shared between configurations, so each is hashed once.
+ * The configuration fingerprint of a VRF, compared with each peer's (divergence detection): one
+ * 4-byte slice (truncated SHA-256 of canonical JSON) per part of the configuration that changes
+ * what the dataplane does with a conntrack, so a mismatch names the parts that differ. 8 x 4 bytes
+ * fill the 32 bytes the hello carries.
  */
-const fingerprints = new WeakMap<Json, Buffer>();
+export const FINGERPRINT_PARTS = [
+  'firewall', 'cg-nat', 'virtual-service', 'network-profile', 'connection-mirror', 'timeouts', 'ha-delays', 'limits',
+] as const;
+export type FingerprintPart = typeof FINGERPRINT_PARTS[number];
+const SLICE_BYTES = 4;
 
-export function vrfFingerprint(vrfEntry: Json): Buffer {
-  const known = fingerprints.get(vrfEntry);
+/** Slices by the (never modified) JSON object they hash: unchanged subtrees are shared between configurations. */
+const slices = new WeakMap<object, Buffer>();
+
+function slice(v: unknown): Buffer {
+  const cacheable = v !== null && typeof v === 'object';
+  const known = cacheable ? slices.get(v) : undefined;
   if (known) return known;
-  const fingerprint = computeFingerprint(vrfEntry);
-  fingerprints.set(vrfEntry, fingerprint);
-  return fingerprint;
+  const digest = createHash('sha256').update(canonicalJson(v ?? null)).digest().subarray(0, SLICE_BYTES);
+  if (cacheable) slices.set(v, digest);
+  return digest;
 }
 
-function computeFingerprint(vrfEntry: Json): Buffer {
-  const parts = { firewall: vrfEntry['tandem-firewall:firewall'] ?? null, cgnat: vrfEntry['tandem-cg-nat:cg-nat'] ?? null };
-  return createHash('sha256').update(canonicalJson(parts)).digest();
+function computeFingerprint(config: Json, vrfEntry: Json, mirrored: Set<string>): Buffer {
+  const ct = obj(obj(obj(vrfEntry['tandem-conntrack:network-stack'])['fast-path'])['conntrack']);
+  const services = list(vrfEntry['tandem-virtual-service:virtual-service']);
+  const used = new Set(services.map((vs) => String(vs['network-profile'])));
+  const profiles = list(config['tandem-network-profile:network-profile']).filter((p) => used.has(String(p['name'])));
+  const limits = obj(obj(obj(config['tandem-system:system'])['fast-path'])['limits']);
+  const parts: Record<FingerprintPart, unknown> = {
+    firewall: vrfEntry['tandem-firewall:firewall'],
+    'cg-nat': vrfEntry['tandem-cg-nat:cg-nat'],
+    'virtual-service': vrfEntry['tandem-virtual-service:virtual-service'],
+    'network-profile': profiles,
+    'connection-mirror': [...mirrored].sort(),
+    timeouts: ct['timeouts'],
+    'ha-delays': ct['ha-delays'],
+    limits: { 'conntrack-max': obj(limits['conntrack'])['max'] ?? null },
+  };
+  return Buffer.concat(FINGERPRINT_PARTS.map((p) => slice(parts[p])));
+}
+
+/** The parts of the configuration whose slices differ between two fingerprints (all of them if a fingerprint is not ours). */
+export function differingParts(a: Buffer, b: Buffer): FingerprintPart[] {
+  if (a.length !== FINGERPRINT_PARTS.length * SLICE_BYTES || b.length !== a.length) return [...FINGERPRINT_PARTS];
+  return FINGERPRINT_PARTS.filter((_, i) => !a.subarray(i * SLICE_BYTES, (i + 1) * SLICE_BYTES).equals(b.subarray(i * SLICE_BYTES, (i + 1) * SLICE_BYTES)));
+}
+
+/** The fingerprint of one VRF of a configuration. */
+export function vrfFingerprint(config: Json, vrfEntry: Json): Buffer {
+  return computeFingerprint(config, vrfEntry, mirroredServices(config, vrfEntry));
 }
 
 export function vrfEntries(config: Json): Json[] {
@@ -107,8 +142,19 @@ function mirroredServices(config: Json, vrfEntry: Json): Set<string> {
   return out;
 }
 
-/** The sync configuration of every VRF that has ha-fp-conntrack. */
+/** readSyncConfigs results by configuration object (validate, prepare and apply read the same one). */
+const readCache = new WeakMap<Json, { workers: number; configs: Map<string, VrfSyncConfig> }>();
+
+/** The sync configuration of every VRF that has ha-fp-conntrack (read once per configuration object). */
 export function readSyncConfigs(config: Json, defaultWorkers: number): Map<string, VrfSyncConfig> {
+  const cached = readCache.get(config);
+  if (cached && cached.workers === defaultWorkers) return cached.configs;
+  const configs = parseSyncConfigs(config, defaultWorkers);
+  readCache.set(config, { workers: defaultWorkers, configs });
+  return configs;
+}
+
+function parseSyncConfigs(config: Json, defaultWorkers: number): Map<string, VrfSyncConfig> {
   const out = new Map<string, VrfSyncConfig>();
   const workers = workersOf(config) ?? defaultWorkers;
   for (const v of vrfEntries(config)) {
@@ -125,6 +171,7 @@ export function readSyncConfigs(config: Json, defaultWorkers: number): Map<strin
       const grace = optNum(d['undefined-grace-period'], `${p} undefined-grace-period`);
       return { synchronization: num(d['synchronization'], `${p} synchronization`), ...(grace === undefined ? {} : { grace }) };
     };
+    const mirrored = mirroredServices(config, v);
     out.set(name, {
       vrf: name,
       enabled: h['enabled'] !== false,
@@ -144,15 +191,18 @@ export function readSyncConfigs(config: Json, defaultWorkers: number): Map<strin
         udp: num(to['udp'], 'udp timeout'),
         icmp: num(to['icmp'], 'icmp timeout'),
       },
-      fingerprint: vrfFingerprint(v),
-      mirroredServices: mirroredServices(config, v),
+      fingerprint: computeFingerprint(config, v, mirrored),
+      mirroredServices: mirrored,
     });
   }
   return out;
 }
 
-/** Whether two configurations need new connections (anything the hello or the sockets depend on). */
+/**
+ * Whether two configurations can keep the same connections (sockets, secret, connection count).
+ * The fingerprint is not among them: a changed one is sent to the peers on the open connections.
+ */
 export function sameConnections(a: VrfSyncConfig, b: VrfSyncConfig): boolean {
   return a.enabled === b.enabled && a.secret === b.secret && a.workers === b.workers &&
-    a.fingerprint.equals(b.fingerprint) && canonicalJson(a.peers) === canonicalJson(b.peers);
+    canonicalJson(a.peers) === canonicalJson(b.peers);
 }

@@ -29,7 +29,7 @@ export function toYangNotification(n: ServiceNotification): ConfigJson {
       return { [`${HFC}:manual-synchronization-complete`]: { vrf: n.vrf, count: String(n.count), duration: n.duration } };
     case 'peer-configuration-mismatch':
       return {
-        [`${HFC}:peer-configuration-mismatch`]: { vrf: n.vrf, peer: n.peer, 'local-fingerprint': n.local, 'peer-fingerprint': n.remote },
+        [`${HFC}:peer-configuration-mismatch`]: { vrf: n.vrf, peer: n.peer, 'local-fingerprint': n.local, 'peer-fingerprint': n.remote, difference: n.differences },
       };
   }
 }

@@ -79,6 +79,54 @@ export class SyncService {
     await this.followGroups();
   }
 
+  /** Listener sockets bound by prepareSync for the next applySync, by "address|port". */
+  private staged = new Map<string, SyncListener>();
+
+  /** "address|port" of every listener a configuration needs. */
+  private listenerKeys(wanted: Map<string, VrfSyncConfig>): Map<string, { vrf: string; peer: string }> {
+    const out = new Map<string, { vrf: string; peer: string }>();
+    for (const cfg of wanted.values()) {
+      if (!cfg.enabled) continue;
+      for (const p of cfg.peers) if (!out.has(`${p.source}|${p.port}`)) out.set(`${p.source}|${p.port}`, { vrf: cfg.vrf, peer: p.name });
+    }
+    return out;
+  }
+
+  /**
+   * Prepare of a commit: bind every listener socket `config` needs that is not open yet, so that a
+   * port already taken or a source address that is not local refuses the commit. Throws an Error
+   * with a `path` of the peer whose source cannot be bound; binds nothing then.
+   */
+  async prepareSync(config: Json): Promise<void> {
+    await this.abortSync();
+    const wanted = readSyncConfigs(config, this.engine.workers);
+    const ports = new Set([...this.listeners.values()].map((l) => l.port));
+    for (const [key, owner] of this.listenerKeys(wanted)) {
+      if (this.listeners.has(key)) continue;
+      const [address, port] = key.split('|') as [string, string];
+      // One of our own listeners holds this port on another address: it may be closed by this very
+      // commit, so the new one can only be bound at apply (and retries there).
+      if (ports.has(Number(port))) continue;
+      const l = new SyncListener(address, Number(port), this.netClock, this.tuning.keepaliveMs);
+      try {
+        await l.bind();
+      } catch (err) {
+        await this.abortSync();
+        const e = new Error(`cannot listen for peer ${owner.peer} on ${address} port ${port}: ${(err as Error).message}`) as Error & { path?: string };
+        e.path = `/tandem-vrf:vrf[name='${owner.vrf}']/tandem-ha-fp-conntrack:ha-fp-conntrack/peer[name='${owner.peer}']/source`;
+        throw e;
+      }
+      this.staged.set(key, l);
+    }
+  }
+
+  /** Close what prepareSync bound (the commit was refused). */
+  async abortSync(): Promise<void> {
+    const staged = [...this.staged.values()];
+    this.staged.clear();
+    for (const l of staged) await l.close();
+  }
+
   /** Make every VRF's ha-fp-conntrack (and ha-delays) of `config` live. */
   async applySync(config: Json): Promise<void> {
     this.lastConfig = config;
@@ -86,7 +134,7 @@ export class SyncService {
     for (const [name, vs] of [...this.vrfs]) {
       const next = wanted.get(name);
       if (next && sameConnections(vs.config, next)) continue;
-      await this.removeVrf(name);
+      await this.removeVrf(name, false);
     }
     for (const [name, cfg] of wanted) {
       const existing = this.vrfs.get(name);
@@ -97,6 +145,8 @@ export class SyncService {
       }
       this.engine.setFailoverPolicy?.(name, { graceSeconds: this.graceOf(cfg) });
     }
+    await this.closeUnusedListeners();
+    await this.abortSync(); // staged listeners no VRF took (none, unless the configuration changed since prepare)
     await this.followGroups();
   }
 
@@ -117,30 +167,40 @@ export class SyncService {
         const [address, port] = key.split('|') as [string, string];
         let l = this.listeners.get(key);
         if (!l) {
-          l = new SyncListener(address, Number(port), this.netClock, this.tuning.keepaliveMs);
+          l = this.staged.get(key);
+          this.staged.delete(key);
+          if (!l) {
+            l = new SyncListener(address, Number(port), this.netClock, this.tuning.keepaliveMs);
+            l.start();
+          }
           this.listeners.set(key, l);
-          l.start();
         }
-        l.attach(cfg.vrf, (hello, remote) => vs.accept(hello, remote));
+        l.attach(cfg.vrf, (hello, remote) => vs.accept(hello, remote), cfg.peers.map((p) => p.address));
       }
     }
     vs.start();
     log.info({ vrf: cfg.vrf, peers: cfg.peers.map((p) => p.name), workers: cfg.workers }, 'ha-fp-conntrack configured');
   }
 
-  private async removeVrf(name: string): Promise<void> {
+  /** Stop a VRF's sync; its listeners are closed when no VRF uses them any more (now, or by the caller). */
+  private async removeVrf(name: string, closeListeners = true): Promise<void> {
     const vs = this.vrfs.get(name);
     if (!vs) return;
     this.vrfs.delete(name);
     this.appliedRoles.delete(name);
     await vs.stop();
+    for (const l of this.listeners.values()) l.detach(name);
+    if (closeListeners) await this.closeUnusedListeners();
+    log.info({ vrf: name }, 'ha-fp-conntrack removed');
+  }
+
+  private async closeUnusedListeners(): Promise<void> {
     for (const [key, l] of [...this.listeners]) {
-      if (l.detach(name) === 0) {
+      if (l.attachedCount() === 0) {
         this.listeners.delete(key);
         await l.close();
       }
     }
-    log.info({ vrf: name }, 'ha-fp-conntrack removed');
   }
 
   /** Rule 11: the dataplane of each VRF and its sync follow the VRF's listen-ha-group. */
@@ -176,6 +236,7 @@ export class SyncService {
     for (const name of [...this.vrfs.keys()]) await this.removeVrf(name);
     for (const l of this.listeners.values()) await l.close();
     this.listeners.clear();
+    await this.abortSync();
   }
 
   /** The configuration last applied (state data reads VRF names from it). */

@@ -45,6 +45,7 @@ function vrfState(vs: VrfSync): Json {
         'connection-status': c.status,
       })),
       'config-fingerprint': p.fingerprint,
+      ...(p.differences.length ? { 'config-difference': p.differences } : {}),
     })),
     'local-node': {
       ...(vs.config.peers[0] ? { address: vs.config.peers[0].source } : {}),

@@ -5,6 +5,7 @@
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../core/subsystem.js';
 import { FASTPATH_OWNS } from '../fastpath/fastpath-subsystem.js';
 import { readSyncConfigs, vrfEntries } from './sync-config.js';
+import { checkSharedSecrets } from './shared-secret-policy.js';
 import type { SyncService } from './sync-service.js';
 
 export const SYNC_OWNS = [
@@ -28,7 +29,7 @@ export class SyncSubsystem implements CommitSubsystem {
   constructor(private readonly service: SyncService) {}
 
   validate(ctx: CommitContext): SubsystemError[] {
-    const errors: SubsystemError[] = [];
+    const errors: SubsystemError[] = checkSharedSecrets(ctx.newConfig);
     for (const v of vrfEntries(ctx.newConfig)) {
       const name = String(v['name']);
       const ha = v['tandem-ha-fp-conntrack:ha-fp-conntrack'] as Json | undefined;
@@ -59,13 +60,28 @@ export class SyncSubsystem implements CommitSubsystem {
     return errors;
   }
 
+  /** Validate again, then bind the listener sockets the new configuration needs (port taken: refused). */
   async prepare(ctx: CommitContext): Promise<SubsystemError[]> {
-    return this.validate(ctx);
+    const errors = this.validate(ctx);
+    if (errors.length) return errors;
+    try {
+      await this.service.prepareSync(ctx.newConfig);
+    } catch (err) {
+      return [{ message: (err as Error).message, path: (err as { path?: string }).path }];
+    }
+    return [];
   }
 
   async apply(ctx: CommitContext): Promise<void> {
     await this.service.applySync(ctx.newConfig);
   }
 
-  async abort(_ctx: CommitContext): Promise<void> {}
+  async abort(_ctx: CommitContext): Promise<void> {
+    await this.service.abortSync();
+  }
+
+  async undo(ctx: CommitContext): Promise<void> {
+    await this.service.abortSync();
+    await this.service.applySync(ctx.oldConfig);
+  }
 }

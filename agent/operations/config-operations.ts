@@ -12,13 +12,19 @@ import { readDatastore } from './read-output.js';
 import { throwErrors, yangCall, type ConfigService } from './config-service.js';
 
 const OK: RpcResult = { ok: true };
+
+/** NACM's read filter of a reply body, and its write check of a datastore change (throws access-denied). */
+export type ReadFilter = (text: string) => string;
+export type WriteCheck = (before: ConfigRoot | undefined, after: ConfigRoot) => void;
+const READ_ALL: ReadFilter = (text) => text;
+const WRITE_ANY: WriteCheck = () => undefined;
 const YANG_NS = 'urn:ietf:params:xml:ns:yang:1';
 
-export function getConfig(svc: ConfigService, op: XmlElement): RpcResult {
+export function getConfig(svc: ConfigService, op: XmlElement, readable: ReadFilter = READ_ALL): RpcResult {
   onlyParams(op, ['source', 'filter', 'with-defaults']);
   const src = datastoreParam(op, 'source', false) as { datastore: DatastoreName };
   const filter = parseFilter(child(op, 'filter'), svc.schema);
-  const body = readDatastore(svc, src.datastore, withDefaultsParam(op), filter);
+  const body = readable(readDatastore(svc, src.datastore, withDefaultsParam(op), filter));
   return { xml: `<data xmlns="${NETCONF_BASE_NS}">${body}</data>` };
 }
 
@@ -56,7 +62,7 @@ function typeCheckEdit(svc: ConfigService, config: XmlElement): void {
   tree.free();
 }
 
-export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement): Promise<RpcResult> {
+export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement, writable: WriteCheck = WRITE_ANY): Promise<RpcResult> {
   onlyParams(op, ['target', 'default-operation', 'test-option', 'error-option', 'config', 'url']);
   const target = (datastoreParam(op, 'target', false) as { datastore: DatastoreName }).datastore;
   notStartup(target, 'edit-config');
@@ -70,10 +76,11 @@ export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   svc.checkNotLockedByOther(target, ctx.sessionId);
   const result = applyEdit(svc.rootOf(target)!, config, svc.schema, { defaultOperation, errorOption });
   const base = result.root;
+  if (target === 'candidate' && testOption !== 'test-only') typeCheckEdit(svc, config);
+  writable(svc.rootOf(target), base);
   if (testOption === 'test-only') {
     await svc.validateConfig(base);
   } else if (target === 'candidate') {
-    typeCheckEdit(svc, config);
     svc.store.candidate = base;
     svc.store.candidateDirty = true;
     svc.store.candidateOps = svc.store.candidateOps && result.lyOps ? [...svc.store.candidateOps, ...result.lyOps] : undefined;
@@ -98,7 +105,7 @@ function sourceRoot(svc: ConfigService, src: DatastoreRef): ConfigRoot {
   return root;
 }
 
-export async function copyConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement): Promise<RpcResult> {
+export async function copyConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement, writable: WriteCheck = WRITE_ANY): Promise<RpcResult> {
   onlyParams(op, ['target', 'source', 'with-defaults']);
   const target = (datastoreParam(op, 'target', false) as { datastore: DatastoreName }).datastore;
   const src = datastoreParam(op, 'source', true);
@@ -109,10 +116,11 @@ export async function copyConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   }
   const root = sourceRoot(svc, src);
   svc.checkNotLockedByOther(target, ctx.sessionId);
+  if (target === 'candidate' && 'config' in src) typeCheckEdit(svc, src.config);
+  writable(svc.rootOf(target), root);
   if (target === 'running') {
     await svc.commitRunning(root, svc.changedBy(ctx), [{ path: '/', operation: 'replace' }]);
   } else if (target === 'candidate') {
-    if ('config' in src) typeCheckEdit(svc, src.config);
     svc.store.candidate = root;
     svc.store.candidateOps = undefined;
     svc.store.candidateChanges = [{ path: '/', operation: 'replace' }];
@@ -128,7 +136,7 @@ export async function copyConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   return OK;
 }
 
-export async function deleteConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement): Promise<RpcResult> {
+export async function deleteConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement, writable: WriteCheck = WRITE_ANY): Promise<RpcResult> {
   onlyParams(op, ['target']);
   const target = (datastoreParam(op, 'target', false) as { datastore: DatastoreName }).datastore;
   if (target === 'running') {
@@ -137,6 +145,7 @@ export async function deleteConfig(svc: ConfigService, ctx: RpcContext, op: XmlE
     });
   }
   svc.checkNotLockedByOther(target, ctx.sessionId);
+  writable(svc.rootOf(target), { children: [] });
   if (target === 'candidate') {
     svc.store.candidate = { children: [] };
     svc.store.candidateOps = undefined;

@@ -11,7 +11,8 @@ import type { EditChange, LyOp } from '../datastore/edit-config.js';
 import { SchemaIndex } from '../datastore/schema-index.js';
 import { toNetconfErrors } from '../datastore/yang-errors.js';
 import { CommitTransaction, NetconfErrorList } from '../transaction/commit-transaction.js';
-import type { CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
+import type { CommitFaultHooks, CommitSubsystem, ConfigChange, RpcProvider, StateProvider } from '../../core/subsystem.js';
+import { changesFromDiff, changesFromOps } from '../transaction/config-changes.js';
 import { SessionRegistry } from '../monitoring/session-registry.js';
 import { NotificationHub } from '../notifications/notification-hub.js';
 import { configChangeEvent, type ChangedBy } from '../notifications/netconf-events.js';
@@ -62,10 +63,33 @@ export class ConfigService {
     subsystems: CommitSubsystem[],
     readonly stateProviders: StateProvider[],
     readonly rpcProviders: RpcProvider[],
+    faults?: CommitFaultHooks,
   ) {
     this.schema = new SchemaIndex(yang);
     this.store = new ConfigStore(yang, this.schema, stateDir);
-    this.transaction = new CommitTransaction(subsystems);
+    this.transaction = new CommitTransaction(subsystems, faults);
+  }
+
+  private readonly listKeys = new Map<string, string[]>();
+
+  /** Keys of the list at a schema path (empty for anything else); cached. */
+  private keysOf = (schemaPath: string): string[] => {
+    let keys = this.listKeys.get(schemaPath);
+    if (!keys) {
+      const i = schemaPath.lastIndexOf('/');
+      const parent = i <= 0 ? '/' : schemaPath.slice(0, i);
+      keys = this.schema.dataChildren(parent).find((c) => c.path === schemaPath)?.keys ?? [];
+      this.listKeys.set(schemaPath, keys);
+    }
+    return keys;
+  };
+
+  /** libyang's diff of two validated trees, as changes (one walk of both trees in libyang). */
+  private diffChanges(prev: ValidatedConfig, next: ValidatedConfig): ConfigChange[] {
+    const started = performance.now();
+    const changes = changesFromDiff(prev.tree.diff(next.tree, 'json'), this.keysOf);
+    log.debug({ changes: changes.length, ms: Math.round(performance.now() - started) }, 'configuration diff');
+    return changes;
   }
 
   /** Load running (validated and applied through the subsystems) at start. */
@@ -77,7 +101,7 @@ export class ConfigService {
     if (initial.children.length > 0) {
       try {
         const next = yangCall(() => this.store.validated(initial));
-        await this.transaction.run(empty, next);
+        await this.transaction.run(empty, next, this.diffChanges(empty, next));
         this.store.setRunning(next);
         log.info({ topLevelNodes: initial.children.length, ms: Math.round(performance.now() - started) }, 'running configuration restored and applied');
       } catch (err) {
@@ -117,7 +141,7 @@ export class ConfigService {
   async validateConfig(root: ConfigRoot): Promise<void> {
     const v = yangCall(() => this.store.validated(root));
     try {
-      await this.transaction.validate(this.store.running, v);
+      await this.transaction.validate(this.store.running, v, this.diffChanges(this.store.running, v));
     } finally {
       v.tree.free();
     }
@@ -131,14 +155,14 @@ export class ConfigService {
     const started = performance.now();
     const prev = this.store.running;
     let next: ValidatedConfig;
-    const paths = ops?.map((o) => o.path);
-    if (ops && paths && ops.length <= IN_PLACE_MAX_OPS) {
+    if (ops && ops.length <= IN_PLACE_MAX_OPS) {
+      const changes = changesFromOps(ops);
       // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
-      const oldSide = this.transaction.concerned(prev, prev, paths).length ? { json: prev.json } : { json: {} };
+      const oldSide = this.transaction.concerned(prev, prev, changes).length ? { json: prev.json } : { json: {} };
       next = yangCall(() => this.store.applyToRunning(root, ops));
       log.debug({ inPlace: true, ops: ops.length, validateMs: Math.round(performance.now() - started) }, 'new running validated');
       try {
-        await this.transaction.run(oldSide, next, paths);
+        await this.transaction.run(oldSide, next, changes);
       } catch (err) {
         this.store.rebuildRunning();
         throw err;
@@ -149,7 +173,7 @@ export class ConfigService {
       next = yangCall(() => this.store.validated(root));
       log.debug({ inPlace: false, validateMs: Math.round(performance.now() - started) }, 'new running validated');
       try {
-        await this.transaction.run(prev, next, paths);
+        await this.transaction.run(prev, next, this.diffChanges(prev, next));
       } catch (err) {
         next.tree.free();
         throw err;

@@ -5,7 +5,7 @@ import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../netconf/rpc-dispatcher.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { logger } from '../../core/log.js';
-import type { CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
+import type { CommitFaultHooks, CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { NETCONF_BASE_NS } from '../datastore/edit-config.js';
 import { writeXml } from '../datastore/xml-writer.js';
 import { parseXml } from '../netconf/xml-parser.js';
@@ -14,11 +14,18 @@ import { moduleCapabilities } from '../monitoring/yang-library.js';
 import { NOTIFICATION_NS } from '../notifications/notification-hub.js';
 import { sessionEndEvent, sessionStartEvent } from '../notifications/netconf-events.js';
 import { ConfigService, yangCall } from './config-service.js';
-import { copyConfig, deleteConfig, discardChanges, editConfig, getConfig, lock, releaseSessionLocks, unlock, validate } from './config-operations.js';
+import { type WriteCheck, copyConfig, deleteConfig, discardChanges, editConfig, getConfig, lock, releaseSessionLocks, unlock, validate } from './config-operations.js';
 import { CommitOperations } from './commit-operations.js';
 import { NMDA_NS, get, getData, type ReadContext } from './read-operations.js';
 import { parseFilter } from './data-filter.js';
 import { onlyParams, required, uintParam } from './rpc-params.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { Nacm, type UserDirectory } from '../nacm/nacm.js';
+import type { UserAccess } from '../nacm/user-access.js';
+import { FACTORY_NACM_XML } from '../nacm/factory-nacm.js';
+import { UserStore } from '../ssh/user-store.js';
+import type { ConfigRoot } from '../datastore/config-tree.js';
 
 const log = logger('operations');
 
@@ -36,6 +43,10 @@ export interface NetconfOperationsOptions {
   subsystems: CommitSubsystem[];
   stateProviders: StateProvider[];
   rpcProviders: RpcProvider[];
+  /** Test-only fault injection into every commit transaction (not reachable from NETCONF). */
+  faults?: CommitFaultHooks;
+  /** Users' NACM groups (RFC 8341 2.5); default: the user store of stateDir. */
+  users?: UserDirectory;
 }
 
 const BASE_CAPABILITIES = [
@@ -67,7 +78,7 @@ function inNamespace(el: XmlElement, ns: string): XmlElement {
   return { ...el, ns: el.ns || ns, nsScope: { ...el.nsScope, '': el.nsScope[''] || ns }, children: el.children.map((c) => inNamespace(c, ns)) };
 }
 
-type Handler = (ctx: RpcContext, op: XmlElement) => RpcResult | Promise<RpcResult>;
+type Handler = (ctx: RpcContext, op: XmlElement, access: UserAccess) => RpcResult | Promise<RpcResult>;
 
 class OperationsLayer implements NetconfOperations {
   private readonly handlers = new Map<string, Handler>();
@@ -75,16 +86,16 @@ class OperationsLayer implements NetconfOperations {
   private readonly read: ReadContext;
   private closed = false;
 
-  constructor(private readonly svc: ConfigService) {
+  constructor(private readonly svc: ConfigService, private readonly nacm: Nacm) {
     this.commits = new CommitOperations(svc);
     this.read = { svc, capabilities: () => ['urn:ietf:params:netconf:base:1.0', 'urn:ietf:params:netconf:base:1.1', ...this.capabilities()] };
     const base = (name: string, h: Handler, exclusive = true) =>
-      this.handlers.set(`${NETCONF_BASE_NS} ${name}`, exclusive ? (c, o) => svc.exclusive(async () => h(c, o)) : h);
-    base('get', (_c, o) => get(this.read, o));
-    base('get-config', (_c, o) => getConfig(svc, o));
-    base('edit-config', (c, o) => editConfig(svc, c, o));
-    base('copy-config', (c, o) => copyConfig(svc, c, o));
-    base('delete-config', (c, o) => deleteConfig(svc, c, o));
+      this.handlers.set(`${NETCONF_BASE_NS} ${name}`, exclusive ? (c, o, a) => svc.exclusive(async () => h(c, o, a)) : h);
+    base('get', (c, o, a) => get(this.read, o, this.readable(c, a, 'get')));
+    base('get-config', (c, o, a) => getConfig(svc, o, this.readable(c, a, 'get-config')));
+    base('edit-config', (c, o, a) => editConfig(svc, c, o, this.writable(c, a, 'edit-config')));
+    base('copy-config', (c, o, a) => copyConfig(svc, c, o, this.writable(c, a, 'copy-config')));
+    base('delete-config', (c, o, a) => deleteConfig(svc, c, o, this.writable(c, a, 'delete-config')));
     base('lock', (c, o) => lock(svc, c, o, this.commits.pendingSession));
     base('unlock', (c, o) => unlock(svc, c, o));
     base('validate', (_c, o) => validate(svc, o));
@@ -98,8 +109,8 @@ class OperationsLayer implements NetconfOperations {
     }, false);
     base('kill-session', (c, o) => this.killSession(c, o), false);
     this.handlers.set(`${MONITORING_NS} get-schema`, (_c, o) => ({ xml: getSchema(o, svc.yang) }));
-    this.handlers.set(`${NMDA_NS} get-data`, (_c, o) => svc.exclusive(() => getData(this.read, o)));
-    this.handlers.set(`${NOTIFICATION_NS} create-subscription`, (c, o) => this.subscribe(c, o));
+    this.handlers.set(`${NMDA_NS} get-data`, (c, o, a) => svc.exclusive(() => getData(this.read, o, this.readable(c, a, 'get-data'))));
+    this.handlers.set(`${NOTIFICATION_NS} create-subscription`, (c, o, a) => this.subscribe(c, o, a));
     for (const p of svc.rpcProviders) {
       const [, mod, name] = /^\/([^:]+):(.+)$/.exec(p.rpcPath) ?? [];
       const ns = mod ? svc.schema.module(mod)?.namespace : undefined;
@@ -109,6 +120,24 @@ class OperationsLayer implements NetconfOperations {
       }
       this.handlers.set(`${ns} ${name}`, (_c, o) => this.invokeProvider(p, mod, name, o));
     }
+  }
+
+  /** Read access of a reply: what the user may not read is left out (RFC 8341 3.4.5). */
+  private readable(ctx: RpcContext, access: UserAccess, operation: string): (text: string) => string {
+    return (text) => this.nacm.filterRead(access, ctx, operation, text);
+  }
+
+  /** Write access of a change of a datastore, from libyang's diff of before and after (RFC 8341 3.4.5). */
+  private writable(ctx: RpcContext, access: UserAccess, operation: string): WriteGuard {
+    return (before, after) => this.nacm.checkWrite(access, ctx, operation, () => {
+      const b = yangCall(() => this.svc.store.tree(before ?? { children: [] }, false));
+      try {
+        return { before: b, after: yangCall(() => this.svc.store.tree(after, false)) };
+      } catch (err) {
+        b.free();
+        throw err;
+      }
+    });
   }
 
   private killSession(ctx: RpcContext, op: XmlElement): RpcResult {
@@ -125,7 +154,7 @@ class OperationsLayer implements NetconfOperations {
     return { ok: true };
   }
 
-  private subscribe(ctx: RpcContext, op: XmlElement): RpcResult {
+  private subscribe(ctx: RpcContext, op: XmlElement, access: UserAccess): RpcResult {
     onlyParams(op, ['stream', 'filter', 'startTime', 'stopTime']);
     const filterEl = op.children.find((c) => c.name === 'filter');
     const filter = parseFilter(filterEl, this.svc.schema);
@@ -145,7 +174,14 @@ class OperationsLayer implements NetconfOperations {
         }
       };
     }
-    this.svc.hub.subscribe(ctx, op, filter, xpathMatch);
+    // Every notification passes NACM under the rules in force when it is sent (RFC 8341 3.4.6).
+    const guarded: RpcContext = {
+      ...ctx,
+      sendNotification: (xml) => {
+        if (this.nacm.notificationAllowed(this.nacm.currentAccess(ctx) ?? access, ctx, xml)) ctx.sendNotification(xml);
+      },
+    };
+    this.svc.hub.subscribe(guarded, op, filter, xpathMatch);
     return { ok: true };
   }
 
@@ -196,17 +232,22 @@ class OperationsLayer implements NetconfOperations {
         info: [{ name: 'bad-element', value: op.name }],
       });
     }
-    return handler(ctx, op);
+    // Every operation, base or tandem, passes NACM's exec check first (RFC 8341 3.4.4).
+    const access = await this.nacm.access(ctx);
+    this.nacm.checkExec(access, ctx, this.svc.schema.moduleByNamespace(op.ns)?.name ?? op.ns, op.name);
+    return handler(ctx, op, access);
   }
 
   sessionStarted(info: SessionInfo): void {
     this.svc.sessions.started(info);
+    this.nacm.sessionStarted(info);
     this.svc.hub.publish(sessionStartEvent({ username: info.username, sessionId: info.sessionId, sourceHost: info.sourceHost }));
   }
 
   sessionEnded(sessionId: number, reason: 'closed' | 'killed' | 'dropped' | 'timeout', killedBy?: number): void {
     const info = this.svc.sessions.ended(sessionId, reason);
     this.svc.hub.sessionEnded(sessionId);
+    this.nacm.sessionEnded(sessionId);
     void this.svc.exclusive(async () => {
       releaseSessionLocks(this.svc, sessionId);
       // A candidate changed only by sessions that are gone is discarded, so it blocks no one.
@@ -253,9 +294,46 @@ class OperationsLayer implements NetconfOperations {
   }
 }
 
+/** Where edit-config, copy-config and delete-config ask NACM whether a datastore change is allowed. */
+type WriteGuard = WriteCheck;
+
+const NACM_PATH = '/ietf-netconf-acm:nacm';
+
+/** A state directory that has never held a configuration gets the factory NACM configuration. */
+function freshStateDir(stateDir: string): boolean {
+  return !['running.xml', 'startup.xml', 'rollback.xml'].some((f) => existsSync(join(stateDir, f)));
+}
+
+async function installFactoryNacm(svc: ConfigService): Promise<void> {
+  const running = svc.store.running;
+  // A --startup file with its own NACM configuration keeps it (the libyang tree always holds the
+  // non-presence container with its defaults, so the stored nodes are what tells).
+  if (running.root.children.some((c) => c.schema.module === 'ietf-netconf-acm' && c.schema.name === 'nacm')) return;
+  const factory = svc.store.parseDocument(FACTORY_NACM_XML);
+  const root: ConfigRoot = { children: [...running.root.children, ...factory.children] };
+  await svc.commitRunning(root, undefined, [{ path: NACM_PATH, operation: 'create' }]);
+  log.info('fresh state directory: factory NACM configuration installed (group admin: everything; others: RFC 8341 defaults)');
+}
+
 export async function createNetconfOperations(opts: NetconfOperationsOptions): Promise<NetconfOperations> {
-  const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, opts.stateProviders, opts.rpcProviders);
+  const fresh = freshStateDir(opts.stateDir);
+  const stateProviders = [...opts.stateProviders];
+  const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, stateProviders, opts.rpcProviders, opts.faults);
   await svc.start(opts.startupFile);
+  if (fresh) await installFactoryNacm(svc);
+  const nacm = new Nacm(opts.yang, svc.schema, opts.users ?? new UserStore(opts.stateDir), {
+    version: () => svc.store.runningVersion,
+    nacmJson: () => {
+      const part = svc.store.running.tree.selectSubtrees(NACM_PATH);
+      try {
+        const text = part.print({ format: 'json', withDefaults: 'report-all' });
+        return text.trim() ? JSON.parse(text) as Record<string, unknown> : {};
+      } finally {
+        part.free();
+      }
+    },
+  });
+  stateProviders.push({ name: 'nacm', state: () => nacm.stateJson() });
   log.info({ stateDir: opts.stateDir, subsystems: opts.subsystems.map((s) => s.name) }, 'operations ready');
-  return new OperationsLayer(svc);
+  return new OperationsLayer(svc, nacm);
 }

@@ -133,10 +133,13 @@ function xpathOnOwnData(rc: ReadContext, text: string, expr: string): string {
   }
 }
 
-export async function get(rc: ReadContext, op: XmlElement): Promise<RpcResult> {
+/** NACM's read filter of a reply body (RFC 8341 3.4.5); identity when NACM does not apply. */
+export type ReadFilter = (text: string) => string;
+
+export async function get(rc: ReadContext, op: XmlElement, readable: ReadFilter = (t) => t): Promise<RpcResult> {
   onlyParams(op, ['filter', 'with-defaults']);
   const filter = parseFilter(child(op, 'filter'), rc.svc.schema);
-  const body = await operationalText(rc, withDefaultsParam(op) ?? BASIC_MODE, filter);
+  const body = readable(await operationalText(rc, withDefaultsParam(op) ?? BASIC_MODE, filter));
   return { xml: `<data xmlns="${NETCONF_BASE_NS}">${body}</data>` };
 }
 
@@ -185,7 +188,7 @@ function maxDepth(els: XmlElement[], depth: number): XmlElement[] {
   return els.map((e) => ({ ...e, children: maxDepth(e.children, depth - 1) }));
 }
 
-export async function getData(rc: ReadContext, op: XmlElement): Promise<RpcResult> {
+export async function getData(rc: ReadContext, op: XmlElement, readable: ReadFilter = (t) => t): Promise<RpcResult> {
   onlyParams(op, ['datastore', 'subtree-filter', 'xpath-filter', 'config-filter', 'max-depth', 'origin-filter',
     'negated-origin-filter', 'with-origin', 'with-defaults']);
   const dsEl = child(op, 'datastore');
@@ -198,9 +201,9 @@ export async function getData(rc: ReadContext, op: XmlElement): Promise<RpcResul
   const filter: DataFilter | undefined = sub ? { kind: 'subtree', nodes: sub.children }
     : xp ? { kind: 'xpath', expr: xpathToModulePrefixes(xp.text.trim(), xp.nsScope, rc.svc.schema) } : undefined;
   const wd = withDefaultsParam(op);
-  let body = ds === 'operational'
+  let body = readable(ds === 'operational'
     ? await operationalText(rc, wd ?? BASIC_MODE, filter)
-    : readDatastore(rc.svc, ds, wd, filter);
+    : readDatastore(rc.svc, ds, wd, filter));
   const cf = child(op, 'config-filter')?.text.trim();
   const md = child(op, 'max-depth')?.text.trim();
   if ((cf === 'true' || cf === 'false') || (md && md !== 'unbounded')) {

@@ -12,6 +12,10 @@ export interface UserRecord {
   password?: string;
   /** OpenSSH public key lines ("ssh-ed25519 AAAA... comment"). */
   keys?: string[];
+  /** NACM groups the transport gives this user (RFC 8341 2.5), e.g. ["admin"]. */
+  groups?: string[];
+  /** The recovery user: never subject to NACM (RFC 8341 3.2.3). */
+  recovery?: boolean;
 }
 
 export interface UsersFile {
@@ -21,6 +25,8 @@ export interface UsersFile {
 // N=2^14, r=8: the interactive-login parameters of the scrypt paper (~16 MiB, tens of ms per check).
 const SCRYPT = { N: 1 << 14, r: 8, p: 1, keyLen: 32 };
 const NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,63}$/;
+/** A NACM group name (group-name-type: not starting with '*'); kept to the user-name alphabet. */
+const GROUP = NAME;
 
 function scryptAsync(password: string, salt: Buffer, keyLen: number, opts: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -75,11 +81,19 @@ export class UserStore {
     return parsed;
   }
 
-  /** Add a user, or add a credential to an existing one (a new password replaces the old). */
-  async add(name: string, cred: { password?: string; publicKey?: string }): Promise<void> {
+  /**
+   * Add a user, or add a credential to an existing one (a new password replaces the old). Groups,
+   * when given, replace the user's groups; `recovery` makes the user the NACM recovery user.
+   */
+  async add(name: string, cred: { password?: string; publicKey?: string; groups?: string[]; recovery?: boolean }): Promise<void> {
     if (!NAME.test(name)) throw new Error(`invalid user name '${name}' (letters, digits, '_', '.', '-'; at most 64)`);
+    for (const g of cred.groups ?? []) {
+      if (!GROUP.test(g)) throw new Error(`invalid group name '${g}' (letters, digits, '_', '.', '-'; at most 64)`);
+    }
     const data = await this.load();
     const rec: UserRecord = data.users[name] ?? {};
+    if (cred.groups !== undefined) rec.groups = [...new Set(cred.groups)];
+    if (cred.recovery) rec.recovery = true;
     if (cred.password !== undefined) {
       if (cred.password.length === 0) throw new Error('empty password');
       rec.password = await hashPassword(cred.password);
@@ -118,6 +132,14 @@ export class UserStore {
     } finally {
       await dir.close();
     }
+  }
+
+  /** NACM groups and recovery flag of a user (undefined when unknown); read on every call. */
+  async identity(name: string): Promise<{ groups: string[]; recovery: boolean } | undefined> {
+    const rec = (await this.load()).users[name];
+    if (!rec) return undefined;
+    const groups = Array.isArray(rec.groups) ? rec.groups.filter((g): g is string => typeof g === 'string') : [];
+    return { groups, recovery: rec.recovery === true };
   }
 
   async checkPassword(name: string, password: string): Promise<boolean> {

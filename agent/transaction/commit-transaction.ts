@@ -1,10 +1,16 @@
 // The commit transaction: every subsystem whose subtrees changed gets the old and new configuration
-// and runs validate, then prepare; if any fails, every one of them aborts and the commit is refused;
-// otherwise all apply. Running only ever holds a configuration that every subsystem applied.
+// and only the changes under its own paths, and runs validate, then prepare; if any fails, every one
+// of them aborts and the commit is refused. Then all apply in order; if one apply fails, it and
+// every subsystem applied before it undo (put the old configuration back, in reverse order) and the
+// commit is refused with operation-failed naming the subsystem and path. Running only ever holds a
+// configuration that every subsystem applied.
 import { performance } from 'node:perf_hooks';
 import { logger } from '../../core/log.js';
 import { NetconfError } from '../../core/netconf-error.js';
-import type { CommitContext, CommitSubsystem, ConfigJson, SubsystemError } from '../../core/subsystem.js';
+import { SubsystemApplyError, type CommitContext, type CommitFaultHooks, type CommitSubsystem, type ConfigChange, type ConfigJson, type SubsystemError } from '../../core/subsystem.js';
+import { schemaPathOf, touches } from './config-changes.js';
+
+export { schemaPathOf } from './config-changes.js';
 
 const log = logger('transaction');
 
@@ -52,92 +58,141 @@ function asSide(x: ConfigJson | CommitSide): CommitSide {
   return 'json' in x ? x as CommitSide : { json: x };
 }
 
-/** Schema path of a data path (predicates dropped), e.g. /tandem-vrf:vrf/tandem-firewall:firewall. */
-export function schemaPathOf(dataPath: string): string {
-  return dataPath.replace(/\[(?:[^\]'"]|'[^']*'|"[^"]*")*\]/g, '');
+/** The changes as data paths only (changedPaths of a CommitContext). */
+function pathsOf(changes: ConfigChange[] | string[]): ConfigChange[] {
+  return changes.map((c) => (typeof c === 'string' ? { operation: 'modify', path: c, schemaPath: schemaPathOf(c) } : c));
 }
 
-function overlaps(owned: string, changed: string): boolean {
-  return changed === owned || changed.startsWith(`${owned}/`) || owned.startsWith(`${changed}/`) || changed === '/';
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 export class CommitTransaction {
   private nextId = 1;
 
-  constructor(private readonly subsystems: CommitSubsystem[]) {}
+  constructor(private readonly subsystems: CommitSubsystem[], private readonly faults: CommitFaultHooks = {}) {}
 
   /**
    * Subsystems whose owned subtrees differ between the two configurations: decided from the
-   * changed data paths when the caller knows them, else by comparing the JSON of each subtree.
+   * commit's changes when the caller knows them, else by comparing the JSON of each subtree.
    */
-  concerned(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changedPaths?: string[]): CommitSubsystem[] {
+  concerned(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[]): CommitSubsystem[] {
     if (this.subsystems.length === 0) return [];
+    if (changes) {
+      const all = pathsOf(changes);
+      return this.subsystems.filter((s) => s.owns.some((p) => all.some((c) => touches(p, c))));
+    }
     const oldSide = asSide(oldConfig);
     const newSide = asSide(newConfig);
-    if (changedPaths) {
-      const changed = changedPaths.map(schemaPathOf);
-      return this.subsystems.filter((s) => s.owns.some((p) => changed.some((c) => overlaps(p, c))));
-    }
     return this.subsystems.filter((s) => s.owns.some((p) =>
       JSON.stringify(extractSubtree(oldSide.json, p)) !== JSON.stringify(extractSubtree(newSide.json, p))));
   }
 
+  /** The context one subsystem sees: the changes under its own paths only. */
+  private contextFor(sub: CommitSubsystem, base: CommitContext, changes: ConfigChange[] | undefined): CommitContext {
+    if (!changes) return base;
+    const own = changes.filter((c) => sub.owns.some((p) => touches(p, c)));
+    return { ...base, changes: own, changedPaths: own.map((c) => c.path) };
+  }
+
   /** Validate only (no side effects); throws NetconfErrorList. */
-  async validate(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide): Promise<void> {
+  async validate(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[]): Promise<void> {
     const oldSide = asSide(oldConfig);
     const newSide = asSide(newConfig);
-    const subs = this.concerned(oldSide, newSide);
+    const subs = this.concerned(oldSide, newSide, changes);
     if (subs.length === 0) return;
     const ctx: CommitContext = { id: 0, oldConfig: oldSide.json, newConfig: newSide.json };
     const errors: NetconfError[] = [];
     for (const sub of subs) {
-      for (const e of await sub.validate(ctx)) errors.push(subsystemError(sub, e));
+      for (const e of await sub.validate(this.contextFor(sub, ctx, changes))) errors.push(subsystemError(sub, e));
     }
     if (errors.length) throw new NetconfErrorList(errors);
   }
 
-  /** Run the whole transaction; throws NetconfErrorList when nothing was applied. */
-  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changedPaths?: string[]): Promise<void> {
+  /**
+   * Run the whole transaction; throws NetconfErrorList when nothing stays applied. `changes` (data
+   * paths, or ConfigChanges) are the commit's changes when known.
+   */
+  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[]): Promise<void> {
     const oldSide = asSide(oldConfig);
     const newSide = asSide(newConfig);
-    const subs = this.concerned(oldSide, newSide, changedPaths);
+    const all = changes ? pathsOf(changes) : undefined;
+    const subs = this.concerned(oldSide, newSide, all);
     if (subs.length === 0) return;
     const started = performance.now();
-    const ctx: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json, changedPaths };
+    const base: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json };
+    const contexts = new Map(subs.map((s) => [s, this.contextFor(s, base, all)]));
     const jsonMs = Math.round(performance.now() - started);
-    log.info({ tx: ctx.id, subsystems: subs.map((s) => s.name) }, 'commit transaction');
+    log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length }, 'commit transaction');
     const errors: NetconfError[] = [];
     for (const sub of subs) {
-      for (const e of await sub.validate(ctx)) errors.push(subsystemError(sub, e));
+      for (const e of await sub.validate(contexts.get(sub)!)) errors.push(subsystemError(sub, e));
     }
     if (errors.length) throw new NetconfErrorList(errors);
     for (const sub of subs) {
       try {
-        for (const e of await sub.prepare(ctx)) errors.push(subsystemError(sub, e));
+        for (const e of await sub.prepare(contexts.get(sub)!)) errors.push(subsystemError(sub, e));
       } catch (err) {
-        errors.push(subsystemError(sub, { message: err instanceof Error ? err.message : String(err) }));
+        errors.push(subsystemError(sub, { message: message(err) }));
       }
       if (errors.length) break;
     }
-    if (errors.length) {
-      log.warn({ tx: ctx.id, errors: errors.map((e) => e.message) }, 'prepare failed, aborting on every subsystem');
-      for (const sub of subs) {
-        try {
-          await sub.abort(ctx);
-        } catch (err) {
-          log.error({ tx: ctx.id, subsystem: sub.name, err }, 'abort failed');
-        }
+    if (!errors.length && this.faults.afterPrepare) {
+      try {
+        await this.faults.afterPrepare(base);
+      } catch (err) {
+        errors.push(new NetconfError('operation-failed', 'application', `fault injection: ${message(err)}`));
       }
+    }
+    if (errors.length) {
+      log.warn({ tx: base.id, errors: errors.map((e) => e.message) }, 'prepare failed, aborting on every subsystem');
+      await this.abortAll(subs, contexts, base.id);
       throw new NetconfErrorList(errors);
     }
+    const applied: CommitSubsystem[] = [];
     for (const sub of subs) {
+      const ctx = contexts.get(sub)!;
       try {
+        await this.faults.beforeApply?.(sub.name, ctx);
         await sub.apply(ctx);
+        applied.push(sub);
       } catch (err) {
-        // apply must not fail; if it does anyway the others still apply and the fault is logged.
-        log.error({ tx: ctx.id, subsystem: sub.name, err }, 'apply failed');
+        const path = err instanceof SubsystemApplyError ? err.path : undefined;
+        log.error({ tx: base.id, subsystem: sub.name, path, err: message(err) }, 'apply failed: undoing the subsystems applied so far');
+        // The failed subsystem may have applied part of its change; the others not yet applied hold staged work.
+        await this.abortAll(subs.filter((s) => s !== sub && !applied.includes(s)), contexts, base.id);
+        const undone = await this.undoAll([...applied, sub].reverse(), contexts, base.id);
+        const fate = undone ? 'the previous configuration is back in place' : 'undoing it failed too, see the log';
+        throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
+          `${sub.name}: apply failed${path ? ` at ${path}` : ''}: ${message(err)}; commit refused, ${fate}`, { path })]);
       }
     }
-    log.info({ tx: ctx.id, jsonMs, ms: Math.round(performance.now() - started) }, 'commit applied');
+    log.info({ tx: base.id, jsonMs, ms: Math.round(performance.now() - started) }, 'commit applied');
+  }
+
+  private async abortAll(subs: CommitSubsystem[], contexts: Map<CommitSubsystem, CommitContext>, tx: number): Promise<void> {
+    for (const sub of subs) {
+      try {
+        await sub.abort(contexts.get(sub)!);
+      } catch (err) {
+        log.error({ tx, subsystem: sub.name, err: message(err) }, 'abort failed');
+      }
+    }
+  }
+
+  /** Undo in the order given; false if any undo failed. */
+  private async undoAll(subs: CommitSubsystem[], contexts: Map<CommitSubsystem, CommitContext>, tx: number): Promise<boolean> {
+    let ok = true;
+    for (const sub of subs) {
+      try {
+        if (!sub.undo) throw new Error('this subsystem cannot undo an apply');
+        await sub.undo(contexts.get(sub)!);
+        log.info({ tx, subsystem: sub.name }, 'apply undone');
+      } catch (err) {
+        ok = false;
+        log.error({ tx, subsystem: sub.name, err: message(err) }, 'undo failed');
+      }
+    }
+    return ok;
   }
 }

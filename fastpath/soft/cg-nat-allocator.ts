@@ -45,6 +45,8 @@ export class CgNatPoolAllocator {
   private readonly addresses: number;
   private readonly subscribers = new Map<string, SubscriberBlock[]>();
   private scanFrom: number;
+  /** Blocks this worker's subscribers hold now (a live gauge for state data). */
+  blocksHeld = 0;
 
   /** `claims` is an Int32Array over a SharedArrayBuffer of totalBlocks entries, shared by all workers. */
   constructor(readonly vrf: string, readonly config: NatPoolConfig, public logging: { allocation: boolean; destroy: boolean },
@@ -97,6 +99,7 @@ export class CgNatPoolAllocator {
     if (!blocks) this.subscribers.set(subscriber, (blocks = []));
     const sb: SubscriberBlock = { block, used: new Uint8Array(this.config.blockSize), inUse: 0, cursor: 0 };
     blocks.push(sb);
+    this.blocksHeld++;
     this.logBlock('allocation', subscriber, block, now);
     const port = this.takePort(sb);
     return { address: this.blockAddress(block), port, block };
@@ -114,6 +117,7 @@ export class CgNatPoolAllocator {
       if (claim && Atomics.compareExchange(this.claims, block, 0, 1) === 0) this.logBlock('allocation', subscriber, block, now);
       sb = { block, used: new Uint8Array(this.config.blockSize), inUse: 0, cursor: 0 };
       blocks.push(sb);
+      this.blocksHeld++;
     }
     const k = port - this.blockFirstPort(block);
     if (k >= 0 && k < sb.used.length && !sb.used[k]) {
@@ -135,6 +139,7 @@ export class CgNatPoolAllocator {
     }
     if (sb.inUse === 0) {
       blocks.splice(i, 1);
+      this.blocksHeld--;
       if (blocks.length === 0) this.subscribers.delete(subscriber);
       Atomics.store(this.claims, block, 0);
       this.logBlock('destroy', subscriber, block, now);
@@ -144,6 +149,7 @@ export class CgNatPoolAllocator {
   /** Forget every block of this worker without releasing them (their conntracks move elsewhere). */
   detachAll(): void {
     this.subscribers.clear();
+    this.blocksHeld = 0;
   }
 
   blocksOf(subscriber: string): number[] {

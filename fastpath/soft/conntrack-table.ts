@@ -25,9 +25,22 @@ function mix(a: number, b: number, c: number, d: number, e: number): number {
   return (h ^ (h >>> 16)) >>> 0;
 }
 
+/** Row of a protocol in ConntrackTable.byState (tcp 0, udp 1, icmp 2, anything else 3). */
+export function protoRow(proto: number): number {
+  return proto === PROTO_TCP ? 0 : proto === PROTO_UDP ? 1 : proto === PROTO_ICMP ? 2 : 3;
+}
+
+/** States per protocol row in ConntrackTable.byState (the TCP states; UDP/ICMP use 0 and 2). */
+export const STATES_PER_PROTO = 8;
+
 export class ConntrackTable {
   capacity = 0;
   count = 0;
+  /**
+   * Live count of entries per protocol row and state (protoRow(p) * STATES_PER_PROTO + state),
+   * kept by insert, delete and setState: state data reads it without walking the table.
+   */
+  readonly byState = new Int32Array(4 * STATES_PER_PROTO);
   /** One past the highest slot ever used (iteration bound). */
   highWater = 0;
 
@@ -92,6 +105,7 @@ export class ConntrackTable {
     this.used[slot] = 1;
     this.proto[slot] = proto;
     this.state[slot] = 0;
+    this.byState[protoRow(proto) * STATES_PER_PROTO]++;
     this.flags[slot] = 0;
     this.oSrc[slot] = oSrc; this.oDst[slot] = oDst; this.oSport[slot] = oSport; this.oDport[slot] = oDport;
     this.rSrc[slot] = rSrc; this.rDst[slot] = rDst; this.rSport[slot] = rSport; this.rDport[slot] = rDport;
@@ -109,8 +123,17 @@ export class ConntrackTable {
     return slot;
   }
 
+  /** Change an entry's state (every state change goes through here so byState stays right). */
+  setState(slot: number, state: number): void {
+    const row = protoRow(this.proto[slot] as number) * STATES_PER_PROTO;
+    this.byState[row + (this.state[slot] as number)]--;
+    this.byState[row + state]++;
+    this.state[slot] = state;
+  }
+
   delete(slot: number): void {
     if (!this.used[slot]) throw new Error(`conntrack slot ${slot} is not in use`);
+    this.byState[protoRow(this.proto[slot] as number) * STATES_PER_PROTO + (this.state[slot] as number)]--;
     this.indexDelete(this.origIndex, slot, true);
     this.indexDelete(this.replyIndex, slot, false);
     this.used[slot] = 0;

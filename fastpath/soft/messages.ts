@@ -24,6 +24,7 @@ export type WorkerRequest =
   | { t: 'export' }
   | { t: 'import'; vrf: string; moved: PackedMove; now: number }
   | { t: 'vs-stats'; vrf: string }
+  | { t: 'counter-detail'; vrf: string }
   | { t: 'memory' }
   | { t: 'flush' };
 

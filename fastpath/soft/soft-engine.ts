@@ -16,7 +16,7 @@ import { packPackets } from './packet-codec.js';
 import { EVENT_KINDS, PackedReader, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
 import type { MemoryReport, ReplyMessage, SoftCounters, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
 import { parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
-import type { SoftPacket, Verdict, VirtualServiceStats } from './vrf-dataplane.js';
+import type { CounterDetail, SoftPacket, Verdict, VirtualServiceStats } from './vrf-dataplane.js';
 import { moveBuffers, routeMoves, type PackedMove } from './packed-move.js';
 
 const log = logger('fastpath');
@@ -382,6 +382,18 @@ export class SoftEngine implements DataplaneEngine {
     return out;
   }
 
+  /**
+   * Per worker: the counters of a VRF and the ones that are not plain numbers (conntracks by
+   * state, firewall rules, NAT blocks). Live values the workers keep; no table is walked.
+   */
+  async workerCounters(vrf: string): Promise<{ worker: number; counters: SoftCounters; detail: CounterDetail }[]> {
+    this.live(vrf);
+    return this.gated(() => Promise.all(this.pool.map(async (w) => {
+      const detail = await this.request(w, { t: 'counter-detail', vrf }) as CounterDetail;
+      return { worker: w.index, counters: { ...(w.counters[vrf] ?? emptyCounters()) }, detail };
+    })));
+  }
+
   async memory(): Promise<MemoryReport> {
     const rs = await this.gated(() => Promise.all(this.pool.map((w) => this.request(w, { t: 'memory' }) as Promise<MemoryReport>)));
     const sum: MemoryReport = { tableBytes: 0, addressBytes: 0, addresses: 0, conntracks: 0, heapUsed: 0 };
@@ -391,6 +403,12 @@ export class SoftEngine implements DataplaneEngine {
 
   vrfNames(): string[] {
     return [...this.vrfs.keys()];
+  }
+
+  /** A virtual service of a live VRF's configuration (traffic aims at it), or undefined. */
+  virtualService(vrf: string, name: string): { vip: string; port: number; protocol: 'tcp' | 'udp' } | undefined {
+    const vs = this.vrfs.get(vrf)?.config.virtualServices.find((v) => v.name === name);
+    return vs && { vip: vs.vip, port: vs.port, protocol: vs.protocol };
   }
 
   async close(): Promise<void> {

@@ -54,6 +54,16 @@ export interface VirtualServiceStats {
   mirroredConnectionsOnStandby: number;
 }
 
+/** Counters of one VRF in one worker that are not plain numbers (read on demand for state data). */
+export interface CounterDetail {
+  /** ConntrackTable.byState: live entries per protocol row (tcp, udp, icmp, other) and state. */
+  byState: number[];
+  /** Per firewall rule that matched at least once: [name, accepted, dropped]. */
+  firewallRules: [string, number, number][];
+  firewallDefault: { accepted: number; dropped: number };
+  natBlocksInUse: number;
+}
+
 export interface VrfDataplaneHooks {
   /** A conntrack event; `slot` is valid only during the call (read it with toEntry or writeRecord). */
   emit(kind: ConntrackEventKind, slot: number): void;
@@ -83,6 +93,10 @@ export class VrfDataplane {
   private natRules: { match: (a: string) => boolean; pool: number }[] = [];
   private pools: CgNatPoolAllocator[] = [];
   private failoverPolicy: FailoverPolicy = { graceSeconds: {} };
+  private ruleNames: string[] = [];
+  /** New connections per firewall rule name: [accepted, dropped]. */
+  private readonly ruleHits = new Map<string, [number, number]>();
+  private readonly defaultHits = { accepted: 0, dropped: 0 };
   private syncedCount = 0;
   private readonly stats = {
     created: 0, destroyed: 0, dropsTableFull: 0, dropsFirewall: 0, dropsBackup: 0, natAllocFailures: 0, dropsInvalid: 0, synCookies: 0,
@@ -110,6 +124,9 @@ export class VrfDataplane {
       dport: r.destinationPort ? [r.destinationPort.start, r.destinationPort.end] : undefined,
       drop: r.action === 'drop',
     }));
+    // Counters of a rule live as long as a rule of that name does.
+    this.ruleNames = config.firewall.rules.map((r) => r.name);
+    for (const name of this.ruleHits.keys()) if (!this.ruleNames.includes(name)) this.ruleHits.delete(name);
     const logging = { allocation: config.cgNat.logAllocation, destroy: config.cgNat.logDestroy };
     if (!samePools) {
       // New allocators; live translated conntracks keep their ports (readoptNat reserves them).
@@ -267,7 +284,7 @@ export class VrfDataplane {
     t.natBlock[slot] = natBlock;
     t.vs[slot] = vsIndex + 1;
     t.flags[slot] = (pkt.alg ? F_ALG : 0) | (vs && !vs.mirror ? F_NO_MIRROR : 0);
-    t.state[slot] = established ? S_ESTABLISHED : S_SYN_SENT;
+    t.setState(slot, established ? S_ESTABLISHED : S_SYN_SENT);
     t.lastActivity[slot] = now;
     this.stats.created++;
     this.setTimeout(slot, now);
@@ -277,15 +294,32 @@ export class VrfDataplane {
   }
 
   private firewallDrops(proto: number, f: FlowTuple): boolean {
-    for (const r of this.rules) {
+    for (let i = 0; i < this.rules.length; i++) {
+      const r = this.rules[i] as CompiledRule;
       if (r.proto && r.proto !== proto) continue;
       if (r.src && !r.src(f.src)) continue;
       if (r.dst && !r.dst(f.dst)) continue;
       if (r.sport && (f.sport < r.sport[0] || f.sport > r.sport[1])) continue;
       if (r.dport && (f.dport < r.dport[0] || f.dport > r.dport[1])) continue;
+      const name = this.ruleNames[i] as string;
+      let hits = this.ruleHits.get(name);
+      if (!hits) this.ruleHits.set(name, (hits = [0, 0]));
+      hits[r.drop ? 1 : 0]++;
       return r.drop;
     }
-    return this.config.firewall.defaultAction === 'drop';
+    const drop = this.config.firewall.defaultAction === 'drop';
+    if (drop) this.defaultHits.dropped++;
+    else this.defaultHits.accepted++;
+    return drop;
+  }
+
+  counterDetail(): CounterDetail {
+    return {
+      byState: Array.from(this.table.byState),
+      firewallRules: [...this.ruleHits].map(([name, [a, d]]) => [name, a, d]),
+      firewallDefault: { ...this.defaultHits },
+      natBlocksInUse: this.pools.reduce((n, p) => n + p.blocksHeld, 0),
+    };
   }
 
   private pickMember(vs: VirtualServiceConfig, f: FlowTuple): { address: string; port: number } | undefined {
@@ -307,9 +341,9 @@ export class VrfDataplane {
     if (proto === PROTO_TCP) {
       const next = this.tcpNext(slot, before, reply, flags);
       if (next < 0) return this.invalid();
-      t.state[slot] = next;
+      t.setState(slot, next);
     } else if (reply && before !== S_ESTABLISHED) {
-      t.state[slot] = S_ESTABLISHED;
+      t.setState(slot, S_ESTABLISHED);
     }
     const after = t.state[slot] as number;
     this.setTimeout(slot, now);
@@ -525,7 +559,7 @@ export class VrfDataplane {
     if (!(t.flags[slot] & F_SYNCED)) this.syncedCount++;
     t.flags[slot] = (t.flags[slot] & (F_NO_MIRROR | F_FIN_ORIG)) | F_SYNCED | (flags & R_ALG ? F_ALG : 0)
       | (flags & R_ACTIVITY_SYNCED ? F_ACTIVITY_SYNCED : 0) | (establishedAt ? F_ESTABLISHED : 0);
-    t.state[slot] = proto === PROTO_TCP ? stateIdx : (stateIdx === S_ESTABLISHED ? S_ESTABLISHED : S_SYN_SENT);
+    t.setState(slot, proto === PROTO_TCP ? stateIdx : (stateIdx === S_ESTABLISHED ? S_ESTABLISHED : S_SYN_SENT));
     const timeout = r.timeout(i);
     t.timeout[slot] = timeout;
     t.establishedAt[slot] = establishedAt;
@@ -649,7 +683,7 @@ export class VrfDataplane {
         a.acquireRef(r.addr(i, 2)), a.acquireRef(r.addr(i, 3)), r.port(i, 2), r.port(i, 3));
       Atomics.add(this.vrfCount, 0, 1);
       const flags = move.flags[i] as number;
-      t.state[slot] = r.state(i);
+      t.setState(slot, r.state(i));
       t.flags[slot] = flags;
       t.timeout[slot] = r.timeout(i);
       t.deadline[slot] = move.deadline[i] as number;

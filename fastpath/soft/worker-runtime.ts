@@ -124,6 +124,8 @@ export class SoftWorkerRuntime {
       case 'import':
         this.vrf(req.vrf).importMoved(req.moved, req.now);
         return undefined;
+      case 'counter-detail':
+        return this.vrf(req.vrf).counterDetail();
       case 'vs-stats':
         return Object.fromEntries(this.vrf(req.vrf).virtualServiceStats());
       case 'memory': {

@@ -30,12 +30,16 @@ export interface FlowGeneratorOptions {
   /** Stop opening flows after this many (default: no limit besides run duration). */
   maxFlows?: number;
   seed?: number;
+  /** Share (0..1) of new flows that stay open (no lifetime) until closeAll. */
+  establishedShare?: number;
 }
 
 export interface FlowGeneratorStats {
   opened: number;
   closed: number;
   open: number;
+  /** Open flows of the established share (they have no lifetime). */
+  staying: number;
   packets: number;
   verdicts: Record<string, number>;
 }
@@ -48,7 +52,7 @@ interface OpenFlow {
 const key = (f: FlowTuple): string => `${f.proto}|${f.src}|${f.sport}|${f.dst}|${f.dport}`;
 
 export class FlowGenerator {
-  readonly stats: FlowGeneratorStats = { opened: 0, closed: 0, open: 0, packets: 0, verdicts: {} };
+  readonly stats: FlowGeneratorStats = { opened: 0, closed: 0, open: 0, staying: 0, packets: 0, verdicts: {} };
   private readonly random: () => number;
   private readonly open = new Map<string, OpenFlow>();
   private readonly clientBase: number;
@@ -95,6 +99,7 @@ export class FlowGenerator {
       }
       this.open.delete(k);
       this.stats.closed++;
+      if (f.closeAt === Infinity) this.stats.staying--;
     }
     // Data on open flows.
     const pps = this.opts.packetsPerSecond ?? 0;
@@ -117,7 +122,9 @@ export class FlowGenerator {
       const k = key(flow);
       if (this.open.has(k)) continue;
       n++;
-      this.open.set(k, { flow, closeAt: now + life.min + Math.floor(this.random() * Math.max(0, life.max - life.min)) });
+      const stays = (this.opts.establishedShare ?? 0) > 0 && this.random() < (this.opts.establishedShare ?? 0);
+      if (stays) this.stats.staying++;
+      this.open.set(k, { flow, closeAt: stays ? Infinity : now + life.min + Math.floor(this.random() * Math.max(0, life.max - life.min)) });
       this.stats.opened++;
       if (flow.proto === 'tcp') {
         packets.push({ flow, flags: TCP_SYN }, { flow, reply: true, flags: TCP_SYN | TCP_ACK }, { flow, flags: TCP_ACK });

@@ -46,6 +46,11 @@ export class VrrpSubsystem implements CommitSubsystem {
   }
 
   async abort(_ctx: CommitContext): Promise<void> {}
+
+  async undo(ctx: CommitContext): Promise<void> {
+    const r = read(ctx.oldConfig);
+    if (!isErrors(r)) await this.controller.apply(r);
+  }
 }
 
 export interface VrrpParts {

@@ -14,8 +14,8 @@ export const TANDEM_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.ur
 export interface TandemProcessOptions {
   /** Use this state dir (kept on stop); default: a fresh temp dir (removed on stop). */
   stateDir?: string;
-  /** Users to create before start; default one: admin / admin-secret. */
-  users?: { name: string; password: string }[];
+  /** Users to create before start; default one: admin / admin-secret in NACM group admin. */
+  users?: { name: string; password: string; groups?: string[]; recovery?: boolean }[];
   /** More arguments for `tandem start` (e.g. ['--startup', file, '--max-sessions', '5']). */
   args?: string[];
   env?: NodeJS.ProcessEnv;
@@ -47,9 +47,9 @@ export interface TandemProcess {
 export async function startTandem(opts: TandemProcessOptions = {}): Promise<TandemProcess> {
   const ownDir = opts.stateDir === undefined;
   const stateDir = opts.stateDir ?? await mkdtemp(path.join(os.tmpdir(), 'tandem-test-'));
-  const users = opts.users ?? [{ name: 'admin', password: 'admin-secret' }];
+  const users = opts.users ?? [{ name: 'admin', password: 'admin-secret', groups: ['admin'] }];
   const store = new UserStore(stateDir);
-  for (const u of users) await store.add(u.name, { password: u.password });
+  for (const u of users) await store.add(u.name, { password: u.password, groups: u.groups, recovery: u.recovery });
 
   const child = spawn(process.execPath, [opts.cli ?? TANDEM_CLI, 'start', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
     env: { ...process.env, ...opts.env },

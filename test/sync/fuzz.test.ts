@@ -5,15 +5,14 @@
 import { expect } from 'chai';
 import { connect, type Socket } from 'node:net';
 import { decodeDeletes, decodeRecords, encodeRecords, recordSize, type SyncRecord } from '../../sync/conntrack-codec.js';
-import { FrameDecoder, FrameEncoder, FrameMac } from '../../sync/frame-codec.js';
-import {
-  clientProof, decodeHello, decodeHelloAck, encodeHello, type HandshakeBinding, newNonce, sessionKey,
-} from '../../sync/handshake.js';
+import { AeadFrameCipher, FrameDecoder, FrameEncoder } from '../../sync/frame-codec.js';
+import { decodeHello, encodeHello, newNonce } from '../../sync/handshake.js';
 import { encodeHeader, FrameType, MAX_PAYLOAD_BYTES, SyncProtocolError } from '../../sync/protocol.js';
 import type { ConntrackEntry } from '../../fastpath/engine.js';
 import { ManualClock } from '../../fastpath/clock.js';
 import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
 import { flow, freePort, nodeConfig, Pair, SECRET, startNode, type SyncNode, waitFor } from './two-nodes.js';
+import { RawSyncClient } from './raw-sync-client.js';
 import { seededRandom } from '../../fastpath/traffic/seeded-random.js';
 
 function randomBytes(r: () => number, n: number): Buffer {
@@ -50,7 +49,7 @@ describe('sync bad input: decoder fuzz', function () {
     const r = seededRandom(7);
     const valid = [
       Buffer.concat([encodeHeader(FrameType.Hello, 0)]),
-      Buffer.concat([encodeHeader(FrameType.Hello, 80), encodeHello({ nodeId: 'x', vrf: 'main', worker: 0, workers: 1, fingerprint: Buffer.alloc(32), nonce: newNonce() }).subarray(0, 80)]),
+      Buffer.concat([encodeHeader(FrameType.Hello, 80), encodeHello({ vrf: 'main', worker: 0, workers: 1, nonce: newNonce() }).subarray(0, 80)]),
     ];
     const payload = ctPayload(20);
     let protocolErrors = 0;
@@ -98,19 +97,19 @@ describe('sync bad input: decoder fuzz', function () {
     expect(() => encodeHeader(FrameType.CtNew, MAX_PAYLOAD_BYTES + 1)).to.throw(SyncProtocolError);
   });
 
-  it('rejects a frame whose MAC does not match, and a replayed frame', () => {
+  it('rejects a frame whose tag does not match, and a replayed frame', () => {
     const key = Buffer.alloc(32, 1);
     const enc = new FrameEncoder();
-    enc.setMac(new FrameMac(key, 'c'));
+    enc.setCipher(new AeadFrameCipher(key));
     const dec = new FrameDecoder();
-    dec.setMac(new FrameMac(key, 'c'));
+    dec.setCipher(new AeadFrameCipher(key));
     const frame = Buffer.concat(enc.encode(FrameType.CtNew, ctPayload(3)));
     expect(dec.push(frame)).to.have.length(1);
-    expect(() => dec.push(frame)).to.throw(SyncProtocolError, /bad frame MAC/); // same bytes, next sequence number
+    expect(() => dec.push(frame)).to.throw(SyncProtocolError, /failed authentication/); // same bytes, next sequence number
   });
 });
 
-/** Open a raw connection from 127.0.0.1 to ha2's listener. */
+/** Open a raw connection from 127.0.0.1 (ha2's configured peer) to ha2's listener. */
 function rawConnect(port: number): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const s = connect({ host: '127.0.0.2', port, localAddress: '127.0.0.1' }, () => resolve(s));
@@ -138,28 +137,12 @@ function closed(s: Socket, what = '', ms = 5000): Promise<void> {
   });
 }
 
-/** A client that completes the real handshake and returns an encoder with the session MAC. */
+/** A client that completes the real handshake (or is refused) and returns its socket and sealing encoder. */
 async function authenticated(port: number, secret: string): Promise<{ socket: Socket; encoder: FrameEncoder }> {
-  const socket = await rawConnect(port);
-  const encoder = new FrameEncoder();
-  const decoder = new FrameDecoder();
-  const binding: HandshakeBinding = { clientNonce: newNonce(), serverNonce: Buffer.alloc(0), vrf: 'main', worker: 0 };
-  const ack = new Promise<Buffer>((resolve, reject) => {
-    socket.on('data', (d: Buffer) => {
-      try {
-        for (const f of decoder.push(d)) if (f.type === FrameType.HelloAck) resolve(f.payload);
-      } catch (err) {
-        reject(err as Error);
-      }
-    });
-    socket.on('close', () => reject(new Error('closed during handshake')));
-  });
-  for (const p of encoder.encode(FrameType.Hello, encodeHello({ nodeId: 'fuzzer', vrf: 'main', worker: 0, workers: 1, fingerprint: Buffer.alloc(32), nonce: binding.clientNonce }))) socket.write(p);
-  binding.serverNonce = decodeHelloAck(await ack).nonce;
-  for (const p of encoder.encode(FrameType.Auth, clientProof(secret, binding))) socket.write(p);
-  encoder.setMac(new FrameMac(sessionKey(secret, binding), 'client->server'));
-  socket.removeAllListeners('data');
-  return { socket, encoder };
+  const c = await RawSyncClient.connect('127.0.0.2', port, '127.0.0.1');
+  await c.authenticate(secret).catch(() => undefined); // a wrong secret: the listener refuses and closes
+  c.socket.removeAllListeners('data');
+  return { socket: c.socket, encoder: c.encoder };
 }
 
 describe('sync bad input: a peer sending garbage is cut off and the table does not change', function () {
@@ -178,7 +161,7 @@ describe('sync bad input: a peer sending garbage is cut off and the table does n
     const baseline = { count: p.ha2.engine.counters('main').conntracks, receive: receiver?.receive, errors: receiver?.receiveError ?? 0 };
     const r = seededRandom(42);
     const valid = Buffer.concat([encodeHeader(FrameType.Hello, 0)]);
-    const hello = encodeHello({ nodeId: 'fuzzer', vrf: 'main', worker: 0, workers: 1, fingerprint: Buffer.alloc(32), nonce: newNonce() });
+    const hello = encodeHello({ vrf: 'main', worker: 0, workers: 1, nonce: newNonce() });
     let sent = 0;
     // 1. Unauthenticated: garbage, mutated hellos, wrong version, oversized, truncated, unknown VRF.
     for (let i = 0; i < 300; i++) {

@@ -58,6 +58,30 @@ const VIOLATIONS: Violation[] = [
     path: '/tandem-vrf:vrf/tandem-ha-fp-conntrack:ha-fp-conntrack/listen-ha-group',
   },
   {
+    file: 'invalid-shared-secret-missing.xml', rule: 'shared-secret is mandatory while ha-fp-conntrack is enabled', fromMust: true,
+    message: 'shared-secret is mandatory when ha-fp-conntrack is enabled (generate one with: openssl rand -base64 32)',
+    appTag: 'shared-secret-missing',
+    path: `${VRF_MAIN}/tandem-ha-fp-conntrack:ha-fp-conntrack`,
+  },
+  {
+    file: 'invalid-shared-secret-repeated.xml', rule: 'shared-secret is not one character repeated (16 x a)', fromMust: true,
+    message: 'shared-secret is one character repeated: use a random secret (generate one with: openssl rand -base64 32)',
+    appTag: 'shared-secret-too-weak',
+    path: `${VRF_MAIN}/tandem-ha-fp-conntrack:ha-fp-conntrack/shared-secret`,
+  },
+  {
+    file: 'invalid-shared-secret-spaces.xml', rule: 'shared-secret is not one character repeated (16 spaces)', fromMust: true,
+    message: 'shared-secret is one character repeated: use a random secret (generate one with: openssl rand -base64 32)',
+    appTag: 'shared-secret-too-weak',
+    path: `${VRF_MAIN}/tandem-ha-fp-conntrack:ha-fp-conntrack/shared-secret`,
+  },
+  {
+    file: 'invalid-shared-secret-short.xml', rule: 'shared-secret has at least 16 characters', fromMust: false,
+    message: 'shared-secret must have 16 to 256 characters (generate one with: openssl rand -base64 32)',
+    appTag: 'shared-secret-too-weak',
+    path: `${VRF_MAIN}/tandem-ha-fp-conntrack:ha-fp-conntrack/shared-secret`,
+  },
+  {
     file: 'invalid-ha-group-static-and-vrrp.xml', rule: 'one controller per group (static state and VRRP)', fromMust: true,
     message: 'HA group already has a static state; a group has at most one controller (static state or one VRRP instance)',
     appTag: 'ha-group-controller-conflict',

@@ -13,7 +13,7 @@ const checkScript = path.join(repoRoot, 'yang/check.sh');
 const REVISION = '2026-11-26';
 const EXPECTED_MODULES = [
   'tandem-types', 'tandem-system', 'tandem-ha', 'tandem-network-profile', 'tandem-vrf', 'tandem-firewall',
-  'tandem-cg-nat', 'tandem-virtual-service', 'tandem-conntrack', 'tandem-ha-fp-conntrack',
+  'tandem-cg-nat', 'tandem-virtual-service', 'tandem-conntrack', 'tandem-ha-fp-conntrack', 'tandem-traffic', 'tandem-fast-path-counters',
 ];
 
 /** Schema paths the other parts of tandem code against (see the lead's brief); each must exist. */

@@ -1,0 +1,241 @@
+// The receiving side of one VRF's synchronisation: accepts connections from configured peers and
+// applies what they send into the local engine, in every HA state; after a full resync on a
+// connection it removes the synced conntracks of that connection's worker the resync did not carry.
+import type { ConntrackEntry, DataplaneEngine, FlowTuple, L4Proto } from '../fastpath/engine.js';
+import type { Clock } from '../fastpath/clock.js';
+import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
+import { logger } from '../core/log.js';
+import { decodeDeletes, decodeEntries, forEachIPv4Orig, isPlainIPv4Payload } from './conntrack-codec.js';
+import { ctKey, ipv4Text, PROTO_NAMES } from './conntrack-key.js';
+import { MirrorCounters } from './mirror-counters.js';
+import { canonicalAddress } from './peer-address.js';
+import { TupleMap } from './tuple-map.js';
+import { FINGERPRINT_BYTES, type Hello } from './handshake.js';
+import { BulkKind, type Frame, FrameType, SyncProtocolError } from './protocol.js';
+import type { VrfSyncConfig } from './sync-config.js';
+import type { ReceiverSession } from './sync-listener.js';
+import type { ResyncSummary } from './vrf-sync-types.js';
+
+const log = logger('sync');
+
+/** What the receiving side remembers of one incoming connection. */
+interface InboundSession {
+  peer: string;
+  worker: number;
+  workers: number;
+  /** Keys carried by the full resync in progress on this connection. */
+  bulkSeen: TupleMap | undefined;
+  /**
+   * A full resync is in progress on this connection into a table that held no synced conntrack
+   * when it began: nothing can be stale, so no key is recorded and nothing is purged at its end.
+   */
+  bulkFresh: boolean;
+}
+
+export class SyncReceiver {
+  receive = 0;
+  receiveError = 0;
+  /** Received conntracks per mirrored virtual service (mirrored-connections-on-standby). */
+  readonly mirrored = new MirrorCounters();
+  private receivedBulkStart = 0;
+  /**
+   * Records handed to the engine by the receiving side, per sending worker ("workers/worker"),
+   * counted before the write resolves; and the engine's synced count before the first of them.
+   */
+  private acceptedByOwner = new Map<string, number>();
+  private syncedBeforeReceiving: number | undefined;
+
+  constructor(
+    private readonly vrf: string,
+    private readonly config: () => VrfSyncConfig,
+    private readonly engine: DataplaneEngine,
+    private readonly clock: Clock,
+    private readonly nodeId: string,
+    private readonly peerFingerprint: (peer: string, fingerprint: Buffer) => void,
+    private readonly onResyncReceived: (summary: ResyncSummary) => void,
+  ) {}
+
+  /** Resolver for the listener: accept only hellos from a configured peer address. */
+  accept(hello: Hello, remoteAddress: string): ReceiverSession | string {
+    if (!this.config().enabled) return `ha-fp-conntrack is disabled in VRF ${this.vrf}`;
+    const remote = canonicalAddress(remoteAddress);
+    const peer = this.config().peers.find((p) => canonicalAddress(p.address) === remote);
+    if (!peer) {
+      this.receiveError++;
+      return `${remote} is not a peer of VRF ${this.vrf}`;
+    }
+    const inbound: InboundSession = { peer: peer.name, worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false };
+    return {
+      secret: this.config().secret,
+      nodeId: this.nodeId,
+      fingerprint: this.config().fingerprint,
+      authenticated: () => this.peerFingerprint(peer.name, hello.fingerprint),
+      apply: (f) => this.apply(f, inbound),
+      error: () => {
+        this.receiveError++;
+      },
+      closed: () => undefined,
+    };
+  }
+
+  /**
+   * After a full resync on one connection, synced entries of that connection's worker that the
+   * resync did not carry were destroyed on the master while we were apart: remove them (on a
+   * backup they would never expire).
+   */
+  private async purgeStale(inbound: InboundSession, seen: TupleMap): Promise<number> {
+    const stale: FlowTuple[] = [];
+    const check = (e: ConntrackEntry): void => {
+      if (!e.synced || ownerWorker(e.orig, inbound.workers) !== inbound.worker) return;
+      if (!seen.has(e.orig)) stale.push(e.orig);
+    };
+    if (this.engine.dumpPacked) {
+      // Plain IPv4 entries are checked on their fields; only stale ones become tuple objects.
+      await this.engine.dumpPacked(this.vrf, (b) => {
+        for (let i = 0; i < b.count; i++) {
+          if (!b.isPlainIPv4(i)) {
+            check(b.entry(i));
+            continue;
+          }
+          const src = b.ipv4(i, 0);
+          if (!b.synced(i) || ipv4TupleHash(src) % inbound.workers !== inbound.worker) continue;
+          const proto = b.protoIndex(i), dst = b.ipv4(i, 1), sport = b.port(i, 0), dport = b.port(i, 1);
+          if (seen.getIPv4(proto, src, dst, sport, dport) === undefined) {
+            stale.push({ proto: PROTO_NAMES[proto] as L4Proto, src: ipv4Text(src), dst: ipv4Text(dst), sport, dport });
+          }
+        }
+      });
+    } else {
+      await this.engine.dump(this.vrf, (batch) => {
+        for (const e of batch) check(e);
+      });
+    }
+    if (stale.length === 0) return 0;
+    for (let i = 0; i < stale.length; i += 4096) await this.engine.remove(this.vrf, stale.slice(i, i + 4096));
+    for (const t of stale) {
+      this.mirrored.delete(ctKey(t));
+    }
+    log.info({ vrf: this.vrf, worker: inbound.worker, removed: stale.length }, 'stale synced conntracks removed after a full resync');
+    return stale.length;
+  }
+
+  private noteAccepted(inbound: InboundSession, n: number): void {
+    this.syncedBeforeReceiving ??= this.engineSynced();
+    const key = `${inbound.workers}/${inbound.worker}`;
+    this.acceptedByOwner.set(key, (this.acceptedByOwner.get(key) ?? 0) + n);
+  }
+
+  /**
+   * Whether a full resync starting on this connection can find no stale entry: the engine held no
+   * synced conntrack before we received any, and nothing was received that this connection's
+   * worker owns (a conntrack always travels on its owner's connection; a different worker count
+   * on the sender changes the owners, so then anything received counts).
+   */
+  private nothingToPurge(inbound: InboundSession): boolean {
+    if ((this.syncedBeforeReceiving ?? this.engineSynced()) !== 0) return false;
+    for (const [key, n] of this.acceptedByOwner) {
+      if (n === 0) continue;
+      const [workers, worker] = key.split('/').map(Number);
+      if (workers !== inbound.workers || worker === inbound.worker) return false;
+    }
+    return true;
+  }
+
+  /** Synced conntracks the engine holds in this VRF (-1 when it cannot tell). */
+  private engineSynced(): number {
+    try {
+      return this.engine.counters(this.vrf).synced;
+    } catch {
+      return -1;
+    }
+  }
+
+  private async apply(f: Frame, inbound: InboundSession): Promise<void> {
+    switch (f.type) {
+      case FrameType.CtNew:
+      case FrameType.CtUpdate: {
+        // Fast path: plain IPv4 records go to the engine as received, no object per conntrack.
+        if (this.engine.upsertIPv4Records && isPlainIPv4Payload(f.payload)) {
+          const count = f.payload.readUInt16BE(0);
+          this.noteAccepted(inbound, count);
+          const seen = inbound.bulkSeen;
+          if (seen) forEachIPv4Orig(f.payload, (proto, src, dst, sport, dport) => seen.setIPv4(proto, src, dst, sport, dport, 0));
+          try {
+            await this.engine.upsertIPv4Records(this.vrf, f.payload.subarray(2));
+          } catch (err) {
+            this.receiveError += count;
+            log.error({ vrf: this.vrf, err: (err as Error).message, count }, 'engine refused synced conntracks');
+            return;
+          }
+          this.receive += count;
+          return;
+        }
+        const entries = decodeEntries(f.payload, this.vrf, this.clock.now());
+        this.noteAccepted(inbound, entries.length);
+        // Recorded before the engine call: a pipelined bulk end may purge before this write resolves.
+        const seen = inbound.bulkSeen;
+        if (seen) for (const e of entries) seen.set(e.orig, 0);
+        try {
+          await this.engine.upsert(entries);
+        } catch (err) {
+          this.receiveError += entries.length;
+          log.error({ vrf: this.vrf, err: (err as Error).message, count: entries.length }, 'engine refused synced conntracks');
+          return;
+        }
+        this.receive += entries.length;
+        for (const e of entries) {
+          if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
+        }
+        return;
+      }
+      case FrameType.CtDelete: {
+        const tuples = decodeDeletes(f.payload);
+        try {
+          await this.engine.remove(this.vrf, tuples);
+        } catch (err) {
+          this.receiveError += tuples.length;
+          log.error({ vrf: this.vrf, err: (err as Error).message }, 'engine refused synced deletes');
+          return;
+        }
+        this.receive += tuples.length;
+        for (const t of tuples) {
+          this.mirrored.delete(ctKey(t));
+        }
+        return;
+      }
+      case FrameType.BulkStart: {
+        if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-start');
+        this.receivedBulkStart = performance.now();
+        if (f.payload.readUInt8(0) === BulkKind.FullResync) {
+          // Counted synchronously in frame order, so records still being written count too.
+          inbound.bulkFresh = this.nothingToPurge(inbound);
+          inbound.bulkSeen = inbound.bulkFresh ? undefined : new TupleMap();
+        }
+        return;
+      }
+      case FrameType.BulkEnd: {
+        if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-end');
+        const kind = f.payload.readUInt8(0);
+        if (kind === BulkKind.FullResync && (inbound.bulkSeen || inbound.bulkFresh)) {
+          const seen = inbound.bulkSeen;
+          inbound.bulkSeen = undefined;
+          inbound.bulkFresh = false;
+          if (seen) await this.purgeStale(inbound, seen);
+          this.onResyncReceived({
+            time: new Date().toISOString(),
+            duration: Math.round(performance.now() - this.receivedBulkStart),
+            count: f.payload.readUInt32BE(1),
+          });
+        }
+        return;
+      }
+      case FrameType.ConfigFingerprint: {
+        if (f.payload.length !== FINGERPRINT_BYTES) throw new SyncProtocolError(`config fingerprint of ${f.payload.length} bytes`);
+        this.peerFingerprint(inbound.peer, Buffer.from(f.payload));
+        return;
+      }
+      default:
+        throw new SyncProtocolError(`unexpected frame type ${f.type} from a sync client`);
+    }
+  }
+}

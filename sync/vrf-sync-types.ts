@@ -1,0 +1,30 @@
+// The shapes shared by a VRF's sync sender, receiver and the service around them: tuning of the
+// connections, the notifications raised, and the summary of a full resync.
+
+import type { FingerprintPart } from './sync-config.js';
+
+export interface SyncTuning {
+  queueLimit: number;
+  keepaliveMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  /** Identifies this node in the hello (host name by default). */
+  nodeId: string;
+}
+
+export type SyncNotification =
+  | { kind: 'connection-up'; vrf: string; peer: string; client: string }
+  | { kind: 'connection-down'; vrf: string; peer: string; client: string; reason: string }
+  | { kind: 'full-resync-complete'; vrf: string; peer: string; summary: ResyncSummary }
+  | { kind: 'manual-synchronization-complete'; vrf: string; count: number; duration: number }
+  | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string; differences: FingerprintPart[] };
+
+export interface ResyncSummary {
+  /** ISO date-and-time of completion. */
+  time: string;
+  /** Milliseconds. */
+  duration: number;
+  count: number;
+}
+
+export type FingerprintStatus = 'match' | 'mismatch' | 'unknown';

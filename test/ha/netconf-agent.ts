@@ -1,0 +1,94 @@
+// One agent as the two-agent HA tests compose it (operations layer, fastpath, sync and ha
+// subsystems on a soft engine, SSH server, an ssh2 NETCONF client), with the test-only fault hooks
+// of the commit transaction. Everything is stopped and removed by stopAgent.
+import { expect } from 'chai';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createNetconfOperations, type NetconfOperations } from '../../agent/operations/index.js';
+import { loadOrCreateHostKeys } from '../../agent/ssh/host-keys.js';
+import { NetconfSshServer } from '../../agent/ssh/netconf-ssh-server.js';
+import { UserStore } from '../../agent/ssh/user-store.js';
+import type { CommitFaultHooks } from '../../core/subsystem.js';
+import { FastpathStateProvider, FastpathSubsystem } from '../../fastpath/fastpath-subsystem.js';
+import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
+import type { DataplaneEngine } from '../../fastpath/engine.js';
+import { createSubsystems, type SyncParts } from '../../sync/subsystems.js';
+import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
+import { NetconfTestClient } from '../helpers/netconf-client.js';
+
+const PASSWORD = 'ha-test-password';
+
+export interface TestAgent<E extends DataplaneEngine = SoftEngine> {
+  name: string;
+  dir: string;
+  yang: YangContext;
+  engine: E;
+  parts: SyncParts;
+  ops: NetconfOperations;
+  server: NetconfSshServer;
+  client: NetconfTestClient;
+  notifications: Record<string, unknown>[];
+}
+
+export async function startTestAgent(name: string, faults?: CommitFaultHooks): Promise<TestAgent> {
+  return startTestAgentOn(name, await SoftEngine.create({ workers: 2 }), faults);
+}
+
+/** The same on any engine (closed by stopTestAgent). */
+export async function startTestAgentOn<E extends DataplaneEngine>(name: string, engine: E, faults?: CommitFaultHooks): Promise<TestAgent<E>> {
+  const dir = await mkdtemp(path.join(tmpdir(), `tandem-${name}-`));
+  const yang = await loadTandemContext();
+  const parts = createSubsystems(engine, { nodeId: name, backoffMinMs: 20, backoffMaxMs: 200 });
+  const ops = await createNetconfOperations({
+    yang, stateDir: dir, faults,
+    subsystems: [new FastpathSubsystem(engine), ...parts.subsystems],
+    stateProviders: [...(engine instanceof SoftEngine ? [new FastpathStateProvider(engine)] : []), ...parts.stateProviders],
+    rpcProviders: parts.rpcProviders,
+  });
+  const notifications: Record<string, unknown>[] = [];
+  parts.attachNotify((n) => {
+    notifications.push(n);
+    ops.notify(n);
+  });
+  const users = new UserStore(dir);
+  await users.load();
+  await users.add('admin', { password: PASSWORD });
+  const server = new NetconfSshServer({ hostKeys: await loadOrCreateHostKeys(dir), users, dispatcher: ops });
+  const addr = await server.listen('127.0.0.1', 0);
+  const client = await NetconfTestClient.connect({ host: addr.host, port: addr.port, username: 'admin', password: PASSWORD });
+  return { name, dir, yang, engine, parts, ops, server, client, notifications };
+}
+
+export async function stopTestAgent(a: TestAgent<DataplaneEngine> | undefined): Promise<void> {
+  if (!a) return;
+  a.client.close();
+  await a.server.close();
+  await a.ops.close();
+  await a.parts.close();
+  await a.engine.close();
+  a.yang.free();
+  await rm(a.dir, { recursive: true, force: true });
+}
+
+/** edit-config on the candidate then commit; the commit's reply. */
+export async function editAndCommit(a: TestAgent<DataplaneEngine>, config: string): Promise<string> {
+  const edit = await a.client.rpc(`<edit-config><target><candidate/></target>${config}</edit-config>`);
+  expect(edit, `${a.name} edit-config`).to.include('<ok/>');
+  return a.client.rpc('<commit/>');
+}
+
+export function haConfig(state: string, source: string, address: string, port: number): string {
+  return `<config>
+  <ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>${state}</state></group></ha>
+  <vrf xmlns="urn:tandem:yang:tandem-vrf">
+    <name>main</name>
+    <firewall xmlns="urn:tandem:yang:tandem-firewall"><default-action>accept</default-action></firewall>
+    <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">
+      <peer><name>peer1</name><source>${source}</source><address>${address}</address><port>${port}</port></peer>
+      <listen-ha-group>ha-group1</listen-ha-group>
+      <shared-secret>a-shared-secret-over-netconf</shared-secret>
+    </ha-fp-conntrack>
+  </vrf>
+</config>`;
+}
