@@ -22,7 +22,7 @@ export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] 
             --max-startups 128:30:256 (--max-unauthenticated N sets FULL) --per-source-max-startups 64:30:96
             --per-source-penalties 'authfail:5 noauth:1 grace-exceeded:10 max:600 min:15' --max-auth-attempts 6
             --login-timeout 30 --hello-timeout 30 --idle-timeout 3600 (0: never) --max-message-size 16777216
-            --max-depth 128 --max-elements 2000000 --max-output-queue 8388608
+            --max-depth 128 --max-elements 2000000 --max-output-queue 1048576
             --log-format: pretty when stdout is a terminal, else json (also TANDEM_LOG_FORMAT)
   logs go to stdout, this banner and errors to stderr
 `;

@@ -15,7 +15,7 @@ import { DEFAULT_XML_LIMITS } from '../netconf/xml-parser.js';
 import type { HostKey } from './host-keys.js';
 import type { UserStore } from './user-store.js';
 import { publicKeyProblem, signatureProblem } from './key-policy.js';
-import { isPrivileged, reservedSlots, sessionRefusal, type SlotLimits } from './session-slots.js';
+import { isPrivileged, sessionRefusal, type SlotLimits } from './session-slots.js';
 import { sourceOf } from './source-address.js';
 import { DEFAULT_PENALTIES, SourcePenalties, type PenaltyConfig } from './source-penalties.js';
 import { refuseStartup, StartupCounter, type Startups } from './startup-limiter.js';
@@ -54,7 +54,7 @@ export const DEFAULT_LIMITS: ServerLimits = {
   helloTimeoutMs: 30_000,
   idleTimeoutMs: 3_600_000,
   maxQueuedMessages: 64,
-  maxOutputQueueBytes: 8 * 1024 * 1024,
+  maxOutputQueueBytes: 1024 * 1024,
 };
 
 export interface NetconfSshServerOptions {
@@ -220,6 +220,8 @@ export class NetconfSshServer {
     });
 
     let username = '';
+    /** Group admin or the recovery user, as users.json said at login. */
+    let privileged = false;
     // ssh2 hands us one request at a time (pipelined ones wait until this one is decided), so the
     // count is exact: the request after the last allowed failure is never checked.
     client.on('authentication', (ctx: AuthContext) => {
@@ -227,6 +229,7 @@ export class NetconfSshServer {
       void this.authenticate(ctx, conn).then((outcome) => {
         if (outcome.kind === 'accepted') {
           username = ctx.username;
+          privileged = outcome.privileged;
           conn.loggedIn = true;
           conn.releaseStartup();
           ctx.accept();
@@ -262,35 +265,21 @@ export class NetconfSshServer {
             reject();
             return;
           }
-          void this.sessionAllowed(username).then((refusal) => {
-            if (refusal) {
-              log.warn({ ip, port, user: username, why: refusal }, 'netconf session refused');
-              reject();
-              return;
-            }
-            this.openSession(username, ip, accept, client, sessionsOfClient);
-            clearTimeout(subsystemTimer);
-          }, (err: unknown) => {
-            log.error({ ip, user: username, err: err instanceof Error ? err.message : String(err) }, 'session check failed');
+          // Decided at once: a client (OpenSSH's ssh -s) sends its hello right behind the request.
+          const refusal = sessionRefusal(this.limits, this.registry.size, this.sessionsOfUser.get(username) ?? 0, privileged);
+          if (refusal) {
+            log.warn({ ip, port, user: username, why: refusal }, 'netconf session refused');
             reject();
-          });
+            return;
+          }
+          this.openSession(username, ip, accept, client, sessionsOfClient);
+          clearTimeout(subsystemTimer);
         });
         for (const ev of ['pty', 'shell', 'exec', 'env', 'x11', 'auth-agent'] as const) {
           sshSession.on(ev as 'shell', (_accept: unknown, reject?: () => void) => reject?.());
         }
       });
     });
-  }
-
-  /** Why this user may not open one more session now; undefined when it may. */
-  private async sessionAllowed(username: string): Promise<string | undefined> {
-    const total = this.registry.size;
-    const ofUser = this.sessionsOfUser.get(username) ?? 0;
-    // users.json is read only when a limit is near: it is what says who is privileged.
-    const nearLimit = ofUser >= this.limits.maxSessionsPerUser || total >= this.limits.maxSessions - reservedSlots(this.limits);
-    const privileged = nearLimit ? isPrivileged(await this.opts.users.load(), username) : false;
-    // Counted again after the read: other sessions may have opened meanwhile.
-    return sessionRefusal(this.limits, this.registry.size, this.sessionsOfUser.get(username) ?? 0, privileged);
   }
 
   private openSession(username: string, ip: string, accept: () => ServerChannel, client: Connection, sessionsOfClient: Set<NetconfSession>): void {
@@ -331,12 +320,17 @@ export class NetconfSshServer {
     return true;
   }
 
+  /** A successful login, with what the session limits need to know of the user. */
+  private async accepted(username: string): Promise<AuthOutcome> {
+    return { kind: 'accepted', privileged: isPrivileged(await this.opts.users.load(), username) };
+  }
+
   /** Checks one authentication request; the caller decides it and counts failures. */
   private async authenticate(ctx: AuthContext, conn: Connecting): Promise<AuthOutcome> {
     try {
       if (ctx.method === 'none') return { kind: 'none' };
       if (ctx.method === 'password') {
-        if (await this.opts.users.checkPassword(ctx.username, ctx.password)) return { kind: 'accepted' };
+        if (await this.opts.users.checkPassword(ctx.username, ctx.password)) return this.accepted(ctx.username);
         return { kind: 'failed', why: 'wrong user name or password' };
       }
       if (ctx.method === 'publickey') {
@@ -345,7 +339,7 @@ export class NetconfSshServer {
         const key = await this.opts.users.findKey(ctx.username, ctx.key.data);
         if (!key) return { kind: 'failed', why: 'key not authorised for this user' };
         if (!ctx.signature) return { kind: 'pk-ok' };
-        if (ctx.blob && key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) return { kind: 'accepted' };
+        if (ctx.blob && key.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) return this.accepted(ctx.username);
         return { kind: 'failed', why: 'bad signature' };
       }
       return { kind: 'failed', why: `method ${ctx.method} not offered` };
@@ -358,4 +352,4 @@ export class NetconfSshServer {
 
 const AUTH_METHODS: ('password' | 'publickey')[] = ['password', 'publickey'];
 
-type AuthOutcome = { kind: 'accepted' | 'pk-ok' | 'none' } | { kind: 'failed'; why: string };
+type AuthOutcome = { kind: 'accepted'; privileged: boolean } | { kind: 'pk-ok' | 'none' } | { kind: 'failed'; why: string };

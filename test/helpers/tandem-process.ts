@@ -20,6 +20,8 @@ export interface TandemProcessOptions {
   /** More arguments for `tandem start` (e.g. ['--startup', file, '--max-sessions', '5']). */
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Another build's cli.js (benchmarks compare before/after); default this build's. */
+  cli?: string;
   /** How long to wait for the agent to listen (ms); default 60 s. */
   readyTimeoutMs?: number;
 }
@@ -50,7 +52,7 @@ export async function startTandem(opts: TandemProcessOptions = {}): Promise<Tand
   const store = new UserStore(stateDir);
   for (const u of users) await store.add(u.name, { password: u.password, groups: u.groups, recovery: u.recovery });
 
-  const child = spawn(process.execPath, [TANDEM_CLI, 'start', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [opts.cli ?? TANDEM_CLI, 'start', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
