@@ -25,7 +25,8 @@ import { Nacm, type UserDirectory } from '../nacm/nacm.js';
 import type { UserAccess } from '../nacm/user-access.js';
 import { FACTORY_NACM_XML } from '../nacm/factory-nacm.js';
 import { UserStore } from '../ssh/user-store.js';
-import type { ConfigRoot } from '../datastore/config-tree.js';
+import type { ConfigNode, ConfigRoot } from '../datastore/config-tree.js';
+import { changedTopLevel } from '../nacm/changed-subtrees.js';
 
 const log = logger('operations');
 
@@ -127,8 +128,10 @@ class OperationsLayer implements NetconfOperations {
 
   /** Write access of a change of a datastore, from libyang's diff of before and after (RFC 8341 3.4.5). */
   private writable(ctx: RpcContext, access: UserAccess, operation: string): WriteGuard {
-    return (before, after) => this.nacm.checkWrite(access, ctx, operation, () => {
-      const b = yangCall(() => this.svc.store.tree(before ?? { children: [] }, false));
+    return (whole, next) => this.nacm.checkWrite(access, ctx, operation, () => {
+      const xmlOf = (n: ConfigNode) => this.svc.store.xml({ children: [n] });
+      const { before, after } = changedTopLevel(whole ?? { children: [] }, next, xmlOf);
+      const b = yangCall(() => this.svc.store.tree(before, false));
       try {
         return { before: b, after: yangCall(() => this.svc.store.tree(after, false)) };
       } catch (err) {
