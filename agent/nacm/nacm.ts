@@ -179,6 +179,24 @@ export class Nacm {
       log.warn({ user: s.username, session: s.sessionId, notification: `${module}:${event.name}` }, 'NACM: notification denied');
       return false;
     }
+    // Its content is data too: a notification that carries a node the user may not read is not
+    // sent at all (sending it without the node would misstate the event).
+    if (!access.permitsAllData('read') && event.children.length > 0 && this.schema.module(module)) {
+      const step = { module, name: event.name };
+      let removed: number;
+      try {
+        removed = pruneUnreadable(event.children, access, this.schema, { schemaPath: `/${module}:${event.name}`, path: [step] }).removed;
+      } catch (err) {
+        // A notification its module does not describe: judged by its name alone (done above).
+        log.debug({ notification: `${module}:${event.name}`, err: err instanceof Error ? err.message : String(err) }, 'notification content not checked');
+        removed = 0;
+      }
+      if (removed > 0) {
+        this.counters.deniedNotifications += 1;
+        log.warn({ user: s.username, session: s.sessionId, notification: `${module}:${event.name}` }, 'NACM: notification with unreadable content denied');
+        return false;
+      }
+    }
     return true;
   }
 
