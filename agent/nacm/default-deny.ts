@@ -45,11 +45,33 @@ export class DefaultDenyIndex {
     const index = new DefaultDenyIndex(BUILT_IN);
     const modules = new Map<string, ModuleYin>();
     const byNs = new Map<string, string>();
+    const texts = new Map<string, string>();
     for (const m of yang.modules()) {
       byNs.set(m.namespace, m.name);
+      try {
+        texts.set(m.name, yang.schemaText(m.name, m.revision, 'yin'));
+      } catch (err) {
+        log.warn({ module: m.name, err: err instanceof Error ? err.message : String(err) }, 'module not scanned for NACM extensions');
+      }
+    }
+    // Parsing YIN is the slow part: only modules that can carry a mark (they bind the NACM
+    // namespace), and those that import them (their groupings may carry one), are read.
+    const wanted = new Set([...texts].filter(([, t]) => t.includes(`"${NACM_NS}"`)).map(([n]) => n));
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const [name, t] of texts) {
+        if (!wanted.has(name) && [...wanted].some((w) => t.includes(`<import module="${w}"`))) {
+          wanted.add(name);
+          grew = true;
+        }
+      }
+    }
+    for (const m of yang.modules()) {
+      const text = texts.get(m.name);
+      if (text === undefined || !wanted.has(m.name)) continue;
       let root: XmlElement;
       try {
-        root = parseXml(yang.schemaText(m.name, m.revision, 'yin'), { maxElements: Number.MAX_SAFE_INTEGER, maxDepth: 1024 });
+        root = parseXml(text, { maxElements: Number.MAX_SAFE_INTEGER, maxDepth: 1024 });
       } catch (err) {
         log.warn({ module: m.name, err: err instanceof Error ? err.message : String(err) }, 'module not scanned for NACM extensions');
         continue;

@@ -19,6 +19,7 @@ const log = logger('nacm');
 
 const NETCONF_BASE_NS = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 const NOTIFICATION_NS = 'urn:ietf:params:xml:ns:netconf:notification:1.0';
+const READ_CACHE_ENTRIES = 4;
 const UNLIMITED = { maxElements: Number.MAX_SAFE_INTEGER, maxDepth: 1024 };
 
 /** Where the transport's users come from (the SSH user store). */
@@ -45,6 +46,8 @@ export class Nacm {
   private readonly identities = new Map<number, Promise<NacmIdentity>>();
   /** Identities already read, for decisions that cannot wait (notifications). */
   private readonly resolved = new Map<number, NacmIdentity>();
+  /** Last pruned replies, per rules version and user (few entries: the text may be megabytes). */
+  private readonly readCache = new Map<string, { text: string; pruned: string }>();
   readonly counters = { deniedOperations: 0, deniedDataWrites: 0, deniedNotifications: 0 };
 
   constructor(yang: YangContext, private readonly schema: SchemaIndex, private readonly users: UserDirectory,
@@ -85,7 +88,7 @@ export class Nacm {
   /** The session's access now, if its identity is known already (else undefined). */
   currentAccess(s: SessionRef): UserAccess | undefined {
     const id = this.resolved.get(s.sessionId);
-    return id ? new UserAccess(id, this.rules(), this.deny) : undefined;
+    return id ? this.accessOf(id) : undefined;
   }
 
   private async lookup(username: string): Promise<NacmIdentity> {
@@ -102,7 +105,12 @@ export class Nacm {
   /** The access of the session's user under running's current rules. */
   async access(s: SessionRef): Promise<UserAccess> {
     const identity = await (this.identities.get(s.sessionId) ?? this.remember(s));
-    return new UserAccess(identity, this.rules(), this.deny);
+    return this.accessOf(identity);
+  }
+
+  private accessOf(identity: NacmIdentity): UserAccess {
+    const rules = this.rules();
+    return new UserAccess(identity, rules, this.deny, this.compiled!.version);
   }
 
   /** Protocol operation access (RFC 8341 3.4.4); throws access-denied with the operation's path. */
@@ -117,11 +125,18 @@ export class Nacm {
   /** Printed data (top-level siblings) with what the user may not read left out. */
   filterRead(access: UserAccess, s: SessionRef, operation: string, text: string): string {
     if (access.permitsAllData('read') || text.trim() === '') return text;
+    // Repeated reads of an unchanged datastore print the same text: prune it once per user rules.
+    const key = `${access.version}\0${access.identity.username}\0${access.groups.join(',')}`;
+    const hit = this.readCache.get(key);
+    if (hit && hit.text === text) return hit.pruned;
     const els = parseXml(`<data xmlns="${NETCONF_BASE_NS}">${text}</data>`, UNLIMITED).children;
     const { kept, removed } = pruneUnreadable(els, access, this.schema);
-    if (removed === 0) return text;
-    log.debug({ user: s.username, session: s.sessionId, operation, removed }, 'NACM: unreadable nodes left out of the reply');
-    return kept.map((e) => writeXml(e)).join('');
+    const pruned = removed === 0 ? text : kept.map((e) => writeXml(e)).join('');
+    if (removed > 0) log.debug({ user: s.username, session: s.sessionId, operation, removed }, 'NACM: unreadable nodes left out of the reply');
+    this.readCache.delete(key);
+    this.readCache.set(key, { text, pruned });
+    if (this.readCache.size > READ_CACHE_ENTRIES) this.readCache.delete(this.readCache.keys().next().value!);
+    return pruned;
   }
 
   /**
@@ -163,6 +178,24 @@ export class Nacm {
       this.counters.deniedNotifications += 1;
       log.warn({ user: s.username, session: s.sessionId, notification: `${module}:${event.name}` }, 'NACM: notification denied');
       return false;
+    }
+    // Its content is data too: a notification that carries a node the user may not read is not
+    // sent at all (sending it without the node would misstate the event).
+    if (!access.permitsAllData('read') && event.children.length > 0 && this.schema.module(module)) {
+      const step = { module, name: event.name };
+      let removed: number;
+      try {
+        removed = pruneUnreadable(event.children, access, this.schema, { schemaPath: `/${module}:${event.name}`, path: [step] }).removed;
+      } catch (err) {
+        // A notification its module does not describe: judged by its name alone (done above).
+        log.debug({ notification: `${module}:${event.name}`, err: err instanceof Error ? err.message : String(err) }, 'notification content not checked');
+        removed = 0;
+      }
+      if (removed > 0) {
+        this.counters.deniedNotifications += 1;
+        log.warn({ user: s.username, session: s.sessionId, notification: `${module}:${event.name}` }, 'NACM: notification with unreadable content denied');
+        return false;
+      }
     }
     return true;
   }

@@ -12,9 +12,11 @@ export interface PruneResult {
   removed: number;
 }
 
-export function pruneUnreadable(els: XmlElement[], access: UserAccess, schema: SchemaIndex): PruneResult {
+/** `els` are the children of the node at `under` (schema path, data path); the top level by default. */
+export function pruneUnreadable(els: XmlElement[], access: UserAccess, schema: SchemaIndex,
+  under: { schemaPath: string; path: PathStep[] } = { schemaPath: '/', path: [] }): PruneResult {
   const result = { removed: 0 };
-  const kept = prune(els, access, schema, '/', [], result);
+  const kept = prune(els, access, schema, under.schemaPath, under.path, result);
   return { kept, removed: result.removed };
 }
 

@@ -22,7 +22,9 @@ export class UserAccess {
   /** The rules of the rule-lists that apply to the user, in order. */
   private readonly rules: CompiledRule[];
 
-  constructor(readonly identity: NacmIdentity, private readonly nacm: CompiledNacm, private readonly deny: DefaultDenyIndex) {
+  /** `version`: of the configuration the rules were compiled from (a cache key for results). */
+  constructor(readonly identity: NacmIdentity, private readonly nacm: CompiledNacm, private readonly deny: DefaultDenyIndex,
+    readonly version = -1) {
     this.bypass = identity.recovery || !nacm.enabled;
     const groups = new Set(nacm.externalGroups ? identity.groups : []);
     for (const [g, users] of nacm.groups) if (users.has(identity.username)) groups.add(g);

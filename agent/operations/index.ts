@@ -1,6 +1,6 @@
 // The NETCONF operations layer: the RpcDispatcher the protocol layer calls, over the datastores,
 // the commit transaction, monitoring, notifications and the RPCs that subsystems implement.
-import type { YangContext } from '../../yang/libyang/api.js';
+import type { DataTree, YangContext } from '../../yang/libyang/api.js';
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../netconf/rpc-dispatcher.js';
 import { NetconfError } from '../../core/netconf-error.js';
@@ -25,7 +25,8 @@ import { Nacm, type UserDirectory } from '../nacm/nacm.js';
 import type { UserAccess } from '../nacm/user-access.js';
 import { FACTORY_NACM_XML } from '../nacm/factory-nacm.js';
 import { UserStore } from '../ssh/user-store.js';
-import type { ConfigRoot } from '../datastore/config-tree.js';
+import type { ConfigNode, ConfigRoot } from '../datastore/config-tree.js';
+import { changedTopLevel } from '../nacm/changed-subtrees.js';
 
 const log = logger('operations');
 
@@ -142,8 +143,10 @@ class OperationsLayer implements NetconfOperations {
 
   /** Write access of a change of a datastore, from libyang's diff of before and after (RFC 8341 3.4.5). */
   private writable(ctx: RpcContext, access: UserAccess, operation: string): WriteGuard {
-    return (before, after) => this.nacm.checkWrite(access, ctx, operation, () => {
-      const b = yangCall(() => this.svc.store.tree(before ?? { children: [] }, false));
+    return (whole, next) => this.nacm.checkWrite(access, ctx, operation, () => {
+      const xmlOf = (n: ConfigNode) => this.svc.store.xml({ children: [n] });
+      const { before, after } = changedTopLevel(whole ?? { children: [] }, next, xmlOf);
+      const b = yangCall(() => this.svc.store.tree(before, false));
       try {
         return { before: b, after: yangCall(() => this.svc.store.tree(after, false)) };
       } catch (err) {
@@ -318,11 +321,16 @@ function freshStateDir(stateDir: string): boolean {
   return !['running.xml', 'startup.xml', 'rollback.xml'].some((f) => existsSync(join(stateDir, f)));
 }
 
+/** Does the stored configuration hold a NACM subtree (the libyang tree always has the defaults)? */
+function hasNacm(root: ConfigRoot): boolean {
+  return root.children.some((c) => c.schema.module === 'ietf-netconf-acm' && c.schema.name === 'nacm');
+}
+
 async function installFactoryNacm(svc: ConfigService): Promise<void> {
   const running = svc.store.running;
   // A --startup file with its own NACM configuration keeps it (the libyang tree always holds the
   // non-presence container with its defaults, so the stored nodes are what tells).
-  if (running.root.children.some((c) => c.schema.module === 'ietf-netconf-acm' && c.schema.name === 'nacm')) return;
+  if (hasNacm(running.root)) return;
   const factory = svc.store.parseDocument(FACTORY_NACM_XML);
   const root: ConfigRoot = { children: [...running.root.children, ...factory.children] };
   await svc.commitRunning(root, undefined, [{ path: NACM_PATH, operation: 'create' }]);
@@ -335,16 +343,31 @@ export async function createNetconfOperations(opts: NetconfOperationsOptions): P
   const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, stateProviders, opts.rpcProviders, opts.faults);
   await svc.start(opts.startupFile, opts.factoryConfig);
   if (fresh) await installFactoryNacm(svc);
+  const printNacm = (tree: DataTree): Record<string, unknown> => {
+    const part = tree.selectSubtrees(NACM_PATH);
+    try {
+      const text = part.print({ format: 'json', withDefaults: 'report-all' });
+      return text.trim() ? JSON.parse(text) as Record<string, unknown> : {};
+    } finally {
+      part.free();
+    }
+  };
+  let factoryJson: Record<string, unknown> | undefined;
   const nacm = new Nacm(opts.yang, svc.schema, opts.users ?? new UserStore(opts.stateDir), {
     version: () => svc.store.runningVersion,
     nacmJson: () => {
-      const part = svc.store.running.tree.selectSubtrees(NACM_PATH);
-      try {
-        const text = part.print({ format: 'json', withDefaults: 'report-all' });
-        return text.trim() ? JSON.parse(text) as Record<string, unknown> : {};
-      } finally {
-        part.free();
+      if (hasNacm(svc.store.running.root)) return printNacm(svc.store.running.tree);
+      // No NACM configuration at all (e.g. running replaced by copy-config with a file that has
+      // none): the factory rules apply, so that group admin is not locked out by a copy.
+      if (!factoryJson) {
+        const tree = yangCall(() => opts.yang.parse(FACTORY_NACM_XML, { format: 'xml', kind: 'config', validate: false }));
+        try {
+          factoryJson = printNacm(tree);
+        } finally {
+          tree.free();
+        }
       }
+      return factoryJson;
     },
   });
   stateProviders.push({ name: 'nacm', state: () => nacm.stateJson() });

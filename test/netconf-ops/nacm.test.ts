@@ -169,8 +169,11 @@ out['counters'] = admin.get(filter=('subtree', f'<nacm xmlns="{ACM}"><denied-ope
 admin.edit_config(target='running', config=f'<config xmlns="{NC}"><nacm xmlns="{ACM}"><read-default>deny</read-default><exec-default>deny</exec-default></nacm></config>')
 reader = as_user('reader')
 out['deny_reader_get_config'] = err(lambda: reader.get_config(source='running'))
+SYNC = '<ha-fp-conntrack-synchronization xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"><vrf>main</vrf></ha-fp-conntrack-synchronization>'
+out['deny_reader_sync'] = err(lambda: reader.dispatch(to_ele(SYNC)))
 out['deny_reader_close'] = err(lambda: reader.close_session())
 rescue = as_user('rescue')
+out['deny_rescue_sync'] = err(lambda: rescue.dispatch(to_ele(SYNC)))
 out['deny_rescue_reads'] = reads(rescue)
 # NACM off: everyone may write (RFC 8341 enable-nacm)
 admin.edit_config(target='running', config=f'<config xmlns="{NC}"><nacm xmlns="{ACM}"><enable-nacm>false</enable-nacm></nacm></config>')
@@ -273,6 +276,8 @@ describe('netconf-ops: NACM (RFC 8341) with ncclient', function () {
     expect(counters).to.match(/<denied-data-writes>3<\/denied-data-writes>/);
     expect(counters).to.match(/<denied-notifications>[1-9]\d*<\/denied-notifications>/);
     denied(r['deny_reader_get_config'] as PyError, '/ietf-netconf:rpc/ietf-netconf:get-config');
+    denied(r['deny_reader_sync'] as PyError, '/ietf-netconf:rpc/tandem-ha-fp-conntrack:ha-fp-conntrack-synchronization');
+    expect((r['deny_rescue_sync'] as PyError | null)?.tag ?? 'ok').to.not.equal('access-denied');
     expect(r['deny_reader_close']).to.equal(null); // close-session is always permitted
     for (const [what, xml] of Object.entries(r['deny_rescue_reads'] as Reads)) expect(xml, `rescue ${what}`).to.contain(SECRET);
     expect(r['off_reader_write']).to.equal(null);

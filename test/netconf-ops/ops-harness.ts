@@ -9,6 +9,10 @@ import { parseXml } from '../../agent/netconf/xml-parser.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import type { RpcContext } from '../../agent/netconf/rpc-dispatcher.js';
 import type { CommitSubsystem, RpcProvider, StateProvider } from '../../core/subsystem.js';
+import type { UserDirectory } from '../../agent/nacm/nacm.js';
+
+/** Every user of the harness is an administrator unless a test gives its own directory. */
+export const ALL_ADMINS: UserDirectory = { identity: () => Promise.resolve({ groups: ['admin'], recovery: false }) };
 
 export const BASE = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 export const NP = 'urn:tandem:yang:tandem-network-profile';
@@ -38,6 +42,8 @@ export interface HarnessOptions {
   stateProviders: StateProvider[];
   rpcProviders: RpcProvider[];
   startupFile?: string;
+  /** NACM groups of the sessions' users; default: every user in group admin (may do everything). */
+  users?: UserDirectory;
   dir?: string;
 }
 
@@ -59,7 +65,7 @@ export async function openHarness(opts: Partial<HarnessOptions> = {}): Promise<H
   const yang = await yangContext();
   const dir = opts.dir ?? mkdtempSync(join(tmpdir(), 'tandem-ops-'));
   const sessions = new Map<number, TestSession>();
-  let current: HarnessOptions = { subsystems: [], stateProviders: [], rpcProviders: [], ...opts, dir };
+  let current: HarnessOptions = { subsystems: [], stateProviders: [], rpcProviders: [], users: ALL_ADMINS, ...opts, dir };
   let ops = await createNetconfOperations({ yang, stateDir: dir, ...current });
   const h: Harness = {
     yang,

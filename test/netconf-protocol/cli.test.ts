@@ -59,6 +59,24 @@ describe('tandem user add', function () {
     expect(badName.status).to.equal(1);
     expect(badName.stderr).to.match(/invalid user name/);
   });
+
+  it('stores NACM groups (--group, repeatable, replacing) and the recovery flag (--recovery)', async () => {
+    const r = tandem(['user', 'add', 'ops', '--password-stdin', '--group', 'operator', '--group', 'monitoring', '--state-dir', dir], 'pw-ops\n');
+    expect(r.status, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/groups: operator, monitoring/);
+    const rescue = tandem(['user', 'add', 'rescue', '--password-stdin', '--recovery', '--state-dir', dir], 'pw-rescue\n');
+    expect(rescue.status, rescue.stderr).to.equal(0);
+    expect(rescue.stdout).to.match(/recovery user/);
+    expect(tandem(['user', 'add', 'ops', '--password-stdin', '--group', 'admin', '--state-dir', dir], 'pw-ops2\n').status).to.equal(0);
+    const users = JSON.parse(await readFile(path.join(dir, 'users.json'), 'utf8')).users;
+    expect(users.ops.groups).to.deep.equal(['admin']);
+    expect(users.ops.recovery).to.equal(undefined);
+    expect(users.rescue.recovery).to.equal(true);
+    expect(users.rescue.groups).to.equal(undefined);
+    const bad = tandem(['user', 'add', 'x', '--password-stdin', '--group', '*all', '--state-dir', dir], 'pw\n');
+    expect(bad.status).to.equal(1);
+    expect(bad.stderr).to.match(/invalid group name/);
+  });
 });
 
 describe('tandem start', function () {
