@@ -714,8 +714,10 @@ export class VrfDataplane {
       if (!vs || !st) continue;
       st.connections++;
       if (!vs.mirror) continue;
+      // Both sides count the same set: established connections (a synced entry that left
+      // established on the master was updated to its closing state and is no longer mirrored).
       if (this.role === 'backup') {
-        if (t.flags[s] & F_SYNCED) st.mirroredConnectionsOnStandby++;
+        if (t.flags[s] & F_SYNCED && t.state[s] === S_ESTABLISHED) st.mirroredConnectionsOnStandby++;
       } else if (t.state[s] === S_ESTABLISHED && !(t.flags[s] & F_ALG)) {
         st.mirrorConnListOnActive++;
       }
