@@ -17,6 +17,8 @@ const TRAFFIC_NS = 'urn:tandem:yang:tandem-traffic';
 const USER = 'admin';
 const SYN = 0x02, ACK = 0x10;
 const VIP = '192.0.2.1';
+/** The pair's shared SNAT IP of virtual service web (the seed's "Legacy Active/Standby with SNAT IP"). */
+const SNAT_IP = '203.0.113.1';
 
 export interface DemoOptions {
   /** Connections in the capture replayed on ha1 (the ones followed through the failover). */
@@ -65,6 +67,7 @@ export function demoConfigXml(self: string, peer: string, port: number, state: '
   </firewall>
   <virtual-service xmlns="urn:tandem:yang:tandem-virtual-service">
     <name>web</name><vip>${VIP}</vip><port>80</port><network-profile>System-TCP-Fast-Path-Mirrored</network-profile>
+    <snat-ip>${SNAT_IP}</snat-ip>
     <pool-member><address>198.51.100.10</address><port>8080</port></pool-member>
     <pool-member><address>198.51.100.11</address><port>8080</port></pool-member>
   </virtual-service>
@@ -165,7 +168,7 @@ export async function runDemo(print: (line: string) => void, opts: DemoOptions =
     print(`      ha1 on 127.0.0.1:${ha1.port} (pid ${ha1.child.pid}), ha2 on 127.0.0.1:${ha2.port} (pid ${ha2.child.pid})`);
 
     const syncPort = await freePort();
-    print(`[2/6] configure both over NETCONF (edit-config + commit): HA group, virtual service web with a mirrored profile, sync ha1 127.0.0.1 <-> ha2 127.0.0.2 port ${syncPort}`);
+    print(`[2/6] configure both over NETCONF (edit-config + commit): HA group, virtual service web (mirrored profile, SNAT IP ${SNAT_IP}), sync ha1 127.0.0.1 <-> ha2 127.0.0.2 port ${syncPort}`);
     await c1.configure(demoConfigXml('127.0.0.1', '127.0.0.2', syncPort, 'master'));
     await c2.configure(demoConfigXml('127.0.0.2', '127.0.0.1', syncPort, 'backup'));
     await until(async () => { const s = await syncState(c1); return s.clients > 0 && s.established === s.clients; }, 'the sync connections', 30_000);
