@@ -41,7 +41,7 @@ export interface DemoFigures {
   failoverMs: number;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.on('error', reject);
@@ -100,17 +100,17 @@ function dataPackets(n: number, t0: number): FrameSpec[] {
   return Array.from({ length: n }, (_, i) => ({ timeMs: t0, proto: 'tcp' as const, ...client(i), dst: VIP, dport: 80, tcpFlags: ACK }));
 }
 
-async function getState(c: NetconfClient, filter: string): Promise<XmlElement> {
+export async function getState(c: NetconfClient, filter: string): Promise<XmlElement> {
   return c.rpc(`<get><filter type="subtree">${filter}</filter></get>`);
 }
 
-async function syncState(c: NetconfClient): Promise<{ synced: number; pending: number; established: number; clients: number }> {
+export async function syncState(c: NetconfClient): Promise<{ synced: number; pending: number; established: number; clients: number }> {
   const r = await getState(c, '<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"/></vrf>');
   const statuses = findAll(r, 'connection-status').map((e) => e.text);
   return { synced: Number(findText(r, 'synced') ?? 0), pending: Number(findText(r, 'pending') ?? 0), established: statuses.filter((s) => s === 'established').length, clients: statuses.length };
 }
 
-async function counters(c: NetconfClient): Promise<{ conntracks: number; synced: number; droppedBackup: number }> {
+export async function counters(c: NetconfClient): Promise<{ conntracks: number; synced: number; droppedBackup: number }> {
   const r = await getState(c, '<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><fast-path-counters xmlns="urn:tandem:yang:tandem-fast-path-counters"><total/></fast-path-counters></vrf>');
   const total = findAll(r, 'total')[0];
   if (!total) return { conntracks: 0, synced: 0, droppedBackup: 0 };
@@ -139,7 +139,7 @@ async function runSource(c: NetconfClient, rpc: string, timeoutMs = 60_000): Pro
   }
 }
 
-async function until(cond: () => Promise<boolean>, what: string, ms: number): Promise<void> {
+export async function until(cond: () => Promise<boolean>, what: string, ms: number): Promise<void> {
   const deadline = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
