@@ -14,6 +14,7 @@ import { createLinuxEngine } from '../fastpath/load-linux-engine.js';
 import { SoftEngine } from '../fastpath/soft/soft-engine.js';
 import { FastPathCountersState } from '../fastpath/fast-path-counters.js';
 import { TrafficService } from '../fastpath/traffic/traffic-service.js';
+import { OpenMetricsServer } from './metrics/openmetrics-server.js';
 import { createSubsystems } from '../ha/ha-parts.js';
 import { createVrrp } from '../ha/vrrp/vrrp-subsystem.js';
 import type { RpcDispatcher } from './netconf/rpc-dispatcher.js';
@@ -36,6 +37,8 @@ export interface AgentOptions {
   limits?: Partial<ServerLimits>;
   /** Use this dispatcher instead of the operations layer (protocol tests). */
   dispatcher?: RpcDispatcher;
+  /** Serve the dataplane and sync counters as OpenMetrics on http://HOST:PORT/metrics (port 0: a free port). */
+  metrics?: { host: string; port: number };
 }
 
 export interface RunningAgent {
@@ -44,6 +47,8 @@ export interface RunningAgent {
   stateDir: string;
   hostKeys: HostKey[];
   server: NetconfSshServer;
+  /** Where the OpenMetrics endpoint listens, when asked for. */
+  metrics?: { host: string; port: number };
   close(): Promise<void>;
 }
 
@@ -56,7 +61,7 @@ async function createEngine(name: EngineName): Promise<DataplaneEngine> {
  * YANG context, dataplane engine, the subsystems that take part in commits (fastpath first, so
  * every VRF exists in the engine before sync and ha give it a role), and the operations layer.
  */
-async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperations; resolve: NamespaceResolver; close(): Promise<void> }> {
+async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperations; resolve: NamespaceResolver; metrics?: { host: string; port: number }; close(): Promise<void> }> {
   const yang = await loadTandemContext({ onLoaded: (modules, ms) => log.info({ modules, ms }, 'tandem YANG context loaded') });
   const undo: (() => Promise<void> | void)[] = [() => yang.free()];
   const unwind = async () => {
@@ -71,6 +76,7 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
     // Traffic sources (soft engine) and the dataplane counters, as RPCs and state data.
     const traffic = new TrafficService(engine);
     undo.push(() => traffic.close());
+    const counters = new FastPathCountersState(engine);
     const sync = createSubsystems(engine);
     undo.push(() => sync.close());
     // VRRP (keepalived) controls the HA groups that name an instance; its files live in the state dir.
@@ -79,14 +85,20 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
     const ops = await createNetconfOperations({
       yang, stateDir: opts.stateDir, startupFile: opts.startupFile, factoryConfig: factoryConfigXml(opts.engine === 'soft' ? FACTORY_FRAGMENTS : [...FACTORY_FRAGMENTS, fastPathEngineFragment(opts.engine)]),
       subsystems: [...fastpath.subsystems, ...sync.subsystems, vrrp.subsystem],
-      stateProviders: [...fastpath.stateProviders, ...sync.stateProviders, traffic, new FastPathCountersState(engine)],
+      stateProviders: [...fastpath.stateProviders, ...sync.stateProviders, traffic, counters],
       rpcProviders: [...sync.rpcProviders, ...traffic.rpcProviders()],
     });
     undo.push(() => ops.close());
     const detach = sync.attachNotify((n) => ops.notify(n));
     undo.push(detach);
+    let metrics: { host: string; port: number } | undefined;
+    if (opts.metrics) {
+      const server = new OpenMetricsServer([counters, ...sync.stateProviders]);
+      metrics = await server.listen(opts.metrics.host, opts.metrics.port);
+      undo.push(() => server.close());
+    }
     log.info({ engine: engine.kind, workers: engine.workers }, 'dataplane engine ready');
-    return { ops, resolve: (p) => namespaces.get(p), close: unwind };
+    return { ops, resolve: (p) => namespaces.get(p), metrics, close: unwind };
   } catch (err) {
     await unwind();
     throw err;
@@ -103,6 +115,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let dispatcher: RpcDispatcher;
   let resolveNamespace: NamespaceResolver | undefined;
   let closeOps: () => Promise<void> = async () => {};
+  let metrics: { host: string; port: number } | undefined;
   if (opts.dispatcher) {
     dispatcher = opts.dispatcher;
   } else {
@@ -110,6 +123,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     dispatcher = loaded.ops;
     resolveNamespace = loaded.resolve;
     closeOps = loaded.close;
+    metrics = loaded.metrics;
   }
 
   const server = new NetconfSshServer({ hostKeys, users, dispatcher, limits: opts.limits, resolveNamespace });
@@ -127,6 +141,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     stateDir,
     hostKeys,
     server,
+    metrics,
     close: () => {
       closing ??= (async () => {
         await server.close();

@@ -11,7 +11,7 @@ import { parseStartups } from '../agent/ssh/startup-limiter.js';
 import { readPassword } from './password-prompt.js';
 import { LOG_FORMATS, setLogFormat, type LogFormat } from '../core/log.js';
 
-export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE]
+export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE] [--metrics HOST:PORT]
              [--max-sessions N] [--max-sessions-per-user N] [--reserved-sessions N]
              [--max-startups START:RATE:FULL] [--max-unauthenticated N] [--per-source-max-startups START:RATE:FULL]
              [--per-source-penalties SPEC|off] [--max-auth-attempts N] [--login-timeout SEC]
@@ -43,10 +43,10 @@ function positiveInt(name: string, v: string | undefined, min = 1): number | und
   return Number(v);
 }
 
-export function parseListen(v: string): { host: string; port: number } {
+export function parseListen(v: string, option = '--listen'): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`--listen must be HOST:PORT (e.g. 127.0.0.1:8830 or [::1]:8830), got '${v}'`);
+  if (!m || port > 65535) throw new UsageError(`${option} must be HOST:PORT (e.g. 127.0.0.1:8830 or [::1]:8830), got '${v}'`);
   return { host: (m[1] ?? m[2])!, port };
 }
 
@@ -73,6 +73,7 @@ export function runStart(args: string[]): Promise<number> {
         listen: { type: 'string', default: '127.0.0.1:8830' },
         engine: { type: 'string', default: 'soft' },
         startup: { type: 'string' },
+        metrics: { type: 'string' },
         'max-sessions': { type: 'string' },
         'max-sessions-per-user': { type: 'string' },
         'reserved-sessions': { type: 'string' },
@@ -99,6 +100,7 @@ export function runStart(args: string[]): Promise<number> {
     const engine = values.engine;
     if (engine !== 'soft' && engine !== 'linux') throw new UsageError(`--engine must be soft or linux, got '${engine}'`);
     const listen = parseListen(values.listen);
+    const metrics = values.metrics === undefined ? undefined : parseListen(values.metrics, '--metrics');
     const sec = (name: string, v: string | undefined, min = 1) => {
       const n = positiveInt(name, v, min);
       return n === undefined ? undefined : n * 1000;
@@ -138,7 +140,7 @@ export function runStart(args: string[]): Promise<number> {
 
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
     const { startAgent } = await import('../agent/agent.js');
-    const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits });
+    const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics });
     const users = Object.keys((await new UserStore(agent.stateDir).load()).users);
     const hostFor = agent.host.includes(':') ? `[${agent.host}]` : agent.host;
     // Before the banner: whoever reads it may send SIGTERM at once.
@@ -159,7 +161,8 @@ export function runStart(args: string[]): Promise<number> {
       + `  connect:  ssh -s -p ${agent.port} USER@${agent.host} netconf\n`
       + `  ncclient: manager.connect(host='${agent.host}', port=${agent.port}, username=USER, password=..., hostkey_verify=False)\n`
       + `  users:    ${users.length ? users.join(', ') : 'none yet'} (add one: tandem user add NAME --password-stdin --state-dir ${agent.stateDir})\n`
-      + agent.hostKeys.map((k) => `  host key: ${k.publicKey}\n`).join(''));
+      + agent.hostKeys.map((k) => `  host key: ${k.publicKey}\n`).join('')
+      + (agent.metrics ? `tandem: OpenMetrics on http://${agent.metrics.host.includes(':') ? `[${agent.metrics.host}]` : agent.metrics.host}:${agent.metrics.port}/metrics\n` : ''));
 
     return -1;
   }, START_USAGE);

@@ -1,21 +1,47 @@
-// The demo scenario (see demo.ts), kept importable so a test can run it.
+// The demo scenario of `npm run demo` (see demo.ts), kept importable so a test can run it: two
+// `tandem start` processes on loopback, configured and driven over NETCONF only, as a user would
+// with any NETCONF client. Traffic goes into ha1 (a capture of connections to a mirrored virtual
+// service, plus the flow generator), the conntracks and counters arrive on ha2, a failover is made
+// by editing the HA group, and the same connections carry on through ha2.
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import type { ConntrackEntry } from '../fastpath/engine.js';
-import { SoftEngine } from '../fastpath/soft/soft-engine.js';
-import { TCP_ACK, Verdict } from '../fastpath/soft/vrf-dataplane.js';
-import { FlowGenerator } from '../fastpath/traffic/flow-generator.js';
-import { createSubsystems, type SyncParts } from '../ha/ha-parts.js';
-import type { ConfigJson } from '../core/subsystem.js';
+import os from 'node:os';
+import path from 'node:path';
+import type { XmlElement } from '../agent/netconf/xml-element.js';
+import { findAll, findText, NetconfClient } from '../cli/netconf-client.js';
+import { writePcap, type FrameSpec } from '../fastpath/traffic/pcap-writer.js';
+import { AgentProcess } from './agent-process.js';
 
-type Json = Record<string, unknown>;
+const TRAFFIC_NS = 'urn:tandem:yang:tandem-traffic';
+const USER = 'admin';
+const SYN = 0x02, ACK = 0x10;
+const VIP = '192.0.2.1';
+/** The pair's shared SNAT IP of virtual service web (the seed's "Legacy Active/Standby with SNAT IP"). */
+const SNAT_IP = '203.0.113.1';
 
 export interface DemoOptions {
-  /** New flows per second on ha1 and for how long (ms). */
+  /** Connections in the capture replayed on ha1 (the ones followed through the failover). */
+  connections?: number;
+  /** Flow generator on ha1: new flows per second and for how many seconds. */
   rate?: number;
-  trafficMs?: number;
+  seconds?: number;
 }
 
-async function freePort(): Promise<number> {
+export interface DemoFigures {
+  connections: number;
+  generatorFlows: number;
+  ha1Conntracks: number;
+  ha1Synced: number;
+  ha2Synced: number;
+  heldOnBackup: number;
+  mirrorActive: number;
+  mirrorStandby: number;
+  forwardedAfterFailover: number;
+  failoverMs: number;
+}
+
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.on('error', reject);
@@ -26,169 +52,195 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** A node's whole configuration, as the commit transaction hands it over (defaults spelled out). */
-export function demoConfig(self: string, peer: string, port: number, state: 'master' | 'backup'): ConfigJson {
-  return {
-    'tandem-system:system': { 'fast-path': { engine: 'soft', limits: { 'cg-nat': { 'nb-event-threads': 2 }, conntrack: { max: 1048576 } } } },
-    'tandem-ha:ha': { group: [{ name: 'ha-group1', state }] },
-    'tandem-network-profile:network-profile': [{
-      name: 'mirrored', type: 'tcp-fast-path', 'tcp-fast-path': { 'session-idle-timeout': 300, 'enable-syn-protection': false, 'connection-mirror': true },
-    }],
-    'tandem-vrf:vrf': [{
-      name: 'main',
-      'tandem-firewall:firewall': { 'default-action': 'accept', 'drop-invalid': true },
-      'tandem-virtual-service:virtual-service': [{
-        name: 'web', vip: '192.0.2.1', port: 80, protocol: 'tcp', 'network-profile': 'mirrored', persistence: 'none',
-        'pool-member': [{ address: '198.51.100.10', port: 8080, weight: 1 }, { address: '198.51.100.11', port: 8080, weight: 1 }],
-      }],
-      'tandem-conntrack:network-stack': {
-        'fast-path': {
-          conntrack: {
-            timeouts: {
-              tcp: { 'syn-sent': 120, 'syn-recv': 60, established: 432000, 'fin-wait': 120, 'close-wait': 60, 'last-ack': 30, 'time-wait': 120, close: 10, undefined: 10 },
-              udp: 120,
-              icmp: 30,
-            },
-            'ha-delays': { tcp: { synchronization: 0 }, udp: { synchronization: 0 }, icmp: { synchronization: 0 } },
-          },
-        },
-      },
-      'tandem-ha-fp-conntrack:ha-fp-conntrack': {
-        enabled: true,
-        peer: [{ name: 'peer1', source: self, address: peer, port }],
-        'listen-ha-group': 'ha-group1',
-        'shared-secret': 'demo-shared-secret-change-me',
-      },
-    }],
-  };
+/** What both nodes get (ha1 master, ha2 backup), as XML for edit-config. */
+export function demoConfigXml(self: string, peer: string, port: number, state: 'master' | 'backup'): string {
+  return `<ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>${state}</state></group></ha>
+<network-profile xmlns="urn:tandem:yang:tandem-network-profile">
+  <name>System-TCP-Fast-Path-Mirrored</name><type>tcp-fast-path</type>
+  <tcp-fast-path><connection-mirror>true</connection-mirror></tcp-fast-path>
+</network-profile>
+<vrf xmlns="urn:tandem:yang:tandem-vrf">
+  <name>main</name>
+  <firewall xmlns="urn:tandem:yang:tandem-firewall">
+    <default-action>accept</default-action>
+    <rule><name>no-telnet</name><protocol>tcp</protocol><destination-port><start>23</start></destination-port><action>drop</action></rule>
+  </firewall>
+  <virtual-service xmlns="urn:tandem:yang:tandem-virtual-service">
+    <name>web</name><vip>${VIP}</vip><port>80</port><network-profile>System-TCP-Fast-Path-Mirrored</network-profile>
+    <snat-ip>${SNAT_IP}</snat-ip>
+    <pool-member><address>198.51.100.10</address><port>8080</port></pool-member>
+    <pool-member><address>198.51.100.11</address><port>8080</port></pool-member>
+  </virtual-service>
+  <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">
+    <peer><name>peer1</name><source>${self}</source><address>${peer}</address><port>${port}</port></peer>
+    <listen-ha-group>ha-group1</listen-ha-group>
+    <shared-secret>demo-shared-secret-change-me</shared-secret>
+  </ha-fp-conntrack>
+</vrf>`;
 }
 
-interface DemoNode {
-  name: string;
-  engine: SoftEngine;
-  parts: SyncParts;
-  notifications: Json[];
+function client(i: number): { src: string; sport: number } {
+  return { src: `10.50.${(i >> 8) & 255}.${i & 255}`, sport: 30000 + (i % 30000) };
 }
 
-async function startNode(name: string, config: ConfigJson): Promise<DemoNode> {
-  const engine = await SoftEngine.create({ workers: 2 });
-  const parts = createSubsystems(engine, { nodeId: name, backoffMinMs: 50, backoffMaxMs: 500 });
-  const notifications: Json[] = [];
-  parts.attachNotify((n) => notifications.push(n));
-  await commit({ name, engine, parts, notifications }, {}, config);
-  return { name, engine, parts, notifications };
-}
-
-/** What the commit transaction does with the engine and the sync/ha subsystems for this config. */
-async function commit(node: DemoNode, oldConfig: ConfigJson, newConfig: ConfigJson): Promise<void> {
-  const vrf = (newConfig['tandem-vrf:vrf'] as Json[])[0] as Json;
-  const profiles = newConfig['tandem-network-profile:network-profile'] as Json[];
-  await node.engine.applyVrf('main', { name: 'main', json: vrf, networkProfiles: profiles });
-  const ctx = { id: 1, oldConfig, newConfig };
-  for (const s of node.parts.subsystems) {
-    const errors = await s.prepare(ctx);
-    if (errors.length) throw new Error(`${s.name}: ${errors.map((e) => e.message).join('; ')}`);
+/** The handshakes of n client connections to the virtual service, as captured on the client side. */
+function handshakes(n: number, t0: number): FrameSpec[] {
+  const out: FrameSpec[] = [];
+  for (let i = 0; i < n; i++) {
+    const { src, sport } = client(i);
+    out.push({ timeMs: t0, proto: 'tcp', src, dst: VIP, sport, dport: 80, tcpFlags: SYN },
+      { timeMs: t0, proto: 'tcp', src: VIP, dst: src, sport: 80, dport: sport, tcpFlags: SYN | ACK },
+      { timeMs: t0, proto: 'tcp', src, dst: VIP, sport, dport: 80, tcpFlags: ACK });
   }
-  for (const s of node.parts.subsystems) await s.apply(ctx);
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, what: string, ms: number): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-async function entries(engine: SoftEngine): Promise<ConntrackEntry[]> {
-  const out: ConntrackEntry[] = [];
-  await engine.dump('main', (b) => {
-    out.push(...b);
-  });
   return out;
 }
 
-export async function runDemo(print: (line: string) => void, opts: DemoOptions = {}): Promise<Record<string, number>> {
-  const port = await freePort();
-  const rate = opts.rate ?? 20000;
-  const trafficMs = opts.trafficMs ?? 3000;
-  print(`tandem demo: ha1 (127.0.0.1, master) and ha2 (127.0.0.2, backup), soft engine, 2 workers, sync port ${port}`);
-  const c1 = demoConfig('127.0.0.1', '127.0.0.2', port, 'master');
-  const c2 = demoConfig('127.0.0.2', '127.0.0.1', port, 'backup');
-  const ha1 = await startNode('ha1', c1);
-  const ha2 = await startNode('ha2', c2);
+/** One mid-stream data packet (ACK) of each of those connections: forwarded only where its conntrack is. */
+function dataPackets(n: number, t0: number): FrameSpec[] {
+  return Array.from({ length: n }, (_, i) => ({ timeMs: t0, proto: 'tcp' as const, ...client(i), dst: VIP, dport: 80, tcpFlags: ACK }));
+}
+
+export async function getState(c: NetconfClient, filter: string): Promise<XmlElement> {
+  return c.rpc(`<get><filter type="subtree">${filter}</filter></get>`);
+}
+
+export async function syncState(c: NetconfClient): Promise<{ synced: number; pending: number; established: number; clients: number }> {
+  const r = await getState(c, '<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"/></vrf>');
+  const statuses = findAll(r, 'connection-status').map((e) => e.text);
+  return { synced: Number(findText(r, 'synced') ?? 0), pending: Number(findText(r, 'pending') ?? 0), established: statuses.filter((s) => s === 'established').length, clients: statuses.length };
+}
+
+export async function counters(c: NetconfClient): Promise<{ conntracks: number; synced: number; droppedBackup: number }> {
+  const r = await getState(c, '<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><fast-path-counters xmlns="urn:tandem:yang:tandem-fast-path-counters"><total/></fast-path-counters></vrf>');
+  const total = findAll(r, 'total')[0];
+  if (!total) return { conntracks: 0, synced: 0, droppedBackup: 0 };
+  return { conntracks: Number(findText(total, 'conntracks') ?? 0), synced: Number(findText(total, 'synced') ?? 0), droppedBackup: Number(findText(total, 'dropped-backup') ?? 0) };
+}
+
+async function tcpstat(c: NetconfClient): Promise<{ active: number; standby: number }> {
+  const r = await getState(c, '<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><virtual-service xmlns="urn:tandem:yang:tandem-virtual-service"><name>web</name><tcpstat/></virtual-service></vrf>');
+  return { active: Number(findText(r, 'mirror-conn-list-on-active') ?? 0), standby: Number(findText(r, 'mirrored-connections-on-standby') ?? 0) };
+}
+
+/** Runs a traffic RPC and waits for its source to end; returns the <source> state. */
+async function runSource(c: NetconfClient, rpc: string, timeoutMs = 60_000): Promise<XmlElement> {
+  const id = findText(await c.rpc(rpc), 'id');
+  if (!id) throw new Error(`no source id from ${rpc}`);
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = findAll(await getState(c, `<traffic xmlns="${TRAFFIC_NS}"><source><id>${id}</id></source></traffic>`), 'source')[0];
+    const status = s ? findText(s, 'status') : undefined;
+    if (s && status !== 'running') {
+      if (status !== 'completed') throw new Error(`traffic source ${id} ${status}: ${findText(s, 'error') ?? ''}`);
+      return s;
+    }
+    if (Date.now() > deadline) throw new Error(`traffic source ${id} still running after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function until(cond: () => Promise<boolean>, what: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export async function runDemo(print: (line: string) => void, opts: DemoOptions = {}): Promise<DemoFigures> {
+  const n = opts.connections ?? 1000;
+  const rate = opts.rate ?? 1000;
+  const seconds = opts.seconds ?? 5;
+  const password = randomBytes(12).toString('base64url');
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-demo-'));
+  const agents: AgentProcess[] = [];
+  const clients: NetconfClient[] = [];
   try {
-    await until(() => ha1.parts.service.ready() && ha2.parts.service.ready(), 'sync connections', 10000);
-    print('[1/5] sync connections up: npf_event0 and npf_event1 in each direction, authenticated');
+    print('[1/6] two agents: `tandem start --engine soft` twice, NETCONF over SSH on loopback');
+    const ha1 = await AgentProcess.start('ha1', USER, password);
+    agents.push(ha1);
+    const ha2 = await AgentProcess.start('ha2', USER, password);
+    agents.push(ha2);
+    const c1 = await NetconfClient.connect({ host: '127.0.0.1', port: ha1.port, username: USER, password });
+    clients.push(c1);
+    const c2 = await NetconfClient.connect({ host: '127.0.0.1', port: ha2.port, username: USER, password });
+    clients.push(c2);
+    print(`      ha1 on 127.0.0.1:${ha1.port} (pid ${ha1.child.pid}), ha2 on 127.0.0.1:${ha2.port} (pid ${ha2.child.pid})`);
 
-    const gen = new FlowGenerator(ha1.engine, {
-      vrf: 'main', rate, concurrency: rate * 10, lifetimeMs: { min: 60000, max: 120000 }, packetsPerSecond: 0.2, mix: { tcp: 8, udp: 2 },
-      servers: [{ address: '192.0.2.1', port: 80 }, { address: '192.0.2.2', port: 443 }, { address: '192.0.2.3', port: 53 }],
-    });
-    print(`[2/5] traffic on ha1: ${rate} new flows/s (80% TCP, 20% UDP) for ${trafficMs / 1000} s, part of them to virtual service web (mirrored)`);
+    const syncPort = await freePort();
+    print(`[2/6] configure both over NETCONF (edit-config + commit): HA group, virtual service web (mirrored profile, SNAT IP ${SNAT_IP}), sync ha1 127.0.0.1 <-> ha2 127.0.0.2 port ${syncPort}`);
+    await c1.configure(demoConfigXml('127.0.0.1', '127.0.0.2', syncPort, 'master'));
+    await c2.configure(demoConfigXml('127.0.0.2', '127.0.0.1', syncPort, 'backup'));
+    await until(async () => { const s = await syncState(c1); return s.clients > 0 && s.established === s.clients; }, 'the sync connections', 30_000);
+    print(`      sync connections established (${(await syncState(c1)).clients} per peer)`);
+
+    print(`[3/6] traffic on ha1: replay-pcap of ${n} connections to web (${VIP}:80), and start-traffic ${rate} flows/s for ${seconds} s (TCP, UDP, ICMP; 30% stay established)`);
+    const capture = path.join(dir, 'handshakes.pcap');
+    const data = path.join(dir, 'data.pcap');
     const t0 = Date.now();
-    let nextReport = t0 + 500;
-    for (let i = 0; i < 10000 && Date.now() - t0 < trafficMs; i++) {
-      await gen.step();
-      await sleep(20);
-      if (Date.now() >= nextReport) {
-        nextReport += 500;
-        const v = ha1.parts.service.vrfs.get('main');
-        print(`      ${((Date.now() - t0) / 1000).toFixed(1)} s: ha1 conntracks ${ha1.engine.counters('main').conntracks}, synced ${v?.syncedCount()}, ha2 holds ${ha2.engine.counters('main').conntracks}`);
-      }
+    await writePcap(capture, handshakes(n, t0));
+    await writePcap(data, dataPackets(n, t0 + 1000));
+    const replayed = await runSource(c1, `<replay-pcap xmlns="${TRAFFIC_NS}"><vrf>main</vrf><file>${capture}</file></replay-pcap>`);
+    print(`      capture replayed on ha1: ${findText(replayed, 'packets')} packets, ${findText(replayed, 'forwarded')} forwarded`);
+    const genId = findText(await c1.rpc(`<start-traffic xmlns="${TRAFFIC_NS}"><vrf>main</vrf><rate>${rate}</rate><duration>${seconds}</duration>
+      <protocol-mix><tcp>4</tcp><udp>1</udp><icmp>1</icmp></protocol-mix><established-share>30</established-share></start-traffic>`), 'id');
+    const started = Date.now();
+    for (;;) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const [s1, k1, k2] = [await syncState(c1), await counters(c1), await counters(c2)];
+      print(`      ${((Date.now() - started) / 1000).toFixed(0)} s: ha1 conntracks ${k1.conntracks} (synced to the peer ${s1.synced}, pending ${s1.pending}); ha2 holds ${k2.synced} synced conntracks`);
+      const g = findAll(await getState(c1, `<traffic xmlns="${TRAFFIC_NS}"><source><id>${genId}</id></source></traffic>`), 'source')[0];
+      if (!g || findText(g, 'status') !== 'running') break;
+      if (Date.now() - started > (seconds + 30) * 1000) throw new Error('the flow generator did not end');
     }
-    await ha1.engine.flush();
-    const v1 = ha1.parts.service.vrfs.get('main');
-    await until(() => (v1?.pendingCount() ?? 1) === 0 && ha2.engine.counters('main').conntracks === v1?.syncedCount(), 'ha2 to catch up', 30000);
-    const synced = v1?.syncedCount() ?? 0;
-    let wire = 0;
-    for (const c of v1?.clientStats() ?? []) wire += c.stats.bytesOut;
-    let mirrorActive = 0;
-    let mirrorStandby = -1;
-    for (let i = 0; i < 250 && mirrorActive !== mirrorStandby; i++) { // the workers' counters settle (bounded: 5 s)
-      if (i > 0) await sleep(20);
-      mirrorActive = (await ha1.engine.virtualServiceStats('main')).get('web')?.mirrorConnListOnActive ?? 0;
-      mirrorStandby = (await ha2.engine.virtualServiceStats('main')).get('web')?.mirroredConnectionsOnStandby ?? 0;
-    }
-    print(`[3/5] ha2 holds all ${synced} synchronised conntracks (ha1 has ${ha1.engine.counters('main').conntracks}; not-yet-established ones are not synchronised)`);
+    const gen = findAll(await getState(c1, `<traffic xmlns="${TRAFFIC_NS}"><source><id>${genId}</id></source></traffic>`), 'source')[0] as XmlElement;
+    const generatorFlows = Number(findText(gen, 'flows-opened') ?? 0);
 
-    const rpc = ha1.parts.rpcProviders[0];
-    const reply = await rpc?.invoke({ vrf: 'main' });
-    print(`      ha-fp-conntrack-synchronization vrf main -> "${String(reply?.['message'])}"`);
-    await until(() => ha1.notifications.some((n) => 'tandem-ha-fp-conntrack:manual-synchronization-complete' in n), 'manual synchronization', 30000);
-    const manual = ha1.notifications.find((n) => 'tandem-ha-fp-conntrack:manual-synchronization-complete' in n)?.['tandem-ha-fp-conntrack:manual-synchronization-complete'] as Json;
-    print(`      manual synchronization complete: ${String(manual['count'])} conntracks in ${String(manual['duration'])} ms`);
+    print('[4/6] on ha2 (backup): the same connections are held and their packets blocked (rule 4)');
+    // Replaying the data packets on a backup changes nothing: they are dropped (held) or invalid (not there).
+    let heldOnBackup = 0;
+    await until(async () => {
+      const before = (await counters(c2)).droppedBackup;
+      await runSource(c2, `<replay-pcap xmlns="${TRAFFIC_NS}"><vrf>main</vrf><file>${data}</file></replay-pcap>`);
+      heldOnBackup = (await counters(c2)).droppedBackup - before;
+      return heldOnBackup === n;
+    }, `ha2 to hold all ${n} connections`, 30_000);
+    await until(async () => (await syncState(c1)).pending === 0, 'ha1 to have nothing pending', 30_000);
+    const [ha1Sync, ha1Counters, ha2Counters] = [await syncState(c1), await counters(c1), await counters(c2)];
+    let mirror = { active: 0, standby: -1 };
+    await until(async () => {
+      mirror = { active: (await tcpstat(c1)).active, standby: (await tcpstat(c2)).standby };
+      return mirror.active === mirror.standby;
+    }, 'the mirroring counters to match', 10_000).catch(() => undefined);
+    print(`      ha2 blocked ${heldOnBackup} of ${n} data packets as backup; ha2 holds ${ha2Counters.synced} synced conntracks, ha1 reports ${ha1Sync.synced} synced`);
+    print(`      virtual service web: mirror-conn-list-on-active ${mirror.active} on ha1, mirrored-connections-on-standby ${mirror.standby} on ha2 (${mirror.active === mirror.standby ? 'match' : 'MISMATCH'})`);
 
-    const tf = performance.now();
-    await commit(ha1, c1, demoConfig('127.0.0.1', '127.0.0.2', port, 'backup'));
-    await commit(ha2, c2, demoConfig('127.0.0.2', '127.0.0.1', port, 'master'));
-    const failoverMs = performance.now() - tf;
-    print(`[4/5] planned failover (ha-group1 state edited on both nodes) in ${failoverMs.toFixed(1)} ms: ha1 ${ha1.engine.role('main')}, ha2 ${ha2.engine.role('main')}`);
-    const v2 = ha2.parts.service.vrfs.get('main');
-    await v2?.resyncIdle();
-    const held = (await entries(ha2.engine)).filter((e) => e.orig.proto === 'tcp' && e.state === 'established');
-    const verdicts = await ha2.engine.inject('main', held.map((e) => ({ flow: e.orig, flags: TCP_ACK })));
-    const forwarded = verdicts.filter((v) => v === Verdict.Forward).length;
-    await until(() => ha1.engine.counters('main').synced >= held.length, 'ha1 to hold the conntracks as backup', 30000);
-    const blocked = (await ha1.engine.inject('main', held.slice(0, 1000).map((e) => ({ flow: e.orig, flags: TCP_ACK })))).filter((v) => v === Verdict.DropBackup).length;
-    print(`      ha2 forwards ${forwarded} of ${held.length} established TCP connections it never saw the handshake of; ha1 (backup) blocks ${blocked} of 1000 sampled`);
+    print('[5/6] failover by editing the HA group: ha1 -> backup, ha2 -> master (edit-config + commit on each)');
+    const f0 = Date.now();
+    const group = (s: string): string => `<ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>${s}</state></group></ha>`;
+    await c1.configure(group('backup'));
+    await c2.configure(group('master'));
+    const failoverMs = Date.now() - f0;
+    const after = await runSource(c2, `<replay-pcap xmlns="${TRAFFIC_NS}"><vrf>main</vrf><file>${data}</file></replay-pcap>`);
+    const forwardedAfterFailover = Number(findText(after, 'forwarded') ?? 0);
+    print(`      data packets of the ${n} connections through ha2 (new master): ${forwardedAfterFailover} forwarded, `
+      + `${findText(after, 'dropped-invalid')} invalid (no conntrack), ${findText(after, 'dropped-backup')} blocked`);
 
-    const vs1 = (await ha1.engine.virtualServiceStats('main')).get('web');
-    const vs2 = (await ha2.engine.virtualServiceStats('main')).get('web');
-    const resync = v2?.lastFullResync;
-    print('[5/5] summary');
-    print(`      conntracks synchronised ha1 -> ha2: ${synced} (${(wire / Math.max(1, synced)).toFixed(1)} bytes each on the wire before the manual synchronisation, framing and handshakes included)`);
-    print(`      virtual service web before the failover: mirror-conn-list-on-active ${mirrorActive} on ha1, mirrored-connections-on-standby ${mirrorStandby} on ha2 (${mirrorActive === mirrorStandby ? 'match' : 'MISMATCH'})`);
-    print(`      and after it: ha2 mirror-conn-list-on-active ${vs2?.mirrorConnListOnActive ?? 0}, ha1 mirrored-connections-on-standby ${vs1?.mirroredConnectionsOnStandby ?? 0}`);
-    print(`      full resync ha2 -> ha1 after the failover: ${resync?.count ?? 0} conntracks in ${resync?.duration ?? 0} ms`);
-    print(`      failover: ${failoverMs.toFixed(1)} ms; ${forwarded}/${held.length} connections kept`);
-    return { synced, forwarded, held: held.length, mirrorActive, mirrorStandby, resyncCount: resync?.count ?? 0, resyncMs: resync?.duration ?? 0, failoverMs };
+    const figures: DemoFigures = {
+      connections: n, generatorFlows, ha1Conntracks: ha1Counters.conntracks, ha1Synced: ha1Sync.synced, ha2Synced: ha2Counters.synced,
+      heldOnBackup, mirrorActive: mirror.active, mirrorStandby: mirror.standby, forwardedAfterFailover, failoverMs,
+    };
+    const ok = forwardedAfterFailover === n;
+    print(`[6/6] summary: ${ok ? 'every' : 'NOT every'} connection continued through the new master (${forwardedAfterFailover}/${n}); `
+      + `generator flows ${generatorFlows}; conntracks synchronised ${ha1Sync.synced}; mirroring ${mirror.active}/${mirror.standby}; failover commits ${failoverMs} ms`);
+    if (!ok) throw new Error(`only ${forwardedAfterFailover} of ${n} connections continued after the failover`);
+    return figures;
+  } catch (err) {
+    for (const a of agents) print(`--- ${a.name} output (last 3000 characters) ---\n${a.log.slice(-3000)}`);
+    throw err;
   } finally {
-    for (const n of [ha1, ha2]) {
-      await n.parts.close();
-      await n.engine.close();
-    }
+    for (const c of clients) c.close();
+    for (const a of agents) await a.stop();
+    await rm(dir, { recursive: true, force: true });
   }
 }

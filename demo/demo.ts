@@ -1,12 +1,12 @@
-// `npm run demo`: two nodes on loopback (ha1 on 127.0.0.1, ha2 on 127.0.0.2), each a soft engine
-// plus its sync; traffic on ha1, synchronisation, a manual synchronisation, a planned failover,
-// and a summary. JSON logs (stdout, pino) only at error level unless TANDEM_LOG_LEVEL says otherwise.
-process.env.TANDEM_LOG_LEVEL ??= 'error';
+// `npm run demo`: two `tandem start` processes on loopback (ha1 master, ha2 backup), configured and
+// driven over NETCONF; traffic on ha1, conntracks and counters on ha2, a failover by editing the HA
+// group, and a summary. Exits 1 when the connections did not continue through the new master.
+// The agents log at warn level unless TANDEM_LOG_LEVEL says otherwise.
 const { runDemo } = await import('./demo-run.js');
 try {
   await runDemo((line) => process.stdout.write(`${line}\n`));
   process.exit(0);
 } catch (err) {
-  process.stderr.write(`demo failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
   process.exit(1);
 }

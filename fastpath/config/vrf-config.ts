@@ -79,6 +79,8 @@ export interface VirtualServiceConfig {
   protocol: 'tcp' | 'udp';
   members: { address: string; port: number; weight: number }[];
   persistence: 'none' | 'client-ip';
+  /** Source address of the server-side connections (SNAT IP mode); absent: the client's address is kept. */
+  snatIp?: string;
   /** Established timeout of its flows: the profile's session-idle-timeout, else the VRF's. */
   establishedTimeout?: number;
   synProtection: boolean;
@@ -300,6 +302,7 @@ export function parseVrfConfig(vrf: Json, profiles: Map<string, NetworkProfile>,
         weight: num(m.weight, `${vp}/pool-member[${j}]/weight`, 1),
       })),
       persistence,
+      ...(v['snat-ip'] === undefined ? {} : { snatIp: ipAddress(v['snat-ip'], `${vp}/snat-ip`) }),
       establishedTimeout: fastPath ? profile?.sessionIdleTimeout : undefined,
       synProtection: fastPath && !!profile?.synProtection,
       mirror,

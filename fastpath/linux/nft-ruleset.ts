@@ -10,7 +10,8 @@
 //   rule's prefix gets one fixed block of the pool (address + port range), the same on both nodes,
 //   so both SNAT to the same shared addresses (never masquerade, whose address differs per node).
 // - virtual services (prerouting): DNAT of vip:port to the pool members, by weight (numgen) or by
-//   client address (jhash) with client-ip persistence.
+//   client address (jhash) with client-ip persistence; with a snat-ip (postrouting), SNAT of their
+//   server-side connections to it.
 // - backup role: a raw-priority prerouting chain drops every packet not addressed to the node
 //   itself, before conntrack sees it: synced conntracks are neither used nor refreshed (rule 4).
 import { execFile } from 'node:child_process';
@@ -181,6 +182,14 @@ export function renderRuleset(cfg: SoftVrfConfig, role: HaRole): string {
     // The router's own packets (VRRP adverts, sync, NETCONF) keep their address even when it lies
     // in a subscriber prefix: only forwarded traffic is translated.
     '    fib saddr type local accept comment "the node\'s own packets"');
+  // SNAT IP mode (before CG-NAT): a virtual service's server-side connections leave from its SNAT
+  // IP, shared by the pair, so the mirrored conntracks stay valid on the new master.
+  for (const vs of cfg.virtualServices) {
+    if (!vs.snatIp) continue;
+    const family = isIPv4(vs.vip) ? 'ip' : 'ip6';
+    lines.push(`    meta l4proto ${vs.protocol} ct original ${family} daddr ${vs.vip} ct original proto-dst ${vs.port} `
+      + `counter snat ${family} to ${vs.snatIp} comment ${JSON.stringify(`virtual-service ${vs.name} snat-ip`)}`);
+  }
   for (const rule of cfg.cgNat.rules) {
     const ruleBlocks = blocks.get(rule.name) ?? [];
     if (ruleBlocks.length === 0) continue;

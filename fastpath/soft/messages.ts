@@ -11,7 +11,7 @@ import type { SoftVrfConfig } from '../config/vrf-config.js';
 export type SoftCounters = EngineCounters & { dropsInvalid: number; synCookies: number };
 
 export type WorkerRequest =
-  | { t: 'vrf'; config: SoftVrfConfig; vrfCount: SharedArrayBuffer; natClaims: SharedArrayBuffer[]; now: number }
+  | { t: 'vrf'; config: SoftVrfConfig; vrfCount: SharedArrayBuffer; natClaims: SharedArrayBuffer[]; snatClaims?: Record<string, SharedArrayBuffer>; now: number }
   | { t: 'vrf-remove'; vrf: string; now: number }
   | { t: 'packets'; vrf: string; now: number; packets: PackedPackets }
   | { t: 'tick'; now: number }

@@ -12,6 +12,7 @@ import { IPV4_SYNC_RECORD_BYTES } from '../engine.js';
 import { ipv4TupleHash, ownerWorker } from '../tuple-hash.js';
 import { CgNatPoolAllocator, type NatBlockLog } from './cg-nat-allocator.js';
 import { PackedDumpBatch } from './packed-dump-batch.js';
+import { SNAT_PORTS_BYTES } from './snat-ports.js';
 import { packPackets } from './packet-codec.js';
 import { EVENT_KINDS, PackedReader, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
 import type { MemoryReport, ReplyMessage, SoftCounters, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
@@ -51,6 +52,8 @@ interface LiveVrf {
   config: SoftVrfConfig;
   vrfCount: SharedArrayBuffer;
   natClaims: SharedArrayBuffer[];
+  /** Per SNAT IP of the virtual services: its port bitmap, shared by the workers. */
+  snatClaims: Record<string, SharedArrayBuffer>;
   role: HaRole;
   policy?: FailoverPolicy;
 }
@@ -130,7 +133,11 @@ export class SoftEngine implements DataplaneEngine {
         const same = old && JSON.stringify(old.config.cgNat.pools[i]) === JSON.stringify(p) && old.config.cgNat.pools.length === parsed.cgNat.pools.length;
         return same ? (old.natClaims[i] as SharedArrayBuffer) : new SharedArrayBuffer(4 * CgNatPoolAllocator.blockCount(p));
       });
-      const live: LiveVrf = { config: parsed, vrfCount: old?.vrfCount ?? new SharedArrayBuffer(4), natClaims, role: old?.role ?? 'master', policy: old?.policy };
+      const snatClaims: Record<string, SharedArrayBuffer> = {};
+      for (const vs of parsed.virtualServices) {
+        if (vs.snatIp) snatClaims[vs.snatIp] = old?.snatClaims[vs.snatIp] ?? snatClaims[vs.snatIp] ?? new SharedArrayBuffer(SNAT_PORTS_BYTES);
+      }
+      const live: LiveVrf = { config: parsed, vrfCount: old?.vrfCount ?? new SharedArrayBuffer(4), natClaims, snatClaims, role: old?.role ?? 'master', policy: old?.policy };
       this.vrfs.set(name, live);
       await this.configureVrf(this.pool, live);
       log.info({ vrf: name, rules: parsed.firewall.rules.length, pools: parsed.cgNat.pools.length, virtualServices: parsed.virtualServices.length },
@@ -143,7 +150,7 @@ export class SoftEngine implements DataplaneEngine {
   }
 
   private async configureVrf(pool: WorkerHandle[], live: LiveVrf): Promise<void> {
-    await this.all({ t: 'vrf', config: live.config, vrfCount: live.vrfCount, natClaims: live.natClaims, now: this.clock.now() }, pool);
+    await this.all({ t: 'vrf', config: live.config, vrfCount: live.vrfCount, natClaims: live.natClaims, snatClaims: live.snatClaims, now: this.clock.now() }, pool);
     if (live.role !== 'master') await this.all({ t: 'role', vrf: live.config.name, role: live.role, now: this.clock.now() }, pool);
     if (live.policy) await this.all({ t: 'policy', vrf: live.config.name, policy: live.policy }, pool);
   }

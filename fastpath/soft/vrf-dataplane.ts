@@ -10,6 +10,7 @@ import {
 import { PackedReader, PackedWriter, R_ACTIVITY_SYNCED, R_ALG, R_NO_SYNC, R_SYNCED, packEntries, unpackEntries, type PackedEntries, type PackedRecordSource } from './entry-codec.js';
 import type { PacketReader } from './packet-codec.js';
 import type { PackedMove } from './packed-move.js';
+import { SnatPorts } from './snat-ports.js';
 import { prefixMatcher, type SoftVrfConfig, type TcpTimeouts, type VirtualServiceConfig } from '../config/vrf-config.js';
 
 export const TCP_FIN = 0x01;
@@ -97,6 +98,8 @@ export class VrfDataplane {
   /** New connections per firewall rule name: [accepted, dropped]. */
   private readonly ruleHits = new Map<string, [number, number]>();
   private readonly defaultHits = { accepted: 0, dropped: 0 };
+  /** Port bitmaps of the virtual services' SNAT IPs (shared by the workers). */
+  private snat = new Map<string, SnatPorts>();
   private syncedCount = 0;
   private readonly stats = {
     created: 0, destroyed: 0, dropsTableFull: 0, dropsFirewall: 0, dropsBackup: 0, natAllocFailures: 0, dropsInvalid: 0, synCookies: 0,
@@ -113,7 +116,7 @@ export class VrfDataplane {
     return this.config.name;
   }
 
-  configure(config: SoftVrfConfig, natClaims: Int32Array[], now = 0): void {
+  configure(config: SoftVrfConfig, natClaims: Int32Array[], now = 0, snatClaims: Record<string, Int32Array> = {}): void {
     const samePools = this.config && JSON.stringify(this.config.cgNat.pools) === JSON.stringify(config.cgNat.pools);
     this.config = config;
     this.rules = config.firewall.rules.map((r) => ({
@@ -142,6 +145,22 @@ export class VrfDataplane {
       pool: config.cgNat.pools.findIndex((p) => p.name === r.pool),
     }));
     this.retimeAll();
+    this.snat = new Map(Object.entries(snatClaims).map(([ip, bits]) => [ip, new SnatPorts(bits)]));
+    if (this.snat.size) this.readoptSnat();
+  }
+
+  /** The SNAT IP ports of live server-side connections are in use (new or replaced bitmaps). */
+  private readoptSnat(): void {
+    const t = this.table;
+    for (let s = 0; s < t.highWater; s++) if (t.used[s]) this.snatOf(s)?.adopt(t.rDport[s] as number);
+  }
+
+  /** The SNAT ports of a conntrack's virtual service when its reply goes to that SNAT IP. */
+  private snatOf(slot: number): SnatPorts | undefined {
+    const t = this.table;
+    const vs = t.vs[slot] ? this.config.virtualServices[(t.vs[slot] as number) - 1] : undefined;
+    if (!vs?.snatIp || this.addresses.text(t.rDst[slot] as number) !== vs.snatIp) return undefined;
+    return this.snat.get(vs.snatIp);
   }
 
   setFailoverPolicy(policy: FailoverPolicy): void {
@@ -262,7 +281,19 @@ export class VrfDataplane {
       replySport = member.port;
     }
     let replyDst = f.src, replyDport = f.sport, natPool = 0, natBlock = -1;
-    const natRule = f.src.includes('.') ? this.natRules.find((r) => r.match(f.src)) : undefined;
+    // SNAT IP mode: the server answers to the shared SNAT IP, on a port of its own (not CG-NAT).
+    const snat = vs?.snatIp ? this.snat.get(vs.snatIp) : undefined;
+    if (vs?.snatIp && snat) {
+      const port = snat.claim(f.sport);
+      if (port < 0) {
+        Atomics.sub(this.vrfCount, 0, 1);
+        this.stats.natAllocFailures++;
+        return Verdict.DropNat;
+      }
+      replyDst = vs.snatIp;
+      replyDport = port;
+    }
+    const natRule = !snat && f.src.includes('.') ? this.natRules.find((r) => r.match(f.src)) : undefined;
     if (natRule) {
       const pool = this.pools[natRule.pool] as CgNatPoolAllocator;
       const binding = pool.allocate(f.src, now);
@@ -468,6 +499,7 @@ export class VrfDataplane {
       const pool = this.pools[t.natPool[slot] - 1];
       pool?.release(this.addresses.text(t.oSrc[slot]), t.natBlock[slot], t.rDport[slot], now);
     }
+    if (this.snat.size) this.snatOf(slot)?.release(t.rDport[slot] as number);
     if (t.flags[slot] & F_SYNCED) this.syncedCount--;
     for (const id of [t.oSrc[slot], t.oDst[slot], t.rSrc[slot], t.rDst[slot]]) this.addresses.release(id as number);
     t.delete(slot);
@@ -553,6 +585,7 @@ export class VrfDataplane {
       t.vs[slot] = vsIndex + 1;
       const vs = this.config.virtualServices[vsIndex];
       if (vs && !vs.mirror) t.flags[slot] |= F_NO_MIRROR;
+      if (this.snat.size) this.snatOf(slot)?.adopt(rDport); // a synced SNAT IP connection holds its port here too
     }
     const flags = r.flags(i);
     const establishedAt = r.establishedAt(i);
@@ -714,8 +747,10 @@ export class VrfDataplane {
       if (!vs || !st) continue;
       st.connections++;
       if (!vs.mirror) continue;
+      // Both sides count the same set: established connections (a synced entry that left
+      // established on the master was updated to its closing state and is no longer mirrored).
       if (this.role === 'backup') {
-        if (t.flags[s] & F_SYNCED) st.mirroredConnectionsOnStandby++;
+        if (t.flags[s] & F_SYNCED && t.state[s] === S_ESTABLISHED) st.mirroredConnectionsOnStandby++;
       } else if (t.state[s] === S_ESTABLISHED && !(t.flags[s] & F_ALG)) {
         st.mirrorConnListOnActive++;
       }

@@ -70,7 +70,8 @@ export class SoftWorkerRuntime {
             new Int32Array(req.vrfCount), this.index);
           this.vrfs.set(req.config.name, v);
         }
-        v.configure(req.config, req.natClaims.map((b) => new Int32Array(b)), req.now);
+        v.configure(req.config, req.natClaims.map((b) => new Int32Array(b)), req.now,
+          Object.fromEntries(Object.entries(req.snatClaims ?? {}).map(([ip, b]) => [ip, new Int32Array(b)])));
         return undefined;
       }
       case 'vrf-remove': {

@@ -48,7 +48,7 @@ export async function startAgent(name: string): Promise<Agent> {
   });
   const users = new UserStore(dir);
   await users.load();
-  await users.add('admin', { password: PASSWORD });
+  await users.add('admin', { password: PASSWORD, groups: ['admin'] });
   const server = new NetconfSshServer({ hostKeys: await loadOrCreateHostKeys(dir), users, dispatcher: ops });
   const addr = await server.listen('127.0.0.1', 0);
   const client = await NetconfTestClient.connect({ host: addr.host, port: addr.port, username: 'admin', password: PASSWORD });

@@ -53,7 +53,7 @@ export async function startTestAgentOn<E extends DataplaneEngine>(name: string, 
   });
   const users = new UserStore(dir);
   await users.load();
-  await users.add('admin', { password: PASSWORD });
+  await users.add('admin', { password: PASSWORD, groups: ['admin'] });
   const server = new NetconfSshServer({ hostKeys: await loadOrCreateHostKeys(dir), users, dispatcher: ops });
   const addr = await server.listen('127.0.0.1', 0);
   const client = await NetconfTestClient.connect({ host: addr.host, port: addr.port, username: 'admin', password: PASSWORD });

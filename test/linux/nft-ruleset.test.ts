@@ -167,6 +167,26 @@ describe('linux: nftables ruleset of a VRF', function () {
     c.proc.stdin?.end();
   });
 
+  it('virtual service with a snat-ip: the member sees the SNAT IP, not the client (and not CG-NAT)', async () => {
+    const withSnat = config({ 'tandem-virtual-service:virtual-service': [{
+      name: 'web', vip: '10.9.9.9', port: 80, protocol: 'tcp', persistence: 'none', 'snat-ip': '10.66.0.1',
+      'pool-member': [{ address: '10.77.1.2', port: 7200, weight: 1 }],
+    }] });
+    await applyRuleset(router, renderRuleset(withSnat, 'master'));
+    fx.exec(router, 'conntrack', ['-F']);
+    const c = await connect('10.9.9.9', 80, 3);
+    expect(c.connected).to.equal(3);
+    c.proc.stdin?.write('ping 3000\n');
+    expect((await c.lines.next((l) => l.ping === true)).ok).to.equal(3);
+    let atMember: string[] = [];
+    for (let i = 0; i < 50 && atMember.length < 3; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 50));
+      atMember = (await serverPeers(2)).filter((p) => p.startsWith('10.66.0.1:'));
+    }
+    expect(atMember).to.have.length(3);
+    c.proc.stdin?.end();
+  });
+
   it('drops mid-stream packets of connections it does not track', async () => {
     await applyRuleset(router, renderRuleset(config(), 'master'));
     const c = await connect('10.77.1.2', 7101, 3);
