@@ -160,7 +160,7 @@ export function runStart(args: string[]): Promise<number> {
     stderr.write(`tandem: NETCONF over SSH on ${hostFor}:${agent.port} (state in ${agent.stateDir}, engine ${engine})\n`
       + `  connect:  ssh -s -p ${agent.port} USER@${agent.host} netconf\n`
       + `  ncclient: manager.connect(host='${agent.host}', port=${agent.port}, username=USER, password=..., hostkey_verify=False)\n`
-      + `  users:    ${users.length ? users.join(', ') : 'none yet'} (add one: tandem user add NAME --password-stdin --state-dir ${agent.stateDir})\n`
+      + `  users:    ${users.length ? users.join(', ') : 'none yet'} (add one: tandem user add NAME --password-stdin --group admin --state-dir ${agent.stateDir}; without a group: read-only)\n`
       + agent.hostKeys.map((k) => `  host key: ${k.publicKey}\n`).join('')
       + (agent.metrics ? `tandem: OpenMetrics on http://${agent.metrics.host.includes(':') ? `[${agent.metrics.host}]` : agent.metrics.host}:${agent.metrics.port}/metrics\n` : ''));
 

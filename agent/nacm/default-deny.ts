@@ -107,6 +107,12 @@ export class DefaultDenyIndex {
     return this.marks.get(`${module}:${name}`);
   }
 
+  /** Is any node at or below the top-level node `module:name` marked `which` (default-deny-all by default)? */
+  marksUnder(topLevel: string, which: DefaultDeny = 'all'): boolean {
+    for (const [k, v] of this.marks) if (v === which && (k === topLevel || k.startsWith(`${topLevel}/`))) return true;
+    return false;
+  }
+
   /** Every marked node (schema keys), for logs and tests. */
   entries(): [string, DefaultDeny][] {
     return [...this.marks];

@@ -12,6 +12,7 @@ import { pathText } from './data-path.js';
 import { DefaultDenyIndex, NACM_NS } from './default-deny.js';
 import { compileNacm, type CompiledNacm } from './nacm-rules.js';
 import { pruneUnreadable } from './read-pruning.js';
+import { splitTopLevel } from './top-level-split.js';
 import { UserAccess, type NacmIdentity } from './user-access.js';
 import { firstWriteDenial } from './write-check.js';
 
@@ -129,14 +130,37 @@ export class Nacm {
     const key = `${access.version}\0${access.identity.username}\0${access.groups.join(',')}`;
     const hit = this.readCache.get(key);
     if (hit && hit.text === text) return hit.pruned;
-    const els = parseXml(`<data xmlns="${NETCONF_BASE_NS}">${text}</data>`, UNLIMITED).children;
-    const { kept, removed } = pruneUnreadable(els, access, this.schema);
-    const pruned = removed === 0 ? text : kept.map((e) => writeXml(e)).join('');
+    const { pruned, removed } = this.prune(access, text);
     if (removed > 0) log.debug({ user: s.username, session: s.sessionId, operation, removed }, 'NACM: unreadable nodes left out of the reply');
     this.readCache.delete(key);
     this.readCache.set(key, { text, pruned });
     if (this.readCache.size > READ_CACHE_ENTRIES) this.readCache.delete(this.readCache.keys().next().value!);
     return pruned;
+  }
+
+  /** Prune printed data: only the top-level subtrees where something may be unreadable are parsed. */
+  private prune(access: UserAccess, text: string): { pruned: string; removed: number } {
+    const chunks = splitTopLevel(text);
+    const whole = () => {
+      const els = parseXml(`<data xmlns="${NETCONF_BASE_NS}">${text}</data>`, UNLIMITED).children;
+      const { kept, removed } = pruneUnreadable(els, access, this.schema);
+      return { pruned: removed === 0 ? text : kept.map((e) => writeXml(e)).join(''), removed };
+    };
+    if (!chunks) return whole();
+    let removed = 0;
+    const parts: string[] = [];
+    for (const c of chunks) {
+      const module = c.ns === undefined ? undefined : this.schema.moduleByNamespace(c.ns)?.name ?? c.ns;
+      if (c.name !== undefined && module !== undefined && !access.mayDenyReadUnder(module, c.name)) {
+        parts.push(c.text);
+        continue;
+      }
+      const els = parseXml(`<data xmlns="${NETCONF_BASE_NS}">${c.text}</data>`, UNLIMITED).children;
+      const r = pruneUnreadable(els, access, this.schema);
+      removed += r.removed;
+      parts.push(r.removed === 0 ? c.text : r.kept.map((e) => writeXml(e)).join(''));
+    }
+    return { pruned: removed === 0 ? text : parts.join(''), removed };
   }
 
   /**

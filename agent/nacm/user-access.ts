@@ -73,6 +73,24 @@ export class UserAccess {
   }
 
   /**
+   * Could any node at or below the top-level node `module:name` be unreadable? False lets a reply
+   * keep that subtree without parsing it: no read default of deny, no deny rule that can reach it,
+   * no default-deny mark in it.
+   */
+  mayDenyReadUnder(module: string, name: string): boolean {
+    if (this.bypass) return false;
+    if (!this.nacm.readDefault) return true;
+    for (const r of this.rules) {
+      if (r.permit || !r.access.has('read')) continue;
+      if (r.type.kind === 'any') return true; // a module rule: its nodes may be augmented anywhere
+      if (r.type.kind !== 'data' || !r.type.path) continue;
+      const first = r.type.path[0];
+      if (!first || first.name === '*' || (first.name === name && first.module === module)) return true;
+    }
+    return this.deny.marksUnder(`${module}:${name}`);
+  }
+
+  /**
    * Does every data node pass `access` without looking at it? True when NACM does not apply, or
    * when the first rule that can match a data node is a permit of any module and any node (the
    * factory `admin` rule): then reads need no pruning and writes no diff.

@@ -1,5 +1,8 @@
 // The NETCONF operations layer: the RpcDispatcher the protocol layer calls, over the datastores,
-// the commit transaction, monitoring, notifications and the RPCs that subsystems implement.
+// the commit transaction, monitoring, notifications and the RPCs that subsystems implement. Every
+// operation passes NACM (agent/nacm) first: exec here, read and write where data is read or changed.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { DataTree, YangContext } from '../../yang/libyang/api.js';
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../netconf/rpc-dispatcher.js';
@@ -14,13 +17,11 @@ import { moduleCapabilities } from '../monitoring/yang-library.js';
 import { NOTIFICATION_NS } from '../notifications/notification-hub.js';
 import { sessionEndEvent, sessionStartEvent } from '../notifications/netconf-events.js';
 import { ConfigService, yangCall } from './config-service.js';
-import { type WriteCheck, copyConfig, deleteConfig, discardChanges, editConfig, getConfig, lock, releaseSessionLocks, unlock, validate } from './config-operations.js';
+import { copyConfig, deleteConfig, discardChanges, editConfig, getConfig, lock, releaseSessionLocks, unlock, validate, type WriteCheck } from './config-operations.js';
 import { CommitOperations } from './commit-operations.js';
 import { NMDA_NS, get, getData, type ReadContext } from './read-operations.js';
 import { parseFilter } from './data-filter.js';
 import { onlyParams, required, uintParam } from './rpc-params.js';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { Nacm, type UserDirectory } from '../nacm/nacm.js';
 import type { UserAccess } from '../nacm/user-access.js';
 import { FACTORY_NACM_XML } from '../nacm/factory-nacm.js';
@@ -142,7 +143,7 @@ class OperationsLayer implements NetconfOperations {
   }
 
   /** Write access of a change of a datastore, from libyang's diff of before and after (RFC 8341 3.4.5). */
-  private writable(ctx: RpcContext, access: UserAccess, operation: string): WriteGuard {
+  private writable(ctx: RpcContext, access: UserAccess, operation: string): WriteCheck {
     return (whole, next) => this.nacm.checkWrite(access, ctx, operation, () => {
       const xmlOf = (n: ConfigNode) => this.svc.store.xml({ children: [n] });
       const { before, after } = changedTopLevel(whole ?? { children: [] }, next, xmlOf);
@@ -310,9 +311,6 @@ class OperationsLayer implements NetconfOperations {
     await this.svc.exclusive(async () => undefined);
   }
 }
-
-/** Where edit-config, copy-config and delete-config ask NACM whether a datastore change is allowed. */
-type WriteGuard = WriteCheck;
 
 const NACM_PATH = '/ietf-netconf-acm:nacm';
 

@@ -7,6 +7,7 @@ import { DefaultDenyIndex } from '../../agent/nacm/default-deny.js';
 import { UserAccess, type NacmIdentity } from '../../agent/nacm/user-access.js';
 import { parseRulePath, ruleCovers } from '../../agent/nacm/rule-path.js';
 import { pathText, type DataPath } from '../../agent/nacm/data-path.js';
+import { splitTopLevel } from '../../agent/nacm/top-level-split.js';
 import { loadTandemContext } from '../../yang/libyang/index.js';
 
 const SECRET: DataPath = [
@@ -108,6 +109,29 @@ describe('unit: NACM rules', () => {
     expect(parseRulePath('count(/a:b)')).to.equal(undefined);
     expect(parseRulePath('/noprefix')).to.equal(undefined);
     expect(pathText(SECRET)).to.equal("/tandem-vrf:vrf[name='main']/tandem-ha-fp-conntrack:ha-fp-conntrack/shared-secret");
+  });
+
+  it('says which top-level subtrees may hold an unreadable node (the others are not parsed)', () => {
+    const plain = access({}, user([]));
+    expect(plain.mayDenyReadUnder('tandem-vrf', 'vrf')).to.equal(true); // shared-secret is below
+    expect(plain.mayDenyReadUnder('tandem-network-profile', 'network-profile')).to.equal(false);
+    const pathDeny = access({ 'rule-list': [{ name: 'x', group: ['*'], rule: [
+      { name: 'r', path: '/tandem-network-profile:network-profile', 'access-operations': 'read', action: 'deny' }] }] }, user([]));
+    expect(pathDeny.mayDenyReadUnder('tandem-network-profile', 'network-profile')).to.equal(true);
+    expect(pathDeny.mayDenyReadUnder('tandem-ha', 'ha')).to.equal(false);
+    expect(access({ 'read-default': 'deny' }, user([])).mayDenyReadUnder('tandem-ha', 'ha')).to.equal(true);
+    expect(access({ 'read-default': 'deny' }, user([], 'r', true)).mayDenyReadUnder('tandem-ha', 'ha')).to.equal(false);
+  });
+
+  it('splits printed data into top-level elements without parsing, or says it cannot', () => {
+    const text = '<a xmlns="urn:a"><b x="1>2">t</b><c/></a>\n<d xmlns=\'urn:d\' /><p:e xmlns:p="urn:e"><f/></p:e>';
+    const chunks = splitTopLevel(text)!;
+    expect(chunks.map((c) => [c.name, c.ns])).to.deep.equal([['a', 'urn:a'], ['d', 'urn:d'], [undefined, undefined]]);
+    expect(chunks.map((c) => c.text)).to.deep.equal(['<a xmlns="urn:a"><b x="1>2">t</b><c/></a>', "<d xmlns='urn:d' />", '<p:e xmlns:p="urn:e"><f/></p:e>']);
+    expect(splitTopLevel('<a><!-- x --></a>')).to.equal(undefined);
+    expect(splitTopLevel('<a>')).to.equal(undefined);
+    expect(splitTopLevel('text<a/>')).to.equal(undefined);
+    expect(splitTopLevel('')).to.deep.equal([]);
   });
 
   it('reads nacm:default-deny-all from the modules (shared-secret, /nacm) through augments', async function () {
