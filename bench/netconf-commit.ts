@@ -146,6 +146,7 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
     expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(Array.from({ length: rules }, (_, i) => rule(i, 'accept')).join(''))}</edit-config>`), 'load edit');
     expectOk(await c.rpc('<commit/>'), 'load commit');
     const loadMs = performance.now() - loadStart;
+    await new Promise((r) => setTimeout(r, 500)); // the load's own log lines are flushed before counting starts
     const logStart = t.stdout().length;
     const times: number[] = [];
     for (let i = 0; i < iterations; i++) {

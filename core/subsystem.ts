@@ -37,6 +37,11 @@ export interface CommitContext {
    * when unknown: the subsystem then compares oldConfig and newConfig itself.
    */
   changes?: ConfigChange[];
+  /**
+   * The configuration restored at start: a resource that is not there yet (a sync source address
+   * not up) is retried in the background rather than refusing to start the agent.
+   */
+  startup?: boolean;
 }
 
 /** A problem found by validate or prepare, reported to the client as an rpc-error. */

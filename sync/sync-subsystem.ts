@@ -64,6 +64,8 @@ export class SyncSubsystem implements CommitSubsystem {
   async prepare(ctx: CommitContext): Promise<SubsystemError[]> {
     const errors = this.validate(ctx);
     if (errors.length) return errors;
+    // At start the listeners bind at apply and retry there: the source address may come up later.
+    if (ctx.startup) return [];
     try {
       await this.service.prepareSync(ctx.newConfig);
     } catch (err) {

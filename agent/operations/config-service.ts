@@ -102,7 +102,7 @@ export class ConfigService {
     if (initial.children.length > 0) {
       try {
         const next = yangCall(() => this.store.validated(initial));
-        await this.transaction.run(empty, next, this.diffChanges(empty, next));
+        await this.transaction.run(empty, next, this.diffChanges(empty, next), { startup: true });
         this.store.setRunning(next);
         log.info({ topLevelNodes: initial.children.length, ms: Math.round(performance.now() - started) }, 'running configuration restored and applied');
       } catch (err) {

@@ -114,14 +114,14 @@ export class CommitTransaction {
    * Run the whole transaction; throws NetconfErrorList when nothing stays applied. `changes` (data
    * paths, or ConfigChanges) are the commit's changes when known.
    */
-  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[]): Promise<void> {
+  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[], opts: { startup?: boolean } = {}): Promise<void> {
     const oldSide = asSide(oldConfig);
     const newSide = asSide(newConfig);
     const all = changes ? pathsOf(changes) : undefined;
     const subs = this.concerned(oldSide, newSide, all);
     if (subs.length === 0) return;
     const started = performance.now();
-    const base: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json };
+    const base: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json, ...(opts.startup ? { startup: true } : {}) };
     const contexts = new Map(subs.map((s) => [s, this.contextFor(s, base, all)]));
     const jsonMs = Math.round(performance.now() - started);
     log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length }, 'commit transaction');
