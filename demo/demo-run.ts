@@ -26,6 +26,8 @@ export interface DemoOptions {
   /** Flow generator on ha1: new flows per second and for how many seconds. */
   rate?: number;
   seconds?: number;
+  /** Control run: the same without ha-fp-conntrack; the connections must then NOT continue (the demo fails). */
+  withoutSync?: boolean;
 }
 
 export interface DemoFigures {
@@ -53,7 +55,7 @@ export async function freePort(): Promise<number> {
 }
 
 /** What both nodes get (ha1 master, ha2 backup), as XML for edit-config. */
-export function demoConfigXml(self: string, peer: string, port: number, state: 'master' | 'backup'): string {
+export function demoConfigXml(self: string, peer: string, port: number, state: 'master' | 'backup', sync = true): string {
   return `<ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>${state}</state></group></ha>
 <network-profile xmlns="urn:tandem:yang:tandem-network-profile">
   <name>System-TCP-Fast-Path-Mirrored</name><type>tcp-fast-path</type>
@@ -71,11 +73,13 @@ export function demoConfigXml(self: string, peer: string, port: number, state: '
     <pool-member><address>198.51.100.10</address><port>8080</port></pool-member>
     <pool-member><address>198.51.100.11</address><port>8080</port></pool-member>
   </virtual-service>
+  ${sync ? '' : '<!-- control run: no ha-fp-conntrack'}
   <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">
     <peer><name>peer1</name><source>${self}</source><address>${peer}</address><port>${port}</port></peer>
     <listen-ha-group>ha-group1</listen-ha-group>
     <shared-secret>demo-shared-secret-change-me</shared-secret>
   </ha-fp-conntrack>
+  ${sync ? '' : '-->'}
 </vrf>`;
 }
 
@@ -169,10 +173,15 @@ export async function runDemo(print: (line: string) => void, opts: DemoOptions =
 
     const syncPort = await freePort();
     print(`[2/6] configure both over NETCONF (edit-config + commit): HA group, virtual service web (mirrored profile, SNAT IP ${SNAT_IP}), sync ha1 127.0.0.1 <-> ha2 127.0.0.2 port ${syncPort}`);
-    await c1.configure(demoConfigXml('127.0.0.1', '127.0.0.2', syncPort, 'master'));
-    await c2.configure(demoConfigXml('127.0.0.2', '127.0.0.1', syncPort, 'backup'));
-    await until(async () => { const s = await syncState(c1); return s.clients > 0 && s.established === s.clients; }, 'the sync connections', 30_000);
-    print(`      sync connections established (${(await syncState(c1)).clients} per peer)`);
+    const sync = !opts.withoutSync;
+    await c1.configure(demoConfigXml('127.0.0.1', '127.0.0.2', syncPort, 'master', sync));
+    await c2.configure(demoConfigXml('127.0.0.2', '127.0.0.1', syncPort, 'backup', sync));
+    if (sync) {
+      await until(async () => { const s = await syncState(c1); return s.clients > 0 && s.established === s.clients; }, 'the sync connections', 30_000);
+      print(`      sync connections established (${(await syncState(c1)).clients} per peer)`);
+    } else {
+      print('      CONTROL RUN: no ha-fp-conntrack, nothing is synchronised');
+    }
 
     print(`[3/6] traffic on ha1: replay-pcap of ${n} connections to web (${VIP}:80), and start-traffic ${rate} flows/s for ${seconds} s (TCP, UDP, ICMP; 30% stay established)`);
     const capture = path.join(dir, 'handshakes.pcap');
@@ -199,19 +208,26 @@ export async function runDemo(print: (line: string) => void, opts: DemoOptions =
     print('[4/6] on ha2 (backup): the same connections are held and their packets blocked (rule 4)');
     // Replaying the data packets on a backup changes nothing: they are dropped (held) or invalid (not there).
     let heldOnBackup = 0;
-    await until(async () => {
+    const holdCheck = async (): Promise<boolean> => {
       const before = (await counters(c2)).droppedBackup;
       await runSource(c2, `<replay-pcap xmlns="${TRAFFIC_NS}"><vrf>main</vrf><file>${data}</file></replay-pcap>`);
       heldOnBackup = (await counters(c2)).droppedBackup - before;
       return heldOnBackup === n;
-    }, `ha2 to hold all ${n} connections`, 30_000);
-    await until(async () => (await syncState(c1)).pending === 0, 'ha1 to have nothing pending', 30_000);
+    };
+    if (sync) {
+      await until(holdCheck, `ha2 to hold all ${n} connections`, 30_000);
+      await until(async () => (await syncState(c1)).pending === 0, 'ha1 to have nothing pending', 30_000);
+    } else {
+      await holdCheck();
+    }
     const [ha1Sync, ha1Counters, ha2Counters] = [await syncState(c1), await counters(c1), await counters(c2)];
     let mirror = { active: 0, standby: -1 };
-    await until(async () => {
+    const readMirror = async (): Promise<boolean> => {
       mirror = { active: (await tcpstat(c1)).active, standby: (await tcpstat(c2)).standby };
       return mirror.active === mirror.standby;
-    }, 'the mirroring counters to match', 10_000).catch(() => undefined);
+    };
+    if (sync) await until(readMirror, 'the mirroring counters to match', 10_000).catch(() => undefined);
+    else await readMirror();
     print(`      ha2 blocked ${heldOnBackup} of ${n} data packets as backup; ha2 holds ${ha2Counters.synced} synced conntracks, ha1 reports ${ha1Sync.synced} synced`);
     print(`      virtual service web: mirror-conn-list-on-active ${mirror.active} on ha1, mirrored-connections-on-standby ${mirror.standby} on ha2 (${mirror.active === mirror.standby ? 'match' : 'MISMATCH'})`);
 

@@ -19,4 +19,17 @@ describe('demo (npm run demo): two agent processes over NETCONF', function () {
     expect(r.mirrorStandby, why).to.equal(r.mirrorActive);
     expect(lines.some((l) => l.startsWith('[6/6] summary: every connection continued'))).to.equal(true);
   });
+
+  it('control run without ha-fp-conntrack: the connections do not continue and the demo fails', async () => {
+    const lines: string[] = [];
+    let failure: Error | undefined;
+    try {
+      await runDemo((l) => lines.push(l), { connections: 100, rate: 200, seconds: 1, withoutSync: true });
+    } catch (err) {
+      failure = err as Error;
+    }
+    expect(failure?.message, lines.join('\n')).to.equal('only 0 of 100 connections continued after the failover');
+    expect(lines.some((l) => l.includes('ha2 blocked 0 of 100 data packets as backup'))).to.equal(true);
+    expect(lines.some((l) => l.startsWith('[6/6] summary: NOT every connection continued'))).to.equal(true);
+  });
 });

@@ -113,7 +113,7 @@ describe('tandem YANG modules', function () {
       expect(r.stderr, 'check.sh stderr').to.equal('');
       expect(r.status, r.stdout).to.equal(0);
       for (const name of EXPECTED_MODULES) expect(r.stdout).to.include(`ok   ${name}@${REVISION} (alone)`);
-      expect(r.stdout).to.include('ok   all 10 modules together');
+      expect(r.stdout).to.include(`ok   all ${EXPECTED_MODULES.length} modules together`);
       expect(readFileSync(tree, 'utf8'), 'yang/MODEL.md is stale: run yang/check.sh')
         .to.equal(readFileSync(path.join(repoRoot, 'yang/MODEL.md'), 'utf8'));
     } finally {
