@@ -23,12 +23,21 @@ function firstLine(err: unknown): string {
   return (err instanceof Error ? err.message : String(err)).split('\n')[0]!;
 }
 
+/** A module that cannot be found, a .node addon that cannot be loaded, or node-gyp-build finding no build. */
+function isNativeModuleFailure(err: unknown): boolean {
+  const code = err !== null && typeof err === 'object' ? (err as { code?: unknown }).code : undefined;
+  if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND' || code === 'ERR_DLOPEN_FAILED') return true;
+  const message = err instanceof Error ? err.message : String(err);
+  return /No native build was found|\.node\b/.test(message) || LINUX_NATIVE_MODULES.some((m) => message.includes(m));
+}
+
 export async function createLinuxEngine(): Promise<DataplaneEngine> {
   let mod: typeof import('./linux/linux-engine.js');
   try {
     mod = await import('./linux/linux-engine.js');
   } catch (err) {
-    throw new LinuxEngineUnavailableError(firstLine(err));
+    if (isNativeModuleFailure(err)) throw new LinuxEngineUnavailableError(firstLine(err));
+    throw err; // a fault of the engine's own code: not a missing install step
   }
   return new mod.LinuxEngine();
 }

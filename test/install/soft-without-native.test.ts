@@ -130,4 +130,18 @@ describe('install without the native modules (no C compiler)', function () {
     expect(r.stderr).to.contain('npm ci');
     expect(r.stdout).not.to.contain('NETCONF over SSH on');
   });
+
+  it('with netlink installed but syscall-napi never built (its build/ absent), the message names the missing addon', async () => {
+    for (const rel of ['node_modules/netlink', 'node_modules/node-gyp-build']) {
+      await cp(path.join(ROOT, rel), path.join(dir, rel), { recursive: true, dereference: true });
+    }
+    await cp(path.join(ROOT, 'node_modules/syscall-napi'), path.join(dir, 'node_modules/syscall-napi'), {
+      recursive: true, dereference: true, filter: (src) => !src.includes(`${path.sep}build`),
+    });
+    expect(existsSync(path.join(dir, 'node_modules/syscall-napi/build'))).to.equal(false);
+    const r = tandem(dir, ['start', '--state-dir', path.join(dir, 'state-linux2'), '--listen', '127.0.0.1:0', '--engine', 'linux']);
+    expect(r.status, r.stdout + r.stderr).to.equal(1);
+    expect(r.stderr).to.contain('the linux engine needs the native modules netlink and syscall-napi');
+    expect(r.stderr).to.match(/Cannot find module '[^']*syscall\.node'/);
+  });
 });
