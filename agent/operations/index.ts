@@ -332,6 +332,8 @@ async function installFactoryNacm(svc: ConfigService): Promise<void> {
   const factory = svc.store.parseDocument(FACTORY_NACM_XML);
   const root: ConfigRoot = { children: [...running.root.children, ...factory.children] };
   await svc.commitRunning(root, undefined, [{ path: NACM_PATH, operation: 'create' }]);
+  // Startup was created equal to the initial running (config-service start): it gets the rules too.
+  await svc.store.setStartup(svc.store.running.root);
   log.info('fresh state directory: factory NACM configuration installed (group admin: everything; others: RFC 8341 defaults)');
 }
 
