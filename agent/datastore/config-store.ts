@@ -462,8 +462,8 @@ export class ConfigStore {
   }
 
   /**
-   * Initial content: running.xml, else startup.xml, else the --startup file, else the factory
-   * configuration, else empty. A file that is there but empty, truncated or not UTF-8 stops the
+   * Initial content: running.xml, else the --startup file (given explicitly, it wins over the stored
+   * startup datastore), else startup.xml, else the factory configuration, else empty. A file that is there but empty, truncated or not UTF-8 stops the
    * start with an error that names it and says how to start anyway: the agent never runs on less
    * than what was stored.
    */
@@ -477,7 +477,7 @@ export class ConfigStore {
     }
     // A confirmed commit that was never confirmed when the agent stopped is reverted.
     for (const [file, what] of [[this.rollbackFile, 'rollback of an unconfirmed commit'], [this.runningFile, 'running'],
-      [this.startupFile, 'startup'], [startupFile, '--startup']] as const) {
+      [startupFile, '--startup'], [this.startupFile, 'startup']] as const) {
       if (file && existsSync(file)) {
         log.info({ file, what }, 'loading configuration');
         return file === this.startupFile && this.startup ? this.startup : this.readStateFile(file, what, startupFile);
@@ -492,8 +492,9 @@ export class ConfigStore {
       const howToStart = what === '--startup'
         ? `fix ${file}, or start without --startup`
         : `to start anyway, move it aside (mv ${file} ${file}.broken) and start again: the agent then loads `
-          + (file !== this.startupFile && existsSync(this.startupFile) ? this.startupFile
-            : startupFile ? `the --startup file ${startupFile}` : 'the file given with --startup FILE, or an empty configuration without it');
+          + (startupFile ? `the --startup file ${startupFile}`
+            : file !== this.startupFile && existsSync(this.startupFile) ? `${this.startupFile} (or the file given with --startup FILE)`
+              : 'the file given with --startup FILE, or an empty configuration without it');
       return new Error(`${what} configuration ${file} ${problem}; the agent did not start. ${howToStart}`);
     };
     let bytes: Buffer;

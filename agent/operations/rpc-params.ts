@@ -8,6 +8,8 @@ import type { WithDefaults } from '../../yang/libyang/api.js';
 
 const BASE_NS = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 const WITH_DEFAULTS_NS = 'urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults';
+/** No namespace at all (an element under xmlns=""). */
+const NO_NS = '';
 
 /**
  * The namespaces a parameter of `op` may be in: the operation's own, and for the parameters that
@@ -16,8 +18,11 @@ const WITH_DEFAULTS_NS = 'urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults
  */
 function paramNamespaces(op: XmlElement, name: string): string[] {
   if (name === 'with-defaults') return [WITH_DEFAULTS_NS];
-  if (name === 'filter') return [op.ns, BASE_NS];
-  return [op.ns];
+  if (name === 'filter') return [op.ns, BASE_NS, NO_NS];
+  // Unqualified parameters of a base operation are taken as the base's: Ansible's netconf_config
+  // (lxml) sends its <config> as <config xmlns=""> inside <edit-config>. A foreign namespace is
+  // still refused.
+  return op.ns === BASE_NS ? [op.ns, NO_NS] : [op.ns];
 }
 
 function inParamNamespace(op: XmlElement, c: XmlElement): boolean {
@@ -71,7 +76,7 @@ export function datastoreParam(op: XmlElement, name: 'target' | 'source', allowC
   }
   const d = inner[0]!;
   // The datastore elements (and an inline <config>, <url>) are ietf-netconf's, whatever the operation.
-  if (d.ns !== BASE_NS) throw wrongNamespace(d, `<${name}>`);
+  if (d.ns !== BASE_NS && d.ns !== NO_NS) throw wrongNamespace(d, `<${name}>`);
   if (d.name === 'config' && allowConfig) return { config: d };
   if (d.name === 'url') {
     throw new NetconfError('operation-not-supported', 'protocol', 'the :url capability is not supported', {

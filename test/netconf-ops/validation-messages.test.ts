@@ -50,7 +50,7 @@ describe('netconf-ops: validation messages', function () {
     const [e] = await h.rpcErrors(s, editRunning(profile('ok') + `<network-profile xmlns="${NP}"><name>untyped</name></network-profile>`));
     expect(e!.tag).to.equal('data-missing');
     expect(e!.extra.path).to.equal("/tandem-network-profile:network-profile[name='untyped']/type");
-    const [nested] = await h.rpcErrors(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><ha-fp-conntrack xmlns="${HA}"><peer><name>p1</name><source>10.0.0.1</source><address>10.0.0.2</address></peer></ha-fp-conntrack></vrf>`));
+    const [nested] = await h.rpcErrors(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><ha-fp-conntrack xmlns="${HA}"><peer><name>p1</name><source>10.0.0.1</source><address>10.0.0.2</address></peer><shared-secret>k7Qx9vLm2pR4tZ8wN3bY</shared-secret></ha-fp-conntrack></vrf>`));
     expect(nested!.tag).to.equal('data-missing');
     expect(nested!.extra.path).to.equal("/tandem-vrf:vrf[name='blue']/tandem-ha-fp-conntrack:ha-fp-conntrack/listen-ha-group");
   });

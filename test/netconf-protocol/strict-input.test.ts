@@ -118,7 +118,7 @@ describe('Strict input (real agent)', function () {
     const ds = await c.rpc('<get-data xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-nmda" xmlns:ds="urn:example:other"><datastore>ds:running</datastore></get-data>');
     expect(ds).to.contain('<error-tag>invalid-value</error-tag>');
     // Nothing was changed, and the same operations in the right namespace work.
-    expect(await c.rpc('<get-config><source><candidate/></source></get-config>')).to.not.contain('network-profile');
+    expect(await c.rpc('<get-config><source><candidate/></source></get-config>')).to.not.contain('<name>x</name>');
     expect(await c.rpc('<get-config><source><running/></source></get-config>')).to.contain('<data');
     expect(await c.rpc('<lock><target><running/></target></lock>')).to.contain('<ok/>');
     expect(await c.rpc('<unlock><target><running/></target></unlock>')).to.contain('<ok/>');
@@ -165,7 +165,7 @@ print(json.dumps(out))
     } finally {
       other.close();
     }
-    expect(await c.rpc('<get-config><source><candidate/></source></get-config>')).to.not.contain('network-profile');
+    expect(await c.rpc('<get-config><source><candidate/></source></get-config>')).to.not.contain('<name>p</name>');
   });
 });
 
