@@ -240,7 +240,7 @@ export class NetconfSshServer {
         } else {
           conn.attempts += 1;
           const why = 'why' in outcome ? outcome.why : undefined;
-          log.info({ ip, port, user: ctx.username, method: ctx.method, attempt: conn.attempts, why }, 'authentication failed');
+          log.warn({ ip, port, user: ctx.username, method: ctx.method, attempt: conn.attempts, why }, 'authentication failed');
           if (conn.attempts >= this.limits.maxAuthAttempts) {
             conn.closing = true;
             log.warn({ ip, port, user: ctx.username, attempts: conn.attempts }, 'too many authentication failures; closing connection');
