@@ -12,7 +12,8 @@
 // Environment: TANDEM_BENCH_CONNTRACKS (default 100000), TANDEM_BENCH_CONNECTIONS (default 50000);
 // TANDEM_BENCH_AGENTS=1: the failover runs through the real agents (`tandem start --engine linux`
 // in ha1 and ha2, configured over NETCONF, their own ha-fp-conntrack sync and VRRP) instead of the
-// engines driven in this process; TANDEM_BENCH_FAILOVER_ONLY=1 skips parts 1 and 2.
+// engines driven in this process; TANDEM_BENCH_FAILOVER_ONLY=1 skips parts 1 and 2,
+// TANDEM_BENCH_KERNEL_WRITES_ONLY=1 skips part 3.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -262,6 +263,7 @@ export async function run(): Promise<Record<string, unknown>> {
     figures.ceiling = { ...ceilingMedian, runs: ceilingRuns.map((r) => r.perSecond) };
     figures.shareOfCeiling = Number((Number(tandemMedian.perSecond) / Number(ceilingMedian.perSecond)).toFixed(2));
   }
+  if (process.env.TANDEM_BENCH_KERNEL_WRITES_ONLY === '1') return { kernelWrites: figures };
   return {
     kernelWrites: figures,
     failover: await failover(),
