@@ -171,6 +171,8 @@ export class ConfigStore {
   /** Sessions that changed the candidate since it last matched running. */
   readonly candidateEditors = new Set<number>();
   startup: ConfigRoot | undefined;
+  /** The file the initial configuration came from (loadInitial), for errors that must name it. */
+  initialFile: string | undefined;
 
   constructor(
     private readonly yang: YangContext,
@@ -295,6 +297,7 @@ export class ConfigStore {
       [this.startupFile, 'startup'], [startupFile, '--startup']] as const) {
       if (file && existsSync(file)) {
         log.info({ file, what }, 'loading configuration');
+        this.initialFile = file;
         return file === this.startupFile && this.startup ? this.startup : this.readStateFile(file, what, startupFile);
       }
     }
