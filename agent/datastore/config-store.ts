@@ -330,6 +330,8 @@ export class ConfigStore {
   startup: ConfigRoot | undefined;
   /** What a leaf's type allows, for error messages (read from the modules on first use). */
   private readonly restrictions: YangRestrictions;
+  /** The file the initial configuration came from (loadInitial), for errors that must name it. */
+  initialFile: string | undefined;
 
   constructor(
     private readonly yang: YangContext,
@@ -480,6 +482,7 @@ export class ConfigStore {
       [startupFile, '--startup'], [this.startupFile, 'startup']] as const) {
       if (file && existsSync(file)) {
         log.info({ file, what }, 'loading configuration');
+        this.initialFile = file;
         return file === this.startupFile && this.startup ? this.startup : this.readStateFile(file, what, startupFile);
       }
     }

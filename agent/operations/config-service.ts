@@ -107,8 +107,15 @@ export class ConfigService {
         log.info({ topLevelNodes: initial.children.length, ms: Math.round(performance.now() - started) }, 'running configuration restored and applied');
       } catch (err) {
         // Refuse to run on a configuration the subsystems did not take rather than run without it.
-        log.error({ err: err instanceof Error ? err.message : String(err) }, 'initial configuration refused; not starting');
-        throw err;
+        const file = this.store.initialFile;
+        log.error({ file, err: err instanceof Error ? err.message : String(err) }, 'initial configuration refused; not starting');
+        // A state-file error names its file (the YANG error alone does not say which one).
+        const list: unknown[] = Array.isArray((err as { errors?: unknown }).errors) ? (err as { errors: unknown[] }).errors : [err];
+        const why = list.map((e) => {
+          const path = (e as { extra?: { path?: string } }).extra?.path;
+          return `${e instanceof Error ? e.message : String(e)}${path ? ` (${path})` : ''}`;
+        }).join('; ');
+        throw new Error(`configuration ${file ?? '(none)'} was refused at start: ${why}`, { cause: err });
       }
     }
     if (fresh) {

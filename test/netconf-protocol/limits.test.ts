@@ -129,25 +129,30 @@ describe('NETCONF limits and hostile input', function () {
 describe('NETCONF session limit and idle timeout', function () {
   this.timeout(30000);
   let srv: InProcessAgent;
+  let limitSrv: InProcessAgent;
   let disp: TestDispatcher;
   const clients: NetconfTestClient[] = [];
 
   before(async () => {
     disp = new TestDispatcher();
     srv = await startInProcessAgent(disp, { maxSessions: 2, idleTimeoutMs: 800 });
+    // The session limit on an agent of its own: with the 800 ms idle timeout, a session could time
+    // out (and free its slot) while a loaded machine is still opening the third one.
+    limitSrv = await startInProcessAgent(new TestDispatcher(), { maxSessions: 2 });
   });
   afterEach(async () => {
     for (const c of clients.splice(0)) c.close();
     // Wait until the server has seen them go, so the next test starts below the limit.
     const deadline = Date.now() + 5000;
-    while (srv.agent.server.registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (srv.agent.server.registry.size + limitSrv.agent.server.registry.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   });
   after(async () => {
     await srv?.stop();
+    await limitSrv?.stop();
   });
 
   it('refuses a session over the limit, and accepts one again once a session is gone', async () => {
-    const opts = { host: srv.host, port: srv.port, username: srv.user, password: srv.password };
+    const opts = { host: limitSrv.host, port: limitSrv.port, username: limitSrv.user, password: limitSrv.password };
     clients.push(await NetconfTestClient.connect(opts), await NetconfTestClient.connect(opts));
     let refused: unknown;
     try {

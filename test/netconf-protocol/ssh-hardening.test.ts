@@ -207,12 +207,13 @@ describe('SSH: sessions per user, slots kept for admin and recovery users', func
   before(async () => {
     srv = await startInProcessAgent(new TestDispatcher(), { maxSessions: 20, maxSessionsPerUser: 8, reservedSessions: 2 });
     const users = new UserStore(srv.stateDir);
-    for (const name of ['carol', 'dave', 'ops', 'rescue']) await users.add(name, { password: `${name}-secret` });
-    // The NACM user model's fields, as `tandem user add --group admin` / `--recovery` write them.
+    for (const name of ['carol', 'dave']) await users.add(name, { password: `${name}-secret` });
+    // As `tandem user add ops --group admin` and `tandem user add rescue --recovery` store them.
+    await users.add('ops', { password: 'ops-secret', groups: ['admin'] });
+    await users.add('rescue', { password: 'rescue-secret', recovery: true });
     const file = JSON.parse(await readFile(users.file, 'utf8')) as { users: Record<string, Record<string, unknown>> };
-    file.users.ops!.groups = ['admin'];
-    file.users.rescue!.recovery = true;
-    await writeFile(users.file, JSON.stringify(file));
+    expect(file.users.ops!.groups).to.deep.equal(['admin']);
+    expect(file.users.rescue!.recovery).to.equal(true);
   });
   after(async () => {
     for (const c of clients) c.close();

@@ -314,3 +314,26 @@ describe('Strict input with Ansible (netconf_rpc)', function () {
     expect(res.out).to.match(/ok=3\s+changed=\d+\s+unreachable=0\s+failed=0/);
   });
 });
+
+describe('State files: a configuration YANG refuses at start', function () {
+  this.timeout(120000);
+  let dir: string | undefined;
+  after(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('names the file and the refused node', async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-statefiles-yang-'));
+    const running = path.join(dir, 'running.xml');
+    await writeFile(running, `<config xmlns="${BASE}"><network-profile xmlns="${NP}"><name>p</name><type>no-such-type</type></network-profile></config>\n`);
+    let failure = '';
+    try {
+      const t = await startTandem({ stateDir: dir });
+      await t.stop();
+    } catch (err) {
+      failure = String(err);
+    }
+    expect(failure).to.contain(`configuration ${running} was refused at start`);
+    expect(failure).to.contain('no-such-type');
+  });
+});
