@@ -16,6 +16,9 @@ import type { ResyncSummary, SyncNotification } from './vrf-sync-types.js';
 
 const log = logger('sync');
 
+/** Events held during a dump at most (a few hundred bytes each); beyond, a full resync follows. */
+export const HELD_EVENTS_LIMIT = 500_000;
+
 interface PendingInfo {
   entry: ConntrackEntry;
   dueAt: number;
@@ -50,6 +53,9 @@ export class SyncSender {
   /** Dumps (full resync, manual synchronisation) in progress, and the events held meanwhile. */
   private dumping = 0;
   private held: ConntrackEvent[] = [];
+  /** More events came during a dump than `heldLimit`: they are dropped and a full resync follows. */
+  heldLimit = HELD_EVENTS_LIMIT;
+  private heldOverflow = false;
 
   constructor(
     private readonly vrf: string,
@@ -77,6 +83,7 @@ export class SyncSender {
     this.mirrored.clear();
     this.clearPending();
     this.held = [];
+    this.heldOverflow = false;
     if (role === 'master') {
       // The peer (the new backup) gets everything we hold.
       for (const clients of this.peers()) for (const c of clients) if (c.status === 'established') this.requestResync(c);
@@ -120,7 +127,12 @@ export class SyncSender {
     if (this.dumping > 0) {
       // A dump in progress may still carry this conntrack as it was before the event: the event
       // goes out after the dump, so the peer ends with what happened last.
-      this.held.push(ev);
+      if (this.held.length < this.heldLimit) {
+        this.held.push(ev);
+      } else if (!this.heldOverflow) {
+        this.heldOverflow = true;
+        log.warn({ vrf: this.vrf, held: this.held.length }, 'too many conntrack events during a dump: a full resync follows it');
+      }
       return;
     }
     const e = ev.entry;
@@ -382,6 +394,13 @@ export class SyncSender {
 
   /** The events held during a dump, in their order, now that the dump's records are queued. */
   private releaseHeld(): void {
+    if (this.heldOverflow) {
+      // Some events were dropped: the peers get the whole table again instead.
+      this.heldOverflow = false;
+      this.held = [];
+      for (const c of this.peers().flat()) if (c.status === 'established') this.requestResync(c);
+      return;
+    }
     if (this.held.length === 0) return;
     const held = this.held;
     this.held = [];

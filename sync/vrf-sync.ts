@@ -77,6 +77,11 @@ export class VrfSync implements SyncClientListener {
     return this.receiver.receiveError;
   }
 
+  /** Events held during a dump at most before a full resync replaces them (tests lower it). */
+  set heldEventsLimit(n: number) {
+    this.sender.heldLimit = n;
+  }
+
   start(): void {
     if (!this.config.enabled) {
       for (const p of this.peers) for (const c of p.clients) c.status = 'disabled';

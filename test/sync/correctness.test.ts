@@ -84,6 +84,16 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
     });
   });
 
+  it('more events during a dump than it may hold: they are dropped and a full resync repairs the peer', async () => {
+    await raceDuringDump(async (pair) => {
+      const vs = pair.ha1.service.vrfs.get('main');
+      if (vs) vs.heldEventsLimit = 5; // the 10 destroys and 5 x 2 opening events overflow it
+      await pair.ha1.service.manualSync('main');
+      await vs?.resyncIdle();
+      expect(vs?.lastFullResync?.count, 'the follow-up full resync carried the whole table').to.equal(2995);
+    });
+  });
+
   it('repairs the peer at once when the engine reports lost events (no wait for the next resync)', async () => {
     p = await new Pair().start();
     const before = Array.from({ length: 10 }, () => flow());
