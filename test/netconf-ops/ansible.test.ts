@@ -1,14 +1,13 @@
 // Debian's Ansible (ansible.netcommon netconf_config, netconf_get, netconf_rpc over the
 // ansible.netcommon.netconf connection) against `tandem start`.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ansibleAvailable, runPlaybook } from '../helpers/ansible-playbook.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
 
-const ANSIBLE = '/usr/bin/ansible-playbook';
 
 const PROFILE = `<config><network-profile xmlns="urn:tandem:yang:tandem-network-profile"><name>ansible</name><type>tcp-fast-path</type>
 <tcp-fast-path><connection-mirror>true</connection-mirror></tcp-fast-path></network-profile></config>`;
@@ -77,28 +76,13 @@ ${PROFILE.split('\n').map((l) => `          ${l}`).join('\n')}
           - "'connection-mirror' in refused.msg"
 `;
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} timed out\n${out}`));
-    }, timeoutMs);
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
-  });
-}
-
 describe('netconf-ops: Ansible netconf modules against tandem start', function () {
   this.timeout(180000);
   let agent: TandemProcess;
   let dir: string;
 
   before(async function () {
-    if (!existsSync(ANSIBLE) || !existsSync('/usr/bin/python3')) this.skip();
+    if (!ansibleAvailable()) this.skip();
     agent = await startTandem();
     dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-ansible-'));
   });
@@ -108,24 +92,8 @@ describe('netconf-ops: Ansible netconf modules against tandem start', function (
   });
 
   it('netconf_config is idempotent, netconf_get and netconf_rpc work, a refused edit fails', async () => {
-    await writeFile(path.join(dir, 'playbook.yml'), PLAYBOOK);
-    await writeFile(path.join(dir, 'inventory.yml'), `all:
-  hosts:
-    tandem:
-      ansible_host: ${agent.host}
-      ansible_port: ${agent.port}
-      ansible_user: ${agent.username}
-      ansible_password: ${agent.password}
-      ansible_connection: ansible.netcommon.netconf
-      ansible_network_os: ansible.netcommon.default
-      ansible_python_interpreter: /usr/bin/python3
-`);
-    const env = {
-      ...process.env, ANSIBLE_HOST_KEY_CHECKING: 'False', ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
-      ANSIBLE_PERSISTENT_CONTROL_PATH_DIR: path.join(dir, 'pc'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0',
-      HOME: dir, PATH: `/usr/bin:${process.env.PATH ?? ''}`,
-    };
-    const { code, out } = await run(ANSIBLE, ['-i', path.join(dir, 'inventory.yml'), path.join(dir, 'playbook.yml')], env, 150000);
+    const { code, out } = await runPlaybook(dir, PLAYBOOK,
+      [{ name: 'tandem', host: agent.host, port: agent.port, user: agent.username, password: agent.password }], 150000);
     expect(code, out).to.equal(0);
     expect(out).to.match(/ok=\d+\s+changed=\d+\s/);
     expect(out).to.not.match(/changed: \[tandem\][^\n]*\n[^\n]*The same again/);

@@ -3,14 +3,13 @@
 // example), the operator writes what it may and is refused the rest, a read-only user reads
 // without the secret and writes nothing, the recovery user reads everything.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { ansibleAvailable, runPlaybook } from '../helpers/ansible-playbook.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
 
-const ANSIBLE = '/usr/bin/ansible-playbook';
 const SECRET = 'ansible-nacm-secret-0123456789';
 
 const USERS = [
@@ -146,28 +145,13 @@ ${indent(PROFILE.replace('by-ops1', 'by-viewer'), 10)}
           - "'rule-list' in running.stdout"
 `;
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${cmd} timed out\n${out}`));
-    }, timeoutMs);
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
-  });
-}
-
 describe('netconf-ops: NACM with Ansible as admin, operator, read-only and recovery user', function () {
   this.timeout(240000);
   let agent: TandemProcess | undefined;
   let dir: string | undefined;
 
   before(async function () {
-    if (!existsSync(ANSIBLE) || !existsSync('/usr/bin/python3')) this.skip();
+    if (!ansibleAvailable()) this.skip();
     agent = await startTandem({ users: USERS });
     dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-nacm-ansible-'));
   });
@@ -179,26 +163,8 @@ describe('netconf-ops: NACM with Ansible as admin, operator, read-only and recov
   it('each user gets exactly what NACM allows', async () => {
     const a = agent!;
     const d = dir!;
-    await writeFile(path.join(d, 'playbook.yml'), PLAYBOOK);
-    const hosts = USERS.map((u) => `    ${u.name}:
-      ansible_host: ${a.host}
-      ansible_port: ${a.port}
-      ansible_user: ${u.name}
-      ansible_password: ${u.password}`).join('\n');
-    await writeFile(path.join(d, 'inventory.yml'), `all:
-  vars:
-    ansible_connection: ansible.netcommon.netconf
-    ansible_network_os: ansible.netcommon.default
-    ansible_python_interpreter: /usr/bin/python3
-  hosts:
-${hosts}
-`);
-    const env = {
-      ...process.env, ANSIBLE_HOST_KEY_CHECKING: 'False', ANSIBLE_LOCAL_TEMP: path.join(d, 'tmp'),
-      ANSIBLE_PERSISTENT_CONTROL_PATH_DIR: path.join(d, 'pc'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0',
-      HOME: d, PATH: `/usr/bin:${process.env.PATH ?? ''}`,
-    };
-    const { code, out } = await run(ANSIBLE, ['-i', path.join(d, 'inventory.yml'), path.join(d, 'playbook.yml')], env, 200000);
+    const { code, out } = await runPlaybook(d, PLAYBOOK,
+      USERS.map((u) => ({ name: u.name, host: a.host, port: a.port, user: u.name, password: u.password })), 200000);
     expect(code, out).to.equal(0);
     for (const u of USERS) expect(out, u.name).to.match(new RegExp(`${u.name}\\s+: ok=\\d+\\s+changed=\\d+\\s+unreachable=0\\s+failed=0`));
     const running = readFileSync(path.join(a.stateDir, 'running.xml'), 'utf8');

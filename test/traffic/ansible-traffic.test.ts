@@ -2,28 +2,14 @@
 // docs/traffic.md: netconf_config for the VRF, netconf_rpc replay-pcap and start-traffic,
 // netconf_get of the progress; the agent's state is then checked over NETCONF.
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { writePcap } from '../../fastpath/traffic/pcap-writer.js';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
+import { ansibleAvailable, runPlaybook } from '../helpers/ansible-playbook.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
 
-const ANSIBLE = '/usr/bin/ansible-playbook';
-
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-    const timer = setTimeout(() => { if (child.pid) process.kill(child.pid, 'SIGKILL'); reject(new Error(`${cmd} timed out\n${out}`)); }, timeoutMs);
-    child.on('error', (e) => { clearTimeout(timer); reject(e); });
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, out }); });
-  });
-}
 
 describe('traffic: through Ansible netconf modules', function () {
   this.timeout(180_000);
@@ -31,7 +17,7 @@ describe('traffic: through Ansible netconf modules', function () {
   let dir = '';
 
   before(async function () {
-    if (!existsSync(ANSIBLE) || !existsSync('/usr/bin/python3')) {
+    if (!ansibleAvailable()) {
       console.log('    (skipped: needs Debian ansible and /usr/bin/python3: sudo bash .ci/setup-debian)');
       this.skip();
     }
@@ -50,7 +36,7 @@ describe('traffic: through Ansible netconf modules', function () {
       { timeMs: 1, proto: 'udp', src: '10.8.0.1', dst: '198.51.100.1', sport: 1000, dport: 2000 },
       { timeMs: 2, proto: 'udp', src: '198.51.100.1', dst: '10.8.0.1', sport: 2000, dport: 1000 },
     ]);
-    await writeFile(path.join(dir, 'playbook.yml'), `- hosts: tandem
+    const playbook = `- hosts: tandem
   gather_facts: false
   tasks:
     - name: VRF main
@@ -75,24 +61,9 @@ describe('traffic: through Ansible netconf modules', function () {
     - name: Show it
       ansible.builtin.debug:
         var: progress.stdout
-`);
-    await writeFile(path.join(dir, 'inventory.yml'), `all:
-  hosts:
-    tandem:
-      ansible_host: ${a.host}
-      ansible_port: ${a.port}
-      ansible_user: ${a.username}
-      ansible_password: ${a.password}
-      ansible_connection: ansible.netcommon.netconf
-      ansible_network_os: ansible.netcommon.default
-      ansible_python_interpreter: /usr/bin/python3
-`);
-    const env = {
-      ...process.env, ANSIBLE_HOST_KEY_CHECKING: 'False', ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
-      ANSIBLE_PERSISTENT_CONTROL_PATH_DIR: path.join(dir, 'pc'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0',
-      HOME: dir, PATH: `/usr/bin:${process.env.PATH ?? ''}`,
-    };
-    const { code, out } = await run(ANSIBLE, ['-i', path.join(dir, 'inventory.yml'), path.join(dir, 'playbook.yml')], env, 150_000);
+`;
+    const { code, out } = await runPlaybook(dir, playbook,
+      [{ name: 'tandem', host: a.host, port: a.port, user: a.username, password: a.password }], 150_000);
     expect(code, out).to.equal(0);
     expect(out).to.match(/ok=5\s+changed=\d+\s+unreachable=0\s+failed=0/);
     expect(out).to.include('pcap-replay').and.include('flow-generator');
