@@ -5,7 +5,7 @@
 // with an empty table does not wipe its peer.
 import { expect } from 'chai';
 import { freePort, waitFor } from '../sync/two-nodes.js';
-import { type Agent, commit, flows, haConfig, openFlows, startAgent, stateLeaf, stopAgent } from './agent-pair.js';
+import { commit, flows, haConfig, openFlows, startTestAgent as startAgent, stateLeaf, stopTestAgent as stopAgent, type TestAgent as Agent } from './netconf-agent.js';
 
 const SYNC_RPC = '<ha-fp-conntrack-synchronization xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"><vrf>main</vrf></ha-fp-conntrack-synchronization>';
 

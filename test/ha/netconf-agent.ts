@@ -12,7 +12,8 @@ import { UserStore } from '../../agent/ssh/user-store.js';
 import type { CommitFaultHooks } from '../../core/subsystem.js';
 import { FastpathStateProvider, FastpathSubsystem } from '../../fastpath/fastpath-subsystem.js';
 import { SoftEngine } from '../../fastpath/soft/soft-engine.js';
-import type { DataplaneEngine } from '../../fastpath/engine.js';
+import { TCP_ACK, TCP_SYN } from '../../fastpath/soft/vrf-dataplane.js';
+import type { DataplaneEngine, FlowTuple } from '../../fastpath/engine.js';
 import { createSubsystems, type SyncParts } from '../../ha/ha-parts.js';
 import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
@@ -78,6 +79,11 @@ export async function editAndCommit(a: TestAgent<DataplaneEngine>, config: strin
   return a.client.rpc('<commit/>');
 }
 
+/** edit-config on the candidate then commit, both answered <ok/>. */
+export async function commit(a: TestAgent<DataplaneEngine>, config: string): Promise<void> {
+  expect(await editAndCommit(a, config), `${a.name} commit`).to.include('<ok/>');
+}
+
 export function haConfig(state: string, source: string, address: string, port: number): string {
   return `<config>
   <ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>${state}</state></group></ha>
@@ -91,4 +97,23 @@ export function haConfig(state: string, source: string, address: string, port: n
     </ha-fp-conntrack>
   </vrf>
 </config>`;
+}
+
+export function flows(n: number): FlowTuple[] {
+  return Array.from({ length: n }, (_, i) => ({ proto: 'tcp', src: `10.7.${i >> 8}.${i & 255}`, dst: '192.0.2.10', sport: 40000 + i, dport: 443 }));
+}
+
+/** Opens `fs` on an agent's engine as real TCP handshakes (SYN, SYN-ACK, ACK): established conntracks. */
+export async function openFlows(a: TestAgent, fs: FlowTuple[]): Promise<void> {
+  for (const step of [fs.map((flow) => ({ flow, flags: TCP_SYN })), fs.map((flow) => ({ flow, reply: true, flags: TCP_SYN | TCP_ACK })), fs.map((flow) => ({ flow, flags: TCP_ACK }))]) {
+    await a.engine.inject('main', step);
+  }
+}
+
+export const HA_FILTER = '<filter type="subtree"><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"/></vrf></filter>';
+
+/** A leaf of the agent's ha-fp-conntrack state (the first one of that name), over NETCONF <get>. */
+export async function stateLeaf(a: TestAgent<DataplaneEngine>, leaf: string): Promise<string | undefined> {
+  const reply = await a.client.rpc(`<get>${HA_FILTER}</get>`);
+  return new RegExp(`<${leaf}>([^<]*)</${leaf}>`).exec(reply)?.[1];
 }
