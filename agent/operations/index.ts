@@ -1,8 +1,6 @@
 // The NETCONF operations layer: the RpcDispatcher the protocol layer calls, over the datastores,
 // the commit transaction, monitoring, notifications and the RPCs that subsystems implement. Every
 // operation passes NACM (agent/nacm) first: exec here, read and write where data is read or changed.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import type { DataTree, YangContext } from '../../yang/libyang/api.js';
 import type { XmlElement } from '../netconf/xml-element.js';
 import type { RpcContext, RpcDispatcher, RpcResult, SessionInfo } from '../netconf/rpc-dispatcher.js';
@@ -314,11 +312,6 @@ class OperationsLayer implements NetconfOperations {
 
 const NACM_PATH = '/ietf-netconf-acm:nacm';
 
-/** A state directory that has never held a configuration gets the factory NACM configuration. */
-function freshStateDir(stateDir: string): boolean {
-  return !['running.xml', 'startup.xml', 'rollback.xml'].some((f) => existsSync(join(stateDir, f)));
-}
-
 /** Does the stored configuration hold a NACM subtree (the libyang tree always has the defaults)? */
 function hasNacm(root: ConfigRoot): boolean {
   return root.children.some((c) => c.schema.module === 'ietf-netconf-acm' && c.schema.name === 'nacm');
@@ -338,9 +331,10 @@ async function installFactoryNacm(svc: ConfigService): Promise<void> {
 }
 
 export async function createNetconfOperations(opts: NetconfOperationsOptions): Promise<NetconfOperations> {
-  const fresh = freshStateDir(opts.stateDir);
   const stateProviders = [...opts.stateProviders];
   const svc = new ConfigService(opts.yang, opts.stateDir, opts.subsystems, stateProviders, opts.rpcProviders, opts.faults);
+  // A state directory that has never held a configuration gets the factory NACM configuration.
+  const fresh = svc.store.isFresh();
   await svc.start(opts.startupFile, opts.factoryConfig);
   if (fresh) await installFactoryNacm(svc);
   const printNacm = (tree: DataTree): Record<string, unknown> => {

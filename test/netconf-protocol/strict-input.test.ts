@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
 import { DEBIAN_PYTHON, NCCLIENT_PRELUDE, runPython } from '../helpers/python-client.js';
+import { ansibleAvailable, runPlaybook } from '../helpers/ansible-playbook.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
 import { eomSession, hasOpenSsh, runOpenSsh } from '../helpers/openssh-client.js';
 
@@ -253,10 +254,10 @@ describe('Strict input with Ansible (netconf_rpc)', function () {
   });
 
   it('fails the task of a datastore in a foreign namespace with unknown-namespace, and a proper one succeeds', async function () {
-    if (!existsSync('/usr/bin/ansible-playbook') || !existsSync(DEBIAN_PYTHON)) this.skip();
+    if (!ansibleAvailable()) this.skip();
     t = await startTandem();
     dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-ansible-ns-'));
-    await writeFile(path.join(dir, 'playbook.yml'), `
+    const playbook = `
 - hosts: tandem
   gather_facts: false
   tasks:
@@ -278,38 +279,8 @@ describe('Strict input with Ansible (netconf_rpc)', function () {
         that:
           - "'urn:example:other' in r.msg"
           - "'<data' in ok.stdout or 'data' in ok.stdout"
-`);
-    await writeFile(path.join(dir, 'inventory.yml'), `all:
-  hosts:
-    tandem:
-      ansible_host: ${t.host}
-      ansible_port: ${t.port}
-      ansible_user: ${t.username}
-      ansible_password: ${t.password}
-      ansible_connection: ansible.netcommon.netconf
-      ansible_network_os: ansible.netcommon.default
-      ansible_python_interpreter: /usr/bin/python3
-`);
-    const env = {
-      ...process.env, ANSIBLE_HOST_KEY_CHECKING: 'False', ANSIBLE_LOCAL_TEMP: path.join(dir, 'tmp'),
-      ANSIBLE_PERSISTENT_CONTROL_PATH_DIR: path.join(dir, 'pc'), ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0',
-      HOME: dir, PATH: `/usr/bin:${process.env.PATH ?? ''}`,
-    };
-    const { spawn } = await import('node:child_process');
-    const res = await new Promise<{ code: number | null; out: string }>((resolve, reject) => {
-      const child = spawn('/usr/bin/ansible-playbook', ['-i', path.join(dir!, 'inventory.yml'), path.join(dir!, 'playbook.yml')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-      child.stderr.setEncoding('utf8').on('data', (d: string) => { out += d; });
-      const timer = setTimeout(() => {
-        child.kill('SIGKILL');
-        reject(new Error(`ansible-playbook timed out\n${out}`));
-      }, 150000);
-      child.on('exit', (code) => {
-        clearTimeout(timer);
-        resolve({ code, out });
-      });
-    });
+`;
+    const res = await runPlaybook(dir, playbook, [{ name: 'tandem', host: t.host, port: t.port, user: t.username, password: t.password }], 150000);
     expect(res.code, res.out).to.equal(0);
     expect(res.out).to.match(/ok=3\s+changed=\d+\s+unreachable=0\s+failed=0/);
   });
