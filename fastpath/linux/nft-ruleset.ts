@@ -14,6 +14,10 @@
 //   server-side connections to it.
 // - backup role: a raw-priority prerouting chain drops every packet not addressed to the node
 //   itself, before conntrack sees it: synced conntracks are neither used nor refreshed (rule 4).
+// - counters: every firewall rule and the default action count into a named counter
+//   (nft-counters.ts reads them). The script never deletes the table: it declares the chains,
+//   flushes their rules and adds them again, so named counters (kernel objects of the table) keep
+//   their values across a reload: editing one rule resets no other rule's counts.
 import { execFile } from 'node:child_process';
 import { isIPv4 } from 'node:net';
 import type { HaRole } from '../engine.js';
@@ -101,6 +105,15 @@ function addressMatch(direction: 'saddr' | 'daddr', prefix: string): string {
   return `${isIPv4(prefix.split('/')[0]) ? 'ip' : 'ip6'} ${direction} ${prefix}`;
 }
 
+/** Named counter of a firewall rule (rule names are valid nft identifiers after the prefix). */
+export const RULE_COUNTER_PREFIX = 'fw_rule_';
+export const DEFAULT_ACCEPT_COUNTER = 'fw_default_accept';
+export const DEFAULT_DROP_COUNTER = 'fw_default_drop';
+
+export function ruleCounterName(rule: string): string {
+  return `${RULE_COUNTER_PREFIX}${rule}`;
+}
+
 function firewallRule(rule: FirewallRule): string {
   const parts: string[] = [];
   if (rule.sourcePrefix) parts.push(addressMatch('saddr', rule.sourcePrefix));
@@ -114,7 +127,7 @@ function firewallRule(rule: FirewallRule): string {
     if (rule.sourcePort) parts.push(`${rule.protocol} sport ${range(rule.sourcePort)}`);
     if (rule.destinationPort) parts.push(`${rule.protocol} dport ${range(rule.destinationPort)}`);
   }
-  parts.push(rule.action === 'drop' ? 'counter name firewall_drops drop' : 'counter accept');
+  parts.push(`counter name ${JSON.stringify(ruleCounterName(rule.name))} ${rule.action === 'drop' ? 'drop' : 'accept'}`);
   parts.push(`comment ${JSON.stringify(`rule ${rule.name}`)}`);
   return parts.join(' ');
 }
@@ -140,16 +153,40 @@ function virtualServiceRule(vs: VirtualServiceConfig): string | undefined {
   return `${match} counter dnat ${family} to numgen random mod ${at} map { ${elements} } ${comment}`;
 }
 
-/** The whole `nft -f` script that replaces table inet tandem with this VRF's ruleset. */
-export function renderRuleset(cfg: SoftVrfConfig, role: HaRole): string {
+const BASE_CHAINS: Record<string, string> = {
+  backup_guard: 'type filter hook prerouting priority raw - 10; policy accept;',
+  forward: 'type filter hook forward priority filter; policy accept;',
+  prerouting_nat: 'type nat hook prerouting priority dstnat; policy accept;',
+  postrouting_nat: 'type nat hook postrouting priority srcnat; policy accept;',
+};
+
+/**
+ * The whole `nft -f` script that replaces the rules of table inet tandem with this VRF's ruleset.
+ * `existingCounters`: the counter names the table holds now; `previous`: the configuration applied
+ * before. The counter of a removed rule is deleted, that of an edited rule starts again from 0,
+ * all others keep counting.
+ */
+export function renderRuleset(cfg: SoftVrfConfig, role: HaRole, existingCounters: Iterable<string> = [], previous?: SoftVrfConfig): string {
   const blocks = assignPortBlocks(cfg);
+  const wanted = new Set([...cfg.firewall.rules.map((r) => ruleCounterName(r.name))]);
+  const before = new Map((previous?.firewall.rules ?? []).map((r) => [r.name, JSON.stringify(r)]));
+  const edited = new Set(cfg.firewall.rules
+    .filter((r) => before.has(r.name) && before.get(r.name) !== JSON.stringify(r)).map((r) => ruleCounterName(r.name)));
+  const stale = [...existingCounters].filter((n) => n.startsWith(RULE_COUNTER_PREFIX) && (!wanted.has(n) || edited.has(n)));
   const lines: string[] = [
-    `table inet ${TABLE}`,
-    `delete table inet ${TABLE}`,
+    // Declared first (created when absent), then emptied of rules: chains and counters stay.
+    `table inet ${TABLE} {`,
+    ...Object.entries(BASE_CHAINS).map(([chain, type]) => `  chain ${chain} { ${type} }`),
+    '}',
+    `flush table inet ${TABLE}`,
+    ...(role === 'backup' ? [] : [`delete chain inet ${TABLE} backup_guard`]),
+    ...stale.map((n) => `delete counter inet ${TABLE} ${n}`),
     `table inet ${TABLE} {`,
     '  counter backup_drops {}',
     '  counter invalid_drops {}',
-    '  counter firewall_drops {}',
+    `  counter ${DEFAULT_ACCEPT_COUNTER} {}`,
+    `  counter ${DEFAULT_DROP_COUNTER} {}`,
+    ...[...wanted].map((n) => `  counter ${n} {}`),
   ];
   if (role === 'backup') {
     lines.push(
@@ -169,7 +206,7 @@ export function renderRuleset(cfg: SoftVrfConfig, role: HaRole): string {
     );
   }
   for (const rule of cfg.firewall.rules) lines.push(`    ${firewallRule(rule)}`);
-  lines.push(cfg.firewall.defaultAction === 'drop' ? '    counter name firewall_drops drop' : '    accept', '  }');
+  lines.push(cfg.firewall.defaultAction === 'drop' ? `    counter name ${DEFAULT_DROP_COUNTER} drop` : `    counter name ${DEFAULT_ACCEPT_COUNTER} accept`, '  }');
 
   lines.push('  chain prerouting_nat {', '    type nat hook prerouting priority dstnat; policy accept;');
   for (const vs of cfg.virtualServices) {

@@ -113,8 +113,44 @@ describe('linux: nftables ruleset of a VRF', function () {
     const denied = await connect('10.77.1.2', 7100, 2, 1000);
     expect(denied.connected).to.equal(0);
     const after = await readCounters(router);
-    expect(after.firewall_drops).to.be.greaterThan(before.firewall_drops ?? 0);
+    // Each rule and the default action count into a counter of their own.
+    expect(after['fw_rule_no-7100']).to.be.greaterThan(before['fw_rule_no-7100'] ?? 0);
+    expect(after.fw_default_accept).to.be.at.least((before.fw_default_accept ?? 0) + 3);
     allowed.proc.stdin?.end();
+  });
+
+  it('firewall counters: a reload keeps the counts of unchanged rules, resets an edited rule, deletes a removed one', async () => {
+    const rules = (r2Port: number) => config({ 'tandem-firewall:firewall': {
+      'default-action': 'drop', 'drop-invalid': true,
+      rule: [
+        { name: 'r1', protocol: 'tcp', 'destination-port': { start: 7101 }, action: 'accept' },
+        { name: 'r2', protocol: 'tcp', 'destination-port': { start: r2Port }, action: 'drop' },
+      ],
+    } });
+    const first = rules(7100);
+    await applyRuleset(router, renderRuleset(first, 'master', Object.keys(await readCounters(router))));
+    const c = await connect('10.77.1.2', 7101, 3);
+    expect(c.connected).to.equal(3);
+    c.proc.stdin?.end();
+    expect((await connect('10.77.1.2', 7100, 1, 1000)).connected).to.equal(0);
+    const counted = await readCounters(router);
+    expect(counted.fw_rule_r1).to.be.at.least(3);
+    expect(counted.fw_rule_r2).to.be.at.least(1);
+    expect(counted['fw_rule_no-7100']).to.equal(undefined, 'the counter of a rule no longer configured is deleted');
+    // Edit r2 only: r1 keeps its count, r2 starts from 0.
+    const second = rules(7200);
+    await applyRuleset(router, renderRuleset(second, 'master', Object.keys(counted), first));
+    const afterEdit = await readCounters(router);
+    expect(afterEdit.fw_rule_r1).to.equal(counted.fw_rule_r1);
+    expect(afterEdit.fw_rule_r2).to.equal(0);
+    // The same ruleset again, and a switch to backup and back: nothing is reset.
+    await applyRuleset(router, renderRuleset(second, 'master', Object.keys(afterEdit), second));
+    await applyRuleset(router, renderRuleset(second, 'backup'));
+    await applyRuleset(router, renderRuleset(second, 'master'));
+    expect((await readCounters(router)).fw_rule_r1).to.equal(counted.fw_rule_r1);
+    // The default action counts what no rule matched.
+    expect((await connect('10.77.1.2', 7101 + 1000, 1, 1000)).connected).to.equal(0);
+    expect((await readCounters(router)).fw_default_drop).to.be.at.least(1);
   });
 
   it('CG-NAT: the server sees the subscriber as the pool address and a port of its block', async () => {
