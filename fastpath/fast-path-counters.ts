@@ -1,10 +1,12 @@
 // State data of tandem-fast-path-counters: per VRF, the dataplane counters in total and per
 // worker. The soft engine keeps every counter live in its workers (reading them never walks a
-// conntrack table); the linux engine gives what nftables counts cheaply (firewall and backup
-// drops) and names the rest in not-supported rather than showing a made-up zero.
+// conntrack table); the linux engine keeps its conntrack counts live from the conntrack events
+// (conntrack-live-counts.ts), reads the firewall's per-rule counters from nftables (one nft call),
+// and names what the kernel does not count in not-supported rather than showing a made-up zero.
 import type { ConfigJson, StateProvider } from '../core/subsystem.js';
 import type { DataplaneEngine, TcpState } from './engine.js';
 import type { SoftCounters } from './soft/messages.js';
+import type { LinuxCounterDetail } from './linux/linux-engine.js';
 import { SoftEngine } from './soft/soft-engine.js';
 import { STATES_PER_PROTO } from './soft/conntrack-table.js';
 import type { CounterDetail } from './soft/vrf-dataplane.js';
@@ -13,10 +15,12 @@ import { TCP_STATES } from './soft/vrf-dataplane.js';
 const MODULE = 'tandem-fast-path-counters';
 const PROTOS = ['tcp', 'udp', 'icmp'] as const;
 
-/** What the linux engine supports: nft counters of the firewall and of the backup's drop rule. */
-const LINUX_SUPPORTED = ['dropped-firewall', 'dropped-backup'];
-const ALL_COUNTERS = ['conntracks', 'synced', 'conntracks-by-state', 'created', 'destroyed', 'dropped-backup', 'dropped-table-full',
-  'dropped-firewall', 'dropped-invalid', 'syn-cookies', 'nat-port-blocks-in-use', 'nat-allocation-failures', 'conntrack-events-lost', 'firewall'];
+/**
+ * What the linux engine does not count: SYN cookies are the kernel's (not per VRF table), port
+ * blocks are fixed per subscriber (nftables maps, nothing is allocated), and a SNAT that finds no
+ * free port in the block is not counted by nftables.
+ */
+const LINUX_NOT_SUPPORTED = ['syn-cookies', 'nat-port-blocks-in-use', 'nat-allocation-failures'];
 
 type Json = Record<string, unknown>;
 
@@ -75,10 +79,27 @@ function softCounters(c: SoftCounters, d: CounterDetail): Json {
   return out;
 }
 
+/** The linux engine's counters grouping: the same leaves as the soft engine's, minus LINUX_NOT_SUPPORTED. */
+function linuxCounters(d: LinuxCounterDetail): Json {
+  const all = softCounters({ ...d.counters, dropsInvalid: d.firewall.dropsInvalid, synCookies: 0 }, {
+    byState: d.byState,
+    // Listed once matched at least once, as on the soft engine.
+    firewallRules: d.firewall.rules.filter(([, a, dr]) => a + dr > 0),
+    firewallDefault: d.firewall.defaultAction,
+    natBlocksInUse: 0,
+  });
+  for (const k of LINUX_NOT_SUPPORTED) delete all[k];
+  all['conntrack-events-lost'] = String(d.eventsLost);
+  return all;
+}
+
 export class FastPathCountersState implements StateProvider {
   readonly name = 'fast-path-counters';
 
-  constructor(private readonly engine: DataplaneEngine & { vrfNames?(): string[]; refreshCounters?(vrf: string): Promise<unknown> }) {}
+  // A <get> whose filter selects other state (ha-fp-conntrack, tcpstat) does not run the nft read.
+  readonly paths = ['/tandem-vrf:vrf/tandem-fast-path-counters:fast-path-counters'];
+
+  constructor(private readonly engine: DataplaneEngine & { vrfNames?(): string[]; counterDetail?(vrf: string): Promise<LinuxCounterDetail> }) {}
 
   async state(): Promise<ConfigJson> {
     const vrfs: Json[] = [];
@@ -101,11 +122,7 @@ export class FastPathCountersState implements StateProvider {
         worker: perWorker.map((w) => ({ index: w.worker, ...softCounters(w.counters, w.detail) })),
       };
     }
-    const c = engine.refreshCounters ? await engine.refreshCounters(vrf) as ReturnType<DataplaneEngine['counters']> : engine.counters(vrf);
-    return {
-      engine: engine.kind,
-      'not-supported': ALL_COUNTERS.filter((k) => !LINUX_SUPPORTED.includes(k)),
-      total: { 'dropped-firewall': String(c.dropsFirewall), 'dropped-backup': String(c.dropsBackup) },
-    };
+    if (!engine.counterDetail) throw new Error(`the ${engine.kind} engine keeps no fast-path counters`);
+    return { engine: engine.kind, 'not-supported': LINUX_NOT_SUPPORTED, total: linuxCounters(await engine.counterDetail(vrf)) };
   }
 }

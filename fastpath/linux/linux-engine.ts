@@ -28,6 +28,8 @@ import { errnoCounts } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
 import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { firewallCounters, readFirewallCounters, type FirewallCounters } from './nft-counters.js';
+import { ConntrackLiveCounts, tupleKey, type CountedConntrack, type CountedVirtualService } from './conntrack-live-counts.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
 import { applyTableSize } from './conntrack-table-size.js';
 import { namespaceExists } from './network-namespace.js';
@@ -52,6 +54,8 @@ export interface LinuxEngineOptions {
   clock?: Clock;
   /** Threads writing synced conntracks into the kernel (each on a socket of its own); default 2. */
   writerThreads?: number;
+  /** Receive buffer of the conntrack event socket (conntrack-events.ts has the default; tests make it small to lose events). */
+  eventBufferBytes?: number;
 }
 
 interface Staged {
@@ -77,6 +81,37 @@ interface LiveVrf {
   refresh?: TimerHandle;
   /** CG-NAT port block logs (master only). */
   natBlocks: NatBlockLogger;
+  /** Conntracks by protocol/state and per virtual service, kept live (conntrack-live-counts.ts). */
+  live: ConntrackLiveCounts;
+  /** The firewall's nft counters as last read. */
+  firewall?: FirewallCounters;
+  /** Dumps of the kernel table this engine made (state reads make none). */
+  tableDumps: number;
+  /** Re-seeds of the live counts from a dump (after lost events, a new set of virtual services, a switch to backup). */
+  reseeds: number;
+  /** Conntrack events the kernel dropped for this VRF's reader. */
+  eventsLost: number;
+  reseeding?: Promise<void>;
+  reseedAgain?: boolean;
+}
+
+/** What the linux engine counts beyond EngineCounters (tandem-fast-path-counters). */
+export interface LinuxCounterDetail {
+  counters: EngineCounters;
+  /** Conntracks per protocol row and state, laid out as the soft engine's ConntrackTable.byState. */
+  byState: number[];
+  firewall: FirewallCounters;
+  eventsLost: number;
+  tableDumps: number;
+  reseeds: number;
+}
+
+function countedVirtualServices(config: SoftVrfConfig): CountedVirtualService[] {
+  return config.virtualServices.map((vs) => ({ name: vs.name, vip: vs.vip, port: vs.port, protocol: vs.protocol, mirror: vs.mirror }));
+}
+
+function counted(ct: KernelConntrack): CountedConntrack {
+  return { orig: ct.orig, state: ct.state, alg: (ct.status & IPS_EXPECTED) !== 0, synced: (ct.mark & SYNCED_MARK) !== 0 };
 }
 
 function emptyCounters(): EngineCounters {
@@ -100,6 +135,7 @@ export class LinuxEngine implements DataplaneEngine {
   private readonly lossListeners = new Set<(vrf: string, dropped: number) => void>();
   private readonly natListeners = new Set<(l: LinuxNatBlockLog) => void>();
   private readonly writerThreads: number;
+  private readonly eventBufferBytes: number | undefined;
   private closed = false;
 
   constructor(options: LinuxEngineOptions = {}) {
@@ -107,6 +143,7 @@ export class LinuxEngine implements DataplaneEngine {
     this.clock = options.clock ?? new RealClock();
     this.namespaceOf = options.namespaceOf ?? ((vrf) => (vrf === 'main' ? undefined : vrf));
     this.writerThreads = options.writerThreads ?? 2;
+    this.eventBufferBytes = options.eventBufferBytes;
   }
 
   get workers(): number {
@@ -136,8 +173,10 @@ export class LinuxEngine implements DataplaneEngine {
       throw new VrfConfigError(`vrf ${config.name}: network namespace ${namespace} does not exist (create it with ip netns add ${namespace})`,
         `/tandem-vrf:vrf[name='${config.name}']`);
     }
-    const role = this.vrfs.get(config.name)?.role ?? 'master';
-    await checkRuleset(namespace, renderRuleset(parsed, role)); // renders (refuses what cannot be rendered) and lets nft check it
+    const live = this.vrfs.get(config.name);
+    const role = live?.role ?? 'master';
+    // Renders (refuses what cannot be rendered) and lets nft check it.
+    await checkRuleset(namespace, renderRuleset(parsed, role, Object.keys(await readCounters(namespace)), live?.config));
     this.staged.set(config.name, { config: parsed, namespace });
   }
 
@@ -154,7 +193,8 @@ export class LinuxEngine implements DataplaneEngine {
     this.staged.delete(name);
     const live = this.vrfs.get(name);
     const role = live?.role ?? 'master';
-    await applyRuleset(staged.namespace, renderRuleset(staged.config, role));
+    // Counters of unchanged rules keep counting; those of removed or edited rules go (nft-ruleset.ts).
+    await applyRuleset(staged.namespace, renderRuleset(staged.config, role, Object.keys(await readCounters(staged.namespace)), live?.config));
     await applySysctls(staged.namespace, conntrackSysctls(staged.config.timeouts, staged.config.firewall.dropInvalid));
     // Only a VRF in the agent's own namespace makes the agent the owner of the host table.
     if (staged.namespace === undefined && staged.config.conntrackMax !== this.tableSizedFor) {
@@ -165,6 +205,12 @@ export class LinuxEngine implements DataplaneEngine {
       live.config = staged.config;
       // Counts restart with the new blocks: conntracks of before are no longer logged at their end.
       live.natBlocks = this.natBlockLogger(name, staged.config);
+      const services = countedVirtualServices(staged.config);
+      if (!live.live.classifiesLike(services)) {
+        // Conntracks are counted per virtual service: a new set of them needs one dump.
+        live.live = new ConntrackLiveCounts(services);
+        await this.reseed(live);
+      }
       log.info({ vrf: name }, 'vrf configuration applied');
       return;
     }
@@ -188,6 +234,10 @@ export class LinuxEngine implements DataplaneEngine {
       counters: emptyCounters(),
       countersReadAt: 0,
       natBlocks: this.natBlockLogger(name, staged.config),
+      live: new ConntrackLiveCounts(countedVirtualServices(staged.config)),
+      tableDumps: 0,
+      reseeds: 0,
+      eventsLost: 0,
     };
     try {
       if (role === 'master') this.startEvents(vrf);
@@ -198,8 +248,9 @@ export class LinuxEngine implements DataplaneEngine {
     }
     this.vrfs.set(name, vrf);
     // Start from what the table already holds (the agent may restart under live traffic).
-    await netlink.dump((batch) => {
+    await this.dumpTable(vrf, (batch) => {
       for (const ct of batch) {
+        vrf.live.set(ct.id, counted(ct));
         vrf.counters.conntracks++;
         if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
         if (isEstablished(ct)) vrf.established.set(ct.id, this.clock.now());
@@ -229,9 +280,45 @@ export class LinuxEngine implements DataplaneEngine {
   private startEvents(vrf: LiveVrf): void {
     if (vrf.events) return;
     vrf.events = ConntrackEventStream.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
+      vrf.eventsLost += dropped;
       log.warn({ vrf: vrf.name, dropped, repairers: this.lossListeners.size }, 'conntrack events lost; the peer is resynchronised now');
       for (const listener of this.lossListeners) listener(vrf.name, dropped);
-    }, { namespace: vrf.namespace });
+      // The live counts missed them too: counted again from a dump.
+      void this.reseed(vrf);
+    }, { namespace: vrf.namespace, receiveBufferBytes: this.eventBufferBytes });
+  }
+
+  /** Every dump of a kernel table goes through here (counted: state reads must make none). */
+  private dumpTable(vrf: LiveVrf, batch: (cts: KernelConntrack[]) => void | Promise<void>): Promise<number> {
+    vrf.tableDumps++;
+    return vrf.netlink.dump(batch);
+  }
+
+  /**
+   * Counts the table again from one dump. Keys: the conntrack id while events are read (master),
+   * the original tuple otherwise (a backup's own writes return no id). One at a time; requests
+   * during a re-seed make one more after it.
+   */
+  private reseed(vrf: LiveVrf): Promise<void> {
+    if (vrf.reseeding) {
+      vrf.reseedAgain = true;
+      return vrf.reseeding;
+    }
+    const run = async (): Promise<void> => {
+      do {
+        vrf.reseedAgain = false;
+        vrf.reseeds++;
+        vrf.live.clear();
+        const byId = vrf.events !== undefined;
+        await this.dumpTable(vrf, (cts) => {
+          for (const ct of cts) vrf.live.set(byId ? ct.id : tupleKey(ct.orig), counted(ct));
+        });
+      } while (vrf.reseedAgain && this.vrfs.get(vrf.name) === vrf);
+    };
+    vrf.reseeding = run().catch((err: Error) => {
+      log.error({ vrf: vrf.name, err: err.message }, 'cannot count the conntrack table');
+    }).finally(() => { vrf.reseeding = undefined; });
+    return vrf.reseeding;
   }
 
   private live(vrf: string): LiveVrf {
@@ -267,6 +354,8 @@ export class LinuxEngine implements DataplaneEngine {
     // Changes caused by our own upsert/remove are not reported (as in the soft engine).
     const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId));
     const worker = ownerWorker(ct.orig, this.workerCount);
+    if (n.kind === 'destroy') vrf.live.delete(ct.id);
+    else vrf.live.set(ct.id, counted(ct));
     if (n.kind === 'destroy') {
       vrf.counters.conntracks = Math.max(0, vrf.counters.conntracks - 1);
       vrf.counters.destroyed++;
@@ -330,35 +419,18 @@ export class LinuxEngine implements DataplaneEngine {
   }
 
   /**
-   * tcpstat of each virtual service of a VRF, counted on a dump of its kernel table as the soft
-   * engine counts its own: every conntrack of the VIP; with connection-mirror, on a master its
-   * established non-ALG flows (what sync mirrors), on a backup the synchronised ones it holds.
+   * tcpstat of each virtual service of a VRF, from the live counts (no dump): every conntrack of
+   * the VIP; with connection-mirror, on a master its established non-ALG flows (what sync
+   * mirrors), on a backup the synchronised ones it holds.
    */
   async virtualServiceStats(vrfName: string): Promise<Map<string, VirtualServiceStats>> {
     const vrf = this.live(vrfName);
-    const out = new Map<string, VirtualServiceStats>();
-    for (const vs of vrf.config.virtualServices) out.set(vs.name, { connections: 0, mirrorConnListOnActive: 0, mirroredConnectionsOnStandby: 0 });
-    if (out.size === 0) return out;
-    await vrf.netlink.dump((cts) => {
-      for (const ct of cts) {
-        const vs = vrf.config.virtualServices.find((v) => v.vip === ct.orig.dst && v.port === ct.orig.dport && v.protocol === ct.orig.proto);
-        const st = vs && out.get(vs.name);
-        if (!vs || !st) continue;
-        st.connections++;
-        if (!vs.mirror) continue;
-        if (vrf.role === 'backup') {
-          if (ct.mark & SYNCED_MARK) st.mirroredConnectionsOnStandby++;
-        } else if (isEstablished(ct) && (ct.status & IPS_EXPECTED) === 0) {
-          st.mirrorConnListOnActive++;
-        }
-      }
-    });
-    return out;
+    return vrf.live.virtualServiceStats(vrf.role);
   }
 
   async dump(vrf: string, batch: (entries: ConntrackEntry[]) => void | Promise<void>): Promise<void> {
     const v = this.live(vrf);
-    await v.netlink.dump((cts) => batch(cts.map((ct) => this.toEntry(v, ct))));
+    await this.dumpTable(v, (cts) => batch(cts.map((ct) => this.toEntry(v, ct))));
   }
 
   /**
@@ -384,6 +456,11 @@ export class LinuxEngine implements DataplaneEngine {
       }));
       const result = await vrf.writers.upsert(writes);
       if (!vrf.events) {
+        // No events on a backup: its own writes keep the live counts, keyed by original tuple.
+        const failed = new Set(result.failures.map((f) => f.index));
+        list.forEach((e, i) => {
+          if (!failed.has(i)) vrf.live.set(tupleKey(e.orig), { orig: e.orig, state: e.state, alg: e.alg === true, synced: true });
+        });
         // No event reader on a backup: count here what the events would have counted.
         vrf.counters.conntracks += result.created;
         vrf.counters.created += result.created;
@@ -405,6 +482,7 @@ export class LinuxEngine implements DataplaneEngine {
     const v = this.live(vrf);
     const removed = (await v.netlink.delete(tuples)).written;
     if (!v.events) {
+      for (const t of tuples) v.live.delete(tupleKey(t));
       v.counters.conntracks = Math.max(0, v.counters.conntracks - removed);
       v.counters.synced = Math.max(0, v.counters.synced - removed);
       v.counters.destroyed += removed;
@@ -433,6 +511,7 @@ export class LinuxEngine implements DataplaneEngine {
       v.events?.close();
       v.events = undefined;
       v.natBlocks.clear();
+      void this.reseed(v); // from now on counted by tuple, from this node's own writes
       v.refresh = this.clock.setInterval(BACKUP_REFRESH_MS, () => {
         void this.rearmSynced(v).catch((err: Error) => log.error({ vrf, err: err.message }, 'cannot re-arm synced conntracks'));
       });
@@ -448,8 +527,10 @@ export class LinuxEngine implements DataplaneEngine {
   /** Rule 5: synced conntracks get their real timeout, counted from now, and become ordinary. */
   private async releaseSynced(v: LiveVrf): Promise<number> {
     const writes: ConntrackWrite[] = [];
-    v.counters.conntracks = await v.netlink.dump((cts) => {
+    v.live.clear(); // counted again by conntrack id, now that events are read
+    v.counters.conntracks = await this.dumpTable(v, (cts) => {
       for (const ct of cts) {
+        v.live.set(ct.id, counted(ct));
         if (isEstablished(ct) && !v.established.has(ct.id)) v.established.set(ct.id, this.clock.now());
         // Blocks of the synchronised conntracks are this node's now: logged, and released at their end.
         v.natBlocks.add(ct, ct.mark & SYNCED_MARK ? 'inherited' : 'existing', this.clock.now());
@@ -474,7 +555,7 @@ export class LinuxEngine implements DataplaneEngine {
   /** On a backup: synced conntracks get BACKUP_TIMEOUT_S again (the kernel cannot hold them forever). */
   private async rearmSynced(v: LiveVrf): Promise<void> {
     const writes: ConntrackWrite[] = [];
-    await v.netlink.dump((cts) => {
+    await this.dumpTable(v, (cts) => {
       for (const ct of cts) {
         if (ct.mark & SYNCED_MARK) writes.push({ orig: ct.orig, reply: ct.reply, state: ct.state, timeout: BACKUP_TIMEOUT_S, mark: ct.mark });
       }
@@ -487,22 +568,41 @@ export class LinuxEngine implements DataplaneEngine {
     // nft counters are read in the background at most once a second (this call is synchronous).
     if (this.clock.now() - v.countersReadAt >= COUNTER_REFRESH_MS) {
       v.countersReadAt = this.clock.now();
-      readCounters(v.namespace).then((c) => {
-        v.counters.dropsFirewall = (c.firewall_drops ?? 0) + (c.invalid_drops ?? 0);
-        v.counters.dropsBackup = c.backup_drops ?? 0;
-      }, (err: Error) => log.warn({ vrf, err: err.message }, 'cannot read the nftables counters'));
+      readFirewallCounters(v.namespace, v.config).then((c) => this.tookFirewallCounters(v, c),
+        (err: Error) => log.warn({ vrf, err: err.message }, 'cannot read the nftables counters'));
     }
     return { ...v.counters };
+  }
+
+  private tookFirewallCounters(v: LiveVrf, c: FirewallCounters): void {
+    v.firewall = c;
+    v.counters.dropsFirewall = c.dropsFirewall;
+    v.counters.dropsBackup = c.dropsBackup;
   }
 
   /** Reads the nft counters now (what counters() shows after its next background read). */
   async refreshCounters(vrf: string): Promise<EngineCounters> {
     const v = this.live(vrf);
-    const c = await readCounters(v.namespace);
-    v.counters.dropsFirewall = (c.firewall_drops ?? 0) + (c.invalid_drops ?? 0);
-    v.counters.dropsBackup = c.backup_drops ?? 0;
+    this.tookFirewallCounters(v, await readFirewallCounters(v.namespace, v.config));
     v.countersReadAt = this.clock.now();
     return { ...v.counters };
+  }
+
+  /**
+   * Everything tandem-fast-path-counters shows for a VRF: one nft call for the firewall's
+   * counters, the rest from live counts (no dump, whatever the table holds).
+   */
+  async counterDetail(vrf: string): Promise<LinuxCounterDetail> {
+    const counters = await this.refreshCounters(vrf);
+    const v = this.live(vrf);
+    return {
+      counters,
+      byState: [...v.live.byState],
+      firewall: v.firewall ?? firewallCounters(v.config, {}),
+      eventsLost: v.eventsLost,
+      tableDumps: v.tableDumps,
+      reseeds: v.reseeds,
+    };
   }
 
   /** Stops reading and writing; the kernel keeps forwarding with the tables as they are. */

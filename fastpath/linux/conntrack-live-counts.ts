@@ -1,0 +1,147 @@
+// Live counts of one VRF's kernel conntrack table, kept as conntracks appear, change and end
+// (conntrack events on a master; the engine's own writes and removals on a backup, which reads no
+// events), so that state reads (`<get>` of counters or of a virtual service's tcpstat) cost O(1)
+// in the size of the table instead of a dump of it. Seeded from one dump (at VRF start, after a
+// switch of role, after lost events: the engine calls clear() and set() for every conntrack).
+//
+// Every conntrack is one map entry: its key (the kernel's conntrack id on a master, the original
+// tuple on a backup, whose writes return no id) -> its packed contribution to the counts, so an
+// update or a destroy takes back exactly what the conntrack added.
+import type { FlowTuple, TcpState } from '../engine.js';
+import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
+import { TCP_STATES } from '../soft/vrf-dataplane.js';
+import { STATES_PER_PROTO } from '../soft/conntrack-table.js';
+
+/** What the counts need of a conntrack. */
+export interface CountedConntrack {
+  orig: FlowTuple;
+  state: TcpState;
+  /** ALG-expected (not mirrored, like the soft engine's alg flows). */
+  alg: boolean;
+  /** Written by sync (mark bit 31 on the kernel). */
+  synced: boolean;
+}
+
+/** A virtual service as the counts classify conntracks into it (the VIP side of the original tuple). */
+export interface CountedVirtualService {
+  name: string;
+  vip: string;
+  port: number;
+  protocol: string;
+  mirror: boolean;
+}
+
+const STATE_BITS = 0x1f; // row * STATES_PER_PROTO + state, < 32
+const VS_SHIFT = 5;
+const VS_MASK = 0xffff;
+const ESTABLISHED_NON_ALG = 1 << 21;
+const SYNCED = 1 << 22;
+const PROTO_ROWS: Record<string, number> = { tcp: 0, udp: 1, icmp: 2 };
+const TCP_STATE_INDEX = new Map<TcpState, number>(TCP_STATES.map((s, i) => [s, i]));
+const UDP_REPLIED = 2; // the soft engine's UDP/ICMP states: 0 unreplied, 2 replied
+
+function vipKey(protocol: string, address: string, port: number): string {
+  return `${protocol} ${address} ${port}`;
+}
+
+/** Key of a conntrack on a backup: its original tuple. */
+export function tupleKey(t: FlowTuple): string {
+  return `${t.proto} ${t.src} ${t.sport} ${t.dst} ${t.dport}`;
+}
+
+export class ConntrackLiveCounts {
+  /** Conntracks per protocol row (tcp, udp, icmp, other) and state, laid out as ConntrackTable.byState. */
+  readonly byState = new Array<number>(4 * STATES_PER_PROTO).fill(0);
+  private readonly entries = new Map<number | string, number>();
+  private readonly vsByVip = new Map<string, number>();
+  private readonly connections: Int32Array;
+  private readonly establishedNonAlg: Int32Array;
+  private readonly syncedPerVs: Int32Array;
+
+  constructor(private readonly virtualServices: readonly CountedVirtualService[]) {
+    virtualServices.slice(0, VS_MASK).forEach((vs, i) => this.vsByVip.set(vipKey(vs.protocol, vs.vip, vs.port), i));
+    this.connections = new Int32Array(virtualServices.length);
+    this.establishedNonAlg = new Int32Array(virtualServices.length);
+    this.syncedPerVs = new Int32Array(virtualServices.length);
+  }
+
+  /** Whether these counts classify by exactly these virtual services (else a new instance and a re-seed are needed). */
+  classifiesLike(virtualServices: readonly CountedVirtualService[]): boolean {
+    return virtualServices.length === this.virtualServices.length && virtualServices.every((vs, i) => {
+      const mine = this.virtualServices[i] as CountedVirtualService;
+      return vs.name === mine.name && vs.vip === mine.vip && vs.port === mine.port && vs.protocol === mine.protocol && vs.mirror === mine.mirror;
+    });
+  }
+
+  /** Conntracks counted now. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  private contribution(ct: CountedConntrack): number {
+    const row = PROTO_ROWS[ct.orig.proto] ?? 3;
+    const state = row === 0 ? (TCP_STATE_INDEX.get(ct.state) ?? 0) : ct.state === 'established' ? UDP_REPLIED : 0;
+    let packed = row * STATES_PER_PROTO + state;
+    const vs = this.vsByVip.get(vipKey(ct.orig.proto, ct.orig.dst, ct.orig.dport));
+    if (vs !== undefined) packed |= (vs + 1) << VS_SHIFT;
+    if (ct.state === 'established' && !ct.alg) packed |= ESTABLISHED_NON_ALG;
+    if (ct.synced) packed |= SYNCED;
+    return packed;
+  }
+
+  private apply(packed: number, sign: 1 | -1): void {
+    const i = packed & STATE_BITS;
+    this.byState[i] = (this.byState[i] as number) + sign;
+    const vs = ((packed >>> VS_SHIFT) & VS_MASK) - 1;
+    if (vs < 0) return;
+    this.connections[vs] += sign;
+    if (packed & ESTABLISHED_NON_ALG) this.establishedNonAlg[vs] += sign;
+    if (packed & SYNCED) this.syncedPerVs[vs] += sign;
+  }
+
+  /** A conntrack appeared or changed: its previous contribution (if any) is replaced. */
+  set(key: number | string, ct: CountedConntrack): void {
+    const packed = this.contribution(ct);
+    const old = this.entries.get(key);
+    if (old === packed) return;
+    if (old !== undefined) this.apply(old, -1);
+    this.entries.set(key, packed);
+    this.apply(packed, 1);
+  }
+
+  /** A conntrack ended; returns whether it was counted. */
+  delete(key: number | string): boolean {
+    const old = this.entries.get(key);
+    if (old === undefined) return false;
+    this.entries.delete(key);
+    this.apply(old, -1);
+    return true;
+  }
+
+  /** Forgets everything (before a re-seed). */
+  clear(): void {
+    this.entries.clear();
+    this.byState.fill(0);
+    this.connections.fill(0);
+    this.establishedNonAlg.fill(0);
+    this.syncedPerVs.fill(0);
+  }
+
+  /**
+   * tcpstat of every virtual service, as the soft engine counts it: every conntrack of the VIP;
+   * with connection-mirror, on a master its established non-ALG flows (what sync mirrors), on a
+   * backup the synchronised ones it holds.
+   */
+  virtualServiceStats(role: 'master' | 'backup'): Map<string, VirtualServiceStats> {
+    const out = new Map<string, VirtualServiceStats>();
+    this.virtualServices.forEach((vs, i) => {
+      const mirror = vs.mirror;
+      out.set(vs.name, {
+        connections: this.connections[i] as number,
+        mirrorConnListOnActive: mirror && role === 'master' ? this.establishedNonAlg[i] as number : 0,
+        mirroredConnectionsOnStandby: mirror && role === 'backup' ? this.syncedPerVs[i] as number : 0,
+      });
+    });
+    return out;
+  }
+}
