@@ -27,7 +27,7 @@ import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
-import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { applyRuleset, checkRuleset, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { firewallCounters, readFirewallCounters, type FirewallCounters } from './nft-counters.js';
 import { ConntrackLiveCounts, tupleKey, type CountedConntrack, type CountedVirtualService } from './conntrack-live-counts.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
@@ -176,7 +176,7 @@ export class LinuxEngine implements DataplaneEngine {
     const live = this.vrfs.get(config.name);
     const role = live?.role ?? 'master';
     // Renders (refuses what cannot be rendered) and lets nft check it.
-    await checkRuleset(namespace, renderRuleset(parsed, role, Object.keys(await readCounters(namespace)), live?.config));
+    await checkRuleset(namespace, renderRuleset(parsed, role, live?.config));
     this.staged.set(config.name, { config: parsed, namespace });
   }
 
@@ -194,7 +194,7 @@ export class LinuxEngine implements DataplaneEngine {
     const live = this.vrfs.get(name);
     const role = live?.role ?? 'master';
     // Counters of unchanged rules keep counting; those of removed or edited rules go (nft-ruleset.ts).
-    await applyRuleset(staged.namespace, renderRuleset(staged.config, role, Object.keys(await readCounters(staged.namespace)), live?.config));
+    await applyRuleset(staged.namespace, renderRuleset(staged.config, role, live?.config));
     await applySysctls(staged.namespace, conntrackSysctls(staged.config.timeouts, staged.config.firewall.dropInvalid));
     // Only a VRF in the agent's own namespace makes the agent the owner of the host table.
     if (staged.namespace === undefined && staged.config.conntrackMax !== this.tableSizedFor) {

@@ -14,8 +14,6 @@ export interface FirewallCounters {
   dropsInvalid: number;
   /** Packets the backup guard dropped. */
   dropsBackup: number;
-  /** Every counter name the table holds (renderRuleset deletes the stale rule counters among them). */
-  names: string[];
 }
 
 /** Sorts the table's counters (name -> packets) into the firewall's verdicts for this configuration. */
@@ -31,7 +29,6 @@ export function firewallCounters(cfg: SoftVrfConfig, packets: Record<string, num
     dropsFirewall: rules.reduce((sum, r) => sum + r[2], 0) + defaultAction.dropped,
     dropsInvalid: packets.invalid_drops ?? 0,
     dropsBackup: packets.backup_drops ?? 0,
-    names: Object.keys(packets),
   };
 }
 

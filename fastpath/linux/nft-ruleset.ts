@@ -1,6 +1,6 @@
 // The nftables ruleset of one VRF, rendered from its configuration, and its atomic application.
 // The engine owns exactly one table, `inet tandem`, in the VRF's namespace; `nft -f` replaces it in
-// a single transaction (table declared, deleted, declared again with its content), so no packet
+// a single transaction (chains declared, all their rules flushed, the new rules added), so no packet
 // ever sees a half-applied ruleset and other tables are never touched.
 //
 // - firewall (forward hook): established/related accepted first; invalid packets and mid-stream
@@ -106,7 +106,7 @@ function addressMatch(direction: 'saddr' | 'daddr', prefix: string): string {
 }
 
 /** Named counter of a firewall rule (rule names are valid nft identifiers after the prefix). */
-export const RULE_COUNTER_PREFIX = 'fw_rule_';
+const RULE_COUNTER_PREFIX = 'fw_rule_';
 export const DEFAULT_ACCEPT_COUNTER = 'fw_default_accept';
 export const DEFAULT_DROP_COUNTER = 'fw_default_drop';
 
@@ -162,21 +162,21 @@ const BASE_CHAINS: Record<string, string> = {
 
 /**
  * The whole `nft -f` script that replaces the rules of table inet tandem with this VRF's ruleset.
- * `existingCounters`: the counter names the table holds now; `previous`: the configuration applied
- * before. The counter of a removed rule is deleted, that of an edited rule starts again from 0,
- * all others keep counting.
+ * `previous`: the configuration applied before (undefined at the first apply): the counter of a
+ * rule removed since is deleted, that of an edited rule starts again from 0, all others keep
+ * counting. No nft call is needed to know what the table holds: what is deleted is declared
+ * first, so the script applies whether or not it exists.
  */
-export function renderRuleset(cfg: SoftVrfConfig, role: HaRole, existingCounters: Iterable<string> = [], previous?: SoftVrfConfig): string {
+export function renderRuleset(cfg: SoftVrfConfig, role: HaRole, previous?: SoftVrfConfig): string {
   const blocks = assignPortBlocks(cfg);
-  const wanted = new Set([...cfg.firewall.rules.map((r) => ruleCounterName(r.name))]);
-  const before = new Map((previous?.firewall.rules ?? []).map((r) => [r.name, JSON.stringify(r)]));
-  const edited = new Set(cfg.firewall.rules
-    .filter((r) => before.has(r.name) && before.get(r.name) !== JSON.stringify(r)).map((r) => ruleCounterName(r.name)));
-  const stale = [...existingCounters].filter((n) => n.startsWith(RULE_COUNTER_PREFIX) && (!wanted.has(n) || edited.has(n)));
+  const wanted = new Set(cfg.firewall.rules.map((r) => ruleCounterName(r.name)));
+  const now = new Map(cfg.firewall.rules.map((r) => [r.name, JSON.stringify(r)]));
+  const stale = (previous?.firewall.rules ?? []).filter((r) => now.get(r.name) !== JSON.stringify(r)).map((r) => ruleCounterName(r.name));
   const lines: string[] = [
     // Declared first (created when absent), then emptied of rules: chains and counters stay.
     `table inet ${TABLE} {`,
     ...Object.entries(BASE_CHAINS).map(([chain, type]) => `  chain ${chain} { ${type} }`),
+    ...stale.map((n) => `  counter ${n} {}`),
     '}',
     `flush table inet ${TABLE}`,
     ...(role === 'backup' ? [] : [`delete chain inet ${TABLE} backup_guard`]),
