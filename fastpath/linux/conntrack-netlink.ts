@@ -44,6 +44,8 @@ interface PendingRequest {
   failures: { index: number; errno: number }[];
   onData?: (msg: NetlinkMessage) => void;
   done: (err?: Error) => void;
+  /** Restarted by every answer: a dump of 10^6 conntracks takes longer than the timeout, but never pauses that long. */
+  timer?: NodeJS.Timeout;
 }
 
 /**
@@ -117,6 +119,7 @@ export class ConntrackNetlink {
       } else if (msg.type === NLMSG_OVERRUN) {
         this.finish(index, new Error('netlink overrun during a request'));
       } else {
+        request.timer?.refresh();
         request.onData?.(msg);
       }
     }
@@ -145,13 +148,14 @@ export class ConntrackNetlink {
         const index = this.pending.indexOf(request);
         const drops = this.closed ? 0 : receiveDrops(this.fd);
         const why = drops > 0 ? ` (${drops} answers lost to receive-buffer overruns)` : '';
-        if (index >= 0) this.finish(index, new Error(`ctnetlink request timed out after ${REQUEST_TIMEOUT_MS} ms${why}`));
+        if (index >= 0) this.finish(index, new Error(`ctnetlink request: no answer for ${REQUEST_TIMEOUT_MS} ms${why}`));
       }, REQUEST_TIMEOUT_MS);
       const request: PendingRequest = {
         firstSeq,
         lastSeq: firstSeq + count - 1,
         failures: [],
         onData,
+        timer,
         done: (err) => {
           clearTimeout(timer);
           if (err) reject(err); else resolve(request);

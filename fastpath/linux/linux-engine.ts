@@ -29,6 +29,7 @@ import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
 import { applyRuleset, checkRuleset, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { firewallCounters, readFirewallCounters, type FirewallCounters } from './nft-counters.js';
+import { NftCounterSocket } from './nft-counter-socket.js';
 import { ConntrackLiveCounts, tupleKey, type CountedConntrack, type CountedVirtualService } from './conntrack-live-counts.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
 import { applyTableSize } from './conntrack-table-size.js';
@@ -85,6 +86,8 @@ interface LiveVrf {
   live: ConntrackLiveCounts;
   /** The firewall's nft counters as last read. */
   firewall?: FirewallCounters;
+  /** nf_tables netlink socket the counters are read on (absent: read with the nft command). */
+  nftCounters?: NftCounterSocket;
   /** Dumps of the kernel table this engine made (state reads make none). */
   tableDumps: number;
   /** Re-seeds of the live counts from a dump (after lost events, a new set of virtual services, a switch to backup). */
@@ -247,6 +250,11 @@ export class LinuxEngine implements DataplaneEngine {
       throw err;
     }
     this.vrfs.set(name, vrf);
+    try {
+      vrf.nftCounters = new NftCounterSocket(staged.namespace);
+    } catch (err) {
+      log.warn({ vrf: name, err: (err as Error).message }, 'no nf_tables socket for the counters; they are read with nft');
+    }
     // Start from what the table already holds (the agent may restart under live traffic).
     await this.dumpTable(vrf, (batch) => {
       for (const ct of batch) {
@@ -273,6 +281,7 @@ export class LinuxEngine implements DataplaneEngine {
     vrf.refresh?.cancel();
     vrf.events?.close();
     vrf.events = undefined;
+    vrf.nftCounters?.close();
     vrf.netlink.close();
     await vrf.writers.close();
   }
@@ -568,7 +577,7 @@ export class LinuxEngine implements DataplaneEngine {
     // nft counters are read in the background at most once a second (this call is synchronous).
     if (this.clock.now() - v.countersReadAt >= COUNTER_REFRESH_MS) {
       v.countersReadAt = this.clock.now();
-      readFirewallCounters(v.namespace, v.config).then((c) => this.tookFirewallCounters(v, c),
+      readFirewallCounters(v.namespace, v.config, v.nftCounters).then((c) => this.tookFirewallCounters(v, c),
         (err: Error) => log.warn({ vrf, err: err.message }, 'cannot read the nftables counters'));
     }
     return { ...v.counters };
@@ -583,7 +592,7 @@ export class LinuxEngine implements DataplaneEngine {
   /** Reads the nft counters now (what counters() shows after its next background read). */
   async refreshCounters(vrf: string): Promise<EngineCounters> {
     const v = this.live(vrf);
-    this.tookFirewallCounters(v, await readFirewallCounters(v.namespace, v.config));
+    this.tookFirewallCounters(v, await readFirewallCounters(v.namespace, v.config, v.nftCounters));
     v.countersReadAt = this.clock.now();
     return { ...v.counters };
   }

@@ -1,8 +1,12 @@
 // The firewall's verdicts on the linux engine, from the named counters of table inet tandem
-// (nft-ruleset.ts puts one on every rule and on the default action): one `nft -j list counters`
-// per read, whatever the number of rules.
+// (nft-ruleset.ts puts one on every rule and on the default action): one netlink dump per read
+// (nft-counter-socket.ts), whatever the number of rules.
 import type { SoftVrfConfig } from '../config/vrf-config.js';
+import { logger } from '../../core/log.js';
+import type { NftCounterSocket } from './nft-counter-socket.js';
 import { DEFAULT_ACCEPT_COUNTER, DEFAULT_DROP_COUNTER, readCounters, ruleCounterName } from './nft-ruleset.js';
+
+const log = logger('nft-counters');
 
 export interface FirewallCounters {
   /** Per configured rule, in configuration order: [name, accepted, dropped] (new connections). */
@@ -32,7 +36,17 @@ export function firewallCounters(cfg: SoftVrfConfig, packets: Record<string, num
   };
 }
 
-/** Reads the table's counters in one nft call (all zero when the table is absent). */
-export async function readFirewallCounters(namespace: string | undefined, cfg: SoftVrfConfig): Promise<FirewallCounters> {
+/**
+ * Reads the table's counters (all zero when the table is absent): one nf_tables netlink dump on
+ * the VRF's counter socket, or one `nft -j list counters` when there is no socket or it failed.
+ */
+export async function readFirewallCounters(namespace: string | undefined, cfg: SoftVrfConfig, socket?: NftCounterSocket): Promise<FirewallCounters> {
+  if (socket) {
+    try {
+      return firewallCounters(cfg, await socket.read());
+    } catch (err) {
+      log.warn({ namespace, err: (err as Error).message }, 'nf_tables counter dump failed; reading with nft');
+    }
+  }
   return firewallCounters(cfg, await readCounters(namespace));
 }

@@ -8,6 +8,7 @@ import { parseVrfConfig, type SoftVrfConfig } from '../../fastpath/config/vrf-co
 import {
   applyRuleset, assignPortBlocks, checkRuleset, readCounters, renderRemoval, renderRuleset,
 } from '../../fastpath/linux/nft-ruleset.js';
+import { NftCounterSocket } from '../../fastpath/linux/nft-counter-socket.js';
 import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 
 const TCP_LOAD = fileURLToPath(new URL('../../lab/tcp-load.js', import.meta.url));
@@ -151,6 +152,29 @@ describe('linux: nftables ruleset of a VRF', function () {
     // The default action counts what no rule matched.
     expect((await connect('10.77.1.2', 7101 + 1000, 1, 1000)).connected).to.equal(0);
     expect((await readCounters(router)).fw_default_drop).to.be.at.least(1);
+  });
+
+  it('reads the counters over nf_tables netlink exactly as nft lists them (and none without the table)', async () => {
+    const socket = new NftCounterSocket(router);
+    try {
+      const viaNft = await readCounters(router);
+      expect(Object.keys(viaNft)).to.include.members(['backup_drops', 'invalid_drops', 'fw_default_accept', 'fw_rule_r1', 'fw_rule_r2']);
+      expect(viaNft.fw_rule_r1).to.be.greaterThan(0);
+      expect(await socket.read()).to.deep.equal(viaNft);
+      // Concurrent reads are answered one after the other, each complete.
+      const [a, b] = await Promise.all([socket.read(), socket.read()]);
+      expect(a).to.deep.equal(viaNft);
+      expect(b).to.deep.equal(viaNft);
+      const empty = fx.add('empty');
+      const none = new NftCounterSocket(empty);
+      try {
+        expect(await none.read()).to.deep.equal({});
+      } finally {
+        none.close();
+      }
+    } finally {
+      socket.close();
+    }
   });
 
   it('CG-NAT: the server sees the subscriber as the pool address and a port of its block', async () => {
