@@ -7,8 +7,10 @@
 //   ha-fp-conntrack   the VRF's ha-fp-conntrack state (the figure of issue 8 item 4)
 //   counters          the VRF's fast-path-counters (one `nft -j list counters` per read)
 //   tcpstat           the virtual service's tcpstat (the live counts; a dump per read before)
-//   anchor            netconf-state/sessions (no dataplane state at all): the NETCONF round trip
-//                     on this machine at this load, so each figure can be read against it.
+//   anchor            <get-config> of the VRF's running configuration (no state provider runs):
+//                     the NETCONF round trip on this machine at this load, to read the others against.
+// The table size is global to the host and other jobs may change it: it is set again right before
+// each fill, and the conntracks the kernel took are reported (`created`) next to the size asked.
 // The kinds are interleaved (one of each per round) so they see the same load. p50/p95 in ms.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -56,7 +58,7 @@ const GETS = {
   'ha-fp-conntrack': (vrf: string) => `<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>${vrf}</name><ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"/></vrf>`,
   counters: (vrf: string) => `<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>${vrf}</name><fast-path-counters xmlns="urn:tandem:yang:tandem-fast-path-counters"/></vrf>`,
   tcpstat: (vrf: string) => `<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>${vrf}</name><virtual-service xmlns="urn:tandem:yang:tandem-virtual-service"><name>web</name><tcpstat/></virtual-service></vrf>`,
-  anchor: () => '<netconf-state xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"><sessions/></netconf-state>',
+  anchor: (vrf: string) => `<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>${vrf}</name></vrf>`,
 } as const;
 
 type Kind = keyof typeof GETS;
@@ -69,7 +71,9 @@ async function readRun(binary: string, n: number, rounds: number): Promise<Recor
   try {
     sh('ip', ['-n', vrf, 'link', 'set', 'lo', 'up']);
     sh('ip', ['netns', 'exec', vrf, 'nft', '-f', '-'], TRACKING_RULESET);
-    progress(`${n}: filling the table (load ${loadavg()})`);
+    sizeConntrackTable(n);
+    const maxAtFill = Number(readFileSync('/proc/sys/net/netfilter/nf_conntrack_max', 'utf8'));
+    progress(`${n}: filling the table (nf_conntrack_max ${maxAtFill}, load ${loadavg()})`);
     const fill = JSON.parse(execFileSync('ip', ['netns', 'exec', vrf, binary, String(n), '256', '1'], { encoding: 'utf8' }).trim().split('\n').pop() ?? '{}') as { created: number; errors: number };
     t = await startTandem({ args: ['--engine', 'linux'], env: { TANDEM_LOG_LEVEL: 'warn' }, readyTimeoutMs: 120_000 });
     c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 600_000 });
@@ -88,7 +92,8 @@ async function readRun(binary: string, n: number, rounds: number): Promise<Recor
     progress(`${n}: ${counted} conntracks counted by the engine; ${rounds} rounds of ${kinds.join(', ')} (load ${loadBefore})`);
     for (let i = 0; i < rounds; i++) {
       for (const kind of kinds) {
-        const rpc = `<get><filter type="subtree">${GETS[kind](vrf)}</filter></get>`;
+        const filter = `<filter type="subtree">${GETS[kind](vrf)}</filter>`;
+        const rpc = kind === 'anchor' ? `<get-config><source><running/></source>${filter}</get-config>` : `<get>${filter}</get>`;
         const t0 = process.hrtime.bigint();
         const reply = await c.rpc(rpc);
         times[kind].push(Number(process.hrtime.bigint() - t0) / 1e6);
@@ -96,7 +101,7 @@ async function readRun(binary: string, n: number, rounds: number): Promise<Recor
       }
     }
     const out: Record<string, unknown> = {
-      conntracks: n, created: fill.created, fillErrors: fill.errors, countedByEngine: counted, commitWithSeedMs: commitMs, gets: rounds,
+      conntracks: n, nfConntrackMaxAtFill: maxAtFill, created: fill.created, fillErrors: fill.errors, countedByEngine: counted, commitWithSeedMs: commitMs, gets: rounds,
       loadavgBefore: loadBefore, loadavgAfter: loadavg(),
     };
     for (const kind of kinds) {
