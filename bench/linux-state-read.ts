@@ -86,6 +86,7 @@ async function readRun(binary: string, n: number, rounds: number): Promise<Recor
     const commitMs = Date.now() - started;
     const counters = await c.rpc(`<get><filter type="subtree">${GETS.counters(vrf)}</filter></get>`);
     const counted = Number(/<conntracks>(\d+)<\/conntracks>/.exec(counters)?.[1] ?? -1);
+    const inKernel = Number(sh('ip', ['netns', 'exec', vrf, 'conntrack', '-C']).trim());
     const times: Record<Kind, number[]> = { 'ha-fp-conntrack': [], counters: [], tcpstat: [], anchor: [] };
     const kinds = Object.keys(GETS) as Kind[];
     const loadBefore = loadavg();
@@ -101,7 +102,7 @@ async function readRun(binary: string, n: number, rounds: number): Promise<Recor
       }
     }
     const out: Record<string, unknown> = {
-      conntracks: n, nfConntrackMaxAtFill: maxAtFill, created: fill.created, fillErrors: fill.errors, countedByEngine: counted, commitWithSeedMs: commitMs, gets: rounds,
+      conntracks: n, nfConntrackMaxAtFill: maxAtFill, created: fill.created, fillErrors: fill.errors, inKernel, countedByEngine: counted, commitWithSeedMs: commitMs, gets: rounds,
       loadavgBefore: loadBefore, loadavgAfter: loadavg(),
     };
     for (const kind of kinds) {
