@@ -320,6 +320,8 @@ export class LinuxEngine implements DataplaneEngine {
         vrf.live.clear();
         const byId = vrf.events !== undefined;
         await this.dumpTable(vrf, (cts) => {
+          // A switch of role during the dump counts the table again itself (by the other key).
+          if ((vrf.events !== undefined) !== byId) return;
           for (const ct of cts) vrf.live.set(byId ? ct.id : tupleKey(ct.orig), counted(ct));
         });
       } while (vrf.reseedAgain && this.vrfs.get(vrf.name) === vrf);
