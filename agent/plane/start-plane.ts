@@ -26,6 +26,8 @@ export interface RunningPlane {
   metrics?: { host: string; port: number };
   /** The bridge, when there is one (its shipping statistics). */
   client?: PlaneClient;
+  /** The plane worker's exit code once its thread has ended (worker only). */
+  exited?: Promise<number>;
   close(): Promise<void>;
 }
 
@@ -81,6 +83,7 @@ export async function startPlaneWorker(opts: DataplaneOptions): Promise<RunningP
   return {
     ...partsOf(client, manifest),
     client,
+    exited: exit,
     close: () => {
       closing ??= (async () => {
         let timer: NodeJS.Timeout | undefined;
