@@ -8,8 +8,8 @@
 // main thread.
 import type { ConfigJson } from '../../core/subsystem.js';
 
-/** How many versions each side keeps (a commit needs two: old and new; validate may add one). */
-export const CONFIG_WINDOW = 6;
+/** How many versions the plane keeps (a commit needs two: old and new); few, as a large configuration stays until it leaves the window. */
+export const CONFIG_WINDOW = 4;
 
 /**
  * What turns a value of the base version into the new one: 0 = the same; { v } = this new value;
@@ -143,24 +143,27 @@ export function patch(base: unknown, d: Delta): unknown {
 /** Main side: turns configurations into what to post. */
 export class ConfigSender {
   private readonly ids = new WeakMap<object, number>();
-  /** Versions the plane holds, oldest first, with the objects they were made from. */
-  private readonly window: { id: number; json: ConfigJson }[] = [];
+  /** Ids of the versions the plane holds, oldest first (the objects are not kept here). */
+  private readonly window: number[] = [];
+  /** The delta base: the last non-empty configuration shipped (an empty one is what a commit that concerns nobody passes). */
+  private base: { id: number; json: ConfigJson } | undefined;
   private seq = 0;
   readonly stats: ShippingStats = { refs: 0, full: 0, deltas: 0, cloned: 0 };
 
   /** Forget what the plane holds (a message was not posted): the next configuration goes whole. */
   reset(): void {
     this.window.length = 0;
+    this.base = undefined;
   }
 
   ship(json: ConfigJson): ShippedConfig {
     const known = this.ids.get(json);
-    if (known !== undefined && this.window.some((w) => w.id === known)) {
+    if (known !== undefined && this.window.includes(known)) {
       this.stats.refs++;
       return { ref: known };
     }
     const id = ++this.seq;
-    const base = this.window.at(-1);
+    const base = this.base && this.window.includes(this.base.id) ? this.base : undefined;
     let shipped: ShippedConfig;
     if (!base) {
       this.stats.full++;
@@ -170,8 +173,9 @@ export class ConfigSender {
       shipped = { id, base: base.id, delta: diff(base.json, json, this.stats) };
     }
     this.ids.set(json, id);
-    this.window.push({ id, json });
+    this.window.push(id);
     if (this.window.length > CONFIG_WINDOW) this.window.shift();
+    if (Object.keys(json).length > 0 || !this.base) this.base = { id, json };
     return shipped;
   }
 }

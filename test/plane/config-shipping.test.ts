@@ -90,6 +90,18 @@ describe('plane bridge: configuration shipping', () => {
     expect(JSON.stringify(shipped).length).to.be.below(400);
   });
 
+  it('an empty configuration in between (a commit that concerns nobody) does not make the next one go whole', () => {
+    const sender = new ConfigSender();
+    const receiver = new ConfigReceiver();
+    const a = config([vrf('main', 100)]);
+    receiver.receive(sender.ship(a));
+    expect(receiver.receive(sender.ship({}))).to.deep.equal({});
+    const b = config([vrf('main', 100)], { 'tandem-system:system': { x: 1 } });
+    const shipped = sender.ship(b);
+    expect(shipped).to.have.property('base', 1);
+    expect(JSON.stringify(receiver.receive(shipped))).to.equal(JSON.stringify(b));
+  });
+
   it('diff/patch: values of another type, removed members, entries moved', () => {
     const cases: [unknown, unknown][] = [
       [{ a: 1, b: [1, 2] }, { a: '1', b: { x: 1 } }],

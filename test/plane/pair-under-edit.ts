@@ -44,6 +44,10 @@ export interface PairUnderEditFigures {
   ha2SyncedBefore: number;
   ha2SyncedAfter: number;
   /** The other session's small get-config during the edit + commit. */
+  /** When each sync connection went down on ha1 / ha2 (ms after the edit-config was sent; the commit was sent at editMs), with the reason. */
+  downs: string[];
+  /** ha1's own timing of the commit (ms per subsystem and phase, from its 'commit applied' log line). */
+  commitPhases?: unknown;
   reads: number;
   readP50Ms: number;
   readP99Ms: number;
@@ -56,6 +60,33 @@ export function ruleEdit(n: number): string {
     rules.push(`<rule><name>r${i}</name><action>drop</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`);
   }
   return `<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="urn:tandem:yang:tandem-firewall">${rules.join('')}</firewall></vrf></config></edit-config>`;
+}
+
+/** 'ha1 +12345 ms: no message from peer for 3012 ms' for each connection lost, from the JSON log lines. */
+function downs(node: string, text: string, t0: number): string[] {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.includes('"msg":"sync connection down"') || line.includes('"reason":"stopped"')) continue;
+    try {
+      const l = JSON.parse(line) as { time: string; reason?: string; client?: string };
+      out.push(`${node} +${Date.parse(l.time) - t0} ms ${l.client ?? ''}: ${l.reason ?? ''}`);
+    } catch {
+      out.push(`${node}: ${line.slice(0, 200)}`);
+    }
+  }
+  return out;
+}
+
+function lastPhases(text: string): unknown {
+  const lines = text.split('\n').filter((l) => l.includes('"msg":"commit applied"'));
+  const last = lines.at(-1);
+  if (!last) return undefined;
+  try {
+    const l = JSON.parse(last) as { ms?: number; phases?: unknown };
+    return { ms: l.ms, phases: l.phases };
+  } catch {
+    return undefined;
+  }
 }
 
 function count(text: string, msg: string): number {
@@ -131,6 +162,7 @@ export async function runPairUnderEdit(opts: PairUnderEditOptions): Promise<Pair
       }
     })();
     const edit = ruleEdit(opts.rules);
+    const t0 = Date.now();
     let t = performance.now();
     await c1.rpc(edit);
     const editMs = performance.now() - t;
@@ -163,6 +195,8 @@ export async function runPairUnderEdit(opts: PairUnderEditOptions): Promise<Pair
       clientsHa2: s2.clients,
       ha2SyncedBefore,
       ha2SyncedAfter: s2.synced,
+      downs: [...downs('ha1', log1, t0), ...downs('ha2', log2, t0)],
+      commitPhases: lastPhases(log1),
       reads: latencies.length,
       readP50Ms: round(percentile(sorted, 50)),
       readP99Ms: round(percentile(sorted, 99)),
