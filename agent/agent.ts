@@ -8,15 +8,8 @@ import { logger } from '../core/log.js';
 import { FACTORY_FRAGMENTS, factoryConfigXml } from './datastore/factory/factory-config.js';
 import { fastPathEngineFragment } from './datastore/factory/fast-path-engine.js';
 import { createNetconfOperations, type NetconfOperations } from './operations/index.js';
-import type { DataplaneEngine } from '../fastpath/engine.js';
-import { createFastpathParts } from '../fastpath/fastpath-parts.js';
-import { createLinuxEngine } from '../fastpath/load-linux-engine.js';
-import { SoftEngine } from '../fastpath/soft/soft-engine.js';
-import { FastPathCountersState } from '../fastpath/fast-path-counters.js';
-import { TrafficService } from '../fastpath/traffic/traffic-service.js';
-import { OpenMetricsServer } from './metrics/openmetrics-server.js';
-import { createSubsystems } from '../ha/ha-parts.js';
-import { createVrrp } from '../ha/vrrp/vrrp-subsystem.js';
+import type { EngineName } from './plane/dataplane-parts.js';
+import { startPlane, type PlaneMode } from './plane/start-plane.js';
 import type { RpcDispatcher } from './netconf/rpc-dispatcher.js';
 import type { NamespaceResolver } from './netconf/reply-xml.js';
 import { loadOrCreateHostKeys, type HostKey } from './ssh/host-keys.js';
@@ -25,7 +18,8 @@ import { UserStore } from './ssh/user-store.js';
 
 const log = logger('agent');
 
-export type EngineName = 'soft' | 'linux';
+export type { EngineName } from './plane/dataplane-parts.js';
+export type { PlaneMode } from './plane/start-plane.js';
 
 export interface AgentOptions {
   stateDir: string;
@@ -39,6 +33,12 @@ export interface AgentOptions {
   dispatcher?: RpcDispatcher;
   /** Serve the dataplane and sync counters as OpenMetrics on http://HOST:PORT/metrics (port 0: a free port). */
   metrics?: { host: string; port: number };
+  /**
+   * Where the dataplane plane (engine, fastpath, traffic, counters, HA, sync, VRRP, metrics) runs:
+   * its own worker thread (default), so that management work on this thread cannot starve sync
+   * keepalives and conntrack events; or this thread ('in-process').
+   */
+  plane?: PlaneMode;
 }
 
 export interface RunningAgent {
@@ -52,14 +52,9 @@ export interface RunningAgent {
   close(): Promise<void>;
 }
 
-/** The dataplane engine named on the command line; the linux engine's native modules load only here. */
-async function createEngine(name: EngineName): Promise<DataplaneEngine> {
-  return name === 'linux' ? createLinuxEngine() : SoftEngine.create();
-}
-
 /**
- * YANG context, dataplane engine, the subsystems that take part in commits (fastpath first, so
- * every VRF exists in the engine before sync and ha give it a role), and the operations layer.
+ * YANG context, the dataplane plane (its subsystems take part in commits: fastpath first, so every
+ * VRF exists in the engine before sync and ha give it a role), and the operations layer.
  */
 async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperations; resolve: NamespaceResolver; metrics?: { host: string; port: number }; close(): Promise<void> }> {
   const yang = await loadTandemContext({ onLoaded: (modules, ms) => log.info({ modules, ms }, 'tandem YANG context loaded') });
@@ -70,35 +65,19 @@ async function loadOperations(opts: AgentOptions): Promise<{ ops: NetconfOperati
   try {
     // Prefixes of libyang error-paths are module names: declare them with the module's namespace.
     const namespaces = new Map(yang.modules().map((m) => [m.name, m.namespace]));
-    const engine = await createEngine(opts.engine);
-    undo.push(() => engine.close());
-    const fastpath = createFastpathParts(engine);
-    // Traffic sources (soft engine) and the dataplane counters, as RPCs and state data.
-    const traffic = new TrafficService(engine);
-    undo.push(() => traffic.close());
-    const counters = new FastPathCountersState(engine);
-    const sync = createSubsystems(engine);
-    undo.push(() => sync.close());
-    // VRRP (keepalived) controls the HA groups that name an instance; its files live in the state dir.
-    const vrrp = createVrrp(sync.ha, { stateDir: path.join(opts.stateDir, 'vrrp') });
-    undo.push(() => vrrp.close());
+    const plane = await startPlane(opts.plane ?? 'worker', { engine: opts.engine, stateDir: opts.stateDir, metrics: opts.metrics });
+    undo.push(() => plane.close());
     const ops = await createNetconfOperations({
       yang, stateDir: opts.stateDir, startupFile: opts.startupFile, factoryConfig: factoryConfigXml(opts.engine === 'soft' ? FACTORY_FRAGMENTS : [...FACTORY_FRAGMENTS, fastPathEngineFragment(opts.engine)]),
-      subsystems: [...fastpath.subsystems, ...sync.subsystems, vrrp.subsystem],
-      stateProviders: [...fastpath.stateProviders, ...sync.stateProviders, traffic, counters],
-      rpcProviders: [...sync.rpcProviders, ...traffic.rpcProviders()],
+      subsystems: plane.subsystems,
+      stateProviders: plane.stateProviders,
+      rpcProviders: plane.rpcProviders,
     });
     undo.push(() => ops.close());
-    const detach = sync.attachNotify((n) => ops.notify(n));
+    const detach = plane.attachNotify((n) => ops.notify(n));
     undo.push(detach);
-    let metrics: { host: string; port: number } | undefined;
-    if (opts.metrics) {
-      const server = new OpenMetricsServer([counters, ...sync.stateProviders]);
-      metrics = await server.listen(opts.metrics.host, opts.metrics.port);
-      undo.push(() => server.close());
-    }
-    log.info({ engine: engine.kind, workers: engine.workers }, 'dataplane engine ready');
-    return { ops, resolve: (p) => namespaces.get(p), metrics, close: unwind };
+    log.info({ engine: plane.engine.kind, workers: plane.engine.workers, plane: opts.plane ?? 'worker' }, 'dataplane engine ready');
+    return { ops, resolve: (p) => namespaces.get(p), metrics: plane.metrics, close: unwind };
   } catch (err) {
     await unwind();
     throw err;

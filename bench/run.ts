@@ -8,7 +8,21 @@ interface BenchModule {
 }
 
 // Order: cheap and self-contained first.
-const benchmarks = ['yang-validate', 'netconf-commit', 'netconf', 'ssh-guess-rate', 'netconf-slow-subscribers', 'nacm', 'fastpath', 'sync', 'traffic-agent', 'ctnetlink-ceiling', 'linux-failover', 'linux-state-read'] as const;
+const benchmarks = [
+  'yang-validate',
+  'netconf-commit',
+  'netconf',
+  'ssh-guess-rate',
+  'netconf-slow-subscribers',
+  'nacm',
+  'fastpath',
+  'sync',
+  'traffic-agent',
+  'plane-isolation',
+  'ctnetlink-ceiling',
+  'linux-failover',
+  'linux-state-read',
+] as const;
 
 async function main(): Promise<void> {
   const wanted = argv.slice(2);

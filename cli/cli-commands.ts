@@ -16,8 +16,8 @@ export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] 
              [--max-startups START:RATE:FULL] [--max-unauthenticated N] [--per-source-max-startups START:RATE:FULL]
              [--per-source-penalties SPEC|off] [--max-auth-attempts N] [--login-timeout SEC]
              [--hello-timeout SEC] [--idle-timeout SEC] [--max-message-size BYTES] [--max-depth N] [--max-elements N]
-             [--max-output-queue BYTES] [--log-format json|pretty]
-  defaults: --state-dir ./tandem-state --listen 127.0.0.1:8830 --engine soft
+             [--max-output-queue BYTES] [--log-format json|pretty] [--plane worker|in-process]
+  defaults: --state-dir ./tandem-state --listen 127.0.0.1:8830 --engine soft --plane worker
             --max-sessions 100 --max-sessions-per-user 64 --reserved-sessions 10 (for admin/recovery users)
             --max-startups 128:30:256 (--max-unauthenticated N sets FULL) --per-source-max-startups 64:30:96
             --per-source-penalties 'authfail:5 noauth:1 grace-exceeded:10 max:600 min:15' --max-auth-attempts 6
@@ -72,6 +72,7 @@ export function runStart(args: string[]): Promise<number> {
         'state-dir': { type: 'string', default: './tandem-state' },
         listen: { type: 'string', default: '127.0.0.1:8830' },
         engine: { type: 'string', default: 'soft' },
+        plane: { type: 'string', default: 'worker' },
         startup: { type: 'string' },
         metrics: { type: 'string' },
         'max-sessions': { type: 'string' },
@@ -99,6 +100,8 @@ export function runStart(args: string[]): Promise<number> {
     }
     const engine = values.engine;
     if (engine !== 'soft' && engine !== 'linux') throw new UsageError(`--engine must be soft or linux, got '${engine}'`);
+    const plane = values.plane;
+    if (plane !== 'worker' && plane !== 'in-process') throw new UsageError(`--plane must be worker or in-process, got '${plane}'`);
     const listen = parseListen(values.listen);
     const metrics = values.metrics === undefined ? undefined : parseListen(values.metrics, '--metrics');
     const sec = (name: string, v: string | undefined, min = 1) => {
@@ -140,7 +143,7 @@ export function runStart(args: string[]): Promise<number> {
 
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
     const { startAgent } = await import('../agent/agent.js');
-    const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics });
+    const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics, plane });
     const users = Object.keys((await new UserStore(agent.stateDir).load()).users);
     const hostFor = agent.host.includes(':') ? `[${agent.host}]` : agent.host;
     // Before the banner: whoever reads it may send SIGTERM at once.

@@ -1,6 +1,8 @@
 // One agent as the two-agent HA tests compose it (operations layer, fastpath, sync and ha
 // subsystems on a soft engine, SSH server, an ssh2 NETCONF client), with the test-only fault hooks
-// of the commit transaction. Everything is stopped and removed by stopAgent.
+// of the commit transaction. Everything is stopped and removed by stopAgent. The operations layer
+// reaches the dataplane parts through the plane bridge (agent/plane/, over a MessageChannel in this
+// thread, as `tandem start` does over its plane worker's port), unless `bridged: false`.
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,6 +10,7 @@ import path from 'node:path';
 import { createNetconfOperations, type NetconfOperations } from '../../agent/operations/index.js';
 import { loadOrCreateHostKeys } from '../../agent/ssh/host-keys.js';
 import { NetconfSshServer } from '../../agent/ssh/netconf-ssh-server.js';
+import { bridgeInProcess, type RunningPlane } from '../../agent/plane/start-plane.js';
 import { UserStore } from '../../agent/ssh/user-store.js';
 import type { CommitFaultHooks } from '../../core/subsystem.js';
 import { FastpathStateProvider, FastpathSubsystem } from '../../fastpath/fastpath-subsystem.js';
@@ -30,25 +33,41 @@ export interface TestAgent<E extends DataplaneEngine = SoftEngine> {
   server: NetconfSshServer;
   client: NetconfTestClient;
   notifications: Record<string, unknown>[];
+  /** The bridge between the operations layer and the parts (absent with `bridged: false`). */
+  bridge?: RunningPlane;
 }
 
-export async function startTestAgent(name: string, faults?: CommitFaultHooks): Promise<TestAgent> {
-  return startTestAgentOn(name, await SoftEngine.create({ workers: 2 }), faults);
+export interface TestAgentOptions {
+  /** Through the plane bridge (default true), as `tandem start` runs it. */
+  bridged?: boolean;
+}
+
+export async function startTestAgent(name: string, faults?: CommitFaultHooks, opts: TestAgentOptions = {}): Promise<TestAgent> {
+  return startTestAgentOn(name, await SoftEngine.create({ workers: 2 }), faults, opts);
 }
 
 /** The same on any engine (closed by stopTestAgent). */
-export async function startTestAgentOn<E extends DataplaneEngine>(name: string, engine: E, faults?: CommitFaultHooks): Promise<TestAgent<E>> {
+export async function startTestAgentOn<E extends DataplaneEngine>(name: string, engine: E, faults?: CommitFaultHooks, opts: TestAgentOptions = {}): Promise<TestAgent<E>> {
   const dir = await mkdtemp(path.join(tmpdir(), `tandem-${name}-`));
   const yang = await loadTandemContext();
   const parts = createSubsystems(engine, { nodeId: name, backoffMinMs: 20, backoffMaxMs: 200 });
-  const ops = await createNetconfOperations({
-    yang, stateDir: dir, faults,
+  const direct = {
     subsystems: [new FastpathSubsystem(engine), ...parts.subsystems],
     stateProviders: [...(engine instanceof SoftEngine ? [new FastpathStateProvider(engine)] : []), ...parts.stateProviders],
     rpcProviders: parts.rpcProviders,
+    attachNotify: parts.attachNotify,
+  };
+  // The parts and the engine are closed by stopTestAgent, not by the bridge.
+  const bridge = opts.bridged === false ? undefined : await bridgeInProcess({ ...direct, engine, close: async () => {} });
+  const served = bridge ?? direct;
+  const ops = await createNetconfOperations({
+    yang, stateDir: dir, faults,
+    subsystems: served.subsystems,
+    stateProviders: served.stateProviders,
+    rpcProviders: served.rpcProviders,
   });
   const notifications: Record<string, unknown>[] = [];
-  parts.attachNotify((n) => {
+  served.attachNotify((n) => {
     notifications.push(n);
     ops.notify(n);
   });
@@ -58,7 +77,7 @@ export async function startTestAgentOn<E extends DataplaneEngine>(name: string, 
   const server = new NetconfSshServer({ hostKeys: await loadOrCreateHostKeys(dir), users, dispatcher: ops });
   const addr = await server.listen('127.0.0.1', 0);
   const client = await NetconfTestClient.connect({ host: addr.host, port: addr.port, username: 'admin', password: PASSWORD });
-  return { name, dir, yang, engine, parts, ops, server, client, notifications };
+  return { name, dir, yang, engine, parts, ops, server, client, notifications, ...(bridge ? { bridge } : {}) };
 }
 
 export async function stopTestAgent(a: TestAgent<DataplaneEngine> | undefined): Promise<void> {
@@ -66,6 +85,7 @@ export async function stopTestAgent(a: TestAgent<DataplaneEngine> | undefined): 
   a.client.close();
   await a.server.close();
   await a.ops.close();
+  await a.bridge?.close();
   await a.parts.close();
   await a.engine.close();
   a.yang.free();

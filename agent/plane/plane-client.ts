@@ -1,0 +1,117 @@
+// The main-thread side of the bridge: CommitSubsystem, StateProvider and RpcProvider proxies whose
+// calls run in the plane, with errors carried back in their class (plane-errors.ts) and
+// configurations shipped once per version (config-shipping.ts).
+import type { MessagePort } from 'node:worker_threads';
+import type { CommitContext, CommitSubsystem, ConfigJson, NotificationSink, RpcProvider, StateProvider, SubsystemError } from '../../core/subsystem.js';
+import { ConfigSender } from './config-shipping.js';
+import { fromWire } from './plane-errors.js';
+import type { PlaneManifest, PlaneMessage, PlaneRequest, SubsystemMethod, WireCommitContext } from './plane-protocol.js';
+
+type Pending = { resolve(v: unknown): void; reject(e: Error): void };
+type RequestBody = PlaneRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
+
+export class PlaneClient {
+  readonly subsystems: CommitSubsystem[];
+  readonly stateProviders: StateProvider[];
+  readonly rpcProviders: RpcProvider[];
+  private readonly configs = new ConfigSender();
+  private readonly pending = new Map<number, Pending>();
+  private readonly sinks = new Set<NotificationSink>();
+  private nextId = 1;
+  private gone: Error | undefined;
+
+  constructor(private readonly port: MessagePort, readonly manifest: PlaneManifest) {
+    port.on('message', (m: PlaneMessage) => this.receive(m));
+    this.subsystems = manifest.subsystems.map((s, index) => this.subsystem(s, index));
+    this.stateProviders = manifest.stateProviders.map((p, index) => ({
+      name: p.name,
+      ...(p.paths ? { paths: p.paths } : {}),
+      state: () => this.request({ t: 'state', index }) as Promise<ConfigJson>,
+    }));
+    this.rpcProviders = manifest.rpcProviders.map((p, index) => ({
+      rpcPath: p.rpcPath,
+      invoke: (input: ConfigJson) => this.request({ t: 'rpc', index, input }) as Promise<ConfigJson>,
+    }));
+  }
+
+  /** Configurations cloned and named by reference so far (see ConfigSender). */
+  get shippingStats(): ConfigSender['stats'] {
+    return this.configs.stats;
+  }
+
+  /** Notifications the plane raises go to `sink`; returns a detach function. */
+  attachNotify(sink: NotificationSink): () => void {
+    this.sinks.add(sink);
+    return () => this.sinks.delete(sink);
+  }
+
+  /** Every call in flight and every later one fails with `err` (the plane ended). */
+  fail(err: Error): void {
+    this.gone ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+  }
+
+  /** Ask the plane to close its parts; resolves when it has. */
+  async close(): Promise<void> {
+    if (this.gone) return;
+    await this.request({ t: 'close' });
+    this.fail(new Error('the dataplane plane is closed'));
+  }
+
+  private subsystem(s: PlaneManifest['subsystems'][number], index: number): CommitSubsystem {
+    const call = (method: SubsystemMethod, ctx: CommitContext) => this.request({ t: 'subsystem', index, method, ctx: this.wireContext(ctx) });
+    return {
+      name: s.name,
+      owns: s.owns,
+      validate: (ctx) => call('validate', ctx) as Promise<SubsystemError[]>,
+      prepare: (ctx) => call('prepare', ctx) as Promise<SubsystemError[]>,
+      apply: async (ctx) => { await call('apply', ctx); },
+      abort: async (ctx) => { await call('abort', ctx); },
+      ...(s.undo ? { undo: async (ctx: CommitContext) => { await call('undo', ctx); } } : {}),
+    };
+  }
+
+  private wireContext(ctx: CommitContext): WireCommitContext {
+    const { oldConfig, newConfig, ...rest } = ctx;
+    // Shipped in posting order: the plane decodes in arrival order (same version window).
+    const o = this.configs.ship(oldConfig);
+    const n = this.configs.ship(newConfig);
+    return { ...rest, oldConfig: o, newConfig: n };
+  }
+
+  private request(body: RequestBody): Promise<unknown> {
+    if (this.gone) return Promise.reject(this.gone);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      try {
+        this.port.postMessage({ ...body, id } as PlaneRequest);
+      } catch (err) {
+        // Not posted (data that cannot be cloned): the plane did not see the versions shipped for it.
+        this.configs.reset();
+        this.pending.delete(id);
+        reject(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
+
+  private receive(m: PlaneMessage): void {
+    switch (m.t) {
+      case 'result':
+      case 'error': {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.t === 'result') p.resolve(m.value);
+        else p.reject(fromWire(m.error));
+        return;
+      }
+      case 'notify':
+        for (const s of this.sinks) s(m.notification);
+        return;
+      default:
+        return;
+    }
+  }
+}

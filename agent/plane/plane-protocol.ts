@@ -1,0 +1,42 @@
+// The messages between the agent's main thread and the plane (normally a worker thread; a
+// MessageChannel in one thread for tests). Everything is structured-clone data.
+import type { ChangeOperation, ConfigJson } from '../../core/subsystem.js';
+import type { ShippedConfig } from './config-shipping.js';
+import type { WireError } from './plane-errors.js';
+
+/** What the plane serves, as the main side builds its proxies from it. */
+export interface PlaneManifest {
+  subsystems: { name: string; owns: string[]; undo: boolean }[];
+  stateProviders: { name: string; paths?: string[] }[];
+  rpcProviders: { rpcPath: string }[];
+  engine: { kind: string; workers: number };
+  /** Where the OpenMetrics endpoint listens, when asked for. */
+  metrics?: { host: string; port: number };
+}
+
+/** A CommitContext with its configurations shipped (see config-shipping.ts). */
+export interface WireCommitContext {
+  id: number;
+  oldConfig: ShippedConfig;
+  newConfig: ShippedConfig;
+  changedPaths?: string[];
+  changes?: { operation: ChangeOperation; path: string; schemaPath: string }[];
+  startup?: boolean;
+  /** Any other member a newer CommitContext carries (plain data). */
+  [more: string]: unknown;
+}
+
+export type SubsystemMethod = 'validate' | 'prepare' | 'apply' | 'abort' | 'undo';
+
+export type PlaneRequest =
+  | { t: 'subsystem'; id: number; index: number; method: SubsystemMethod; ctx: WireCommitContext }
+  | { t: 'state'; id: number; index: number }
+  | { t: 'rpc'; id: number; index: number; input: ConfigJson }
+  | { t: 'close'; id: number };
+
+export type PlaneMessage =
+  | { t: 'ready'; manifest: PlaneManifest }
+  | { t: 'failed'; error: WireError }
+  | { t: 'result'; id: number; value: unknown }
+  | { t: 'error'; id: number; error: WireError }
+  | { t: 'notify'; notification: ConfigJson };
