@@ -10,7 +10,7 @@ import { type ConnectionStatus, SyncClient, type SyncClientListener, type SyncCl
 import { differingParts, type FingerprintPart, type VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
 import { SyncReceiver } from './sync-receiver.js';
-import { SyncSender } from './sync-sender.js';
+import { type ManualSyncResult, SyncSender } from './sync-sender.js';
 import type { FingerprintStatus, ResyncSummary, SyncNotification, SyncTuning } from './vrf-sync-types.js';
 
 export type { FingerprintStatus, ResyncSummary, SyncNotification, SyncTuning } from './vrf-sync-types.js';
@@ -144,7 +144,7 @@ export class VrfSync implements SyncClientListener {
   }
 
   /** The ha-fp-conntrack-synchronization RPC: runs on the master, completes in the background. */
-  manualSync(): Promise<{ count: number; duration: number }> {
+  manualSync(): Promise<ManualSyncResult> {
     return this.sender.manualSync();
   }
 
@@ -202,7 +202,7 @@ export class VrfSync implements SyncClientListener {
   }
 
   /**
-   * On the master, the conntracks delivered to every peer (sync-sender.ts); on a backup, the
+   * On the master, the conntracks every peer acknowledged (sync-sender.ts); on a backup, the
    * synced conntracks its engine holds.
    */
   syncedCount(): number {
@@ -226,6 +226,16 @@ export class VrfSync implements SyncClientListener {
 
   pendingCount(): number {
     return this.sender.pendingCount();
+  }
+
+  /** Conntrack records sent to the peers and not yet acknowledged (0 on a backup: it sends nothing). */
+  inFlightCount(): number {
+    return this.sender.inFlightCount();
+  }
+
+  /** Conntrack records the peers' engines refused (acknowledged as refused) since this VRF's sync started. */
+  peerRefusedCount(): number {
+    return this.sender.peerRefusedCount();
   }
 
   mirrorCounters(): Map<string, { active: number; standby: number }> {
