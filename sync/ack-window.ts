@@ -40,8 +40,11 @@ export class AckWindow {
   inFlight = 0;
   /** Of those, conntracks that were not in the synced set before (the synced count leaves them out). */
   inFlightFresh = 0;
-  /** Records the peer refused since the last full resync began on this connection. */
-  refusedSinceResync = 0;
+  /**
+   * Records the peer refused since the last bulk (full resync or manual synchronisation) began on
+   * this connection: both re-send every synced conntrack, so older refusals are superseded.
+   */
+  refusedSinceBulk = 0;
   /** Records the peer refused since this window was created (peer-refused). */
   refusedTotal = 0;
   /** Records the peer acknowledged as written since this window was created. */
@@ -61,7 +64,7 @@ export class AckWindow {
     this.written = this.acked = this.start;
     this.wireFrames = this.start >>> 0;
     this.wireRefused = 0;
-    this.refusedSinceResync = 0;
+    this.refusedSinceBulk = 0;
   }
 
   /** One data frame written, carrying `records` conntrack records (`fresh` new to the synced set); its sequence. */
@@ -77,9 +80,9 @@ export class AckWindow {
     return s;
   }
 
-  /** A bulk's start frame was written (`full`: a full resync, which re-sends what was refused before). */
-  bulkStarted(full: boolean): void {
-    if (full) this.refusedSinceResync = 0;
+  /** A bulk's start frame was written: it re-sends what the peer refused before. */
+  bulkStarted(): void {
+    this.refusedSinceBulk = 0;
     this.bulkRefusedStart = this.refusedTotal;
   }
 
@@ -103,18 +106,21 @@ export class AckWindow {
     const refused = wrapDelta(this.wireRefused, a.refused);
     const upTo = this.acked + frames;
     let records = 0;
-    while (this.head < this.seq.length && (this.seq[this.head] as number) <= upTo) {
-      records += this.records[this.head] as number;
-      this.inFlightFresh -= this.fresh[this.head] as number;
-      this.head++;
+    let fresh = 0;
+    let head = this.head;
+    for (; head < this.seq.length && (this.seq[head] as number) <= upTo; head++) {
+      records += this.records[head] as number;
+      fresh += this.fresh[head] as number;
     }
     if (refused > records) throw new SyncProtocolError(`ack refuses ${refused} records of the ${records} it acknowledges`);
+    this.head = head;
     this.inFlight -= records;
+    this.inFlightFresh -= fresh;
     this.compact();
     this.acked = upTo;
     this.wireFrames = a.frames >>> 0;
     this.wireRefused = a.refused >>> 0;
-    this.refusedSinceResync += refused;
+    this.refusedSinceBulk += refused;
     this.refusedTotal += refused;
     this.ackedTotal += records - refused;
     if (this.waiters.length === 0) return;

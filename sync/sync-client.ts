@@ -456,7 +456,7 @@ export class SyncClient {
         const p = Buffer.allocUnsafe(5);
         p.writeUInt8(first.kind, 0);
         p.writeUInt32BE(first.count, 1);
-        if (first.t === FrameType.BulkStart) this.acks.bulkStarted(first.kind === BulkKind.FullResync);
+        if (first.t === FrameType.BulkStart) this.acks.bulkStarted();
         const before = this.lastSeq;
         ok = this.write(first.t, p);
         if (first.done) {

@@ -597,7 +597,7 @@ export class SyncSender {
 
   /**
    * Conntracks acknowledged by every peer: per worker, the marked conntracks less those still in
-   * flight (sent, not acknowledged) and those the peer refused since the last full resync, counted
+   * flight (sent, not acknowledged) and those the peer refused since the last bulk, counted
    * only while the worker's connection to every peer is up, not out of sync (queue overflow) and
    * its peer acknowledged a full resync since it came up; none when a peer was never reached.
    * Refusals and in-flight records are counts, not conntracks, so this errs low, never high.
@@ -611,7 +611,7 @@ export class SyncSender {
       const delivered = peers.every((clients) => {
         const c = clients[w];
         if (c === undefined || c.status !== 'established' || c.outOfSync || !this.inSync.has(c)) return false;
-        unconfirmed += c.acks.inFlightFresh + c.acks.refusedSinceResync;
+        unconfirmed += c.acks.inFlightFresh + c.acks.refusedSinceBulk;
         return true;
       });
       if (delivered) n += Math.max(0, (this.syncedPerWorker[w] ?? 0) - unconfirmed);

@@ -53,6 +53,8 @@ describe('HA honest answers over NETCONF (two agents on loopback)', function () 
     expect(/<last-full-resync>[\s\S]*<count>(\d+)<\/count>/.exec(b1)?.[1]).to.equal('10');
     await openFlows(a, flows(30).slice(10));
     await waitFor(() => b.engine.counters('main').conntracks === 30, '30 conntracks on ha2');
+    // synced counts what ha2 acknowledged: its acks follow its writes by up to a few tens of ms.
+    await waitFor(() => a.parts.service.vrfs.get('main')?.syncedCount() === 30, 'ha2 acknowledged the 30 conntracks');
     expect(await stateLeaf(a, 'synced')).to.equal('30');
     expect(await stateLeaf(b, 'synced'), 'the backup shows the synced conntracks it holds').to.equal('30');
     const reply = await a.client.rpc(SYNC_RPC);
