@@ -90,6 +90,8 @@ export class SyncSender {
   /** More events came during a dump than `heldLimit`: they are dropped and a full resync follows. */
   heldLimit = HELD_EVENTS_LIMIT;
   private heldOverflow = false;
+  /** Full resyncs sent whose end the peers have not acknowledged yet. */
+  private resyncsAcking = new Set<Promise<void>>();
   /** Per peer, the conntracks it acknowledged in the latest full resync of each worker's connection. */
   private resyncAcked = new Map<string, Map<number, number>>();
   private resyncAckedWorkers = 0;
@@ -109,7 +111,7 @@ export class SyncSender {
   async stop(): Promise<void> {
     this.stopped = true;
     this.tcpTimer?.cancel();
-    await this.resyncRunning;
+    await this.resyncIdle();
   }
 
   /** Rule 11: what was synced as master means nothing in the new role. */
@@ -316,7 +318,10 @@ export class SyncSender {
 
   /** Resolves when no resync is running or wanted (tests and the demo wait on it). */
   async resyncIdle(): Promise<void> {
-    while (this.resyncRunning) await this.resyncRunning;
+    while (this.resyncRunning || this.resyncsAcking.size > 0) {
+      await this.resyncRunning;
+      await Promise.all(this.resyncsAcking);
+    }
   }
 
   private async runResyncs(): Promise<void> {
@@ -336,29 +341,35 @@ export class SyncSender {
       const started = performance.now();
       const sent = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
       log.info({ vrf: this.vrf, clients: targets.length, count: sent.count }, 'full resync sent: waiting for the peers to acknowledge its end');
-      // Complete only once the peer acknowledged the end: it applied (or refused) all of it.
-      for (const o of await this.outcome(sent, (c) => {
-        if (c.status === 'established') this.inSync.add(c);
-      })) {
-        if (!o.complete) {
-          log.warn({ vrf: this.vrf, peer: o.peer, count: sent.count }, 'full resync not acknowledged by the peer (connection lost): not complete, the next connection resyncs again');
-          continue;
-        }
-        // A resync may cover some connections only (the ones that came up): the count is the
-        // latest acknowledged one of every worker's connection, as on the receiving side.
-        const latest = this.resyncAcked.get(o.peer) ?? new Map<number, number>();
-        if (latest.size > 0 && this.resyncAckedWorkers !== this.config().workers) latest.clear();
-        this.resyncAckedWorkers = this.config().workers;
-        for (const [w, n] of o.perWorker) latest.set(w, n);
-        this.resyncAcked.set(o.peer, latest);
-        let count = 0;
-        for (const n of latest.values()) count += n;
-        const summary: ResyncSummary = { time: new Date().toISOString(), duration: Math.round(performance.now() - started), count };
-        this.onResyncSent(summary);
-        log.info({ vrf: this.vrf, peer: o.peer, sent: sent.count, acknowledged: o.acknowledged, peerRefused: o.refused, durationMs: summary.duration },
-          'full resync acknowledged by the peer');
-        this.notify({ kind: 'full-resync-complete', vrf: this.vrf, peer: o.peer, summary });
+      // The next resync (another connection that came up) need not wait for this one's ack.
+      const acking = this.completeResync(sent, started).finally(() => this.resyncsAcking.delete(acking));
+      this.resyncsAcking.add(acking);
+    }
+  }
+
+  /** A full resync completes only once the peer acknowledged its end: it applied (or refused) all of it. */
+  private async completeResync(sent: BulkSent, started: number): Promise<void> {
+    for (const o of await this.outcome(sent, (c) => {
+      if (c.status === 'established') this.inSync.add(c);
+    })) {
+      if (!o.complete) {
+        log.warn({ vrf: this.vrf, peer: o.peer, count: sent.count }, 'full resync not acknowledged by the peer (connection lost): not complete, the next connection resyncs again');
+        continue;
       }
+      // A resync may cover some connections only (the ones that came up): the count is the
+      // latest acknowledged one of every worker's connection, as on the receiving side.
+      const latest = this.resyncAcked.get(o.peer) ?? new Map<number, number>();
+      if (latest.size > 0 && this.resyncAckedWorkers !== this.config().workers) latest.clear();
+      this.resyncAckedWorkers = this.config().workers;
+      for (const [w, n] of o.perWorker) latest.set(w, n);
+      this.resyncAcked.set(o.peer, latest);
+      let count = 0;
+      for (const n of latest.values()) count += n;
+      const summary: ResyncSummary = { time: new Date().toISOString(), duration: Math.round(performance.now() - started), count };
+      this.onResyncSent(summary);
+      log.info({ vrf: this.vrf, peer: o.peer, sent: sent.count, acknowledged: o.acknowledged, peerRefused: o.refused, durationMs: summary.duration },
+        'full resync acknowledged by the peer');
+      this.notify({ kind: 'full-resync-complete', vrf: this.vrf, peer: o.peer, summary });
     }
   }
 
