@@ -333,6 +333,7 @@ export class SyncClient {
         this.backoffMs = this.config.backoffMinMs;
         this.outOfSync = false;
         this.acks.reset();
+        this.lastSeq = 0;
         this.startKeepalive();
         log.info({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, peerNode: welcome.nodeId }, 'sync connection established');
         this.listener.peerFingerprint(this, welcome.fingerprint, welcome.nodeId);
