@@ -57,17 +57,24 @@ export class AckEmitter {
     });
   }
 
+  /** Ask the sender for its table (an ack of what is done so far, with the flag); false when not connected. */
+  requestTable(): boolean {
+    if (!this.link) return false;
+    this.send(true);
+    return true;
+  }
+
   close(): void {
     this.timer?.cancel();
     this.timer = undefined;
     this.link = undefined;
   }
 
-  private send(): void {
+  private send(wantTable = false): void {
     this.timer?.cancel();
     this.timer = undefined;
     if (!this.link) return;
     this.acked = this.done;
-    this.link.reply(FrameType.Ack, encodeAck({ frames: this.done, refused: this.refused }));
+    this.link.reply(FrameType.Ack, encodeAck({ frames: this.done, refused: this.refused, wantTable }));
   }
 }

@@ -70,6 +70,8 @@ export interface SyncClientListener {
   peerFingerprint(client: SyncClient, fingerprint: Buffer, peerNodeId: string): void;
   /** The queue overflowed earlier and has now drained: the peer needs a full resync. */
   caughtUp(client: SyncClient): void;
+  /** The peer asked for the synchronised conntracks this node holds (it restarted empty as master). */
+  peerWantsTable?(client: SyncClient): void;
 }
 
 /** A bulk's end waits for the peer's acknowledgement of it. */
@@ -342,7 +344,9 @@ export class SyncClient {
       }
       case 'data':
         if (f.type === FrameType.Ack) {
-          this.acks.onAck(decodeAck(f.payload));
+          const ack = decodeAck(f.payload);
+          this.acks.onAck(ack);
+          if (ack.wantTable) this.listener.peerWantsTable?.(this);
           return;
         }
         if (f.type !== FrameType.Keepalive) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);

@@ -58,6 +58,14 @@ export class SyncReceiver {
    */
   private acceptedByOwner = new Map<string, number>();
   private syncedBeforeReceiving: number | undefined;
+  /** Connections in their data phase (they can carry an ack back). */
+  private linked = new Set<InboundSession>();
+  /**
+   * The peer's table was asked for (requestPeerTable): the connections asked (each sends its
+   * worker's share), the sending workers whose full resync has ended since, and the callback once
+   * all of them have.
+   */
+  private tableWanted: { asked: Set<InboundSession>; ended: Map<number, number>; done: (count: number) => void } | undefined;
 
   constructor(
     private readonly vrf: string,
@@ -68,6 +76,31 @@ export class SyncReceiver {
     private readonly peerFingerprint: (peer: string, fingerprint: Buffer) => void,
     private readonly onResyncReceived: (summary: ResyncSummary) => void,
   ) {}
+
+  /**
+   * Asks the peer, on each of its connections to us (now, or as they come up), for the
+   * synchronised conntracks it holds (each connection carries its worker's share); `done` runs
+   * once a full resync has ended on every one of its workers' connections (its whole table is
+   * here), with the number of conntracks they carried.
+   */
+  requestPeerTable(done: (count: number) => void): void {
+    const t = { asked: new Set<InboundSession>(), ended: new Map<number, number>(), done };
+    this.tableWanted = t;
+    for (const inbound of this.linked) if (inbound.acks.requestTable()) t.asked.add(inbound);
+    log.info({ vrf: this.vrf, connections: t.asked.size }, 'asked the peer for the synchronised conntracks it holds');
+  }
+
+  /** A full resync ended on this connection: the peer's table may be complete. */
+  private tableArrived(inbound: InboundSession, count: number): void {
+    const t = this.tableWanted;
+    if (!t?.asked.has(inbound)) return;
+    t.ended.set(inbound.worker, count);
+    if (t.ended.size < inbound.workers) return;
+    this.tableWanted = undefined;
+    let total = 0;
+    for (const n of t.ended.values()) total += n;
+    t.done(total);
+  }
 
   /** Resolver for the listener: accept only hellos from a configured peer address. */
   accept(hello: Hello, remoteAddress: string): ReceiverSession | string {
@@ -88,11 +121,16 @@ export class SyncReceiver {
       fingerprint: this.config().fingerprint,
       authenticated: () => this.peerFingerprint(peer.name, hello.fingerprint),
       apply: (f) => this.applyAcked(f, inbound),
-      dataPhase: (link) => inbound.acks.attach(link),
+      dataPhase: (link) => {
+        inbound.acks.attach(link);
+        this.linked.add(inbound);
+        if (this.tableWanted && inbound.acks.requestTable()) this.tableWanted.asked.add(inbound);
+      },
       error: () => {
         this.receiveError++;
       },
       closed: () => {
+        this.linked.delete(inbound);
         inbound.acks.close();
         this.closeResync(inbound);
       },
@@ -320,6 +358,7 @@ export class SyncReceiver {
           let count = 0;
           for (const n of this.resyncCounts.values()) count += n;
           this.onResyncReceived({ time: new Date().toISOString(), duration: Math.round(performance.now() - startedAt), count });
+          this.tableArrived(inbound, f.payload.readUInt32BE(1));
         }
         return 0;
       }

@@ -76,6 +76,11 @@ export class SyncSender {
   private stopped = false;
   /** A conntrack was seen (event or table) since this sender started: an empty table is real. */
   private everHeld = false;
+  /** The peer's table was asked for once (a master that started empty): not again; and whether it arrived. */
+  private pulled = false;
+  private pullPending = false;
+  /** Connections on which a table is being sent to a peer that asked for it (this node is its backup). */
+  private tableSending = new Set<SyncClient>();
   /** Marked synced conntracks per owner worker (the connection they travel on). */
   private syncedPerWorker: number[] = [];
   /**
@@ -106,6 +111,8 @@ export class SyncSender {
     private readonly peers: () => SyncClient[][],
     private readonly notify: (n: SyncNotification) => void,
     private readonly onResyncSent: (summary: ResyncSummary) => void,
+    /** Ask the peers for the synchronised conntracks they hold; `done` once all of it arrived. */
+    private readonly askPeerTable?: (done: (count: number) => void) => void,
   ) {}
 
   async stop(): Promise<void> {
@@ -332,10 +339,30 @@ export class SyncSender {
       if (this.role !== 'master' || !this.config().enabled || targets.length === 0) continue;
       if (this.emptySinceStart()) {
         // A full resync makes the peer drop what it was not sent: from a master that lost its
-        // table (a restart), it would wipe the peer's copy, the only one left. Refuse, and say so.
-        log.warn({ vrf: this.vrf, peers: [...new Set(targets.map((c) => c.config.peer))] },
-          'full resync not sent: this master has held no conntrack since it started; the peer keeps the conntracks it holds');
+        // table (a restart), it would wipe the peer's copy, the only one left. As a VRRP node
+        // that comes back as backup, take the peer's table first, then push; failing that (the
+        // peer had nothing either), refuse, and say so.
+        const peers = [...new Set(targets.map((c) => c.config.peer))];
         for (const c of targets) this.inSync.add(c);
+        if (this.pullPending) continue; // the peer's table is on its way: the resync follows it
+        if (this.askPeerTable && !this.pulled) {
+          this.pulled = true;
+          this.pullPending = true;
+          log.warn({ vrf: this.vrf, peers }, 'this master has held no conntrack since it started: taking the peer\'s conntracks first, then a full resync');
+          this.askPeerTable((count) => {
+            this.pullPending = false;
+            if (count === 0) {
+              // Nothing to reconcile: what this master has held since went out live.
+              log.info({ vrf: this.vrf, peers }, 'the peer held no synchronised conntrack: no full resync needed');
+              return;
+            }
+            log.info({ vrf: this.vrf, peers, count }, 'the peer\'s conntracks arrived: full resync of the peers now');
+            for (const c of this.peers().flat()) if (c.status === 'established') this.requestResync(c);
+          });
+          continue;
+        }
+        log.warn({ vrf: this.vrf, peers },
+          'full resync not sent: this master has held no conntrack since it started; the peer keeps the conntracks it holds');
         continue;
       }
       const started = performance.now();
@@ -396,6 +423,25 @@ export class SyncSender {
       o.perWorker.set(c.config.worker, carried - refused);
     }));
     return [...byPeer.values()];
+  }
+
+  /**
+   * The peer, a master that restarted with an empty table, asked for ours (we are its backup):
+   * every synchronised conntrack we hold goes to it as a full resync, on its owner's connection.
+   */
+  async sendTableTo(targets: SyncClient[]): Promise<void> {
+    const up = targets.filter((c) => c.status === 'established' && !this.tableSending.has(c));
+    if (this.role !== 'backup' || this.stopped || up.length === 0) return;
+    for (const c of up) this.tableSending.add(c);
+    try {
+      const sent = await this.bulkSend(up, BulkKind.FullResync, (e) => e.synced === true && !e.alg && !e.noSync, (b, i) => b.synced(i) && !b.alg(i) && !b.noSync(i), false);
+      for (const o of await this.outcome(sent, () => undefined)) {
+        log.info({ vrf: this.vrf, peer: o.peer, acknowledged: o.acknowledged, peerRefused: o.refused, complete: o.complete },
+          'synchronised conntracks sent to the restarted master that asked for them');
+      }
+    } finally {
+      for (const c of up) this.tableSending.delete(c);
+    }
   }
 
   /** The engine holds no conntrack in this VRF and this sender has seen none since it started. */

@@ -59,7 +59,7 @@ export class VrfSync implements SyncClientListener {
     const current = (): VrfSyncConfig => this.config;
     this.sender = new SyncSender(this.vrf, current, engine, clock, () => this.peers.map((p) => p.clients), notify, (s) => {
       this.lastFullResync = s;
-    });
+    }, (done) => this.receiver.requestPeerTable(done));
     this.receiver = new SyncReceiver(this.vrf, current, engine, clock, tuning.nodeId, (peer, fp) => this.checkFingerprint(peer, fp), (s) => {
       this.lastFullResync = s;
     });
@@ -163,6 +163,15 @@ export class VrfSync implements SyncClientListener {
   caughtUp(client: SyncClient): void {
     log.info({ vrf: this.vrf, peer: client.config.peer, client: client.name }, 'peer caught up after overflow: full resync');
     this.requestResync(client);
+  }
+
+  peerWantsTable(client: SyncClient): void {
+    if (this.role !== 'backup') {
+      log.warn({ vrf: this.vrf, peer: client.config.peer }, 'the peer asked for our conntracks, but we are master too: not sent');
+      return;
+    }
+    // The peer asks on each of our connections to it: each carries its worker's share.
+    void this.sender.sendTableTo([client]);
   }
 
   peerFingerprint(client: SyncClient, fingerprint: Buffer): void {

@@ -12,11 +12,15 @@ import { FrameType, isFrameType, SyncProtocolError } from '../../sync/protocol.j
 const WRAP = 2 ** 32;
 
 describe('sync acknowledgements: the Ack frame', () => {
-  it('is a frame type the decoder accepts, 8 bytes, counters modulo 2^32', () => {
+  it('is a frame type the decoder accepts, 9 bytes, counters modulo 2^32', () => {
     expect(isFrameType(FrameType.Ack)).to.equal(true);
     const b = encodeAck({ frames: WRAP + 5, refused: WRAP - 1 });
-    expect(b.length).to.equal(ACK_BYTES);
+    expect(b.length).to.equal(ACK_BYTES).and.equal(9);
     expect(decodeAck(b)).to.deep.equal({ frames: 5, refused: WRAP - 1 });
+    expect(decodeAck(encodeAck({ frames: 1, refused: 0, wantTable: true }))).to.deep.equal({ frames: 1, refused: 0, wantTable: true });
+    const bad = Buffer.from(b);
+    bad.writeUInt8(2, 8);
+    expect(() => decodeAck(bad)).to.throw(SyncProtocolError, /unknown flags/);
     expect(() => decodeAck(Buffer.alloc(7))).to.throw(SyncProtocolError, /ack of 7 bytes/);
   });
 });
