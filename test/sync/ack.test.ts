@@ -168,4 +168,15 @@ describe('sync acknowledgements: the receiver emitter', () => {
     e.end(e.begin(), 0, true);
     expect(sent.length, 'nothing goes out once closed').to.equal(2);
   });
+
+  it('asks for the peer\'s table with an ack of what is done so far, never of more', () => {
+    const { e, sent } = emitter(32, 25);
+    const first = e.begin();
+    e.begin(); // still being written
+    e.end(first, 1, false);
+    expect(e.requestTable()).to.equal(true);
+    expect(sent).to.deep.equal([{ frames: 1, refused: 1, wantTable: true }]);
+    e.close();
+    expect(e.requestTable(), 'not connected').to.equal(false);
+  });
 });
