@@ -571,7 +571,8 @@ export class SyncSender {
       perWorker[w] = (perWorker[w] as number) + 1;
     };
     try {
-      this.synced.reserve(this.engine.counters(this.vrf).conntracks);
+      // (A backup sending its table to a restarted master marks nothing.)
+      if (this.role === 'master') this.synced.reserve(this.engine.counters(this.vrf).conntracks);
     } catch {
       // the VRF is being removed: the dump below says so
     }
