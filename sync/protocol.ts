@@ -43,6 +43,9 @@ export enum FrameType {
   /**
    * server -> client, sealed: the receiver's cumulative acknowledgement of the data frames it has
    * applied (see ack-frame.ts), and how many conntrack records among them its engine refused.
+   * Both sides count every client -> server frame after the handshake but keepalives (the client
+   * as it writes, the receiver as ReceiverSession.apply finishes it): a new client -> server frame
+   * type must go through apply, or the counts part and acks stop covering what was sent.
    */
   Ack = 14,
 }
