@@ -35,9 +35,18 @@ export interface ReceiverSession {
   apply(frame: Frame): Promise<void>;
   /** The peer proved the shared secret; the hello's nodeId and fingerprint are now filled in. */
   authenticated?(): void;
+  /** The data phase began: frames can go back to the peer (acknowledgements) on `link`. */
+  dataPhase?(link: ReceiverLink): void;
   /** A protocol or authentication problem on this connection (counted as receive-error). */
   error(reason: string): void;
   closed(): void;
+}
+
+/** What a session may use of its connection once the handshake is done. */
+export interface ReceiverLink {
+  /** Send a sealed frame to the peer (nothing once the connection is closed). */
+  reply(type: FrameType, payload: Buffer): void;
+  readonly netClock: Clock;
 }
 
 /**
@@ -233,6 +242,7 @@ export class InboundConnection {
     });
     listenerLog.info({ remote: this.remote, vrf: this.vrf, worker: this.worker, peerNode: id.nodeId }, 'sync peer authenticated');
     this.session?.authenticated?.();
+    this.session?.dataPhase?.({ reply: (type, payload) => this.send(type, payload), netClock: clock });
   }
 
   // Frames are handed to the VRF in order; up to MAX_INFLIGHT engine writes overlap (the engine

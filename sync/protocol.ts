@@ -40,6 +40,14 @@ export enum FrameType {
   Identity = 12,
   /** client -> server, sealed, after the handshake: the sender's configuration fingerprint changed (32 bytes). */
   ConfigFingerprint = 13,
+  /**
+   * server -> client, sealed: the receiver's cumulative acknowledgement of the data frames it has
+   * applied (see ack-frame.ts), and how many conntrack records among them its engine refused.
+   * Both sides count every client -> server frame after the handshake but keepalives (the client
+   * as it writes, the receiver as ReceiverSession.apply finishes it): a new client -> server frame
+   * type must go through apply, or the counts part and acks stop covering what was sent.
+   */
+  Ack = 14,
 }
 
 /** Frames that exist only before the session keys (sent in clear, no tag). */
@@ -51,7 +59,7 @@ export const HANDSHAKE_FRAMES: ReadonlySet<FrameType> = new Set([
 ]);
 
 export function isFrameType(n: number): n is FrameType {
-  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.ConfigFingerprint;
+  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.Ack;
 }
 
 export enum BulkKind {

@@ -9,6 +9,8 @@ import type { Clock, TimerHandle } from '../fastpath/clock.js';
 import { logger } from '../core/log.js';
 import { deleteSize, encodeDeletes, encodeRecords, recordSize, type SyncRecord } from './conntrack-codec.js';
 import { EMPTY, FrameDecoder, FrameEncoder, newFrameCipher } from './frame-codec.js';
+import { decodeAck } from './ack-frame.js';
+import { AckWindow, type BulkAck } from './ack-window.js';
 import {
   decodeChallenge,
   decodeRefuse,
@@ -68,7 +70,12 @@ export interface SyncClientListener {
   peerFingerprint(client: SyncClient, fingerprint: Buffer, peerNodeId: string): void;
   /** The queue overflowed earlier and has now drained: the peer needs a full resync. */
   caughtUp(client: SyncClient): void;
+  /** The peer asked for the synchronised conntracks this node holds (it restarted empty as master). */
+  peerWantsTable?(client: SyncClient): void;
 }
+
+/** A bulk's end waits for the peer's acknowledgement of it. */
+type BulkEndDone = (r: BulkAck) => void;
 
 export interface SyncClientStats {
   transmit: number;
@@ -79,12 +86,13 @@ export interface SyncClientStats {
   framesOut: number;
 }
 
+/** `fresh`: the conntrack was not in the sender's synced set before this record (see AckWindow). */
 type QueuedOp =
-  | { t: FrameType.CtNew | FrameType.CtUpdate; rec: SyncRecord }
+  | { t: FrameType.CtNew | FrameType.CtUpdate; rec: SyncRecord; fresh?: boolean }
   /** A CT_NEW payload already encoded (a full resync read from packed records): `count` records. */
-  | { t: FrameType.CtNew; payload: Buffer; count: number }
+  | { t: FrameType.CtNew; payload: Buffer; count: number; fresh?: number }
   | { t: FrameType.CtDelete; tuple: FlowTuple }
-  | { t: FrameType.BulkStart | FrameType.BulkEnd; kind: BulkKind; count: number };
+  | { t: FrameType.BulkStart | FrameType.BulkEnd; kind: BulkKind; count: number; done?: BulkEndDone };
 
 /** Bytes buffered in the socket before we stop writing and wait for 'drain'. */
 const SOCKET_HIGH_WATER = 1 << 20;
@@ -96,6 +104,8 @@ export class SyncClient {
   readonly stats: SyncClientStats = { transmit: 0, transmitError: 0, buildError: 0, overflows: 0, bytesOut: 0, framesOut: 0 };
   /** True after a queue overflow until the resync that repairs it starts. */
   outOfSync = false;
+  /** What this connection sent that the peer has not acknowledged yet (reset when it comes up). */
+  readonly acks = new AckWindow();
 
   private socket: Socket | undefined;
   private encoder = new FrameEncoder();
@@ -113,6 +123,8 @@ export class SyncClient {
   private handshakeTimer: TimerHandle | undefined;
   private lastRx = 0;
   private lastTx = 0;
+  /** Sequence number of the last data frame written (see AckWindow). */
+  private lastSeq = 0;
   /** The last failure reason logged at warn (the same one again goes to debug). */
   private warnedReason: string | undefined;
 
@@ -152,6 +164,7 @@ export class SyncClient {
       const lost = this.queued();
       this.stats.transmitError += lost;
       this.stats.overflows++;
+      this.dropQueued();
       this.queue = [];
       this.head = 0;
       this.queuedExtra = 0;
@@ -163,8 +176,8 @@ export class SyncClient {
     this.push(op);
   }
 
-  sendRecord(kind: FrameType.CtNew | FrameType.CtUpdate, rec: SyncRecord): void {
-    this.send({ t: kind, rec });
+  sendRecord(kind: FrameType.CtNew | FrameType.CtUpdate, rec: SyncRecord, fresh = false): void {
+    this.send({ t: kind, rec, fresh });
   }
 
   sendDelete(tuple: FlowTuple): void {
@@ -178,10 +191,27 @@ export class SyncClient {
   }
 
   /** An encoded CT_NEW payload of `count` records (see encodeIPv4Record), sent as one frame. */
-  bulkPayload(payload: Buffer, count: number): void {
+  bulkPayload(payload: Buffer, count: number, fresh = 0): void {
     if (this.status !== 'established' || count === 0) return;
     this.queuedExtra += count - 1;
-    this.push({ t: FrameType.CtNew, payload, count });
+    this.push({ t: FrameType.CtNew, payload, count, fresh });
+  }
+
+  /**
+   * A bulk's end; resolves when the peer acknowledged it (everything the bulk carried was applied
+   * or refused), or not when the connection is lost first.
+   */
+  bulkEnd(kind: BulkKind, count: number): Promise<BulkAck> {
+    if (this.status !== 'established') return Promise.resolve({ acknowledged: false, refused: 0 });
+    return new Promise((done) => this.push({ t: FrameType.BulkEnd, kind, count, done }));
+  }
+
+  /** Queued bulk ends that will never be written (the queue is dropped): not acknowledged. */
+  private dropQueued(): void {
+    for (let i = this.head; i < this.queue.length; i++) {
+      const op = this.queue[i] as QueuedOp;
+      if ('done' in op && op.done) op.done({ acknowledged: false, refused: 0 });
+    }
   }
 
   /** Starting a resync repairs an overflow: live messages are accepted again from here on. */
@@ -304,6 +334,8 @@ export class SyncClient {
         this.warnedReason = undefined;
         this.backoffMs = this.config.backoffMinMs;
         this.outOfSync = false;
+        this.acks.reset();
+        this.lastSeq = 0;
         this.startKeepalive();
         log.info({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, peerNode: welcome.nodeId }, 'sync connection established');
         this.listener.peerFingerprint(this, welcome.fingerprint, welcome.nodeId);
@@ -311,6 +343,12 @@ export class SyncClient {
         return;
       }
       case 'data':
+        if (f.type === FrameType.Ack) {
+          const ack = decodeAck(f.payload);
+          this.acks.onAck(ack);
+          if (ack.wantTable) this.listener.peerWantsTable?.(this);
+          return;
+        }
         if (f.type !== FrameType.Keepalive) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);
         return;
       case 'deriving':
@@ -338,6 +376,8 @@ export class SyncClient {
     this.keepaliveTimer?.cancel();
     const lost = this.queued();
     this.stats.transmitError += lost;
+    this.dropQueued();
+    this.acks.lost();
     this.queue = [];
     this.head = 0;
     this.queuedExtra = 0;
@@ -384,10 +424,15 @@ export class SyncClient {
     if (this.status === 'established') this.write(FrameType.ConfigFingerprint, this.config.fingerprint);
   }
 
-  private write(type: FrameType, payload: Buffer): boolean {
+  /**
+   * Writes one frame; once established every frame but keepalives is a data frame the peer
+   * acknowledges, counted here with the conntrack `records` it carries (`fresh`: new to the synced set).
+   */
+  private write(type: FrameType, payload: Buffer, records = 0, fresh = 0): boolean {
     const s = this.socket;
     if (!s || s.destroyed) return false;
     const parts = this.encoder.encode(type, payload);
+    if (this.status === 'established' && type !== FrameType.Keepalive) this.lastSeq = this.acks.wrote(records, fresh);
     s.cork();
     for (const p of parts) {
       s.write(p);
@@ -410,13 +455,19 @@ export class SyncClient {
         this.head++;
         this.queuedExtra -= first.count - 1;
         this.stats.transmit += first.count;
-        ok = this.write(first.t, first.payload);
+        ok = this.write(first.t, first.payload, first.count, first.fresh ?? 0);
       } else if (first.t === FrameType.BulkStart || first.t === FrameType.BulkEnd) {
         this.head++;
         const p = Buffer.allocUnsafe(5);
         p.writeUInt8(first.kind, 0);
         p.writeUInt32BE(first.count, 1);
+        if (first.t === FrameType.BulkStart) this.acks.bulkStarted();
+        const before = this.lastSeq;
         ok = this.write(first.t, p);
+        if (first.done) {
+          if (this.lastSeq !== before) void this.acks.waitFor(this.lastSeq).then(first.done);
+          else first.done({ acknowledged: false, refused: 0 }); // the socket is gone
+        }
       } else {
         ok = this.flushRun(first.t, now);
       }
@@ -458,6 +509,7 @@ export class SyncClient {
       return this.write(type, encodeDeletes(tuples, sizes));
     }
     const recs: SyncRecord[] = [];
+    let fresh = 0;
     while (this.head < end) {
       const op = this.queue[this.head] as QueuedOp;
       if (op.t !== type || !('rec' in op)) break;
@@ -465,13 +517,14 @@ export class SyncClient {
       try {
         sizes.push(recordSize(op.rec));
         recs.push(op.rec);
+        if (op.fresh) fresh++;
       } catch (err) {
         this.buildError(err);
       }
     }
     if (recs.length === 0) return true;
     this.stats.transmit += recs.length;
-    return this.write(type, encodeRecords(recs, sizes, now));
+    return this.write(type, encodeRecords(recs, sizes, now), recs.length, fresh);
   }
 
   private buildError(err: unknown): void {

@@ -17,7 +17,12 @@ export function toYangNotification(n: ServiceNotification): ConfigJson {
         },
       };
     case 'manual-synchronization-complete':
-      return { [`${HFC}:manual-synchronization-complete`]: { vrf: n.vrf, count: String(n.count), duration: n.duration } };
+      return {
+        [`${HFC}:manual-synchronization-complete`]: {
+          vrf: n.vrf, count: String(n.count), duration: n.duration,
+          acknowledged: String(n.acknowledged), 'peer-refused': String(n.peerRefused), complete: n.complete,
+        },
+      };
     case 'peer-configuration-mismatch':
       return {
         [`${HFC}:peer-configuration-mismatch`]: { vrf: n.vrf, peer: n.peer, 'local-fingerprint': n.local, 'peer-fingerprint': n.remote, difference: n.differences },

@@ -5,6 +5,7 @@ import type { ConntrackEntry, DataplaneEngine, FlowTuple, L4Proto } from '../fas
 import type { Clock } from '../fastpath/clock.js';
 import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
 import { logger } from '../core/log.js';
+import { AckEmitter } from './ack-emitter.js';
 import { decodeDeletes, decodeEntries, forEachIPv4Orig, isPlainIPv4Payload } from './conntrack-codec.js';
 import { ctKey, ipv4Text, PROTO_NAMES } from './conntrack-key.js';
 import { MirrorCounters } from './mirror-counters.js';
@@ -36,6 +37,8 @@ interface InboundSession {
   deletes: Promise<void> | undefined;
   /** A full resync started on this connection and has not ended. */
   resyncOpen: boolean;
+  /** Acknowledges to the sender what was applied on this connection. */
+  acks: AckEmitter;
 }
 
 export class SyncReceiver {
@@ -55,6 +58,14 @@ export class SyncReceiver {
    */
   private acceptedByOwner = new Map<string, number>();
   private syncedBeforeReceiving: number | undefined;
+  /** Connections in their data phase (they can carry an ack back). */
+  private linked = new Set<InboundSession>();
+  /**
+   * The peer's table was asked for (requestPeerTable): the connections asked (each sends its
+   * worker's share), the sending workers whose full resync has ended since, and the callback once
+   * all of them have.
+   */
+  private tableWanted: { asked: Set<InboundSession>; ended: Map<number, number>; done: (count: number) => void } | undefined;
 
   constructor(
     private readonly vrf: string,
@@ -65,6 +76,31 @@ export class SyncReceiver {
     private readonly peerFingerprint: (peer: string, fingerprint: Buffer) => void,
     private readonly onResyncReceived: (summary: ResyncSummary) => void,
   ) {}
+
+  /**
+   * Asks the peer, on each of its connections to us (now, or as they come up), for the
+   * synchronised conntracks it holds (each connection carries its worker's share); `done` runs
+   * once a full resync has ended on every one of its workers' connections (its whole table is
+   * here), with the number of conntracks they carried.
+   */
+  requestPeerTable(done: (count: number) => void): void {
+    const t = { asked: new Set<InboundSession>(), ended: new Map<number, number>(), done };
+    this.tableWanted = t;
+    for (const inbound of this.linked) if (inbound.acks.requestTable()) t.asked.add(inbound);
+    log.info({ vrf: this.vrf, connections: t.asked.size }, 'asked the peer for the synchronised conntracks it holds');
+  }
+
+  /** A full resync ended on this connection: the peer's table may be complete. */
+  private tableArrived(inbound: InboundSession, count: number): void {
+    const t = this.tableWanted;
+    if (!t?.asked.has(inbound)) return;
+    t.ended.set(inbound.worker, count);
+    if (t.ended.size < inbound.workers) return;
+    this.tableWanted = undefined;
+    let total = 0;
+    for (const n of t.ended.values()) total += n;
+    t.done(total);
+  }
 
   /** Resolver for the listener: accept only hellos from a configured peer address. */
   accept(hello: Hello, remoteAddress: string): ReceiverSession | string {
@@ -77,18 +113,27 @@ export class SyncReceiver {
     }
     const inbound: InboundSession = {
       peer: peer.name, worker: hello.worker, workers: hello.workers, bulkSeen: undefined, bulkFresh: false, writes: new Set(),
-      deletes: undefined, resyncOpen: false,
+      deletes: undefined, resyncOpen: false, acks: new AckEmitter(),
     };
     return {
       secret: this.config().secret,
       nodeId: this.nodeId,
       fingerprint: this.config().fingerprint,
       authenticated: () => this.peerFingerprint(peer.name, hello.fingerprint),
-      apply: (f) => this.apply(f, inbound),
+      apply: (f) => this.applyAcked(f, inbound),
+      dataPhase: (link) => {
+        inbound.acks.attach(link);
+        this.linked.add(inbound);
+        if (this.tableWanted && inbound.acks.requestTable()) this.tableWanted.asked.add(inbound);
+      },
       error: () => {
         this.receiveError++;
       },
-      closed: () => this.closeResync(inbound),
+      closed: () => {
+        this.linked.delete(inbound);
+        inbound.acks.close();
+        this.closeResync(inbound);
+      },
     };
   }
 
@@ -213,16 +258,28 @@ export class SyncReceiver {
     }
   }
 
-  /** receive counts what the engine took, receive-error what it refused (the engine logs why). */
-  private countWrites(count: number, written: number): void {
+  /** receive counts what the engine took, receive-error what it refused (the engine logs why); the refused ones. */
+  private countWrites(count: number, written: number): number {
     const refused = Math.max(0, count - written);
     this.receive += count - refused;
-    if (refused === 0) return;
+    if (refused === 0) return 0;
     this.receiveError += refused;
     log.warn({ vrf: this.vrf, refused, of: count }, 'synced conntracks not written: counted in receive-error');
+    return refused;
   }
 
-  private async apply(f: Frame, inbound: InboundSession): Promise<void> {
+  /**
+   * Applies one frame and acknowledges it once it and every frame before it are done, with the
+   * conntrack records the engine refused (a frame that fails the connection is never acknowledged).
+   */
+  private async applyAcked(f: Frame, inbound: InboundSession): Promise<void> {
+    const seq = inbound.acks.begin();
+    const refused = await this.apply(f, inbound);
+    inbound.acks.end(seq, refused, f.type === FrameType.BulkEnd);
+  }
+
+  /** Applies one frame; resolves to the conntrack records of it the engine refused. */
+  private async apply(f: Frame, inbound: InboundSession): Promise<number> {
     switch (f.type) {
       case FrameType.CtNew:
       case FrameType.CtUpdate: {
@@ -233,25 +290,27 @@ export class SyncReceiver {
           const seen = inbound.bulkSeen;
           if (seen) forEachIPv4Orig(f.payload, (proto, src, dst, sport, dport) => seen.setIPv4(proto, src, dst, sport, dport, 0));
           const upsert = this.engine.upsertIPv4Records.bind(this.engine);
+          let refused = 0;
           await this.inOrder(inbound, 'write', async () => {
-            this.countWrites(count, await this.written(() => upsert(this.vrf, f.payload.subarray(2)), count));
+            refused = this.countWrites(count, await this.written(() => upsert(this.vrf, f.payload.subarray(2)), count));
           });
-          return;
+          return refused;
         }
         const entries = decodeEntries(f.payload, this.vrf, this.clock.now());
         this.noteAccepted(inbound, entries.length);
         // Recorded before the engine call: a pipelined bulk end may purge before this write resolves.
         const seen = inbound.bulkSeen;
         if (seen) for (const e of entries) seen.set(e.orig, 0);
+        let refused = 0;
         await this.inOrder(inbound, 'write', async () => {
           const written = await this.written(() => this.engine.upsert(entries), entries.length);
-          this.countWrites(entries.length, written);
+          refused = this.countWrites(entries.length, written);
           if (written === 0) return;
           for (const e of entries) {
             if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
           }
         });
-        return;
+        return refused;
       }
       case FrameType.CtDelete: {
         const tuples = decodeDeletes(f.payload);
@@ -266,7 +325,7 @@ export class SyncReceiver {
           this.receive += tuples.length;
           for (const t of tuples) this.mirrored.delete(ctKey(t));
         });
-        return;
+        return 0; // a refused delete is in receive-error; the ack counts conntracks written, not deletes
       }
       case FrameType.BulkStart: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-start');
@@ -278,7 +337,7 @@ export class SyncReceiver {
           inbound.bulkFresh = this.nothingToPurge(inbound);
           inbound.bulkSeen = inbound.bulkFresh ? undefined : new TupleMap();
         }
-        return;
+        return 0;
       }
       case FrameType.BulkEnd: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-end');
@@ -299,13 +358,14 @@ export class SyncReceiver {
           let count = 0;
           for (const n of this.resyncCounts.values()) count += n;
           this.onResyncReceived({ time: new Date().toISOString(), duration: Math.round(performance.now() - startedAt), count });
+          this.tableArrived(inbound, f.payload.readUInt32BE(1));
         }
-        return;
+        return 0;
       }
       case FrameType.ConfigFingerprint: {
         if (f.payload.length !== FINGERPRINT_BYTES) throw new SyncProtocolError(`config fingerprint of ${f.payload.length} bytes`);
         this.peerFingerprint(inbound.peer, Buffer.from(f.payload));
-        return;
+        return 0;
       }
       default:
         throw new SyncProtocolError(`unexpected frame type ${f.type} from a sync client`);

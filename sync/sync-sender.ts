@@ -11,10 +11,21 @@ import { MirrorCounters } from './mirror-counters.js';
 import { TupleMap } from './tuple-map.js';
 import { BulkKind, FrameType } from './protocol.js';
 import type { SyncClient } from './sync-client.js';
+import type { BulkAck } from './ack-window.js';
 import type { VrfSyncConfig } from './sync-config.js';
 import type { ResyncSummary, SyncNotification } from './vrf-sync-types.js';
 
 const log = logger('sync');
+
+/** A manual synchronisation: what it sent and what the peers acknowledged of it. */
+export interface ManualSyncResult {
+  count: number;
+  acknowledged: number;
+  peerRefused: number;
+  /** Every peer acknowledged its end. */
+  complete: boolean;
+  duration: number;
+}
 
 /** Events held during a dump at most (a few hundred bytes each); beyond, a full resync follows. */
 export const HELD_EVENTS_LIMIT = 500_000;
@@ -27,9 +38,31 @@ interface PendingInfo {
 /** Eligibility of entry i of a packed dump batch (plain IPv4, no virtual service). */
 type PackedEligible = (b: PackedConntrackBatch, i: number) => boolean;
 
+/** A bulk queued on its connections: what it carried, and per connection the peer's acknowledgement of its end. */
+interface BulkSent {
+  count: number;
+  perWorker: number[];
+  acks: Map<SyncClient, Promise<BulkAck>>;
+}
+
+/** What one peer acknowledged of a bulk. */
+interface PeerBulkOutcome {
+  peer: string;
+  /** Acknowledged conntracks per worker whose connection acknowledged the bulk's end. */
+  perWorker: Map<number, number>;
+  /** Every connection of the peer that carried the bulk acknowledged its end. */
+  complete: boolean;
+  /** Conntracks the peer acknowledged as written (sent on acknowledged connections, less the refused). */
+  acknowledged: number;
+  refused: number;
+}
+
 export class SyncSender {
   role: HaRole = 'backup';
-  /** Conntracks sent (or found in a resync) and not destroyed since: the "synced" count. */
+  /**
+   * Conntracks sent (or found in a resync) and not destroyed since ("marked"); the synced count
+   * is these less what the peers have not acknowledged or refused (see syncedCount).
+   */
   private synced = new TupleMap();
   /** Synced conntracks per mirrored virtual service (mirror-conn-list-on-active). */
   readonly mirrored = new MirrorCounters();
@@ -43,11 +76,17 @@ export class SyncSender {
   private stopped = false;
   /** A conntrack was seen (event or table) since this sender started: an empty table is real. */
   private everHeld = false;
+  /** The peer's table was asked for once (a master that started empty): not again; and whether it arrived. */
+  private pulled = false;
+  private pullPending = false;
+  /** Connections on which a table is being sent to a peer that asked for it (this node is its backup). */
+  private tableSending = new Set<SyncClient>();
   /** Marked synced conntracks per owner worker (the connection they travel on). */
   private syncedPerWorker: number[] = [];
   /**
-   * Connections that carried a full resync since they came up and are still up: what was marked
-   * synced for their worker went out on them. The others' conntracks are not counted as synced.
+   * Connections whose peer acknowledged the end of a full resync since they came up and that are
+   * still up: what was marked synced for their worker went out on them. The others' conntracks
+   * are not counted as synced.
    */
   private inSync = new Set<SyncClient>();
   /** Dumps (full resync, manual synchronisation) in progress, and the events held meanwhile. */
@@ -56,6 +95,11 @@ export class SyncSender {
   /** More events came during a dump than `heldLimit`: they are dropped and a full resync follows. */
   heldLimit = HELD_EVENTS_LIMIT;
   private heldOverflow = false;
+  /** Full resyncs sent whose end the peers have not acknowledged yet. */
+  private resyncsAcking = new Set<Promise<void>>();
+  /** Per peer, the conntracks it acknowledged in the latest full resync of each worker's connection. */
+  private resyncAcked = new Map<string, Map<number, number>>();
+  private resyncAckedWorkers = 0;
 
   constructor(
     private readonly vrf: string,
@@ -67,12 +111,14 @@ export class SyncSender {
     private readonly peers: () => SyncClient[][],
     private readonly notify: (n: SyncNotification) => void,
     private readonly onResyncSent: (summary: ResyncSummary) => void,
+    /** Ask the peers for the synchronised conntracks they hold; `done` once all of it arrived. */
+    private readonly askPeerTable?: (done: (count: number) => void) => void,
   ) {}
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.tcpTimer?.cancel();
-    await this.resyncRunning;
+    await this.resyncIdle();
   }
 
   /** Rule 11: what was synced as master means nothing in the new role. */
@@ -245,16 +291,19 @@ export class SyncSender {
     return { entry: e, withActivity, timeout: this.timeoutOf(e) };
   }
 
-  private markSynced(e: ConntrackEntry): void {
+  /** Marks `e` synced; whether it was not before (a fresh conntrack for the acknowledgements). */
+  private markSynced(e: ConntrackEntry): boolean {
     const before = this.synced.size;
     this.synced.set(e.orig, STATE_INDEX.get(e.state) as number);
-    if (this.synced.size > before) this.countSynced(ownerWorker(e.orig, this.config().workers), 1);
+    const fresh = this.synced.size > before;
+    if (fresh) this.countSynced(ownerWorker(e.orig, this.config().workers), 1);
     if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
+    return fresh;
   }
 
   private sendNew(e: ConntrackEntry): void {
-    this.markSynced(e);
-    this.route(e, (c) => c.sendRecord(FrameType.CtNew, this.record(e, false)));
+    const fresh = this.markSynced(e);
+    this.route(e, (c) => c.sendRecord(FrameType.CtNew, this.record(e, false), fresh));
   }
 
   /** Rule 1: a conntrack always travels on the connection of its owning worker, to every peer. */
@@ -276,7 +325,10 @@ export class SyncSender {
 
   /** Resolves when no resync is running or wanted (tests and the demo wait on it). */
   async resyncIdle(): Promise<void> {
-    while (this.resyncRunning) await this.resyncRunning;
+    while (this.resyncRunning || this.resyncsAcking.size > 0) {
+      await this.resyncRunning;
+      await Promise.all(this.resyncsAcking);
+    }
   }
 
   private async runResyncs(): Promise<void> {
@@ -287,19 +339,108 @@ export class SyncSender {
       if (this.role !== 'master' || !this.config().enabled || targets.length === 0) continue;
       if (this.emptySinceStart()) {
         // A full resync makes the peer drop what it was not sent: from a master that lost its
-        // table (a restart), it would wipe the peer's copy, the only one left. Refuse, and say so.
-        log.warn({ vrf: this.vrf, peers: [...new Set(targets.map((c) => c.config.peer))] },
-          'full resync not sent: this master has held no conntrack since it started; the peer keeps the conntracks it holds');
+        // table (a restart), it would wipe the peer's copy, the only one left. As a VRRP node
+        // that comes back as backup, take the peer's table first, then push; failing that (the
+        // peer had nothing either), refuse, and say so.
+        const peers = [...new Set(targets.map((c) => c.config.peer))];
         for (const c of targets) this.inSync.add(c);
+        if (this.pullPending) continue; // the peer's table is on its way: the resync follows it
+        if (this.askPeerTable && !this.pulled) {
+          this.pulled = true;
+          this.pullPending = true;
+          log.warn({ vrf: this.vrf, peers }, 'this master has held no conntrack since it started: taking the peer\'s conntracks first, then a full resync');
+          this.askPeerTable((count) => {
+            this.pullPending = false;
+            if (count === 0) {
+              // Nothing to reconcile: what this master has held since went out live.
+              log.info({ vrf: this.vrf, peers }, 'the peer held no synchronised conntrack: no full resync needed');
+              return;
+            }
+            log.info({ vrf: this.vrf, peers, count }, 'the peer\'s conntracks arrived: full resync of the peers now');
+            for (const c of this.peers().flat()) if (c.status === 'established') this.requestResync(c);
+          });
+          continue;
+        }
+        log.warn({ vrf: this.vrf, peers },
+          'full resync not sent: this master has held no conntrack since it started; the peer keeps the conntracks it holds');
         continue;
       }
       const started = performance.now();
-      const count = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
+      const sent = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
+      log.info({ vrf: this.vrf, clients: targets.length, count: sent.count }, 'full resync sent: waiting for the peers to acknowledge its end');
+      // The next resync (another connection that came up) need not wait for this one's ack.
+      const acking = this.completeResync(sent, started).finally(() => this.resyncsAcking.delete(acking));
+      this.resyncsAcking.add(acking);
+    }
+  }
+
+  /** A full resync completes only once the peer acknowledged its end: it applied (or refused) all of it. */
+  private async completeResync(sent: BulkSent, started: number): Promise<void> {
+    for (const o of await this.outcome(sent, (c) => {
+      if (c.status === 'established') this.inSync.add(c);
+    })) {
+      if (!o.complete) {
+        log.warn({ vrf: this.vrf, peer: o.peer, count: sent.count }, 'full resync not acknowledged by the peer (connection lost): not complete, the next connection resyncs again');
+        continue;
+      }
+      // A resync may cover some connections only (the ones that came up): the count is the
+      // latest acknowledged one of every worker's connection, as on the receiving side.
+      const latest = this.resyncAcked.get(o.peer) ?? new Map<number, number>();
+      if (latest.size > 0 && this.resyncAckedWorkers !== this.config().workers) latest.clear();
+      this.resyncAckedWorkers = this.config().workers;
+      for (const [w, n] of o.perWorker) latest.set(w, n);
+      this.resyncAcked.set(o.peer, latest);
+      let count = 0;
+      for (const n of latest.values()) count += n;
       const summary: ResyncSummary = { time: new Date().toISOString(), duration: Math.round(performance.now() - started), count };
       this.onResyncSent(summary);
-      log.info({ vrf: this.vrf, clients: targets.length, count, durationMs: summary.duration }, 'full resync sent');
-      const peers = new Set(targets.map((c) => c.config.peer));
-      for (const peer of peers) this.notify({ kind: 'full-resync-complete', vrf: this.vrf, peer, summary });
+      log.info({ vrf: this.vrf, peer: o.peer, sent: sent.count, acknowledged: o.acknowledged, peerRefused: o.refused, durationMs: summary.duration },
+        'full resync acknowledged by the peer');
+      this.notify({ kind: 'full-resync-complete', vrf: this.vrf, peer: o.peer, summary });
+    }
+  }
+
+  /**
+   * Waits for every connection's acknowledgement of a bulk's end (`acked` runs for each one
+   * acknowledged) and sums it up per peer.
+   */
+  private async outcome(sent: BulkSent, acked: (c: SyncClient) => void): Promise<PeerBulkOutcome[]> {
+    const byPeer = new Map<string, PeerBulkOutcome>();
+    await Promise.all([...sent.acks].map(async ([c, p]) => {
+      const a = await p;
+      const peer = c.config.peer;
+      const o = byPeer.get(peer) ?? { peer, perWorker: new Map(), complete: true, acknowledged: 0, refused: 0 };
+      byPeer.set(peer, o);
+      if (!a.acknowledged) {
+        o.complete = false;
+        return;
+      }
+      acked(c);
+      const carried = sent.perWorker[c.config.worker] ?? 0;
+      const refused = Math.min(carried, a.refused);
+      o.refused += refused;
+      o.acknowledged += carried - refused;
+      o.perWorker.set(c.config.worker, carried - refused);
+    }));
+    return [...byPeer.values()];
+  }
+
+  /**
+   * The peer, a master that restarted with an empty table, asked for ours (we are its backup):
+   * every synchronised conntrack we hold goes to it as a full resync, on its owner's connection.
+   */
+  async sendTableTo(targets: SyncClient[]): Promise<void> {
+    const up = targets.filter((c) => c.status === 'established' && !this.tableSending.has(c));
+    if (this.role !== 'backup' || this.stopped || up.length === 0) return;
+    for (const c of up) this.tableSending.add(c);
+    try {
+      const sent = await this.bulkSend(up, BulkKind.FullResync, (e) => e.synced === true && !e.alg && !e.noSync, (b, i) => b.synced(i) && !b.alg(i) && !b.noSync(i), false);
+      for (const o of await this.outcome(sent, () => undefined)) {
+        log.info({ vrf: this.vrf, peer: o.peer, acknowledged: o.acknowledged, peerRefused: o.refused, complete: o.complete },
+          'synchronised conntracks sent to the restarted master that asked for them');
+      }
+    } finally {
+      for (const c of up) this.tableSending.delete(c);
     }
   }
 
@@ -383,7 +524,7 @@ export class SyncSender {
   /** Dump the VRF once and send the eligible entries to each target on its worker's connection. */
   private async bulkSend(
     targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
-  ): Promise<number> {
+  ): Promise<BulkSent> {
     this.dumping++;
     try {
       return await this.dumpAndSend(targets, kind, eligible, eligiblePacked, withActivity);
@@ -410,7 +551,7 @@ export class SyncSender {
 
   private async dumpAndSend(
     targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
-  ): Promise<number> {
+  ): Promise<BulkSent> {
     const workers = this.config().workers;
     const byWorker: SyncClient[][] = Array.from({ length: workers }, () => []);
     for (const c of targets) {
@@ -420,26 +561,32 @@ export class SyncSender {
     let count = 0;
     const perWorker = new Array<number>(workers).fill(0);
     const sendEntry = (e: ConntrackEntry): void => {
+      const marked = this.synced.size;
       if (!eligible(e)) return;
+      const fresh = this.synced.size > marked;
       count++;
       const w = ownerWorker(e.orig, workers);
       const rec = this.record(e, withActivity);
-      for (const c of byWorker[w] as SyncClient[]) c.bulk({ t: FrameType.CtNew, rec });
+      for (const c of byWorker[w] as SyncClient[]) c.bulk({ t: FrameType.CtNew, rec, fresh });
       perWorker[w] = (perWorker[w] as number) + 1;
     };
     try {
-      this.synced.reserve(this.engine.counters(this.vrf).conntracks);
+      // (A backup sending its table to a restarted master marks nothing.)
+      if (this.role === 'master') this.synced.reserve(this.engine.counters(this.vrf).conntracks);
     } catch {
       // the VRF is being removed: the dump below says so
     }
     if (this.engine.dumpPacked) {
       // No entry object for plain IPv4 conntracks: fields -> wire records, one payload per frame.
       const builders = Array.from({ length: workers }, () => new IPv4PayloadBuilder());
+      /** Conntracks new to the synced set in each builder's payload. */
+      const fresh = new Array<number>(workers).fill(0);
       const ship = (w: number): void => {
         const b = builders[w] as IPv4PayloadBuilder;
         const n = b.count;
         const payload = b.take();
-        for (const c of byWorker[w] as SyncClient[]) c.bulkPayload(payload, n);
+        for (const c of byWorker[w] as SyncClient[]) c.bulkPayload(payload, n, fresh[w]);
+        fresh[w] = 0;
       };
       await this.engine.dumpPacked(this.vrf, async (batch) => {
         const now = this.clock.now();
@@ -454,9 +601,11 @@ export class SyncSender {
             sendEntry(batch.entry(i)); // the object path counts it as a build error
             continue;
           }
+          const marked = this.synced.size;
           if (!eligiblePacked(batch, i)) continue;
           count++;
           const w = ipv4TupleHash(batch.ipv4(i, 0)) % workers;
+          if (this.synced.size > marked) fresh[w] = (fresh[w] as number) + 1;
           perWorker[w] = (perWorker[w] as number) + 1;
           const b = builders[w] as IPv4PayloadBuilder;
           b.add(batch, i, timeout, withActivity, now);
@@ -472,42 +621,73 @@ export class SyncSender {
         await Promise.all(targets.map((c) => c.room()));
       });
     }
-    for (const c of targets) c.bulk({ t: FrameType.BulkEnd, kind, count: perWorker[c.config.worker] ?? 0 });
-    if (kind === BulkKind.FullResync) for (const c of targets) if (c.status === 'established') this.inSync.add(c);
-    return count;
+    const acks = new Map<SyncClient, Promise<BulkAck>>();
+    for (const c of targets) acks.set(c, c.bulkEnd(kind, perWorker[c.config.worker] ?? 0));
+    return { count, perWorker, acks };
   }
 
-  /** The ha-fp-conntrack-synchronization RPC: runs on the master, completes in the background. */
-  async manualSync(): Promise<{ count: number; duration: number }> {
+  /**
+   * The ha-fp-conntrack-synchronization RPC: runs on the master, completes in the background,
+   * when every peer acknowledged its end (or a connection was lost first). `acknowledged`: the
+   * conntracks the least-served peer acknowledged as written; `peerRefused`: those its engine refused.
+   */
+  async manualSync(): Promise<ManualSyncResult> {
     if (this.role !== 'master') throw new Error(`VRF ${this.vrf} is not master of HA group ${this.config().listenHaGroup}: nothing to synchronise`);
     await this.resyncIdle();
     const targets = this.peers().flat().filter((c) => c.status === 'established');
     if (targets.length === 0) throw new Error(`VRF ${this.vrf}: no sync connection to a peer is up: nothing was synchronised`);
     const started = performance.now();
-    const count = await this.bulkSend(targets, BulkKind.Manual, (e) => this.manualEligible(e), (b, i) => this.manualEligiblePacked(b, i), true);
+    const sent = await this.bulkSend(targets, BulkKind.Manual, (e) => this.manualEligible(e), (b, i) => this.manualEligiblePacked(b, i), true);
+    const outcomes = await this.outcome(sent, () => undefined);
     const duration = Math.round(performance.now() - started);
-    log.info({ vrf: this.vrf, count, durationMs: duration, connections: targets.length }, 'manual synchronization complete');
-    this.notify({ kind: 'manual-synchronization-complete', vrf: this.vrf, count, duration });
-    return { count, duration };
+    const least = outcomes.reduce((a, b) => (b.acknowledged < a.acknowledged ? b : a));
+    const result: ManualSyncResult = {
+      count: sent.count, acknowledged: least.acknowledged, peerRefused: least.refused, complete: outcomes.every((o) => o.complete), duration,
+    };
+    const fields = { vrf: this.vrf, ...result, durationMs: duration, connections: targets.length };
+    if (result.complete) log.info(fields, 'manual synchronization complete: acknowledged by the peers');
+    else log.warn({ ...fields, notAcknowledgedBy: outcomes.filter((o) => !o.complete).map((o) => o.peer) }, 'manual synchronization incomplete: a connection was lost before the peer acknowledged it');
+    this.notify({ kind: 'manual-synchronization-complete', vrf: this.vrf, ...result });
+    return result;
   }
 
   // ---- state ----
 
   /**
-   * Conntracks marked synced whose connection to every peer is up, not out of sync (queue
-   * overflow) and carried a full resync since it came up; none when a peer was never reached.
+   * Conntracks acknowledged by every peer: per worker, the marked conntracks less those still in
+   * flight (sent, not acknowledged) and those the peer refused since the last bulk, counted
+   * only while the worker's connection to every peer is up, not out of sync (queue overflow) and
+   * its peer acknowledged a full resync since it came up; none when a peer was never reached.
+   * Refusals and in-flight records are counts, not conntracks, so this errs low, never high.
    */
   syncedCount(): number {
     const peers = this.peers();
     if (peers.length === 0) return 0;
     let n = 0;
     for (let w = 0; w < this.syncedPerWorker.length; w++) {
+      let unconfirmed = 0;
       const delivered = peers.every((clients) => {
         const c = clients[w];
-        return c !== undefined && c.status === 'established' && !c.outOfSync && this.inSync.has(c);
+        if (c === undefined || c.status !== 'established' || c.outOfSync || !this.inSync.has(c)) return false;
+        unconfirmed += c.acks.inFlightFresh + c.acks.refusedSinceBulk;
+        return true;
       });
-      if (delivered) n += this.syncedPerWorker[w] ?? 0;
+      if (delivered) n += Math.max(0, (this.syncedPerWorker[w] ?? 0) - unconfirmed);
     }
+    return n;
+  }
+
+  /** Conntrack records written to the peers and not yet acknowledged. */
+  inFlightCount(): number {
+    let n = 0;
+    for (const clients of this.peers()) for (const c of clients) n += c.acks.inFlight;
+    return n;
+  }
+
+  /** Conntrack records the peers acknowledged as refused by their engine. */
+  peerRefusedCount(): number {
+    let n = 0;
+    for (const clients of this.peers()) for (const c of clients) n += c.acks.refusedTotal;
     return n;
   }
 

@@ -7,6 +7,7 @@ import type { ConntrackEvent, DataplaneEngine, HaRole, L4Proto } from '../fastpa
 import { type Clock, RealClock } from '../fastpath/clock.js';
 import { logger } from '../core/log.js';
 import { ALWAYS_MASTER, type VrfRoles } from '../core/ha-role.js';
+import type { ManualSyncResult } from './sync-sender.js';
 import { readSyncConfigs, sameConnections, type VrfSyncConfig } from './sync-config.js';
 import { SyncListener } from './sync-listener.js';
 import { type SyncNotification, type SyncTuning, VrfSync } from './vrf-sync.js';
@@ -202,7 +203,7 @@ export class SyncService {
   }
 
   /** The ha-fp-conntrack-synchronization RPC (rule 8). */
-  manualSync(vrf: string): Promise<{ count: number; duration: number }> {
+  manualSync(vrf: string): Promise<ManualSyncResult> {
     const vs = this.vrfs.get(vrf);
     if (!vs) return Promise.reject(new Error(`VRF ${vrf} has no ha-fp-conntrack configured`));
     return vs.manualSync();

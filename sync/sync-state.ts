@@ -50,7 +50,12 @@ function vrfState(vs: VrfSync): Json {
       ...(vs.config.peers[0] ? { address: vs.config.peers[0].source } : {}),
       statistics: { receive: String(vs.receive), 'receive-error': String(vs.receiveError) },
     },
-    conntracks: { synced: String(vs.syncedCount()), pending: String(vs.pendingCount()) },
+    conntracks: {
+      synced: String(vs.syncedCount()),
+      pending: String(vs.pendingCount()),
+      'in-flight': String(vs.inFlightCount()),
+      'peer-refused': String(vs.peerRefusedCount()),
+    },
   };
   if (vs.lastFullResync) {
     ha['last-full-resync'] = {

@@ -16,7 +16,8 @@ export type SyncNotification =
   | { kind: 'connection-up'; vrf: string; peer: string; client: string }
   | { kind: 'connection-down'; vrf: string; peer: string; client: string; reason: string }
   | { kind: 'full-resync-complete'; vrf: string; peer: string; summary: ResyncSummary }
-  | { kind: 'manual-synchronization-complete'; vrf: string; count: number; duration: number }
+  /** count: sent; acknowledged: written by the peer (the least of them); complete: every peer acknowledged the end. */
+  | { kind: 'manual-synchronization-complete'; vrf: string; count: number; acknowledged: number; peerRefused: number; complete: boolean; duration: number }
   | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string; differences: FingerprintPart[] };
 
 export interface ResyncSummary {

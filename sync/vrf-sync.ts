@@ -10,7 +10,7 @@ import { type ConnectionStatus, SyncClient, type SyncClientListener, type SyncCl
 import { differingParts, type FingerprintPart, type VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
 import { SyncReceiver } from './sync-receiver.js';
-import { SyncSender } from './sync-sender.js';
+import { type ManualSyncResult, SyncSender } from './sync-sender.js';
 import type { FingerprintStatus, ResyncSummary, SyncNotification, SyncTuning } from './vrf-sync-types.js';
 
 export type { FingerprintStatus, ResyncSummary, SyncNotification, SyncTuning } from './vrf-sync-types.js';
@@ -59,7 +59,7 @@ export class VrfSync implements SyncClientListener {
     const current = (): VrfSyncConfig => this.config;
     this.sender = new SyncSender(this.vrf, current, engine, clock, () => this.peers.map((p) => p.clients), notify, (s) => {
       this.lastFullResync = s;
-    });
+    }, (done) => this.receiver.requestPeerTable(done));
     this.receiver = new SyncReceiver(this.vrf, current, engine, clock, tuning.nodeId, (peer, fp) => this.checkFingerprint(peer, fp), (s) => {
       this.lastFullResync = s;
     });
@@ -144,7 +144,7 @@ export class VrfSync implements SyncClientListener {
   }
 
   /** The ha-fp-conntrack-synchronization RPC: runs on the master, completes in the background. */
-  manualSync(): Promise<{ count: number; duration: number }> {
+  manualSync(): Promise<ManualSyncResult> {
     return this.sender.manualSync();
   }
 
@@ -163,6 +163,15 @@ export class VrfSync implements SyncClientListener {
   caughtUp(client: SyncClient): void {
     log.info({ vrf: this.vrf, peer: client.config.peer, client: client.name }, 'peer caught up after overflow: full resync');
     this.requestResync(client);
+  }
+
+  peerWantsTable(client: SyncClient): void {
+    if (this.role !== 'backup') {
+      log.warn({ vrf: this.vrf, peer: client.config.peer }, 'the peer asked for our conntracks, but we are master too: not sent');
+      return;
+    }
+    // The peer asks on each of our connections to it: each carries its worker's share.
+    void this.sender.sendTableTo([client]);
   }
 
   peerFingerprint(client: SyncClient, fingerprint: Buffer): void {
@@ -202,7 +211,7 @@ export class VrfSync implements SyncClientListener {
   }
 
   /**
-   * On the master, the conntracks delivered to every peer (sync-sender.ts); on a backup, the
+   * On the master, the conntracks every peer acknowledged (sync-sender.ts); on a backup, the
    * synced conntracks its engine holds.
    */
   syncedCount(): number {
@@ -226,6 +235,16 @@ export class VrfSync implements SyncClientListener {
 
   pendingCount(): number {
     return this.sender.pendingCount();
+  }
+
+  /** Conntrack records sent to the peers and not yet acknowledged (0 on a backup: it sends nothing). */
+  inFlightCount(): number {
+    return this.sender.inFlightCount();
+  }
+
+  /** Conntrack records the peers' engines refused (acknowledged as refused) since this VRF's sync started. */
+  peerRefusedCount(): number {
+    return this.sender.peerRefusedCount();
   }
 
   mirrorCounters(): Map<string, { active: number; standby: number }> {

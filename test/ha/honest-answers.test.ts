@@ -2,7 +2,7 @@
 // answers say what happened. The manual synchronisation with no sync connection up is an
 // rpc-error; `synced` reads 0 while the peer was never reached, and on the backup reads what it
 // holds; the receiver's last-full-resync count covers every connection; a static master restarted
-// with an empty table does not wipe its peer.
+// with an empty table takes its peer's conntracks first, then pushes (it does not wipe its peer).
 import { expect } from 'chai';
 import { freePort, waitFor } from '../sync/two-nodes.js';
 import { commit, flows, haConfig, openFlows, startTestAgent as startAgent, stateLeaf, stopTestAgent as stopAgent, type TestAgent as Agent } from './netconf-agent.js';
@@ -53,6 +53,8 @@ describe('HA honest answers over NETCONF (two agents on loopback)', function () 
     expect(/<last-full-resync>[\s\S]*<count>(\d+)<\/count>/.exec(b1)?.[1]).to.equal('10');
     await openFlows(a, flows(30).slice(10));
     await waitFor(() => b.engine.counters('main').conntracks === 30, '30 conntracks on ha2');
+    // synced counts what ha2 acknowledged: its acks follow its writes by up to a few tens of ms.
+    await waitFor(() => a.parts.service.vrfs.get('main')?.syncedCount() === 30, 'ha2 acknowledged the 30 conntracks');
     expect(await stateLeaf(a, 'synced')).to.equal('30');
     expect(await stateLeaf(b, 'synced'), 'the backup shows the synced conntracks it holds').to.equal('30');
     const reply = await a.client.rpc(SYNC_RPC);
@@ -60,19 +62,23 @@ describe('HA honest answers over NETCONF (two agents on loopback)', function () 
     await waitFor(() => a.notifications.some((n) => 'tandem-ha-fp-conntrack:manual-synchronization-complete' in n), 'manual synchronization complete');
   });
 
-  it('a static master restarted with an empty table does not wipe its peer', async () => {
+  it('a static master restarted with an empty table takes its peer\'s conntracks first, then pushes: nothing wiped', async () => {
     const b = ha2 as Agent;
     await stopAgent(ha1);
     ha1 = undefined;
     const a = await startAgent('ha1');
     ha1 = a;
-    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port));
-    expect(a.engine.counters('main').conntracks).to.equal(0);
+    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port)); // a fresh engine: an empty table
     await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up again', 20000);
-    await a.parts.service.vrfs.get('main')?.resyncIdle();
-    await new Promise((r) => setTimeout(r, 500)); // room for a resync that should not come
+    // As with VRRP (the restarted node comes back as backup and receives the table first): ha1
+    // asks ha2 for the synchronised conntracks it holds, then sends its full resync.
+    await waitFor(() => a.engine.counters('main').conntracks === 30, 'ha1 took the 30 conntracks ha2 held', 20000);
+    const vs = a.parts.service.vrfs.get('main');
+    await waitFor(() => vs?.syncedCount() === 30, 'ha1\'s full resync acknowledged by ha2', 20000);
+    await vs?.resyncIdle();
     expect(b.engine.counters('main').conntracks, 'ha2 keeps what it held').to.equal(30);
     expect(await stateLeaf(b, 'synced')).to.equal('30');
+    expect(await stateLeaf(a, 'synced')).to.equal('30');
     // New traffic on the restarted master still reaches the peer.
     await openFlows(a, flows(35).slice(30));
     await waitFor(() => b.engine.counters('main').conntracks === 35, 'new conntracks on ha2');

@@ -33,6 +33,8 @@ describe('HA: two agents configured over NETCONF on loopback', function () {
     await openFlows(a, fs);
     await waitFor(() => b.engine.counters('main').conntracks === 200, '200 conntracks on ha2');
 
+    // synced counts what ha2 acknowledged: its acks follow its writes by up to a few tens of ms.
+    await waitFor(() => a.parts.service.vrfs.get('main')?.syncedCount() === 200, 'ha2 acknowledged the 200 conntracks');
     const filter = '<filter type="subtree"><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"/></vrf></filter>';
     const s1 = await a.client.rpc(`<get>${filter}</get>`);
     expect(s1).to.include('<name>npf_event0</name>').and.include('<name>npf_event1</name>');
