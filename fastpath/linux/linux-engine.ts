@@ -30,7 +30,8 @@ import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
-import { applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { TABLE, applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { renderRoleSwitch } from './backup-guard.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
 import { applyTableSize } from './conntrack-table-size.js';
 import { namespaceExists } from './network-namespace.js';
@@ -454,7 +455,8 @@ export class LinuxEngine implements DataplaneEngine {
       await v.release.promise;
     }
     if (role === 'master') this.startEvents(v); // before traffic flows: no event may be missed
-    await applyRuleset(v.namespace, renderRuleset(v.config, role));
+    // Only the guard chain changes: a transaction whose size does not grow with the configuration.
+    await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
     if (role === 'backup') {
       v.events?.close();
       v.events = undefined;

@@ -143,6 +143,7 @@ describe('linux: the linux engine', function () {
     await backup!.prepareVrf(cfg);
     await backup!.applyVrf('main', cfg);
     await backup!.setRole('main', 'backup');
+    expect(fx.exec(backupNs, 'nft', ['list', 'chain', 'inet', 'tandem', 'backup_guard'])).to.include('backup_drops" drop');
     const backupEvents: ConntrackEvent[] = [];
     backup!.onEvent((ev) => backupEvents.push(ev));
     expect(await backup!.upsert(entries)).to.equal(entries.length);
@@ -162,6 +163,8 @@ describe('linux: the linux engine', function () {
     await backup!.setRole('main', 'master');
     // The release runs after forwarding started (setRole does not wait for it): wait for it here.
     expect(await backup!.releasedSynced('main')).to.equal(entries.length);
+    // The switch touched only the guard chain: gone, the rest of the table as applied.
+    expect(fx.exec(backupNs, 'nft', ['list', 'table', 'inet', 'tandem'])).to.not.include('backup_guard').and.to.include('chain forward');
     const after = fx.exec(backupNs, 'conntrack', ['-L', '-p', 'tcp', '--dport', '7300']).trim().split('\n');
     expect(after).to.have.length(entries.length);
     for (const line of after) {
