@@ -52,12 +52,31 @@ export interface TakeoverResult {
   unreleasedWhenAnswered: number;
   /** Packets the kernel's per-CPU input queues dropped during the takeover (all namespaces: the lab's veths). */
   softnetDrops: number;
+  /** Packets dropped while waiting for ARP to resolve (host-wide /proc/net/stat/arp_cache, during the takeover). */
+  arpUnresolvedDiscards: number;
+  /** The client's TCP retransmission timeouts just before the kill (ms; `ss -ti`): median and max. */
+  clientRtoMedianMs: number;
+  clientRtoMaxMs: number;
+  /** When ha1 was killed (ISO time, to read the agents' logs against). */
+  killedAt: string;
   loadavg: string;
 }
 
 function softnetDrops(): number {
   return readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')
     .reduce((sum, line) => sum + parseInt(line.trim().split(/\s+/)[1] ?? '0', 16), 0);
+}
+
+function arpUnresolvedDiscards(): number {
+  const [header, ...rows] = readFileSync('/proc/net/stat/arp_cache', 'utf8').trim().split('\n');
+  const column = (header ?? '').trim().split(/\s+/).indexOf('unresolved_discards');
+  return column < 0 ? 0 : rows.reduce((sum, row) => sum + parseInt(row.trim().split(/\s+/)[column] ?? '0', 16), 0);
+}
+
+/** The retransmission timeouts (ms) of the client's TCP connections, sorted. */
+function clientRtos(lab: LabTopology): number[] {
+  const text = lab.exec(lab.ns.client, 'sh', ['-c', "ss -tin state established | grep -o 'rto:[0-9.]*' | cut -d: -f2"]);
+  return text.trim().split('\n').map(Number).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -100,7 +119,9 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       syncedInKernel = serverConntracks(lab, 'ha2');
     }
     log(`${n} flows warm; ha2's kernel holds ${syncedInKernel} conntracks; killing ha1`);
+    const rtos = clientRtos(lab);
     const dropsBefore = softnetDrops();
+    const arpBefore = arpUnresolvedDiscards();
 
     // ha1 dies: its links go first (the network sees it dead), then its agent (SIGKILL by PID).
     const killedAt = Date.now();
@@ -114,6 +135,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const [fw, pw] = await Promise.all([flowWave, probeWave]);
     const unreleasedWhenAnswered = opts.sync ? syncedMarkConntracks(lab, 'ha2') : 0;
     const softnet = softnetDrops() - dropsBefore;
+    const arpDiscards = arpUnresolvedDiscards() - arpBefore;
     const answeredAt = fw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const probeAnswers = pw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const within = answeredAt.filter((a) => a <= takeoverAt + 1000).length;
@@ -132,6 +154,10 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       resets: fw.reset + pw.reset,
       unreleasedWhenAnswered,
       softnetDrops: softnet,
+      arpUnresolvedDiscards: arpDiscards,
+      clientRtoMedianMs: percentile(rtos, 0.5),
+      clientRtoMaxMs: rtos.length ? rtos[rtos.length - 1] : -1,
+      killedAt: new Date(killedAt).toISOString(),
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };
     log(`takeover: ${JSON.stringify(result)}`);

@@ -32,6 +32,7 @@ import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
 import { TABLE, applyRuleset, checkRuleset, readCounters, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { renderRoleSwitch } from './backup-guard.js';
+import { PrimedNft } from './primed-nft.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
 import { applyTableSize } from './conntrack-table-size.js';
 import { namespaceExists } from './network-namespace.js';
@@ -93,6 +94,8 @@ interface LiveVrf {
   refresh?: TimerHandle;
   /** CG-NAT port block logs (master only). */
   natBlocks: NatBlockLogger;
+  /** On a backup: an nft process waiting for the switch to master (primed-nft.ts). */
+  primed?: PrimedNft;
   /** The release of synced conntracks that follows a switch to master, while it runs. */
   release?: { promise: Promise<number>; cancelled: boolean };
 }
@@ -238,6 +241,8 @@ export class LinuxEngine implements DataplaneEngine {
 
   private async stopVrf(vrf: LiveVrf): Promise<void> {
     vrf.refresh?.cancel();
+    vrf.primed?.discard();
+    vrf.primed = undefined;
     if (vrf.release) {
       vrf.release.cancelled = true;
       await vrf.release.promise; // its netlink socket closes below
@@ -455,9 +460,23 @@ export class LinuxEngine implements DataplaneEngine {
       await v.release.promise;
     }
     if (role === 'master') this.startEvents(v); // before traffic flows: no event may be missed
-    // Only the guard chain changes: a transaction whose size does not grow with the configuration.
-    await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+    // Only the guard chain changes: a transaction whose size does not grow with the configuration,
+    // given to an nft process started while backup when there is one.
+    const primed = v.primed;
+    v.primed = undefined;
+    if (primed?.ready) {
+      try {
+        await primed.run(renderRoleSwitch(TABLE, role));
+      } catch (err) {
+        log.warn({ vrf, err: (err as Error).message }, 'primed nft failed; applying the role switch again');
+        await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+      }
+    } else {
+      primed?.discard();
+      await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+    }
     if (role === 'backup') {
+      v.primed = new PrimedNft(v.namespace);
       v.events?.close();
       v.events = undefined;
       v.natBlocks.clear();
@@ -521,11 +540,16 @@ export class LinuxEngine implements DataplaneEngine {
       }
     });
     let written = 0;
+    const failures: { index: number; errno: number }[] = [];
     for (let i = 0; i < writes.length; i += RELEASE_SLICE) {
       if (release.cancelled || this.closed) break;
-      written += (await v.netlink.update(writes.slice(i, i + RELEASE_SLICE))).written;
+      const result = await v.netlink.update(writes.slice(i, i + RELEASE_SLICE));
+      written += result.written;
+      failures.push(...result.failures);
       await new Promise((resolve) => setImmediate(resolve));
     }
+    // ENOENT: ended meanwhile (nothing to release); anything else stays synced until the next switch.
+    if (failures.length > 0) log.warn({ vrf: v.name, synced: writes.length, failed: failures.length, errno: errnoCounts(failures) }, 'synced conntracks the kernel refused to release');
     if (!release.cancelled && !this.closed) v.counters.synced = 0;
     return written;
   }
