@@ -1,7 +1,7 @@
 // The configuration of one router of the HA pair, as a user sends it over NETCONF (edit-config
 // on the candidate, then commit): the linux engine; HA group g1 with no static state (VRRP drives
-// it); VRRP on the client-side (lan) and server-side (wan) links, 100 ms adverts, both instances
-// driving g1 (one keepalived sync group: both gateways move at once); the firewall dropping mid-stream packets of unknown connections; CG-NAT SNAT of
+// it); VRRP on the client-side (lan) and server-side (wan) links, 100 ms adverts, the lan instance
+// controlling g1; the firewall dropping mid-stream packets of unknown connections; CG-NAT SNAT of
 // the client lan to the shared pool; and ha-fp-conntrack with the other router as peer over the
 // sync link, a shared secret, listening to g1. Both routers get the same firewall and CG-NAT.
 import { LAB, type RouterName } from './lab-topology.js';
@@ -54,7 +54,7 @@ export function pairConfigXml(router: RouterName, opts: PairConfigOptions): stri
   <vrf xmlns="urn:tandem:yang:tandem-vrf">
     <name>main</name>
     <vrrp><enabled>true</enabled><router-id>${me.sync}</router-id></vrrp>
-    <interface>${vrrp('lan', LAB.vrid.lan, LAB.lanGateway, true)}${vrrp('wan', LAB.vrid.wan, LAB.wanGateway, true)}
+    <interface>${vrrp('lan', LAB.vrid.lan, LAB.lanGateway, true)}${vrrp('wan', LAB.vrid.wan, LAB.wanGateway, false)}
     </interface>
 ${LAB_DATAPLANE_XML}${service}
     <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">

@@ -177,14 +177,5 @@ export function renderKeepalivedConf(cfg: VrfVrrpConfig, paths: KeepalivedPaths)
   ];
   const active = cfg.enabled ? cfg.instances : [];
   for (const inst of active) lines.push('', ...renderInstance(inst));
-  // Instances driving the same HA group (e.g. the gateways of both data links) form a sync group:
-  // when one of them detects the master's death, all take over at once, not each on its own timer.
-  const byGroup = new Map<string, string[]>();
-  for (const inst of active) {
-    if (inst.haGroup !== undefined) byGroup.set(inst.haGroup, [...(byGroup.get(inst.haGroup) ?? []), inst.name]);
-  }
-  for (const [group, names] of byGroup) {
-    if (names.length > 1) lines.push('', `vrrp_sync_group ha_group_${group} {`, '  group {', ...names.map((n) => `    ${n}`), '  }', '}');
-  }
   return `${lines.join('\n')}\n`;
 }

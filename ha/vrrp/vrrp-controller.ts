@@ -219,19 +219,15 @@ export class VrrpController {
 
   /** Push every controlled group's state from the instance states; release groups no longer controlled. */
   private claimGroups(): void {
-    // A group driven by several instances (one VRRP sync group in keepalived.conf: they change state
-    // together) is master as soon as one of them is: the first notify line of a takeover moves it.
-    const states = new Map<string, HaRole>();
+    const now = new Set<string>();
     for (const cfg of this.applied) {
       const r = cfg.enabled ? this.running.get(cfg.vrf) : undefined;
       for (const inst of cfg.instances) {
         if (inst.haGroup === undefined) continue;
-        const state = groupStateOf(r?.states.get(inst.name));
-        if (states.get(inst.haGroup) !== 'master') states.set(inst.haGroup, state);
+        now.add(inst.haGroup);
+        this.groups.setVrrpState(inst.haGroup, groupStateOf(r?.states.get(inst.name)));
       }
     }
-    for (const [group, state] of states) this.groups.setVrrpState(group, state);
-    const now = new Set(states.keys());
     for (const g of this.claimed) if (!now.has(g)) this.groups.setVrrpState(g, undefined);
     this.claimed = now;
   }

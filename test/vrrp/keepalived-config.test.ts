@@ -153,14 +153,6 @@ describe('VRRP keepalived.conf rendering', function () {
     expect(text).to.not.contain('excluded');
   });
 
-  it('puts the instances that drive one HA group in a sync group (they take over together), and no other', function () {
-    const main = readVrrpConfigs(json)[0]!;
-    const both = { ...main, instances: main.instances.map((i) => ({ ...i, haGroup: 'gw' })) };
-    const text = renderKeepalivedConf(both, { notifyFifo: FIFO });
-    expect(text).to.contain('\nvrrp_sync_group ha_group_gw {\n  group {\n    gateway\n    lb_vip\n  }\n}\n');
-    expect(renderKeepalivedConf(main, { notifyFifo: FIFO })).to.not.contain('vrrp_sync_group'); // one instance per group
-  });
-
   it('converts centiseconds to keepalived seconds', function () {
     expect([1, 20, 100, 150, 4095].map(advertIntSeconds)).to.deep.equal(['0.01', '0.2', '1', '1.5', '40.95']);
   });
