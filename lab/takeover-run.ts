@@ -28,6 +28,8 @@ export interface TakeoverOptions {
   /** How long answers are awaited after the kill (default 20 s with sync, 5 s without). */
   waitMs?: number;
   log?: (line: string) => void;
+  /** Called with the topology just before the kill (diagnostics: captures). */
+  beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
 
 export interface TakeoverResult {
@@ -57,6 +59,10 @@ export interface TakeoverResult {
   /** The client's TCP retransmission timeouts just before the kill (ms; `ss -ti`): median and max. */
   clientRtoMedianMs: number;
   clientRtoMaxMs: number;
+  /** ha2's nftables counters and `conntrack -S` sums (invalid, drop, insert_failed, ...) once all answered. */
+  ha2Counters: Record<string, number>;
+  /** Flows answering in each 0.5 s after the kill (index 0: 0-0.5 s, ...). */
+  answersPerHalfSecond: number[];
   /** When ha1 was killed (ISO time, to read the agents' logs against). */
   killedAt: string;
   loadavg: string;
@@ -77,6 +83,18 @@ function arpUnresolvedDiscards(): number {
 function clientRtos(lab: LabTopology): number[] {
   const text = lab.exec(lab.ns.client, 'sh', ['-c', "ss -tin state established | grep -o 'rto:[0-9.]*' | cut -d: -f2"]);
   return text.trim().split('\n').map(Number).filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+}
+
+/** The router's named nft counters (packets) and the per-CPU sums of `conntrack -S`. */
+function routerCounters(lab: LabTopology, router: 'ha1' | 'ha2'): Record<string, number> {
+  const out: Record<string, number> = {};
+  const nft = lab.exec(lab.ns[router], 'nft', ['list', 'counters', 'table', 'inet', 'tandem']);
+  for (const m of nft.matchAll(/counter (\w+) \{\s*packets (\d+)/g)) out[m[1] as string] = Number(m[2]);
+  const stats = lab.exec(lab.ns[router], 'conntrack', ['-S']);
+  for (const m of stats.matchAll(/(\w+)=(\d+)/g)) {
+    if (m[1] !== 'cpu') out[`ct_${m[1]}`] = (out[`ct_${m[1]}`] ?? 0) + Number(m[2]);
+  }
+  return out;
 }
 
 function percentile(sorted: number[], p: number): number {
@@ -124,6 +142,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const arpBefore = arpUnresolvedDiscards();
 
     // ha1 dies: its links go first (the network sees it dead), then its agent (SIGKILL by PID).
+    await opts.beforeKill?.(lab);
     const killedAt = Date.now();
     lab.cutDataLinks('ha1');
     lab.setSyncLink(false);
@@ -136,6 +155,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const unreleasedWhenAnswered = opts.sync ? syncedMarkConntracks(lab, 'ha2') : 0;
     const softnet = softnetDrops() - dropsBefore;
     const arpDiscards = arpUnresolvedDiscards() - arpBefore;
+    const ha2Counters = routerCounters(lab, 'ha2');
     const answeredAt = fw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const probeAnswers = pw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const within = answeredAt.filter((a) => a <= takeoverAt + 1000).length;
@@ -157,6 +177,13 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       arpUnresolvedDiscards: arpDiscards,
       clientRtoMedianMs: percentile(rtos, 0.5),
       clientRtoMaxMs: rtos.length ? rtos[rtos.length - 1] : -1,
+      ha2Counters,
+      answersPerHalfSecond: answeredAt.reduce<number[]>((h, a) => {
+        const i = Math.floor((a - killedAt) / 500);
+        while (h.length <= i) h.push(0);
+        h[i]++;
+        return h;
+      }, []),
       killedAt: new Date(killedAt).toISOString(),
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };

@@ -97,7 +97,15 @@ interface LiveVrf {
   /** On a backup: an nft process waiting for the switch to master (primed-nft.ts). */
   primed?: PrimedNft;
   /** The release of synced conntracks that follows a switch to master, while it runs. */
-  release?: { promise: Promise<number>; cancelled: boolean };
+  release?: Release;
+}
+
+/** The release of synced conntracks after a switch to master (see setRole). */
+interface Release {
+  promise: Promise<number>;
+  cancelled: boolean;
+  /** Netlink port of its own ctnetlink socket while open (its updates are ours: no events out). */
+  port?: number;
 }
 
 function emptyCounters(): EngineCounters {
@@ -292,7 +300,7 @@ export class LinuxEngine implements DataplaneEngine {
   private onKernelEvent(vrf: LiveVrf, n: ConntrackNotification): void {
     const ct = n.conntrack;
     // Changes caused by our own upsert/remove are not reported (as in the soft engine).
-    const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId));
+    const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId) || n.portId === vrf.release?.port);
     const worker = ownerWorker(ct.orig, this.workerCount);
     if (n.kind === 'destroy') {
       vrf.counters.conntracks = Math.max(0, vrf.counters.conntracks - 1);
@@ -491,7 +499,7 @@ export class LinuxEngine implements DataplaneEngine {
     const forwardingAt = this.clock.now();
     log.info({ vrf, ms: forwardingAt - started }, 'dataplane is master: guard removed, synced flows forwarded');
     // After forwarding started, never before it: per-conntrack work at the switch.
-    const release = { cancelled: false, promise: Promise.resolve(0) };
+    const release: Release = { cancelled: false, promise: Promise.resolve(0) };
     release.promise = this.releaseSynced(v, release).then((released) => {
       if (release.cancelled) log.info({ vrf, released }, 'release of synced conntracks stopped: the role changed again');
       else log.info({ vrf, synced: released, ms: this.clock.now() - forwardingAt }, 'synced conntracks released: they age from the switch');
@@ -519,15 +527,28 @@ export class LinuxEngine implements DataplaneEngine {
    * while the kernel already forwards their packets: in slices, yielding between them (every update
    * also comes back as an event to this node's own event reader, ignored but drained).
    */
-  private async releaseSynced(v: LiveVrf, release: { cancelled: boolean }): Promise<number> {
+  private async releaseSynced(v: LiveVrf, release: Release): Promise<number> {
     const switchedAt = this.clock.now();
     if (RELEASE_HOLD_MS > 0) log.warn({ vrf: v.name, ms: RELEASE_HOLD_MS }, 'release of synced conntracks held back (TANDEM_TEST_RELEASE_HOLD_MS, a test hook)');
     const until = Date.now() + RELEASE_DELAY_MS + RELEASE_HOLD_MS;
     while (Date.now() < until && !release.cancelled && !this.closed) await new Promise((resolve) => setTimeout(resolve, Math.min(50, until - Date.now())));
     if (release.cancelled || this.closed) return 0;
     const waitedS = Math.floor((this.clock.now() - switchedAt) / 1000);
+    // A socket of its own: a netlink socket runs one dump at a time, and sync's resync of the peer
+    // (told of the new role at once) dumps on the VRF's socket meanwhile.
+    const netlink = new ConntrackNetlink({ namespace: v.namespace });
+    release.port = netlink.port;
+    try {
+      return await this.releaseOn(v, release, netlink, waitedS);
+    } finally {
+      netlink.close();
+      release.port = undefined;
+    }
+  }
+
+  private async releaseOn(v: LiveVrf, release: Release, netlink: ConntrackNetlink, waitedS: number): Promise<number> {
     const writes: ConntrackWrite[] = [];
-    v.counters.conntracks = await v.netlink.dump((cts) => {
+    v.counters.conntracks = await netlink.dump((cts) => {
       for (const ct of cts) {
         if (isEstablished(ct) && !v.established.has(ct.id)) v.established.set(ct.id, this.clock.now());
         // Blocks of the synchronised conntracks are this node's now: logged, and released at their end.
@@ -543,7 +564,7 @@ export class LinuxEngine implements DataplaneEngine {
     const failures: { index: number; errno: number }[] = [];
     for (let i = 0; i < writes.length; i += RELEASE_SLICE) {
       if (release.cancelled || this.closed) break;
-      const result = await v.netlink.update(writes.slice(i, i + RELEASE_SLICE));
+      const result = await netlink.update(writes.slice(i, i + RELEASE_SLICE));
       written += result.written;
       failures.push(...result.failures);
       await new Promise((resolve) => setImmediate(resolve));
