@@ -28,6 +28,8 @@ export interface TakeoverOptions {
   /** How long answers are awaited after the kill (default 20 s with sync, 5 s without). */
   waitMs?: number;
   log?: (line: string) => void;
+  /** VRRP advert-interval of the pair, centiseconds (default 10). */
+  advertIntervalCs?: number;
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -35,6 +37,7 @@ export interface TakeoverOptions {
 export interface TakeoverResult {
   connections: number;
   sync: boolean;
+  advertIntervalCs: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
   syncedInKernel: number;
   /** From the kill to ha2 holding both gateway addresses (polled every ~20 ms). */
@@ -114,7 +117,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
   let probes: LabConnections | undefined;
   try {
     lab.build();
-    const pair = await LabAgentPair.start(lab, { sync: opts.sync }, agents);
+    const pair = await LabAgentPair.start(lab, { sync: opts.sync, advertIntervalCs: opts.advertIntervalCs }, agents);
     log(`agents configured; opening ${n} flows and ${probeCount} probe flows client -> ha1 -> server`);
     flows = await LabConnections.open(lab, n);
     probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources });
@@ -162,6 +165,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const result: TakeoverResult = {
       connections: n,
       sync: opts.sync,
+      advertIntervalCs: opts.advertIntervalCs ?? 10,
       syncedInKernel,
       takeoverMs: takeoverAt - killedAt,
       answered: answeredAt.length,
