@@ -66,6 +66,8 @@ export interface TakeoverResult {
   ha2Counters: Record<string, number>;
   /** Flows answering in each 0.5 s after the kill (index 0: 0-0.5 s, ...). */
   answersPerHalfSecond: number[];
+  /** From the kill to the last flow's send leaving its client process (spreadMs if the clients keep up). */
+  clientLastSendMs: number;
   /** When ha1 was killed (ISO time, to read the agents' logs against). */
   killedAt: string;
   loadavg: string;
@@ -188,6 +190,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
         h[i]++;
         return h;
       }, []),
+      clientLastSendMs: fw.sentAt - killedAt + fw.lastSendMs,
       killedAt: new Date(killedAt).toISOString(),
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };

@@ -8,7 +8,7 @@
 //   wave <spreadMs> <timeoutMs>
 //                     connection i of n sends 16 bytes at i*spreadMs/n ms (the sends, and so TCP's
 //                     retransmissions, spread instead of one burst), then waits for every echo
-//                     -> {"wave":true,"startedAt":epochMs,"answers":[ms after startedAt, -1: none],"reset":n,"closed":n}
+//                     -> {"wave":true,"startedAt":epochMs,"sendMs":ms the sends took,"answers":[ms after startedAt, -1: none],"reset":n,"closed":n}
 //   close             -> {"closed":n} and exit
 // The server answers `stats` with {"connections":n} and `peers` with {"peers":["addr:port>localPort",...]}.
 // Both print {"ready":...} once listening / connected, and exit when stdin closes.
@@ -104,12 +104,15 @@ async function client(address: string, port: number, count: number, connectTimeo
           if (!c.closed) { c.socket.write(payload); c.sent += payload.length; }
         }
       }
+      // How late the last send left this process (a starved client sends late: the figures say so).
+      const sendMs = Date.now() - startedAt;
       const deadline = startedAt + timeoutMs;
       const answered = () => conns.every((c) => c.closed || c.received >= c.sent);
       while (!answered() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       say({
         wave: true,
         startedAt,
+        sendMs,
         answers: conns.map((c) => (!c.closed && c.received >= c.sent && c.answeredAt > 0 ? c.answeredAt - startedAt : -1)),
         reset: conns.filter((c) => c.reset).length,
         closed: conns.filter((c) => c.closed).length,
