@@ -191,7 +191,8 @@ describe('linux: the linux engine', function () {
     expect(await backup!.releasedSynced('main')).to.equal(50);
     const timeouts = fx.exec(backupNs, 'conntrack', ['-L', '-p', 'tcp', '--dport', '7399']).trim().split('\n').map((l) => Number(l.split(/\s+/)[2]));
     expect(timeouts).to.have.length(50);
-    for (const t of timeouts) expect(t).to.be.within(99, 3000);
+    // Counted from the switch: the release (~1 s later, more under load) writes them shortened by the wait.
+    for (const t of timeouts) expect(t).to.be.within(90, 3000);
     expect(new Set(timeouts).size).to.be.greaterThan(5); // dropped at random moments, not all at once
     expect(await backup!.remove('main', many.map((m) => m.orig))).to.equal(50);
   });
