@@ -22,6 +22,7 @@ const benchmarks = [
   'ctnetlink-ceiling',
   'linux-failover',
   'linux-state-read',
+  'takeover',
 ] as const;
 
 async function main(): Promise<void> {

@@ -49,6 +49,8 @@ export interface AgentFailoverOptions {
   connections: number;
   virtualService?: { mirror: boolean };
   log?: (line: string) => void;
+  /** Called with the topology just before ha1 is killed and once the ping after it returned (diagnostics). */
+  observe?: { beforeKill?: (lab: LabTopology) => void | Promise<void>; after?: (lab: LabTopology) => void | Promise<void> };
 }
 
 export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<AgentFailoverResult> {
@@ -99,6 +101,7 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     }
     log(`${before} connections carry data; ha2's kernel holds ${syncedInKernel} of them (agents: ha1 synced ${ha1SyncedReported || '-'}, ha2 received ${ha2ReceiveReported || '-'}); killing ha1`);
 
+    await opts.observe?.beforeKill?.(lab);
     // ha1 dies: links down, agent SIGKILLed by PID (its keepalived follows by pdeathsig).
     const killedAt = Date.now();
     lab.cutDataLinks('ha1');
@@ -110,6 +113,7 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     await until(() => holdsGateways(lab, 'ha2'), 'ha2 to take both gateway addresses (VRRP)', 15_000, 20);
     const takeoverMs = Date.now() - killedAt;
     const after = await afterPing;
+    await opts.observe?.after?.(lab);
     const ha2GroupState = await pair.groupState('ha2');
     const outageMs = after.firstMs < 0 ? -1 : after.sentAt - killedAt + after.firstMs;
     const allAnsweredMs = after.lastMs < 0 ? -1 : after.sentAt - killedAt + after.lastMs;

@@ -37,6 +37,17 @@ export function serverConntracks(lab: LabTopology, router: RouterName, establish
   return count;
 }
 
+/**
+ * TCP conntracks towards `destination` in a router's kernel table that still carry the synced
+ * mark (bit 31, fastpath/linux/linux-engine.ts SYNCED_MARK): on a new master, not yet released.
+ */
+export function syncedMarkConntracks(lab: LabTopology, router: RouterName, destination: string = LAB.server): number {
+  const list = `conntrack -L -p tcp --orig-dst ${destination} --mark 0x80000000/0x80000000 2>/dev/null`;
+  const count = Number(lab.exec(lab.ns[router], 'sh', ['-c', `${list} | wc -l`]).trim());
+  if (!Number.isInteger(count)) throw new Error(`cannot count the synced conntracks of ${router}`);
+  return count;
+}
+
 export class LabAgentPair {
   private constructor(readonly ha1: LabAgent, readonly ha2: LabAgent) {}
 

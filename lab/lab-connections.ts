@@ -71,6 +71,28 @@ export class LabConnections {
     };
   }
 
+  /**
+   * Every connection sends once, the sends spread evenly over `spreadMs` (so are TCP's
+   * retransmissions: one burst of every connection at once would overflow the lab's veth queues,
+   * a limit of the test clients, not of the routers), and waits at most `timeoutMs` for its echo.
+   * `answers`: per connection, when its echo arrived (ms since the epoch), -1 when it did not.
+   */
+  async wave(spreadMs: number, timeoutMs: number): Promise<{ sentAt: number; answers: number[]; reset: number; lastSendMs: number }> {
+    const sentAt = Date.now();
+    this.clients.forEach((c) => c.stdin?.write(`wave ${spreadMs} ${timeoutMs}\n`));
+    const replies = await Promise.all(this.lines.map((l) => l.next((r) => r.wave === true, timeoutMs + spreadMs + 20_000)));
+    const answers: number[] = [];
+    let reset = 0;
+    let lastSendMs = 0;
+    for (const r of replies) {
+      lastSendMs = Math.max(lastSendMs, (r.startedAt as number) + (r.sendMs as number) - sentAt);
+      const startedAt = r.startedAt as number;
+      for (const a of r.answers as number[]) answers.push(a < 0 ? -1 : startedAt + a);
+      reset += r.reset as number;
+    }
+    return { sentAt, answers, reset, lastSendMs };
+  }
+
   /** Every client closes all its connections (and exits); the number closed. */
   async closeConnections(): Promise<number> {
     this.clients.forEach((c) => c.stdin?.write('close\n'));

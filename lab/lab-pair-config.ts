@@ -29,6 +29,8 @@ export interface PairConfigOptions {
   priority: number;
   /** Adds the virtual service LAB_VS, whose tcp-fast-path profile has this connection-mirror. */
   virtualService?: { mirror: boolean };
+  /** VRRP advert-interval of both instances, centiseconds (default 10: 0.1 s). */
+  advertIntervalCs?: number;
 }
 
 export function pairConfigXml(router: RouterName, opts: PairConfigOptions): string {
@@ -37,7 +39,7 @@ export function pairConfigXml(router: RouterName, opts: PairConfigOptions): stri
   const vrrp = (name: string, vrid: number, address: string, haGroup: boolean) => `
         <vrrp><name>${name}</name><link-interface>${name}</link-interface><vrid>${vrid}</vrid>
           <priority>${opts.priority}</priority><virtual-address>${address}</virtual-address>
-          <advert-interval>10</advert-interval><preempt>true</preempt>${haGroup ? `<ha-group>${LAB_HA_GROUP}</ha-group>` : ''}</vrrp>`;
+          <advert-interval>${opts.advertIntervalCs ?? 10}</advert-interval><preempt>true</preempt>${haGroup ? `<ha-group>${LAB_HA_GROUP}</ha-group>` : ''}</vrrp>`;
   const vs = opts.virtualService;
   const profile = vs ? `
   <network-profile xmlns="urn:tandem:yang:tandem-network-profile"><name>mirrored</name><type>tcp-fast-path</type>

@@ -5,6 +5,10 @@
 // The client reads commands on stdin and answers with one JSON line each:
 //   ping <timeoutMs>  every connection sends 16 bytes and waits for their echo
 //                     -> {"ping":true,"firstMs":..,"medianMs":..,"lastMs":..,"ok":n,"failed":n,"reset":n,"closed":n}
+//   wave <spreadMs> <timeoutMs>
+//                     connection i of n sends 16 bytes at i*spreadMs/n ms (the sends, and so TCP's
+//                     retransmissions, spread instead of one burst), then waits for every echo
+//                     -> {"wave":true,"startedAt":epochMs,"sendMs":ms the sends took,"answers":[ms after startedAt, -1: none],"reset":n,"closed":n}
 //   close             -> {"closed":n} and exit
 // The server answers `stats` with {"connections":n} and `peers` with {"peers":["addr:port>localPort",...]}.
 // Both print {"ready":...} once listening / connected, and exit when stdin closes.
@@ -81,6 +85,35 @@ async function client(address: string, port: number, count: number, connectTimeo
         lastMs: delays[delays.length - 1] ?? -1,
         ok: conns.filter((c) => !c.closed && c.received >= c.sent).length,
         failed: conns.filter((c) => c.closed || c.received < c.sent).length,
+        reset: conns.filter((c) => c.reset).length,
+        closed: conns.filter((c) => c.closed).length,
+      });
+    } else if (cmd === 'wave') {
+      const parts = line.trim().split(/\s+/);
+      const spreadMs = Number(parts[1] ?? 100);
+      const timeoutMs = Number(parts[2] ?? 10_000);
+      const payload = Buffer.alloc(16, 0x62);
+      const startedAt = Date.now();
+      for (const c of conns) c.answeredAt = 0;
+      const n = conns.length;
+      for (let i = 0; i < n;) {
+        const wait = startedAt + Math.floor((i * spreadMs) / n) - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        for (; i < n && startedAt + Math.floor((i * spreadMs) / n) <= Date.now(); i++) {
+          const c = conns[i];
+          if (!c.closed) { c.socket.write(payload); c.sent += payload.length; }
+        }
+      }
+      // How late the last send left this process (a starved client sends late: the figures say so).
+      const sendMs = Date.now() - startedAt;
+      const deadline = startedAt + timeoutMs;
+      const answered = () => conns.every((c) => c.closed || c.received >= c.sent);
+      while (!answered() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      say({
+        wave: true,
+        startedAt,
+        sendMs,
+        answers: conns.map((c) => (!c.closed && c.received >= c.sent && c.answeredAt > 0 ? c.answeredAt - startedAt : -1)),
         reset: conns.filter((c) => c.reset).length,
         closed: conns.filter((c) => c.closed).length,
       });

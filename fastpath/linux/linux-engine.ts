@@ -10,9 +10,12 @@
 //    conntracks are written with a timeout of BACKUP_TIMEOUT_S (the kernel has no "never expire",
 //    its cap is INT_MAX jiffies) and re-armed every BACKUP_REFRESH_MS; their real timeout rides in
 //    the conntrack mark (bit 31 = synced, bits 0-30 = timeout in seconds).
-//  - switch to master: the guard goes first (traffic flows at once), then every synced conntrack
-//    gets its real timeout counted from now (or a random point after the grace period when
-//    undefined-grace-period is shorter) and its mark cleared.
+//  - switch to master (docs/linux-engine.md § Takeover): the guard goes in one nft transaction and
+//    setRole returns: from then on the kernel forwards every synced flow, since the forwarding rules
+//    depend on the conntrack state only, never on its mark or timeout. Only after that, in the
+//    background and in slices, every synced conntrack gets its real timeout counted from now (or a
+//    random point after the grace period when undefined-grace-period is shorter) and its mark
+//    cleared (release). No per-conntrack work gates forwarding, whatever the size of the table.
 import type {
   ConntrackEntry, ConntrackEvent, DataplaneEngine, EngineCounters, FailoverPolicy, FlowTuple, HaRole, VrfDataplaneConfig,
 } from '../engine.js';
@@ -27,7 +30,9 @@ import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
-import { applyRuleset, checkRuleset, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { renderRoleSwitch } from './backup-guard.js';
+import { PrimedNft } from './primed-nft.js';
 import { firewallCounters, readFirewallCounters, type FirewallCounters } from './nft-counters.js';
 import { NftCounterSocket } from './nft-counter-socket.js';
 import { ConntrackLiveCounts, tupleKey, type CountedConntrack, type CountedVirtualService } from './conntrack-live-counts.js';
@@ -46,6 +51,18 @@ const BACKUP_REFRESH_MS = 12 * 3600 * 1000;
 const COUNTER_REFRESH_MS = 1000;
 /** Synced conntracks re-timed per step after a switch to master. */
 const RELEASE_SLICE = 2048;
+/**
+ * The release waits this long after forwarding started: the first packets of every flow (TCP's
+ * retransmissions, which come in bursts after an outage) meet a CPU that is not busy with it.
+ * Flows that carry packets need no release (each packet re-arms the kernel's own timeout); the
+ * timeouts it writes are shortened by the time waited, so they still count from the switch.
+ */
+const RELEASE_DELAY_MS = 1000;
+/**
+ * Test hook (test/lab/takeover-release.test.ts): the release of synced conntracks after a switch to
+ * master waits this long, so a test can show that flows are forwarded before any of them is touched.
+ */
+const RELEASE_HOLD_MS = Number(process.env.TANDEM_TEST_RELEASE_HOLD_MS ?? 0);
 const DEFAULT_CONNTRACK_MAX = 1048576;
 
 export interface LinuxEngineOptions {
@@ -96,6 +113,18 @@ interface LiveVrf {
   eventsLost: number;
   reseeding?: Promise<void>;
   reseedAgain?: boolean;
+  /** On a backup: an nft process waiting for the switch to master (primed-nft.ts). */
+  primed?: PrimedNft;
+  /** The release of synced conntracks that follows a switch to master, while it runs. */
+  release?: Release;
+}
+
+/** The release of synced conntracks after a switch to master (see setRole). */
+interface Release {
+  promise: Promise<number>;
+  cancelled: boolean;
+  /** Netlink port of its own ctnetlink socket while open (its updates are ours: no events out). */
+  port?: number;
 }
 
 /** What the linux engine counts beyond EngineCounters (tandem-fast-path-counters). */
@@ -279,6 +308,12 @@ export class LinuxEngine implements DataplaneEngine {
 
   private async stopVrf(vrf: LiveVrf): Promise<void> {
     vrf.refresh?.cancel();
+    vrf.primed?.discard();
+    vrf.primed = undefined;
+    if (vrf.release) {
+      vrf.release.cancelled = true;
+      await vrf.release.promise; // its netlink socket closes below
+    }
     vrf.events?.close();
     vrf.events = undefined;
     vrf.nftCounters?.close();
@@ -363,7 +398,7 @@ export class LinuxEngine implements DataplaneEngine {
   private onKernelEvent(vrf: LiveVrf, n: ConntrackNotification): void {
     const ct = n.conntrack;
     // Changes caused by our own upsert/remove are not reported (as in the soft engine).
-    const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId));
+    const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId) || n.portId === vrf.release?.port);
     const worker = ownerWorker(ct.orig, this.workerCount);
     if (n.kind === 'destroy') vrf.live.delete(ct.id);
     else vrf.live.set(ct.id, counted(ct));
@@ -516,9 +551,29 @@ export class LinuxEngine implements DataplaneEngine {
     if (v.role === role) return;
     const started = this.clock.now();
     v.role = role;
+    if (v.release) {
+      // A release still running stops at its next slice (and writes nothing once backup).
+      v.release.cancelled = true;
+      await v.release.promise;
+    }
     if (role === 'master') this.startEvents(v); // before traffic flows: no event may be missed
-    await applyRuleset(v.namespace, renderRuleset(v.config, role));
+    // Only the guard chain changes: a transaction whose size does not grow with the configuration,
+    // given to an nft process started while backup when there is one.
+    const primed = v.primed;
+    v.primed = undefined;
+    if (primed?.ready) {
+      try {
+        await primed.run(renderRoleSwitch(TABLE, role));
+      } catch (err) {
+        log.warn({ vrf, err: (err as Error).message }, 'primed nft failed; applying the role switch again');
+        await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+      }
+    } else {
+      primed?.discard();
+      await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+    }
     if (role === 'backup') {
+      v.primed = new PrimedNft(v.namespace);
       v.events?.close();
       v.events = undefined;
       v.natBlocks.clear();
@@ -526,20 +581,66 @@ export class LinuxEngine implements DataplaneEngine {
       v.refresh = this.clock.setInterval(BACKUP_REFRESH_MS, () => {
         void this.rearmSynced(v).catch((err: Error) => log.error({ vrf, err: err.message }, 'cannot re-arm synced conntracks'));
       });
-      log.info({ vrf }, 'dataplane is backup: forwarding blocked, synced conntracks held');
+      log.info({ vrf, ms: this.clock.now() - started }, 'dataplane is backup: forwarding blocked, synced conntracks held');
       return;
     }
     v.refresh?.cancel();
     v.refresh = undefined;
-    const released = await this.releaseSynced(v);
-    log.info({ vrf, synced: released, ms: this.clock.now() - started }, 'dataplane is master: synced conntracks now age from the switch');
+    const forwardingAt = this.clock.now();
+    log.info({ vrf, ms: forwardingAt - started }, 'dataplane is master: guard removed, synced flows forwarded');
+    // After forwarding started, never before it: per-conntrack work at the switch.
+    const release: Release = { cancelled: false, promise: Promise.resolve(0) };
+    release.promise = this.releaseSynced(v, release).then((released) => {
+      if (release.cancelled) log.info({ vrf, released }, 'release of synced conntracks stopped: the role changed again');
+      else log.info({ vrf, synced: released, ms: this.clock.now() - forwardingAt }, 'synced conntracks released: they age from the switch');
+      return released;
+    }, (err: Error) => {
+      log.error({ vrf, err: err.message }, 'cannot release synced conntracks (they keep their backup timeout until the next switch)');
+      return 0;
+    }).finally(() => {
+      if (v.release === release) v.release = undefined;
+    });
+    v.release = release;
   }
 
-  /** Rule 5: synced conntracks get their real timeout, counted from now, and become ordinary. */
-  private async releaseSynced(v: LiveVrf): Promise<number> {
+  /**
+   * Resolves once the release that follows the last switch to master is over (at once when none
+   * runs): the number of synced conntracks it released.
+   */
+  async releasedSynced(vrf: string): Promise<number> {
+    const release = this.live(vrf).release;
+    return release ? release.promise : 0;
+  }
+
+  /**
+   * Rule 5: synced conntracks get their real timeout, counted from now, and become ordinary. Runs
+   * while the kernel already forwards their packets: in slices, yielding between them (every update
+   * also comes back as an event to this node's own event reader, ignored but drained).
+   */
+  private async releaseSynced(v: LiveVrf, release: Release): Promise<number> {
+    const switchedAt = this.clock.now();
+    if (RELEASE_HOLD_MS > 0) log.warn({ vrf: v.name, ms: RELEASE_HOLD_MS }, 'release of synced conntracks held back (TANDEM_TEST_RELEASE_HOLD_MS, a test hook)');
+    const until = Date.now() + RELEASE_DELAY_MS + RELEASE_HOLD_MS;
+    while (Date.now() < until && !release.cancelled && !this.closed) await new Promise((resolve) => setTimeout(resolve, Math.min(50, until - Date.now())));
+    if (release.cancelled || this.closed) return 0;
+    const waitedS = Math.floor((this.clock.now() - switchedAt) / 1000);
+    // A socket of its own: a netlink socket runs one dump at a time, and sync's resync of the peer
+    // (told of the new role at once) dumps on the VRF's socket meanwhile.
+    const netlink = new ConntrackNetlink({ namespace: v.namespace });
+    release.port = netlink.port;
+    try {
+      return await this.releaseOn(v, release, netlink, waitedS);
+    } finally {
+      netlink.close();
+      release.port = undefined;
+    }
+  }
+
+  private async releaseOn(v: LiveVrf, release: Release, netlink: ConntrackNetlink, waitedS: number): Promise<number> {
     const writes: ConntrackWrite[] = [];
     v.live.clear(); // counted again by conntrack id, now that events are read
-    v.counters.conntracks = await this.dumpTable(v, (cts) => {
+    v.tableDumps++;
+    v.counters.conntracks = await netlink.dump((cts) => {
       for (const ct of cts) {
         v.live.set(ct.id, counted(ct));
         if (isEstablished(ct) && !v.established.has(ct.id)) v.established.set(ct.id, this.clock.now());
@@ -549,17 +650,21 @@ export class LinuxEngine implements DataplaneEngine {
         const timeout = ct.mark & MARK_TIMEOUT_MASK;
         const grace = v.policy.graceSeconds[ct.orig.proto];
         const effective = grace !== undefined && grace < timeout ? grace + Math.floor(Math.random() * (timeout - grace)) : timeout;
-        writes.push({ orig: ct.orig, reply: ct.reply, state: ct.state, timeout: effective, mark: 0 });
+        writes.push({ orig: ct.orig, reply: ct.reply, state: ct.state, timeout: Math.max(1, effective - waitedS), mark: 0 });
       }
     });
-    // In slices, yielding between them: every update also comes back as an event to this node's
-    // own event reader (ignored, but it must drain them before its buffer overflows).
     let written = 0;
+    const failures: { index: number; errno: number }[] = [];
     for (let i = 0; i < writes.length; i += RELEASE_SLICE) {
-      written += (await v.netlink.update(writes.slice(i, i + RELEASE_SLICE))).written;
+      if (release.cancelled || this.closed) break;
+      const result = await netlink.update(writes.slice(i, i + RELEASE_SLICE));
+      written += result.written;
+      failures.push(...result.failures);
       await new Promise((resolve) => setImmediate(resolve));
     }
-    v.counters.synced = 0;
+    // ENOENT: ended meanwhile (nothing to release); anything else stays synced until the next switch.
+    if (failures.length > 0) log.warn({ vrf: v.name, synced: writes.length, failed: failures.length, errno: errnoCounts(failures) }, 'synced conntracks the kernel refused to release');
+    if (!release.cancelled && !this.closed) v.counters.synced = 0;
     return written;
   }
 

@@ -22,6 +22,7 @@ import { execFile } from 'node:child_process';
 import { isIPv4 } from 'node:net';
 import type { HaRole } from '../engine.js';
 import type { FirewallRule, SoftVrfConfig, VirtualServiceConfig } from '../config/vrf-config.js';
+import { backupGuardLines } from './backup-guard.js';
 
 export const TABLE = 'tandem';
 /** A rule's prefix may hold at most this many subscribers (one map element each). */
@@ -188,15 +189,7 @@ export function renderRuleset(cfg: SoftVrfConfig, role: HaRole, previous?: SoftV
     `  counter ${DEFAULT_DROP_COUNTER} {}`,
     ...[...wanted].map((n) => `  counter ${n} {}`),
   ];
-  if (role === 'backup') {
-    lines.push(
-      '  chain backup_guard {',
-      '    type filter hook prerouting priority raw - 10; policy accept;',
-      '    fib daddr type { local, broadcast, multicast } accept',
-      '    counter name backup_drops drop',
-      '  }',
-    );
-  }
+  if (role === 'backup') lines.push(...backupGuardLines());
   lines.push('  chain forward {', '    type filter hook forward priority filter; policy accept;',
     '    ct state established,related accept');
   if (cfg.firewall.dropInvalid) {

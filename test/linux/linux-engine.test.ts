@@ -143,6 +143,7 @@ describe('linux: the linux engine', function () {
     await backup!.prepareVrf(cfg);
     await backup!.applyVrf('main', cfg);
     await backup!.setRole('main', 'backup');
+    expect(fx.exec(backupNs, 'nft', ['list', 'chain', 'inet', 'tandem', 'backup_guard'])).to.include('backup_drops" drop');
     const backupEvents: ConntrackEvent[] = [];
     backup!.onEvent((ev) => backupEvents.push(ev));
     expect(await backup!.upsert(entries)).to.equal(entries.length);
@@ -160,10 +161,16 @@ describe('linux: the linux engine', function () {
     expect(backupEvents).to.deep.equal([]);
 
     await backup!.setRole('main', 'master');
+    // The release runs after forwarding started (setRole does not wait for it): wait for it here.
+    expect(await backup!.releasedSynced('main')).to.equal(entries.length);
+    // The switch touched only the guard chain: gone, the rest of the table as applied.
+    const table = fx.exec(backupNs, 'nft', ['list', 'table', 'inet', 'tandem']);
+    expect(table).to.not.include('backup_guard');
+    expect(table).to.include('chain forward');
     const after = fx.exec(backupNs, 'conntrack', ['-L', '-p', 'tcp', '--dport', '7300']).trim().split('\n');
     expect(after).to.have.length(entries.length);
     for (const line of after) {
-      expect(Number(line.split(/\s+/)[2])).to.be.within(7100, 7200); // the real timeout, from the switch
+      expect(Number(line.split(/\s+/)[2])).to.be.within(7090, 7200); // the real timeout, from the switch (released ~1 s after it)
       expect(line).to.include('mark=0 ');
     }
     expect(backup!.counters('main').synced).to.equal(0);
@@ -181,9 +188,11 @@ describe('linux: the linux engine', function () {
     const many = Array.from({ length: 50 }, (_, i) => ({ ...e, orig: { ...e.orig, sport: 5000 + i }, reply: { ...e.reply, dport: 60000 + i } }));
     expect(await backup!.upsert(many)).to.equal(50);
     await backup!.setRole('main', 'master');
+    expect(await backup!.releasedSynced('main')).to.equal(50);
     const timeouts = fx.exec(backupNs, 'conntrack', ['-L', '-p', 'tcp', '--dport', '7399']).trim().split('\n').map((l) => Number(l.split(/\s+/)[2]));
     expect(timeouts).to.have.length(50);
-    for (const t of timeouts) expect(t).to.be.within(99, 3000);
+    // Counted from the switch: the release (~1 s later, more under load) writes them shortened by the wait.
+    for (const t of timeouts) expect(t).to.be.within(90, 3000);
     expect(new Set(timeouts).size).to.be.greaterThan(5); // dropped at random moments, not all at once
     expect(await backup!.remove('main', many.map((m) => m.orig))).to.equal(50);
   });
