@@ -40,6 +40,14 @@ export enum FrameType {
   Identity = 12,
   /** client -> server, sealed, after the handshake: the sender's configuration fingerprint changed (32 bytes). */
   ConfigFingerprint = 13,
+  /** Anti-entropy, client -> server: the master's digest of one worker's ranges (sync/anti-entropy/digest-frames.ts). */
+  DigestRequest = 15,
+  /** Anti-entropy, server -> client: the ranges whose digests differ, or the outcome of their repair. */
+  DigestReply = 16,
+  /** Anti-entropy, client -> server: conntracks of one range being repaired (CT_NEW records after a range header). */
+  RangeRepair = 17,
+  /** Anti-entropy, client -> server: start / end of one range's repair (at the end the backup drops what was not sent). */
+  RangeMarker = 18,
 }
 
 /** Frames that exist only before the session keys (sent in clear, no tag). */
@@ -51,7 +59,7 @@ export const HANDSHAKE_FRAMES: ReadonlySet<FrameType> = new Set([
 ]);
 
 export function isFrameType(n: number): n is FrameType {
-  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.ConfigFingerprint;
+  return Number.isInteger(n) && typeof FrameType[n] === 'string'; // every member of the enum, whatever its number
 }
 
 export enum BulkKind {

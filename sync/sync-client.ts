@@ -68,6 +68,8 @@ export interface SyncClientListener {
   peerFingerprint(client: SyncClient, fingerprint: Buffer, peerNodeId: string): void;
   /** The queue overflowed earlier and has now drained: the peer needs a full resync. */
   caughtUp(client: SyncClient): void;
+  /** A sealed frame from the server other than a keepalive (anti-entropy's DigestReply); throw SyncProtocolError to close. */
+  serverFrame?(client: SyncClient, frame: Frame): void;
 }
 
 export interface SyncClientStats {
@@ -83,6 +85,8 @@ type QueuedOp =
   | { t: FrameType.CtNew | FrameType.CtUpdate; rec: SyncRecord }
   /** A CT_NEW payload already encoded (a full resync read from packed records): `count` records. */
   | { t: FrameType.CtNew; payload: Buffer; count: number }
+  /** An anti-entropy frame already encoded (sync/anti-entropy/digest-frames.ts); `count` records it carries. */
+  | { t: FrameType.DigestRequest | FrameType.RangeRepair | FrameType.RangeMarker; payload: Buffer; count: number }
   | { t: FrameType.CtDelete; tuple: FlowTuple }
   | { t: FrameType.BulkStart | FrameType.BulkEnd; kind: BulkKind; count: number };
 
@@ -182,6 +186,13 @@ export class SyncClient {
     if (this.status !== 'established' || count === 0) return;
     this.queuedExtra += count - 1;
     this.push({ t: FrameType.CtNew, payload, count });
+  }
+
+  /** An anti-entropy frame (queued in order with the records, never dropped for space: the producer awaits room()). */
+  bulkFrame(t: FrameType.DigestRequest | FrameType.RangeRepair | FrameType.RangeMarker, payload: Buffer, count: number): void {
+    if (this.status !== 'established') return;
+    this.queuedExtra += count - 1;
+    this.push({ t, payload, count });
   }
 
   /** Starting a resync repairs an overflow: live messages are accepted again from here on. */
@@ -311,7 +322,9 @@ export class SyncClient {
         return;
       }
       case 'data':
-        if (f.type !== FrameType.Keepalive) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);
+        if (f.type === FrameType.Keepalive) return;
+        if (f.type !== FrameType.DigestReply || !this.listener.serverFrame) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);
+        this.listener.serverFrame(this, f);
         return;
       case 'deriving':
         throw new SyncProtocolError(`frame type ${f.type} before our proof was sent`);

@@ -14,7 +14,9 @@ import { FINGERPRINT_BYTES, type Hello } from './handshake.js';
 import { BulkKind, type Frame, FrameType, SyncProtocolError } from './protocol.js';
 import type { VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
-import type { ResyncSummary } from './vrf-sync-types.js';
+import type { ResyncSummary, SyncNotification } from './vrf-sync-types.js';
+import type { AntiEntropyStats } from './anti-entropy/anti-entropy-stats.js';
+import { RangeRepairReceiver } from './anti-entropy/range-repair-receiver.js';
 
 const log = logger('sync');
 
@@ -55,6 +57,8 @@ export class SyncReceiver {
    */
   private acceptedByOwner = new Map<string, number>();
   private syncedBeforeReceiving: number | undefined;
+  /** Anti-entropy's digests and range repairs (frames 15, 17, 18). */
+  private antiEntropy: RangeRepairReceiver | undefined;
 
   constructor(
     private readonly vrf: string,
@@ -65,6 +69,10 @@ export class SyncReceiver {
     private readonly peerFingerprint: (peer: string, fingerprint: Buffer) => void,
     private readonly onResyncReceived: (summary: ResyncSummary) => void,
   ) {}
+
+  attachAntiEntropy(stats: AntiEntropyStats, notify: (n: SyncNotification) => void): void {
+    this.antiEntropy = new RangeRepairReceiver(this.vrf, this.engine, this.clock, stats, this.mirrored, (count, written) => this.countWrites(count, written), notify);
+  }
 
   /** Resolver for the listener: accept only hellos from a configured peer address. */
   accept(hello: Hello, remoteAddress: string): ReceiverSession | string {
@@ -84,7 +92,7 @@ export class SyncReceiver {
       nodeId: this.nodeId,
       fingerprint: this.config().fingerprint,
       authenticated: () => this.peerFingerprint(peer.name, hello.fingerprint),
-      apply: (f) => this.apply(f, inbound),
+      apply: (f, reply) => this.apply(f, inbound, reply),
       error: () => {
         this.receiveError++;
       },
@@ -222,7 +230,7 @@ export class SyncReceiver {
     log.warn({ vrf: this.vrf, refused, of: count }, 'synced conntracks not written: counted in receive-error');
   }
 
-  private async apply(f: Frame, inbound: InboundSession): Promise<void> {
+  private async apply(f: Frame, inbound: InboundSession, reply: (type: FrameType, payload: Buffer) => void): Promise<void> {
     switch (f.type) {
       case FrameType.CtNew:
       case FrameType.CtUpdate: {
@@ -232,6 +240,7 @@ export class SyncReceiver {
           this.noteAccepted(inbound, count);
           const seen = inbound.bulkSeen;
           if (seen) forEachIPv4Orig(f.payload, (proto, src, dst, sport, dport) => seen.setIPv4(proto, src, dst, sport, dport, 0));
+          this.antiEntropy?.noteLive(inbound, f.payload, undefined);
           const upsert = this.engine.upsertIPv4Records.bind(this.engine);
           await this.inOrder(inbound, 'write', async () => {
             this.countWrites(count, await this.written(() => upsert(this.vrf, f.payload.subarray(2)), count));
@@ -243,6 +252,7 @@ export class SyncReceiver {
         // Recorded before the engine call: a pipelined bulk end may purge before this write resolves.
         const seen = inbound.bulkSeen;
         if (seen) for (const e of entries) seen.set(e.orig, 0);
+        this.antiEntropy?.noteLive(inbound, undefined, entries);
         await this.inOrder(inbound, 'write', async () => {
           const written = await this.written(() => this.engine.upsert(entries), entries.length);
           this.countWrites(entries.length, written);
@@ -305,6 +315,13 @@ export class SyncReceiver {
       case FrameType.ConfigFingerprint: {
         if (f.payload.length !== FINGERPRINT_BYTES) throw new SyncProtocolError(`config fingerprint of ${f.payload.length} bytes`);
         this.peerFingerprint(inbound.peer, Buffer.from(f.payload));
+        return;
+      }
+      case FrameType.DigestRequest:
+      case FrameType.RangeRepair:
+      case FrameType.RangeMarker: {
+        if (!this.antiEntropy) throw new SyncProtocolError(`anti-entropy frame type ${f.type} but anti-entropy is not set up here`);
+        await this.antiEntropy.apply(f, inbound, reply, (kind, run) => this.inOrder(inbound, kind, run));
         return;
       }
       default:

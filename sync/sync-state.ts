@@ -51,6 +51,7 @@ function vrfState(vs: VrfSync): Json {
       statistics: { receive: String(vs.receive), 'receive-error': String(vs.receiveError) },
     },
     conntracks: { synced: String(vs.syncedCount()), pending: String(vs.pendingCount()) },
+    'anti-entropy': vs.antiEntropyState(),
   };
   if (vs.lastFullResync) {
     ha['last-full-resync'] = {

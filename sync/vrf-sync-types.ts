@@ -10,6 +10,8 @@ export interface SyncTuning {
   backoffMaxMs: number;
   /** Identifies this node in the hello (host name by default). */
   nodeId: string;
+  /** Anti-entropy ranges per worker (default 64; tests and the benchmark change it). */
+  antiEntropyRanges?: number;
 }
 
 export type SyncNotification =
@@ -17,7 +19,9 @@ export type SyncNotification =
   | { kind: 'connection-down'; vrf: string; peer: string; client: string; reason: string }
   | { kind: 'full-resync-complete'; vrf: string; peer: string; summary: ResyncSummary }
   | { kind: 'manual-synchronization-complete'; vrf: string; count: number; duration: number }
-  | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string; differences: FingerprintPart[] };
+  | { kind: 'peer-configuration-mismatch'; vrf: string; peer: string; local: string; remote: string; differences: FingerprintPart[] }
+  /** Anti-entropy found the peer's synced conntracks different in some ranges and repaired them (counts on the backup). */
+  | { kind: 'divergence-repaired'; vrf: string; peer: string; client: string; ranges: number; added: number; updated: number; removed: number; refused: number };
 
 export interface ResyncSummary {
   /** ISO date-and-time of completion. */
