@@ -204,16 +204,22 @@ export class RangeRepairReceiver {
     await inOrder('write', async () => {
       const before = await open.before;
       const changed: ConntrackEntry[] = [];
+      const differing: FlowTuple[] = [];
       let added = 0;
       for (const e of entries) {
         const held = before.get(ctKey(e.orig));
         if (held === undefined) added++;
         else if (held.hash === entryHash(e)) continue;
+        else differing.push(e.orig);
         changed.push(e);
       }
       if (changed.length === 0) return;
       let written = 0;
       try {
+        // An engine updates the state of a conntrack it holds but not its tuples (a kernel cannot
+        // change a NAT binding): a differing one is removed and written again. The backup does not
+        // forward synced conntracks' traffic, so nothing is cut meanwhile.
+        if (differing.length > 0) await this.engine.remove(this.vrf, differing);
         written = await this.engine.upsert(changed);
       } catch (err) {
         log.error({ vrf: this.vrf, err: (err as Error).message }, 'anti-entropy: engine refused repaired conntracks');
