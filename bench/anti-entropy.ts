@@ -13,11 +13,29 @@ import { STATE_INDEX } from '../sync/conntrack-key.js';
 import { HEADER_BYTES, TAG_BYTES } from '../sync/protocol.js';
 import { digestTable } from '../sync/anti-entropy/table-walk.js';
 import type { VrfSync } from '../sync/vrf-sync.js';
-import { freePort, nodeConfig, startNode, type SyncNode, waitFor } from '../test/sync/two-nodes.js';
+import { HaService } from '../ha/ha-service.js';
+import type { DataplaneEngine } from '../fastpath/engine.js';
+import { SyncService } from '../sync/sync-service.js';
+import { freePort, nodeConfig, waitFor } from '../test/sync/two-nodes.js';
+
+interface SyncNode {
+  service: SyncService;
+}
+
+/** A node as the product runs it (default keepalive and queue: the test harness's 0.5 s keepalive trips under load). */
+async function startNode(name: string, engine: DataplaneEngine, clock: ManualClock, config: Record<string, unknown>, preload?: () => Promise<void>): Promise<SyncNode> {
+  for (const v of (config['tandem-vrf:vrf'] as Array<Record<string, unknown>>)) await engine.applyVrf(String(v['name']), { name: String(v['name']), json: v });
+  await preload?.();
+  const ha = new HaService(engine);
+  const service = new SyncService(engine, { roles: ha, clock, nodeId: name, backoffMinMs: 20, backoffMaxMs: 200, antiEntropyRanges: RANGES });
+  await ha.apply(config);
+  await service.applySync(config);
+  return { service };
+}
 
 const N = Number(process.env['AE_CONNTRACKS'] ?? 100_000);
 const WORKERS = 2;
-const RANGES = 64;
+const RANGES = Number(process.env['AE_RANGES'] ?? 64);
 
 function entries(n: number, now: number): ConntrackEntry[] {
   return Array.from({ length: n }, (_, i) => {
@@ -25,7 +43,7 @@ function entries(n: number, now: number): ConntrackEntry[] {
     const sport = 1024 + (i % 50000);
     return {
       vrf: 'main', orig: { proto: 'tcp', src, dst: '192.0.2.10', sport, dport: 443 },
-      reply: { proto: 'tcp', src: '192.0.2.10', dst: '198.51.100.1', sport: 443, dport: 2000 + (i % 60000) },
+      reply: { proto: 'tcp', src: '192.0.2.10', dst: `100.64.${(i >> 8) & 255}.${i & 255}`, sport: 443, dport: 2000 + (i >> 16) },
       state: 'established', timeout: 432000, alg: false, establishedAt: now, lastActivity: now, synced: true,
     };
   });
@@ -68,12 +86,13 @@ export async function run(): Promise<Record<string, unknown>> {
   const vrfs = [{ name: 'main', port }];
   const e1 = await SoftEngine.create({ clock, workers: WORKERS });
   const e2 = await SoftEngine.create({ clock, workers: WORKERS });
-  const ha1 = await startNode('ha1', e1, clock, nodeConfig({ source: '127.0.0.1', address: '127.0.0.2', states: { g1: 'master' }, vrfs, workers: WORKERS }));
+  // ha1's table: entries it holds as synced from a former master; the resync at connection up marks and sends them all.
+  const all = entries(N, clock.now());
+  const ha1 = await startNode('ha1', e1, clock, nodeConfig({ source: '127.0.0.1', address: '127.0.0.2', states: { g1: 'master' }, vrfs, workers: WORKERS }), async () => {
+    for (let i = 0; i < all.length; i += 4096) await e1.upsert(all.slice(i, i + 4096));
+  });
   const ha2 = await startNode('ha2', e2, clock, nodeConfig({ source: '127.0.0.2', address: '127.0.0.1', states: { g1: 'backup' }, vrfs, workers: WORKERS }));
   try {
-    // ha1's table: entries it holds as synced from a former master; the resync at connection up marks and sends them all.
-    const all = entries(N, clock.now());
-    for (let i = 0; i < all.length; i += 4096) await e1.upsert(all.slice(i, i + 4096));
     await waitFor(() => ha1.service.ready() && ha2.service.ready(), 'sync up', 30_000);
     await waitFor(() => e2.counters('main').synced === N, `${N} synced on ha2`, 120_000);
     await vrfOf(ha1).resyncIdle();
