@@ -31,6 +31,8 @@ export type InOrder = (kind: 'write' | 'delete', run: () => Promise<void>) => Pr
 
 interface HeldEntry {
   hash: number;
+  state: string;
+  reply: string;
   range: number;
   orig: FlowTuple;
 }
@@ -119,7 +121,10 @@ export class RangeRepairReceiver {
       this.stats.lastRound = new Date().toISOString();
       this.stats.rangesCompared += compared;
       this.stats.rangesSkipped += req.ranges - compared;
-      if (differing.length > 0) log.info({ vrf: this.vrf, peer: inbound.peer, worker: inbound.worker, ranges: differing }, 'anti-entropy: synced conntracks differ from the master in some ranges');
+      if (differing.length > 0) {
+        const counts = differing.map((r) => `${r}: master ${req.digests[r * RANGE_WORDS]}, here ${local[r * RANGE_WORDS]}`);
+        log.info({ vrf: this.vrf, peer: inbound.peer, worker: inbound.worker, ranges: differing, counts }, 'anti-entropy: synced conntracks differ from the master in some ranges');
+      }
       reply(FrameType.DigestReply, encodeDigestReply({ kind: 'differing', round: req.round, worker: req.worker, compared, ranges: differing }));
     });
   }
@@ -150,7 +155,7 @@ export class RangeRepairReceiver {
         try {
           const found = await entriesInRanges(this.engine, this.vrf, inbound.workers, s.ranges, (w, r) => w === inbound.worker && open.ranges.has(r), SYNCED);
           const before = new Map<string, HeldEntry>();
-          for (const x of found) before.set(ctKey(x.entry.orig), { hash: entryHash(x.entry, x.state), range: x.range, orig: x.entry.orig });
+          for (const x of found) before.set(ctKey(x.entry.orig), { hash: entryHash(x.entry, x.state), state: x.entry.state, reply: ctKey(x.entry.reply), range: x.range, orig: x.entry.orig });
           resolve(before);
         } catch (err) {
           reject(err);
@@ -210,7 +215,10 @@ export class RangeRepairReceiver {
         const held = before.get(ctKey(e.orig));
         if (held === undefined) added++;
         else if (held.hash === entryHash(e)) continue;
-        else differing.push(e.orig);
+        else {
+          differing.push(e.orig);
+          log.debug({ vrf: this.vrf, orig: ctKey(e.orig), reply: ctKey(e.reply), master: e.state, here: held.state, hereReply: held.reply }, 'anti-entropy: conntrack differs from the master');
+        }
         changed.push(e);
       }
       if (changed.length === 0) return;
