@@ -4,12 +4,13 @@
 // as differing by sending their conntracks between range markers (the backup drops what is not sent).
 //
 // Live events, the scheme: frames on one connection are applied in order, so a digest request
-// queued after some live messages is compared with the backup's table after those messages. The
-// master's own digest is read from the engine while events are held (as a full resync does), and
-// every range that a live message or event touches from the start of the round until its reply is
-// "dirty": not compared (marked skipped in the request) or not repaired (when it differs), and
-// checked again next round. A repair is sent with events held too, so events that raced with its
-// dump follow it on the wire and win. A range of constant churn is verified in a quiet round only.
+// queued after some live messages is compared with the backup's table after those messages. Every
+// range that a live event or message touches from the start of the round (before the master reads
+// its table) until the reply is "dirty": not compared (marked skipped in the request) or not
+// repaired (when it differs), and checked again next round; so whether the master's read saw an
+// event's effect or not never matters, and live sync is not delayed by the read. A repair is sent
+// with events held (as a full resync does), so events that raced with its dump follow it on the
+// wire and win. A range of constant churn is verified in a quiet round only.
 import type { ConntrackEntry, DataplaneEngine, HaRole } from '../../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../../fastpath/clock.js';
 import { tupleHash } from '../../fastpath/tuple-hash.js';
@@ -134,10 +135,11 @@ export class AntiEntropyRounds {
     const R = this.ranges;
     let sent = 0;
     try {
-      await this.side.holdEvents(async () => {
-        const digests = await digestTable(this.engine, this.vrf, workers, R, this.filter);
-        // A resync or manual synchronisation ran meanwhile: it rewrote what is synced; next round.
-        if (this.side.bulkGeneration !== generation || this.config().workers !== workers) return;
+      // Events are not held while the table is read (that would delay live sync every round):
+      // a range any of them touches is dirty, skipped now or when its answer comes.
+      const digests = await digestTable(this.engine, this.vrf, workers, R, this.filter);
+      // A resync or manual synchronisation ran meanwhile: it rewrote what is synced; next round.
+      if (this.side.bulkGeneration === generation && this.config().workers === workers && this.side.role === 'master') {
         for (const c of targets) {
           if (!this.side.verifiable(c)) continue;
           const w = c.config.worker;
@@ -151,7 +153,7 @@ export class AntiEntropyRounds {
           this.exchanges.set(c, { round, worker: w, generation, sentAt: now, phase: 'digest' });
           sent++;
         }
-      });
+      }
     } catch (err) {
       log.warn({ vrf: this.vrf, err: (err as Error).message }, 'anti-entropy: digest of the table failed; next round');
     } finally {
