@@ -17,6 +17,7 @@ const benchmarks = [
   'nacm',
   'fastpath',
   'sync',
+  'anti-entropy',
   'traffic-agent',
   'plane-isolation',
   'ctnetlink-ceiling',

@@ -31,8 +31,11 @@ export interface ReceiverSession {
   secret: string;
   nodeId: string;
   fingerprint: Buffer;
-  /** Apply one authenticated frame (in order); throw SyncProtocolError to close the connection. */
-  apply(frame: Frame): Promise<void>;
+  /**
+   * Apply one authenticated frame (in order); throw SyncProtocolError to close the connection.
+   * `reply` sends a sealed frame back to the client (anti-entropy's DigestReply).
+   */
+  apply(frame: Frame, reply: (type: FrameType, payload: Buffer) => void): Promise<void>;
   /** The peer proved the shared secret; the hello's nodeId and fingerprint are now filled in. */
   authenticated?(): void;
   /** The data phase began: frames can go back to the peer (acknowledgements) on `link`. */
@@ -113,6 +116,8 @@ export class InboundConnection {
   destroy(): void {
     this.socket.destroy();
   }
+
+  private readonly reply = (type: FrameType, payload: Buffer): void => this.send(type, payload);
 
   private send(type: FrameType, payload: Buffer): void {
     if (this.socket.destroyed) return;
@@ -255,7 +260,7 @@ export class InboundConnection {
     try {
       while (this.queue.length > 0 && !this.socket.destroyed) {
         const f = this.queue.shift() as Frame;
-        inflight.push(session.apply(f).catch((err: unknown) => this.fail(err instanceof Error ? err.message : String(err))));
+        inflight.push(session.apply(f, this.reply).catch((err: unknown) => this.fail(err instanceof Error ? err.message : String(err))));
         if (inflight.length >= MAX_INFLIGHT) await inflight.shift();
         if (this.queue.length < MAX_PENDING_FRAMES / 2 && this.socket.isPaused()) this.socket.resume();
       }

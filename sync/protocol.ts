@@ -1,4 +1,4 @@
-// The sync wire protocol, version 2: every frame is an 8-byte header (magic "TS", version, type,
+// The sync wire protocol, version 3: every frame is an 8-byte header (magic "TS", version, type,
 // payload length, big-endian) followed by the payload. Until the handshake has derived the session
 // keys only the handshake frames exist, in clear, and none of them carries anything derived from
 // the shared secret except the client's proof (the connecting side proves first). From then on
@@ -6,10 +6,12 @@
 // associated data, a 16-byte tag follows, and the nonce is the frame's sequence number in its
 // direction (per-direction keys), so a replayed, reordered, dropped or altered frame fails.
 // Conntrack records are batched, many per frame, to keep the per-entry cost low.
+// Version 3 is version 2 plus the receiver's Ack (14) and anti-entropy (15-18): a version-2 peer
+// would close the connection on either, so it is refused at the first frame with the reason.
 // Version 1 (HMAC-only, secret-derived proof from the listener first) is refused.
 
 export const SYNC_MAGIC = 0x5453; // "TS"
-export const SYNC_VERSION = 2;
+export const SYNC_VERSION = 3;
 export const HEADER_BYTES = 8;
 /** AEAD tag after every sealed payload. */
 export const TAG_BYTES = 16;
@@ -48,6 +50,14 @@ export enum FrameType {
    * type must go through apply, or the counts part and acks stop covering what was sent.
    */
   Ack = 14,
+  /** Anti-entropy, client -> server: the master's digest of one worker's ranges (sync/anti-entropy/digest-frames.ts). */
+  DigestRequest = 15,
+  /** Anti-entropy, server -> client: the ranges whose digests differ, or the outcome of their repair. */
+  DigestReply = 16,
+  /** Anti-entropy, client -> server: conntracks of one range being repaired (CT_NEW records after a range header). */
+  RangeRepair = 17,
+  /** Anti-entropy, client -> server: start / end of one range's repair (at the end the backup drops what was not sent). */
+  RangeMarker = 18,
 }
 
 /** Frames that exist only before the session keys (sent in clear, no tag). */
@@ -59,7 +69,7 @@ export const HANDSHAKE_FRAMES: ReadonlySet<FrameType> = new Set([
 ]);
 
 export function isFrameType(n: number): n is FrameType {
-  return Number.isInteger(n) && n >= FrameType.Hello && n <= FrameType.Ack;
+  return Number.isInteger(n) && typeof FrameType[n] === 'string'; // every member of the enum, whatever its number
 }
 
 export enum BulkKind {

@@ -72,6 +72,8 @@ export interface SyncClientListener {
   caughtUp(client: SyncClient): void;
   /** The peer asked for the synchronised conntracks this node holds (it restarted empty as master). */
   peerWantsTable?(client: SyncClient): void;
+  /** A sealed frame from the server other than a keepalive (anti-entropy's DigestReply); throw SyncProtocolError to close. */
+  serverFrame?(client: SyncClient, frame: Frame): void;
 }
 
 /** A bulk's end waits for the peer's acknowledgement of it. */
@@ -91,6 +93,8 @@ type QueuedOp =
   | { t: FrameType.CtNew | FrameType.CtUpdate; rec: SyncRecord; fresh?: boolean }
   /** A CT_NEW payload already encoded (a full resync read from packed records): `count` records. */
   | { t: FrameType.CtNew; payload: Buffer; count: number; fresh?: number }
+  /** An anti-entropy frame already encoded (sync/anti-entropy/digest-frames.ts); `count` records it carries. */
+  | { t: FrameType.DigestRequest | FrameType.RangeRepair | FrameType.RangeMarker; payload: Buffer; count: number }
   | { t: FrameType.CtDelete; tuple: FlowTuple }
   | { t: FrameType.BulkStart | FrameType.BulkEnd; kind: BulkKind; count: number; done?: BulkEndDone };
 
@@ -212,6 +216,13 @@ export class SyncClient {
       const op = this.queue[i] as QueuedOp;
       if ('done' in op && op.done) op.done({ acknowledged: false, refused: 0 });
     }
+  }
+
+  /** An anti-entropy frame (queued in order with the records, never dropped for space: the producer awaits room()). */
+  bulkFrame(t: FrameType.DigestRequest | FrameType.RangeRepair | FrameType.RangeMarker, payload: Buffer, count: number): void {
+    if (this.status !== 'established') return;
+    this.queuedExtra += count - 1;
+    this.push({ t, payload, count });
   }
 
   /** Starting a resync repairs an overflow: live messages are accepted again from here on. */
@@ -349,7 +360,9 @@ export class SyncClient {
           if (ack.wantTable) this.listener.peerWantsTable?.(this);
           return;
         }
-        if (f.type !== FrameType.Keepalive) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);
+        if (f.type === FrameType.Keepalive) return;
+        if (f.type !== FrameType.DigestReply || !this.listener.serverFrame) throw new SyncProtocolError(`unexpected frame type ${f.type} from the server`);
+        this.listener.serverFrame(this, f);
         return;
       case 'deriving':
         throw new SyncProtocolError(`frame type ${f.type} before our proof was sent`);
@@ -455,7 +468,7 @@ export class SyncClient {
         this.head++;
         this.queuedExtra -= first.count - 1;
         this.stats.transmit += first.count;
-        ok = this.write(first.t, first.payload, first.count, first.fresh ?? 0);
+        ok = this.write(first.t, first.payload, first.count, 'fresh' in first ? (first.fresh ?? 0) : 0);
       } else if (first.t === FrameType.BulkStart || first.t === FrameType.BulkEnd) {
         this.head++;
         const p = Buffer.allocUnsafe(5);

@@ -34,6 +34,8 @@ export interface VrfSyncConfig {
   fingerprint: Buffer;
   /** Virtual services whose profile mirrors connections (tcp-fast-path + connection-mirror, rule 10). */
   mirroredServices: Set<string>;
+  /** anti-entropy-interval in seconds (0 or absent: off). */
+  antiEntropyInterval?: number;
 }
 
 type Json = Record<string, unknown>;
@@ -194,6 +196,7 @@ function parseSyncConfigs(config: Json, defaultWorkers: number): Map<string, Vrf
       },
       fingerprint: computeFingerprint(config, v, mirrored),
       mirroredServices: mirrored,
+      antiEntropyInterval: optNum(h['anti-entropy-interval'], 'anti-entropy-interval') ?? 0,
     });
   }
   return out;

@@ -27,5 +27,12 @@ export function toYangNotification(n: ServiceNotification): ConfigJson {
       return {
         [`${HFC}:peer-configuration-mismatch`]: { vrf: n.vrf, peer: n.peer, 'local-fingerprint': n.local, 'peer-fingerprint': n.remote, difference: n.differences },
       };
+    case 'divergence-repaired':
+      return {
+        [`${HFC}:ha-fp-conntrack-divergence-repaired`]: {
+          vrf: n.vrf, peer: n.peer, client: n.client, ranges: n.ranges,
+          added: String(n.added), updated: String(n.updated), removed: String(n.removed), refused: String(n.refused),
+        },
+      };
   }
 }

@@ -15,7 +15,9 @@ import { FINGERPRINT_BYTES, type Hello } from './handshake.js';
 import { BulkKind, type Frame, FrameType, SyncProtocolError } from './protocol.js';
 import type { VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
-import type { ResyncSummary } from './vrf-sync-types.js';
+import type { ResyncSummary, SyncNotification } from './vrf-sync-types.js';
+import type { AntiEntropyStats } from './anti-entropy/anti-entropy-stats.js';
+import { RangeRepairReceiver } from './anti-entropy/range-repair-receiver.js';
 
 const log = logger('sync');
 
@@ -66,6 +68,8 @@ export class SyncReceiver {
    * all of them have.
    */
   private tableWanted: { asked: Set<InboundSession>; ended: Map<number, number>; done: (count: number) => void } | undefined;
+  /** Anti-entropy's digests and range repairs (frames 15, 17, 18). */
+  private antiEntropy: RangeRepairReceiver | undefined;
 
   constructor(
     private readonly vrf: string,
@@ -102,6 +106,10 @@ export class SyncReceiver {
     t.done(total);
   }
 
+  attachAntiEntropy(stats: AntiEntropyStats, notify: (n: SyncNotification) => void): void {
+    this.antiEntropy = new RangeRepairReceiver(this.vrf, this.engine, this.clock, stats, this.mirrored, (count, written) => this.countWrites(count, written), notify);
+  }
+
   /** Resolver for the listener: accept only hellos from a configured peer address. */
   accept(hello: Hello, remoteAddress: string): ReceiverSession | string {
     if (!this.config().enabled) return `ha-fp-conntrack is disabled in VRF ${this.vrf}`;
@@ -120,7 +128,7 @@ export class SyncReceiver {
       nodeId: this.nodeId,
       fingerprint: this.config().fingerprint,
       authenticated: () => this.peerFingerprint(peer.name, hello.fingerprint),
-      apply: (f) => this.applyAcked(f, inbound),
+      apply: (f, reply) => this.applyAcked(f, inbound, reply),
       dataPhase: (link) => {
         inbound.acks.attach(link);
         this.linked.add(inbound);
@@ -272,14 +280,14 @@ export class SyncReceiver {
    * Applies one frame and acknowledges it once it and every frame before it are done, with the
    * conntrack records the engine refused (a frame that fails the connection is never acknowledged).
    */
-  private async applyAcked(f: Frame, inbound: InboundSession): Promise<void> {
+  private async applyAcked(f: Frame, inbound: InboundSession, reply: (type: FrameType, payload: Buffer) => void): Promise<void> {
     const seq = inbound.acks.begin();
-    const refused = await this.apply(f, inbound);
+    const refused = await this.apply(f, inbound, reply);
     inbound.acks.end(seq, refused, f.type === FrameType.BulkEnd);
   }
 
   /** Applies one frame; resolves to the conntrack records of it the engine refused. */
-  private async apply(f: Frame, inbound: InboundSession): Promise<number> {
+  private async apply(f: Frame, inbound: InboundSession, reply: (type: FrameType, payload: Buffer) => void): Promise<number> {
     switch (f.type) {
       case FrameType.CtNew:
       case FrameType.CtUpdate: {
@@ -289,6 +297,7 @@ export class SyncReceiver {
           this.noteAccepted(inbound, count);
           const seen = inbound.bulkSeen;
           if (seen) forEachIPv4Orig(f.payload, (proto, src, dst, sport, dport) => seen.setIPv4(proto, src, dst, sport, dport, 0));
+          this.antiEntropy?.noteLive(inbound, f.payload, undefined);
           const upsert = this.engine.upsertIPv4Records.bind(this.engine);
           let refused = 0;
           await this.inOrder(inbound, 'write', async () => {
@@ -302,6 +311,7 @@ export class SyncReceiver {
         const seen = inbound.bulkSeen;
         if (seen) for (const e of entries) seen.set(e.orig, 0);
         let refused = 0;
+        this.antiEntropy?.noteLive(inbound, undefined, entries);
         await this.inOrder(inbound, 'write', async () => {
           const written = await this.written(() => this.engine.upsert(entries), entries.length);
           refused = this.countWrites(entries.length, written);
@@ -366,6 +376,13 @@ export class SyncReceiver {
         if (f.payload.length !== FINGERPRINT_BYTES) throw new SyncProtocolError(`config fingerprint of ${f.payload.length} bytes`);
         this.peerFingerprint(inbound.peer, Buffer.from(f.payload));
         return 0;
+      }
+      case FrameType.DigestRequest:
+      case FrameType.RangeRepair:
+      case FrameType.RangeMarker: {
+        if (!this.antiEntropy) throw new SyncProtocolError(`anti-entropy frame type ${f.type} but anti-entropy is not set up here`);
+        await this.antiEntropy.apply(f, inbound, reply, (kind, run) => this.inOrder(inbound, kind, run));
+        return 0; // what the engine refused of a repair is counted by anti-entropy (conntracks-repaired/refused)
       }
       default:
         throw new SyncProtocolError(`unexpected frame type ${f.type} from a sync client`);

@@ -1,7 +1,7 @@
 // The sending side of one VRF's synchronisation: turns the dataplane's conntrack events into
 // messages on the right connection (rules 1, 3, 6, 7, 10), runs full resyncs (rule 2) and manual
 // synchronisations (rule 8). It only sends while its HA group is master (rule 11).
-import type { ConntrackEntry, ConntrackEvent, DataplaneEngine, HaRole, L4Proto, PackedConntrackBatch } from '../fastpath/engine.js';
+import type { ConntrackEntry, ConntrackEvent, DataplaneEngine, FlowTuple, HaRole, L4Proto, PackedConntrackBatch } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
 import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
 import { logger } from '../core/log.js';
@@ -100,6 +100,9 @@ export class SyncSender {
   /** Per peer, the conntracks it acknowledged in the latest full resync of each worker's connection. */
   private resyncAcked = new Map<string, Map<number, number>>();
   private resyncAckedWorkers = 0;
+  /** Anti-entropy (sync/anti-entropy/): told of every live message routed, counts dumps started. */
+  onRouted: ((e: ConntrackEntry) => void) | undefined;
+  bulkGeneration = 0;
 
   constructor(
     private readonly vrf: string,
@@ -308,6 +311,7 @@ export class SyncSender {
 
   /** Rule 1: a conntrack always travels on the connection of its owning worker, to every peer. */
   private route(e: ConntrackEntry, fn: (c: SyncClient) => void): void {
+    this.onRouted?.(e);
     const w = ownerWorker(e.orig, this.config().workers);
     for (const clients of this.peers()) fn(clients[w] as SyncClient);
   }
@@ -526,6 +530,7 @@ export class SyncSender {
     targets: SyncClient[], kind: BulkKind, eligible: (e: ConntrackEntry) => boolean, eligiblePacked: PackedEligible, withActivity: boolean,
   ): Promise<BulkSent> {
     this.dumping++;
+    this.bulkGeneration++;
     try {
       return await this.dumpAndSend(targets, kind, eligible, eligiblePacked, withActivity);
     } finally {
@@ -649,6 +654,33 @@ export class SyncSender {
     else log.warn({ ...fields, notAcknowledgedBy: outcomes.filter((o) => !o.complete).map((o) => o.peer) }, 'manual synchronization incomplete: a connection was lost before the peer acknowledged it');
     this.notify({ kind: 'manual-synchronization-complete', vrf: this.vrf, ...result });
     return result;
+  }
+
+  // ---- anti-entropy hooks (sync/anti-entropy/) ----
+
+  /** Runs `fn` with conntrack events held, as during a dump: they are sent after what `fn` queued. */
+  async holdEvents<T>(fn: () => Promise<T>): Promise<T> {
+    this.dumping++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.dumping === 0) this.releaseHeld();
+    }
+  }
+
+  /** A connection whose peer should hold exactly what we marked synced for its worker now. */
+  verifiable(c: SyncClient): boolean {
+    return this.role === 'master' && !this.stopped && c.status === 'established' && !c.outOfSync && this.inSync.has(c) &&
+      !this.resyncWanted.has(c) && this.resyncRunning === undefined;
+  }
+
+  /** The state index last sent for this conntrack, -1 when it is not synced. */
+  mirroredState(orig: FlowTuple): number {
+    return this.synced.get(orig) ?? -1;
+  }
+
+  mirroredStateIPv4(proto: number, src: number, dst: number, sport: number, dport: number): number {
+    return this.synced.getIPv4(proto, src, dst, sport, dport) ?? -1;
   }
 
   // ---- state ----

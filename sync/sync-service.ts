@@ -25,6 +25,8 @@ export interface SyncServiceOptions {
   keepaliveMs?: number;
   backoffMinMs?: number;
   backoffMaxMs?: number;
+  /** Anti-entropy hash ranges per worker (default 64). */
+  antiEntropyRanges?: number;
   /** The HA role of each VRF (ha/'s HaService). Default: every VRF master. */
   roles?: VrfRoles;
 }
@@ -59,6 +61,7 @@ export class SyncService {
       keepaliveMs: opts.keepaliveMs ?? 1000,
       backoffMinMs: opts.backoffMinMs ?? 100,
       backoffMaxMs: opts.backoffMaxMs ?? 5000,
+      ...(opts.antiEntropyRanges === undefined ? {} : { antiEntropyRanges: opts.antiEntropyRanges }),
     };
     this.unsubscribe = engine.onEvent((ev: ConntrackEvent) => this.vrfs.get(ev.entry.vrf)?.onEvent(ev));
     this.roles = opts.roles ?? ALWAYS_MASTER;

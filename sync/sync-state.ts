@@ -56,6 +56,7 @@ function vrfState(vs: VrfSync): Json {
       'in-flight': String(vs.inFlightCount()),
       'peer-refused': String(vs.peerRefusedCount()),
     },
+    'anti-entropy': vs.antiEntropyState(),
   };
   if (vs.lastFullResync) {
     ha['last-full-resync'] = {

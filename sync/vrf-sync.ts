@@ -12,6 +12,11 @@ import type { ReceiverSession } from './sync-listener.js';
 import { SyncReceiver } from './sync-receiver.js';
 import { type ManualSyncResult, SyncSender } from './sync-sender.js';
 import type { FingerprintStatus, ResyncSummary, SyncNotification, SyncTuning } from './vrf-sync-types.js';
+import type { Frame } from './protocol.js';
+import { AntiEntropyRounds } from './anti-entropy/anti-entropy-rounds.js';
+import { antiEntropyState, AntiEntropyStats } from './anti-entropy/anti-entropy-stats.js';
+import { decodeDigestReply } from './anti-entropy/digest-frames.js';
+import { DEFAULT_RANGES } from './anti-entropy/range-digest.js';
 
 export type { FingerprintStatus, ResyncSummary, SyncNotification, SyncTuning } from './vrf-sync-types.js';
 export { ctKey } from './conntrack-key.js';
@@ -35,6 +40,9 @@ export class VrfSync implements SyncClientListener {
   private readonly sender: SyncSender;
   private readonly receiver: SyncReceiver;
   private unsubscribeLoss: (() => void) | undefined;
+  /** Anti-entropy (sync/anti-entropy/): the master's rounds, and what both sides counted. */
+  readonly antiEntropyStats = new AntiEntropyStats();
+  private readonly antiEntropy: AntiEntropyRounds;
 
   constructor(
     public config: VrfSyncConfig,
@@ -63,6 +71,10 @@ export class VrfSync implements SyncClientListener {
     this.receiver = new SyncReceiver(this.vrf, current, engine, clock, tuning.nodeId, (peer, fp) => this.checkFingerprint(peer, fp), (s) => {
       this.lastFullResync = s;
     });
+    this.receiver.attachAntiEntropy(this.antiEntropyStats, notify);
+    this.antiEntropy = new AntiEntropyRounds(this.vrf, current, engine, netClock, this.sender, () => this.peers.map((p) => p.clients),
+      this.antiEntropyStats, notify, tuning.antiEntropyRanges ?? DEFAULT_RANGES);
+    this.sender.onRouted = (e) => this.antiEntropy.observe(e);
   }
 
   get role(): HaRole {
@@ -91,11 +103,13 @@ export class VrfSync implements SyncClientListener {
       if (vrf === this.vrf) this.sender.repairAfterLoss(dropped);
     });
     for (const p of this.peers) for (const c of p.clients) c.start();
+    this.antiEntropy.configure(this.config.antiEntropyInterval ?? 0);
   }
 
   async stop(): Promise<void> {
     this.unsubscribeLoss?.();
     this.unsubscribeLoss = undefined;
+    this.antiEntropy.stop();
     for (const p of this.peers) for (const c of p.clients) c.stop();
     await this.sender.stop();
   }
@@ -107,6 +121,7 @@ export class VrfSync implements SyncClientListener {
   update(config: VrfSyncConfig): void {
     const fingerprintChanged = !config.fingerprint.equals(this.config.fingerprint);
     this.config = config;
+    if (config.enabled) this.antiEntropy.configure(config.antiEntropyInterval ?? 0);
     if (!fingerprintChanged) return;
     for (const p of this.peers) {
       for (const c of p.clients) {
@@ -125,12 +140,14 @@ export class VrfSync implements SyncClientListener {
     // The standby copies are ours now.
     if (role === 'master') this.receiver.mirrored.clear();
     this.sender.setRole(role);
+    this.antiEntropy.reset();
     log.info({ vrf: this.vrf, from: old, to: role }, 'sync follows HA group state');
   }
 
   // ---- dataplane events, full resync (rule 2), manual synchronisation (rule 8) ----
 
   onEvent(ev: ConntrackEvent): void {
+    if (ev.kind !== 'new') this.antiEntropy.observe(ev.entry);
     this.sender.onEvent(ev);
   }
 
@@ -157,6 +174,7 @@ export class VrfSync implements SyncClientListener {
 
   down(client: SyncClient, reason: string): void {
     this.sender.forget(client);
+    this.antiEntropy.forget(client);
     this.notify({ kind: 'connection-down', vrf: this.vrf, peer: client.config.peer, client: client.name, reason });
   }
 
@@ -172,6 +190,20 @@ export class VrfSync implements SyncClientListener {
     }
     // The peer asks on each of our connections to it: each carries its worker's share.
     void this.sender.sendTableTo([client]);
+  }
+
+  serverFrame(client: SyncClient, frame: Frame): void {
+    this.antiEntropy.onReply(client, decodeDigestReply(frame.payload));
+  }
+
+  /** One anti-entropy round now (tests, the benchmark); the number of connections a digest went to. */
+  antiEntropyRound(): Promise<number> {
+    return this.antiEntropy.runRound();
+  }
+
+  /** The `anti-entropy` container of the state data. */
+  antiEntropyState(): Record<string, unknown> {
+    return antiEntropyState(this.antiEntropyStats);
   }
 
   peerFingerprint(client: SyncClient, fingerprint: Buffer): void {

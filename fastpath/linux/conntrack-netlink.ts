@@ -71,6 +71,8 @@ export class ConntrackNetlink {
   private readonly socket: RawNetlinkSocket;
   private readonly fd: number;
   private seq = 1;
+  /** The dump in progress (dump() runs one at a time). */
+  private dumping: Promise<void> = Promise.resolve();
   private readonly pending: PendingRequest[] = [];
   private closed = false;
 
@@ -221,19 +223,34 @@ export class ConntrackNetlink {
     return { written: result.written, failures: result.failures.filter((f) => f.errno !== ENOENT) };
   }
 
-  /** Streams the whole table in batches; returns how many conntracks were read. */
+  /**
+   * Streams the whole table in batches; returns how many conntracks were read. One socket runs one
+   * dump at a time (the kernel refuses a second one with EBUSY while the first runs): dumps queue
+   * here, and a refused one throws instead of looking like an empty table.
+   */
   async dump(onBatch: (conntracks: KernelConntrack[]) => void | Promise<void>, batchSize = 1000): Promise<number> {
     const queue: KernelConntrack[] = [];
     let total = 0;
-    const seq = this.nextSeq();
     let undecodable = 0;
-    await this.request(encodeDumpRequest(seq), seq, 1, (msg) => {
-      try {
-        queue.push(decodeConntrack(msg));
-      } catch (err) {
-        if (!(err instanceof UnsupportedProtocolError)) undecodable++;
-      }
+    const previous = this.dumping;
+    let release!: () => void;
+    this.dumping = new Promise((r) => {
+      release = r;
     });
+    try {
+      await previous;
+      const seq = this.nextSeq();
+      const req = await this.request(encodeDumpRequest(seq), seq, 1, (msg) => {
+        try {
+          queue.push(decodeConntrack(msg));
+        } catch (err) {
+          if (!(err instanceof UnsupportedProtocolError)) undecodable++;
+        }
+      });
+      if (req.failures.length > 0) throw new Error(`ctnetlink dump refused: errno ${req.failures[0]?.errno}`);
+    } finally {
+      release(); // the kernel is done with this dump; the batches below are ours
+    }
     if (undecodable > 0) log.warn({ undecodable }, 'conntracks skipped in a dump (cannot decode)');
     for (let i = 0; i < queue.length; i += batchSize) {
       const batch = queue.slice(i, i + batchSize);

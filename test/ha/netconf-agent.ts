@@ -21,7 +21,7 @@ import { createSubsystems, type SyncParts } from '../../ha/ha-parts.js';
 import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
 
-const PASSWORD = 'ha-test-password';
+export const PASSWORD = 'ha-test-password';
 
 export interface TestAgent<E extends DataplaneEngine = SoftEngine> {
   name: string;
@@ -35,6 +35,8 @@ export interface TestAgent<E extends DataplaneEngine = SoftEngine> {
   notifications: Record<string, unknown>[];
   /** The bridge between the operations layer and the parts (absent with `bridged: false`). */
   bridge?: RunningPlane;
+  /** Where the agent's NETCONF SSH server listens (a second session, e.g. a subscriber, connects there). */
+  address: { host: string; port: number };
 }
 
 export interface TestAgentOptions {
@@ -77,7 +79,7 @@ export async function startTestAgentOn<E extends DataplaneEngine>(name: string, 
   const server = new NetconfSshServer({ hostKeys: await loadOrCreateHostKeys(dir), users, dispatcher: ops });
   const addr = await server.listen('127.0.0.1', 0);
   const client = await NetconfTestClient.connect({ host: addr.host, port: addr.port, username: 'admin', password: PASSWORD });
-  return { name, dir, yang, engine, parts, ops, server, client, notifications, ...(bridge ? { bridge } : {}) };
+  return { name, dir, yang, engine, parts, ops, server, client, notifications, address: addr, ...(bridge ? { bridge } : {}) };
 }
 
 export async function stopTestAgent(a: TestAgent<DataplaneEngine> | undefined): Promise<void> {
