@@ -34,6 +34,29 @@ describe('fastpath: soft engine worker pool', function () {
     engine = undefined;
   });
 
+  it('starts no worker thread until the first VRF, then the set pool size, and its counters read right', async () => {
+    const clock = new ManualClock();
+    engine = await SoftEngine.create({ clock, workers: 2 });
+    expect(engine.started).to.equal(false);
+    expect(engine.workers).to.equal(2);
+    // A resize before any VRF only sets the size; ticks and memory reports on an empty pool are no-ops.
+    await engine.setWorkers(3);
+    expect(engine.started).to.equal(false);
+    clock.advance(5_000);
+    await engine.flush();
+    expect(await engine.memory()).to.include({ conntracks: 0, tableBytes: 0 });
+    await engine.applyVrf('main', { name: 'main', json: vrfJson('main') });
+    expect(engine.started).to.equal(true);
+    expect(engine.workers).to.equal(3);
+    const fs = flows(300);
+    for (const step of handshake(fs)) expect(new Set(await engine.inject('main', step))).to.deep.equal(new Set([Verdict.Forward]));
+    await engine.flush();
+    expect(engine.counters('main')).to.include({ conntracks: 300, created: 300, destroyed: 0 });
+    const perWorker = await engine.workerCounters('main');
+    expect(perWorker.map((w) => w.worker)).to.deep.equal([0, 1, 2]);
+    for (const w of perWorker) expect(w.counters.conntracks).to.equal(fs.filter((f) => ownerWorker(f, 3) === w.worker).length);
+  });
+
   it('puts every conntrack in the worker given by the tuple hash, and events carry that worker', async () => {
     const clock = new ManualClock();
     engine = await SoftEngine.create({ clock, workers: 3 });
