@@ -8,7 +8,7 @@ interface BenchModule {
 }
 
 // Order: cheap and self-contained first.
-const benchmarks = ['yang-validate', 'netconf-commit', 'netconf', 'ssh-guess-rate', 'netconf-slow-subscribers', 'nacm', 'fastpath', 'sync', 'traffic-agent', 'ctnetlink-ceiling', 'linux-failover'] as const;
+const benchmarks = ['yang-validate', 'netconf-commit', 'netconf', 'memory', 'ssh-guess-rate', 'netconf-slow-subscribers', 'nacm', 'fastpath', 'sync', 'traffic-agent', 'ctnetlink-ceiling', 'linux-failover'] as const;
 
 async function main(): Promise<void> {
   const wanted = argv.slice(2);
