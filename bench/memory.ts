@@ -4,6 +4,8 @@
 // figures: docs/memory.md. Run: `npm run bench -- memory` (netconfd needs root; skipped otherwise).
 //   BENCH_MEMORY_RULES=N        rules in the large configuration (default 10000)
 //   BENCH_MEMORY_SETTLE_MS=MS   wait before each reading (default 8000)
+//   BENCH_MEMORY_LOG_LEVEL=debug  the agent's heap check after each commit in the figures' agentLog
+//   BENCH_MEMORY_ONLY=tandem    without netconfd
 //   BENCH_MEMORY_UNTUNED=1      also tandem without bin/tandem's process tuning (MALLOC_MMAP_THRESHOLD_)
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -80,11 +82,11 @@ async function measure(pid: number, connect: () => Promise<NetconfTestClient>): 
 }
 
 async function measureTandem(env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
-  const t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'info', ...env } });
+  const t = await startTandem({ env: { TANDEM_LOG_LEVEL: process.env.BENCH_MEMORY_LOG_LEVEL ?? 'info', ...env } });
   try {
     const figures = await measure(t.pid, () => NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 300000 }));
     // What the agent logged about its libyang heap and worker start (if anything).
-    const notes = t.stdout().split('\n').filter((l) => /libyang instance renewed|soft-engine workers started/.test(l)).map((l) => {
+    const notes = t.stdout().split('\n').filter((l) => /libyang instance renewed|libyang instance not renewed|libyang heap check|soft-engine workers started/.test(l)).map((l) => {
       try {
         const o = JSON.parse(l) as Record<string, unknown>;
         delete o.level; delete o.time; delete o.app;
@@ -119,6 +121,7 @@ export async function run(): Promise<Record<string, unknown>> {
     process.stderr.write('bench memory: tandem without tuning\n');
     out.tandemUntuned = await measureTandem(Object.fromEntries(Object.keys(TUNING_ENV).map((k) => [k, undefined])));
   }
+  if (process.env.BENCH_MEMORY_ONLY === 'tandem') return out;
   process.stderr.write('bench memory: netconfd\n');
   try {
     out.netconfd = await measureNetconfd();

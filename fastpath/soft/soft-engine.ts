@@ -75,6 +75,8 @@ export class SoftEngine implements DataplaneEngine {
   /** How many workers the pool has, or will have once started (nb-event-threads). */
   private size = 2;
   private starting: Promise<void> | undefined;
+  /** VRFs being added (their pool may be starting): the last removal must not stop it under them. */
+  private adding = 0;
   private nextId = 1;
   private readonly vrfs = new Map<string, LiveVrf>();
   private readonly staged = new Map<string, SoftVrfConfig>();
@@ -118,6 +120,19 @@ export class SoftEngine implements DataplaneEngine {
     return this.pool.length > 0;
   }
 
+  /**
+   * Stops the workers once no VRF is left (their isolates and whatever a large ruleset left in
+   * their heaps go back to the system); the next VRF starts them again at the set size.
+   */
+  private async stopPool(): Promise<void> {
+    const old = this.pool;
+    if (old.length === 0) return;
+    this.pool = [];
+    await this.settleTicks(); // a tick already sent to the old workers finishes first
+    await Promise.all(old.map((w) => this.stop(w)));
+    log.info({ workers: old.length }, 'soft-engine workers stopped (no VRF left)');
+  }
+
   /** Starts the pool at its set size unless it runs (once, whoever asks first). */
   private startPool(): Promise<void> {
     if (this.pool.length > 0) return Promise.resolve();
@@ -149,6 +164,7 @@ export class SoftEngine implements DataplaneEngine {
         if (!this.vrfs.delete(name)) return;
         await this.all({ t: 'vrf-remove', vrf: name, now: this.clock.now() });
         log.info({ vrf: name }, 'VRF removed from the soft dataplane');
+        if (this.vrfs.size === 0 && this.adding === 0) await this.stopPool();
         return;
       }
       let parsed = this.staged.get(name);
@@ -168,8 +184,13 @@ export class SoftEngine implements DataplaneEngine {
         if (vs.snatIp) snatClaims[vs.snatIp] = old?.snatClaims[vs.snatIp] ?? snatClaims[vs.snatIp] ?? new SharedArrayBuffer(SNAT_PORTS_BYTES);
       }
       const live: LiveVrf = { config: parsed, vrfCount: old?.vrfCount ?? new SharedArrayBuffer(4), natClaims, snatClaims, role: old?.role ?? 'master', policy: old?.policy };
-      await this.startPool();
-      this.vrfs.set(name, live);
+      this.adding++;
+      try {
+        await this.startPool();
+        this.vrfs.set(name, live);
+      } finally {
+        this.adding--;
+      }
       await this.configureVrf(this.pool, live);
       log.info({ vrf: name, rules: parsed.firewall.rules.length, pools: parsed.cgNat.pools.length, virtualServices: parsed.virtualServices.length },
         'VRF configuration applied to the soft dataplane');

@@ -1,0 +1,44 @@
+// A fresh libyang instance when its wasm memory is far larger than what it holds: WebAssembly
+// memory never shrinks, so after a large configuration is removed the heap it grew to would stay
+// resident for the life of the process. Run only between operations (queued like a commit), never
+// inside one: the context's trees are re-parsed from their printed form (YangContext.renew).
+import type { LibyangRenewal, YangContext } from '../../yang/libyang/api.js';
+import { logger } from '../../core/log.js';
+
+const log = logger('datastore');
+
+/** The linear memory a fresh instance starts with (emscripten's INITIAL_MEMORY of yang/wasm/). */
+export const INITIAL_WASM_MEMORY_BYTES = 16 * 1024 * 1024;
+
+export interface RenewalLimits {
+  /** What a fresh instance would need: this many times what libyang holds now (room to work)... */
+  factor: number;
+  /** ...and renewal pays when the memory is this much larger than that (or the initial size). */
+  minSavingBytes: number;
+}
+
+export const RENEWAL_LIMITS: RenewalLimits = { factor: 4, minSavingBytes: 4 * 1024 * 1024 };
+
+/** Whether the memory is oversized for what it holds (pure: the decision alone). */
+export function oversized(memoryBytes: number, heapUsedBytes: number, limits: RenewalLimits = RENEWAL_LIMITS): boolean {
+  const needed = Math.max(INITIAL_WASM_MEMORY_BYTES, limits.factor * heapUsedBytes);
+  return memoryBytes >= needed + limits.minSavingBytes;
+}
+
+/** Renews the context's libyang instance if its memory is oversized; what was done, or undefined. */
+export async function renewLibyangIfOversized(yang: YangContext, limits: RenewalLimits = RENEWAL_LIMITS): Promise<LibyangRenewal | undefined> {
+  if (!yang.renew || !yang.wasmMemoryBytes) return undefined;
+  const memory = yang.wasmMemoryBytes();
+  const used = yang.heapUsed();
+  log.debug({ wasmMemoryBytes: memory, wasmHeapUsed: used }, 'libyang heap check');
+  if (!oversized(memory, used, limits)) return undefined;
+  try {
+    const r = await yang.renew();
+    log.info({ ...r }, 'libyang instance renewed (its memory had grown far beyond what it holds)');
+    return r;
+  } catch (err) {
+    // The old instance is untouched: only memory stays as it was.
+    log.warn({ err: err instanceof Error ? err.message : String(err), wasmMemoryBytes: memory, wasmHeapUsed: used }, 'libyang instance not renewed');
+    return undefined;
+  }
+}
