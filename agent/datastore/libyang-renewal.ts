@@ -2,6 +2,8 @@
 // memory never shrinks, so after a large configuration is removed the heap it grew to would stay
 // resident for the life of the process. Run only between operations (queued like a commit), never
 // inside one: the context's trees are re-parsed from their printed form (YangContext.renew).
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { LibyangRenewal, YangContext } from '../../yang/libyang/api.js';
 import { logger } from '../../core/log.js';
 
@@ -34,11 +36,27 @@ export async function renewLibyangIfOversized(yang: YangContext, limits: Renewal
   if (!oversized(memory, used, limits)) return undefined;
   try {
     const r = await yang.renew();
-    log.info({ ...r }, 'libyang instance renewed (its memory had grown far beyond what it holds)');
+    // The old instance's memory and the JS garbage the large configuration left go back now, not
+    // whenever V8 next decides to shrink its heap (in an idle agent: maybe never).
+    const before = process.memoryUsage();
+    fullGc();
+    const after = process.memoryUsage();
+    log.info({ ...r, rssBefore: before.rss, rssAfter: after.rss, jsHeapTotalAfter: after.heapTotal }, 'libyang instance renewed (its memory had grown far beyond what it holds)');
     return r;
   } catch (err) {
     // The old instance is untouched: only memory stays as it was.
     log.warn({ err: err instanceof Error ? err.message : String(err), wasmMemoryBytes: memory, wasmHeapUsed: used }, 'libyang instance not renewed');
     return undefined;
   }
+}
+
+let gc: (() => void) | undefined;
+
+/** A full garbage collection (V8's gc(), exposed once for this purpose without a node flag). */
+function fullGc(): void {
+  if (!gc) {
+    setFlagsFromString('--expose-gc');
+    gc = runInNewContext('gc') as () => void;
+  }
+  gc();
 }
