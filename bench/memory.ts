@@ -6,13 +6,12 @@
 //   BENCH_MEMORY_SETTLE_MS=MS   wait before each reading (default 8000)
 //   BENCH_MEMORY_LOG_LEVEL=debug  the agent's heap check after each commit in the figures' agentLog
 //   BENCH_MEMORY_ONLY=tandem    without netconfd
-//   BENCH_MEMORY_UNTUNED=1      also tandem without bin/tandem's process tuning (MALLOC_MMAP_THRESHOLD_)
+//   BENCH_MEMORY_UNTUNED=1      also tandem without bin/tandem's process tuning (cli/process-tuning.ts)
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import ssh2 from 'ssh2';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startTandem } from '../test/helpers/tandem-process.js';
-import { TUNING_ENV } from '../cli/process-tuning.js';
 import { startNetconfdTarget } from './netconf.js';
 
 const RULES = Number(process.env.BENCH_MEMORY_RULES ?? 10000);
@@ -81,8 +80,8 @@ async function measure(pid: number, connect: () => Promise<NetconfTestClient>): 
   }
 }
 
-async function measureTandem(env: NodeJS.ProcessEnv): Promise<Record<string, unknown>> {
-  const t = await startTandem({ env: { TANDEM_LOG_LEVEL: process.env.BENCH_MEMORY_LOG_LEVEL ?? 'info', ...env } });
+async function measureTandem(tuned: boolean): Promise<Record<string, unknown>> {
+  const t = await startTandem({ tuned, env: { TANDEM_LOG_LEVEL: process.env.BENCH_MEMORY_LOG_LEVEL ?? 'info' } });
   try {
     const figures = await measure(t.pid, () => NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 300000 }));
     // What the agent logged about its libyang heap and worker start (if anything).
@@ -116,10 +115,10 @@ async function measureNetconfd(): Promise<Record<string, unknown>> {
 export async function run(): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = { rules: RULES, settleMs: SETTLE_MS };
   process.stderr.write('bench memory: tandem (bin/tandem tuning)\n');
-  out.tandem = await measureTandem({});
+  out.tandem = await measureTandem(true);
   if (process.env.BENCH_MEMORY_UNTUNED) {
     process.stderr.write('bench memory: tandem without tuning\n');
-    out.tandemUntuned = await measureTandem(Object.fromEntries(Object.keys(TUNING_ENV).map((k) => [k, undefined])));
+    out.tandemUntuned = await measureTandem(false);
   }
   if (process.env.BENCH_MEMORY_ONLY === 'tandem') return out;
   process.stderr.write('bench memory: netconfd\n');

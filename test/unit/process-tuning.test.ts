@@ -6,7 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TUNING_ENV } from '../../cli/process-tuning.js';
+import { missingTuning, SEMI_SPACE_FLAG, TUNING_ENV, tuningEnv } from '../../cli/process-tuning.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const BIN = path.join(root, 'bin', 'tandem');
@@ -52,10 +52,19 @@ describe('process tuning of tandem start', function () {
     expect(r.log).not.to.include('started without the process tuning');
   });
 
-  it('a value already in the environment wins', async () => {
-    const [k] = Object.keys(TUNING_ENV) as [string];
-    const r = await startAndInspect(BIN, [], { ...base, [k]: '65536' });
-    expect(r.environ[k]).to.equal('65536');
+  it('a value already in the environment wins; NODE_OPTIONS of the caller are kept', async () => {
+    const r = await startAndInspect(BIN, [], { ...base, MALLOC_MMAP_THRESHOLD_: '65536', NODE_OPTIONS: '--stack-trace-limit=20' });
+    expect(r.environ.MALLOC_MMAP_THRESHOLD_).to.equal('65536');
+    expect(r.environ.NODE_OPTIONS).to.equal(`${SEMI_SPACE_FLAG} --stack-trace-limit=20`);
+    const own = await startAndInspect(BIN, [], { ...base, NODE_OPTIONS: '--max-semi-space-size=4' });
+    expect(own.environ.NODE_OPTIONS).to.equal('--max-semi-space-size=4');
+  });
+
+  it('tuningEnv() merges the same way for the programs that spawn cli.js themselves', () => {
+    expect(tuningEnv({})).to.deep.equal(TUNING_ENV);
+    expect(tuningEnv({ NODE_OPTIONS: '--stack-trace-limit=20' }).NODE_OPTIONS).to.equal(`${SEMI_SPACE_FLAG} --stack-trace-limit=20`);
+    expect(missingTuning({ ...TUNING_ENV })).to.deep.equal([]);
+    expect(missingTuning({ NODE_OPTIONS: '--stack-trace-limit=20' })).to.deep.equal(Object.keys(TUNING_ENV));
   });
 
   it('an agent started as plain node dist/cli/cli.js logs that the tuning is missing', async () => {
