@@ -17,9 +17,18 @@ export interface RenewalLimits {
   factor: number;
   /** ...and renewal pays when the memory is this much larger than that (or the initial size). */
   minSavingBytes: number;
+  /**
+   * Only after the data shrank: what libyang holds is at most 1/shrink of the most it held at a
+   * check since the last renewal. A steady configuration whose commits grow the heap for a while
+   * is never renewed over and over (each renewal costs a module load and a full GC).
+   */
+  shrink: number;
 }
 
-export const RENEWAL_LIMITS: RenewalLimits = { factor: 4, minSavingBytes: 4 * 1024 * 1024 };
+export const RENEWAL_LIMITS: RenewalLimits = { factor: 4, minSavingBytes: 4 * 1024 * 1024, shrink: 4 };
+
+/** Per context: the most libyang held at a check since its last renewal. */
+const peakUsed = new WeakMap<YangContext, number>();
 
 /** Whether the memory is oversized for what it holds (pure: the decision alone). */
 export function oversized(memoryBytes: number, heapUsedBytes: number, limits: RenewalLimits = RENEWAL_LIMITS): boolean {
@@ -32,10 +41,13 @@ export async function renewLibyangIfOversized(yang: YangContext, limits: Renewal
   if (!yang.renew || !yang.wasmMemoryBytes) return undefined;
   const memory = yang.wasmMemoryBytes();
   const used = yang.heapUsed();
-  log.debug({ wasmMemoryBytes: memory, wasmHeapUsed: used }, 'libyang heap check');
-  if (!oversized(memory, used, limits)) return undefined;
+  const peak = Math.max(peakUsed.get(yang) ?? 0, used);
+  peakUsed.set(yang, peak);
+  log.debug({ wasmMemoryBytes: memory, wasmHeapUsed: used, peakHeapUsed: peak }, 'libyang heap check');
+  if (!oversized(memory, used, limits) || used * limits.shrink > peak) return undefined;
   try {
     const r = await yang.renew();
+    peakUsed.set(yang, r.heapUsedAfter);
     // The old instance's memory and the JS garbage the large configuration left go back now, not
     // whenever V8 next decides to shrink its heap (in an idle agent: maybe never).
     const before = process.memoryUsage();

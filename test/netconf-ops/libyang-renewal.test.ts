@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { oversized, INITIAL_WASM_MEMORY_BYTES, renewLibyangIfOversized } from '../../agent/datastore/libyang-renewal.js';
 import type { UserDirectory } from '../../agent/nacm/nacm.js';
+import type { YangContext } from '../../yang/libyang/api.js';
 import { editCandidate, editRunning, GET_CANDIDATE, GET_RUNNING, NP, openHarness, profile, type Harness } from './ops-harness.js';
 
 const VRF = 'urn:tandem:yang:tandem-vrf';
@@ -37,6 +38,26 @@ describe('netconf-ops: a fresh libyang instance after a large removal', function
     expect(oversized(INITIAL_WASM_MEMORY_BYTES + 2 * 1024 * 1024, 400_000)).to.equal(false);
     expect(oversized(24 * 1024 * 1024, 400_000)).to.equal(true);
     expect(oversized(60 * 1024 * 1024, 15 * 1024 * 1024)).to.equal(false); // the data needs it
+  });
+
+  it('renews only after the data shrank, not on every commit of a steady configuration', async () => {
+    const MB = 1024 * 1024;
+    let used = 3.5 * MB;
+    let renewals = 0;
+    const fake = {
+      heapUsed: () => used,
+      wasmMemoryBytes: () => 24 * MB,
+      renew: () => {
+        renewals += 1;
+        return Promise.resolve({ trees: 1, memoryBytesBefore: 24 * MB, memoryBytesAfter: 16 * MB, heapUsedBefore: used, heapUsedAfter: used, ms: 1 });
+      },
+    } as unknown as YangContext;
+    // Oversized for what it holds, but it holds what it held: a steady configuration.
+    for (let i = 0; i < 3; i++) expect(await renewLibyangIfOversized(fake)).to.equal(undefined);
+    used = 0.5 * MB; // most of it removed
+    expect(await renewLibyangIfOversized(fake)).to.include({ trees: 1 });
+    expect(await renewLibyangIfOversized(fake)).to.equal(undefined); // the peak starts again from the renewal
+    expect(renewals).to.equal(1);
   });
 
   it('keeps running, candidate, startup, NACM and locks exactly, and commits work after it', async () => {
