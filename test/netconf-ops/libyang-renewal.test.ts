@@ -28,6 +28,9 @@ describe('netconf-ops: a fresh libyang instance after a large removal', function
   let h: Harness;
   before(async () => {
     h = await openHarness({ users: USERS });
+    // The suite's context (shared with other suites) first moves to an instance of its own, so that
+    // the large configuration below grows no memory that other contexts of this process still use.
+    await h.yang.renew!();
   });
   after(async () => {
     await h.close();
