@@ -25,8 +25,10 @@ const SESSIONS = 50;
 const ROUNDS_PER_SESSION = Number(process.env.BENCH_NETCONF_ROUNDS ?? 10);
 const BIG_CONFIG_BYTES = 1024 * 1024;
 
-interface Target {
+export interface Target {
   name: string;
+  /** The server process (netconfd itself, not its sshd), for memory figures. */
+  pid?: number;
   host: string;
   port: number;
   username: string;
@@ -118,15 +120,18 @@ async function startTandemTarget(key: ssh2.utils.KeyPairReturn): Promise<Target>
   };
 }
 
-/** netconfd (yuma123) and an sshd of its own whose netconf subsystem is netconf-subsystem. */
-async function startNetconfdTarget(key: ssh2.utils.KeyPairReturn): Promise<Target | string> {
+/**
+ * netconfd (yuma123) and an sshd of its own whose netconf subsystem is netconf-subsystem; `modules`:
+ * files of yang/modules/ to load (their tandem imports are found there).
+ */
+export async function startNetconfdTarget(key: ssh2.utils.KeyPairReturn, modules = ['tandem-network-profile@2026-11-26.yang']): Promise<Target | string> {
   for (const bin of ['/usr/sbin/netconfd', '/usr/sbin/netconf-subsystem', '/usr/sbin/sshd']) {
     if (!existsSync(bin)) return `${bin} is not installed (Debian netconfd, openssh-server)`;
   }
   if (process.getuid?.() !== 0) return 'netconfd behind sshd needs root (sshd and the login user)';
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-netconfd-'));
   const sock = path.join(dir, 'ncx.sock');
-  const moduleFile = path.join(projectRoot(), 'yang/modules/tandem-network-profile@2026-11-26.yang');
+  const modpath = path.join(projectRoot(), 'yang/modules'); // netconfd's own ietf-* modules are found after it
   const children: ChildProcess[] = [];
   const stop = async () => {
     for (const c of children.reverse()) await stopChild(c);
@@ -135,7 +140,8 @@ async function startNetconfdTarget(key: ssh2.utils.KeyPairReturn): Promise<Targe
   try {
     const port = await freePort();
     // netconfd accepts sessions from the sshd ports it is told; netconf-subsystem names the socket per port.
-    const netconfd = spawn('/usr/sbin/netconfd', [`--module=${moduleFile}`, `--ncxserver-sockname=${sock}`, `--port=${port}`, '--access-control=off',
+    const netconfd = spawn('/usr/sbin/netconfd', [...modules.map((m) => `--module=${path.join(projectRoot(), 'yang/modules', m)}`),
+      ...(modules.length > 1 ? [`--modpath=${modpath}`] : []), `--ncxserver-sockname=${sock}`, `--port=${port}`, '--access-control=off',
       '--log-level=error', '--no-startup', '--target=candidate', '--max-sessions=1024'], {
       env: { ...process.env, HOME: dir }, cwd: dir, stdio: ['ignore', 'ignore', 'pipe'], // it writes backup-cfg.xml in its cwd
     });
@@ -162,7 +168,7 @@ async function startNetconfdTarget(key: ssh2.utils.KeyPairReturn): Promise<Targe
     children.push(sshd);
     drainStderr(sshd, 'sshd');
     await waitForPort(port, 10000);
-    return { name: 'netconfd', host: '127.0.0.1', port, username: 'root', privateKey: key.private, stop };
+    return { name: 'netconfd', pid: netconfd.pid, host: '127.0.0.1', port, username: 'root', privateKey: key.private, stop };
   } catch (err) {
     await stop();
     throw err;

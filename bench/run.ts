@@ -24,6 +24,7 @@ const benchmarks = [
   'linux-failover',
   'linux-state-read',
   'takeover',
+  'memory',
 ] as const;
 
 async function main(): Promise<void> {

@@ -9,7 +9,8 @@ import { UserStore } from '../agent/ssh/user-store.js';
 import { parsePenalties } from '../agent/ssh/source-penalties.js';
 import { parseStartups } from '../agent/ssh/startup-limiter.js';
 import { readPassword } from './password-prompt.js';
-import { LOG_FORMATS, setLogFormat, type LogFormat } from '../core/log.js';
+import { LOG_FORMATS, logger, setLogFormat, type LogFormat } from '../core/log.js';
+import { missingTuning } from './process-tuning.js';
 
 export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE] [--metrics HOST:PORT]
              [--max-sessions N] [--max-sessions-per-user N] [--reserved-sessions N]
@@ -141,6 +142,10 @@ export function runStart(args: string[]): Promise<number> {
     }
     if (values.startup !== undefined) await readFile(values.startup); // a missing file is an error now, not later
 
+    const untuned = missingTuning();
+    if (untuned.length > 0) {
+      logger('cli').warn({ missing: untuned }, 'started without the process tuning of bin/tandem: idle memory is ~30 MB higher (docs/memory.md)');
+    }
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
     const { startAgent } = await import('../agent/agent.js');
     const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics, plane });

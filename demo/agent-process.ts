@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserStore } from '../agent/ssh/user-store.js';
+import { tuningEnv } from '../cli/process-tuning.js';
 
 const TANDEM_CLI = fileURLToPath(new URL('../cli/cli.js', import.meta.url));
 
@@ -18,7 +19,7 @@ export class AgentProcess {
     // group admin: the factory NACM configuration gives it every right (docs/nacm.md).
     await new UserStore(stateDir).add(user, { password, groups: ['admin'] });
     const child = spawn(process.execPath, [TANDEM_CLI, 'start', '--engine', 'soft', '--listen', '127.0.0.1:0', '--state-dir', stateDir],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_LOG_LEVEL: process.env.TANDEM_LOG_LEVEL ?? 'warn' } });
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...tuningEnv(), TANDEM_LOG_LEVEL: process.env.TANDEM_LOG_LEVEL ?? 'warn' } });
     let out = '';
     const collect = (d: string): void => { if (out.length < 1_000_000) out += d; };
     child.stdout?.setEncoding('utf8').on('data', collect);

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserStore } from '../agent/ssh/user-store.js';
+import { tuningEnv } from '../cli/process-tuning.js';
 import { LAB_DATAPLANE_XML } from './lab-pair-config.js';
 
 const TANDEM_CLI = fileURLToPath(new URL('../cli/cli.js', import.meta.url));
@@ -51,7 +52,7 @@ export class LabAgent {
     const stateDir = await mkdtemp(path.join(os.tmpdir(), 'tandem-lab-agent-'));
     await new UserStore(stateDir).add(USER, { password: PASSWORD, groups: ['admin'] });
     const child = spawn('ip', ['netns', 'exec', namespace, process.execPath, TANDEM_CLI, 'start', '--engine', 'linux',
-      '--listen', '127.0.0.1:0', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_LOG_LEVEL: process.env.TANDEM_LAB_AGENT_LOG_LEVEL ?? 'warn' } });
+      '--listen', '127.0.0.1:0', '--state-dir', stateDir], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...tuningEnv(), TANDEM_LOG_LEVEL: process.env.TANDEM_LAB_AGENT_LOG_LEVEL ?? 'warn' } });
     let out = '';
     // TANDEM_LAB_AGENT_LOG=<dir>: each agent's output (JSON log lines) also goes to <dir>/<namespace>.log,
     // at TANDEM_LAB_AGENT_LOG_LEVEL (default warn).

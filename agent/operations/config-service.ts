@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import type { YangContext } from '../../yang/libyang/api.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { logger } from '../../core/log.js';
+import { renewLibyangIfOversized } from '../datastore/libyang-renewal.js';
 import { ConfigStore, type DatastoreName, type ValidatedConfig } from '../datastore/config-store.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
 import type { EditChange, LyOp } from '../datastore/edit-config.js';
@@ -225,6 +226,8 @@ export class ConfigService {
       this.hub.publish(configChangeEvent(by, 'running', edits.length ? edits : [{ path: '/', operation: 'replace' }],
         (m) => this.schema.module(m)?.namespace));
     }
+    // Queued behind this commit, never inside one: libyang's heap is given back if it outgrew running.
+    void this.exclusive(() => renewLibyangIfOversized(this.yang));
     return previous;
   }
 

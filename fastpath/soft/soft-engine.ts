@@ -31,6 +31,8 @@ export interface SoftEngineOptions {
   clock?: Clock;
   /** Initial pool size (the subsystem sets nb-event-threads on the first commit). */
   workers?: number;
+  /** Start the workers in create() instead of with the first VRF (tests that inspect an empty pool). */
+  eagerWorkers?: boolean;
   /** Expiry scan period in ms of the clock. */
   tickMs?: number;
 }
@@ -68,7 +70,13 @@ function emptyCounters(): SoftCounters {
 export class SoftEngine implements DataplaneEngine {
   readonly kind = 'soft' as const;
   readonly clock: Clock;
+  /** The running workers: empty until the first VRF is applied (an idle agent runs no worker threads). */
   private pool: WorkerHandle[] = [];
+  /** How many workers the pool has, or will have once started (nb-event-threads). */
+  private size = 2;
+  private starting: Promise<void> | undefined;
+  /** VRFs being added (their pool may be starting): the last removal must not stop it under them. */
+  private adding = 0;
   private nextId = 1;
   private readonly vrfs = new Map<string, LiveVrf>();
   private readonly staged = new Map<string, SoftVrfConfig>();
@@ -95,12 +103,49 @@ export class SoftEngine implements DataplaneEngine {
 
   static async create(opts: SoftEngineOptions = {}): Promise<SoftEngine> {
     const engine = new SoftEngine(opts);
-    engine.pool = await engine.spawn(opts.workers ?? 2);
+    const n = opts.workers ?? 2;
+    if (!Number.isInteger(n) || n < 1 || n > 32) throw new RangeError(`nb-event-threads must be 1..32, got ${n}`);
+    engine.size = n;
+    if (opts.eagerWorkers) await engine.startPool();
     return engine;
   }
 
+  /** The pool size (nb-event-threads), whether or not its workers have been started yet. */
   get workers(): number {
-    return this.pool.length;
+    return this.size;
+  }
+
+  /** Whether the worker threads run (they start with the first VRF: each costs ~10 MB of RSS). */
+  get started(): boolean {
+    return this.pool.length > 0;
+  }
+
+  /**
+   * Stops the workers once no VRF is left (their isolates and whatever a large ruleset left in
+   * their heaps go back to the system); the next VRF starts them again at the set size.
+   */
+  private async stopPool(): Promise<void> {
+    const old = this.pool;
+    if (old.length === 0) return;
+    this.pool = [];
+    await this.settleTicks(); // a tick already sent to the old workers finishes first
+    await Promise.all(old.map((w) => this.stop(w)));
+    log.info({ workers: old.length }, 'soft-engine workers stopped (no VRF left)');
+  }
+
+  /** Starts the pool at its set size unless it runs (once, whoever asks first). */
+  private startPool(): Promise<void> {
+    if (this.pool.length > 0) return Promise.resolve();
+    this.starting ??= (async () => {
+      const started = Date.now();
+      try {
+        this.pool = await this.spawn(this.size);
+        log.info({ workers: this.size, ms: Date.now() - started }, 'soft-engine workers started');
+      } finally {
+        this.starting = undefined;
+      }
+    })();
+    return this.starting;
   }
 
   // ---- configuration ----
@@ -119,6 +164,7 @@ export class SoftEngine implements DataplaneEngine {
         if (!this.vrfs.delete(name)) return;
         await this.all({ t: 'vrf-remove', vrf: name, now: this.clock.now() });
         log.info({ vrf: name }, 'VRF removed from the soft dataplane');
+        if (this.vrfs.size === 0 && this.adding === 0) await this.stopPool();
         return;
       }
       let parsed = this.staged.get(name);
@@ -138,7 +184,13 @@ export class SoftEngine implements DataplaneEngine {
         if (vs.snatIp) snatClaims[vs.snatIp] = old?.snatClaims[vs.snatIp] ?? snatClaims[vs.snatIp] ?? new SharedArrayBuffer(SNAT_PORTS_BYTES);
       }
       const live: LiveVrf = { config: parsed, vrfCount: old?.vrfCount ?? new SharedArrayBuffer(4), natClaims, snatClaims, role: old?.role ?? 'master', policy: old?.policy };
-      this.vrfs.set(name, live);
+      this.adding++;
+      try {
+        await this.startPool();
+        this.vrfs.set(name, live);
+      } finally {
+        this.adding--;
+      }
       await this.configureVrf(this.pool, live);
       log.info({ vrf: name, rules: parsed.firewall.rules.length, pools: parsed.cgNat.pools.length, virtualServices: parsed.virtualServices.length },
         'VRF configuration applied to the soft dataplane');
@@ -159,7 +211,13 @@ export class SoftEngine implements DataplaneEngine {
   async setWorkers(n: number): Promise<void> {
     if (!Number.isInteger(n) || n < 1 || n > 32) throw new RangeError(`nb-event-threads must be 1..32, got ${n}`);
     for (let i = 0; i < 100 && this.rebalancingNow; i++) await this.rebalancing;
-    if (n === this.pool.length) return;
+    if (this.starting) await this.starting;
+    if (n === this.size) return;
+    if (this.pool.length === 0) {
+      // Not started yet: the first VRF starts n workers, nothing to move.
+      this.size = n;
+      return;
+    }
     // New operations wait from here on; those already running finish on the old pool first.
     this.rebalancingNow = true;
     const run = (async () => {
@@ -203,6 +261,7 @@ export class SoftEngine implements DataplaneEngine {
     }
     for (const w of old) this.retire(w);
     this.pool = fresh;
+    this.size = n;
     await Promise.all(old.map((w) => this.stop(w)));
     log.info({ from: old.length, to: n, moved, ms: Date.now() - started }, 'worker pool rebalanced');
   }
@@ -423,6 +482,7 @@ export class SoftEngine implements DataplaneEngine {
     this.closed = true;
     this.ticker.cancel();
     await this.rebalancing;
+    await this.starting?.catch(() => undefined);
     await Promise.all(this.pool.map((w) => this.stop(w)));
     this.pool = [];
   }

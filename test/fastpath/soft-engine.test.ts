@@ -34,6 +34,41 @@ describe('fastpath: soft engine worker pool', function () {
     engine = undefined;
   });
 
+  it('starts no worker thread until the first VRF, then the set pool size, its counters read right, and stops them with the last VRF', async () => {
+    const clock = new ManualClock();
+    engine = await SoftEngine.create({ clock, workers: 2 });
+    expect(engine.started).to.equal(false);
+    expect(engine.workers).to.equal(2);
+    // A resize before any VRF only sets the size; ticks and memory reports on an empty pool are no-ops.
+    await engine.setWorkers(3);
+    expect(engine.started).to.equal(false);
+    clock.advance(5_000);
+    await engine.flush();
+    expect(await engine.memory()).to.include({ conntracks: 0, tableBytes: 0 });
+    await engine.applyVrf('main', { name: 'main', json: vrfJson('main') });
+    expect(engine.started).to.equal(true);
+    expect(engine.workers).to.equal(3);
+    const fs = flows(300);
+    for (const step of handshake(fs)) expect(new Set(await engine.inject('main', step))).to.deep.equal(new Set([Verdict.Forward]));
+    await engine.flush();
+    expect(engine.counters('main')).to.include({ conntracks: 300, created: 300, destroyed: 0 });
+    const perWorker = await engine.workerCounters('main');
+    expect(perWorker.map((w) => w.worker)).to.deep.equal([0, 1, 2]);
+    for (const w of perWorker) expect(w.counters.conntracks).to.equal(fs.filter((f) => ownerWorker(f, 3) === w.worker).length);
+    // The last VRF removed stops the workers; the next one starts a fresh pool with fresh counters.
+    await engine.applyVrf('main', undefined);
+    expect(engine.started).to.equal(false);
+    expect(engine.workers).to.equal(3);
+    clock.advance(5_000);
+    await engine.flush();
+    await engine.applyVrf('other', { name: 'other', json: vrfJson('other') });
+    expect(engine.started).to.equal(true);
+    expect(await engine.inject('other', fs.slice(0, 10).map((flow) => ({ flow, flags: TCP_SYN })))).to.deep.equal(new Array(10).fill(Verdict.Forward));
+    await engine.flush();
+    expect(engine.counters('other')).to.include({ conntracks: 10, created: 10 });
+    expect(() => engine!.counters('main')).to.throw(/not configured/);
+  });
+
   it('puts every conntrack in the worker given by the tuple hash, and events carry that worker', async () => {
     const clock = new ManualClock();
     engine = await SoftEngine.create({ clock, workers: 3 });

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { UserStore } from '../../agent/ssh/user-store.js';
+import { tuningEnv } from '../../cli/process-tuning.js';
 
 /** The compiled CLI (dist/cli/cli.js). */
 export const TANDEM_CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../cli/cli.js');
@@ -22,6 +23,8 @@ export interface TandemProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Another build's cli.js (benchmarks compare before/after); default this build's. */
   cli?: string;
+  /** With bin/tandem's process tuning (cli/process-tuning.ts); default true (false: for memory comparisons). */
+  tuned?: boolean;
   /** How long to wait for the agent to listen (ms); default 60 s. */
   readyTimeoutMs?: number;
 }
@@ -53,7 +56,7 @@ export async function startTandem(opts: TandemProcessOptions = {}): Promise<Tand
   for (const u of users) await store.add(u.name, { password: u.password, groups: u.groups, recovery: u.recovery });
 
   const child = spawn(process.execPath, [opts.cli ?? TANDEM_CLI, 'start', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
-    env: { ...process.env, ...opts.env },
+    env: { ...process.env, ...(opts.tuned === false ? {} : tuningEnv()), ...opts.env }, // as bin/tandem runs it
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -128,5 +128,23 @@ export interface YangContext {
   yangLibraryData?(contentId?: string): DataTree;
   /** Bytes currently allocated on the wasm heap (for leak tests and benchmarks). */
   heapUsed(): number;
+  /** Size of the wasm linear memory the context lives in (it only grows; renew() starts a small one). */
+  wasmMemoryBytes?(): number;
+  /**
+   * Moves the context and every live tree into a fresh libyang instance (new, small linear memory),
+   * each tree re-parsed from its printed form and checked equal; the trees keep their identity.
+   * Nothing changes if any step fails (it throws). Never call it while a tree is being changed.
+   */
+  renew?(): Promise<LibyangRenewal>;
   free(): void;
+}
+
+/** What a renew() did. */
+export interface LibyangRenewal {
+  trees: number;
+  memoryBytesBefore: number;
+  memoryBytesAfter: number;
+  heapUsedBefore: number;
+  heapUsedAfter: number;
+  ms: number;
 }

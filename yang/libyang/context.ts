@@ -2,11 +2,11 @@
 // Modules are read from the search directories through emscripten's NODERAWFS (the wasm sees the real
 // filesystem), so libyang resolves imports/includes itself exactly as yanglint would.
 import {
-  YangException, type DataKind, type DataTree, type ModuleInfo, type ParseOptions, type SchemaNodeInfo, type YangContext,
+  YangException, type DataKind, type DataTree, type LibyangRenewal, type ModuleInfo, type ParseOptions, type SchemaNodeInfo, type YangContext,
 } from './api.js';
 import { WasmDataTree, type TreeCell, type TreeOwner } from './data-tree.js';
 import { failure, LY } from './errors.js';
-import { takeString, withArena, type LibyangWasm, type Ptr } from './wasm-module.js';
+import { newLibyangInstance, takeString, withArena, type LibyangWasm, type Ptr } from './wasm-module.js';
 
 const KIND: Record<DataKind, number> = { config: 0, data: 1, rpc: 2, reply: 3, notification: 4 };
 
@@ -29,16 +29,55 @@ function checkName(what: string, value: unknown): string {
   return value;
 }
 
+/** Loads a module into a context of an instance; the shim's JSON module info, undefined when not found. */
+function loadInto(m: LibyangWasm, ctx: Ptr, name: string, revision: string | undefined, features: string[] | undefined): string | undefined {
+  return withArena(m, (a) => takeString(m, m._tdm_load_module(ctx, a.str(name), a.str(revision),
+    a.str(features && features.length ? features.join(',') : undefined))));
+}
+
+/** Parses text into a context of an instance: the tree pointer, or the error code. */
+function parseInto(m: LibyangWasm, ctx: Ptr, text: string, kind: number, validate: boolean): { ptr: Ptr } | { rc: number } {
+  return withArena(m, (a) => {
+    const out = a.slot();
+    const rc = m._tdm_parse(ctx, a.str(text), 0, kind, 1, validate ? 1 : 0, 0, 0, out);
+    if (rc) {
+      m._tdm_free(m._tdm_errors(ctx));
+      return { rc };
+    }
+    return { ptr: a.read(out) };
+  });
+}
+
+/** A tree printed as XML, 0 being the empty tree. */
+function printXml(m: LibyangWasm, ptr: Ptr, withDefaults: number): string {
+  if (!ptr) return '';
+  const text = takeString(m, m._tdm_print(ptr, 0, withDefaults, 0));
+  if (text === undefined) throw new Error('printing a tree failed');
+  return text;
+}
+
+const WD_EXPLICIT = 0;
+const WD_REPORT_ALL = 2;
+
 export class WasmYangContext implements YangContext, TreeOwner {
   private ctx: Ptr;
+  private m: LibyangWasm;
+  /** Every successful loadModule, in order: renew() repeats them in the fresh instance. */
+  private readonly loads: { name: string; revision?: string; features?: string[] }[] = [];
   private readonly liveTrees = new Set<TreeCell>();
   // Frees trees dropped without free(); the held value is the cell, never the tree object itself.
   private readonly finalizer = new FinalizationRegistry<TreeCell>((cell) => {
     if (!cell.freed && this.ctx) this.release(cell);
   });
 
-  constructor(readonly wasm: LibyangWasm, ctx: Ptr) {
+  constructor(wasm: LibyangWasm, ctx: Ptr, private readonly searchDirs = '') {
+    this.m = wasm;
     this.ctx = ctx;
+  }
+
+  /** The instance the context lives in (renew() replaces it; trees look it up on every call). */
+  get wasm(): LibyangWasm {
+    return this.m;
   }
 
   ctxPtr(): Ptr {
@@ -81,9 +120,9 @@ export class WasmYangContext implements YangContext, TreeOwner {
     if (features?.some((f) => typeof f !== 'string' || f.length === 0 || f.includes(','))) {
       throw new TypeError(`invalid feature list for module ${name}: ${JSON.stringify(features)}`);
     }
-    const json = withArena(m, (a) => takeString(m, m._tdm_load_module(ctx, a.str(name), a.str(opts?.revision),
-      a.str(features && features.length ? features.join(',') : undefined))));
+    const json = loadInto(m, ctx, name, opts?.revision, features);
     if (!json) throw failure(m, ctx, LY.ENOTFOUND, 'schema', `loading module ${name}${opts?.revision ? `@${opts.revision}` : ''}`);
+    this.loads.push({ name, revision: opts?.revision, features: features && [...features] });
     return moduleInfo(JSON.parse(json) as RawModuleInfo);
   }
 
@@ -178,6 +217,63 @@ export class WasmYangContext implements YangContext, TreeOwner {
   /** Size of the whole wasm linear memory (it only grows), for leak tests. */
   wasmMemoryBytes(): number {
     return this.wasm.HEAPU8.length;
+  }
+
+  async renew(): Promise<LibyangRenewal> {
+    const started = performance.now();
+    this.ctxPtr();
+    const fresh = await newLibyangInstance();
+    // Everything below is synchronous: no other work sees a half-moved context.
+    const old = this.m;
+    const oldCtx = this.ctxPtr();
+    const memoryBytesBefore = old.HEAPU8.length;
+    const heapUsedBefore = old._tdm_heap_used() >>> 0;
+    const ctx = withArena(fresh, (a) => fresh._tdm_ctx_new(a.str(this.searchDirs)));
+    if (!ctx) throw new Error('renewing libyang: creating the context failed');
+    const moved = new Map<TreeCell, Ptr>();
+    try {
+      for (const l of this.loads) {
+        if (!loadInto(fresh, ctx, l.name, l.revision, l.features)) throw new Error(`renewing libyang: module ${l.name} did not load`);
+      }
+      const modules = (c: Ptr, m: LibyangWasm) => takeString(m, m._tdm_modules(c));
+      if (modules(ctx, fresh) !== modules(oldCtx, old)) throw new Error('renewing libyang: the fresh context has other modules');
+      for (const cell of this.liveTrees) {
+        if (!cell.ptr) {
+          moved.set(cell, 0);
+          continue;
+        }
+        const explicit = printXml(old, cell.ptr, WD_EXPLICIT);
+        const all = printXml(old, cell.ptr, WD_REPORT_ALL);
+        // Parsed as it was stored; validated again only if that is what gave the old tree its defaults.
+        let ptr: Ptr | undefined;
+        for (const [kind, validate] of [[KIND.config, false], [KIND.config, true], [KIND.data, false], [KIND.data, true]] as const) {
+          const r = parseInto(fresh, ctx, explicit, kind, validate);
+          if (!('ptr' in r)) continue;
+          if (printXml(fresh, r.ptr, WD_EXPLICIT) === explicit && printXml(fresh, r.ptr, WD_REPORT_ALL) === all) {
+            ptr = r.ptr;
+            break;
+          }
+          if (r.ptr) fresh._tdm_free_tree(r.ptr);
+        }
+        if (ptr === undefined) throw new Error('renewing libyang: a tree does not read back equal from its printed form');
+        moved.set(cell, ptr);
+      }
+    } catch (err) {
+      for (const ptr of moved.values()) if (ptr) fresh._tdm_free_tree(ptr);
+      fresh._tdm_ctx_free(ctx);
+      throw err;
+    }
+    for (const [cell, ptr] of moved) {
+      if (cell.ptr) old._tdm_free_tree(cell.ptr);
+      cell.ptr = ptr;
+    }
+    old._tdm_ctx_free(oldCtx);
+    this.m = fresh;
+    this.ctx = ctx;
+    return {
+      trees: moved.size, memoryBytesBefore, memoryBytesAfter: fresh.HEAPU8.length, heapUsedBefore, heapUsedAfter: fresh._tdm_heap_used() >>> 0,
+      ms: Math.round(performance.now() - started),
+    };
   }
 
   free(): void {

@@ -21,7 +21,7 @@ export async function createYangContext(opts?: { searchDirs?: string[] }): Promi
   const m = await libyangWasm();
   const ctx = withArena(m, (a) => m._tdm_ctx_new(a.str(dirs.join(':'))));
   if (!ctx) throw failure(m, 0, LY.EINVAL, 'schema', `creating a libyang context (search dirs: ${dirs.join(', ') || 'none'})`);
-  return new WasmYangContext(m, ctx);
+  return new WasmYangContext(m, ctx, dirs.join(':'));
 }
 
 /** The IETF modules tandem's NETCONF server implements (shipped in yang/ietf/). */

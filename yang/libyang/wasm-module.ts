@@ -43,18 +43,57 @@ export interface LibyangWasm {
   _tdm_yanglib(ctx: Ptr, contentId: Ptr, out: Ptr): number;
 }
 
-type ModuleFactory = (opts: { wasmBinary: Uint8Array }) => Promise<LibyangWasm>;
+// The part of the WebAssembly JS API used here (Node has it; this project's TypeScript lib does not declare it).
+interface WasmCompiledModule { readonly compiled?: never }
+interface WasmInstance { readonly exports: object }
+declare const WebAssembly: {
+  compile(bytes: Uint8Array): Promise<WasmCompiledModule>;
+  instantiate(module: WasmCompiledModule, imports: object): Promise<WasmInstance>;
+};
 
+type InstantiateWasm = (imports: object, receive: (instance: WasmInstance, module: WasmCompiledModule) => void) => object;
+type ModuleFactory = (opts: { instantiateWasm: InstantiateWasm }) => Promise<LibyangWasm>;
+interface CompiledLibyang { factory: ModuleFactory; module: WasmCompiledModule }
+
+let compiling: Promise<CompiledLibyang> | undefined;
 let loading: Promise<LibyangWasm> | undefined;
 
-/** The process-wide libyang instance (all contexts share its heap). */
-export function libyangWasm(): Promise<LibyangWasm> {
-  if (!loading) {
+/** The emscripten factory and the compiled module, once per process (every instance shares the code). */
+function compiledLibyang(): Promise<CompiledLibyang> {
+  if (!compiling) {
     const dir = join(projectRoot(), 'yang', 'wasm');
     const require = createRequire(import.meta.url);
     const factory = require(join(dir, 'libyang.js')) as ModuleFactory;
-    // emscripten 3.1.6 would fetch() the .wasm by path on Node 20; hand it the bytes instead.
-    loading = factory({ wasmBinary: readFileSync(join(dir, 'libyang.wasm')) });
+    const started = WebAssembly.compile(readFileSync(join(dir, 'libyang.wasm'))).then((module) => ({ factory, module }));
+    started.catch(() => { compiling = undefined; });
+    compiling = started;
+  }
+  return compiling;
+}
+
+/**
+ * A new libyang instance: its own linear memory (small again), the code V8 already compiled and
+ * tiered up shared with every other instance. WebAssembly memory never shrinks, so this is how a
+ * heap grown by a large configuration is given back (see YangContext.renew).
+ */
+export async function newLibyangInstance(): Promise<LibyangWasm> {
+  const { factory, module } = await compiledLibyang();
+  // emscripten 3.1.6 would fetch() the .wasm by path on Node 20; instantiate the compiled module instead.
+  let failed: (err: unknown) => void = () => undefined;
+  const failure = new Promise<never>((_resolve, reject) => { failed = reject; });
+  const ready = factory({
+    instantiateWasm: (imports, receive) => {
+      WebAssembly.instantiate(module, imports).then((instance) => receive(instance, module), failed);
+      return {};
+    },
+  });
+  return Promise.race([ready, failure]);
+}
+
+/** The process-wide libyang instance that new contexts use. */
+export function libyangWasm(): Promise<LibyangWasm> {
+  if (!loading) {
+    loading = newLibyangInstance();
     loading.catch(() => { loading = undefined; });
   }
   return loading;

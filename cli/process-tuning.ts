@@ -1,0 +1,32 @@
+// The process settings `tandem start` runs with, chosen by measurement (docs/memory.md). They have
+// to be in the environment before node starts (glibc and V8 read them once), so bin/tandem sets them
+// and execs node; whoever spawns dist/cli/cli.js directly (tests, lab, demo) adds tuningEnv() itself.
+//
+// MALLOC_MMAP_THRESHOLD_: V8 compiles the libyang module's hot functions (TurboFan) on background
+// threads whose scratch memory comes from glibc's per-thread arenas; freed, it stays resident
+// (~35 MB: fragmented arenas are never trimmed). Allocations of 32 KiB and more served by mmap go
+// back to the kernel on free; the compiled code is the same (no cost in validation speed).
+// NODE_OPTIONS --max-semi-space-size=1 (MiB): V8's young generation grows to 2 x 16 MiB during a
+// large edit and keeps it; capped, idle RSS is ~6 MB and RSS after a large removal ~30 MB lower.
+
+/** The V8 flag tandem adds to NODE_OPTIONS (a value the caller already gives wins: it comes later). */
+export const SEMI_SPACE_FLAG = '--max-semi-space-size=1';
+
+/** Name and value of each environment setting (NODE_OPTIONS: what tandem adds in front of the caller's). */
+export const TUNING_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '32768', NODE_OPTIONS: SEMI_SPACE_FLAG };
+
+/** The tuning settings merged with the caller's environment (whose own values win). */
+export function tuningEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(TUNING_ENV)) {
+    const own = env[k];
+    if (k === 'NODE_OPTIONS') out[k] = own === undefined || own === '' ? v : own.includes('--max-semi-space-size') ? own : `${v} ${own}`;
+    else out[k] = own ?? v;
+  }
+  return out;
+}
+
+/** Which tuning settings are missing from this process's environment (to say so in the log). */
+export function missingTuning(env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.keys(TUNING_ENV).filter((k) => (k === 'NODE_OPTIONS' ? !(env[k] ?? '').includes('--max-semi-space-size') : env[k] === undefined));
+}
