@@ -13,6 +13,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import type { SchemaIndex } from './schema-index.js';
 import { refineYangException } from './yang-errors.js';
 import { YangRestrictions } from './yang-restrictions.js';
+import { firewallModuleIsKnown, locallyCheckableRules, rulesValid } from './local-validation.js';
 
 const log = logger('datastore');
 
@@ -332,6 +333,10 @@ export class ConfigStore {
   private readonly restrictions: YangRestrictions;
   /** The file the initial configuration came from (loadInitial), for errors that must name it. */
   initialFile: string | undefined;
+  /** Commits that changed only firewall rules are validated on those rules (see local-validation.ts). */
+  private readonly localRuleValidation: boolean;
+  /** How running's changes were validated: whole tree by libyang, or changed rules only (tests, benchmarks). */
+  readonly validations = { full: 0, localRules: 0 };
 
   constructor(
     private readonly yang: YangContext,
@@ -339,6 +344,7 @@ export class ConfigStore {
     readonly stateDir: string,
   ) {
     this.restrictions = new YangRestrictions(yang);
+    this.localRuleValidation = firewallModuleIsKnown(yang);
   }
 
   get runningFile(): string {
@@ -398,13 +404,21 @@ export class ConfigStore {
       changedPaths: ops.map((o) => o.path),
       mentioned: new Set(ops.filter((o) => o.op === 'set' && o.value === undefined).map((o) => o.path)),
     };
+    const rules = this.localRuleValidation ? locallyCheckableRules(ops, (p) => tree.xpath(p).length > 0) : undefined;
     this.runningTreeInFlux = true;
     try {
       for (const op of ops) {
         if (op.op === 'remove') tree.removePath(op.path);
         else tree.setPath(op.path, op.value);
       }
-      tree.validate({ configOnly: true });
+      // Only rules changed and they are valid: the rest of the tree is as it was validated.
+      // Anything else, or a rule that is not valid, gets libyang's full validation and its errors.
+      if (rules && rulesValid(tree, rules)) {
+        this.validations.localRules += 1;
+      } else {
+        this.validations.full += 1;
+        tree.validate({ configOnly: true });
+      }
     } catch (err) {
       this.rebuildRunning();
       throw refineYangException(err, root, this.restrictions);
