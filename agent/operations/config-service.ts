@@ -214,7 +214,7 @@ export class ConfigService {
     const applied = performance.now();
     this.store.setRunning(next);
     try {
-      await this.store.persistRunning();
+      await this.store.persistRunning(previous);
       log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(applied - started),
         saveMs: Math.round(performance.now() - applied) }, 'running saved');
     } catch (err) {
