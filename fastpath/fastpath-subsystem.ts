@@ -283,10 +283,17 @@ export class FastpathSubsystem implements CommitSubsystem {
    * comparing every VRF's part.
    */
   private changedVrfs(ctx: CommitContext): Map<string, VrfDataplaneConfig | undefined> {
-    const parts = ctx.changes && changedParts(ctx.changes);
-    if (parts) return this.changedVrfsFrom(ctx, parts);
-    return this.comparedVrfs(ctx);
+    // validate, prepare and apply of one commit get the same context: computed once for the three.
+    let out = this.changedVrfsOf.get(ctx);
+    if (!out) {
+      const parts = ctx.changes && changedParts(ctx.changes);
+      out = parts ? this.changedVrfsFrom(ctx, parts) : this.comparedVrfs(ctx);
+      this.changedVrfsOf.set(ctx, out);
+    }
+    return out;
   }
+
+  private readonly changedVrfsOf = new WeakMap<CommitContext, Map<string, VrfDataplaneConfig | undefined>>();
 
   private changedVrfsFrom(ctx: CommitContext, parts: ChangedParts): Map<string, VrfDataplaneConfig | undefined> {
     const out = new Map<string, VrfDataplaneConfig | undefined>();
