@@ -7,7 +7,7 @@
 // applies to (SHA-256 of its content), so a journal left behind by a crash between rewriting
 // running.xml and removing the journal is recognised as stale and ignored. Once the journal holds
 // many records or bytes, the next commit rewrites running.xml whole and starts a new journal.
-// Small datastores (below JOURNAL_MIN_BYTES) are always written whole: running.xml alone is then
+// Small datastores (below JOURNAL_MIN_BYTES, 64 KiB) are always written whole: running.xml alone is then
 // the saved running, as before.
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
@@ -18,8 +18,8 @@ import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 
 const log = logger('datastore');
 
-/** Below this size running.xml is rewritten on every commit (as fast as an append). */
-export const JOURNAL_MIN_BYTES = 256 * 1024;
+/** Below this size running.xml is rewritten on every commit (about as fast as an append). */
+export const JOURNAL_MIN_BYTES = 64 * 1024;
 /** A journal is folded into running.xml once it holds this many records... */
 const MAX_RECORDS = 1000;
 /** ... or this share of running.xml's size in bytes. */
