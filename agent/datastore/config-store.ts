@@ -565,7 +565,13 @@ export class ConfigStore {
       this.journal.invalidate();
     }
     const text = this.documentText(this.running.root);
-    await writeFileAtomic(this.runningFile, text);
+    try {
+      await writeFileAtomic(this.runningFile, text);
+    } catch (err) {
+      // Running is now ahead of what is saved: no journal record may be based on it.
+      this.journal.invalidate();
+      throw err;
+    }
     this.journal.rebased(text);
     this.saves.whole += 1;
   }

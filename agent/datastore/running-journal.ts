@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { logger } from '../../core/log.js';
-import type { ConfigNode, ConfigRoot } from './config-tree.js';
+import { identityOf, type ConfigNode, type ConfigRoot } from './config-tree.js';
 import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 
 const log = logger('datastore');
@@ -30,7 +30,7 @@ const MAX_PATCH_ITEMS = 512;
 /** A node written out whole: module, name, value, value namespaces, raw content, children. */
 interface SerialNode { m: string; n: string; v?: string; x?: Record<string, string>; r?: string; c?: SerialNode[] }
 /** New children of a node: runs of the old children [from, to), new nodes, or old nodes patched. */
-type Patch = ([number, number] | { n: SerialNode } | { p: number; c: Patch })[];
+type Patch = ([number, number] | { n: SerialNode } | { p: number; k: string; c: Patch })[];
 
 function serial(node: ConfigNode): SerialNode {
   const out: SerialNode = { m: node.schema.module, n: node.schema.name };
@@ -84,7 +84,9 @@ function patchOf(prev: ConfigNode[], next: ConfigNode[], budget: { items: number
     if (old && sameEntry(old, node)) {
       const c = patchOf(old.children, node.children, budget);
       if (!c) return undefined;
-      out.push({ p: i++, c });
+      // The entry's identity goes with its position: a replay onto a tree that differs is caught.
+      out.push({ p: i, k: identityOf(old), c });
+      i += 1;
       budget.items -= 1;
       continue;
     }
@@ -212,6 +214,7 @@ export class RunningJournal {
         for (let k = item[0]; k < item[1]; k++) out.push(this.at(prev, k));
       } else if ('p' in item) {
         const old = this.at(prev, item.p);
+        if (identityOf(old) !== item.k) throw new Error(`${this.file} does not fit running.xml (${item.k} expected at ${item.p}, found ${identityOf(old)})`);
         out.push({ ...old, children: this.apply(old.children, item.c, old.schema.path) });
       } else {
         out.push(this.revive(item.n, parentSchemaPath));

@@ -56,6 +56,9 @@ describe('netconf-ops: running journal of a large datastore', function () {
     const saves = { ...st.saves };
     const edits = [
       editRunning(vrf(rule('rule-number-17', 'drop', 17))),
+      // A new rule written action first, and a changed rule whose key comes last in the edit.
+      editRunning(vrf('<rule><action>drop</action><protocol>udp</protocol><name>action-first</name></rule>')),
+      editRunning(vrf('<rule><action>drop</action><name>rule-number-30</name></rule>')),
       editRunning(vrf(rule('new-at-end', 'drop', 9000))),
       editRunning(vrf(`<rule nc:operation="delete"><name>rule-number-5</name></rule>`)),
       editRunning(vrf('<default-action>drop</default-action>')),
@@ -67,7 +70,7 @@ describe('netconf-ops: running journal of a large datastore', function () {
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
     expect(await h.rpc(s, editCandidate(vrf(rule('rule-number-2999', 'accept', 2999, ' yang:insert="first"'))))).to.equal('<ok/>');
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
-    expect(st.saves).to.deep.equal({ whole: saves.whole, journal: saves.journal + 7 });
+    expect(st.saves).to.deep.equal({ whole: saves.whole, journal: saves.journal + 9 });
     expect(readFileSync(path.join(dir, 'running.xml'), 'utf8'), 'running.xml itself is not rewritten').to.equal(fileBefore);
     const expected = await h.rpc(s, GET_RUNNING);
     await h.restart();
