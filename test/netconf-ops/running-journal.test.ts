@@ -16,7 +16,7 @@ import { editCandidate, editRunning, GET_RUNNING, openHarness, profile, type Har
 const FW = 'urn:tandem:yang:tandem-firewall';
 const NC = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 const YANG = 'urn:ietf:params:xml:ns:yang:1';
-const RULES = 3000;
+const RULES = 600;
 
 function rule(name: string, action: string, port: number, attrs = ''): string {
   return `<rule${attrs}><name>${name}</name><action>${action}</action><protocol>tcp</protocol><destination-port><start>${port}</start></destination-port></rule>`;
@@ -68,7 +68,7 @@ describe('netconf-ops: running journal of a large datastore', function () {
     // Positioned insert and a move, through the candidate.
     expect(await h.rpc(s, editCandidate(vrf(rule('inserted', 'drop', 9001, ` yang:insert="before" yang:key="[name='rule-number-100']"`))))).to.equal('<ok/>');
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
-    expect(await h.rpc(s, editCandidate(vrf(rule('rule-number-2999', 'accept', 2999, ' yang:insert="first"'))))).to.equal('<ok/>');
+    expect(await h.rpc(s, editCandidate(vrf(rule(`rule-number-${RULES - 1}`, 'accept', RULES, ' yang:insert="first"'))))).to.equal('<ok/>');
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
     expect(st.saves).to.deep.equal({ whole: saves.whole, journal: saves.journal + 9 });
     expect(readFileSync(path.join(dir, 'running.xml'), 'utf8'), 'running.xml itself is not rewritten').to.equal(fileBefore);
@@ -152,7 +152,7 @@ describe('netconf-ops: running journal of a large datastore', function () {
         client = await NetconfTestClient.connect({ host: agent.host, port: agent.port, username: agent.username, password: agent.password });
         const cfg = await client.rpc('<get-config><source><running/></source></get-config>');
         for (const a of acked) expect(cfg, `acknowledged ${a} lost in round ${round}`).to.contain(`<name>${a}</name>`);
-        expect(cfg).to.contain('<name>rule-number-2999</name>');
+        expect(cfg).to.contain(`<name>rule-number-${RULES - 1}</name>`);
       }
     } finally {
       client?.close();
