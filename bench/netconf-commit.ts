@@ -171,6 +171,9 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
     return {
       rules, iterations, loadMs: Math.round(loadMs),
       editAndCommitMs: { p50: pct(times, 50), p95: pct(times, 95) },
+      // How the commits went (issue 8): validated on the changed rules only, saved as a journal record.
+      commitsValidatedOnChangedRules: logs.filter((l) => l.msg === 'new running validated' && l.validation === 'changed-rules').length,
+      commitsSavedToJournal: logs.filter((l) => l.msg === 'running saved' && l.save === 'journal').length,
       agentSideMsP50: {
         validate: p50(field('new running validated', 'validateMs')),
         transactionAndValidate: p50(field('running saved', 'transactionAndValidateMs')),

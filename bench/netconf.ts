@@ -259,6 +259,17 @@ async function measureTarget(t: Target): Promise<Record<string, unknown>> {
     }
     out.get_config_small = stats(small);
 
+    // get of netconf-state (RFC 6022: capabilities, datastores, schemas, sessions, statistics).
+    progress(`${t.name}: get of netconf-state x${GET_RUNS * 5}`);
+    const state: number[] = [];
+    for (let i = 0; i < GET_RUNS * 5; i += 1) {
+      const t0 = performance.now();
+      const r = await c.rpc('<get><filter type="subtree"><netconf-state xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"/></filter></get>');
+      state.push(performance.now() - t0);
+      if (!r.includes('<sessions>') && !r.includes(':sessions>')) throw new Error(`get of netconf-state misses sessions: ${r.slice(0, 300)}`);
+    }
+    out.get_netconf_state = stats(state);
+
     progress(`${t.name}: ${SESSIONS} concurrent logins, then ${ROUNDS_PER_SESSION} rounds of get-config (filtered) + edit-config on each`);
     let failedLogins = 0;
     let rpcs = 0;

@@ -1,5 +1,7 @@
 // The interface every dataplane engine (soft, linux) exposes. Sync and the commit transaction use
 // only this; nothing outside fastpath/ imports an engine's internals.
+import type { FirewallRuleDelta } from './config/rule-delta.js';
+
 
 export type L4Proto = 'tcp' | 'udp' | 'icmp';
 
@@ -99,6 +101,13 @@ export interface VrfDataplaneConfig {
   networkProfiles?: Record<string, unknown>[];
   /** Added by the fast path (D1): /tandem-system:system/fast-path/limits/conntrack/max (per VRF). */
   conntrackMax?: number;
+  /**
+   * Added for issue 8: when a commit changed only this VRF's firewall rules (and firewall leaves),
+   * those changes as a delta against the configuration the engine has live. `json` is still the
+   * whole VRF part: an engine may ignore the delta (the linux engine does) or use it to update only
+   * what changed (the soft engine sends only the changed rules to its workers).
+   */
+  ruleDelta?: FirewallRuleDelta;
 }
 
 export interface DataplaneEngine {

@@ -5,7 +5,8 @@
 import type { DataplaneEngine, VrfDataplaneConfig } from './engine.js';
 import { logger } from '../core/log.js';
 import { SubsystemApplyError, type CommitContext, type CommitSubsystem, type ConfigChange, type ConfigJson, type StateProvider, type SubsystemError } from '../core/subsystem.js';
-import { parseNetworkProfiles, parseVrfConfig, VrfConfigError } from './config/vrf-config.js';
+import { parseFirewallDefaults, parseFirewallRule, parseNetworkProfiles, parseVrfConfig, VrfConfigError } from './config/vrf-config.js';
+import type { FirewallRuleDelta } from './config/rule-delta.js';
 import type { VirtualServiceStats } from './soft/vrf-dataplane.js';
 
 const log = logger('fastpath');
@@ -99,6 +100,46 @@ function entryName(path: string, list: string): string | undefined {
 
 const VRF_LIST = '/tandem-vrf:vrf';
 const PROFILE_LIST = '/tandem-network-profile:network-profile';
+const FIREWALL = `${VRF_LIST}/tandem-firewall:firewall`;
+const FIREWALL_RULE = `${FIREWALL}/rule`;
+const FIREWALL_LEAVES = new Set([`${FIREWALL}/default-action`, `${FIREWALL}/drop-invalid`]);
+/** Above this many changed rules in one VRF, the engine gets the VRF's whole configuration instead. */
+const MAX_DELTA_RULES = 256;
+
+/**
+ * The rules of one VRF that its changes touch, when every change of that VRF is a firewall rule
+ * (or inside one), a firewall leaf, or merely names the VRF entry or the firewall container; else
+ * undefined (the change needs the whole VRF configured again).
+ */
+function changedRuleNames(changes: ConfigChange[], vrfName: string): Set<string> | undefined {
+  const names = new Set<string>();
+  for (const c of changes) {
+    if (entryName(c.path, VRF_LIST) !== vrfName) continue;
+    if ((c.schemaPath === VRF_LIST || c.schemaPath === FIREWALL) && c.operation === 'modify') continue;
+    if (FIREWALL_LEAVES.has(c.schemaPath)) continue;
+    if (c.schemaPath !== FIREWALL_RULE && !c.schemaPath.startsWith(`${FIREWALL_RULE}/`)) return undefined;
+    const m = /^\/tandem-vrf:vrf\[name=(?:'[^']*'|"[^"]*")\]\/tandem-firewall:firewall\/rule\[name=(?:'([^']*)'|"([^"]*)")\]/.exec(c.path);
+    if (!m) return undefined;
+    names.add(m[1] ?? m[2]!);
+  }
+  return names.size <= MAX_DELTA_RULES ? names : undefined;
+}
+
+/** The delta that turns the old rule list into `vrf`'s (JSON after the commit) for the rules named. */
+function ruleDelta(vrf: Json, names: Set<string>): FirewallRuleDelta {
+  const fw = obj(vrf['tandem-firewall:firewall']);
+  const rules = Array.isArray(fw.rule) ? (fw.rule as Json[]) : [];
+  const placed: FirewallRuleDelta['placed'] = [];
+  if (names.size) {
+    for (let i = 0; i < rules.length; i++) {
+      const r = rules[i]!;
+      if (names.has(String(r.name))) placed.push({ after: i === 0 ? null : String(rules[i - 1]!.name), rule: r });
+    }
+  }
+  const leaves: Json = {};
+  for (const k of ['default-action', 'drop-invalid']) if (fw[k] !== undefined) leaves[k] = fw[k];
+  return { removed: [...names], placed, leaves };
+}
 
 /** What a commit's changes say about the fast path, or undefined when they cannot say (compare the JSON). */
 interface ChangedParts {
@@ -156,11 +197,18 @@ export class FastpathSubsystem implements CommitSubsystem {
       errors.push(this.toError(err));
       return errors;
     }
-    // A VRF whose part and profiles did not change parses as it did when it was committed.
+    // A VRF whose part and profiles did not change parses as it did when it was committed; of a
+    // VRF whose rules alone changed, only those rules are parsed.
     for (const [name, cfg] of this.changedVrfs(ctx)) {
       if (!cfg) continue;
       try {
-        parseVrfConfig(cfg.json, profiles, settings.conntrackMax);
+        if (cfg.ruleDelta) {
+          const fwPath = `/tandem-vrf:vrf[name='${name}']/tandem-firewall:firewall`;
+          parseFirewallDefaults(cfg.ruleDelta.leaves, fwPath);
+          for (const { rule } of cfg.ruleDelta.placed) parseFirewallRule(rule, `${fwPath}/rule[name='${String(rule.name)}']`);
+        } else {
+          parseVrfConfig(cfg.json, profiles, settings.conntrackMax);
+        }
       } catch (err) {
         errors.push(this.toError(err, `/tandem-vrf:vrf[name='${name}']`));
       }
@@ -235,10 +283,17 @@ export class FastpathSubsystem implements CommitSubsystem {
    * comparing every VRF's part.
    */
   private changedVrfs(ctx: CommitContext): Map<string, VrfDataplaneConfig | undefined> {
-    const parts = ctx.changes && changedParts(ctx.changes);
-    if (parts) return this.changedVrfsFrom(ctx, parts);
-    return this.comparedVrfs(ctx);
+    // validate, prepare and apply of one commit get the same context: computed once for the three.
+    let out = this.changedVrfsOf.get(ctx);
+    if (!out) {
+      const parts = ctx.changes && changedParts(ctx.changes);
+      out = parts ? this.changedVrfsFrom(ctx, parts) : this.comparedVrfs(ctx);
+      this.changedVrfsOf.set(ctx, out);
+    }
+    return out;
   }
+
+  private readonly changedVrfsOf = new WeakMap<CommitContext, Map<string, VrfDataplaneConfig | undefined>>();
 
   private changedVrfsFrom(ctx: CommitContext, parts: ChangedParts): Map<string, VrfDataplaneConfig | undefined> {
     const out = new Map<string, VrfDataplaneConfig | undefined>();
@@ -257,8 +312,16 @@ export class FastpathSubsystem implements CommitSubsystem {
     }
     for (const name of names) {
       const vrf = newVrfs.get(name);
-      if (vrf) out.set(name, vrfConfig(name, vrf, newProfiles, newSettings));
-      else if (oldVrfs.has(name)) out.set(name, undefined);
+      if (vrf) {
+        const cfg = vrfConfig(name, vrf, newProfiles, newSettings);
+        // Only its rules changed (not a profile it uses, not the VRF itself): a delta will do.
+        const rules = oldVrfs.has(name) && !parts.maybeVrfs.has(name) && !usesProfile(vrf, parts.profiles)
+          ? changedRuleNames(ctx.changes ?? [], name) : undefined;
+        if (rules) cfg.ruleDelta = ruleDelta(vrf, rules);
+        out.set(name, cfg);
+      } else if (oldVrfs.has(name)) {
+        out.set(name, undefined);
+      }
     }
     return out;
   }

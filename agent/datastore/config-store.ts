@@ -13,6 +13,8 @@ import { writeFileAtomic } from './atomic-file.js';
 import type { SchemaIndex } from './schema-index.js';
 import { refineYangException } from './yang-errors.js';
 import { YangRestrictions } from './yang-restrictions.js';
+import { firewallModuleIsKnown, locallyCheckableRules, rulesValid } from './local-validation.js';
+import { RunningJournal } from './running-journal.js';
 
 const log = logger('datastore');
 
@@ -332,6 +334,14 @@ export class ConfigStore {
   private readonly restrictions: YangRestrictions;
   /** The file the initial configuration came from (loadInitial), for errors that must name it. */
   initialFile: string | undefined;
+  /** Commits that changed only firewall rules are validated on those rules (see local-validation.ts). */
+  private readonly localRuleValidation: boolean;
+  /** How running's changes were validated: whole tree by libyang, or changed rules only (tests, benchmarks). */
+  readonly validations = { full: 0, localRules: 0 };
+  /** The changes of running since running.xml was last written whole (large datastores). */
+  readonly journal: RunningJournal;
+  /** How running was saved: whole file, or a record appended to the journal (tests, benchmarks). */
+  readonly saves = { whole: 0, journal: 0 };
 
   constructor(
     private readonly yang: YangContext,
@@ -339,6 +349,8 @@ export class ConfigStore {
     readonly stateDir: string,
   ) {
     this.restrictions = new YangRestrictions(yang);
+    this.localRuleValidation = firewallModuleIsKnown(yang);
+    this.journal = new RunningJournal(this.runningFile, schema);
   }
 
   get runningFile(): string {
@@ -398,13 +410,21 @@ export class ConfigStore {
       changedPaths: ops.map((o) => o.path),
       mentioned: new Set(ops.filter((o) => o.op === 'set' && o.value === undefined).map((o) => o.path)),
     };
+    const rules = this.localRuleValidation ? locallyCheckableRules(ops, (p) => tree.xpath(p).length > 0) : undefined;
     this.runningTreeInFlux = true;
     try {
       for (const op of ops) {
         if (op.op === 'remove') tree.removePath(op.path);
         else tree.setPath(op.path, op.value);
       }
-      tree.validate({ configOnly: true });
+      // Only rules changed and they are valid: the rest of the tree is as it was validated.
+      // Anything else, or a rule that is not valid, gets libyang's full validation and its errors.
+      if (rules && rulesValid(tree, rules)) {
+        this.validations.localRules += 1;
+      } else {
+        this.validations.full += 1;
+        tree.validate({ configOnly: true });
+      }
     } catch (err) {
       this.rebuildRunning();
       throw refineYangException(err, root, this.restrictions);
@@ -483,6 +503,15 @@ export class ConfigStore {
       if (file && existsSync(file)) {
         log.info({ file, what }, 'loading configuration');
         this.initialFile = file;
+        if (file === this.runningFile) {
+          // running.xml plus the changes journaled since it was last written whole.
+          const root = await this.readStateFile(file, what, startupFile);
+          try {
+            return this.journal.replay(root, await readFile(file, 'utf8'));
+          } catch (err) {
+            throw new Error(`${err instanceof Error ? err.message : String(err)}; the agent did not start. To start from running.xml alone, move the journal aside (mv ${this.journal.file} ${this.journal.file}.broken)`, { cause: err });
+          }
+        }
         return file === this.startupFile && this.startup ? this.startup : this.readStateFile(file, what, startupFile);
       }
     }
@@ -521,8 +550,30 @@ export class ConfigStore {
     }
   }
 
-  async persistRunning(): Promise<void> {
-    await writeFileAtomic(this.runningFile, this.documentText(this.running.root));
+  /**
+   * Save running durably before the commit is answered: a journal record of the change from
+   * `previous` when that is possible (see running-journal.ts), else running.xml written whole.
+   */
+  async persistRunning(previous?: ConfigRoot): Promise<void> {
+    try {
+      if (previous && this.journal.append(previous, this.running.root)) {
+        this.saves.journal += 1;
+        return;
+      }
+    } catch (err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err), file: this.journal.file }, 'appending to the running journal failed: writing running.xml whole');
+      this.journal.invalidate();
+    }
+    const text = this.documentText(this.running.root);
+    try {
+      await writeFileAtomic(this.runningFile, text);
+    } catch (err) {
+      // Running is now ahead of what is saved: no journal record may be based on it.
+      this.journal.invalidate();
+      throw err;
+    }
+    this.journal.rebased(text);
+    this.saves.whole += 1;
   }
 
   async saveRollback(root: ConfigRoot | undefined): Promise<void> {

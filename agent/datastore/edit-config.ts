@@ -64,16 +64,78 @@ export function childPath(parentPath: string, parentModule: string | undefined, 
   return p;
 }
 
-/** Identity -> node maps of sibling arrays, built on first lookup and kept up to date by the applier. */
-const siblingIndex = new WeakMap<ConfigNode[], Map<string, ConfigNode>>();
+/**
+ * Identity -> node map of one sibling array. The copy of an array (an edit copies what it changes)
+ * gets an index layered over the original's instead of a full copy, so editing one rule among
+ * 10,000 does not rebuild or copy 10,000 entries; after MAX_LAYERS copies it is flattened again
+ * (amortised). Stored arrays are never changed, so a layer's base never changes under it.
+ */
+class SiblingIndex {
+  private static readonly MAX_LAYERS = 16;
+  /** Entries of this layer; null: removed here although the base has it. */
+  private readonly own = new Map<string, ConfigNode | null>();
 
-function indexOf(children: ConfigNode[]): Map<string, ConfigNode> {
+  private constructor(private readonly base: SiblingIndex | undefined, private readonly depth: number) {}
+
+  static of(children: ConfigNode[]): SiblingIndex {
+    const ix = new SiblingIndex(undefined, 0);
+    for (const c of children) ix.own.set(identityOf(c), c);
+    return ix;
+  }
+
+  get(id: string): ConfigNode | undefined {
+    const v = this.own.get(id);
+    if (v !== undefined) return v ?? undefined;
+    for (let x = this.base; x; x = x.base) {
+      const b = x.own.get(id);
+      if (b !== undefined) return b ?? undefined;
+    }
+    return undefined;
+  }
+
+  set(id: string, node: ConfigNode): void {
+    this.own.set(id, node);
+  }
+
+  delete(id: string): void {
+    if (this.base) this.own.set(id, null);
+    else this.own.delete(id);
+  }
+
+  /** The index of a copy of this array (to be changed by the copy's owner only). */
+  layered(): SiblingIndex {
+    if (this.depth < SiblingIndex.MAX_LAYERS) return new SiblingIndex(this, this.depth + 1);
+    const layers: SiblingIndex[] = [];
+    for (let x = this.base; x; x = x.base) layers.unshift(x);
+    layers.push(this);
+    const flat = new SiblingIndex(undefined, 0);
+    for (const l of layers) {
+      for (const [id, n] of l.own) {
+        if (n) flat.own.set(id, n);
+        else flat.own.delete(id);
+      }
+    }
+    return flat;
+  }
+}
+
+const siblingIndex = new WeakMap<ConfigNode[], SiblingIndex>();
+
+function indexOf(children: ConfigNode[]): SiblingIndex {
   let m = siblingIndex.get(children);
   if (!m) {
-    m = new Map(children.map((c) => [identityOf(c), c]));
+    m = SiblingIndex.of(children);
     siblingIndex.set(children, m);
   }
   return m;
+}
+
+/** A copy of a sibling array that keeps its index (layered over the original's, not rebuilt). */
+function copyChildren(children: ConfigNode[]): ConfigNode[] {
+  const copy = children.slice();
+  const m = siblingIndex.get(children);
+  if (m) siblingIndex.set(copy, m.layered());
+  return copy;
 }
 
 function insertAt(children: ConfigNode[], idx: number, node: ConfigNode): void {
@@ -97,7 +159,7 @@ class EditApplier {
   /** A node of `parent` that this edit may change: copied (children array included) on first use. */
   private own(parent: ConfigParent, node: ConfigNode): ConfigNode {
     if (this.owned.has(node)) return node;
-    const copy: ConfigNode = { ...node, children: node.children.slice() };
+    const copy: ConfigNode = { ...node, children: copyChildren(node.children) };
     parent.children[parent.children.indexOf(node)] = copy;
     siblingIndex.get(parent.children)?.set(identityOf(copy), copy);
     this.owned.add(copy);
@@ -366,7 +428,7 @@ function rawXml(el: XmlElement): string {
 export function applyEdit(root: ConfigRoot, config: XmlElement, schema: SchemaIndex,
   opts: { defaultOperation: 'merge' | 'replace' | 'none'; errorOption: ErrorOption }): EditResult {
   const applier = new EditApplier(schema, opts.errorOption);
-  const out: ConfigRoot = { children: root.children.slice() };
+  const out: ConfigRoot = { children: copyChildren(root.children) };
   if (opts.defaultOperation === 'replace') {
     // RFC 6241 7.2: the <config> completely replaces the configuration of the target.
     out.children = [];

@@ -191,8 +191,10 @@ export class ConfigService {
       const changes = changesFromOps(ops, (p) => prev.tree.xpath(p).length > 0);
       // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
       const oldSide = this.transaction.concerned(prev, prev, changes).length ? { json: prev.json } : { json: {} };
+      const local = this.store.validations.localRules;
       next = yangCall(() => this.store.applyToRunning(root, ops));
-      log.debug({ inPlace: true, ops: ops.length, validateMs: Math.round(performance.now() - started) }, 'new running validated');
+      log.debug({ inPlace: true, ops: ops.length, validation: this.store.validations.localRules > local ? 'changed-rules' : 'whole-tree',
+        validateMs: Math.round(performance.now() - started) }, 'new running validated');
       try {
         await this.transaction.run(oldSide, next, changes);
       } catch (err) {
@@ -215,9 +217,10 @@ export class ConfigService {
     const applied = performance.now();
     this.store.setRunning(next);
     try {
-      await this.store.persistRunning();
+      const journaled = this.store.saves.journal;
+      await this.store.persistRunning(previous);
       log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(applied - started),
-        saveMs: Math.round(performance.now() - applied) }, 'running saved');
+        saveMs: Math.round(performance.now() - applied), save: this.store.saves.journal > journaled ? 'journal' : 'whole-file' }, 'running saved');
     } catch (err) {
       log.error({ err }, 'running configuration applied but not saved');
       throw new NetconfError('operation-failed', 'application', `configuration applied but could not be saved: ${err instanceof Error ? err.message : String(err)}`);

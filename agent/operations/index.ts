@@ -307,6 +307,7 @@ class OperationsLayer implements NetconfOperations {
     this.commits.close();
     this.svc.hub.close();
     await this.svc.exclusive(async () => undefined);
+    this.svc.store.journal.close();
   }
 }
 

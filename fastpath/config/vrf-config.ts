@@ -175,6 +175,27 @@ function portRange(v: unknown, path: string): PortRange | undefined {
   return { start, end };
 }
 
+/** One firewall rule (an RFC 7951 entry of .../tandem-firewall:firewall/rule); `p` is its data path for errors. */
+export function parseFirewallRule(r: Json, p: string): FirewallRule {
+  return {
+    name: str(r.name, `${p}/name`),
+    protocol: proto(r.protocol, `${p}/protocol`),
+    sourcePrefix: r['source-prefix'] === undefined ? undefined : prefix(r['source-prefix'], `${p}/source-prefix`),
+    destinationPrefix: r['destination-prefix'] === undefined ? undefined : prefix(r['destination-prefix'], `${p}/destination-prefix`),
+    sourcePort: portRange(r['source-port'], `${p}/source-port`),
+    destinationPort: portRange(r['destination-port'], `${p}/destination-port`),
+    action: action(r.action, `${p}/action`),
+  };
+}
+
+/** The firewall's own leaves (default-action, drop-invalid) of an RFC 7951 firewall container. */
+export function parseFirewallDefaults(fw: Json, fwPath: string): Omit<FirewallConfig, 'rules'> {
+  return {
+    defaultAction: action(fw['default-action'], `${fwPath}/default-action`, 'accept'),
+    dropInvalid: bool(fw['drop-invalid'], `${fwPath}/drop-invalid`, true),
+  };
+}
+
 /** Network profiles from the RFC 7951 list /tandem-network-profile:network-profile. */
 export function parseNetworkProfiles(entries: Json[] | undefined): Map<string, NetworkProfile> {
   const out = new Map<string, NetworkProfile>();
@@ -226,20 +247,8 @@ export function parseVrfConfig(vrf: Json, profiles: Map<string, NetworkProfile>,
   const fwPath = `${base}/tandem-firewall:firewall`;
   const fw = obj(vrf['tandem-firewall:firewall'], fwPath);
   const firewall: FirewallConfig = {
-    defaultAction: action(fw['default-action'], `${fwPath}/default-action`, 'accept'),
-    dropInvalid: bool(fw['drop-invalid'], `${fwPath}/drop-invalid`, true),
-    rules: list(fw.rule, `${fwPath}/rule`).map((r, i) => {
-      const p = entryPath(`${fwPath}/rule`, i, r);
-      return {
-        name: str(r.name, `${p}/name`),
-        protocol: proto(r.protocol, `${p}/protocol`),
-        sourcePrefix: r['source-prefix'] === undefined ? undefined : prefix(r['source-prefix'], `${p}/source-prefix`),
-        destinationPrefix: r['destination-prefix'] === undefined ? undefined : prefix(r['destination-prefix'], `${p}/destination-prefix`),
-        sourcePort: portRange(r['source-port'], `${p}/source-port`),
-        destinationPort: portRange(r['destination-port'], `${p}/destination-port`),
-        action: action(r.action, `${p}/action`),
-      };
-    }),
+    ...parseFirewallDefaults(fw, fwPath),
+    rules: list(fw.rule, `${fwPath}/rule`).map((r, i) => parseFirewallRule(r, entryPath(`${fwPath}/rule`, i, r))),
   };
 
   const natPath = `${base}/tandem-cg-nat:cg-nat`;

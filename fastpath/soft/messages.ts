@@ -6,13 +6,19 @@ import type { PackedEntries } from './entry-codec.js';
 import type { VirtualServiceStats } from './vrf-dataplane.js';
 import type { PackedMove } from './packed-move.js';
 import type { PackedPackets } from './packet-codec.js';
-import type { SoftVrfConfig } from '../config/vrf-config.js';
+import type { FirewallConfig, FirewallRule, SoftVrfConfig } from '../config/vrf-config.js';
+import type { RuleDelta } from '../config/rule-delta.js';
+
+/** A change of a VRF's firewall rules only (issue 8): the changed rules and the firewall's leaves. */
+export type SoftRuleDelta = RuleDelta<FirewallRule> & Omit<FirewallConfig, 'rules'>;
 
 export type SoftCounters = EngineCounters & { dropsInvalid: number; synCookies: number };
 
 export type WorkerRequest =
   | { t: 'vrf'; config: SoftVrfConfig; vrfCount: SharedArrayBuffer; natClaims: SharedArrayBuffer[]; snatClaims?: Record<string, SharedArrayBuffer>; now: number }
   | { t: 'vrf-remove'; vrf: string; now: number }
+  /** Answered with the VRF's number of firewall rules after the delta. */
+  | { t: 'vrf-rules'; vrf: string; delta: SoftRuleDelta }
   | { t: 'packets'; vrf: string; now: number; packets: PackedPackets }
   | { t: 'tick'; now: number }
   | { t: 'role'; vrf: string; role: HaRole; now: number }
@@ -24,6 +30,7 @@ export type WorkerRequest =
   | { t: 'export' }
   | { t: 'import'; vrf: string; moved: PackedMove; now: number }
   | { t: 'vs-stats'; vrf: string }
+  | { t: 'rule-names'; vrf: string }
   | { t: 'counter-detail'; vrf: string }
   | { t: 'memory' }
   | { t: 'flush' };

@@ -15,8 +15,9 @@ import { PackedDumpBatch } from './packed-dump-batch.js';
 import { SNAT_PORTS_BYTES } from './snat-ports.js';
 import { packPackets } from './packet-codec.js';
 import { EVENT_KINDS, PackedReader, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
-import type { MemoryReport, ReplyMessage, SoftCounters, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
-import { parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
+import type { MemoryReport, ReplyMessage, SoftCounters, SoftRuleDelta, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
+import { parseFirewallDefaults, parseFirewallRule, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
+import { applyRuleDelta } from '../config/rule-delta.js';
 import type { CounterDetail, SoftPacket, Verdict, VirtualServiceStats } from './vrf-dataplane.js';
 import { moveBuffers, routeMoves, type PackedMove } from './packed-move.js';
 
@@ -60,6 +61,23 @@ interface LiveVrf {
   policy?: FailoverPolicy;
 }
 
+/** A VRF configuration staged by prepareVrf; with `delta`, only that goes to the workers at apply. */
+interface StagedVrf {
+  config: SoftVrfConfig;
+  /** The rule delta from `base` (the live configuration it was computed against) to `config`. */
+  delta?: { base: SoftVrfConfig; rules: SoftRuleDelta };
+}
+
+/** How the engine's workers were told about configuration: counted per message sent to a worker. */
+export interface ConfigMessageStats {
+  /** Whole VRF configurations (every rule, pools, services). */
+  vrfConfigs: number;
+  /** Rule deltas (a commit that changed only firewall rules). */
+  ruleDeltas: number;
+  /** Firewall rules carried by those messages (whole configurations and deltas alike). */
+  rulesSent: number;
+}
+
 /** Counters that only grow (the others, conntracks and synced, are gauges of the live tables). */
 const CUMULATIVE = ['created', 'destroyed', 'dropsTableFull', 'dropsFirewall', 'dropsBackup', 'natAllocFailures', 'dropsInvalid', 'synCookies'] as const;
 
@@ -79,7 +97,8 @@ export class SoftEngine implements DataplaneEngine {
   private adding = 0;
   private nextId = 1;
   private readonly vrfs = new Map<string, LiveVrf>();
-  private readonly staged = new Map<string, SoftVrfConfig>();
+  private readonly staged = new Map<string, StagedVrf>();
+  private readonly configStats: ConfigMessageStats = { vrfConfigs: 0, ruleDeltas: 0, rulesSent: 0 };
   private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
   private readonly natListeners = new Set<(l: NatBlockLog) => void>();
   private readonly ticker: TimerHandle;
@@ -151,9 +170,55 @@ export class SoftEngine implements DataplaneEngine {
   // ---- configuration ----
 
   async prepareVrf(config: VrfDataplaneConfig): Promise<void> {
+    const delta = config.ruleDelta && this.stageRuleDelta(config);
+    if (delta) {
+      this.staged.set(config.name, delta);
+      return;
+    }
     const parsed = parseVrfConfig(config.json, parseNetworkProfiles(config.networkProfiles), config.conntrackMax ?? DEFAULT_CONNTRACK_MAX);
     if (parsed.name !== config.name) throw new Error(`VRF config name ${parsed.name} does not match ${config.name}`);
-    this.staged.set(config.name, parsed);
+    this.staged.set(config.name, { config: parsed });
+  }
+
+  /**
+   * A commit that changed only this VRF's firewall rules: the live configuration with the delta
+   * applied, or undefined (configure the VRF whole) when the VRF is not live or the result's rule
+   * order is not the one config.json has (the delta is only ever an optimisation).
+   */
+  private stageRuleDelta(config: VrfDataplaneConfig): StagedVrf | undefined {
+    const live = this.vrfs.get(config.name);
+    const d = config.ruleDelta;
+    if (!live || !d) return undefined;
+    const fwPath = `/tandem-vrf:vrf[name='${config.name}']/tandem-firewall:firewall`;
+    const rules: SoftRuleDelta = {
+      ...parseFirewallDefaults(d.leaves, fwPath),
+      removed: d.removed,
+      placed: d.placed.map(({ after, rule }) => ({ after, rule: parseFirewallRule(rule, `${fwPath}/rule[name='${String(rule.name)}']`) })),
+    };
+    let next: SoftVrfConfig['firewall']['rules'];
+    try {
+      next = applyRuleDelta(live.config.firewall.rules, (r) => r.name, rules);
+    } catch {
+      return undefined;
+    }
+    const fw = config.json['tandem-firewall:firewall'] as { rule?: { name?: unknown }[] } | undefined;
+    const expected = fw?.rule ?? [];
+    if (expected.length !== next.length || next.some((r, i) => r.name !== expected[i]?.name)) {
+      log.warn({ vrf: config.name }, 'rule delta does not give the committed rule order; configuring the VRF whole');
+      return undefined;
+    }
+    const base = live.config;
+    return { config: { ...base, firewall: { defaultAction: rules.defaultAction, dropInvalid: rules.dropInvalid, rules: next } }, delta: { base, rules } };
+  }
+
+  /** Per worker, the firewall rules it evaluates in order, as "name:action" (tests, diagnostics). */
+  async firewallRuleOrder(vrf: string): Promise<string[][]> {
+    return this.gated(() => this.all({ t: 'rule-names', vrf }) as Promise<string[][]>);
+  }
+
+  /** How many configuration messages went to workers, and how many rules they carried (tests, benchmarks). */
+  configMessageStats(): ConfigMessageStats {
+    return { ...this.configStats };
   }
 
   async applyVrf(name: string, config: VrfDataplaneConfig | undefined): Promise<void> {
@@ -167,14 +232,22 @@ export class SoftEngine implements DataplaneEngine {
         if (this.vrfs.size === 0 && this.adding === 0) await this.stopPool();
         return;
       }
-      let parsed = this.staged.get(name);
+      let staged = this.staged.get(name);
       this.staged.delete(name);
-      if (!parsed) {
+      if (!staged) {
         await this.prepareVrf(config);
-        parsed = this.staged.get(name) as SoftVrfConfig;
+        staged = this.staged.get(name) as StagedVrf;
         this.staged.delete(name);
       }
       const old = this.vrfs.get(name);
+      if (staged.delta && old && old.config === staged.delta.base) {
+        await this.sendRuleDelta(this.pool, name, staged.delta.rules, staged.config.firewall.rules.length);
+        old.config = staged.config;
+        log.debug({ vrf: name, rules: staged.config.firewall.rules.length, placed: staged.delta.rules.placed.length, removed: staged.delta.rules.removed.length },
+          'firewall rule delta applied to the soft dataplane');
+        return;
+      }
+      const parsed = staged.config;
       const natClaims = parsed.cgNat.pools.map((p, i) => {
         const same = old && JSON.stringify(old.config.cgNat.pools[i]) === JSON.stringify(p) && old.config.cgNat.pools.length === parsed.cgNat.pools.length;
         return same ? (old.natClaims[i] as SharedArrayBuffer) : new SharedArrayBuffer(4 * CgNatPoolAllocator.blockCount(p));
@@ -201,7 +274,18 @@ export class SoftEngine implements DataplaneEngine {
     this.staged.delete(name);
   }
 
+  /** Send a rule delta to every worker of `pool`; each answers with its rule count, which must be `expected`. */
+  private async sendRuleDelta(pool: WorkerHandle[], vrf: string, delta: SoftRuleDelta, expected: number): Promise<void> {
+    this.configStats.ruleDeltas += pool.length;
+    this.configStats.rulesSent += pool.length * delta.placed.length;
+    const counts = await this.all({ t: 'vrf-rules', vrf, delta }, pool);
+    const wrong = counts.findIndex((n) => n !== expected);
+    if (wrong >= 0) throw new Error(`worker ${wrong} has ${String(counts[wrong])} firewall rules after the delta, expected ${expected}`);
+  }
+
   private async configureVrf(pool: WorkerHandle[], live: LiveVrf): Promise<void> {
+    this.configStats.vrfConfigs += pool.length;
+    this.configStats.rulesSent += pool.length * live.config.firewall.rules.length;
     await this.all({ t: 'vrf', config: live.config, vrfCount: live.vrfCount, natClaims: live.natClaims, snatClaims: live.snatClaims, now: this.clock.now() }, pool);
     if (live.role !== 'master') await this.all({ t: 'role', vrf: live.config.name, role: live.role, now: this.clock.now() }, pool);
     if (live.policy) await this.all({ t: 'policy', vrf: live.config.name, policy: live.policy }, pool);

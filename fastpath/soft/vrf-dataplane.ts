@@ -11,7 +11,9 @@ import { PackedReader, PackedWriter, R_ACTIVITY_SYNCED, R_ALG, R_NO_SYNC, R_SYNC
 import type { PacketReader } from './packet-codec.js';
 import type { PackedMove } from './packed-move.js';
 import { SnatPorts } from './snat-ports.js';
-import { prefixMatcher, type SoftVrfConfig, type TcpTimeouts, type VirtualServiceConfig } from '../config/vrf-config.js';
+import { prefixMatcher, type FirewallRule, type SoftVrfConfig, type TcpTimeouts, type VirtualServiceConfig } from '../config/vrf-config.js';
+import { applyRuleDelta } from '../config/rule-delta.js';
+import type { SoftRuleDelta } from './messages.js';
 
 export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;
@@ -72,6 +74,7 @@ export interface VrfDataplaneHooks {
 }
 
 interface CompiledRule {
+  name: string;
   proto: number; // 0: any
   src?: (a: string) => boolean;
   dst?: (a: string) => boolean;
@@ -86,6 +89,18 @@ function hashText(s: string, seed: number): number {
   return h >>> 0;
 }
 
+function compileRule(r: FirewallRule): CompiledRule {
+  return {
+    name: r.name,
+    proto: r.protocol ? PROTO_CODE[r.protocol] : 0,
+    src: r.sourcePrefix ? prefixMatcher(r.sourcePrefix) : undefined,
+    dst: r.destinationPrefix ? prefixMatcher(r.destinationPrefix) : undefined,
+    sport: r.sourcePort ? [r.sourcePort.start, r.sourcePort.end] : undefined,
+    dport: r.destinationPort ? [r.destinationPort.start, r.destinationPort.end] : undefined,
+    drop: r.action === 'drop',
+  };
+}
+
 export class VrfDataplane {
   readonly table = new ConntrackTable();
   role: HaRole = 'master';
@@ -94,7 +109,6 @@ export class VrfDataplane {
   private natRules: { match: (a: string) => boolean; pool: number }[] = [];
   private pools: CgNatPoolAllocator[] = [];
   private failoverPolicy: FailoverPolicy = { graceSeconds: {} };
-  private ruleNames: string[] = [];
   /** New connections per firewall rule name: [accepted, dropped]. */
   private readonly ruleHits = new Map<string, [number, number]>();
   private readonly defaultHits = { accepted: 0, dropped: 0 };
@@ -119,17 +133,10 @@ export class VrfDataplane {
   configure(config: SoftVrfConfig, natClaims: Int32Array[], now = 0, snatClaims: Record<string, Int32Array> = {}): void {
     const samePools = this.config && JSON.stringify(this.config.cgNat.pools) === JSON.stringify(config.cgNat.pools);
     this.config = config;
-    this.rules = config.firewall.rules.map((r) => ({
-      proto: r.protocol ? PROTO_CODE[r.protocol] : 0,
-      src: r.sourcePrefix ? prefixMatcher(r.sourcePrefix) : undefined,
-      dst: r.destinationPrefix ? prefixMatcher(r.destinationPrefix) : undefined,
-      sport: r.sourcePort ? [r.sourcePort.start, r.sourcePort.end] : undefined,
-      dport: r.destinationPort ? [r.destinationPort.start, r.destinationPort.end] : undefined,
-      drop: r.action === 'drop',
-    }));
+    this.rules = config.firewall.rules.map(compileRule);
     // Counters of a rule live as long as a rule of that name does.
-    this.ruleNames = config.firewall.rules.map((r) => r.name);
-    for (const name of this.ruleHits.keys()) if (!this.ruleNames.includes(name)) this.ruleHits.delete(name);
+    const names = new Set(config.firewall.rules.map((r) => r.name));
+    for (const name of this.ruleHits.keys()) if (!names.has(name)) this.ruleHits.delete(name);
     const logging = { allocation: config.cgNat.logAllocation, destroy: config.cgNat.logDestroy };
     if (!samePools) {
       // New allocators; live translated conntracks keep their ports (readoptNat reserves them).
@@ -147,6 +154,26 @@ export class VrfDataplane {
     this.retimeAll();
     this.snat = new Map(Object.entries(snatClaims).map(([ip, bits]) => [ip, new SnatPorts(bits)]));
     if (this.snat.size) this.readoptSnat();
+  }
+
+  /**
+   * Apply a commit's change of the firewall rules alone (the same delta the main thread applied
+   * to its copy of the configuration); returns the number of rules now, for the main thread to check.
+   */
+  applyRuleDelta(delta: SoftRuleDelta): number {
+    const compiled = { removed: delta.removed, placed: delta.placed.map(({ after, rule }) => ({ after, rule: compileRule(rule) })) };
+    const rules = applyRuleDelta(this.rules, (r) => r.name, compiled);
+    const configRules = applyRuleDelta(this.config.firewall.rules, (r) => r.name, delta);
+    this.rules = rules;
+    this.config = { ...this.config, firewall: { defaultAction: delta.defaultAction, dropInvalid: delta.dropInvalid, rules: configRules } };
+    const placed = new Set(delta.placed.map(({ rule }) => rule.name));
+    for (const name of delta.removed) if (!placed.has(name)) this.ruleHits.delete(name);
+    return rules.length;
+  }
+
+  /** The firewall rules as this worker evaluates them, in order: name and action (checks and tests). */
+  ruleOrder(): string[] {
+    return this.rules.map((r) => `${r.name}:${r.drop ? 'drop' : 'accept'}`);
   }
 
   /** The SNAT IP ports of live server-side connections are in use (new or replaced bitmaps). */
@@ -332,9 +359,8 @@ export class VrfDataplane {
       if (r.dst && !r.dst(f.dst)) continue;
       if (r.sport && (f.sport < r.sport[0] || f.sport > r.sport[1])) continue;
       if (r.dport && (f.dport < r.dport[0] || f.dport > r.dport[1])) continue;
-      const name = this.ruleNames[i] as string;
-      let hits = this.ruleHits.get(name);
-      if (!hits) this.ruleHits.set(name, (hits = [0, 0]));
+      let hits = this.ruleHits.get(r.name);
+      if (!hits) this.ruleHits.set(r.name, (hits = [0, 0]));
       hits[r.drop ? 1 : 0]++;
       return r.drop;
     }

@@ -74,6 +74,8 @@ export class SoftWorkerRuntime {
           Object.fromEntries(Object.entries(req.snatClaims ?? {}).map(([ip, b]) => [ip, new Int32Array(b)])));
         return undefined;
       }
+      case 'vrf-rules':
+        return this.vrf(req.vrf).applyRuleDelta(req.delta);
       case 'vrf-remove': {
         this.vrfs.get(req.vrf)?.clear(req.now);
         this.vrfs.delete(req.vrf);
@@ -127,6 +129,8 @@ export class SoftWorkerRuntime {
         return undefined;
       case 'counter-detail':
         return this.vrf(req.vrf).counterDetail();
+      case 'rule-names':
+        return this.vrf(req.vrf).ruleOrder();
       case 'vs-stats':
         return Object.fromEntries(this.vrf(req.vrf).virtualServiceStats());
       case 'memory': {

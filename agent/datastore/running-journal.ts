@@ -1,0 +1,241 @@
+// Saving running without rewriting it (issue 8): a large running.xml (10,000 rules: 1.5 MB, 30 ms
+// to print, write and fdatasync) is not rewritten on every commit. Each commit appends what changed
+// (a structural patch from the previous datastore tree to the new one: unchanged subtrees are the
+// very same objects, so the patch costs what changed) as one line to running.journal, fdatasync'ed
+// before the commit is answered: an acknowledged commit survives a crash exactly as before. At
+// start, running.xml is read and the journal replayed on it. The journal names the running.xml it
+// applies to (SHA-256 of its content), so a journal left behind by a crash between rewriting
+// running.xml and removing the journal is recognised as stale and ignored. Once the journal holds
+// many records or bytes, the next commit rewrites running.xml whole and starts a new journal.
+// Small datastores (below JOURNAL_MIN_BYTES, 64 KiB) are always written whole: running.xml alone is then
+// the saved running, as before.
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { logger } from '../../core/log.js';
+import { identityOf, type ConfigNode, type ConfigRoot } from './config-tree.js';
+import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
+
+const log = logger('datastore');
+
+/** Below this size running.xml is rewritten on every commit (about as fast as an append). */
+export const JOURNAL_MIN_BYTES = 64 * 1024;
+/** A journal is folded into running.xml once it holds this many records... */
+const MAX_RECORDS = 1000;
+/** ... or this share of running.xml's size in bytes. */
+const MAX_SHARE = 0.25;
+/** A patch with more items than this is not worth it: the commit rewrites running.xml. */
+const MAX_PATCH_ITEMS = 512;
+
+/** A node written out whole: module, name, value, value namespaces, raw content, children. */
+interface SerialNode { m: string; n: string; v?: string; x?: Record<string, string>; r?: string; c?: SerialNode[] }
+/** New children of a node: runs of the old children [from, to), new nodes, or old nodes patched. */
+type Patch = ([number, number] | { n: SerialNode } | { p: number; k: string; c: Patch })[];
+
+function serial(node: ConfigNode): SerialNode {
+  const out: SerialNode = { m: node.schema.module, n: node.schema.name };
+  if (node.value !== undefined) out.v = node.value;
+  if (node.valueNs) out.x = node.valueNs;
+  if (node.raw !== undefined) out.r = node.raw;
+  if (node.children.length) out.c = node.children.map(serial);
+  return out;
+}
+
+function isInner(n: ConfigNode): boolean {
+  return n.schema.kind === 'container' || n.schema.kind === 'list';
+}
+
+function sameEntry(a: ConfigNode, b: ConfigNode): boolean {
+  if (a.schema !== b.schema || !isInner(a)) return false;
+  // A list entry is the same entry when its keys are (the same leaf objects, or equal values).
+  return a.schema.keys.every((k) => {
+    const ka = a.children.find((c) => c.schema.name === k), kb = b.children.find((c) => c.schema.name === k);
+    return ka === kb || (!!ka && !!kb && ka.value === kb.value);
+  });
+}
+
+/** The patch from `prev` to `next` (sibling arrays), or undefined when it would be too large. */
+function patchOf(prev: ConfigNode[], next: ConfigNode[], budget: { items: number }): Patch | undefined {
+  const out: Patch = [];
+  let i = 0;
+  const run = (k: number): void => {
+    const last = out[out.length - 1];
+    if (Array.isArray(last) && last[1] === k) {
+      last[1] = k + 1;
+    } else {
+      out.push([k, k + 1]);
+      budget.items -= 1;
+    }
+  };
+  for (const node of next) {
+    if (budget.items < 0) return undefined;
+    if (i < prev.length && prev[i] === node) {
+      run(i++);
+      continue;
+    }
+    let k = prev.indexOf(node, i);
+    if (k < 0) k = prev.indexOf(node);
+    if (k >= 0) {
+      run(k);
+      i = k + 1;
+      continue;
+    }
+    const old = i < prev.length ? prev[i]! : undefined;
+    if (old && sameEntry(old, node)) {
+      const c = patchOf(old.children, node.children, budget);
+      if (!c) return undefined;
+      // The entry's identity goes with its position: a replay onto a tree that differs is caught.
+      out.push({ p: i, k: identityOf(old), c });
+      i += 1;
+      budget.items -= 1;
+      continue;
+    }
+    out.push({ n: serial(node) });
+    budget.items -= 1;
+  }
+  return budget.items < 0 ? undefined : out;
+}
+
+export class RunningJournal {
+  private fd: number | undefined;
+  private records = 0;
+  private bytes = 0;
+  /** SHA-256 of running.xml as last written or read, the base the journal applies to. */
+  private baseHash: string | undefined;
+  private baseBytes = 0;
+
+  constructor(private readonly runningFile: string, private readonly schema: SchemaIndex) {}
+
+  get file(): string {
+    return join(dirname(this.runningFile), 'running.journal');
+  }
+
+  /** running.xml was written whole with `content`: the journal starts again from it. */
+  rebased(content: string): void {
+    this.close();
+    if (existsSync(this.file)) unlinkSync(this.file);
+    this.baseHash = createHash('sha256').update(content).digest('hex');
+    this.baseBytes = Buffer.byteLength(content);
+    this.records = 0;
+    this.bytes = 0;
+  }
+
+  /**
+   * Append the change from `prev` to `next` and make it durable; false when the caller must write
+   * running.xml whole instead (small datastore, no known base, journal full, patch too large).
+   */
+  append(prev: ConfigRoot, next: ConfigRoot): boolean {
+    if (!this.baseHash || this.baseBytes < JOURNAL_MIN_BYTES) return false;
+    if (this.records >= MAX_RECORDS || this.bytes >= this.baseBytes * MAX_SHARE) return false;
+    const patch = patchOf(prev.children, next.children, { items: MAX_PATCH_ITEMS });
+    if (!patch) return false;
+    const line = Buffer.from(`${JSON.stringify(patch)}\n`, 'utf8');
+    if (this.fd === undefined) {
+      const created = !existsSync(this.file);
+      this.fd = openSync(this.file, 'a', 0o600);
+      if (this.records === 0) {
+        const header = Buffer.from(`${JSON.stringify({ base: this.baseHash })}\n`, 'utf8');
+        writeSync(this.fd, header);
+        this.bytes += header.length;
+      }
+      if (created) {
+        fdatasyncSync(this.fd);
+        const dfd = openSync(dirname(this.file), 'r');
+        try {
+          fsyncSync(dfd);
+        } finally {
+          closeSync(dfd);
+        }
+      }
+    }
+    let off = 0;
+    while (off < line.length) off += writeSync(this.fd, line, off, line.length - off);
+    fdatasyncSync(this.fd);
+    this.records += 1;
+    this.bytes += line.length;
+    return true;
+  }
+
+  /**
+   * `root` (read from running.xml, whose text is `content`) with the journal's records applied.
+   * A stale journal (written against another running.xml) is removed; an incomplete last record
+   * (a crash while it was written: never acknowledged) is dropped; any other damage stops the start.
+   */
+  replay(root: ConfigRoot, content: string): ConfigRoot {
+    this.baseHash = createHash('sha256').update(content).digest('hex');
+    this.baseBytes = Buffer.byteLength(content);
+    if (!existsSync(this.file)) return root;
+    const lines = readFileSync(this.file, 'utf8').split('\n');
+    const complete = lines.pop() === ''; // the text ends with a newline: every line is whole
+    let header: { base?: string } = {};
+    try {
+      header = JSON.parse(lines[0] ?? '{}') as { base?: string };
+    } catch {
+      // an incomplete header: the journal never held a record
+    }
+    if (header.base !== this.baseHash) {
+      log.info({ file: this.file }, 'journal of an earlier running.xml removed');
+      unlinkSync(this.file);
+      return root;
+    }
+    let out = root;
+    const records = lines.slice(1);
+    for (const [i, line] of records.entries()) {
+      let patch: Patch;
+      try {
+        patch = JSON.parse(line) as Patch;
+      } catch (err) {
+        if (i === records.length - 1 && !complete) break;
+        throw new Error(`${this.file} record ${i + 1} is damaged: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+      out = { children: this.apply(out.children, patch, '/') };
+    }
+    this.records = records.length;
+    this.bytes = Buffer.byteLength(lines.join('\n')) + 1;
+    log.info({ file: this.file, records: this.records }, 'running journal replayed');
+    return out;
+  }
+
+  /** A write to the journal failed (it may end in a partial record): no more appends until running.xml is written whole. */
+  invalidate(): void {
+    this.close();
+    this.baseHash = undefined;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private apply(prev: ConfigNode[], patch: Patch, parentSchemaPath: string): ConfigNode[] {
+    const out: ConfigNode[] = [];
+    for (const item of patch) {
+      if (Array.isArray(item)) {
+        for (let k = item[0]; k < item[1]; k++) out.push(this.at(prev, k));
+      } else if ('p' in item) {
+        const old = this.at(prev, item.p);
+        if (identityOf(old) !== item.k) throw new Error(`${this.file} does not fit running.xml (${item.k} expected at ${item.p}, found ${identityOf(old)})`);
+        out.push({ ...old, children: this.apply(old.children, item.c, old.schema.path) });
+      } else {
+        out.push(this.revive(item.n, parentSchemaPath));
+      }
+    }
+    return out;
+  }
+
+  private at(nodes: ConfigNode[], k: number): ConfigNode {
+    const n = nodes[k];
+    if (!n) throw new Error(`${this.file} does not fit running.xml (no node ${k})`);
+    return n;
+  }
+
+  private revive(s: SerialNode, parentSchemaPath: string): ConfigNode {
+    const sn: DataSchemaNode | undefined = this.schema.dataChildren(parentSchemaPath).find((c) => c.module === s.m && c.name === s.n);
+    if (!sn) throw new Error(`${this.file} names ${s.m}:${s.n}, unknown under ${parentSchemaPath}`);
+    const node: ConfigNode = { schema: sn, children: (s.c ?? []).map((c) => this.revive(c, sn.path)) };
+    if (s.v !== undefined) node.value = s.v;
+    if (s.x) node.valueNs = s.x;
+    if (s.r !== undefined) node.raw = s.r;
+    return node;
+  }
+}
