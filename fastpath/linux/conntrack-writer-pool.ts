@@ -13,7 +13,7 @@ const log = logger('conntrack-writer');
 
 const MESSAGES_PER_DATAGRAM = 256;
 /** Datagrams a writer has unanswered at most (its socket's receive buffer holds their answers). */
-const IN_FLIGHT_PER_WRITER = 4;
+const IN_FLIGHT_PER_WRITER = 16;
 const START_TIMEOUT_MS = 10_000;
 
 interface Writer {
