@@ -14,7 +14,7 @@ import {
 } from './ctnetlink-codec.js';
 import { inNamespace } from './network-namespace.js';
 import { NETLINK_NO_ENOBUFS, findNetlinkFd, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
-import { upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
+import { UpsertOrder, upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
 
 const log = logger('conntrack-netlink');
 
@@ -71,6 +71,8 @@ export class ConntrackNetlink {
   private seq = 1;
   private readonly pending: PendingRequest[] = [];
   private closed = false;
+  /** Creates or updates first, as the last upserts went (conntrack-upsert.ts). */
+  private readonly order = new UpsertOrder();
 
   constructor(readonly options: ConntrackNetlinkOptions = {}) {
     ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER));
@@ -208,7 +210,7 @@ export class ConntrackNetlink {
 
   /** Creates, or updates those that already exist; `written` counts both, `created` the new ones. */
   upsert(writes: ConntrackWrite[]): Promise<UpsertResult> {
-    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
+    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w), undefined, this.order);
   }
 
   /** Deletes conntracks by original tuple; missing ones are not counted and not failures. */

@@ -7,13 +7,19 @@ import { logger } from '../../core/log.js';
 import { MessageBuilder, NLM_F_ACK, writeCreate, writeUpdate, type ConntrackWrite } from './ctnetlink-codec.js';
 import type { BatchResult } from './conntrack-netlink.js';
 import { SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';
-import { upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
+import { UpsertOrder, upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
 
 const log = logger('conntrack-writer');
 
 const MESSAGES_PER_DATAGRAM = 256;
-/** Datagrams a writer has unanswered at most (its socket's receive buffer holds their answers). */
-const IN_FLIGHT_PER_WRITER = 16;
+/** Messages handed to a thread at once (in datagrams of MESSAGES_PER_DATAGRAM): one message between threads per chunk. */
+const MESSAGES_PER_CHUNK = 1024;
+/**
+ * Chunks a writer has unanswered at most (16 datagrams): enough that the next datagram is always
+ * waiting when the kernel finishes one (with 4 datagrams the thread idled between sync frames), and
+ * the socket's receive buffer (8 MB) holds their answers even if every message is refused.
+ */
+const IN_FLIGHT_PER_WRITER = 4;
 const START_TIMEOUT_MS = 10_000;
 
 interface Writer {
@@ -30,6 +36,8 @@ export class ConntrackWriterPool {
   private nextId = 1;
   private turn = 0;
   private closed = false;
+  /** Creates or updates first, as the last upserts went (conntrack-upsert.ts). */
+  private readonly order = new UpsertOrder();
   private readonly builder = new MessageBuilder(SLOT_BYTES);
 
   private constructor(
@@ -97,15 +105,15 @@ export class ConntrackWriterPool {
     writer.waiting.shift()?.();
   }
 
-  /** Copies the datagram into the writer's slot and hands it over; resolves with the refusals. */
-  private send(writer: Writer, slot: number, datagram: Buffer, firstSeq: number, count: number): Promise<{ index: number; errno: number }[]> {
-    if (datagram.length > SLOT_BYTES) throw new Error(`datagram of ${datagram.length} bytes does not fit a ${SLOT_BYTES}-byte slot`);
-    writer.slots.set(datagram, slot * SLOT_BYTES);
+  /** Copies the chunk into the writer's slot and hands it over; resolves with the refusals (index in the chunk). */
+  private send(writer: Writer, slot: number, chunk: Buffer, datagrams: number[]): Promise<{ index: number; errno: number }[]> {
+    if (chunk.length > SLOT_BYTES) throw new Error(`chunk of ${chunk.length} bytes does not fit a ${SLOT_BYTES}-byte slot`);
+    writer.slots.set(chunk, slot * SLOT_BYTES);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       writer.pending.set(id, { resolve, reject });
       writer.worker.ref(); // an answer is due: keep the process alive for it
-      writer.worker.postMessage({ id, slot, length: datagram.length, firstSeq, count } satisfies WriterRequest);
+      writer.worker.postMessage({ id, slot, datagrams } satisfies WriterRequest);
     });
   }
 
@@ -113,22 +121,30 @@ export class ConntrackWriterPool {
     if (this.closed) throw new Error('conntrack writer pool is closed');
     const result: BatchResult = { written: 0, failures: [] };
     const all: Promise<void>[] = [];
-    for (let start = 0; start < writes.length; start += MESSAGES_PER_DATAGRAM) {
-      const count = Math.min(MESSAGES_PER_DATAGRAM, writes.length - start);
+    for (let start = 0; start < writes.length; start += MESSAGES_PER_CHUNK) {
+      const count = Math.min(MESSAGES_PER_CHUNK, writes.length - start);
       const writer = this.writers[this.turn++ % this.writers.length];
       const slot = await this.takeSlot(writer);
-      const firstSeq = writer.seq;
       let sent: Promise<{ index: number; errno: number }[]>;
       try {
         // One builder for the pool, reused: encoding makes no garbage per datagram.
         const builder = this.builder.reset();
-        for (let i = 0; i < count; i++) write(builder, writes[start + i], firstSeq + i, i === count - 1 ? NLM_F_ACK : 0);
-        sent = this.send(writer, slot, builder.finish(), firstSeq, count);
+        const datagrams: number[] = [];
+        let seq = writer.seq;
+        for (let d = 0; d < count; d += MESSAGES_PER_DATAGRAM) {
+          const n = Math.min(MESSAGES_PER_DATAGRAM, count - d);
+          if (seq + n >= 0xfffffff0) seq = 1; // seqs stay consecutive within a datagram
+          const offset = builder.size;
+          for (let i = 0; i < n; i++) write(builder, writes[start + d + i], seq + i, i === n - 1 ? NLM_F_ACK : 0);
+          datagrams.push(offset, builder.size - offset, seq, n);
+          seq += n;
+        }
+        writer.seq = seq;
+        sent = this.send(writer, slot, builder.finish(), datagrams);
       } catch (err) {
         this.releaseSlot(writer, slot);
         throw err;
       }
-      writer.seq = firstSeq + count >= 0xfffffff0 ? 1 : firstSeq + count;
       all.push(sent.then((failures) => {
         result.written += count - failures.length;
         for (const f of failures) result.failures.push({ index: start + f.index, errno: f.errno });
@@ -149,7 +165,7 @@ export class ConntrackWriterPool {
 
   /** As ConntrackNetlink.upsert, on the writer threads. */
   upsert(writes: ConntrackWrite[]): Promise<UpsertResult> {
-    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
+    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w), undefined, this.order);
   }
 
   /** Asks every thread to close its socket and end; forces the ones that do not within 5 s. */
