@@ -3,8 +3,8 @@
 // conntrack messages from a bounded queue. A slow peer never stalls the dataplane and never grows
 // memory: when the queue is full it is dropped, the connection is marked out of sync, and a full
 // resync is requested once the socket has drained. A peer that cannot be reached is retried every
-// backoffMinMs (jittered) for the first FAST_RETRIES attempts, so a sync link that comes back is
-// used within about that time, then with exponential backoff up to backoffMaxMs; a peer that
+// backoffMinMs (jittered) for FAST_RETRY_WINDOW_MS, so a sync link that comes back is used within
+// about that time, then with exponential backoff up to backoffMaxMs; a peer that
 // answers but refuses (wrong secret, other protocol version) gets the exponential backoff at once.
 // A connection from the peer to us (retryNow) means the link is back: we retry at once too.
 import { connect, type Socket } from 'node:net';
@@ -94,11 +94,12 @@ type QueuedOp =
 const SOCKET_HIGH_WATER = 1 << 20;
 const HANDSHAKE_TIMEOUT_MS = 5000;
 /**
- * Failed attempts in a row retried at the short interval (backoffMinMs) before the backoff grows:
- * with the default 100 ms, about 5-10 s of outage (a connect on a link that is down fails at once,
- * so these cost nothing).
+ * How long failed attempts in a row are retried at the short interval (backoffMinMs) before the
+ * backoff grows: a connect on a link that is down fails at once, so these cost next to nothing,
+ * and a sync link cut for up to a minute (a cable, a switch reboot) is used again within about
+ * backoffMinMs of its return.
  */
-export const FAST_RETRIES = 100;
+export const FAST_RETRY_WINDOW_MS = 60_000;
 /**
  * A TCP connect not answered within this time is given up and tried again (during the fast
  * retries only): on a link that drops packets instead of failing at once, the kernel would retry
@@ -125,8 +126,10 @@ export class SyncClient {
   private roomWaiters: Array<() => void> = [];
   private stopped = true;
   private backoffMs: number;
-  /** Attempts in a row that failed since the last established connection. */
-  private failedAttempts = 0;
+  /** When the attempts in a row that failed began (netClock ms); undefined: the last one succeeded. */
+  private failingSince: number | undefined;
+  /** The peer refused (secret, version): no quick retries until an attempt ends otherwise. */
+  private refusedByPeer = false;
   private reconnectTimer: TimerHandle | undefined;
   private connectTimer: TimerHandle | undefined;
   private keepaliveTimer: TimerHandle | undefined;
@@ -251,7 +254,7 @@ export class SyncClient {
       socket.destroy(attempt.error);
     };
     this.handshakeTimer = this.netClock.setTimer(HANDSHAKE_TIMEOUT_MS, () => fail(new Error('handshake timeout')));
-    if (this.failedAttempts < FAST_RETRIES) {
+    if (this.fastRetries()) {
       this.connectTimer = this.netClock.setTimer(CONNECT_TIMEOUT_MS, () => fail(new Error(`no TCP connection within ${CONNECT_TIMEOUT_MS} ms`)));
     }
     socket.on('connect', () => {
@@ -328,7 +331,8 @@ export class SyncClient {
         this.status = 'established';
         this.warnedReason = undefined;
         this.backoffMs = this.config.backoffMinMs;
-        this.failedAttempts = 0;
+        this.failingSince = undefined;
+        this.refusedByPeer = false;
         this.outOfSync = false;
         this.startKeepalive();
         log.info({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, peerNode: welcome.nodeId }, 'sync connection established');
@@ -397,16 +401,22 @@ export class SyncClient {
     }
   }
 
+  /** Whether the next attempt comes at the short interval (and its TCP connect is time-limited). */
+  private fastRetries(): boolean {
+    return !this.refusedByPeer && (this.failingSince === undefined || this.netClock.now() - this.failingSince < FAST_RETRY_WINDOW_MS);
+  }
+
   /**
-   * The next attempt: every backoffMinMs (jittered) for the first FAST_RETRIES failures in a row
-   * (an established connection resets the count), then doubling up to backoffMaxMs; a refusal by
-   * the peer goes to the doubling at once.
+   * The next attempt: every backoffMinMs (jittered) while the failures in a row are younger than
+   * FAST_RETRY_WINDOW_MS (an established connection ends them), then doubling up to backoffMaxMs;
+   * a refusal by the peer goes to the doubling at once.
    */
   private scheduleReconnect(refused: boolean): void {
-    this.failedAttempts = refused ? Math.max(this.failedAttempts + 1, FAST_RETRIES) : this.failedAttempts + 1;
+    this.failingSince ??= this.netClock.now();
+    this.refusedByPeer = refused;
     const jitter = 0.5 + Math.random() / 2;
     let delay: number;
-    if (this.failedAttempts < FAST_RETRIES) {
+    if (this.fastRetries()) {
       delay = Math.round(this.config.backoffMinMs * jitter);
     } else {
       delay = Math.round(this.backoffMs * jitter);
@@ -427,7 +437,7 @@ export class SyncClient {
     if (this.stopped || this.reconnectTimer === undefined || this.status === 'authentication-failed') return;
     this.reconnectTimer.cancel();
     this.reconnectTimer = undefined;
-    this.failedAttempts = 0;
+    this.failingSince = undefined;
     this.backoffMs = this.config.backoffMinMs;
     this.open();
   }
