@@ -172,7 +172,11 @@ export class ConntrackNetlink {
   private async batch<T>(items: T[], write: (b: MessageBuilder, item: T, seq: number, flags: number) => void): Promise<BatchResult> {
     const result: BatchResult = { written: 0, failures: [] };
     const inFlight: Promise<void>[] = [];
+    // The first failure, thrown once all are answered: a datagram that fails while the loop awaits
+    // an older one must not be an unhandled rejection (it ends the process).
+    let failure: Error | undefined;
     for (let start = 0; start < items.length; start += MESSAGES_PER_DATAGRAM) {
+      if (failure) break;
       const count = Math.min(MESSAGES_PER_DATAGRAM, items.length - start);
       const builder = new MessageBuilder(count * 192);
       const firstSeq = this.nextSeq();
@@ -182,10 +186,13 @@ export class ConntrackNetlink {
       inFlight.push(this.request(builder.finish(), firstSeq, count).then((req) => {
         result.written += count - req.failures.length;
         for (const f of req.failures) result.failures.push({ index: start + f.index, errno: f.errno });
+      }, (err: Error) => {
+        failure ??= err;
       }));
       if (inFlight.length >= DATAGRAMS_IN_FLIGHT) await inFlight.shift();
     }
     await Promise.all(inFlight);
+    if (failure) throw failure;
     result.failures.sort((a, b) => a.index - b.index);
     return result;
   }
