@@ -25,6 +25,8 @@ export interface CeilingRun {
   errors: number;
   seconds: number;
   perSecond: number;
+  /** The probe's CPU time (user + system) over the writes. */
+  cpuSeconds: number;
 }
 
 /** Builds the probe; throws with the compiler's words when there is no C compiler. */
@@ -61,8 +63,8 @@ export async function ceilingRun(binary: string, n: number, batch: number): Prom
     const ns = fx.add('ha2');
     fx.exec(ns, 'nft', ['-f', '-'], TRACKING_RULESET);
     const out = fx.exec(ns, binary, [String(n), String(batch), '1']);
-    const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { created: number; errors: number; seconds: number; per_second: number };
-    return { conntracks: n, batch, created: r.created, errors: r.errors, seconds: r.seconds, perSecond: r.per_second };
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { created: number; errors: number; seconds: number; per_second: number; cpu_seconds: number };
+    return { conntracks: n, batch, created: r.created, errors: r.errors, seconds: r.seconds, perSecond: r.per_second, cpuSeconds: r.cpu_seconds };
   } finally {
     for (const ns of fx.namespaces) {
       try {

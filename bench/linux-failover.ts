@@ -9,7 +9,11 @@
 //  3. a failover of TANDEM_BENCH_CONNECTIONS (default 50,000) long-lived TCP connections through
 //     CG-NAT on the lab topology: the share that survives and the time from the master's death to
 //     every connection answering again.
-// Environment: TANDEM_BENCH_CONNTRACKS (default 100000), TANDEM_BENCH_CONNECTIONS (default 50000);
+//  4. the agent's sync end to end between two linux engines (bench/linux-sync-pair.ts): burst
+//     latency ha1 kernel -> ha2 kernel, conntracks missing in ha2's kernel per run (10 runs of n),
+//     resync time after the sync link returns, RSS per synced conntrack.
+// Environment: TANDEM_BENCH_CONNTRACKS (default 100000), TANDEM_BENCH_CONNECTIONS (default 50000),
+// TANDEM_BENCH_SYNC_PAIR_RUNS (default 10; 0 skips part 4);
 // TANDEM_BENCH_AGENTS=1: the failover runs through the real agents (`tandem start --engine linux`
 // in ha1 and ha2, configured over NETCONF, their own ha-fp-conntrack sync and VRRP) instead of the
 // engines driven in this process; TANDEM_BENCH_FAILOVER_ONLY=1 skips parts 1 and 2,
@@ -26,6 +30,7 @@ import { agentFailoverRun } from '../lab/agent-failover-run.js';
 import { failoverRun } from '../lab/failover-run.js';
 import { labVrfConfig } from '../lab/lab-topology.js';
 import { buildCeilingProbe, ceiling, sizeConntrackTable, TRACKING_RULESET, type CeilingRun } from './ctnetlink-ceiling.js';
+import { syncPairRun } from './linux-sync-pair.js';
 
 function progress(line: string): void {
   process.stderr.write(`bench linux-failover: ${line}\n`);
@@ -83,6 +88,7 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
     await engine.setRole('main', 'backup');
     const entries = syntheticEntries(n);
     const rssBefore = process.memoryUsage().rss;
+    const cpuBefore = process.cpuUsage();
     const started = process.hrtime.bigint();
     // As sync delivers them: one stream per sync connection (nb-event-threads, 2 by default), each
     // handing the engine frames of 1,000 conntracks and waiting for each write.
@@ -94,6 +100,7 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
     }));
     const written = counts.reduce((a, b) => a + b, 0);
     const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const cpu = process.cpuUsage(cpuBefore);
     const inKernel = Number(fx.exec(fx.namespaces[0], 'conntrack', ['-C']).trim());
     const rssAfter = process.memoryUsage().rss;
     progress(`tandem wrote ${written} conntracks into the backup's kernel in ${seconds.toFixed(2)} s`);
@@ -103,6 +110,9 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
       inKernel,
       seconds: Number(seconds.toFixed(3)),
       perSecond: Math.round(written / seconds),
+      // All threads of this process (encoding, writer threads, the kernel's work in their sends):
+      // compared with the probe's CPU time, a measure that depends far less on the machine's load.
+      cpuSeconds: Number(((cpu.user + cpu.system) / 1e6).toFixed(3)),
       // The agent keeps no state per synced conntrack on a backup (the kernel table holds them):
       // this is its resident-memory growth over the writes, transient buffers included.
       agentRssGrowthBytesPerConntrack: Math.max(0, Math.round((rssAfter - rssBefore) / n)),
@@ -261,11 +271,31 @@ export async function run(): Promise<Record<string, unknown>> {
   if (ceilingRuns.length > 0) {
     const ceilingMedian = median(ceilingRuns as unknown as Record<string, unknown>[]);
     figures.ceiling = { ...ceilingMedian, runs: ceilingRuns.map((r) => r.perSecond) };
-    figures.shareOfCeiling = Number((Number(tandemMedian.perSecond) / Number(ceilingMedian.perSecond)).toFixed(2));
+    // Each round's tandem run against the ceiling run right after it (the load changes between rounds).
+    const shares = ceilingRuns.map((c, i) => Number((Number(tandemRuns[i]?.perSecond) / c.perSecond).toFixed(2)));
+    const cpuShares = ceilingRuns.map((c, i) => Number((c.cpuSeconds / Number(tandemRuns[i]?.cpuSeconds)).toFixed(2)));
+    const mid = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+    figures.shareOfCeiling = mid(shares);
+    figures.shareOfCeilingRuns = shares;
+    // The probe's CPU time over tandem's for the same writes (1.0: tandem spends no more than the kernel's own work).
+    figures.cpuShareOfCeiling = mid(cpuShares);
+    figures.cpuShareOfCeilingRuns = cpuShares;
   }
-  if (process.env.TANDEM_BENCH_KERNEL_WRITES_ONLY === '1') return { kernelWrites: figures };
+  const pairRuns = Number(process.env.TANDEM_BENCH_SYNC_PAIR_RUNS ?? 10);
+  let syncPair: Record<string, unknown> | undefined;
+  if (pairRuns > 0) {
+    progress(`sync pair: ${pairRuns} bursts of ${n} conntracks from ha1's kernel to ha2's, then a resync after the link returns`);
+    const restore = sizeConntrackTable(2 * n);
+    try {
+      syncPair = { ...(await syncPairRun(n, pairRuns, progress)), loadavg: readFileSync('/proc/loadavg', 'utf8').trim() };
+    } finally {
+      restore();
+    }
+  }
+  if (process.env.TANDEM_BENCH_KERNEL_WRITES_ONLY === '1') return { kernelWrites: figures, ...(syncPair ? { syncPair } : {}) };
   return {
     kernelWrites: figures,
+    ...(syncPair ? { syncPair } : {}),
     failover: await failover(),
   };
 }

@@ -2,7 +2,11 @@
 // opens TCP from `source` to `address:port`, proves the shared secret, then sends batched
 // conntrack messages from a bounded queue. A slow peer never stalls the dataplane and never grows
 // memory: when the queue is full it is dropped, the connection is marked out of sync, and a full
-// resync is requested once the socket has drained. A dead peer is retried with exponential backoff.
+// resync is requested once the socket has drained. A peer that cannot be reached is retried every
+// backoffMinMs (jittered) for FAST_RETRY_WINDOW_MS, so a sync link that comes back is used within
+// about that time, then with exponential backoff up to backoffMaxMs; a peer that
+// answers but refuses (wrong secret, other protocol version) gets the exponential backoff at once.
+// A connection from the peer to us (retryNow) means the link is back: we retry at once too.
 import { connect, type Socket } from 'node:net';
 import type { FlowTuple } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
@@ -101,6 +105,20 @@ type QueuedOp =
 /** Bytes buffered in the socket before we stop writing and wait for 'drain'. */
 const SOCKET_HIGH_WATER = 1 << 20;
 const HANDSHAKE_TIMEOUT_MS = 5000;
+/**
+ * How long failed attempts in a row are retried at the short interval (backoffMinMs) before the
+ * backoff grows: a connect on a link that is down fails at once, so these cost next to nothing,
+ * and a sync link cut for up to a minute (a cable, a switch reboot) is used again within about
+ * backoffMinMs of its return.
+ */
+export const FAST_RETRY_WINDOW_MS = 60_000;
+/**
+ * A TCP connect not answered within this time is given up and tried again (during the fast
+ * retries only): on a link that drops packets instead of failing at once, the kernel would retry
+ * the SYN after 1 s, then 3 s, and the link's return would wait for it. Sync links are direct or
+ * short; a peer further than this (RTT) connects once the fast retries are over.
+ */
+export const CONNECT_TIMEOUT_MS = 400;
 
 export class SyncClient {
   readonly name: string;
@@ -122,7 +140,12 @@ export class SyncClient {
   private roomWaiters: Array<() => void> = [];
   private stopped = true;
   private backoffMs: number;
+  /** When the attempts in a row that failed began (netClock ms); undefined: the last one succeeded. */
+  private failingSince: number | undefined;
+  /** The peer refused (secret, version): no quick retries until an attempt ends otherwise. */
+  private refusedByPeer = false;
   private reconnectTimer: TimerHandle | undefined;
+  private connectTimer: TimerHandle | undefined;
   private keepaliveTimer: TimerHandle | undefined;
   private handshakeTimer: TimerHandle | undefined;
   private lastRx = 0;
@@ -272,7 +295,11 @@ export class SyncClient {
       socket.destroy(attempt.error);
     };
     this.handshakeTimer = this.netClock.setTimer(HANDSHAKE_TIMEOUT_MS, () => fail(new Error('handshake timeout')));
+    if (this.fastRetries()) {
+      this.connectTimer = this.netClock.setTimer(CONNECT_TIMEOUT_MS, () => fail(new Error(`no TCP connection within ${CONNECT_TIMEOUT_MS} ms`)));
+    }
     socket.on('connect', () => {
+      this.connectTimer?.cancel();
       this.write(FrameType.Hello, attempt.helloPayload);
     });
     const onData = (data: Buffer): void => {
@@ -301,7 +328,8 @@ export class SyncClient {
       const err = attempt.error ?? (socket.errored as Error | null) ?? undefined;
       if (this.socket !== socket) return;
       this.teardown(err?.message ?? 'closed by peer', err instanceof SyncAuthenticationError);
-      if (!this.stopped) this.scheduleReconnect();
+      // A peer that answered and refused (secret, version) is not helped by quick retries.
+      if (!this.stopped) this.scheduleReconnect(err instanceof SyncProtocolError);
     });
   }
 
@@ -344,6 +372,8 @@ export class SyncClient {
         this.status = 'established';
         this.warnedReason = undefined;
         this.backoffMs = this.config.backoffMinMs;
+        this.failingSince = undefined;
+        this.refusedByPeer = false;
         this.outOfSync = false;
         this.acks.reset();
         this.lastSeq = 0;
@@ -386,6 +416,7 @@ export class SyncClient {
     const wasUp = this.status === 'established';
     const wasAuthFailed = this.status === 'authentication-failed';
     this.handshakeTimer?.cancel();
+    this.connectTimer?.cancel();
     this.keepaliveTimer?.cancel();
     const lost = this.queued();
     this.stats.transmitError += lost;
@@ -423,13 +454,45 @@ export class SyncClient {
     }
   }
 
-  private scheduleReconnect(): void {
+  /** Whether the next attempt comes at the short interval (and its TCP connect is time-limited). */
+  private fastRetries(): boolean {
+    return !this.refusedByPeer && (this.failingSince === undefined || this.netClock.now() - this.failingSince < FAST_RETRY_WINDOW_MS);
+  }
+
+  /**
+   * The next attempt: every backoffMinMs (jittered) while the failures in a row are younger than
+   * FAST_RETRY_WINDOW_MS (an established connection ends them), then doubling up to backoffMaxMs;
+   * a refusal by the peer goes to the doubling at once.
+   */
+  private scheduleReconnect(refused: boolean): void {
+    this.failingSince ??= this.netClock.now();
+    this.refusedByPeer = refused;
     const jitter = 0.5 + Math.random() / 2;
-    const delay = Math.round(this.backoffMs * jitter);
-    this.backoffMs = Math.min(this.config.backoffMaxMs, this.backoffMs * 2);
+    let delay: number;
+    if (this.fastRetries()) {
+      delay = Math.round(this.config.backoffMinMs * jitter);
+    } else {
+      delay = Math.round(this.backoffMs * jitter);
+      this.backoffMs = Math.min(this.config.backoffMaxMs, this.backoffMs * 2);
+    }
+    this.reconnectTimer?.cancel();
     this.reconnectTimer = this.netClock.setTimer(delay, () => {
+      this.reconnectTimer = undefined;
       if (!this.stopped) this.open();
     });
+  }
+
+  /**
+   * The peer reached us (its own sync connection arrived): the link works, so an attempt waiting
+   * out a backoff starts now, and the next failures are retried at the short interval again.
+   */
+  retryNow(): void {
+    if (this.stopped || this.reconnectTimer === undefined || this.status === 'authentication-failed') return;
+    this.reconnectTimer.cancel();
+    this.reconnectTimer = undefined;
+    this.failingSince = undefined;
+    this.backoffMs = this.config.backoffMinMs;
+    this.open();
   }
 
   /** Tell the peer our configuration fingerprint changed (config.fingerprint), without reconnecting. */

@@ -8,6 +8,7 @@ import { logger } from '../core/log.js';
 import type { Hello } from './handshake.js';
 import { type ConnectionStatus, SyncClient, type SyncClientListener, type SyncClientStats } from './sync-client.js';
 import { differingParts, type FingerprintPart, type VrfSyncConfig } from './sync-config.js';
+import { canonicalAddress } from './peer-address.js';
 import type { ReceiverSession } from './sync-listener.js';
 import { SyncReceiver } from './sync-receiver.js';
 import { type ManualSyncResult, SyncSender } from './sync-sender.js';
@@ -233,6 +234,9 @@ export class VrfSync implements SyncClientListener {
 
   /** Resolver for the listener: accept only hellos from a configured peer address. */
   accept(hello: Hello, remoteAddress: string): ReceiverSession | string {
+    // The peer reached us: the link is back, our own connections to it need not wait out a backoff.
+    const remote = canonicalAddress(remoteAddress);
+    for (const p of this.peers) for (const c of p.clients) if (canonicalAddress(c.config.address) === remote) c.retryNow();
     return this.receiver.accept(hello, remoteAddress);
   }
 

@@ -14,7 +14,7 @@ import {
 } from './ctnetlink-codec.js';
 import { inNamespace } from './network-namespace.js';
 import { NETLINK_NO_ENOBUFS, findNetlinkFd, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
-import { upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
+import { UpsertOrder, upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
 
 const log = logger('conntrack-netlink');
 
@@ -75,6 +75,8 @@ export class ConntrackNetlink {
   private dumping: Promise<void> = Promise.resolve();
   private readonly pending: PendingRequest[] = [];
   private closed = false;
+  /** Creates or updates first, as the last upserts went (conntrack-upsert.ts). */
+  private readonly order = new UpsertOrder();
 
   constructor(readonly options: ConntrackNetlinkOptions = {}) {
     ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER));
@@ -176,7 +178,11 @@ export class ConntrackNetlink {
   private async batch<T>(items: T[], write: (b: MessageBuilder, item: T, seq: number, flags: number) => void): Promise<BatchResult> {
     const result: BatchResult = { written: 0, failures: [] };
     const inFlight: Promise<void>[] = [];
+    // The first failure, thrown once all are answered: a datagram that fails while the loop awaits
+    // an older one must not be an unhandled rejection (it ends the process).
+    let failure: Error | undefined;
     for (let start = 0; start < items.length; start += MESSAGES_PER_DATAGRAM) {
+      if (failure) break;
       const count = Math.min(MESSAGES_PER_DATAGRAM, items.length - start);
       const builder = new MessageBuilder(count * 192);
       const firstSeq = this.nextSeq();
@@ -186,10 +192,13 @@ export class ConntrackNetlink {
       inFlight.push(this.request(builder.finish(), firstSeq, count).then((req) => {
         result.written += count - req.failures.length;
         for (const f of req.failures) result.failures.push({ index: start + f.index, errno: f.errno });
+      }, (err: Error) => {
+        failure ??= err;
       }));
       if (inFlight.length >= DATAGRAMS_IN_FLIGHT) await inFlight.shift();
     }
     await Promise.all(inFlight);
+    if (failure) throw failure;
     result.failures.sort((a, b) => a.index - b.index);
     return result;
   }
@@ -214,7 +223,7 @@ export class ConntrackNetlink {
 
   /** Creates, or updates those that already exist; `written` counts both, `created` the new ones. */
   upsert(writes: ConntrackWrite[]): Promise<UpsertResult> {
-    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
+    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w), undefined, this.order);
   }
 
   /** Deletes conntracks by original tuple; missing ones are not counted and not failures. */

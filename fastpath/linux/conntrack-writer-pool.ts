@@ -2,19 +2,51 @@
 // writer thread sends them on its own ctnetlink socket in the namespace, where the kernel does the
 // expensive part (conntrack allocation, NAT binding, hash insertion) in the sending thread. With
 // one thread this is what ConntrackNetlink does; with two or more, creates run on several cores.
+// Concurrent batches are coalesced: sync hands the engine many small frames at once (a burst of
+// kernel events makes frames of a few dozen conntracks), and each on its own would cost a message
+// between threads and a datagram; they wait in one queue and leave in chunks of up to
+// MESSAGES_PER_CHUNK, in the order they came, each batch's messages consecutive.
 import { Worker } from 'node:worker_threads';
 import { logger } from '../../core/log.js';
 import { MessageBuilder, NLM_F_ACK, writeCreate, writeUpdate, type ConntrackWrite } from './ctnetlink-codec.js';
 import type { BatchResult } from './conntrack-netlink.js';
 import { SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';
-import { upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
+import { UpsertOrder, upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
 
 const log = logger('conntrack-writer');
 
 const MESSAGES_PER_DATAGRAM = 256;
-/** Datagrams a writer has unanswered at most (its socket's receive buffer holds their answers). */
+/** Messages handed to a thread at once (in datagrams of MESSAGES_PER_DATAGRAM): one message between threads per chunk. */
+const MESSAGES_PER_CHUNK = 1024;
+/**
+ * Chunks a writer has unanswered at most (16 datagrams): enough that the next datagram is always
+ * waiting when the kernel finishes one (with 4 datagrams the thread idled between sync frames), and
+ * the socket's receive buffer (8 MB) holds their answers even if every message is refused.
+ */
 const IN_FLIGHT_PER_WRITER = 4;
 const START_TIMEOUT_MS = 10_000;
+
+/** A batch waiting for (or in) chunks: its messages go out in order, from `next` on. */
+interface QueuedBatch {
+  writes: ConntrackWrite[];
+  write: typeof writeCreate;
+  /** Writes already placed in a chunk. */
+  next: number;
+  /** Chunks holding some of its writes and not yet answered. */
+  outstanding: number;
+  result: BatchResult;
+  settled: boolean;
+  resolve: (r: BatchResult) => void;
+  reject: (e: Error) => void;
+}
+
+/** The writes of one batch in a chunk: writes[from, from + count) are messages [at, at + count) of the chunk. */
+interface ChunkPart {
+  batch: QueuedBatch;
+  from: number;
+  count: number;
+  at: number;
+}
 
 interface Writer {
   worker: Worker;
@@ -30,7 +62,13 @@ export class ConntrackWriterPool {
   private nextId = 1;
   private turn = 0;
   private closed = false;
+  /** Creates or updates first, as the last upserts went (conntrack-upsert.ts). */
+  private readonly order = new UpsertOrder();
   private readonly builder = new MessageBuilder(SLOT_BYTES);
+  private readonly queue: QueuedBatch[] = [];
+  private pumping = false;
+  /** Chunks handed to the threads and the messages in them (batches coalesce: fewer chunks than batches). */
+  readonly stats = { chunks: 0, messages: 0 };
 
   private constructor(
     private readonly writers: Writer[],
@@ -97,46 +135,144 @@ export class ConntrackWriterPool {
     writer.waiting.shift()?.();
   }
 
-  /** Copies the datagram into the writer's slot and hands it over; resolves with the refusals. */
-  private send(writer: Writer, slot: number, datagram: Buffer, firstSeq: number, count: number): Promise<{ index: number; errno: number }[]> {
-    if (datagram.length > SLOT_BYTES) throw new Error(`datagram of ${datagram.length} bytes does not fit a ${SLOT_BYTES}-byte slot`);
-    writer.slots.set(datagram, slot * SLOT_BYTES);
+  /** Copies the chunk into the writer's slot and hands it over; resolves with the refusals (index in the chunk). */
+  private send(writer: Writer, slot: number, chunk: Buffer, datagrams: number[]): Promise<{ index: number; errno: number }[]> {
+    if (chunk.length > SLOT_BYTES) throw new Error(`chunk of ${chunk.length} bytes does not fit a ${SLOT_BYTES}-byte slot`);
+    writer.slots.set(chunk, slot * SLOT_BYTES);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       writer.pending.set(id, { resolve, reject });
       writer.worker.ref(); // an answer is due: keep the process alive for it
-      writer.worker.postMessage({ id, slot, length: datagram.length, firstSeq, count } satisfies WriterRequest);
+      writer.worker.postMessage({ id, slot, datagrams } satisfies WriterRequest);
     });
   }
 
-  private async batch(writes: ConntrackWrite[], write: typeof writeCreate): Promise<BatchResult> {
-    if (this.closed) throw new Error('conntrack writer pool is closed');
-    const result: BatchResult = { written: 0, failures: [] };
-    const all: Promise<void>[] = [];
-    for (let start = 0; start < writes.length; start += MESSAGES_PER_DATAGRAM) {
-      const count = Math.min(MESSAGES_PER_DATAGRAM, writes.length - start);
-      const writer = this.writers[this.turn++ % this.writers.length];
-      const slot = await this.takeSlot(writer);
-      const firstSeq = writer.seq;
-      let sent: Promise<{ index: number; errno: number }[]>;
-      try {
-        // One builder for the pool, reused: encoding makes no garbage per datagram.
-        const builder = this.builder.reset();
-        for (let i = 0; i < count; i++) write(builder, writes[start + i], firstSeq + i, i === count - 1 ? NLM_F_ACK : 0);
-        sent = this.send(writer, slot, builder.finish(), firstSeq, count);
-      } catch (err) {
-        this.releaseSlot(writer, slot);
-        throw err;
+  private batch(writes: ConntrackWrite[], write: typeof writeCreate): Promise<BatchResult> {
+    if (this.closed) return Promise.reject(new Error('conntrack writer pool is closed'));
+    if (writes.length === 0) return Promise.resolve({ written: 0, failures: [] });
+    return new Promise((resolve, reject) => {
+      this.queue.push({ writes, write, next: 0, outstanding: 0, result: { written: 0, failures: [] }, settled: false, resolve, reject });
+      void this.pump();
+    });
+  }
+
+  /** Sends the queue in chunks while there is one; batches that arrive meanwhile join the next chunk. */
+  private async pump(): Promise<void> {
+    if (this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.queue.length > 0) {
+        const writer = this.writers[this.turn++ % this.writers.length] as Writer;
+        const slot = await this.takeSlot(writer);
+        const chunk = this.encodeChunk(writer);
+        if (!chunk) {
+          this.releaseSlot(writer, slot);
+          continue;
+        }
+        const { parts, datagrams, bytes } = chunk;
+        this.stats.chunks++;
+        for (const part of parts) this.stats.messages += part.count;
+        let sent: Promise<{ index: number; errno: number }[]>;
+        try {
+          sent = this.send(writer, slot, bytes, datagrams);
+        } catch (err) {
+          this.releaseSlot(writer, slot);
+          for (const part of parts) this.fail(part.batch, err as Error);
+          continue;
+        }
+        sent.then((failures) => this.answer(parts, failures), (err: Error) => {
+          for (const part of parts) this.fail(part.batch, err);
+        }).finally(() => this.releaseSlot(writer, slot));
       }
-      writer.seq = firstSeq + count >= 0xfffffff0 ? 1 : firstSeq + count;
-      all.push(sent.then((failures) => {
-        result.written += count - failures.length;
-        for (const f of failures) result.failures.push({ index: start + f.index, errno: f.errno });
-      }).finally(() => this.releaseSlot(writer, slot)));
+    } finally {
+      this.pumping = false;
     }
-    await Promise.all(all);
-    result.failures.sort((a, b) => a.index - b.index);
-    return result;
+  }
+
+  /**
+   * Encodes the head of the queue, up to MESSAGES_PER_CHUNK messages, into datagrams of
+   * MESSAGES_PER_DATAGRAM (one ack each); a batch whose writes cannot be encoded (bad input) is
+   * refused with the encoder's error and the chunk is made without it. Undefined: nothing left.
+   */
+  private encodeChunk(writer: Writer): { parts: ChunkPart[]; datagrams: number[]; bytes: Buffer } | undefined {
+    for (;;) {
+      const parts: ChunkPart[] = [];
+      let total = 0;
+      for (const batch of this.queue) {
+        if (total >= MESSAGES_PER_CHUNK) break;
+        const count = Math.min(batch.writes.length - batch.next, MESSAGES_PER_CHUNK - total);
+        parts.push({ batch, from: batch.next, count, at: total });
+        total += count;
+      }
+      if (total === 0) return undefined;
+      // One builder for the pool, reused: encoding makes no garbage per datagram.
+      const builder = this.builder.reset();
+      const datagrams: number[] = [];
+      let seq = writer.seq;
+      let p = 0;
+      let j = 0;
+      let current: ChunkPart | undefined;
+      try {
+        for (let d = 0; d < total; d += MESSAGES_PER_DATAGRAM) {
+          const n = Math.min(MESSAGES_PER_DATAGRAM, total - d);
+          if (seq + n >= 0xfffffff0) seq = 1; // seqs stay consecutive within a datagram
+          const offset = builder.size;
+          for (let i = 0; i < n; i++) {
+            while ((current = parts[p] as ChunkPart) && j >= current.count) {
+              p++;
+              j = 0;
+            }
+            current.batch.write(builder, current.batch.writes[current.from + j] as ConntrackWrite, seq + i, i === n - 1 ? NLM_F_ACK : 0);
+            j++;
+          }
+          datagrams.push(offset, builder.size - offset, seq, n);
+          seq += n;
+        }
+      } catch (err) {
+        // Bad input in one batch: it fails as a whole (as before coalescing); the others go on.
+        if (!current) throw err;
+        this.fail(current.batch, err as Error);
+        continue;
+      }
+      writer.seq = seq;
+      for (const part of parts) {
+        part.batch.next += part.count;
+        part.batch.outstanding++;
+      }
+      while (this.queue.length > 0 && (this.queue[0] as QueuedBatch).next === (this.queue[0] as QueuedBatch).writes.length) this.queue.shift();
+      return { parts, datagrams, bytes: builder.finish() };
+    }
+  }
+
+  /** Hands each batch its share of a chunk's refusals; a batch whose chunks are all answered resolves. */
+  private answer(parts: ChunkPart[], failures: { index: number; errno: number }[]): void {
+    failures.sort((a, b) => a.index - b.index);
+    let f = 0;
+    for (const part of parts) {
+      let refused = 0;
+      for (; f < failures.length && (failures[f] as { index: number }).index < part.at + part.count; f++) {
+        const failure = failures[f] as { index: number; errno: number };
+        part.batch.result.failures.push({ index: part.from + failure.index - part.at, errno: failure.errno });
+        refused++;
+      }
+      part.batch.result.written += part.count - refused;
+      part.batch.outstanding--;
+      if (!part.batch.settled && part.batch.outstanding === 0 && part.batch.next === part.batch.writes.length) {
+        part.batch.settled = true;
+        part.batch.result.failures.sort((a, b) => a.index - b.index);
+        part.batch.resolve(part.batch.result);
+      }
+    }
+  }
+
+  private fail(batch: QueuedBatch, err: Error): void {
+    if (!batch.settled) {
+      batch.settled = true;
+      batch.reject(err);
+    }
+    // Nothing more of it is sent.
+    const index = this.queue.indexOf(batch);
+    if (index >= 0) this.queue.splice(index, 1);
   }
 
   create(writes: ConntrackWrite[]): Promise<BatchResult> {
@@ -149,13 +285,14 @@ export class ConntrackWriterPool {
 
   /** As ConntrackNetlink.upsert, on the writer threads. */
   upsert(writes: ConntrackWrite[]): Promise<UpsertResult> {
-    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w));
+    return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w), undefined, this.order);
   }
 
   /** Asks every thread to close its socket and end; forces the ones that do not within 5 s. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const batch of [...this.queue]) this.fail(batch, new Error('conntrack writer pool is closed'));
     await Promise.all(this.writers.map((w) => new Promise<void>((resolve) => {
       const force = setTimeout(() => void w.worker.terminate().then(() => resolve()), 5000);
       w.worker.once('exit', () => { clearTimeout(force); resolve(); });

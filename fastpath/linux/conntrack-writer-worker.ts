@@ -4,7 +4,7 @@
 // Datagrams arrive in slots of a SharedArrayBuffer (no copy, no transfer, no garbage per datagram).
 import { parentPort, workerData } from 'node:worker_threads';
 import { ConntrackNetlink } from './conntrack-netlink.js';
-import { SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';
+import { DATAGRAM_FIELDS, SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('conntrack-writer-worker must run as a worker thread');
@@ -26,10 +26,19 @@ port.on('message', (req: WriterRequest | { close: true }) => {
     port.close();
     return;
   }
-  // A view on the slot: the pool does not reuse it before this request is answered.
-  const datagram = Buffer.from(slots, req.slot * SLOT_BYTES, req.length);
-  netlink.sendDatagram(datagram, req.firstSeq, req.count).then(
-    (failures) => port.postMessage({ id: req.id, failures } satisfies WriterReply),
+  // Views on the slot: the pool does not reuse it before this request is answered. All datagrams
+  // of the chunk go out at once (the first is sent now, the rest as soon as the socket takes them).
+  const sends: Promise<{ index: number; errno: number }[]>[] = [];
+  let index = 0;
+  for (let k = 0; k < req.datagrams.length; k += DATAGRAM_FIELDS) {
+    const [offset, length, firstSeq, count] = req.datagrams.slice(k, k + DATAGRAM_FIELDS) as [number, number, number, number];
+    const base = index;
+    const datagram = Buffer.from(slots, req.slot * SLOT_BYTES + offset, length);
+    sends.push(netlink.sendDatagram(datagram, firstSeq, count).then((fs) => fs.map((f) => ({ index: base + f.index, errno: f.errno }))));
+    index += count;
+  }
+  Promise.all(sends).then(
+    (lists) => port.postMessage({ id: req.id, failures: lists.flat() } satisfies WriterReply),
     (err: Error) => port.postMessage({ id: req.id, error: err.message } satisfies WriterReply),
   );
 });

@@ -249,6 +249,21 @@ export class MessageBuilder {
     return this;
   }
 
+  /**
+   * Appends `n` bytes for the caller to fill and returns their offset in `bytes` (read `bytes`
+   * after claiming: claiming may grow the buffer). The fixed-layout IPv4 encoder writes there.
+   */
+  claim(n: number): number {
+    this.reserve(n);
+    const at = this.length;
+    this.length += n;
+    return at;
+  }
+
+  get bytes(): Buffer {
+    return this.buffer;
+  }
+
   /** Opens a nested attribute; returns its start for close(). */
   openNest(type: number): number {
     this.reserve(4);
@@ -347,6 +362,11 @@ function checkWrite(w: ConntrackWrite, withReply: boolean): boolean {
 const liberal = Buffer.from([IP_CT_TCP_FLAG_BE_LIBERAL, IP_CT_TCP_FLAG_BE_LIBERAL]); // struct nf_ct_tcp_flags
 
 export function writeCreate(b: MessageBuilder, w: ConntrackWrite, seq: number, flags: number): void {
+  if (!writeIpv4(b, w, seq, flags, true)) writeCreateByAttributes(b, w, seq, flags);
+}
+
+/** writeCreate attribute by attribute (any family and protocol); the IPv4 TCP/UDP fast path must match it byte for byte. */
+export function writeCreateByAttributes(b: MessageBuilder, w: ConntrackWrite, seq: number, flags: number): void {
   const v4 = checkWrite(w, true);
   b.begin(IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | flags, seq, v4 ? AF_INET : AF_INET6);
   writeTuple(b, CTA_TUPLE_ORIG, w.orig, false, v4);
@@ -376,6 +396,11 @@ export function encodeCreate(w: ConntrackWrite, seq: number, flags: number): Buf
 
 /** An update of an existing conntrack (found by its original tuple): state, timeout and mark only. */
 export function writeUpdate(b: MessageBuilder, w: ConntrackWrite, seq: number, flags: number): void {
+  if (!writeIpv4(b, w, seq, flags, false)) writeUpdateByAttributes(b, w, seq, flags);
+}
+
+/** writeUpdate attribute by attribute (any family and protocol). */
+export function writeUpdateByAttributes(b: MessageBuilder, w: ConntrackWrite, seq: number, flags: number): void {
   const v4 = checkWrite(w, false);
   b.begin(IPCTNL_MSG_CT_NEW, NLM_F_REQUEST | flags, seq, v4 ? AF_INET : AF_INET6);
   writeTuple(b, CTA_TUPLE_ORIG, w.orig, false, v4);
@@ -396,6 +421,173 @@ function writeState(b: MessageBuilder, w: ConntrackWrite): void {
       t.attribute(CTA_PROTOINFO_TCP_FLAGS_REPLY, liberal);
     }));
   }
+}
+
+// ---- The IPv4 TCP/UDP fast path ----
+// Synced conntracks are nearly all IPv4 TCP/UDP, and their create messages have a fixed layout: the
+// encoder writes it in one pass with numeric addresses (each parsed once), no nesting bookkeeping
+// and no validation objects. It gives up (returns false) on anything else, and the attribute-by-
+// attribute encoder above handles that (and throws its precise errors for bad input).
+
+const TUPLE_V4_BYTES = 52;
+const NAT_V4_BYTES = 40;
+const PROTOINFO_TCP_BYTES = 32;
+
+/** A dotted IPv4 address as a 32-bit number, or -1 when the text is not one. */
+export function parseIpv4(address: string): number {
+  let value = 0;
+  let octet = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || dots === 3) return -1;
+      value = value * 256 + octet;
+      octet = 0;
+      digits = 0;
+      dots++;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      octet = octet * 10 + c - 48;
+      digits++;
+      if (octet > 255) return -1;
+    } else {
+      return -1;
+    }
+  }
+  return dots === 3 && digits > 0 ? value * 256 + octet : -1;
+}
+
+function isPort(p: unknown): p is number {
+  return typeof p === 'number' && (p & 0xffff) === p;
+}
+
+function attrHeader(b: Buffer, at: number, len: number, type: number): void {
+  b[at] = len & 255;
+  b[at + 1] = len >>> 8;
+  b[at + 2] = type & 255;
+  b[at + 3] = type >>> 8;
+}
+
+function be32Attr(b: Buffer, at: number, type: number, value: number): void {
+  attrHeader(b, at, 8, type);
+  b[at + 4] = (value >>> 24) & 255;
+  b[at + 5] = (value >>> 16) & 255;
+  b[at + 6] = (value >>> 8) & 255;
+  b[at + 7] = value & 255;
+}
+
+function be16Attr(b: Buffer, at: number, type: number, value: number): void {
+  attrHeader(b, at, 6, type);
+  b[at + 4] = value >>> 8;
+  b[at + 5] = value & 255;
+  b[at + 6] = 0;
+  b[at + 7] = 0;
+}
+
+function u8Attr(b: Buffer, at: number, type: number, value: number): void {
+  attrHeader(b, at, 5, type);
+  b[at + 4] = value;
+  b[at + 5] = 0;
+  b[at + 6] = 0;
+  b[at + 7] = 0;
+}
+
+function tupleV4(b: Buffer, at: number, type: number, proto: number, src: number, dst: number, sport: number, dport: number): number {
+  attrHeader(b, at, TUPLE_V4_BYTES, type | NLA_F_NESTED);
+  attrHeader(b, at + 4, 20, CTA_TUPLE_IP | NLA_F_NESTED);
+  be32Attr(b, at + 8, CTA_IP_V4_SRC, src);
+  be32Attr(b, at + 16, CTA_IP_V4_DST, dst);
+  attrHeader(b, at + 24, 28, CTA_TUPLE_PROTO | NLA_F_NESTED);
+  u8Attr(b, at + 28, CTA_PROTO_NUM, proto);
+  be16Attr(b, at + 36, CTA_PROTO_SRC_PORT, sport);
+  be16Attr(b, at + 44, CTA_PROTO_DST_PORT, dport);
+  return at + TUPLE_V4_BYTES;
+}
+
+function natV4(b: Buffer, at: number, type: number, address: number, port: number): number {
+  attrHeader(b, at, NAT_V4_BYTES, type | NLA_F_NESTED);
+  be32Attr(b, at + 4, CTA_NAT_V4_MINIP, address);
+  be32Attr(b, at + 12, CTA_NAT_V4_MAXIP, address);
+  attrHeader(b, at + 20, 20, CTA_NAT_PROTO | NLA_F_NESTED);
+  be16Attr(b, at + 24, CTA_PROTONAT_PORT_MIN, port);
+  be16Attr(b, at + 32, CTA_PROTONAT_PORT_MAX, port);
+  return at + NAT_V4_BYTES;
+}
+
+/**
+ * Writes a create (withReply) or update of an IPv4 TCP/UDP conntrack in the layout writeCreate /
+ * writeUpdate produce; returns false, having written nothing, for anything else.
+ */
+function writeIpv4(mb: MessageBuilder, w: ConntrackWrite, seq: number, flags: number, withReply: boolean): boolean {
+  const { orig, reply } = w;
+  const proto = orig.proto === 'tcp' ? 6 : orig.proto === 'udp' ? 17 : 0;
+  if (proto === 0 || typeof orig.src !== 'string' || typeof orig.dst !== 'string') return false;
+  if (!isPort(orig.sport) || !isPort(orig.dport)) return false;
+  const state = TCP_STATE_NUMBERS[w.state];
+  if (!Object.hasOwn(TCP_STATE_NUMBERS, w.state) || !Number.isFinite(w.timeout) || w.timeout < 0) return false;
+  const os = parseIpv4(orig.src);
+  const od = parseIpv4(orig.dst);
+  if (os < 0 || od < 0) return false;
+  let snat = false;
+  let dnat = false;
+  let rs = 0;
+  let rd = 0;
+  if (withReply) {
+    if (reply.proto !== orig.proto || typeof reply.src !== 'string' || typeof reply.dst !== 'string') return false;
+    if (!isPort(reply.sport) || !isPort(reply.dport)) return false;
+    rs = parseIpv4(reply.src);
+    rd = parseIpv4(reply.dst);
+    if (rs < 0 || rd < 0) return false;
+    // As in writeCreateByAttributes, which compares the texts: a different spelling of the same address is NAT too.
+    snat = reply.dst !== orig.src || reply.dport !== orig.sport;
+    dnat = reply.src !== orig.dst || reply.sport !== orig.dport;
+  }
+  const tcp = proto === 6;
+  const hasMark = w.mark !== undefined;
+  const length = 20 + TUPLE_V4_BYTES + (withReply ? TUPLE_V4_BYTES : 0) + (snat ? NAT_V4_BYTES : 0) + (dnat ? NAT_V4_BYTES : 0)
+    + 16 + (hasMark ? 8 : 0) + (tcp ? PROTOINFO_TCP_BYTES : 0);
+  const start = mb.claim(length);
+  const b = mb.bytes;
+  // struct nlmsghdr (host order) + struct nfgenmsg
+  b.writeUInt32LE(length, start);
+  b.writeUInt16LE(IPCTNL_MSG_CT_NEW, start + 4);
+  b.writeUInt16LE((NLM_F_REQUEST | (withReply ? NLM_F_CREATE | NLM_F_EXCL : 0) | flags) & 0xffff, start + 6);
+  b.writeUInt32LE(seq >>> 0, start + 8);
+  b.writeUInt32LE(0, start + 12);
+  b[start + 16] = AF_INET;
+  b[start + 17] = 0;
+  b[start + 18] = 0;
+  b[start + 19] = 0;
+  let at = tupleV4(b, start + 20, CTA_TUPLE_ORIG, proto, os, od, orig.sport, orig.dport);
+  if (withReply) {
+    at = tupleV4(b, at, CTA_TUPLE_REPLY, proto, od, os, orig.dport, orig.sport); // un-translated, see writeCreateByAttributes
+    if (snat) at = natV4(b, at, CTA_NAT_SRC, rd, reply.dport);
+    if (dnat) at = natV4(b, at, CTA_NAT_DST, rs, reply.sport);
+  }
+  be32Attr(b, at, CTA_STATUS, IPS_CONFIRMED | (w.state !== 'syn-sent' ? IPS_SEEN_REPLY | IPS_ASSURED : 0));
+  be32Attr(b, at + 8, CTA_TIMEOUT, Math.round(w.timeout) >>> 0);
+  at += 16;
+  if (hasMark) {
+    be32Attr(b, at, CTA_MARK, (w.mark as number) >>> 0);
+    at += 8;
+  }
+  if (tcp) {
+    attrHeader(b, at, PROTOINFO_TCP_BYTES, CTA_PROTOINFO | NLA_F_NESTED);
+    attrHeader(b, at + 4, 28, CTA_PROTOINFO_TCP | NLA_F_NESTED);
+    u8Attr(b, at + 8, CTA_PROTOINFO_TCP_STATE, state);
+    attrHeader(b, at + 16, 6, CTA_PROTOINFO_TCP_FLAGS_ORIGINAL);
+    b[at + 20] = IP_CT_TCP_FLAG_BE_LIBERAL;
+    b[at + 21] = IP_CT_TCP_FLAG_BE_LIBERAL;
+    b[at + 22] = 0;
+    b[at + 23] = 0;
+    attrHeader(b, at + 24, 6, CTA_PROTOINFO_TCP_FLAGS_REPLY);
+    b[at + 28] = IP_CT_TCP_FLAG_BE_LIBERAL;
+    b[at + 29] = IP_CT_TCP_FLAG_BE_LIBERAL;
+    b[at + 30] = 0;
+    b[at + 31] = 0;
+  }
+  return true;
 }
 
 export function writeDelete(b: MessageBuilder, orig: FlowTuple, seq: number, flags: number): void {
