@@ -71,7 +71,11 @@ async function measure(pid: number, connect: () => Promise<NetconfTestClient>): 
     expectOk(await c.rpc(`<edit-config><target><candidate/></target>${rulesConfig(10)}</edit-config>`), 'small edit-config');
     expectOk(await c.rpc('<commit/>'), 'small commit');
     const smallCommitMs = Math.round(performance.now() - t);
+    // And once more after it: what is held only until the next commit (a previous version kept for undo or deltas).
+    await settle();
+    const afterNextCommit = readRss(pid);
     return {
+      afterNextCommit, afterNextCommitOverIdle: Number((afterNextCommit.rssMb / idle.rssMb).toFixed(2)),
       idle, withRules: loaded, afterRemoval: removed, afterOverIdle: Number((removed.rssMb / idle.rssMb).toFixed(2)),
       loadEditCommitMs: loadMs, removeEditCommitMs: removeMs, smallEditCommitAfterMs: smallCommitMs,
     };
@@ -81,7 +85,9 @@ async function measure(pid: number, connect: () => Promise<NetconfTestClient>): 
 }
 
 async function measureTandem(tuned: boolean): Promise<Record<string, unknown>> {
-  const t = await startTandem({ tuned, env: { TANDEM_LOG_LEVEL: process.env.BENCH_MEMORY_LOG_LEVEL ?? 'info' } });
+  // BENCH_MEMORY_PLANE=in-process measures the agent with its dataplane in the main thread (default: the plane worker).
+  const plane = process.env.BENCH_MEMORY_PLANE;
+  const t = await startTandem({ tuned, args: plane ? ['--plane', plane] : [], env: { TANDEM_LOG_LEVEL: process.env.BENCH_MEMORY_LOG_LEVEL ?? 'info' } });
   try {
     const figures = await measure(t.pid, () => NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 300000 }));
     // What the agent logged about its libyang heap and worker start (if anything).

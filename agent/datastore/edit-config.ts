@@ -72,10 +72,10 @@ export function childPath(parentPath: string, parentModule: string | undefined, 
  */
 class SiblingIndex {
   private static readonly MAX_LAYERS = 16;
-  /** Entries of this layer; null: removed here although the base has it. */
+  /** Entries of this layer; null: removed here although the base has it (only before a delete flattens it). */
   private readonly own = new Map<string, ConfigNode | null>();
 
-  private constructor(private readonly base: SiblingIndex | undefined, private readonly depth: number) {}
+  private constructor(private base: SiblingIndex | undefined, private depth: number) {}
 
   static of(children: ConfigNode[]): SiblingIndex {
     const ix = new SiblingIndex(undefined, 0);
@@ -97,24 +97,41 @@ class SiblingIndex {
     this.own.set(id, node);
   }
 
+  /**
+   * A removed entry must not stay reachable through a base layer (a deleted VRF of 10,000 rules
+   * would stay in memory until the next flattening): a layered index that loses an entry is
+   * flattened at once, O(entries) like the array copy that made it.
+   */
   delete(id: string): void {
-    if (this.base) this.own.set(id, null);
-    else this.own.delete(id);
+    if (this.base) {
+      const flat = this.flattened();
+      this.own.clear();
+      for (const [k, n] of flat) this.own.set(k, n);
+      this.base = undefined;
+      this.depth = 0;
+    }
+    this.own.delete(id);
+  }
+
+  /** Every live entry of this layer and the ones below it. */
+  private flattened(): Map<string, ConfigNode> {
+    const layers: SiblingIndex[] = [this];
+    for (let x = this.base; x; x = x.base) layers.unshift(x);
+    const flat = new Map<string, ConfigNode>();
+    for (const l of layers) {
+      for (const [id, n] of l.own) {
+        if (n) flat.set(id, n);
+        else flat.delete(id);
+      }
+    }
+    return flat;
   }
 
   /** The index of a copy of this array (to be changed by the copy's owner only). */
   layered(): SiblingIndex {
     if (this.depth < SiblingIndex.MAX_LAYERS) return new SiblingIndex(this, this.depth + 1);
-    const layers: SiblingIndex[] = [];
-    for (let x = this.base; x; x = x.base) layers.unshift(x);
-    layers.push(this);
     const flat = new SiblingIndex(undefined, 0);
-    for (const l of layers) {
-      for (const [id, n] of l.own) {
-        if (n) flat.own.set(id, n);
-        else flat.own.delete(id);
-      }
-    }
+    for (const [id, n] of this.flattened()) flat.own.set(id, n);
     return flat;
   }
 }
