@@ -94,6 +94,17 @@ export function filterWants(filter: DataFilter | undefined, ns: string, name: st
   return filter.nodes.some((f) => f.name === name && (f.ns === '' || f.ns === NETCONF_BASE_NS || f.ns === ns));
 }
 
+/**
+ * Does a subtree filter select the top-level node `name` whole: a selection node (RFC 6241 6.2.5)
+ * for it with no content match, attribute match or child inside? Then the node's printed text is
+ * the answer as it is, without parsing and printing it again.
+ */
+export function filterSelectsWhole(filter: DataFilter, ns: string, name: string): boolean {
+  if (filter.kind !== 'subtree') return false;
+  return filter.nodes.some((f) => f.name === name && (f.ns === '' || f.ns === NETCONF_BASE_NS || f.ns === ns) &&
+    f.children.length === 0 && f.text.trim() === '' && f.attrs.every((a) => a.name === 'xmlns' || a.name.startsWith('xmlns:')));
+}
+
 /** Does a subtree filter reach any top-level node outside the given (ns, name) set? */
 export function filterWantsOther(filter: DataFilter | undefined, known: { ns: string; name: string }[]): boolean {
   if (!filter || filter.kind !== 'subtree') return true;

@@ -12,7 +12,7 @@ import { MONITORING_NS, netconfStateXml } from '../monitoring/netconf-monitoring
 import { YANG_LIBRARY_NS, yangLibraryXml } from '../monitoring/yang-library.js';
 import { NC_NOTIFICATIONS_NS } from '../notifications/notification-hub.js';
 import { child, onlyParams, withDefaultsParam } from './rpc-params.js';
-import { filterSchemaPaths, filterWants, filterWantsOther, selectsAny, listKeysResolver, parseData, parseFilter, subtreeFilterText, xpathToModulePrefixes, type DataFilter } from './data-filter.js';
+import { filterSchemaPaths, filterSelectsWhole, filterWants, filterWantsOther, selectsAny, listKeysResolver, parseData, parseFilter, subtreeFilterText, xpathToModulePrefixes, type DataFilter } from './data-filter.js';
 import { BASIC_MODE, printFiltered, readDatastore } from './read-output.js';
 import { yangCall, type ConfigService } from './config-service.js';
 
@@ -108,6 +108,9 @@ async function operationalText(rc: ReadContext, wd: WithDefaults, filter: DataFi
     if (!wanted) continue;
     const text = m.text();
     if (!filter) parts.push(text);
+    // netconf-state asked for whole (the usual monitoring poll): its text as printed. Not for
+    // yang-library, whose text also holds modules-state.
+    else if (m.name !== 'yang-library' && filterSelectsWhole(filter, m.ns, m.name)) parts.push(text);
     else if (filter.kind === 'subtree') parts.push(subtreeFilterText(text, filter.nodes, svc.schema));
     else parts.push(xpathOnOwnData(rc, text, filter.expr));
   }
