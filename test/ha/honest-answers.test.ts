@@ -4,30 +4,18 @@
 // holds; the receiver's last-full-resync count covers every connection; a static master restarted
 // with an empty table takes its peer's conntracks first, then pushes (it does not wipe its peer).
 import { expect } from 'chai';
-import { freePort, waitFor } from '../sync/two-nodes.js';
-import { commit, flows, haConfig, openFlows, startTestAgent as startAgent, stateLeaf, stopTestAgent as stopAgent, type TestAgent as Agent } from './netconf-agent.js';
+import { waitFor } from '../sync/two-nodes.js';
+import { commit, flows, haConfig, openFlows, AgentPair, stateLeaf } from './netconf-agent.js';
 
 const SYNC_RPC = '<ha-fp-conntrack-synchronization xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"><vrf>main</vrf></ha-fp-conntrack-synchronization>';
 
 describe('HA honest answers over NETCONF (two agents on loopback)', function () {
   this.timeout(90_000);
-  let ha1: Agent | undefined;
-  let ha2: Agent | undefined;
-  let port: number;
-
-  before(async () => {
-    port = await freePort();
-    ha1 = await startAgent('ha1');
-    ha2 = await startAgent('ha2');
-  });
-  after(async () => {
-    await stopAgent(ha1);
-    await stopAgent(ha2);
-  });
+  const pair = new AgentPair();
 
   it('with the peer never reached: synced reads 0 and the manual synchronisation is an rpc-error', async () => {
-    const a = ha1 as Agent;
-    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port)); // nobody listens on ha2 yet
+    const a = pair.ha1;
+    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', pair.port)); // nobody listens on ha2 yet
     await openFlows(a, flows(10));
     expect(a.engine.counters('main').conntracks).to.equal(10);
     await new Promise((r) => setTimeout(r, 300));
@@ -40,9 +28,9 @@ describe('HA honest answers over NETCONF (two agents on loopback)', function () 
   });
 
   it('once the peer is up: both sides read what was delivered / held, and the resync count covers every connection', async () => {
-    const a = ha1 as Agent;
-    const b = ha2 as Agent;
-    await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', port));
+    const a = pair.ha1;
+    const b = pair.ha2;
+    await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', pair.port));
     await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up', 20000);
     await waitFor(() => b.engine.counters('main').conntracks === 10, 'the 10 conntracks on ha2 by the full resync');
     await a.parts.service.vrfs.get('main')?.resyncIdle();
@@ -63,12 +51,9 @@ describe('HA honest answers over NETCONF (two agents on loopback)', function () 
   });
 
   it('a static master restarted with an empty table takes its peer\'s conntracks first, then pushes: nothing wiped', async () => {
-    const b = ha2 as Agent;
-    await stopAgent(ha1);
-    ha1 = undefined;
-    const a = await startAgent('ha1');
-    ha1 = a;
-    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port)); // a fresh engine: an empty table
+    const b = pair.ha2;
+    const a = await pair.restart('ha1');
+    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', pair.port)); // a fresh engine: an empty table
     await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up again', 20000);
     // As with VRRP (the restarted node comes back as backup and receives the table first): ha1
     // asks ha2 for the synchronised conntracks it holds, then sends its full resync.

@@ -20,6 +20,7 @@ import type { DataplaneEngine, FlowTuple } from '../../fastpath/engine.js';
 import { createSubsystems, type SyncParts } from '../../ha/ha-parts.js';
 import { loadTandemContext, type YangContext } from '../../yang/libyang/index.js';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
+import { freePort } from '../sync/two-nodes.js';
 
 export const PASSWORD = 'ha-test-password';
 
@@ -138,4 +139,48 @@ export const HA_FILTER = '<filter type="subtree"><vrf xmlns="urn:tandem:yang:tan
 export async function stateLeaf(a: TestAgent<DataplaneEngine>, leaf: string): Promise<string | undefined> {
   const reply = await a.client.rpc(`<get>${HA_FILTER}</get>`);
   return new RegExp(`<${leaf}>([^<]*)</${leaf}>`).exec(reply)?.[1];
+}
+
+/**
+ * ha1 and ha2 for one suite (call inside `describe`): started in its before hook, stopped in its
+ * after hook, with a free port for their sync listeners.
+ */
+export class AgentPair {
+  port = 0;
+  private readonly agents: { ha1?: TestAgent; ha2?: TestAgent } = {};
+
+  constructor() {
+    before(async () => {
+      this.port = await freePort();
+      this.agents.ha1 = await startTestAgent('ha1');
+      this.agents.ha2 = await startTestAgent('ha2');
+    });
+    after(async () => {
+      await stopTestAgent(this.agents.ha1);
+      await stopTestAgent(this.agents.ha2);
+    });
+  }
+
+  get ha1(): TestAgent {
+    return this.started('ha1');
+  }
+
+  get ha2(): TestAgent {
+    return this.started('ha2');
+  }
+
+  /** Stops one of them and starts it again: a fresh engine, an empty table, the same state dir name. */
+  async restart(name: 'ha1' | 'ha2'): Promise<TestAgent> {
+    await stopTestAgent(this.agents[name]);
+    this.agents[name] = undefined;
+    const a = await startTestAgent(name);
+    this.agents[name] = a;
+    return a;
+  }
+
+  private started(name: 'ha1' | 'ha2'): TestAgent {
+    const a = this.agents[name];
+    if (!a) throw new Error(`${name} is not running (the suite's before hook failed?)`);
+    return a;
+  }
 }

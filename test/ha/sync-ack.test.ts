@@ -7,8 +7,8 @@
 // connection lost while records are in flight leaves nothing counted as synced.
 import { expect } from 'chai';
 import type { SoftEngine } from '../../fastpath/soft/soft-engine.js';
-import { freePort, waitFor } from '../sync/two-nodes.js';
-import { commit, flows, haConfig, openFlows, startTestAgent as startAgent, stateLeaf, stopTestAgent as stopAgent, type TestAgent as Agent } from './netconf-agent.js';
+import { waitFor } from '../sync/two-nodes.js';
+import { commit, flows, haConfig, openFlows, AgentPair, stateLeaf, type TestAgent as Agent } from './netconf-agent.js';
 
 const HFC = 'tandem-ha-fp-conntrack';
 const SYNC_RPC = `<ha-fp-conntrack-synchronization xmlns="urn:tandem:yang:${HFC}"><vrf>main</vrf></ha-fp-conntrack-synchronization>`;
@@ -49,24 +49,12 @@ function notificationsOf(a: Agent, name: string): Record<string, unknown>[] {
 
 describe('HA sync acknowledgements over NETCONF (two agents on loopback)', function () {
   this.timeout(90_000);
-  let ha1: Agent | undefined;
-  let ha2: Agent | undefined;
-  let port: number;
-
-  before(async () => {
-    port = await freePort();
-    ha1 = await startAgent('ha1');
-    ha2 = await startAgent('ha2');
-  });
-  after(async () => {
-    await stopAgent(ha1);
-    await stopAgent(ha2);
-  });
+  const pair = new AgentPair();
 
   it('synced stays 0 while the peer is unreachable or has not written, and reaches N once it acknowledged', async () => {
-    const a = ha1 as Agent;
-    const b = ha2 as Agent;
-    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port)); // nobody listens on ha2 yet
+    const a = pair.ha1;
+    const b = pair.ha2;
+    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', pair.port)); // nobody listens on ha2 yet
     await openFlows(a, flows(20));
     await new Promise((r) => setTimeout(r, 300));
     expect(await stateLeaf(a, 'synced'), 'peer unreachable').to.equal('0');
@@ -75,7 +63,7 @@ describe('HA sync acknowledgements over NETCONF (two agents on loopback)', funct
     // ha2 comes up but its engine does not finish a write until released: delivered, not acknowledged.
     const held = holdWrites(b.engine);
     try {
-      await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', port));
+      await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', pair.port));
       await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up', 20000);
       const vs = a.parts.service.vrfs.get('main');
       await waitFor(() => vs?.inFlightCount() === 20, 'the full resync written to ha2, not acknowledged');
@@ -101,8 +89,8 @@ describe('HA sync acknowledgements over NETCONF (two agents on loopback)', funct
   });
 
   it('conntracks the peer engine refuses: receive-error on the backup, peer-refused on the master, not synced', async () => {
-    const a = ha1 as Agent;
-    const b = ha2 as Agent;
+    const a = pair.ha1;
+    const b = pair.ha2;
     const vs = a.parts.service.vrfs.get('main');
     await commit(b, conntrackMax(25)); // ha2 holds 20: room for 5 more
     await openFlows(a, flows(30).slice(20));
@@ -133,8 +121,8 @@ describe('HA sync acknowledgements over NETCONF (two agents on loopback)', funct
   });
 
   it('a connection lost with records in flight: they are not synced, the resync that follows is', async () => {
-    const a = ha1 as Agent;
-    const b = ha2 as Agent;
+    const a = pair.ha1;
+    const b = pair.ha2;
     const vs = a.parts.service.vrfs.get('main');
     const held = holdWrites(b.engine);
     try {
@@ -151,7 +139,7 @@ describe('HA sync acknowledgements over NETCONF (two agents on loopback)', funct
       held.restore();
     }
     a.notifications.length = 0;
-    await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', port));
+    await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', pair.port));
     await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up again', 20000);
     await waitFor(() => vs?.syncedCount() === 40, 'the full resync after the reconnect acknowledged: 40 synced');
     expect(b.engine.counters('main').conntracks).to.equal(40);

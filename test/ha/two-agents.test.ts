@@ -4,30 +4,18 @@
 // a planned failover made by editing the HA group state leaves ha2 forwarding every connection.
 import { expect } from 'chai';
 import { Verdict, TCP_ACK } from '../../fastpath/soft/vrf-dataplane.js';
-import { freePort, waitFor } from '../sync/two-nodes.js';
-import { commit, flows, haConfig, openFlows, startTestAgent as startAgent, stopTestAgent as stopAgent, type TestAgent as Agent } from './netconf-agent.js';
+import { waitFor } from '../sync/two-nodes.js';
+import { commit, flows, haConfig, openFlows, AgentPair } from './netconf-agent.js';
 
 describe('HA: two agents configured over NETCONF on loopback', function () {
   this.timeout(60000);
-  let ha1: Agent | undefined;
-  let ha2: Agent | undefined;
-  let port: number;
-
-  before(async () => {
-    port = await freePort();
-    ha1 = await startAgent('ha1');
-    ha2 = await startAgent('ha2');
-  });
-  after(async () => {
-    await stopAgent(ha1);
-    await stopAgent(ha2);
-  });
+  const pair = new AgentPair();
 
   it('synchronises, reports state, runs the RPC and fails over by an edit of the HA group', async () => {
-    const a = ha1 as Agent;
-    const b = ha2 as Agent;
-    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', port));
-    await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', port));
+    const a = pair.ha1;
+    const b = pair.ha2;
+    await commit(a, haConfig('master', '127.0.0.1', '127.0.0.2', pair.port));
+    await commit(b, haConfig('backup', '127.0.0.2', '127.0.0.1', pair.port));
     await waitFor(() => a.parts.service.ready() && b.parts.service.ready(), 'sync connections up', 20000);
     const fs = flows(200);
     await openFlows(a, fs);
@@ -62,7 +50,7 @@ describe('HA: two agents configured over NETCONF on loopback', function () {
   });
 
   it('refuses a configuration sync cannot run with a precise error', async () => {
-    const a = ha1 as Agent;
+    const a = pair.ha1;
     const edit = await a.client.rpc(`<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name>
       <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack"><peer><name>peer2</name><source>127.0.0.1</source><address>127.0.0.2</address></peer></ha-fp-conntrack>
       </vrf></config></edit-config>`);

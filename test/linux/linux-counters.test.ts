@@ -4,13 +4,12 @@
 // conntrack events, without a dump of the table at read time (the engine counts its dumps); a
 // backup counts from its own writes; lost events are counted and trigger a re-seed.
 import { expect } from 'chai';
-import { fileURLToPath } from 'node:url';
 import type { ConntrackEntry, VrfDataplaneConfig } from '../../fastpath/engine.js';
 import { LinuxEngine } from '../../fastpath/linux/linux-engine.js';
 import { STATES_PER_PROTO } from '../../fastpath/soft/conntrack-table.js';
 import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
+import { routedPath, TCP_LOAD } from './routed-path.js';
 
-const TCP_LOAD = fileURLToPath(new URL('../../lab/tcp-load.js', import.meta.url));
 const TCP_ESTABLISHED = 0 * STATES_PER_PROTO + 2;
 
 function vrfConfig(rules: Record<string, unknown>[]): VrfDataplaneConfig {
@@ -52,25 +51,13 @@ describe('linux: live counters of the linux engine', function () {
   const fx = new NamespaceFixture('lc');
   let client = '';
   let router = '';
-  let server = '';
   let backupNs = '';
   const engines: LinuxEngine[] = [];
 
   before(async function () {
     if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); this.skip(); }
-    client = fx.add('cli');
-    router = fx.add('rtr');
-    server = fx.add('srv');
+    ({ client, router } = await routedPath(fx, [7300, 7301, 7302]));
     backupNs = fx.add('bak');
-    fx.link(client, 'eth0', '10.1.0.2/24', router, 'eth0', '10.1.0.1/24');
-    fx.link(router, 'eth1', '10.77.1.1/24', server, 'eth0', '10.77.1.2/24');
-    fx.exec(router, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-    fx.exec(client, 'ip', ['route', 'add', 'default', 'via', '10.1.0.1']);
-    fx.exec(server, 'ip', ['route', 'add', 'default', 'via', '10.77.1.1']);
-    for (const port of [7300, 7301, 7302]) {
-      const proc = fx.spawn(server, process.execPath, [TCP_LOAD, 'server', '0.0.0.0', String(port)]);
-      await new JsonLines(proc).next((l) => l.ready === true);
-    }
   });
 
   after(async () => {

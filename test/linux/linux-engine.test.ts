@@ -2,12 +2,11 @@
 // conntracks of real TCP connections (new, established, destroy; dump); a second engine as backup
 // holds them (written, not expiring, no traffic) and releases them on the switch to master.
 import { expect } from 'chai';
-import { fileURLToPath } from 'node:url';
 import type { ConntrackEntry, ConntrackEvent, VrfDataplaneConfig } from '../../fastpath/engine.js';
 import { BACKUP_TIMEOUT_S, LinuxEngine, SYNCED_MARK } from '../../fastpath/linux/linux-engine.js';
 import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
+import { routedPath, TCP_LOAD } from './routed-path.js';
 
-const TCP_LOAD = fileURLToPath(new URL('../../lab/tcp-load.js', import.meta.url));
 
 function vrfConfig(): VrfDataplaneConfig {
   return {
@@ -46,7 +45,6 @@ describe('linux: the linux engine', function () {
   const fx = new NamespaceFixture();
   let client = '';
   let router = '';
-  let server = '';
   let backupNs = '';
   let master: LinuxEngine | undefined;
   let backup: LinuxEngine | undefined;
@@ -54,19 +52,8 @@ describe('linux: the linux engine', function () {
 
   before(async function () {
     if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); this.skip(); }
-    client = fx.add('cli');
-    router = fx.add('rtr');
-    server = fx.add('srv');
+    ({ client, router } = await routedPath(fx, [7300, 7301]));
     backupNs = fx.add('bak');
-    fx.link(client, 'eth0', '10.1.0.2/24', router, 'eth0', '10.1.0.1/24');
-    fx.link(router, 'eth1', '10.77.1.1/24', server, 'eth0', '10.77.1.2/24');
-    fx.exec(router, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-    fx.exec(client, 'ip', ['route', 'add', 'default', 'via', '10.1.0.1']);
-    fx.exec(server, 'ip', ['route', 'add', 'default', 'via', '10.77.1.1']);
-    for (const port of [7300, 7301]) {
-      const proc = fx.spawn(server, process.execPath, [TCP_LOAD, 'server', '0.0.0.0', String(port)]);
-      await new JsonLines(proc).next((l) => l.ready === true);
-    }
     master = new LinuxEngine({ namespaceOf: () => router, workers: 4 });
     backup = new LinuxEngine({ namespaceOf: () => backupNs, workers: 4 });
     master.onEvent((ev) => events.push(ev));

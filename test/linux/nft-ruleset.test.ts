@@ -2,7 +2,6 @@
 // router's table applied with nft -f; real TCP connections are accepted, dropped, source-NATed to
 // the pool's port blocks and destination-NATed to a virtual service's member.
 import { expect } from 'chai';
-import { fileURLToPath } from 'node:url';
 import type { ChildProcess } from 'node:child_process';
 import { parseVrfConfig, type SoftVrfConfig } from '../../fastpath/config/vrf-config.js';
 import {
@@ -10,8 +9,8 @@ import {
 } from '../../fastpath/linux/nft-ruleset.js';
 import { NftCounterSocket } from '../../fastpath/linux/nft-counter-socket.js';
 import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
+import { routedPath, TCP_LOAD } from './routed-path.js';
 
-const TCP_LOAD = fileURLToPath(new URL('../../lab/tcp-load.js', import.meta.url));
 
 function vrfJson(over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
@@ -43,24 +42,13 @@ describe('linux: nftables ruleset of a VRF', function () {
   const fx = new NamespaceFixture();
   let client = '';
   let router = '';
-  let server = '';
   const servers: ChildProcess[] = [];
 
   before(async function () {
     if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); this.skip(); }
-    client = fx.add('cli');
-    router = fx.add('rtr');
-    server = fx.add('srv');
-    fx.link(client, 'eth0', '10.1.0.2/24', router, 'eth0', '10.1.0.1/24');
-    fx.link(router, 'eth1', '10.77.1.1/24', server, 'eth0', '10.77.1.2/24');
-    fx.exec(router, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-    fx.exec(client, 'ip', ['route', 'add', 'default', 'via', '10.1.0.1']);
-    fx.exec(server, 'ip', ['route', 'add', 'default', 'via', '10.77.1.1']);
-    for (const port of [7100, 7101, 7200]) {
-      const proc = fx.spawn(server, process.execPath, [TCP_LOAD, 'server', '0.0.0.0', String(port)]);
-      servers.push(proc);
-      await new JsonLines(proc).next((l) => l.ready === true);
-    }
+    const path = await routedPath(fx, [7100, 7101, 7200]);
+    ({ client, router } = path);
+    servers.push(...path.servers);
   });
 
   after(async () => {
