@@ -208,36 +208,38 @@ export class RangeRepairReceiver {
     }
     await inOrder('write', async () => {
       const before = await open.before;
-      const changed: ConntrackEntry[] = [];
-      const differing: FlowTuple[] = [];
-      let added = 0;
+      const fresh: ConntrackEntry[] = [];
+      const differing: ConntrackEntry[] = [];
       for (const e of entries) {
         const held = before.get(ctKey(e.orig));
-        if (held === undefined) added++;
+        if (held === undefined) fresh.push(e);
         else if (held.hash === entryHash(e)) continue;
         else {
-          differing.push(e.orig);
+          differing.push(e);
           log.debug({ vrf: this.vrf, orig: ctKey(e.orig), reply: ctKey(e.reply), master: e.state, here: held.state, hereReply: held.reply }, 'anti-entropy: conntrack differs from the master');
         }
-        changed.push(e);
       }
+      const changed = [...fresh, ...differing];
       if (changed.length === 0) return;
-      let written = 0;
+      // Written in two calls so that what the engine took is counted exactly as added or updated.
+      let added = 0;
+      let updated = 0;
       try {
+        if (fresh.length > 0) added = await this.engine.upsert(fresh);
         // An engine updates the state of a conntrack it holds but not its tuples (a kernel cannot
         // change a NAT binding): a differing one is removed and written again. The backup does not
         // forward synced conntracks' traffic, so nothing is cut meanwhile.
-        if (differing.length > 0) await this.engine.remove(this.vrf, differing);
-        written = await this.engine.upsert(changed);
+        if (differing.length > 0) {
+          await this.engine.remove(this.vrf, differing.map((e) => e.orig));
+          updated = await this.engine.upsert(differing);
+        }
       } catch (err) {
         log.error({ vrf: this.vrf, err: (err as Error).message }, 'anti-entropy: engine refused repaired conntracks');
       }
-      this.countWrites(changed.length, written);
-      // Which ones a partial write refused is unknown: the added ones are counted first.
-      const addedWritten = Math.min(added, written);
-      open.counts.added += addedWritten;
-      open.counts.updated += written - addedWritten;
-      open.counts.refused += changed.length - written;
+      this.countWrites(changed.length, added + updated);
+      open.counts.added += added;
+      open.counts.updated += updated;
+      open.counts.refused += changed.length - added - updated;
       for (const e of changed) if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
     });
   }
