@@ -8,6 +8,11 @@ export function ipFamily(address: string): 4 | 6 {
   throw new Error(`not an IP address: ${JSON.stringify(address)}`);
 }
 
+/** 127.0.0.0/8 or ::1 (text form as bytesToIp writes it). */
+export function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1';
+}
+
 export function ipToBytes(address: string): Buffer {
   if (isIPv4(address)) return Buffer.from(address.split('.').map(Number));
   if (!isIPv6(address)) throw new Error(`not an IP address: ${JSON.stringify(address)}`);

@@ -39,6 +39,7 @@ import { ConntrackLiveCounts, tupleKey, type CountedConntrack, type CountedVirtu
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
 import { applyTableSize } from './conntrack-table-size.js';
 import { namespaceExists } from './network-namespace.js';
+import { isLoopback } from './ip-address.js';
 
 const log = logger('linux-engine');
 const natLog = logger('cg-nat');
@@ -391,6 +392,10 @@ export class LinuxEngine implements DataplaneEngine {
       entry.virtualService = vs.name;
       if (!vs.mirror) entry.noSync = true;
     }
+    // Connections over the namespace's loopback (the agent's own NETCONF and sync sessions) end on
+    // this node: a peer cannot carry them, so they are never synced (conntrackd's usual
+    // `Address Ignore 127.0.0.1`). Synced, they would sit on the backup and fight anti-entropy.
+    if (isLoopback(ct.orig.src) || isLoopback(ct.orig.dst)) entry.noSync = true;
     if (ct.mark & SYNCED_MARK) entry.synced = true;
     return entry;
   }
