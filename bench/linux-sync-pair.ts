@@ -15,6 +15,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { ConntrackWrite } from '../fastpath/linux/ctnetlink-codec.js';
 import { ConntrackNetlink } from '../fastpath/linux/conntrack-netlink.js';
+import { ConntrackEventStream } from '../fastpath/linux/conntrack-events.js';
+import type { ConntrackEntry, FlowTuple } from '../fastpath/engine.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
 import { HaService } from '../ha/ha-service.js';
 import { SyncService } from '../sync/sync-service.js';
@@ -67,6 +69,66 @@ class NamespaceCount {
   }
 }
 
+const keyOf = (t: FlowTuple): string => `${t.src}:${t.sport}>${t.dst}:${t.dport}`;
+
+/**
+ * Where each conntrack of a run was last seen on its way (TANDEM_BENCH_SYNC_PAIR_TRACE=1): ha1's
+ * engine event, ha2's engine upsert/remove calls and their outcome, ha2's kernel events (a reader
+ * of our own in ha2's namespace, with the netlink port that caused each). Only for diagnosis: it
+ * costs memory and event-loop time of the process the two agents share.
+ */
+class Trace {
+  readonly seen = new Map<string, string[]>();
+  private readonly ha2Events: ConntrackEventStream;
+  lostHa2Events = 0;
+
+  constructor(ha1: LinuxEngine, ha2: LinuxEngine, nsB: string) {
+    ha1.onEvent((ev) => this.note(ev.entry.orig, `ha1-event:${ev.kind}`));
+    const upsert = ha2.upsert.bind(ha2);
+    ha2.upsert = async (entries: ConntrackEntry[]): Promise<number> => {
+      for (const e of entries) this.note(e.orig, `ha2-upsert(${entries.length})`);
+      const written = await upsert(entries);
+      if (written < entries.length) for (const e of entries) this.note(e.orig, `ha2-upsert-short(${written}/${entries.length})`);
+      return written;
+    };
+    const remove = ha2.remove.bind(ha2);
+    ha2.remove = async (vrf: string, tuples: FlowTuple[]): Promise<number> => {
+      for (const t of tuples) this.note(t, `ha2-remove(${tuples.length})`);
+      return remove(vrf, tuples);
+    };
+    this.ha2Events = ConntrackEventStream.start((n) => this.note(n.conntrack.orig, `ha2-kernel:${n.kind}(port ${n.portId})`),
+      (dropped) => { this.lostHa2Events += dropped; }, { namespace: nsB });
+  }
+
+  note(t: FlowTuple, what: string): void {
+    const k = keyOf(t);
+    const list = this.seen.get(k);
+    if (list) list.push(what); else this.seen.set(k, [what]);
+  }
+
+  clear(): void {
+    this.seen.clear();
+  }
+
+  close(): void {
+    this.ha2Events.close();
+  }
+}
+
+/** Original tuples of a namespace's table (conntrack -L through ctnetlink), with the kernel's id of each. */
+async function tableKeys(ns: string): Promise<Map<string, number>> {
+  const nl = new ConntrackNetlink({ namespace: ns });
+  const keys = new Map<string, number>();
+  try {
+    await nl.dump((cts) => {
+      for (const ct of cts) keys.set(keyOf(ct.orig), ct.id);
+    });
+  } finally {
+    nl.close();
+  }
+  return keys;
+}
+
 function gc(): void {
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
@@ -99,6 +161,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
   const writer = new ConntrackNetlink({ namespace: nsA });
   const count = (ns: string): number => Number(fx.exec(ns, 'conntrack', ['-C']).trim());
   const ha2Count = new NamespaceCount(nsB);
+  let trace: Trace | undefined;
   try {
     const port = await freePort();
     const vrfs = (enabled = true) => [{ name: 'main', port, enabled }];
@@ -127,6 +190,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     };
     if (!(await until(() => s1.ready() && s2.ready(), 20_000, 50))) throw new Error('sync connections not established');
     log(`sync pair up (ha1 ${ha1.role('main')}, ha2 ${ha2.role('main')})`);
+    if (process.env.TANDEM_BENCH_SYNC_PAIR_TRACE === '1') trace = new Trace(ha1, ha2, nsB);
     gc();
     const rssIdleBytes = process.memoryUsage().rss;
     const heapIdle = process.memoryUsage().heapUsed;
@@ -137,8 +201,10 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     for (let run = 0; run < runs; run++) {
       const started = Date.now();
       // Not kept: the benchmark's own copy of the burst must not count as the agents' memory.
-      await writer.create(burstWrites(n, run));
+      trace?.clear();
+      const made = await writer.create(burstWrites(n, run));
       const loaded = Date.now();
+      if (made.written !== n) log(`run ${run + 1}: only ${made.written} of ${n} created in ha1's kernel (errno ${JSON.stringify(made.failures.slice(0, 5))})`);
       let inHa2 = await ha2Count.fresh();
       const complete = await until(() => (inHa2 = ha2Count.latest) >= n, 20_000 + n / 5, 5);
       const ms = complete ? Date.now() - loaded : -1;
@@ -150,6 +216,22 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
       }
       burstMs.push(ms);
       missing.push(Math.max(0, n - inHa2));
+      if (inHa2 < n) {
+        // Which ones, and where each was last seen.
+        const [inA, inB] = [await tableKeys(nsA), await tableKeys(nsB)];
+        const gone = [...inA.keys()].filter((k) => !inB.has(k));
+        // The kernel's conntrack id is a 32-bit hash: which other conntracks of ha1 share each one's id.
+        const byId = new Map<number, string[]>();
+        for (const [k, id] of inA) byId.set(id, [...(byId.get(id) ?? []), k]);
+        const shared = [...byId.values()].filter((ks) => ks.length > 1).length;
+        log(`run ${run + 1}: ha1's kernel holds ${inA.size} (${shared} ids held by more than one conntrack), ha2's ${inB.size}; in ha1 not in ha2: ${gone.length}`);
+        for (const k of gone.slice(0, 20)) {
+          const id = inA.get(k) as number;
+          const twins = (byId.get(id) ?? []).filter((o) => o !== k);
+          log(`  missing ${k} (id ${id}${twins.length > 0 ? `, the id of ${twins.join(', ')} too` : ', an id of its own'}): ${trace ? (trace.seen.get(k) ?? ['never seen']).join(' > ') : '(TANDEM_BENCH_SYNC_PAIR_TRACE=1 tells where it was last seen)'}`);
+        }
+        if (trace) log(`  events lost by the trace's ha2 reader: ${trace.lostHa2Events}`);
+      }
       log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${loaded - started} ms; ha2's kernel complete ${ms} ms after, ${n - inHa2} missing`);
       if (run === 0) {
         gc();
@@ -183,6 +265,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     };
   } finally {
     ha2Count.stop();
+    trace?.close();
     writer.close();
     for (const s of services) await s.close().catch(() => undefined);
     await ha1.close();
