@@ -103,6 +103,8 @@ export class SyncSender {
   /** Anti-entropy (sync/anti-entropy/): told of every live message routed, counts dumps started. */
   onRouted: ((e: ConntrackEntry) => void) | undefined;
   bulkGeneration = 0;
+  /** Established conntracks whose 'established' event never came, synchronised on a later update (see onUpdate). */
+  lateEstablished = 0;
 
   constructor(
     private readonly vrf: string,
@@ -232,10 +234,19 @@ export class SyncSender {
       }
       return;
     }
-    if (this.pending.size === 0) return;
-    const key = ctKey(e.orig);
-    const p = this.pending.get(key);
-    if (!p) return;
+    const key = this.pending.size > 0 ? ctKey(e.orig) : undefined;
+    const p = key === undefined ? undefined : this.pending.get(key);
+    if (!p || key === undefined) {
+      // Established, yet neither synced nor waiting for its delay: its 'established' event never
+      // came (the linux engine tells transitions by the kernel's conntrack id, which two live
+      // conntracks can share). It is that event now, or the conntrack would never be synced.
+      if (e.state === 'established') {
+        this.lateEstablished++;
+        log.debug({ vrf: this.vrf, orig: ctKey(e.orig) }, 'established conntrack seen without its established event: synchronised now');
+        this.onEstablished(e);
+      }
+      return;
+    }
     p.entry = e;
     if (e.orig.proto === 'tcp') {
       if (e.state !== 'established') this.pending.delete(key); // rule 6: only while still established
