@@ -46,8 +46,9 @@ class NamespaceCount {
   private readonly child: ChildProcess;
 
   constructor(namespace: string) {
+    // The loop ends when its reader is gone (cat fails on the closed pipe), also if this process dies.
     this.child = spawn('ip', ['netns', 'exec', namespace, 'sh', '-c',
-      'while :; do cat /proc/sys/net/netfilter/nf_conntrack_count; sleep 0.01; done'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      'while cat /proc/sys/net/netfilter/nf_conntrack_count; do sleep 0.01; done'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let rest = '';
     this.child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       const lines = (rest + d).split('\n');
@@ -138,10 +139,15 @@ export interface SyncPairFigures {
   conntracks: number;
   /** Per run: ms from the end of the burst in ha1's kernel to all of it in ha2's kernel (-1: never). */
   burstMs: number[];
-  /** Per run: conntracks missing from ha2's kernel once settled. */
+  /** Per run: conntracks of ha1's kernel missing from ha2's kernel once settled (tables compared). */
   missing: number[];
+  /** Per run: conntracks in ha2's kernel that ha1's does not hold (left from an earlier run). */
+  extra: number[];
   /** ha2's receive-error after the runs. */
   receiveError: number;
+  /** ha1's transmit-error (all connections) and conntrack events its engine lost, after the runs. */
+  transmitError: number;
+  eventsLost: number;
   /** ms from the sync link's return to the full resync received and written by ha2 (-1: not within 30 s). */
   resyncMs: number;
   resyncReceived: number;
@@ -198,6 +204,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     let heapSynced = 0;
     const burstMs: number[] = [];
     const missing: number[] = [];
+    const extra: number[] = [];
     for (let run = 0; run < runs; run++) {
       const started = Date.now();
       // Not kept: the benchmark's own copy of the burst must not count as the agents' memory.
@@ -215,11 +222,20 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
         inHa2 = await ha2Count.fresh();
       }
       burstMs.push(ms);
-      missing.push(Math.max(0, n - inHa2));
-      if (inHa2 < n) {
+      // Measured before the comparison below allocates its copies of both tables.
+      if (run === 0) {
+        gc();
+        rssSyncedBytes = process.memoryUsage().rss;
+        heapSynced = process.memoryUsage().heapUsed;
+      }
+      // The tables compared, not counted: a count would hide a missing conntrack behind one left over.
+      const [inA, inB] = [await tableKeys(nsA), await tableKeys(nsB)];
+      const gone = [...inA.keys()].filter((k) => !inB.has(k));
+      missing.push(gone.length);
+      extra.push([...inB.keys()].filter((k) => !inA.has(k)).length);
+      if (inA.size !== n) log(`run ${run + 1}: ha1's kernel holds ${inA.size}, not ${n}`);
+      if (gone.length > 0) {
         // Which ones, and where each was last seen.
-        const [inA, inB] = [await tableKeys(nsA), await tableKeys(nsB)];
-        const gone = [...inA.keys()].filter((k) => !inB.has(k));
         // The kernel's conntrack id is a 32-bit hash: which other conntracks of ha1 share each one's id.
         const byId = new Map<number, string[]>();
         for (const [k, id] of inA) byId.set(id, [...(byId.get(id) ?? []), k]);
@@ -232,18 +248,16 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
         }
         if (trace) log(`  events lost by the trace's ha2 reader: ${trace.lostHa2Events}`);
       }
-      log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${loaded - started} ms; ha2's kernel complete ${ms} ms after, ${n - inHa2} missing`);
-      if (run === 0) {
-        gc();
-        rssSyncedBytes = process.memoryUsage().rss;
-        heapSynced = process.memoryUsage().heapUsed;
-      }
+      log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${loaded - started} ms; ha2's kernel complete ${ms} ms after, ${gone.length} missing, ${extra[run]} extra; load ${loadavg()}`);
       if (run < runs - 1) {
         fx.exec(nsA, 'conntrack', ['-F']);
         if (!(await until(() => ha2Count.latest === 0, 30_000, 50))) log(`ha2 still holds ${count(nsB)} after ha1's flush`);
       }
     }
     const receiveError = s2.vrfs.get('main')?.receiveError ?? -1;
+    const transmitError = (s1.vrfs.get('main')?.clientStats() ?? []).reduce((t, c) => t + c.stats.transmitError, 0);
+    const eventsLost = (await ha1.counterDetail('main')).eventsLost;
+    log(`ha2 receive-error ${receiveError}, ha1 transmit-error ${transmitError}, ha1 conntrack events lost ${eventsLost}`);
     // The sync link goes and returns: ha2's sync off (ha1's connections fail and retry), then on.
     await s2.applySync(config2(false));
     await until(() => !s1.ready(), 10_000, 20);
@@ -258,7 +272,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const resyncReceived = (s2.vrfs.get('main')?.receive ?? 0) - base;
     log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms; ha2's kernel holds ${count(nsB)}`);
     return {
-      conntracks: n, burstMs, missing, receiveError, resyncMs, resyncReceived,
+      conntracks: n, burstMs, missing, extra, receiveError, transmitError, eventsLost, resyncMs, resyncReceived,
       rssIdleBytes, rssSyncedBytes,
       rssBytesPerSyncedConntrackBothNodes: Math.round((rssSyncedBytes - rssIdleBytes) / n),
       heapBytesPerSyncedConntrackBothNodes: Math.round((heapSynced - heapIdle) / n),
