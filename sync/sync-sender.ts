@@ -152,12 +152,14 @@ export class SyncSender {
   /**
    * The engine lost conntrack events (its event buffer overran): which conntracks changed is
    * unknown, so every connection that is up gets a full resync now rather than at the next one.
+   * Returns the connections resynced.
    */
-  repairAfterLoss(dropped: number): void {
-    if (this.role !== 'master' || !this.config().enabled || this.stopped) return;
+  repairAfterLoss(dropped: number): number {
+    if (this.role !== 'master' || !this.config().enabled || this.stopped) return 0;
     const clients = this.peers().flat().filter((c) => c.status === 'established');
     log.warn({ vrf: this.vrf, dropped, connections: clients.length }, 'conntrack events lost: full resync of the peers now');
     for (const c of clients) this.requestResync(c);
+    return clients.length;
   }
 
   /** A connection went down: a resync it wanted is moot (the next "up" asks again). */

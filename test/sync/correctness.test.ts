@@ -8,6 +8,7 @@
 //    kernel's 32-bit conntrack id, which two live conntracks can share) is sent at its next update.
 import { expect } from 'chai';
 import type { FlowTuple } from '../../fastpath/engine.js';
+import { SyncStateProvider } from '../../sync/sync-state.js';
 import { flow, Pair, startNode, waitFor } from './two-nodes.js';
 
 describe('sync correctness: refusals, the dump/event race, event loss', function () {
@@ -114,6 +115,11 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
       'ha2 repaired by a full resync', 5000);
     expect(Date.now() - started).to.be.below(2000);
     expect(p.ha2.engine.counters('main').conntracks).to.equal(59);
+    // Counted where the user reads sync's state (ha-fp-conntrack/conntracks).
+    const state = new SyncStateProvider(p.ha1.service).state() as { 'tandem-vrf:vrf': Array<Record<string, { conntracks: Record<string, string> }>> };
+    const conntracks = state['tandem-vrf:vrf'][0]?.['tandem-ha-fp-conntrack:ha-fp-conntrack']?.conntracks;
+    expect(conntracks?.['events-lost']).to.equal('101');
+    expect(conntracks?.['event-loss-resyncs']).to.equal('1');
   });
 
   it('sends an established conntrack whose established event never came at its next update', async () => {
