@@ -215,7 +215,13 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
       let inHa2 = await ha2Count.fresh();
       const complete = await until(() => (inHa2 = ha2Count.latest) >= n, 20_000 + n / 5, 5);
       const ms = complete ? Date.now() - loaded : -1;
-      // Settled: the count no longer changes for 1 s.
+      // Settled: ha1's sync says it is done (connections up, nothing pending, in flight or being
+      // resynced), then ha2's count no longer changes for 1 s. What is missing after that was lost
+      // without the product knowing; before it (a connection dropped and resyncing), it is on its way.
+      const vs1 = s1.vrfs.get('main');
+      const idle = await until(() => s1.ready() && s2.ready() && vs1 !== undefined && vs1.pendingCount() === 0 && vs1.inFlightCount() === 0, 120_000, 50);
+      await vs1?.resyncIdle();
+      if (!idle) log(`run ${run + 1}: ha1's sync not idle after 120 s (connections up: ${s1.ready()}/${s2.ready()}, pending ${vs1?.pendingCount()}, in flight ${vs1?.inFlightCount()})`);
       for (let last = -1; last !== inHa2;) {
         last = inHa2;
         await new Promise((r) => setTimeout(r, 1000));
