@@ -9,7 +9,8 @@
 //  - resync after the sync link returns: ha2's sync is disabled (ha1's connections fail) and
 //    enabled again; the time until ha2 has received the full resync of the n conntracks;
 //  - memory: the process's RSS (both agents' sync and engines) idle and with n synced, per conntrack.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -25,6 +26,7 @@ import { labVrfConfig } from '../lab/lab-topology.js';
 import { freePort, nodeConfig } from '../test/sync/two-nodes.js';
 
 type Json = Record<string, unknown>;
+const execFileAsync = promisify(execFile);
 
 /** n established TCP conntracks of distinct subscribers, SNATed to a pool; `salt` makes each run's tuples new. */
 export function burstWrites(n: number, salt = 0): ConntrackWrite[] {
@@ -261,7 +263,9 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
       }
       log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${loaded - started} ms; ha2's kernel complete ${ms} ms after, ${gone.length} missing, ${extra[run]} extra${unsettled[run] ? ' (unsettled)' : ''}; load ${loadavg()}`);
       if (run < runs - 1) {
-        fx.exec(nsA, 'conntrack', ['-F']);
+        // Not spawnSync: the two agents share this event loop, and a flush of 10^5 that blocks it
+        // for seconds (under load) cut their sync connections (no keepalive), a benchmark artefact.
+        await execFileAsync('ip', ['netns', 'exec', nsA, 'conntrack', '-F'], { timeout: 180_000 });
         if (!(await until(() => ha2Count.latest === 0, 30_000, 50))) log(`ha2 still holds ${count(nsB)} after ha1's flush`);
       }
     }
