@@ -27,6 +27,9 @@ export interface ManualSyncResult {
   duration: number;
 }
 
+/** A full resync whose dump failed is tried again after this long. */
+const RESYNC_RETRY_MS = 1000;
+
 /** Events held during a dump at most (a few hundred bytes each); beyond, a full resync follows. */
 export const HELD_EVENTS_LIMIT = 500_000;
 
@@ -105,6 +108,8 @@ export class SyncSender {
   bulkGeneration = 0;
   /** Established conntracks whose 'established' event never came, synchronised on a later update (see onUpdate). */
   lateEstablished = 0;
+  /** Full resyncs whose dump of the table failed (each tried again after RESYNC_RETRY_MS). */
+  resyncFailures = 0;
 
   constructor(
     private readonly vrf: string,
@@ -383,7 +388,21 @@ export class SyncSender {
         continue;
       }
       const started = performance.now();
-      const sent = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
+      let sent: BulkSent;
+      try {
+        sent = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
+      } catch (err) {
+        // The table could not be read (e.g. a kernel dump not answered in time): the peers did not
+        // get it, so it is tried again, not given up (an unhandled failure here ended the process).
+        this.resyncFailures++;
+        log.error({ vrf: this.vrf, err: (err as Error).message, clients: targets.length, retryMs: RESYNC_RETRY_MS },
+          'full resync failed: the table could not be read; trying again');
+        const retry = setTimeout(() => {
+          for (const c of targets) if (c.status === 'established' && !this.stopped) this.requestResync(c);
+        }, RESYNC_RETRY_MS);
+        retry.unref();
+        continue;
+      }
       log.info({ vrf: this.vrf, clients: targets.length, count: sent.count }, 'full resync sent: waiting for the peers to acknowledge its end');
       // The next resync (another connection that came up) need not wait for this one's ack.
       const acking = this.completeResync(sent, started).finally(() => this.resyncsAcking.delete(acking));

@@ -148,4 +148,25 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
     await new Promise((r) => setTimeout(r, 300));
     expect(p.ha2.engine.get('main', opening)).to.equal(undefined);
   });
+
+  it('a full resync whose dump fails is tried again, and the peer gets the table', async () => {
+    p = await new Pair().start();
+    const before = Array.from({ length: 10 }, () => flow());
+    for (const f of before) p.ha1.engine.open('main', f);
+    await waitFor(() => p.ha2.engine.counters('main').conntracks === 10, 'first conntracks on ha2');
+    await p.ha1.service.vrfs.get('main')?.resyncIdle();
+    // Lost events call for a full resync; its first dump fails (as a kernel dump not answered in time).
+    p.ha1.engine.losingEvents = true;
+    const unseen = Array.from({ length: 2000 }, () => flow());
+    for (const f of unseen) p.ha1.engine.open('main', f);
+    p.ha1.engine.losingEvents = false;
+    let failures = 0;
+    p.ha1.engine.betweenDumpBatches = () => {
+      if (failures++ === 0) throw new Error('dump not answered (test)');
+    };
+    p.ha1.engine.reportLoss('main');
+    await waitFor(() => unseen.every((f) => p.ha2.engine.get('main', f)), 'ha2 repaired by the full resync tried again', 10_000);
+    expect(failures, 'the first dump failed, a later one ran').to.be.above(1);
+    expect(p.ha2.engine.counters('main').conntracks).to.equal(2010);
+  });
 });
