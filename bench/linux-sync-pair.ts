@@ -9,12 +9,15 @@
 //  - resync after the sync link returns: ha2's sync is disabled (ha1's connections fail) and
 //    enabled again; the time until ha2 has received the full resync of the n conntracks;
 //  - memory: the process's RSS (both agents' sync and engines) idle and with n synced, per conntrack.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { ConntrackWrite } from '../fastpath/linux/ctnetlink-codec.js';
 import { ConntrackNetlink } from '../fastpath/linux/conntrack-netlink.js';
+import { ConntrackEventStream } from '../fastpath/linux/conntrack-events.js';
+import type { ConntrackEntry, FlowTuple } from '../fastpath/engine.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
 import { HaService } from '../ha/ha-service.js';
 import { SyncService } from '../sync/sync-service.js';
@@ -23,6 +26,7 @@ import { labVrfConfig } from '../lab/lab-topology.js';
 import { freePort, nodeConfig } from '../test/sync/two-nodes.js';
 
 type Json = Record<string, unknown>;
+const execFileAsync = promisify(execFile);
 
 /** n established TCP conntracks of distinct subscribers, SNATed to a pool; `salt` makes each run's tuples new. */
 export function burstWrites(n: number, salt = 0): ConntrackWrite[] {
@@ -44,8 +48,9 @@ class NamespaceCount {
   private readonly child: ChildProcess;
 
   constructor(namespace: string) {
+    // The loop ends when its reader is gone (cat fails on the closed pipe), also if this process dies.
     this.child = spawn('ip', ['netns', 'exec', namespace, 'sh', '-c',
-      'while :; do cat /proc/sys/net/netfilter/nf_conntrack_count; sleep 0.01; done'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      'while cat /proc/sys/net/netfilter/nf_conntrack_count; do sleep 0.01; done'], { stdio: ['ignore', 'pipe', 'ignore'] });
     let rest = '';
     this.child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       const lines = (rest + d).split('\n');
@@ -67,6 +72,66 @@ class NamespaceCount {
   }
 }
 
+const keyOf = (t: FlowTuple): string => `${t.src}:${t.sport}>${t.dst}:${t.dport}`;
+
+/**
+ * Where each conntrack of a run was last seen on its way (TANDEM_BENCH_SYNC_PAIR_TRACE=1): ha1's
+ * engine event, ha2's engine upsert/remove calls and their outcome, ha2's kernel events (a reader
+ * of our own in ha2's namespace, with the netlink port that caused each). Only for diagnosis: it
+ * costs memory and event-loop time of the process the two agents share.
+ */
+class Trace {
+  readonly seen = new Map<string, string[]>();
+  private readonly ha2Events: ConntrackEventStream;
+  lostHa2Events = 0;
+
+  constructor(ha1: LinuxEngine, ha2: LinuxEngine, nsB: string) {
+    ha1.onEvent((ev) => this.note(ev.entry.orig, `ha1-event:${ev.kind}`));
+    const upsert = ha2.upsert.bind(ha2);
+    ha2.upsert = async (entries: ConntrackEntry[]): Promise<number> => {
+      for (const e of entries) this.note(e.orig, `ha2-upsert(${entries.length})`);
+      const written = await upsert(entries);
+      if (written < entries.length) for (const e of entries) this.note(e.orig, `ha2-upsert-short(${written}/${entries.length})`);
+      return written;
+    };
+    const remove = ha2.remove.bind(ha2);
+    ha2.remove = async (vrf: string, tuples: FlowTuple[]): Promise<number> => {
+      for (const t of tuples) this.note(t, `ha2-remove(${tuples.length})`);
+      return remove(vrf, tuples);
+    };
+    this.ha2Events = ConntrackEventStream.start((n) => this.note(n.conntrack.orig, `ha2-kernel:${n.kind}(port ${n.portId})`),
+      (dropped) => { this.lostHa2Events += dropped; }, { namespace: nsB });
+  }
+
+  note(t: FlowTuple, what: string): void {
+    const k = keyOf(t);
+    const list = this.seen.get(k);
+    if (list) list.push(what); else this.seen.set(k, [what]);
+  }
+
+  clear(): void {
+    this.seen.clear();
+  }
+
+  close(): void {
+    this.ha2Events.close();
+  }
+}
+
+/** Original tuples of a namespace's table (conntrack -L through ctnetlink), with the kernel's id of each. */
+async function tableKeys(ns: string): Promise<Map<string, number>> {
+  const nl = new ConntrackNetlink({ namespace: ns });
+  const keys = new Map<string, number>();
+  try {
+    await nl.dump((cts) => {
+      for (const ct of cts) keys.set(keyOf(ct.orig), ct.id);
+    });
+  } finally {
+    nl.close();
+  }
+  return keys;
+}
+
 function gc(): void {
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
@@ -76,10 +141,17 @@ export interface SyncPairFigures {
   conntracks: number;
   /** Per run: ms from the end of the burst in ha1's kernel to all of it in ha2's kernel (-1: never). */
   burstMs: number[];
-  /** Per run: conntracks missing from ha2's kernel once settled. */
+  /** Per run: conntracks of ha1's kernel missing from ha2's kernel once settled (tables compared). */
   missing: number[];
+  /** Per run: conntracks in ha2's kernel that ha1's does not hold (left from an earlier run). */
+  extra: number[];
+  /** Per run: 1 when ha1's sync never claimed all n synced (the comparison was made anyway). */
+  unsettled: number[];
   /** ha2's receive-error after the runs. */
   receiveError: number;
+  /** ha1's transmit-error (all connections) and conntrack events its engine lost, after the runs. */
+  transmitError: number;
+  eventsLost: number;
   /** ms from the sync link's return to the full resync received and written by ha2 (-1: not within 30 s). */
   resyncMs: number;
   resyncReceived: number;
@@ -99,6 +171,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
   const writer = new ConntrackNetlink({ namespace: nsA });
   const count = (ns: string): number => Number(fx.exec(ns, 'conntrack', ['-C']).trim());
   const ha2Count = new NamespaceCount(nsB);
+  let trace: Trace | undefined;
   try {
     const port = await freePort();
     const vrfs = (enabled = true) => [{ name: 'main', port, enabled }];
@@ -127,6 +200,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     };
     if (!(await until(() => s1.ready() && s2.ready(), 20_000, 50))) throw new Error('sync connections not established');
     log(`sync pair up (ha1 ${ha1.role('main')}, ha2 ${ha2.role('main')})`);
+    if (process.env.TANDEM_BENCH_SYNC_PAIR_TRACE === '1') trace = new Trace(ha1, ha2, nsB);
     gc();
     const rssIdleBytes = process.memoryUsage().rss;
     const heapIdle = process.memoryUsage().heapUsed;
@@ -134,34 +208,71 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     let heapSynced = 0;
     const burstMs: number[] = [];
     const missing: number[] = [];
+    const extra: number[] = [];
+    const unsettled: number[] = [];
     for (let run = 0; run < runs; run++) {
       const started = Date.now();
       // Not kept: the benchmark's own copy of the burst must not count as the agents' memory.
-      await writer.create(burstWrites(n, run));
+      trace?.clear();
+      const made = await writer.create(burstWrites(n, run));
       const loaded = Date.now();
+      if (made.written !== n) log(`run ${run + 1}: only ${made.written} of ${n} created in ha1's kernel (errno ${JSON.stringify(made.failures.slice(0, 5))})`);
       let inHa2 = await ha2Count.fresh();
       const complete = await until(() => (inHa2 = ha2Count.latest) >= n, 20_000 + n / 5, 5);
       const ms = complete ? Date.now() - loaded : -1;
-      // Settled: the count no longer changes for 1 s.
+      // Settled: ha1's sync says all n are synced (acknowledged by ha2 as written, nothing pending
+      // or in flight), then ha2's count no longer changes for 1 s. What is missing after that was
+      // lost while the product says it is not; before it (a connection dropped, its resync on the
+      // way), the run is "unsettled", not a loss.
+      const vs1 = s1.vrfs.get('main');
+      const claimed = (): boolean => vs1 !== undefined && vs1.syncedCount() >= n && vs1.pendingCount() === 0 && vs1.inFlightCount() === 0;
+      const settledRun = await until(claimed, 120_000, 50);
+      unsettled.push(settledRun ? 0 : 1);
+      if (!settledRun) log(`run ${run + 1}: ha1's sync does not claim all ${n} synced after 120 s (synced ${vs1?.syncedCount()}, pending ${vs1?.pendingCount()}, in flight ${vs1?.inFlightCount()}, connections up ${s1.ready()}/${s2.ready()}): unsettled`);
       for (let last = -1; last !== inHa2;) {
         last = inHa2;
         await new Promise((r) => setTimeout(r, 1000));
         inHa2 = await ha2Count.fresh();
       }
       burstMs.push(ms);
-      missing.push(Math.max(0, n - inHa2));
-      log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${loaded - started} ms; ha2's kernel complete ${ms} ms after, ${n - inHa2} missing`);
+      // Measured before the comparison below allocates its copies of both tables.
       if (run === 0) {
         gc();
         rssSyncedBytes = process.memoryUsage().rss;
         heapSynced = process.memoryUsage().heapUsed;
       }
+      // The tables compared, not counted: a count would hide a missing conntrack behind one left over.
+      const [inA, inB] = [await tableKeys(nsA), await tableKeys(nsB)];
+      const gone = [...inA.keys()].filter((k) => !inB.has(k));
+      missing.push(gone.length);
+      extra.push([...inB.keys()].filter((k) => !inA.has(k)).length);
+      if (inA.size !== n) log(`run ${run + 1}: ha1's kernel holds ${inA.size}, not ${n}`);
+      if (gone.length > 0) {
+        // Which ones, and where each was last seen.
+        // The kernel's conntrack id is a 32-bit hash: which other conntracks of ha1 share each one's id.
+        const byId = new Map<number, string[]>();
+        for (const [k, id] of inA) byId.set(id, [...(byId.get(id) ?? []), k]);
+        const shared = [...byId.values()].filter((ks) => ks.length > 1).length;
+        log(`run ${run + 1}: ha1's kernel holds ${inA.size} (${shared} ids held by more than one conntrack), ha2's ${inB.size}; in ha1 not in ha2: ${gone.length}`);
+        for (const k of gone.slice(0, 20)) {
+          const id = inA.get(k) as number;
+          const twins = (byId.get(id) ?? []).filter((o) => o !== k);
+          log(`  missing ${k} (id ${id}${twins.length > 0 ? `, the id of ${twins.join(', ')} too` : ', an id of its own'}): ${trace ? (trace.seen.get(k) ?? ['never seen']).join(' > ') : '(TANDEM_BENCH_SYNC_PAIR_TRACE=1 tells where it was last seen)'}`);
+        }
+        if (trace) log(`  events lost by the trace's ha2 reader: ${trace.lostHa2Events}`);
+      }
+      log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${loaded - started} ms; ha2's kernel complete ${ms} ms after, ${gone.length} missing, ${extra[run]} extra${unsettled[run] ? ' (unsettled)' : ''}; load ${loadavg()}`);
       if (run < runs - 1) {
-        fx.exec(nsA, 'conntrack', ['-F']);
+        // Not spawnSync: the two agents share this event loop, and a flush of 10^5 that blocks it
+        // for seconds (under load) cut their sync connections (no keepalive), a benchmark artefact.
+        await execFileAsync('ip', ['netns', 'exec', nsA, 'conntrack', '-F'], { timeout: 180_000 });
         if (!(await until(() => ha2Count.latest === 0, 30_000, 50))) log(`ha2 still holds ${count(nsB)} after ha1's flush`);
       }
     }
     const receiveError = s2.vrfs.get('main')?.receiveError ?? -1;
+    const transmitError = (s1.vrfs.get('main')?.clientStats() ?? []).reduce((t, c) => t + c.stats.transmitError, 0);
+    const eventsLost = (await ha1.counterDetail('main')).eventsLost;
+    log(`ha2 receive-error ${receiveError}, ha1 transmit-error ${transmitError}, ha1 conntrack events lost ${eventsLost}`);
     // The sync link goes and returns: ha2's sync off (ha1's connections fail and retry), then on.
     await s2.applySync(config2(false));
     await until(() => !s1.ready(), 10_000, 20);
@@ -176,13 +287,14 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const resyncReceived = (s2.vrfs.get('main')?.receive ?? 0) - base;
     log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms; ha2's kernel holds ${count(nsB)}`);
     return {
-      conntracks: n, burstMs, missing, receiveError, resyncMs, resyncReceived,
+      conntracks: n, burstMs, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived,
       rssIdleBytes, rssSyncedBytes,
       rssBytesPerSyncedConntrackBothNodes: Math.round((rssSyncedBytes - rssIdleBytes) / n),
       heapBytesPerSyncedConntrackBothNodes: Math.round((heapSynced - heapIdle) / n),
     };
   } finally {
     ha2Count.stop();
+    trace?.close();
     writer.close();
     for (const s of services) await s.close().catch(() => undefined);
     await ha1.close();

@@ -27,6 +27,9 @@ export interface ManualSyncResult {
   duration: number;
 }
 
+/** A full resync whose dump failed is tried again after this long. */
+const RESYNC_RETRY_MS = 1000;
+
 /** Events held during a dump at most (a few hundred bytes each); beyond, a full resync follows. */
 export const HELD_EVENTS_LIMIT = 500_000;
 
@@ -103,6 +106,10 @@ export class SyncSender {
   /** Anti-entropy (sync/anti-entropy/): told of every live message routed, counts dumps started. */
   onRouted: ((e: ConntrackEntry) => void) | undefined;
   bulkGeneration = 0;
+  /** Established conntracks whose 'established' event never came, synchronised on a later update (see onUpdate). */
+  lateEstablished = 0;
+  /** Full resyncs whose dump of the table failed (each tried again after RESYNC_RETRY_MS). */
+  resyncFailures = 0;
 
   constructor(
     private readonly vrf: string,
@@ -150,12 +157,14 @@ export class SyncSender {
   /**
    * The engine lost conntrack events (its event buffer overran): which conntracks changed is
    * unknown, so every connection that is up gets a full resync now rather than at the next one.
+   * Returns the connections resynced.
    */
-  repairAfterLoss(dropped: number): void {
-    if (this.role !== 'master' || !this.config().enabled || this.stopped) return;
+  repairAfterLoss(dropped: number): number {
+    if (this.role !== 'master' || !this.config().enabled || this.stopped) return 0;
     const clients = this.peers().flat().filter((c) => c.status === 'established');
     log.warn({ vrf: this.vrf, dropped, connections: clients.length }, 'conntrack events lost: full resync of the peers now');
     for (const c of clients) this.requestResync(c);
+    return clients.length;
   }
 
   /** A connection went down: a resync it wanted is moot (the next "up" asks again). */
@@ -232,10 +241,19 @@ export class SyncSender {
       }
       return;
     }
-    if (this.pending.size === 0) return;
-    const key = ctKey(e.orig);
-    const p = this.pending.get(key);
-    if (!p) return;
+    const key = this.pending.size > 0 ? ctKey(e.orig) : undefined;
+    const p = key === undefined ? undefined : this.pending.get(key);
+    if (!p || key === undefined) {
+      // Established, yet neither synced nor waiting for its delay: its 'established' event never
+      // came (the linux engine tells transitions by the kernel's conntrack id, which two live
+      // conntracks can share). It is that event now, or the conntrack would never be synced.
+      if (e.state === 'established') {
+        this.lateEstablished++;
+        log.debug({ vrf: this.vrf, orig: ctKey(e.orig) }, 'established conntrack seen without its established event: synchronised now');
+        this.onEstablished(e);
+      }
+      return;
+    }
     p.entry = e;
     if (e.orig.proto === 'tcp') {
       if (e.state !== 'established') this.pending.delete(key); // rule 6: only while still established
@@ -370,7 +388,21 @@ export class SyncSender {
         continue;
       }
       const started = performance.now();
-      const sent = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
+      let sent: BulkSent;
+      try {
+        sent = await this.bulkSend(targets, BulkKind.FullResync, (e) => this.resyncEligible(e), (b, i) => this.resyncEligiblePacked(b, i), false);
+      } catch (err) {
+        // The table could not be read (e.g. a kernel dump not answered in time): the peers did not
+        // get it, so it is tried again, not given up (an unhandled failure here ended the process).
+        this.resyncFailures++;
+        log.error({ vrf: this.vrf, err: (err as Error).message, clients: targets.length, retryMs: RESYNC_RETRY_MS },
+          'full resync failed: the table could not be read; trying again');
+        const retry = setTimeout(() => {
+          for (const c of targets) if (c.status === 'established' && !this.stopped) this.requestResync(c);
+        }, RESYNC_RETRY_MS);
+        retry.unref();
+        continue;
+      }
       log.info({ vrf: this.vrf, clients: targets.length, count: sent.count }, 'full resync sent: waiting for the peers to acknowledge its end');
       // The next resync (another connection that came up) need not wait for this one's ack.
       const acking = this.completeResync(sent, started).finally(() => this.resyncsAcking.delete(acking));

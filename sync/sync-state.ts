@@ -55,6 +55,8 @@ function vrfState(vs: VrfSync): Json {
       pending: String(vs.pendingCount()),
       'in-flight': String(vs.inFlightCount()),
       'peer-refused': String(vs.peerRefusedCount()),
+      'events-lost': String(vs.eventsLost),
+      'event-loss-resyncs': String(vs.eventLossResyncs),
     },
     'anti-entropy': vs.antiEntropyState(),
   };

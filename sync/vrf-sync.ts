@@ -38,6 +38,9 @@ export class VrfSync implements SyncClientListener {
   readonly vrf: string;
   readonly peers: PeerLink[] = [];
   lastFullResync: ResyncSummary | undefined;
+  /** Conntrack events the engine reported lost, and the full resyncs that repaired the peers at once. */
+  eventsLost = 0;
+  eventLossResyncs = 0;
   private readonly sender: SyncSender;
   private readonly receiver: SyncReceiver;
   private unsubscribeLoss: (() => void) | undefined;
@@ -101,7 +104,9 @@ export class VrfSync implements SyncClientListener {
       return;
     }
     this.unsubscribeLoss = this.engine.onEventsLost?.((vrf, dropped) => {
-      if (vrf === this.vrf) this.sender.repairAfterLoss(dropped);
+      if (vrf !== this.vrf) return;
+      this.eventsLost += dropped;
+      if (this.sender.repairAfterLoss(dropped) > 0) this.eventLossResyncs++;
     });
     for (const p of this.peers) for (const c of p.clients) c.start();
     this.antiEntropy.configure(this.config.antiEntropyInterval ?? 0);

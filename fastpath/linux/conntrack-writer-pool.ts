@@ -56,6 +56,8 @@ interface Writer {
   freeSlots: number[];
   waiting: (() => void)[];
   pending: Map<number, { resolve: (f: { index: number; errno: number }[]) => void; reject: (e: Error) => void }>;
+  /** Why the thread is gone, once it is: chunks for it fail at once instead of waiting forever. */
+  gone?: Error;
 }
 
 export class ConntrackWriterPool {
@@ -109,7 +111,16 @@ export class ConntrackWriterPool {
         });
         worker.on('error', (err) => {
           log.error({ err: err.message }, 'conntrack writer thread failed');
+          writer.gone ??= err;
           for (const p of writer.pending.values()) p.reject(err);
+          writer.pending.clear();
+        });
+        // A thread that ends (other than by close()) answers nothing more: what it held fails now
+        // (the caller counts it in receive-error) rather than never, which would stall its connection.
+        worker.on('exit', (code) => {
+          writer.gone ??= new Error(`conntrack writer thread exited (code ${code})`);
+          if (writer.pending.size > 0) log.error({ code, chunks: writer.pending.size }, 'conntrack writer thread exited with chunks unanswered');
+          for (const p of writer.pending.values()) p.reject(writer.gone);
           writer.pending.clear();
         });
         worker.unref();
@@ -125,6 +136,15 @@ export class ConntrackWriterPool {
     return this.writers.length;
   }
 
+  /** The next thread in turn that is still there. */
+  private nextWriter(): Writer | undefined {
+    for (let i = 0; i < this.writers.length; i++) {
+      const writer = this.writers[this.turn++ % this.writers.length] as Writer;
+      if (!writer.gone) return writer;
+    }
+    return undefined;
+  }
+
   private async takeSlot(writer: Writer): Promise<number> {
     while (writer.freeSlots.length === 0) await new Promise<void>((resolve) => writer.waiting.push(resolve));
     return writer.freeSlots.pop() as number;
@@ -137,6 +157,7 @@ export class ConntrackWriterPool {
 
   /** Copies the chunk into the writer's slot and hands it over; resolves with the refusals (index in the chunk). */
   private send(writer: Writer, slot: number, chunk: Buffer, datagrams: number[]): Promise<{ index: number; errno: number }[]> {
+    if (writer.gone) throw writer.gone;
     if (chunk.length > SLOT_BYTES) throw new Error(`chunk of ${chunk.length} bytes does not fit a ${SLOT_BYTES}-byte slot`);
     writer.slots.set(chunk, slot * SLOT_BYTES);
     const id = this.nextId++;
@@ -162,7 +183,13 @@ export class ConntrackWriterPool {
     this.pumping = true;
     try {
       while (this.queue.length > 0) {
-        const writer = this.writers[this.turn++ % this.writers.length] as Writer;
+        const writer = this.nextWriter();
+        if (!writer) {
+          // Every thread is gone: nothing can be written (each batch fails, counted by its caller).
+          const err = new Error(`every conntrack writer thread is gone (${this.writers[0]?.gone?.message ?? 'no thread'})`);
+          for (const batch of [...this.queue]) this.fail(batch, err);
+          break;
+        }
         const slot = await this.takeSlot(writer);
         const chunk = this.encodeChunk(writer);
         if (!chunk) {

@@ -423,6 +423,11 @@ export class LinuxEngine implements DataplaneEngine {
       if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
       vrf.natBlocks.add(ct, 'new', this.clock.now());
     }
+    // The kernel's conntrack id is a 32-bit hash (nf_ct_get_id), not a unique name: two live
+    // conntracks share one about once per 10^5. A new conntrack has no past, so what is recorded
+    // under its id is another's and must not hide its establishment (it was never synced: the
+    // 1-2 per 10^5 of issue #11). A twin's later transition the sender catches (SyncSender.onUpdate).
+    if (n.kind === 'new') vrf.established.delete(ct.id);
     const becameEstablished = isEstablished(ct) && !vrf.established.has(ct.id);
     if (becameEstablished) vrf.established.set(ct.id, this.clock.now());
     if (ours) return;

@@ -81,6 +81,8 @@ describe('HA sync acknowledgements over NETCONF (two agents on loopback)', funct
     expect(await stateLeaf(a, 'synced')).to.equal('20');
     expect(await stateLeaf(a, 'in-flight')).to.equal('0');
     expect(await stateLeaf(a, 'peer-refused')).to.equal('0');
+    expect(await stateLeaf(a, 'events-lost'), 'no conntrack event lost on the master').to.equal('0');
+    expect(await stateLeaf(a, 'event-loss-resyncs')).to.equal('0');
     expect(b.engine.counters('main').conntracks).to.equal(20);
     // One resync per connection as each came up; the count covers both workers' connections.
     await waitFor(() => notificationsOf(a, 'full-resync-complete').some((n) => n['count'] === '20'), 'full resync of 20 complete on ha1');

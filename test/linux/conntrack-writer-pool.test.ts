@@ -1,7 +1,8 @@
 // The writer threads on the real kernel (conntrack-writer-pool.ts): concurrent batches coalesce
 // into few chunks, each batch gets its own refusals back (indexes into its own writes), one batch
 // with bad input fails alone, and the messages of batches that are queued together keep their
-// order (a create then an update of the same conntrack).
+// order (a create then an update of the same conntrack); a thread that ends fails what it held
+// and gets no more chunks (its writes went nowhere and would otherwise never be answered).
 import { expect } from 'chai';
 import { ConntrackWriterPool } from '../../fastpath/linux/conntrack-writer-pool.js';
 import type { ConntrackWrite } from '../../fastpath/linux/ctnetlink-codec.js';
@@ -89,5 +90,24 @@ describe('linux: conntrack writer threads', function () {
     for (const r of results) expect(r.failures).to.deep.equal([]);
     const listed = fx.exec(ns, 'conntrack', ['-L', '-p', 'tcp', '--dport', '443', '--mark', '7']);
     expect(listed.trim().split('\n').filter((l) => l.includes('mark=7'))).to.have.length(50);
+  });
+
+  it('a thread that ends: the other one takes the writes; with none left, writes fail at once instead of never', async () => {
+    fx.exec(ns, 'conntrack', ['-F']);
+    const own = await ConntrackWriterPool.start(ns, 2);
+    const threads = (own as unknown as { writers: { worker: { terminate(): Promise<number> } }[] }).writers;
+    const within = <T>(p: Promise<T>, ms: number): Promise<T> => Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))]);
+    try {
+      await threads[0]?.worker.terminate();
+      const r = await within(own.upsert(Array.from({ length: 3000 }, (_, i) => natted(30000 + i))), 20_000);
+      expect(r.written).to.equal(3000);
+      expect(r.failures).to.deep.equal([]);
+      await threads[1]?.worker.terminate();
+      let err: Error | undefined;
+      await within(own.upsert([natted(40000)]), 5000).catch((e: Error) => { err = e; });
+      expect(err?.message).to.match(/every conntrack writer thread is gone/);
+    } finally {
+      await own.close();
+    }
   });
 });

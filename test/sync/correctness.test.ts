@@ -3,9 +3,12 @@
 //  - conntrack events that arrive while a dump (manual synchronisation, full resync) is running
 //    are sent after the dump's records: a conntrack destroyed during the dump, which the dump
 //    still carries, does not survive on the peer;
-//  - when the engine reports lost events, the peer gets a full resync at once.
+//  - when the engine reports lost events, the peer gets a full resync at once;
+//  - a conntrack whose 'established' event never came (the linux engine tells transitions by the
+//    kernel's 32-bit conntrack id, which two live conntracks can share) is sent at its next update.
 import { expect } from 'chai';
 import type { FlowTuple } from '../../fastpath/engine.js';
+import { SyncStateProvider } from '../../sync/sync-state.js';
 import { flow, Pair, startNode, waitFor } from './two-nodes.js';
 
 describe('sync correctness: refusals, the dump/event race, event loss', function () {
@@ -112,5 +115,58 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
       'ha2 repaired by a full resync', 5000);
     expect(Date.now() - started).to.be.below(2000);
     expect(p.ha2.engine.counters('main').conntracks).to.equal(59);
+    // Counted where the user reads sync's state (ha-fp-conntrack/conntracks).
+    const state = new SyncStateProvider(p.ha1.service).state() as { 'tandem-vrf:vrf': Array<Record<string, { conntracks: Record<string, string> }>> };
+    const conntracks = state['tandem-vrf:vrf'][0]?.['tandem-ha-fp-conntrack:ha-fp-conntrack']?.conntracks;
+    expect(conntracks?.['events-lost']).to.equal('101');
+    expect(conntracks?.['event-loss-resyncs']).to.equal('1');
+  });
+
+  it('sends an established conntrack whose established event never came at its next update', async () => {
+    p = await new Pair().start();
+    const seen = flow();
+    p.ha1.engine.open('main', seen);
+    await waitFor(() => p.ha2.engine.get('main', seen) !== undefined, 'the conntrack seen established on ha2');
+    // No resync runs from here on (it would carry the conntrack whatever its events were): the
+    // start-up exchange (ha1 started empty, so it takes ha2's table, then resyncs) is over.
+    const vs = p.ha1.service.vrfs.get('main');
+    await new Promise((r) => setTimeout(r, 500));
+    await vs?.resyncIdle();
+    const resyncs = vs?.lastFullResync?.time;
+    const twin = flow();
+    // Its establishment reaches sync as a plain update (as the linux engine reports the second
+    // conntrack of a shared kernel id): 'new', then 'update' in state established.
+    p.ha1.engine.open('main', twin, { establish: false });
+    p.ha1.engine.setState('main', twin, 'established', 300);
+    await waitFor(() => p.ha2.engine.get('main', twin) !== undefined, 'the conntrack without its established event on ha2', 3000);
+    expect(p.ha2.engine.get('main', twin)?.state).to.equal('established');
+    expect(vs?.lastFullResync?.time, 'no full resync carried it').to.equal(resyncs);
+    // One that never became established is still not sent (rule 7).
+    const opening = flow();
+    p.ha1.engine.open('main', opening, { establish: false });
+    p.ha1.engine.setState('main', opening, 'syn-recv', 60);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(p.ha2.engine.get('main', opening)).to.equal(undefined);
+  });
+
+  it('a full resync whose dump fails is tried again, and the peer gets the table', async () => {
+    p = await new Pair().start();
+    const before = Array.from({ length: 10 }, () => flow());
+    for (const f of before) p.ha1.engine.open('main', f);
+    await waitFor(() => p.ha2.engine.counters('main').conntracks === 10, 'first conntracks on ha2');
+    await p.ha1.service.vrfs.get('main')?.resyncIdle();
+    // Lost events call for a full resync; its first dump fails (as a kernel dump not answered in time).
+    p.ha1.engine.losingEvents = true;
+    const unseen = Array.from({ length: 2000 }, () => flow());
+    for (const f of unseen) p.ha1.engine.open('main', f);
+    p.ha1.engine.losingEvents = false;
+    let failures = 0;
+    p.ha1.engine.betweenDumpBatches = () => {
+      if (failures++ === 0) throw new Error('dump not answered (test)');
+    };
+    p.ha1.engine.reportLoss('main');
+    await waitFor(() => unseen.every((f) => p.ha2.engine.get('main', f)), 'ha2 repaired by the full resync tried again', 10_000);
+    expect(failures, 'the first dump failed, a later one ran').to.be.above(1);
+    expect(p.ha2.engine.counters('main').conntracks).to.equal(2010);
   });
 });
