@@ -1,7 +1,10 @@
 // `npm run bench -- linux-failover` (root): the linux engine's figures.
 //  1. conntracks per second into a backup's kernel table (10^5, with NAT bindings), written by the
-//     engine as sync delivers them (2 sync connections, frames of 1,000; the engine's writer
-//     threads), and the agent's own memory per conntrack;
+//     engine as sync delivers them (2 sync connections, frames of 1,000 packed IPv4 records handed
+//     to engine.upsertIPv4Records as the receiver does; TANDEM_BENCH_WRITER_PATH=objects: the
+//     decoded entries to engine.upsert instead; the engine's writer threads), and the agent's own
+//     memory per conntrack; TANDEM_BENCH_CONNTRACKS=1000000 measures 10^6 (the table sized for
+//     it, conntrackd left out above 200,000);
 //  2. the same 10^5 through conntrackd 1.4 (FTFW over UDP on a sync link between two namespaces,
 //     configured here): the commit of its external cache into the backup's kernel, and the ratio;
 //     and the kernel's own ceiling for the same entries (bench/ctnetlink-ceiling.ts: a minimal raw
@@ -31,14 +34,18 @@ import { failoverRun } from '../lab/failover-run.js';
 import { labVrfConfig } from '../lab/lab-topology.js';
 import { buildCeilingProbe, ceiling, sizeConntrackTable, TRACKING_RULESET, type CeilingRun } from './ctnetlink-ceiling.js';
 import { syncPairRun } from './linux-sync-pair.js';
+import { decodeEntries, encodeRecords, recordSize, type SyncRecord } from '../sync/conntrack-codec.js';
 
 function progress(line: string): void {
   process.stderr.write(`bench linux-failover: ${line}\n`);
 }
 
-/** n established TCP conntracks of distinct subscribers, SNATed to a pool (distinct reply tuples). */
-function syntheticEntries(n: number): ConntrackEntry[] {
-  return Array.from({ length: n }, (_, i) => ({
+/**
+ * n established TCP conntracks of distinct subscribers, SNATed to a pool (distinct reply tuples),
+ * numbered from `first` (distinct up to 1,024,000: 16 pool addresses x 64,000 ports).
+ */
+function syntheticEntries(n: number, first = 0): ConntrackEntry[] {
+  return Array.from({ length: n }, (_, k) => first + k).map((i) => ({
     vrf: 'main',
     orig: { proto: 'tcp' as const, src: `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, dst: '198.51.100.10', sport: 1024 + (i % 50000), dport: 443 },
     reply: { proto: 'tcp' as const, src: '198.51.100.10', dst: `192.0.2.${i % 16}`, sport: 443, dport: 1024 + Math.floor(i / 16) % 64000 },
@@ -78,7 +85,30 @@ async function settleAndCleanup(fx: NamespaceFixture): Promise<void> {
 }
 
 
-async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
+/**
+ * The CT_NEW payloads sync delivers for the synthetic population, frames of FRAME records: a
+ * receiver hands plain IPv4 ones to the engine as they came (upsertIPv4Records, after the count).
+ * Built a frame at a time, so 10^6 conntracks take 34 MB here, not a million objects.
+ */
+function syntheticFrames(n: number): Buffer[] {
+  const frames: Buffer[] = [];
+  for (let i = 0; i < n; i += FRAME) {
+    const recs: SyncRecord[] = syntheticEntries(Math.min(FRAME, n - i), i).map((entry) => ({ entry, withActivity: false, timeout: entry.timeout }));
+    frames.push(encodeRecords(recs, recs.map(recordSize), 1));
+  }
+  return frames;
+}
+
+/** Records per sync frame (sync-sender's batches of a burst). */
+const FRAME = 1000;
+
+/**
+ * Which receiver path part 1 measures: `packed` (default; what sync-receiver.ts calls for frames of
+ * plain IPv4 records, engine.upsertIPv4Records) or `objects` (entries decoded from the frames, engine.upsert).
+ */
+const WRITER_PATH = process.env.TANDEM_BENCH_WRITER_PATH === 'objects' ? 'objects' : 'packed';
+
+async function tandemIntoBackup(n: number): Promise<Record<string, number | string>> {
   const fx = new NamespaceFixture('bw');
   const engine = new LinuxEngine({ namespaceOf: () => fx.namespaces[0] });
   try {
@@ -86,7 +116,9 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
     await engine.prepareVrf(labVrfConfig());
     await engine.applyVrf('main', labVrfConfig());
     await engine.setRole('main', 'backup');
-    const entries = syntheticEntries(n);
+    const frames = syntheticFrames(n);
+    // The object path gets what the receiver's decoder makes of the same frames (decoded beforehand: not part of the writes).
+    const decoded = WRITER_PATH === 'objects' ? frames.map((f) => decodeEntries(f, 'main', Date.now())) : [];
     const rssBefore = process.memoryUsage().rss;
     const cpuBefore = process.cpuUsage();
     const started = process.hrtime.bigint();
@@ -95,7 +127,11 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
     const STREAMS = 2;
     const counts = await Promise.all(Array.from({ length: STREAMS }, async (_, stream) => {
       let w = 0;
-      for (let i = stream * 1000; i < n; i += STREAMS * 1000) w += await engine.upsert(entries.slice(i, i + 1000));
+      for (let f = stream; f < frames.length; f += STREAMS) {
+        w += WRITER_PATH === 'objects'
+          ? await engine.upsert(decoded[f] as ConntrackEntry[])
+          : await engine.upsertIPv4Records('main', (frames[f] as Buffer).subarray(2));
+      }
       return w;
     }));
     const written = counts.reduce((a, b) => a + b, 0);
@@ -105,6 +141,7 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
     const rssAfter = process.memoryUsage().rss;
     progress(`tandem wrote ${written} conntracks into the backup's kernel in ${seconds.toFixed(2)} s`);
     return {
+      path: WRITER_PATH,
       conntracks: n,
       written,
       inKernel,
@@ -231,7 +268,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const failover = () => failoverPart(connections);
   if (process.env.TANDEM_BENCH_FAILOVER_ONLY === '1') return { failover: await failover() };
   // The machine may be shared: alternate the two, three times each, and compare the medians.
-  const tandemRuns: Record<string, number>[] = [];
+  const tandemRuns: Record<string, number | string>[] = [];
   const conntrackdRuns: Record<string, number | string>[] = [];
   const ceilingRuns: CeilingRun[] = [];
   let probe: ReturnType<typeof buildCeilingProbe> | undefined;
