@@ -2,7 +2,8 @@
 //  1. conntracks per second into a backup's kernel table (10^5, with NAT bindings), written by the
 //     engine as sync delivers them (2 sync connections, frames of 1,000 packed IPv4 records handed
 //     to engine.upsertIPv4Records as the receiver does; TANDEM_BENCH_WRITER_PATH=objects: the
-//     decoded entries to engine.upsert instead; the engine's writer threads), and the agent's own
+//     decoded entries to engine.upsert instead; up to 8 frames in flight per connection as the
+//     receiver has them, TANDEM_BENCH_FRAMES_IN_FLIGHT; the engine's writer threads), and the agent's own
 //     memory per conntrack; TANDEM_BENCH_CONNTRACKS=1000000 measures 10^6 (the table sized for
 //     it, conntrackd left out above 200,000);
 //  2. the same 10^5 through conntrackd 1.4 (FTFW over UDP on a sync link between two namespaces,
@@ -101,6 +102,14 @@ function syntheticFrames(n: number): Buffer[] {
 
 /** Records per sync frame (sync-sender's batches of a burst). */
 const FRAME = 1000;
+/**
+ * Engine writes a sync connection has in progress at once: MAX_INFLIGHT of
+ * sync/inbound-connection.ts (8); TANDEM_BENCH_FRAMES_IN_FLIGHT=1 gives the method of stop 8 (one
+ * frame at a time per connection, the writer threads idle between frames).
+ */
+const FRAMES_IN_FLIGHT = Math.max(1, Number(process.env.TANDEM_BENCH_FRAMES_IN_FLIGHT ?? 8));
+/** The engine's writer threads (TANDEM_BENCH_WRITER_THREADS; unset: the engine's default). */
+const WRITER_THREADS = process.env.TANDEM_BENCH_WRITER_THREADS ? Number(process.env.TANDEM_BENCH_WRITER_THREADS) : undefined;
 
 /**
  * Which receiver path part 1 measures: `packed` (default; what sync-receiver.ts calls for frames of
@@ -110,7 +119,7 @@ const WRITER_PATH = process.env.TANDEM_BENCH_WRITER_PATH === 'objects' ? 'object
 
 async function tandemIntoBackup(n: number): Promise<Record<string, number | string>> {
   const fx = new NamespaceFixture('bw');
-  const engine = new LinuxEngine({ namespaceOf: () => fx.namespaces[0] });
+  const engine = new LinuxEngine({ namespaceOf: () => fx.namespaces[0], writerThreads: WRITER_THREADS });
   try {
     fx.add('ha2');
     await engine.prepareVrf(labVrfConfig());
@@ -123,15 +132,19 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number | stri
     const cpuBefore = process.cpuUsage();
     const started = process.hrtime.bigint();
     // As sync delivers them: one stream per sync connection (nb-event-threads, 2 by default), each
-    // handing the engine frames of 1,000 conntracks and waiting for each write.
+    // handing the engine frames of 1,000 conntracks with up to FRAMES_IN_FLIGHT writes at once, as
+    // the receiving connection does (sync/inbound-connection.ts, MAX_INFLIGHT).
     const STREAMS = 2;
     const counts = await Promise.all(Array.from({ length: STREAMS }, async (_, stream) => {
       let w = 0;
+      const inFlight: Promise<number>[] = [];
       for (let f = stream; f < frames.length; f += STREAMS) {
-        w += WRITER_PATH === 'objects'
-          ? await engine.upsert(decoded[f] as ConntrackEntry[])
-          : await engine.upsertIPv4Records('main', (frames[f] as Buffer).subarray(2));
+        inFlight.push(WRITER_PATH === 'objects'
+          ? engine.upsert(decoded[f] as ConntrackEntry[])
+          : engine.upsertIPv4Records('main', (frames[f] as Buffer).subarray(2)));
+        if (inFlight.length >= FRAMES_IN_FLIGHT) w += await (inFlight.shift() as Promise<number>);
       }
+      for (const p of inFlight) w += await p;
       return w;
     }));
     const written = counts.reduce((a, b) => a + b, 0);
@@ -142,6 +155,8 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number | stri
     progress(`tandem wrote ${written} conntracks into the backup's kernel in ${seconds.toFixed(2)} s`);
     return {
       path: WRITER_PATH,
+      framesInFlightPerStream: FRAMES_IN_FLIGHT,
+      writerThreads: WRITER_THREADS ?? 'engine default',
       conntracks: n,
       written,
       inKernel,
