@@ -73,7 +73,12 @@ export interface LinuxEngineOptions {
   namespaceOf?: (vrf: string) => string | undefined;
   workers?: number;
   clock?: Clock;
-  /** Threads writing synced conntracks into the kernel (each on a socket of its own); default 2. */
+  /**
+   * Threads writing synced conntracks into the kernel (each on a socket of its own); default 1:
+   * ctnetlink creates run one at a time under the subsystem's mutex, so a second thread adds no
+   * kernel parallelism, spins on that mutex (CPU the encoding thread needs) and lets consecutive
+   * chunks of a stream reach the kernel out of order (docs/linux-engine.md § Writer throughput).
+   */
   writerThreads?: number;
   /** Receive buffer of the conntrack event socket (conntrack-events.ts has the default; tests make it small to lose events). */
   eventBufferBytes?: number;
@@ -177,7 +182,7 @@ export class LinuxEngine implements DataplaneEngine {
     this.workerCount = options.workers ?? 2;
     this.clock = options.clock ?? new RealClock();
     this.namespaceOf = options.namespaceOf ?? ((vrf) => (vrf === 'main' ? undefined : vrf));
-    this.writerThreads = options.writerThreads ?? 2;
+    this.writerThreads = options.writerThreads ?? 1;
     this.eventBufferBytes = options.eventBufferBytes;
   }
 
