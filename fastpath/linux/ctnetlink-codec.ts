@@ -373,16 +373,24 @@ export function writeCreateByAttributes(b: MessageBuilder, w: ConntrackWrite, se
   // The kernel requires a reply tuple to create, and sets NAT up from the *un-translated* one: the
   // NAT bindings below turn it into w.reply and set the SRC_NAT/DST_NAT status that makes the
   // kernel translate packets. (Given the translated reply tuple, it would see nothing to do.)
-  const untranslated: FlowTuple = { proto: w.orig.proto, src: w.orig.dst, dst: w.orig.src, sport: w.orig.dport, dport: w.orig.sport };
-  writeTuple(b, CTA_TUPLE_REPLY, untranslated, true, v4);
+  // ICMP: both tuples carry the echo id in `sport`; the un-translated reply has the original's id.
   const ports = w.orig.proto !== 'icmp';
+  const untranslated: FlowTuple = ports
+    ? { proto: w.orig.proto, src: w.orig.dst, dst: w.orig.src, sport: w.orig.dport, dport: w.orig.sport }
+    : { proto: w.orig.proto, src: w.orig.dst, dst: w.orig.src, sport: w.orig.sport, dport: 0 };
+  writeTuple(b, CTA_TUPLE_REPLY, untranslated, true, v4);
+  // A translated ICMP id is bound like a port (the kernel's NAT range of ICMP is an id range);
+  // unbound, the kernel would keep or pick one, not necessarily the master's.
+  const idChanged = !ports && w.reply.sport !== w.orig.sport;
   // Source NAT: the server answers to reply.dst:reply.dport instead of orig.src:orig.sport.
-  if (w.reply.dst !== w.orig.src || (ports && w.reply.dport !== w.orig.sport)) {
-    writeNat(b, CTA_NAT_SRC, w.reply.dst, w.reply.dport, ports, v4);
+  const snat = w.reply.dst !== w.orig.src || (ports && w.reply.dport !== w.orig.sport);
+  if (snat || (idChanged && w.reply.src === w.orig.dst)) {
+    writeNat(b, CTA_NAT_SRC, w.reply.dst, ports ? w.reply.dport : w.reply.sport, ports || idChanged, v4);
   }
   // Destination NAT: the answer comes from reply.src:reply.sport instead of orig.dst:orig.dport.
   if (w.reply.src !== w.orig.dst || (ports && w.reply.sport !== w.orig.dport)) {
-    writeNat(b, CTA_NAT_DST, w.reply.src, w.reply.sport, ports, v4);
+    // (ICMP: a changed id rides on the source NAT when there is one)
+    writeNat(b, CTA_NAT_DST, w.reply.src, w.reply.sport, ports || (idChanged && !snat), v4);
   }
   writeState(b, w);
   b.end();

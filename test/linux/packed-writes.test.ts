@@ -53,9 +53,9 @@ function mixedEntries(base: number): ConntrackEntry[] {
         out.push(entry({ proto: 'udp', src: client, dst: '198.51.100.53', sport, dport: 53 },
           { proto: 'udp', src: '198.51.100.53', dst: '192.0.2.3', sport: 53, dport: 23000 + i }, 'established', 180));
         break;
-      case 6: // ICMP echo with source NAT (the attribute encoder's path)
+      case 6: // ICMP echo with source NAT (the attribute encoder's path), the id kept or translated
         out.push(entry({ proto: 'icmp', src: client, dst: '198.51.100.1', sport: 100 + i, dport: 0 },
-          { proto: 'icmp', src: '198.51.100.1', dst: '192.0.2.3', sport: 100 + i, dport: 0 }, 'established', 30));
+          { proto: 'icmp', src: '198.51.100.1', dst: '192.0.2.3', sport: i % 20 === 6 ? 100 + i : 40000 + i, dport: 0 }, 'established', 30));
         break;
       case 8: // source NAT of the port only (same address)
         out.push(entry({ proto: 'tcp', src: client, dst: '198.51.100.14', sport, dport: 443 },
@@ -160,9 +160,7 @@ describe('linux: packed IPv4 sync records into the kernel', function () {
       const rows = raw.map((l) => {
         const m = /^(\S+\s+\d+\s+)(\d+)(.*)$/.exec(l);
         if (!m) throw new Error(`unexpected conntrack -L line: ${l}`);
-        // An ICMP conntrack with source NAT gets its reply id from the kernel (a free one, chosen at random).
-        const rest = (m[1] as string).startsWith('icmp') ? (m[3] as string).replace(/( src=\S+ dst=\S+ type=0 code=0) id=\d+/, '$1 id=N') : m[3];
-        return { line: `${m[1]}T${rest}`, timeout: Number(m[2]) };
+        return { line: `${m[1]}T${m[3]}`, timeout: Number(m[2]) };
       }).sort((a, b) => a.line.localeCompare(b.line));
       return { lines: rows.map((r) => r.line), timeouts: rows.map((r) => r.timeout) };
     }
@@ -189,6 +187,10 @@ describe('linux: packed IPv4 sync records into the kernel', function () {
         if (role === 'backup') for (const t of b.timeouts) expect(t).to.be.above(BACKUP_TIMEOUT_S - 10);
         else expect(Math.max(...b.timeouts)).to.be.at.most(7200);
         expect(b.lines.join('\n')).to.contain(`mark=${markOf(7200)}`);
+        // ICMP echo: the reply tuple keeps the record's id (not one the kernel picks).
+        for (const e of entries.filter((x) => x.orig.proto === 'icmp')) {
+          expect(b.lines.join('\n')).to.contain(`src=${e.orig.src} dst=${e.orig.dst} type=8 code=0 id=${e.orig.sport} src=${e.reply.src} dst=${e.reply.dst} type=0 code=0 id=${e.reply.sport} `);
+        }
         if (role === 'backup') {
           // A backup counts its own writes: both paths count alike.
           const after = { o: o.counters('main'), p: p.counters('main') };
