@@ -33,7 +33,7 @@ import { NamespaceFixture, isRoot } from '../lab/namespace-fixture.js';
 import { agentFailoverRun } from '../lab/agent-failover-run.js';
 import { failoverRun } from '../lab/failover-run.js';
 import { labVrfConfig } from '../lab/lab-topology.js';
-import { buildCeilingProbe, ceiling, sizeConntrackTable, TRACKING_RULESET, type CeilingRun } from './ctnetlink-ceiling.js';
+import { buildCeilingProbe, ceiling, execInNamespace, sizeConntrackTable, TRACKING_RULESET, type CeilingRun } from './ctnetlink-ceiling.js';
 import { syncPairRun } from './linux-sync-pair.js';
 import { decodeEntries, encodeRecords, recordSize, type SyncRecord } from '../sync/conntrack-codec.js';
 
@@ -73,10 +73,10 @@ function conntrackSlabObjectSize(): number {
  * conntrack hash table is shared by all namespaces, and the asynchronous cleanup of a deleted
  * namespace's 10^5 entries would otherwise run during the next round's measurement.
  */
-async function settleAndCleanup(fx: NamespaceFixture): Promise<void> {
+async function settleAndCleanup(fx: NamespaceFixture, n = 100_000): Promise<void> {
   for (const ns of fx.namespaces) {
     try {
-      fx.exec(ns, 'conntrack', ['-F']);
+      execInNamespace(ns, n, 'conntrack', ['-F']);
     } catch {
       // nothing to flush
     }
@@ -172,7 +172,7 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number | stri
     };
   } finally {
     await engine.close();
-    await settleAndCleanup(fx);
+    await settleAndCleanup(fx, n);
   }
 }
 
@@ -266,7 +266,7 @@ async function conntrackdCommit(n: number): Promise<Record<string, number | stri
         // already gone
       }
     }
-    await settleAndCleanup(fx);
+    await settleAndCleanup(fx, n);
     rmSync(dir, { recursive: true, force: true });
   }
 }
