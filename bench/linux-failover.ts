@@ -58,6 +58,18 @@ function syntheticEntries(n: number, first = 0): ConntrackEntry[] {
   }));
 }
 
+/** nf_conntrack_max / hashsize (global to the host), as text. */
+function tableSize(): string {
+  const read = (f: string): string => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return '?';
+    }
+  };
+  return `max ${read('/proc/sys/net/netfilter/nf_conntrack_max')} buckets ${read('/sys/module/nf_conntrack/parameters/hashsize')}`;
+}
+
 /** Size of the kernel's nf_conntrack slab object (the conntrack itself; its extensions come on top). */
 function conntrackSlabObjectSize(): number {
   try {
@@ -126,6 +138,8 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number | stri
     await engine.applyVrf('main', labVrfConfig());
     await engine.setRole('main', 'backup');
     const frames = syntheticFrames(n);
+    // The table's size is global to the host: another job on it may change it during the run.
+    const tableBefore = tableSize();
     // The object path gets what the receiver's decoder makes of the same frames (decoded beforehand: not part of the writes).
     const decoded = WRITER_PATH === 'objects' ? frames.map((f) => decodeEntries(f, 'main', Date.now())) : [];
     const rssBefore = process.memoryUsage().rss;
@@ -137,14 +151,20 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number | stri
     const STREAMS = 2;
     const counts = await Promise.all(Array.from({ length: STREAMS }, async (_, stream) => {
       let w = 0;
+      // A write that fails while an older one is awaited is kept, not left unhandled (it would end the process).
+      let failure: Error | undefined;
       const inFlight: Promise<number>[] = [];
-      for (let f = stream; f < frames.length; f += STREAMS) {
-        inFlight.push(WRITER_PATH === 'objects'
+      for (let f = stream; f < frames.length && !failure; f += STREAMS) {
+        inFlight.push((WRITER_PATH === 'objects'
           ? engine.upsert(decoded[f] as ConntrackEntry[])
-          : engine.upsertIPv4Records('main', (frames[f] as Buffer).subarray(2)));
+          : engine.upsertIPv4Records('main', (frames[f] as Buffer).subarray(2))).catch((err: Error) => {
+          failure ??= err;
+          return 0;
+        }));
         if (inFlight.length >= FRAMES_IN_FLIGHT) w += await (inFlight.shift() as Promise<number>);
       }
       for (const p of inFlight) w += await p;
+      if (failure) throw new Error(`tandem's writes of ${n} failed: ${failure.message}`, { cause: failure });
       return w;
     }));
     const written = counts.reduce((a, b) => a + b, 0);
@@ -168,6 +188,7 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number | stri
       // The agent keeps no state per synced conntrack on a backup (the kernel table holds them):
       // this is its resident-memory growth over the writes, transient buffers included.
       agentRssGrowthBytesPerConntrack: Math.max(0, Math.round((rssAfter - rssBefore) / n)),
+      table: tableBefore === tableSize() ? tableBefore : `changed during the run: ${tableBefore} -> ${tableSize()}`,
       kernelBytesPerConntrack: conntrackSlabObjectSize(),
     };
   } finally {
