@@ -56,19 +56,27 @@ export function sizeConntrackTable(n: number): () => void {
   };
 }
 
+/**
+ * A command inside a namespace with a time bound that grows with n (fx.exec allows 30 s: 10^6
+ * creates or a flush of them take longer than that on a loaded machine).
+ */
+export function execInNamespace(ns: string, n: number, cmd: string, args: string[]): string {
+  return execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: Math.max(30_000, n / 2), stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
 /** One run of the probe: n creates into a fresh namespace's empty table. */
 export async function ceilingRun(binary: string, n: number, batch: number): Promise<CeilingRun> {
   const fx = new NamespaceFixture('cl');
   try {
     const ns = fx.add('ha2');
     fx.exec(ns, 'nft', ['-f', '-'], TRACKING_RULESET);
-    const out = fx.exec(ns, binary, [String(n), String(batch), '1']);
+    const out = execInNamespace(ns, n, binary, [String(n), String(batch), '1']);
     const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { created: number; errors: number; seconds: number; per_second: number; cpu_seconds: number };
     return { conntracks: n, batch, created: r.created, errors: r.errors, seconds: r.seconds, perSecond: r.per_second, cpuSeconds: r.cpu_seconds };
   } finally {
     for (const ns of fx.namespaces) {
       try {
-        fx.exec(ns, 'conntrack', ['-F']);
+        execInNamespace(ns, n, 'conntrack', ['-F']);
       } catch {
         // nothing to flush
       }

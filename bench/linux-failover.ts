@@ -1,7 +1,11 @@
 // `npm run bench -- linux-failover` (root): the linux engine's figures.
 //  1. conntracks per second into a backup's kernel table (10^5, with NAT bindings), written by the
-//     engine as sync delivers them (2 sync connections, frames of 1,000; the engine's writer
-//     threads), and the agent's own memory per conntrack;
+//     engine as sync delivers them (2 sync connections, frames of 1,000 packed IPv4 records handed
+//     to engine.upsertIPv4Records as the receiver does; TANDEM_BENCH_WRITER_PATH=objects: the
+//     decoded entries to engine.upsert instead; up to 8 frames in flight per connection as the
+//     receiver has them, TANDEM_BENCH_FRAMES_IN_FLIGHT; the engine's writer threads), and the agent's own
+//     memory per conntrack; TANDEM_BENCH_CONNTRACKS=1000000 measures 10^6 (the table sized for
+//     it, conntrackd left out above 200,000);
 //  2. the same 10^5 through conntrackd 1.4 (FTFW over UDP on a sync link between two namespaces,
 //     configured here): the commit of its external cache into the backup's kernel, and the ratio;
 //     and the kernel's own ceiling for the same entries (bench/ctnetlink-ceiling.ts: a minimal raw
@@ -29,16 +33,20 @@ import { NamespaceFixture, isRoot } from '../lab/namespace-fixture.js';
 import { agentFailoverRun } from '../lab/agent-failover-run.js';
 import { failoverRun } from '../lab/failover-run.js';
 import { labVrfConfig } from '../lab/lab-topology.js';
-import { buildCeilingProbe, ceiling, sizeConntrackTable, TRACKING_RULESET, type CeilingRun } from './ctnetlink-ceiling.js';
+import { buildCeilingProbe, ceiling, execInNamespace, sizeConntrackTable, TRACKING_RULESET, type CeilingRun } from './ctnetlink-ceiling.js';
 import { syncPairRun } from './linux-sync-pair.js';
+import { decodeEntries, encodeRecords, recordSize, type SyncRecord } from '../sync/conntrack-codec.js';
 
 function progress(line: string): void {
   process.stderr.write(`bench linux-failover: ${line}\n`);
 }
 
-/** n established TCP conntracks of distinct subscribers, SNATed to a pool (distinct reply tuples). */
-function syntheticEntries(n: number): ConntrackEntry[] {
-  return Array.from({ length: n }, (_, i) => ({
+/**
+ * n established TCP conntracks of distinct subscribers, SNATed to a pool (distinct reply tuples),
+ * numbered from `first` (distinct up to 1,024,000: 16 pool addresses x 64,000 ports).
+ */
+function syntheticEntries(n: number, first = 0): ConntrackEntry[] {
+  return Array.from({ length: n }, (_, k) => first + k).map((i) => ({
     vrf: 'main',
     orig: { proto: 'tcp' as const, src: `10.${64 + (i >> 16)}.${(i >> 8) & 255}.${i & 255}`, dst: '198.51.100.10', sport: 1024 + (i % 50000), dport: 443 },
     reply: { proto: 'tcp' as const, src: '198.51.100.10', dst: `192.0.2.${i % 16}`, sport: 443, dport: 1024 + Math.floor(i / 16) % 64000 },
@@ -48,6 +56,18 @@ function syntheticEntries(n: number): ConntrackEntry[] {
     establishedAt: 1,
     lastActivity: 1,
   }));
+}
+
+/** nf_conntrack_max / hashsize (global to the host), as text. */
+function tableSize(): string {
+  const read = (f: string): string => {
+    try {
+      return readFileSync(f, 'utf8').trim();
+    } catch {
+      return '?';
+    }
+  };
+  return `max ${read('/proc/sys/net/netfilter/nf_conntrack_max')} buckets ${read('/sys/module/nf_conntrack/parameters/hashsize')}`;
 }
 
 /** Size of the kernel's nf_conntrack slab object (the conntrack itself; its extensions come on top). */
@@ -65,10 +85,10 @@ function conntrackSlabObjectSize(): number {
  * conntrack hash table is shared by all namespaces, and the asynchronous cleanup of a deleted
  * namespace's 10^5 entries would otherwise run during the next round's measurement.
  */
-async function settleAndCleanup(fx: NamespaceFixture): Promise<void> {
+async function settleAndCleanup(fx: NamespaceFixture, n = 100_000): Promise<void> {
   for (const ns of fx.namespaces) {
     try {
-      fx.exec(ns, 'conntrack', ['-F']);
+      execInNamespace(ns, n, 'conntrack', ['-F']);
     } catch {
       // nothing to flush
     }
@@ -78,24 +98,73 @@ async function settleAndCleanup(fx: NamespaceFixture): Promise<void> {
 }
 
 
-async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
+/**
+ * The CT_NEW payloads sync delivers for the synthetic population, frames of FRAME records: a
+ * receiver hands plain IPv4 ones to the engine as they came (upsertIPv4Records, after the count).
+ * Built a frame at a time, so 10^6 conntracks take 34 MB here, not a million objects.
+ */
+function syntheticFrames(n: number): Buffer[] {
+  const frames: Buffer[] = [];
+  for (let i = 0; i < n; i += FRAME) {
+    const recs: SyncRecord[] = syntheticEntries(Math.min(FRAME, n - i), i).map((entry) => ({ entry, withActivity: false, timeout: entry.timeout }));
+    frames.push(encodeRecords(recs, recs.map(recordSize), 1));
+  }
+  return frames;
+}
+
+/** Records per sync frame (sync-sender's batches of a burst). */
+const FRAME = 1000;
+/**
+ * Engine writes a sync connection has in progress at once: MAX_INFLIGHT of
+ * sync/inbound-connection.ts (8); TANDEM_BENCH_FRAMES_IN_FLIGHT=1 gives the method of stop 8 (one
+ * frame at a time per connection, the writer threads idle between frames).
+ */
+const FRAMES_IN_FLIGHT = Math.max(1, Number(process.env.TANDEM_BENCH_FRAMES_IN_FLIGHT ?? 8));
+/** The engine's writer threads (TANDEM_BENCH_WRITER_THREADS; unset: the engine's default). */
+const WRITER_THREADS = process.env.TANDEM_BENCH_WRITER_THREADS ? Number(process.env.TANDEM_BENCH_WRITER_THREADS) : undefined;
+
+/**
+ * Which receiver path part 1 measures: `packed` (default; what sync-receiver.ts calls for frames of
+ * plain IPv4 records, engine.upsertIPv4Records) or `objects` (entries decoded from the frames, engine.upsert).
+ */
+const WRITER_PATH = process.env.TANDEM_BENCH_WRITER_PATH === 'objects' ? 'objects' : 'packed';
+
+async function tandemIntoBackup(n: number): Promise<Record<string, number | string>> {
   const fx = new NamespaceFixture('bw');
-  const engine = new LinuxEngine({ namespaceOf: () => fx.namespaces[0] });
+  const engine = new LinuxEngine({ namespaceOf: () => fx.namespaces[0], writerThreads: WRITER_THREADS });
   try {
     fx.add('ha2');
     await engine.prepareVrf(labVrfConfig());
     await engine.applyVrf('main', labVrfConfig());
     await engine.setRole('main', 'backup');
-    const entries = syntheticEntries(n);
+    const frames = syntheticFrames(n);
+    // The table's size is global to the host: another job on it may change it during the run.
+    const tableBefore = tableSize();
+    // The object path gets what the receiver's decoder makes of the same frames (decoded beforehand: not part of the writes).
+    const decoded = WRITER_PATH === 'objects' ? frames.map((f) => decodeEntries(f, 'main', Date.now())) : [];
     const rssBefore = process.memoryUsage().rss;
     const cpuBefore = process.cpuUsage();
     const started = process.hrtime.bigint();
     // As sync delivers them: one stream per sync connection (nb-event-threads, 2 by default), each
-    // handing the engine frames of 1,000 conntracks and waiting for each write.
+    // handing the engine frames of 1,000 conntracks with up to FRAMES_IN_FLIGHT writes at once, as
+    // the receiving connection does (sync/inbound-connection.ts, MAX_INFLIGHT).
     const STREAMS = 2;
     const counts = await Promise.all(Array.from({ length: STREAMS }, async (_, stream) => {
       let w = 0;
-      for (let i = stream * 1000; i < n; i += STREAMS * 1000) w += await engine.upsert(entries.slice(i, i + 1000));
+      // A write that fails while an older one is awaited is kept, not left unhandled (it would end the process).
+      let failure: Error | undefined;
+      const inFlight: Promise<number>[] = [];
+      for (let f = stream; f < frames.length && !failure; f += STREAMS) {
+        inFlight.push((WRITER_PATH === 'objects'
+          ? engine.upsert(decoded[f] as ConntrackEntry[])
+          : engine.upsertIPv4Records('main', (frames[f] as Buffer).subarray(2))).catch((err: Error) => {
+          failure ??= err;
+          return 0;
+        }));
+        if (inFlight.length >= FRAMES_IN_FLIGHT) w += await (inFlight.shift() as Promise<number>);
+      }
+      for (const p of inFlight) w += await p;
+      if (failure) throw new Error(`tandem's writes of ${n} failed: ${failure.message}`, { cause: failure });
       return w;
     }));
     const written = counts.reduce((a, b) => a + b, 0);
@@ -105,6 +174,9 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
     const rssAfter = process.memoryUsage().rss;
     progress(`tandem wrote ${written} conntracks into the backup's kernel in ${seconds.toFixed(2)} s`);
     return {
+      path: WRITER_PATH,
+      framesInFlightPerStream: FRAMES_IN_FLIGHT,
+      writerThreads: WRITER_THREADS ?? 'engine default',
       conntracks: n,
       written,
       inKernel,
@@ -116,11 +188,12 @@ async function tandemIntoBackup(n: number): Promise<Record<string, number>> {
       // The agent keeps no state per synced conntrack on a backup (the kernel table holds them):
       // this is its resident-memory growth over the writes, transient buffers included.
       agentRssGrowthBytesPerConntrack: Math.max(0, Math.round((rssAfter - rssBefore) / n)),
+      table: tableBefore === tableSize() ? tableBefore : `changed during the run: ${tableBefore} -> ${tableSize()}`,
       kernelBytesPerConntrack: conntrackSlabObjectSize(),
     };
   } finally {
     await engine.close();
-    await settleAndCleanup(fx);
+    await settleAndCleanup(fx, n);
   }
 }
 
@@ -214,7 +287,7 @@ async function conntrackdCommit(n: number): Promise<Record<string, number | stri
         // already gone
       }
     }
-    await settleAndCleanup(fx);
+    await settleAndCleanup(fx, n);
     rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -231,7 +304,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const failover = () => failoverPart(connections);
   if (process.env.TANDEM_BENCH_FAILOVER_ONLY === '1') return { failover: await failover() };
   // The machine may be shared: alternate the two, three times each, and compare the medians.
-  const tandemRuns: Record<string, number>[] = [];
+  const tandemRuns: Record<string, number | string>[] = [];
   const conntrackdRuns: Record<string, number | string>[] = [];
   const ceilingRuns: CeilingRun[] = [];
   let probe: ReturnType<typeof buildCeilingProbe> | undefined;

@@ -21,7 +21,8 @@ export const ENOENT = 2;
 /** Create/update rounds before a refusal is final, and the pause before each create retry (ms). */
 const RETRY_PAUSES_MS = [0, 10, 50];
 
-export type ConntrackBatchWriter = (writes: ConntrackWrite[]) => Promise<BatchResult>;
+/** Writes a batch in one form; T is what a write is (a ConntrackWrite, or the index of a packed record). */
+export type ConntrackBatchWriter<T = ConntrackWrite> = (writes: T[]) => Promise<BatchResult>;
 export type WriteForm = 'create' | 'update';
 
 export interface UpsertResult extends BatchResult {
@@ -47,8 +48,8 @@ export class UpsertOrder {
 }
 
 /** `written` counts created and updated entries, `created` the new ones; failures index `writes`. */
-export async function upsertConntracks(
-  writes: ConntrackWrite[], create: ConntrackBatchWriter, update: ConntrackBatchWriter,
+export async function upsertConntracks<T = ConntrackWrite>(
+  writes: T[], create: ConntrackBatchWriter<T>, update: ConntrackBatchWriter<T>,
   pausesMs: readonly number[] = RETRY_PAUSES_MS, order?: UpsertOrder,
 ): Promise<UpsertResult> {
   const first = order?.first ?? 'create';
@@ -64,7 +65,7 @@ export async function upsertConntracks(
     // A create that follows EEXIST then ENOENT (not the first create) waits for a racing delete.
     const pause = form === 'create' && step >= 2 ? pausesMs[Math.floor(step / 2)] ?? 0 : 0;
     if (pause > 0) await new Promise((r) => setTimeout(r, pause));
-    const batch = indexes ? indexes.map((i) => writes[i] as ConntrackWrite) : writes;
+    const batch = indexes ? indexes.map((i) => writes[i] as T) : writes;
     const r = await (form === 'create' ? create(batch) : update(batch));
     written += r.written;
     if (form === 'create') created += r.written;

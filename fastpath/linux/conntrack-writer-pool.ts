@@ -8,7 +8,10 @@
 // MESSAGES_PER_CHUNK, in the order they came, each batch's messages consecutive.
 import { Worker } from 'node:worker_threads';
 import { logger } from '../../core/log.js';
-import { MessageBuilder, NLM_F_ACK, writeCreate, writeUpdate, type ConntrackWrite } from './ctnetlink-codec.js';
+import {
+  IPV4_RECORD_BYTES, MessageBuilder, NLM_F_ACK, writeCreate, writeRecordCreate, writeRecordUpdate, writeUpdate,
+  type ConntrackWrite, type RecordWriteOptions,
+} from './ctnetlink-codec.js';
 import type { BatchResult } from './conntrack-netlink.js';
 import { SLOT_BYTES, type WriterReply, type WriterRequest } from './conntrack-writer-protocol.js';
 import { UpsertOrder, upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
@@ -26,10 +29,13 @@ const MESSAGES_PER_CHUNK = 1024;
 const IN_FLIGHT_PER_WRITER = 4;
 const START_TIMEOUT_MS = 10_000;
 
+/** Writes the message of one write (a ConntrackWrite, or the index of a packed record) into a datagram. */
+type ItemWriter<T> = (b: MessageBuilder, item: T, seq: number, flags: number) => void;
+
 /** A batch waiting for (or in) chunks: its messages go out in order, from `next` on. */
 interface QueuedBatch {
-  writes: ConntrackWrite[];
-  write: typeof writeCreate;
+  writes: readonly unknown[];
+  write: ItemWriter<never>;
   /** Writes already placed in a chunk. */
   next: number;
   /** Chunks holding some of its writes and not yet answered. */
@@ -168,7 +174,7 @@ export class ConntrackWriterPool {
     });
   }
 
-  private batch(writes: ConntrackWrite[], write: typeof writeCreate): Promise<BatchResult> {
+  private batch<T>(writes: T[], write: ItemWriter<T>): Promise<BatchResult> {
     if (this.closed) return Promise.reject(new Error('conntrack writer pool is closed'));
     if (writes.length === 0) return Promise.resolve({ written: 0, failures: [] });
     return new Promise((resolve, reject) => {
@@ -249,7 +255,7 @@ export class ConntrackWriterPool {
               p++;
               j = 0;
             }
-            current.batch.write(builder, current.batch.writes[current.from + j] as ConntrackWrite, seq + i, i === n - 1 ? NLM_F_ACK : 0);
+            (current.batch.write as ItemWriter<unknown>)(builder, current.batch.writes[current.from + j], seq + i, i === n - 1 ? NLM_F_ACK : 0);
             j++;
           }
           datagrams.push(offset, builder.size - offset, seq, n);
@@ -313,6 +319,21 @@ export class ConntrackWriterPool {
   /** As ConntrackNetlink.upsert, on the writer threads. */
   upsert(writes: ConntrackWrite[]): Promise<UpsertResult> {
     return upsertConntracks(writes, (w) => this.create(w), (w) => this.update(w), undefined, this.order);
+  }
+
+  /**
+   * upsert() of packed IPv4 sync records (DataplaneEngine.upsertIPv4Records): the messages are
+   * written from the records' bytes, no object per conntrack; failures index the records. The
+   * caller must not change `records` before this resolves (retries read them again).
+   */
+  upsertIPv4Records(records: Uint8Array, options: RecordWriteOptions): Promise<UpsertResult> {
+    if (records.length % IPV4_RECORD_BYTES !== 0) {
+      return Promise.reject(new Error(`packed IPv4 records: ${records.length} bytes is not a whole number of ${IPV4_RECORD_BYTES}-byte records`));
+    }
+    const indexes = Array.from({ length: records.length / IPV4_RECORD_BYTES }, (_, i) => i);
+    const create: ItemWriter<number> = (b, i, seq, flags) => writeRecordCreate(b, records, i, seq, flags, options);
+    const update: ItemWriter<number> = (b, i, seq, flags) => writeRecordUpdate(b, records, i, seq, flags, options);
+    return upsertConntracks(indexes, (w) => this.batch(w, create), (w) => this.batch(w, update), undefined, this.order);
   }
 
   /** Asks every thread to close its socket and end; forces the ones that do not within 5 s. */

@@ -2,7 +2,7 @@
 // include/uapi/linux/netfilter/nfnetlink_conntrack.h. Netlink headers and attribute headers are in
 // host byte order (little-endian on every platform the agent runs on); attribute payloads are in
 // network byte order, as the kernel's ctnetlink expects them.
-import type { FlowTuple, L4Proto, TcpState } from '../engine.js';
+import { IPV4_SYNC_RECORD_BYTES, type FlowTuple, type L4Proto, type TcpState } from '../engine.js';
 import { bytesToIp, ipToBytes } from './ip-address.js';
 
 export const NETLINK_NETFILTER = 12;
@@ -373,16 +373,24 @@ export function writeCreateByAttributes(b: MessageBuilder, w: ConntrackWrite, se
   // The kernel requires a reply tuple to create, and sets NAT up from the *un-translated* one: the
   // NAT bindings below turn it into w.reply and set the SRC_NAT/DST_NAT status that makes the
   // kernel translate packets. (Given the translated reply tuple, it would see nothing to do.)
-  const untranslated: FlowTuple = { proto: w.orig.proto, src: w.orig.dst, dst: w.orig.src, sport: w.orig.dport, dport: w.orig.sport };
-  writeTuple(b, CTA_TUPLE_REPLY, untranslated, true, v4);
+  // ICMP: both tuples carry the echo id in `sport`; the un-translated reply has the original's id.
   const ports = w.orig.proto !== 'icmp';
+  const untranslated: FlowTuple = ports
+    ? { proto: w.orig.proto, src: w.orig.dst, dst: w.orig.src, sport: w.orig.dport, dport: w.orig.sport }
+    : { proto: w.orig.proto, src: w.orig.dst, dst: w.orig.src, sport: w.orig.sport, dport: 0 };
+  writeTuple(b, CTA_TUPLE_REPLY, untranslated, true, v4);
+  // A translated ICMP id is bound like a port (the kernel's NAT range of ICMP is an id range);
+  // unbound, the kernel would keep or pick one, not necessarily the master's.
+  const idChanged = !ports && w.reply.sport !== w.orig.sport;
   // Source NAT: the server answers to reply.dst:reply.dport instead of orig.src:orig.sport.
-  if (w.reply.dst !== w.orig.src || (ports && w.reply.dport !== w.orig.sport)) {
-    writeNat(b, CTA_NAT_SRC, w.reply.dst, w.reply.dport, ports, v4);
+  const snat = w.reply.dst !== w.orig.src || (ports && w.reply.dport !== w.orig.sport);
+  if (snat || (idChanged && w.reply.src === w.orig.dst)) {
+    writeNat(b, CTA_NAT_SRC, w.reply.dst, ports ? w.reply.dport : w.reply.sport, ports || idChanged, v4);
   }
   // Destination NAT: the answer comes from reply.src:reply.sport instead of orig.dst:orig.dport.
   if (w.reply.src !== w.orig.dst || (ports && w.reply.sport !== w.orig.dport)) {
-    writeNat(b, CTA_NAT_DST, w.reply.src, w.reply.sport, ports, v4);
+    // (ICMP: a changed id rides on the source NAT when there is one)
+    writeNat(b, CTA_NAT_DST, w.reply.src, w.reply.sport, ports || (idChanged && !snat), v4);
   }
   writeState(b, w);
   b.end();
@@ -543,8 +551,25 @@ function writeIpv4(mb: MessageBuilder, w: ConntrackWrite, seq: number, flags: nu
     snat = reply.dst !== orig.src || reply.dport !== orig.sport;
     dnat = reply.src !== orig.dst || reply.sport !== orig.dport;
   }
+  writeIpv4Message(mb, seq, flags, withReply, proto, os, od, orig.sport, orig.dport, snat ? rd : -1, snat ? reply.dport : 0,
+    dnat ? rs : -1, dnat ? reply.sport : 0, state, w.state !== 'syn-sent', Math.round(w.timeout) >>> 0, w.mark);
+  return true;
+}
+
+/**
+ * The fixed IPv4 TCP/UDP layout, from numbers: original tuple (os, od, sport, dport); with
+ * withReply the un-translated reply tuple and, when snatAddress / dnatAddress is >= 0, the NAT
+ * bindings; status, timeout, mark when defined, TCP protoinfo for proto 6.
+ */
+function writeIpv4Message(
+  mb: MessageBuilder, seq: number, flags: number, withReply: boolean, proto: number, os: number, od: number, sport: number,
+  dport: number, snatAddress: number, snatPort: number, dnatAddress: number, dnatPort: number, state: number, replied: boolean,
+  timeout: number, mark: number | undefined,
+): void {
+  const snat = withReply && snatAddress >= 0;
+  const dnat = withReply && dnatAddress >= 0;
   const tcp = proto === 6;
-  const hasMark = w.mark !== undefined;
+  const hasMark = mark !== undefined;
   const length = 20 + TUPLE_V4_BYTES + (withReply ? TUPLE_V4_BYTES : 0) + (snat ? NAT_V4_BYTES : 0) + (dnat ? NAT_V4_BYTES : 0)
     + 16 + (hasMark ? 8 : 0) + (tcp ? PROTOINFO_TCP_BYTES : 0);
   const start = mb.claim(length);
@@ -559,17 +584,17 @@ function writeIpv4(mb: MessageBuilder, w: ConntrackWrite, seq: number, flags: nu
   b[start + 17] = 0;
   b[start + 18] = 0;
   b[start + 19] = 0;
-  let at = tupleV4(b, start + 20, CTA_TUPLE_ORIG, proto, os, od, orig.sport, orig.dport);
+  let at = tupleV4(b, start + 20, CTA_TUPLE_ORIG, proto, os, od, sport, dport);
   if (withReply) {
-    at = tupleV4(b, at, CTA_TUPLE_REPLY, proto, od, os, orig.dport, orig.sport); // un-translated, see writeCreateByAttributes
-    if (snat) at = natV4(b, at, CTA_NAT_SRC, rd, reply.dport);
-    if (dnat) at = natV4(b, at, CTA_NAT_DST, rs, reply.sport);
+    at = tupleV4(b, at, CTA_TUPLE_REPLY, proto, od, os, dport, sport); // un-translated, see writeCreateByAttributes
+    if (snat) at = natV4(b, at, CTA_NAT_SRC, snatAddress, snatPort);
+    if (dnat) at = natV4(b, at, CTA_NAT_DST, dnatAddress, dnatPort);
   }
-  be32Attr(b, at, CTA_STATUS, IPS_CONFIRMED | (w.state !== 'syn-sent' ? IPS_SEEN_REPLY | IPS_ASSURED : 0));
-  be32Attr(b, at + 8, CTA_TIMEOUT, Math.round(w.timeout) >>> 0);
+  be32Attr(b, at, CTA_STATUS, IPS_CONFIRMED | (replied ? IPS_SEEN_REPLY | IPS_ASSURED : 0));
+  be32Attr(b, at + 8, CTA_TIMEOUT, timeout);
   at += 16;
   if (hasMark) {
-    be32Attr(b, at, CTA_MARK, (w.mark as number) >>> 0);
+    be32Attr(b, at, CTA_MARK, mark >>> 0);
     at += 8;
   }
   if (tcp) {
@@ -587,7 +612,116 @@ function writeIpv4(mb: MessageBuilder, w: ConntrackWrite, seq: number, flags: nu
     b[at + 30] = 0;
     b[at + 31] = 0;
   }
-  return true;
+}
+
+// ---- Packed IPv4 sync records (DataplaneEngine.upsertIPv4Records) ----
+// The sync frame's records go to the kernel without an object per conntrack: the message is written
+// from the record's bytes, in the layout writeCreate / writeUpdate give the same conntrack as an
+// object (test/linux/packed-writes.test.ts compares both in the kernel).
+
+/** Bytes of one packed record. */
+export const IPV4_RECORD_BYTES = IPV4_SYNC_RECORD_BYTES;
+const RECORD_PROTOS = [6, 17, 1];
+const RECORD_PROTO_NAMES: L4Proto[] = ['tcp', 'udp', 'icmp'];
+/** TcpState order of the records (syn-sent ... close), as TcpState values. */
+const RECORD_STATES: TcpState[] = ['syn-sent', 'syn-recv', 'established', 'fin-wait', 'close-wait', 'last-ack', 'time-wait', 'close'];
+
+/** How the engine writes a record: the kernel timeout (undefined: the record's own) and the mark from the record's timeout. */
+export interface RecordWriteOptions {
+  /** Timeout written instead of the record's (a backup holds synced conntracks without expiry). */
+  timeout?: number;
+  /** The mark written, from the record's timeout. */
+  mark: (recordTimeout: number) => number;
+}
+
+function u32At(r: Uint8Array, at: number): number {
+  return ((r[at] as number) * 0x1000000) + (((r[at + 1] as number) << 16) | ((r[at + 2] as number) << 8) | (r[at + 3] as number));
+}
+
+function u16At(r: Uint8Array, at: number): number {
+  return ((r[at] as number) << 8) | (r[at + 1] as number);
+}
+
+function ipv4Text(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
+
+/** Record i as the ConntrackWrite the object path would write (for ICMP, and for tests). */
+export function recordWrite(records: Uint8Array, i: number, options: RecordWriteOptions): ConntrackWrite {
+  const o = i * IPV4_RECORD_BYTES;
+  const proto = RECORD_PROTO_NAMES[(records[o] as number) & 0x03];
+  const state = RECORD_STATES[records[o + 1] as number];
+  if (proto === undefined || state === undefined) throw new Error(`bad packed IPv4 record ${i}`);
+  const recordTimeout = u32At(records, o + 2);
+  return {
+    orig: { proto, src: ipv4Text(u32At(records, o + 10)), dst: ipv4Text(u32At(records, o + 14)), sport: u16At(records, o + 18), dport: u16At(records, o + 20) },
+    reply: { proto, src: ipv4Text(u32At(records, o + 22)), dst: ipv4Text(u32At(records, o + 26)), sport: u16At(records, o + 30), dport: u16At(records, o + 32) },
+    state,
+    timeout: options.timeout ?? recordTimeout,
+    mark: options.mark(recordTimeout),
+  };
+}
+
+/** The original tuple of record i, as the object path keys it. */
+export function recordOrig(records: Uint8Array, i: number): FlowTuple {
+  const o = i * IPV4_RECORD_BYTES;
+  const proto = RECORD_PROTO_NAMES[(records[o] as number) & 0x03] ?? 'tcp';
+  return { proto, src: ipv4Text(u32At(records, o + 10)), dst: ipv4Text(u32At(records, o + 14)), sport: u16At(records, o + 18), dport: u16At(records, o + 20) };
+}
+
+/** The TCP state of record i (UDP/ICMP records carry 'established' or 'syn-sent' as entries do). */
+export function recordState(records: Uint8Array, i: number): TcpState {
+  return RECORD_STATES[records[i * IPV4_RECORD_BYTES + 1] as number] ?? 'close';
+}
+
+function writeRecord(mb: MessageBuilder, records: Uint8Array, i: number, seq: number, flags: number, withReply: boolean, options: RecordWriteOptions): void {
+  const o = i * IPV4_RECORD_BYTES;
+  const proto = RECORD_PROTOS[(records[o] as number) & 0x03];
+  const stateIndex = records[o + 1] as number;
+  if (proto === undefined || stateIndex >= RECORD_STATES.length) throw new Error(`bad packed IPv4 record ${i}`);
+  if (proto === 1) {
+    // ICMP has no fixed layout here: the attribute encoder, from the same values.
+    const w = recordWrite(records, i, options);
+    if (withReply) writeCreateByAttributes(mb, w, seq, flags); else writeUpdateByAttributes(mb, w, seq, flags);
+    return;
+  }
+  const recordTimeout = u32At(records, o + 2);
+  const os = u32At(records, o + 10);
+  const od = u32At(records, o + 14);
+  const sport = u16At(records, o + 18);
+  const dport = u16At(records, o + 20);
+  let snat = -1;
+  let snatPort = 0;
+  let dnat = -1;
+  let dnatPort = 0;
+  if (withReply) {
+    const rs = u32At(records, o + 22);
+    const rd = u32At(records, o + 26);
+    const rsport = u16At(records, o + 30);
+    const rdport = u16At(records, o + 32);
+    // Source NAT: the server answers to reply.dst:reply.dport instead of orig.src:orig.sport; destination NAT likewise.
+    if (rd !== os || rdport !== sport) {
+      snat = rd;
+      snatPort = rdport;
+    }
+    if (rs !== od || rsport !== dport) {
+      dnat = rs;
+      dnatPort = rsport;
+    }
+  }
+  const timeout = options.timeout ?? recordTimeout;
+  writeIpv4Message(mb, seq, flags, withReply, proto, os, od, sport, dport, snat, snatPort, dnat, dnatPort, stateIndex + 1,
+    stateIndex !== 0, Math.round(timeout) >>> 0, options.mark(recordTimeout));
+}
+
+/** A create of packed record i (the message writeCreate writes for recordWrite(records, i, options)). */
+export function writeRecordCreate(mb: MessageBuilder, records: Uint8Array, i: number, seq: number, flags: number, options: RecordWriteOptions): void {
+  writeRecord(mb, records, i, seq, flags, true, options);
+}
+
+/** An update of packed record i (the message writeUpdate writes for recordWrite(records, i, options)). */
+export function writeRecordUpdate(mb: MessageBuilder, records: Uint8Array, i: number, seq: number, flags: number, options: RecordWriteOptions): void {
+  writeRecord(mb, records, i, seq, flags, false, options);
 }
 
 export function writeDelete(b: MessageBuilder, orig: FlowTuple, seq: number, flags: number): void {

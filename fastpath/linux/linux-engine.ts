@@ -27,9 +27,11 @@ import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { ConntrackNetlink } from './conntrack-netlink.js';
 import { ConntrackEventStream } from './conntrack-events.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
-import { errnoCounts } from './conntrack-upsert.js';
+import { errnoCounts, type UpsertResult } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
-import { IPS_EXPECTED, type ConntrackNotification, type ConntrackWrite, type KernelConntrack } from './ctnetlink-codec.js';
+import {
+  IPS_EXPECTED, IPV4_RECORD_BYTES, recordOrig, recordState, type ConntrackNotification, type ConntrackWrite, type KernelConntrack,
+} from './ctnetlink-codec.js';
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { renderRoleSwitch } from './backup-guard.js';
 import { PrimedNft } from './primed-nft.js';
@@ -71,7 +73,12 @@ export interface LinuxEngineOptions {
   namespaceOf?: (vrf: string) => string | undefined;
   workers?: number;
   clock?: Clock;
-  /** Threads writing synced conntracks into the kernel (each on a socket of its own); default 2. */
+  /**
+   * Threads writing synced conntracks into the kernel (each on a socket of its own); default 1:
+   * ctnetlink creates run one at a time under the subsystem's mutex, so a second thread adds no
+   * kernel parallelism, spins on that mutex (CPU the encoding thread needs) and lets consecutive
+   * chunks of a stream reach the kernel out of order (docs/linux-engine.md § Writer throughput).
+   */
   writerThreads?: number;
   /** Receive buffer of the conntrack event socket (conntrack-events.ts has the default; tests make it small to lose events). */
   eventBufferBytes?: number;
@@ -175,7 +182,7 @@ export class LinuxEngine implements DataplaneEngine {
     this.workerCount = options.workers ?? 2;
     this.clock = options.clock ?? new RealClock();
     this.namespaceOf = options.namespaceOf ?? ((vrf) => (vrf === 'main' ? undefined : vrf));
-    this.writerThreads = options.writerThreads ?? 2;
+    this.writerThreads = options.writerThreads ?? 1;
     this.eventBufferBytes = options.eventBufferBytes;
   }
 
@@ -522,16 +529,52 @@ export class LinuxEngine implements DataplaneEngine {
         vrf.counters.created += result.created;
         vrf.counters.synced += result.created;
       }
-      if (result.retried > 0) log.debug({ vrf: name, retried: result.retried }, 'synced conntracks written again in the other form (create/update)');
-      if (result.failures.length > 0) {
-        vrf.counters.dropsTableFull += result.failures.filter((f) => f.errno === 12 /* ENOMEM: table full */).length;
-        const first = writes[result.failures[0]?.index ?? 0]?.orig;
-        // The caller (sync) counts them in receive-error: written < entries.
-        log.warn({ vrf: name, failed: result.failures.length, errno: errnoCounts(result.failures), first }, 'synced conntracks refused by the kernel');
-      }
+      // The caller (sync) counts refusals in receive-error: written < entries.
+      this.noteUpsert(vrf, result, (i) => writes[i]?.orig);
       written += result.written;
     }
     return written;
+  }
+
+  /**
+   * upsert() of packed IPv4 sync records (DataplaneEngine.upsertIPv4Records): the writer threads
+   * encode ctnetlink straight from the records' bytes, the same messages upsert() sends for the
+   * entries they describe (same timeout and mark), with no object per conntrack on the way.
+   */
+  async upsertIPv4Records(vrfName: string, records: Uint8Array): Promise<number> {
+    const vrf = this.live(vrfName);
+    const result = await vrf.writers.upsertIPv4Records(records, {
+      timeout: vrf.role === 'backup' ? BACKUP_TIMEOUT_S : undefined,
+      mark: (timeout) => (SYNCED_MARK | Math.min(timeout, MARK_TIMEOUT_MASK)) >>> 0,
+    });
+    const count = records.length / IPV4_RECORD_BYTES;
+    if (!vrf.events) {
+      // As upsert(): a backup's own writes keep its live counts, keyed by original tuple.
+      let f = 0;
+      for (let i = 0; i < count; i++) {
+        if (f < result.failures.length && result.failures[f]?.index === i) {
+          f++;
+          continue;
+        }
+        const orig = recordOrig(records, i);
+        vrf.live.set(tupleKey(orig), { orig, state: recordState(records, i), alg: false, synced: true });
+      }
+      vrf.counters.conntracks += result.created;
+      vrf.counters.created += result.created;
+      vrf.counters.synced += result.created;
+    }
+    this.noteUpsert(vrf, result, (i) => recordOrig(records, i));
+    return result.written;
+  }
+
+  /** Logs and counts what an upsert could not write (the caller, sync, counts it in receive-error). */
+  private noteUpsert(vrf: LiveVrf, result: UpsertResult, origOf: (index: number) => FlowTuple | undefined): void {
+    if (result.retried > 0) log.debug({ vrf: vrf.name, retried: result.retried }, 'synced conntracks written again in the other form (create/update)');
+    if (result.failures.length > 0) {
+      vrf.counters.dropsTableFull += result.failures.filter((f) => f.errno === 12 /* ENOMEM: table full */).length;
+      const first = origOf(result.failures[0]?.index ?? 0);
+      log.warn({ vrf: vrf.name, failed: result.failures.length, errno: errnoCounts(result.failures), first }, 'synced conntracks refused by the kernel');
+    }
   }
 
   async remove(vrf: string, tuples: FlowTuple[]): Promise<number> {
