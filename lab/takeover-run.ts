@@ -30,6 +30,8 @@ export interface TakeoverOptions {
   log?: (line: string) => void;
   /** VRRP advert-interval of the pair, centiseconds (default 10). */
   advertIntervalCs?: number;
+  /** The test clients and echo servers: the C tool (default; lab/tcp-load.c) or the node.js one. */
+  client?: 'c' | 'node';
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -38,6 +40,7 @@ export interface TakeoverResult {
   connections: number;
   sync: boolean;
   advertIntervalCs: number;
+  client: 'c' | 'node';
   /** TCP conntracks to the server in ha2's kernel before the kill. */
   syncedInKernel: number;
   /** From the kill to ha2 holding both gateway addresses (polled every ~20 ms). */
@@ -121,8 +124,9 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     lab.build();
     const pair = await LabAgentPair.start(lab, { sync: opts.sync, advertIntervalCs: opts.advertIntervalCs }, agents);
     log(`agents configured; opening ${n} flows and ${probeCount} probe flows client -> ha1 -> server`);
-    flows = await LabConnections.open(lab, n);
-    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources });
+    const native = (opts.client ?? 'c') === 'c';
+    flows = await LabConnections.open(lab, n, { native });
+    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources, native });
     const total = n + probeCount;
     let syncedInKernel = 0;
     if (opts.sync) {
@@ -168,6 +172,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       connections: n,
       sync: opts.sync,
       advertIntervalCs: opts.advertIntervalCs ?? 10,
+      client: opts.client ?? 'c',
       syncedInKernel,
       takeoverMs: takeoverAt - killedAt,
       answered: answeredAt.length,
