@@ -11,7 +11,7 @@
 //    the sends spread over `spreadMs`, and the time of each flow's answer is recorded.
 // Figures: the share of the flows answering within 1 s of the takeover (ha2 holding the gateway
 // addresses), first data after the kill, resets; with `sync: false` the control run.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { LabAgent } from './lab-agents.js';
 import { LabAgentPair, holdsGateways, serverConntracks, syncedMarkConntracks, sleep, until } from './lab-agent-pair.js';
 import { LabConnections } from './lab-connections.js';
@@ -76,6 +76,15 @@ export interface TakeoverResult {
   loadavg: string;
 }
 
+const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
+/**
+ * Every packet of the lab crosses veths, which queue it on the host's per-CPU input backlog: with
+ * the default 1,000 the kill wave of tens of thousands of flows overflows it (softnet drops) on
+ * the way to the routers, a limit of the lab (one host for all nodes), not of a router. Raised
+ * for the run (host-wide: it only lengthens a queue), restored after.
+ */
+const LAB_BACKLOG = 65536;
+
 function softnetDrops(): number {
   return readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')
     .reduce((sum, line) => sum + parseInt(line.trim().split(/\s+/)[1] ?? '0', 16), 0);
@@ -118,6 +127,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
   const waitMs = opts.waitMs ?? (opts.sync ? 20_000 : 5_000);
   const lab = new LabTopology(opts.sync ? 'ts' : 'tc');
   const agents: LabAgent[] = [];
+  const backlogBefore = readFileSync(BACKLOG_FILE, 'utf8').trim();
+  if (Number(backlogBefore) < LAB_BACKLOG) writeFileSync(BACKLOG_FILE, String(LAB_BACKLOG));
   let flows: LabConnections | undefined;
   let probes: LabConnections | undefined;
   try {
@@ -206,5 +217,6 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     probes?.close();
     for (const agent of agents) await agent.stop().catch(() => undefined);
     await lab.teardown();
+    writeFileSync(BACKLOG_FILE, backlogBefore);
   }
 }
