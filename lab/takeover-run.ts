@@ -69,6 +69,8 @@ export interface TakeoverResult {
   ha2Counters: Record<string, number>;
   /** Flows answering in each 0.5 s after the kill (index 0: 0-0.5 s, ...). */
   answersPerHalfSecond: number[];
+  /** How long cutting ha1's links took (the kill wave is issued after it). */
+  cutMs: number;
   /** From the kill to the last flow's send leaving its client process (spreadMs if the clients keep up). */
   clientLastSendMs: number;
   /** When ha1 was killed (ISO time, to read the agents' logs against). */
@@ -164,8 +166,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     // ha1 dies: its links go first (the network sees it dead), then its agent (SIGKILL by PID).
     await opts.beforeKill?.(lab);
     const killedAt = Date.now();
-    lab.cutDataLinks('ha1');
-    lab.setSyncLink(false);
+    lab.cutDataLinks('ha1', { sync: true });
+    const cutMs = Date.now() - killedAt;
     const flowWave = flows.wave(spreadMs, waitMs);
     const probeWave = probes.wave(probeSpreadMs, waitMs);
     await pair.ha1.stop('SIGKILL');
@@ -206,6 +208,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
         h[i]++;
         return h;
       }, []),
+      cutMs,
       clientLastSendMs: fw.sentAt - killedAt + fw.lastSendMs,
       killedAt: new Date(killedAt).toISOString(),
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
