@@ -58,6 +58,11 @@ export function encodeGuardRemoval(table: string, seq: number, chain = BACKUP_GU
 export class GuardRemovalSocket {
   private readonly socket: RawNetlinkSocket;
   private used = false;
+  /**
+   * When the batch left this process (ms, performance.timeOrigin + performance.now()): nfnetlink applies a batch inside the
+   * sender's sendmsg, so the kernel forwards from about then; the ack is read a loop turn later.
+   */
+  sentAt: number | undefined;
 
   /** Opens the socket in `namespace` (undefined: the agent's own); throws when it cannot. */
   constructor(readonly namespace: string | undefined, readonly table: string) {
@@ -96,6 +101,7 @@ export class GuardRemovalSocket {
       });
       this.socket.send(encodeGuardRemoval(this.table, seq), {}, (err) => {
         if (err) done(new Error(`guard removal not sent: ${err.message}`));
+        else this.sentAt = performance.timeOrigin + performance.now(); // the clock of RealClock
       });
     });
   }

@@ -576,9 +576,11 @@ export class LinuxEngine implements DataplaneEngine {
     const guardRemoval = v.guardRemoval;
     v.guardRemoval = undefined;
     let by = 'netlink';
+    let sentMs: number | undefined;
     try {
       if (role !== 'master' || !guardRemoval) throw new Error('no guard removal socket');
-      await guardRemoval.remove();
+      const removing = guardRemoval.remove();
+      await removing.finally(() => { if (guardRemoval.sentAt !== undefined) sentMs = guardRemoval.sentAt - started; });
       primed?.discard();
     } catch (err) {
       guardRemoval?.close();
@@ -616,7 +618,7 @@ export class LinuxEngine implements DataplaneEngine {
     v.refresh?.cancel();
     v.refresh = undefined;
     const forwardingAt = this.clock.now();
-    log.info({ vrf, ms: forwardingAt - started, eventsMs, by }, 'dataplane is master: guard removed, synced flows forwarded');
+    log.info({ vrf, ms: forwardingAt - started, eventsMs, sentMs, by }, 'dataplane is master: guard removed, synced flows forwarded');
     // After forwarding started, never before it: per-conntrack work at the switch.
     const release: Release = { cancelled: false, promise: Promise.resolve(0) };
     release.promise = this.releaseSynced(v, release).then((released) => {
