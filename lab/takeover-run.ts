@@ -30,6 +30,8 @@ export interface TakeoverOptions {
   log?: (line: string) => void;
   /** VRRP advert-interval of the pair, centiseconds (default 10). */
   advertIntervalCs?: number;
+  /** The host's netdev_max_backlog during the run (default: left as it is). */
+  hostBacklog?: number;
   /** The test clients and echo servers: the C tool (default; lab/tcp-load.c) or the node.js one. */
   client?: 'c' | 'node';
   /** Called with the topology just before the kill (diagnostics: captures). */
@@ -41,6 +43,8 @@ export interface TakeoverResult {
   sync: boolean;
   advertIntervalCs: number;
   client: 'c' | 'node';
+  /** The host's netdev_max_backlog during the run. */
+  hostBacklog: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
   syncedInKernel: number;
   /** From the kill to ha2 holding both gateway addresses (polled every ~20 ms). */
@@ -81,12 +85,11 @@ export interface TakeoverResult {
 const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
 /**
  * Every packet of the lab crosses veths, which queue it on the host's per-CPU input backlog: with
- * the default 1,000 the kill wave of tens of thousands of flows overflows it (softnet drops) on
- * the way to the routers, a limit of the lab (one host for all nodes), not of a router. Raised
- * for the run (host-wide: it only lengthens a queue), restored after.
+ * the default 1,000 the kill wave of tens of thousands of flows can overflow it (softnet drops) on
+ * the way to the routers, a limit of the lab (one host for all nodes), not of a router.
+ * `hostBacklog` raises it for the run (host-wide), restored after. Not the default: a deep backlog
+ * also delays the VRRP adverts queued behind a wave (false failovers were seen at load 29-33).
  */
-const LAB_BACKLOG = 65536;
-
 function softnetDrops(): number {
   return readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')
     .reduce((sum, line) => sum + parseInt(line.trim().split(/\s+/)[1] ?? '0', 16), 0);
@@ -130,7 +133,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
   const lab = new LabTopology(opts.sync ? 'ts' : 'tc');
   const agents: LabAgent[] = [];
   const backlogBefore = readFileSync(BACKLOG_FILE, 'utf8').trim();
-  if (Number(backlogBefore) < LAB_BACKLOG) writeFileSync(BACKLOG_FILE, String(LAB_BACKLOG));
+  if (opts.hostBacklog !== undefined) writeFileSync(BACKLOG_FILE, String(opts.hostBacklog));
   let flows: LabConnections | undefined;
   let probes: LabConnections | undefined;
   try {
@@ -186,6 +189,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       sync: opts.sync,
       advertIntervalCs: opts.advertIntervalCs ?? 10,
       client: opts.client ?? 'c',
+      hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
       syncedInKernel,
       takeoverMs: takeoverAt - killedAt,
       answered: answeredAt.length,
@@ -220,6 +224,6 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     probes?.close();
     for (const agent of agents) await agent.stop().catch(() => undefined);
     await lab.teardown();
-    writeFileSync(BACKLOG_FILE, backlogBefore);
+    if (opts.hostBacklog !== undefined) writeFileSync(BACKLOG_FILE, backlogBefore);
   }
 }

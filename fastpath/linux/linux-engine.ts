@@ -580,7 +580,7 @@ export class LinuxEngine implements DataplaneEngine {
     try {
       if (role !== 'master' || !guardRemoval) throw new Error('no guard removal socket');
       const removing = guardRemoval.remove();
-      await removing.finally(() => { if (guardRemoval.sentAt !== undefined) sentMs = guardRemoval.sentAt - started; });
+      await removing.finally(() => { if (guardRemoval.sentAt !== undefined) sentMs = Math.round(guardRemoval.sentAt - started); });
       primed?.discard();
     } catch (err) {
       guardRemoval?.close();
