@@ -69,7 +69,7 @@ describe('lab: the C TCP load tool', function () {
     const out = new JsonLines(client);
     await out.next((l) => l.ready === true);
     // From now on b answers every packet to the server with a reset.
-    fx.exec(b, 'nft', ['-f', '-'], 'table inet tl { chain input { type filter hook input priority 0; tcp dport 7101 reject with tcp reset; } }\n');
+    fx.exec(b, 'nft', ['-f', '-'], 'table inet tl {\n  chain input { type filter hook input priority 0; tcp dport 7101 reject with tcp reset; }\n}\n');
     client.stdin?.write('ping 2000\n');
     const ping = await out.next((l) => l.ping === true);
     expect(ping.ok).to.equal(0);
