@@ -24,6 +24,7 @@ const benchmarks = [
   'linux-failover',
   'linux-state-read',
   'takeover',
+  'role-switch',
   'memory',
 ] as const;
 

@@ -2,10 +2,13 @@
 // one echo server and one client per 15,000 connections, as a process may hold only so many
 // descriptors here), and the "ping" that checks every connection still carries data both ways.
 // The processes are started through the topology's fixture, which kills them (by PID) at teardown.
+// `native: true` runs the C twin of the tool (lab/tcp-load.c) instead: one epoll loop per process,
+// for measurements at tens of thousands of flows where node.js clients would be the bottleneck.
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { JsonLines } from './namespace-fixture.js';
 import { LAB, type LabTopology } from './lab-topology.js';
+import { tcpLoadBinary } from './tcp-load-binary.js';
 
 const TCP_LOAD = fileURLToPath(new URL('./tcp-load.js', import.meta.url));
 const PER_PROCESS = 15_000;
@@ -32,19 +35,20 @@ export class LabConnections {
    * exist already) and another `firstPort` (each shard has a server of its own on firstPort + i).
    * `connectTo` (one shard only): the clients connect there (a virtual service) instead of the server.
    */
-  static async open(lab: LabTopology, count: number, opts: { firstPort?: number; sources?: string[]; connectTo?: { address: string; port: number } } = {}): Promise<LabConnections> {
+  static async open(lab: LabTopology, count: number, opts: { firstPort?: number; sources?: string[]; connectTo?: { address: string; port: number }; native?: boolean } = {}): Promise<LabConnections> {
     const sources = opts.sources ?? lab.clientSources(Math.ceil(count / 6000));
     const conns = new LabConnections(count, sources);
     const shards = Math.ceil(count / PER_PROCESS);
     if (opts.connectTo && shards > 1) throw new Error(`connectTo supports at most ${PER_PROCESS} connections`);
     const connectTimeoutMs = count > 5000 ? 30_000 : 5000;
+    const [cmd, pre] = opts.native ? [tcpLoadBinary(), []] : [process.execPath, [TCP_LOAD]];
     const opened = await Promise.all(Array.from({ length: shards }, async (_, i) => {
       const port = String((opts.firstPort ?? 7000) + i);
       const n = Math.min(PER_PROCESS, count - i * PER_PROCESS);
-      const server = lab.fx.spawn(lab.ns.server, process.execPath, [TCP_LOAD, 'server', '0.0.0.0', port]);
+      const server = lab.fx.spawn(lab.ns.server, cmd, [...pre, 'server', '0.0.0.0', port]);
       await new JsonLines(server).next((l) => l.ready === true);
-      const client = lab.fx.spawn(lab.ns.client, process.execPath,
-        [TCP_LOAD, 'client', opts.connectTo?.address ?? LAB.server, String(opts.connectTo?.port ?? port), String(n), String(connectTimeoutMs), sources.join(',')]);
+      const client = lab.fx.spawn(lab.ns.client, cmd,
+        [...pre, 'client', opts.connectTo?.address ?? LAB.server, String(opts.connectTo?.port ?? port), String(n), String(connectTimeoutMs), sources.join(',')]);
       conns.clients.push(client);
       const out = new JsonLines(client);
       conns.lines.push(out);

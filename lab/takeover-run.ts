@@ -11,7 +11,7 @@
 //    the sends spread over `spreadMs`, and the time of each flow's answer is recorded.
 // Figures: the share of the flows answering within 1 s of the takeover (ha2 holding the gateway
 // addresses), first data after the kill, resets; with `sync: false` the control run.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import type { LabAgent } from './lab-agents.js';
 import { LabAgentPair, holdsGateways, serverConntracks, syncedMarkConntracks, sleep, until } from './lab-agent-pair.js';
 import { LabConnections } from './lab-connections.js';
@@ -30,6 +30,10 @@ export interface TakeoverOptions {
   log?: (line: string) => void;
   /** VRRP advert-interval of the pair, centiseconds (default 10). */
   advertIntervalCs?: number;
+  /** The host's netdev_max_backlog during the run (default: left as it is). */
+  hostBacklog?: number;
+  /** The test clients and echo servers: the C tool (default; lab/tcp-load.c) or the node.js one. */
+  client?: 'c' | 'node';
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -38,6 +42,9 @@ export interface TakeoverResult {
   connections: number;
   sync: boolean;
   advertIntervalCs: number;
+  client: 'c' | 'node';
+  /** The host's netdev_max_backlog during the run. */
+  hostBacklog: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
   syncedInKernel: number;
   /** From the kill to ha2 holding both gateway addresses (polled every ~20 ms). */
@@ -66,6 +73,8 @@ export interface TakeoverResult {
   ha2Counters: Record<string, number>;
   /** Flows answering in each 0.5 s after the kill (index 0: 0-0.5 s, ...). */
   answersPerHalfSecond: number[];
+  /** How long cutting ha1's links took (the kill wave is issued after it). */
+  cutMs: number;
   /** From the kill to the last flow's send leaving its client process (spreadMs if the clients keep up). */
   clientLastSendMs: number;
   /** When ha1 was killed (ISO time, to read the agents' logs against). */
@@ -73,6 +82,14 @@ export interface TakeoverResult {
   loadavg: string;
 }
 
+const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
+/**
+ * Every packet of the lab crosses veths, which queue it on the host's per-CPU input backlog: with
+ * the default 1,000 the kill wave of tens of thousands of flows can overflow it (softnet drops) on
+ * the way to the routers, a limit of the lab (one host for all nodes), not of a router.
+ * `hostBacklog` raises it for the run (host-wide), restored after. Not the default: a deep backlog
+ * also delays the VRRP adverts queued behind a wave (false failovers were seen at load 29-33).
+ */
 function softnetDrops(): number {
   return readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')
     .reduce((sum, line) => sum + parseInt(line.trim().split(/\s+/)[1] ?? '0', 16), 0);
@@ -115,14 +132,17 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
   const waitMs = opts.waitMs ?? (opts.sync ? 20_000 : 5_000);
   const lab = new LabTopology(opts.sync ? 'ts' : 'tc');
   const agents: LabAgent[] = [];
+  const backlogBefore = readFileSync(BACKLOG_FILE, 'utf8').trim();
+  if (opts.hostBacklog !== undefined) writeFileSync(BACKLOG_FILE, String(opts.hostBacklog));
   let flows: LabConnections | undefined;
   let probes: LabConnections | undefined;
   try {
     lab.build();
     const pair = await LabAgentPair.start(lab, { sync: opts.sync, advertIntervalCs: opts.advertIntervalCs }, agents);
     log(`agents configured; opening ${n} flows and ${probeCount} probe flows client -> ha1 -> server`);
-    flows = await LabConnections.open(lab, n);
-    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources });
+    const native = (opts.client ?? 'c') === 'c';
+    flows = await LabConnections.open(lab, n, { native });
+    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources, native });
     const total = n + probeCount;
     let syncedInKernel = 0;
     if (opts.sync) {
@@ -149,8 +169,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     // ha1 dies: its links go first (the network sees it dead), then its agent (SIGKILL by PID).
     await opts.beforeKill?.(lab);
     const killedAt = Date.now();
-    lab.cutDataLinks('ha1');
-    lab.setSyncLink(false);
+    lab.cutDataLinks('ha1', { sync: true });
+    const cutMs = Date.now() - killedAt;
     const flowWave = flows.wave(spreadMs, waitMs);
     const probeWave = probes.wave(probeSpreadMs, waitMs);
     await pair.ha1.stop('SIGKILL');
@@ -168,6 +188,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       connections: n,
       sync: opts.sync,
       advertIntervalCs: opts.advertIntervalCs ?? 10,
+      client: opts.client ?? 'c',
+      hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
       syncedInKernel,
       takeoverMs: takeoverAt - killedAt,
       answered: answeredAt.length,
@@ -190,6 +212,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
         h[i]++;
         return h;
       }, []),
+      cutMs,
       clientLastSendMs: fw.sentAt - killedAt + fw.lastSendMs,
       killedAt: new Date(killedAt).toISOString(),
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
@@ -201,5 +224,6 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     probes?.close();
     for (const agent of agents) await agent.stop().catch(() => undefined);
     await lab.teardown();
+    if (opts.hostBacklog !== undefined) writeFileSync(BACKLOG_FILE, backlogBefore);
   }
 }

@@ -35,6 +35,7 @@ import {
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset } from './nft-ruleset.js';
 import { renderRoleSwitch } from './backup-guard.js';
 import { PrimedNft } from './primed-nft.js';
+import { GuardRemovalSocket } from './guard-removal-socket.js';
 import { firewallCounters, readFirewallCounters, type FirewallCounters } from './nft-counters.js';
 import { NftCounterSocket } from './nft-counter-socket.js';
 import { ConntrackLiveCounts, tupleKey, type CountedConntrack, type CountedVirtualService } from './conntrack-live-counts.js';
@@ -123,6 +124,8 @@ interface LiveVrf {
   reseedAgain?: boolean;
   /** On a backup: an nft process waiting for the switch to master (primed-nft.ts). */
   primed?: PrimedNft;
+  /** On a backup: the nf_tables socket the switch to master deletes the guard with (guard-removal-socket.ts). */
+  guardRemoval?: GuardRemovalSocket;
   /** The release of synced conntracks that follows a switch to master, while it runs. */
   release?: Release;
 }
@@ -318,6 +321,8 @@ export class LinuxEngine implements DataplaneEngine {
     vrf.refresh?.cancel();
     vrf.primed?.discard();
     vrf.primed = undefined;
+    vrf.guardRemoval?.close();
+    vrf.guardRemoval = undefined;
     if (vrf.release) {
       vrf.release.cancelled = true;
       await vrf.release.promise; // its netlink socket closes below
@@ -610,23 +615,44 @@ export class LinuxEngine implements DataplaneEngine {
       await v.release.promise;
     }
     if (role === 'master') this.startEvents(v); // before traffic flows: no event may be missed
-    // Only the guard chain changes: a transaction whose size does not grow with the configuration,
-    // given to an nft process started while backup when there is one.
+    const eventsMs = this.clock.now() - started;
+    // Only the guard chain changes: a transaction whose size does not grow with the configuration.
+    // To master: one netlink batch from this process on a socket opened while backup; else (and
+    // to backup) an nft process started while backup when there is one; else nft the ordinary way.
     const primed = v.primed;
     v.primed = undefined;
-    if (primed?.ready) {
-      try {
-        await primed.run(renderRoleSwitch(TABLE, role));
-      } catch (err) {
-        log.warn({ vrf, err: (err as Error).message }, 'primed nft failed; applying the role switch again');
+    const guardRemoval = v.guardRemoval;
+    v.guardRemoval = undefined;
+    let by = 'netlink';
+    let sentMs: number | undefined;
+    try {
+      if (role !== 'master' || !guardRemoval) throw new Error('no guard removal socket');
+      const removing = guardRemoval.remove();
+      await removing.finally(() => { if (guardRemoval.sentAt !== undefined) sentMs = Math.round(guardRemoval.sentAt - started); });
+      primed?.discard();
+    } catch (err) {
+      guardRemoval?.close();
+      if (role === 'master' && guardRemoval) log.warn({ vrf, err: (err as Error).message }, 'guard removal over netlink failed; applying the role switch with nft');
+      by = 'nft';
+      if (primed?.ready) {
+        try {
+          await primed.run(renderRoleSwitch(TABLE, role));
+        } catch (err2) {
+          log.warn({ vrf, err: (err2 as Error).message }, 'primed nft failed; applying the role switch again');
+          await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+        }
+      } else {
+        primed?.discard();
         await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
       }
-    } else {
-      primed?.discard();
-      await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
     }
     if (role === 'backup') {
       v.primed = new PrimedNft(v.namespace);
+      try {
+        v.guardRemoval = new GuardRemovalSocket(v.namespace, TABLE);
+      } catch (err) {
+        log.warn({ vrf, err: (err as Error).message }, 'no nf_tables socket for the switch to master; it will run nft');
+      }
       v.events?.close();
       v.events = undefined;
       v.natBlocks.clear();
@@ -640,7 +666,7 @@ export class LinuxEngine implements DataplaneEngine {
     v.refresh?.cancel();
     v.refresh = undefined;
     const forwardingAt = this.clock.now();
-    log.info({ vrf, ms: forwardingAt - started }, 'dataplane is master: guard removed, synced flows forwarded');
+    log.info({ vrf, ms: forwardingAt - started, eventsMs, sentMs, by }, 'dataplane is master: guard removed, synced flows forwarded');
     // After forwarding started, never before it: per-conntrack work at the switch.
     const release: Release = { cancelled: false, promise: Promise.resolve(0) };
     release.promise = this.releaseSynced(v, release).then((released) => {

@@ -61,7 +61,9 @@ global_defs {
   vrrp_version 3
   notify_fifo /run/tandem/vrrp/main/notify.fifo
   fifo_write_vrrp_states_on_reload
+  vrrp_rt_priority 1
   max_auto_priority
+  min_auto_priority_delay 20000
 }
 
 vrrp_instance gateway {
@@ -69,7 +71,7 @@ vrrp_instance gateway {
   interface eth1
   virtual_router_id 51
   priority 100
-  advert_int 0.1
+  advert_int 0.05
   version 3
   virtual_ipaddress {
     10.1.1.1
@@ -124,7 +126,7 @@ describe('VRRP keepalived.conf rendering', function () {
       vrid: 51,
       priority: 100,
       virtualAddresses: ['10.1.1.1'],
-      advertIntervalCs: 10, // the YANG default: 0.1 s adverts (issue 11 item 5)
+      advertIntervalCs: 5, // the YANG default: 0.05 s adverts (issue 11 item 5, second pass)
       preempt: true,
       haGroup: 'gw',
     });

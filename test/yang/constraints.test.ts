@@ -254,7 +254,7 @@ const DEFAULTS: [string, string[], unknown][] = [
   ['valid-seed-ha1.xml', ['tandem-network-profile:network-profile=System-TCP-Fast-Path', 'tcp-fast-path', 'session-idle-timeout'], 300],
   ['valid-seed-ha1.xml', ['tandem-network-profile:network-profile=System-TCP-Fast-Path', 'tcp-fast-path', 'connection-mirror'], true],
   ['valid-seed-ha1.xml', ['tandem-vrf:vrf=main', 'tandem-virtual-service:virtual-service=vs_conn_mirror', 'protocol'], 'tcp'],
-  ['valid-seed-ha2-vrrp.xml', ['tandem-vrf:vrf=main', 'interface', 'vrrp=vrrp1', 'advert-interval'], 10], // default 0.1 s since issue 11
+  ['valid-seed-ha2-vrrp.xml', ['tandem-vrf:vrf=main', 'interface', 'vrrp=vrrp1', 'advert-interval'], 5], // default 0.05 s since issue 11 item 5 (0.1 s before: its master-down interval alone exceeds 0.3 s)
   ['valid-seed-ha2-vrrp.xml', ['tandem-vrf:vrf=main', 'interface', 'vrrp=vrrp1', 'preempt'], true],
   ['valid-seed-ha2-vrrp.xml', ['tandem-vrf:vrf=main', 'tandem-cg-nat:cg-nat', 'pool=public1', 'port-block-size'], 256],
 ];

@@ -1,0 +1,80 @@
+// The C build of the lab's TCP load tool (lab/tcp-load.c), which the takeover benchmark uses:
+// it speaks the protocol of the node.js one (lab/tcp-load.ts) and its figures are true — answers
+// counted only when echoed, a peer's reset counted as a reset, a dead path as no answer.
+import { expect } from 'chai';
+import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
+import { tcpLoadBinary } from '../../lab/tcp-load-binary.js';
+
+describe('lab: the C TCP load tool', function () {
+  const fx = new NamespaceFixture('tl');
+  let a = '';
+  let b = '';
+  let binary = '';
+  before(function () {
+    if (!isRoot()) {
+      console.log(`    (skipped: ${ROOT_SKIP_REASON})`);
+      this.skip();
+    }
+    binary = tcpLoadBinary();
+    a = fx.add('a');
+    b = fx.add('b');
+    fx.link(a, 'eth0', '10.66.0.1/24', b, 'eth0', '10.66.0.2/24');
+    fx.exec(a, 'ip', ['addr', 'add', '10.66.0.3/24', 'dev', 'eth0']);
+  });
+  after(() => fx.cleanup());
+
+  it('opens connections from several sources, pings, waves, reports answers and closes', async () => {
+    const server = fx.spawn(b, binary, ['server', '0.0.0.0', '7100']);
+    const serverOut = new JsonLines(server);
+    expect((await serverOut.next((l) => l.ready === true)).port).to.equal(7100);
+    const client = fx.spawn(a, binary, ['client', '10.66.0.2', '7100', '300', '5000', '10.66.0.1,10.66.0.3']);
+    const out = new JsonLines(client);
+    expect(await out.next((l) => l.ready === true)).to.deep.equal({ ready: true, connected: 300, failed: 0 });
+    server.stdin?.write('stats\n');
+    expect((await serverOut.next((l) => typeof l.connections === 'number')).connections).to.equal(300);
+    server.stdin?.write('peers\n');
+    const peers = (await serverOut.next((l) => Array.isArray(l.peers))).peers as string[];
+    expect(new Set(peers.map((p) => p.split(':')[0]))).to.deep.equal(new Set(['10.66.0.1', '10.66.0.3']));
+
+    client.stdin?.write('ping 5000\n');
+    const ping = await out.next((l) => l.ping === true);
+    expect(ping).to.include({ ok: 300, failed: 0, reset: 0, closed: 0 });
+    expect(ping.firstMs as number).to.be.within(0, ping.lastMs as number);
+
+    client.stdin?.write('wave 200 5000\n');
+    const wave = await out.next((l) => l.wave === true);
+    const answers = wave.answers as number[];
+    expect(answers).to.have.length(300);
+    expect(answers.every((x) => x >= 0)).to.equal(true);
+    expect(wave.sendMs as number).to.be.at.least(190); // the sends were spread, not one burst
+    // Sorted by send time, the answers follow the spread: the last third answered after the first.
+    expect(Math.min(...answers.slice(200))).to.be.greaterThan(Math.max(...answers.slice(0, 50)));
+
+    // A dead path: no answer is reported as none (-1), not as an answer.
+    fx.exec(b, 'ip', ['link', 'set', 'eth0', 'down']);
+    client.stdin?.write('wave 10 500\n');
+    const lost = await out.next((l) => l.wave === true);
+    expect((lost.answers as number[]).every((x) => x === -1)).to.equal(true);
+    fx.exec(b, 'ip', ['link', 'set', 'eth0', 'up']);
+
+    client.stdin?.write('close\n');
+    expect((await out.next((l) => typeof l.closed === 'number')).closed).to.equal(300);
+    server.stdin?.end();
+  });
+
+  it('counts a reset by the peer as a reset', async () => {
+    const server = fx.spawn(b, binary, ['server', '0.0.0.0', '7101']);
+    await new JsonLines(server).next((l) => l.ready === true);
+    const client = fx.spawn(a, binary, ['client', '10.66.0.2', '7101', '20', '5000']);
+    const out = new JsonLines(client);
+    await out.next((l) => l.ready === true);
+    // From now on b answers every packet to the server with a reset.
+    fx.exec(b, 'nft', ['-f', '-'], 'table inet tl {\n  chain input { type filter hook input priority 0; tcp dport 7101 reject with tcp reset; }\n}\n');
+    client.stdin?.write('ping 2000\n');
+    const ping = await out.next((l) => l.ping === true);
+    expect(ping.ok).to.equal(0);
+    expect(ping.reset as number).to.be.greaterThan(0);
+    client.stdin?.end();
+    server.stdin?.end();
+  });
+});
