@@ -10,6 +10,7 @@ import { child, datastoreParam, onlyParams, required, withDefaultsParam, type Da
 import { parseFilter } from './data-filter.js';
 import { readDatastore } from './read-output.js';
 import { throwErrors, yangCall, type ConfigService } from './config-service.js';
+import { toNetconfErrors } from '../datastore/yang-errors.js';
 
 const OK: RpcResult = { ok: true };
 
@@ -49,7 +50,7 @@ function notStartup(ds: DatastoreName, opName: string): void {
 }
 
 /** libyang checks the values an edit writes (types, patterns, ranges) before the candidate takes them. */
-function typeCheckEdit(svc: ConfigService, config: XmlElement): void {
+async function typeCheckEdit(svc: ConfigService, config: XmlElement): Promise<void> {
   const text = writeChildren(config, {
     skip: (el) => {
       const op = el.attrs.find((a) => a.name === 'operation' && a.ns === NETCONF_BASE_NS)?.value.trim();
@@ -58,14 +59,8 @@ function typeCheckEdit(svc: ConfigService, config: XmlElement): void {
     dropAttr: (_el, a) => a.ns === NETCONF_BASE_NS || a.ns === YANG_NS,
   });
   if (text.trim() === '') return;
-  const tree = yangCall(() => {
-    try {
-      return svc.yang.parse(text, { format: 'xml', kind: 'config', validate: false });
-    } catch (err) {
-      throw svc.store.refineErrors(err); // say the allowed range, length or pattern
-    }
-  });
-  tree.free();
+  // A large edit is parsed by the libyang worker; the errors say the allowed range, length or pattern.
+  await svc.store.checkValues(text).catch((err: unknown) => throwErrors(toNetconfErrors(err)));
 }
 
 export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement, writable: WriteCheck = WRITE_ANY): Promise<RpcResult> {
@@ -82,7 +77,7 @@ export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   svc.checkNotLockedByOther(target, ctx.sessionId);
   const result = applyEdit(svc.rootOf(target)!, config, svc.schema, { defaultOperation, errorOption });
   const base = result.root;
-  if (target === 'candidate' && testOption !== 'test-only') typeCheckEdit(svc, config);
+  if (target === 'candidate' && testOption !== 'test-only') await typeCheckEdit(svc, config);
   writable(svc.rootOf(target), base);
   if (testOption === 'test-only') {
     await svc.validateConfig(base);
@@ -122,7 +117,7 @@ export async function copyConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   }
   const root = sourceRoot(svc, src);
   svc.checkNotLockedByOther(target, ctx.sessionId);
-  if (target === 'candidate' && 'config' in src) typeCheckEdit(svc, src.config);
+  if (target === 'candidate' && 'config' in src) await typeCheckEdit(svc, src.config);
   writable(svc.rootOf(target), root);
   if (target === 'running') {
     await svc.commitRunning(root, svc.changedBy(ctx), [{ path: '/', operation: 'replace' }]);

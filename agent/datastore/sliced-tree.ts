@@ -1,0 +1,92 @@
+// The libyang tree of a large configuration built on the main thread in slices: the configuration
+// is printed as XML pieces of at most `maxChars` (a list with 100,000 rules is cut between its
+// entries, each piece wrapped in the entry's ancestors with their keys), each piece is parsed
+// without validation and merged into the tree, and the event loop runs between two pieces. One
+// parse of a 13 MB datastore blocks the thread for seconds; this blocks it for one piece at a
+// time. The result is validated once at the end (which adds the defaults, as a whole parse does).
+// Only for configurations already known valid (the libyang worker validated the same text): the
+// errors of an invalid one are the whole parse's to give.
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import type { DataTree, YangContext } from '../../yang/libyang/api.js';
+import { nodeXml, startTag, type ConfigNode, type ConfigRoot } from './config-tree.js';
+
+type NsOf = (module: string) => string;
+
+/** Pieces of XML whose merge is the configuration; none longer than maxChars unless one leaf is. */
+export function xmlSlices(root: ConfigRoot, nsOf: NsOf, maxChars: number): string[] {
+  const out: string[] = [];
+  sliceSiblings(root.children, undefined, nsOf, maxChars, '', '', out);
+  return out;
+}
+
+function isInner(n: ConfigNode): boolean {
+  return n.schema.kind === 'container' || n.schema.kind === 'list';
+}
+
+/** Siblings under a parent whose start (with its ancestors) is `head` and end is `tail`. */
+function sliceSiblings(nodes: ConfigNode[], parentModule: string | undefined, nsOf: NsOf, max: number, head: string, tail: string, out: string[]): void {
+  let group = '';
+  for (const c of nodes) {
+    const text = nodeXml(c, parentModule, nsOf);
+    if (text.length > max && isInner(c)) {
+      if (group) out.push(head + group + tail);
+      group = '';
+      sliceNode(c, parentModule, nsOf, max, head, tail, out);
+      continue;
+    }
+    if (group && group.length + text.length > max) {
+      out.push(head + group + tail);
+      group = '';
+    }
+    group += text;
+  }
+  if (group) out.push(head + group + tail);
+}
+
+/** One container or list entry too large for a piece: its children are cut, it wraps each piece. */
+function sliceNode(node: ConfigNode, parentModule: string | undefined, nsOf: NsOf, max: number, head: string, tail: string, out: string[]): void {
+  const s = node.schema;
+  const keys = s.kind === 'list' ? s.keys.map((k) => node.children.find((c) => c.schema.name === k)).filter((k): k is ConfigNode => !!k) : [];
+  const rest = node.children.filter((c) => !keys.includes(c));
+  if (rest.length === 0) {
+    out.push(head + nodeXml(node, parentModule, nsOf) + tail);
+    return;
+  }
+  const open = startTag(node, parentModule, nsOf) + keys.map((k) => nodeXml(k, s.module, nsOf)).join('');
+  sliceSiblings(rest, s.module, nsOf, max, head + open, `</${s.name}>` + tail, out);
+}
+
+export interface SlicedTreeOptions {
+  /** Largest piece, in characters (default 256 KiB: about 2,000 firewall rules). */
+  maxChars?: number;
+}
+
+/**
+ * The configuration's libyang tree, validated, built in pieces with the event loop running between
+ * them. Throws YangException as libyang does; the partial tree is freed then.
+ */
+export async function slicedTree(yang: YangContext, root: ConfigRoot, nsOf: NsOf, opts: SlicedTreeOptions = {}): Promise<DataTree> {
+  const slices = xmlSlices(root, nsOf, opts.maxChars ?? 256 * 1024);
+  let tree: DataTree | undefined;
+  try {
+    for (const text of slices) {
+      const piece = yang.parse(text, { format: 'xml', kind: 'config', validate: false });
+      if (!tree) {
+        tree = piece;
+      } else {
+        try {
+          tree.merge(piece);
+        } finally {
+          piece.free();
+        }
+      }
+      await nextTurn();
+    }
+    tree ??= yang.newTree();
+    tree.validate({ configOnly: true });
+    return tree;
+  } catch (err) {
+    tree?.free();
+    throw err;
+  }
+}
