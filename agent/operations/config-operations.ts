@@ -4,7 +4,7 @@ import type { RpcContext, RpcResult } from '../netconf/rpc-dispatcher.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import type { DatastoreName } from '../datastore/config-store.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
-import { applyEdit, configFromXml, NETCONF_BASE_NS, type ErrorOption } from '../datastore/edit-config.js';
+import { applyEditInSlices, configFromXml, MAX_LY_OPS, NETCONF_BASE_NS, type ErrorOption } from '../datastore/edit-config.js';
 import { writeChildren } from '../datastore/xml-writer.js';
 import { child, datastoreParam, onlyParams, required, withDefaultsParam, type DatastoreRef } from './rpc-params.js';
 import { parseFilter } from './data-filter.js';
@@ -75,7 +75,8 @@ export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   }
   const config = required(op, 'config');
   svc.checkNotLockedByOther(target, ctx.sessionId);
-  const result = applyEdit(svc.rootOf(target)!, config, svc.schema, { defaultOperation, errorOption });
+  // In slices: a large edit lets the other sessions be served while it is applied.
+  const result = await applyEditInSlices(svc.rootOf(target)!, config, svc.schema, { defaultOperation, errorOption });
   const base = result.root;
   if (target === 'candidate' && testOption !== 'test-only') await typeCheckEdit(svc, config);
   writable(svc.rootOf(target), base);
@@ -84,7 +85,8 @@ export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   } else if (target === 'candidate') {
     svc.store.candidate = base;
     svc.store.candidateDirty = true;
-    svc.store.candidateOps = svc.store.candidateOps && result.lyOps ? [...svc.store.candidateOps, ...result.lyOps] : undefined;
+    svc.store.candidateOps = svc.store.candidateOps && result.lyOps && svc.store.candidateOps.length + result.lyOps.length <= MAX_LY_OPS
+      ? [...svc.store.candidateOps, ...result.lyOps] : undefined;
     if (svc.store.candidateChanges.length < 1000) svc.store.candidateChanges.push(...result.changes);
     svc.store.candidateEditors.add(ctx.sessionId);
   } else {
