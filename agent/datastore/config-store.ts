@@ -16,7 +16,7 @@ import { refineYangException } from './yang-errors.js';
 import { YangRestrictions } from './yang-restrictions.js';
 import { firewallModuleIsKnown, locallyCheckableRules, rulesValid } from './local-validation.js';
 import { RunningJournal } from './running-journal.js';
-import { slicedTree } from './sliced-tree.js';
+import { slicedTree, xmlInSlices } from './sliced-tree.js';
 
 const log = logger('datastore');
 
@@ -493,7 +493,7 @@ export class ConfigStore {
    * the same errors as validated(root), from the same libyang and modules.
    */
   async validatedOffThread(root: ConfigRoot, prev: ValidatedConfig): Promise<OffThreadValidation | undefined> {
-    const nextText = this.xml(root);
+    const nextText = await this.xmlInSlices(root);
     const worker = this.workerFor(nextText.length);
     if (!worker) return undefined;
     let r: { diff: string; json: string };
@@ -514,6 +514,11 @@ export class ConfigStore {
     }
     const json = r.json.trim() ? JSON.parse(r.json) as ConfigJson : {};
     return { next: validatedConfig(root, tree, undefined, json), diff: r.diff };
+  }
+
+  /** xml(root), printed with the event loop running between slices (a large configuration). */
+  xmlInSlices(root: ConfigRoot): Promise<string> {
+    return xmlInSlices(root, (m) => this.schema.namespaceOf(m));
   }
 
   /** Stop the libyang worker (agent shutdown). */

@@ -42,6 +42,8 @@ export interface EditResult {
   lyOps: LyOp[] | undefined;
   /** Errors collected under continue-on-error (others throw on the first one). */
   errors: NetconfError[];
+  /** Elements of the edit handled (its size). */
+  nodes: number;
 }
 
 /** Nodes an edit handles between two turns of the event loop (applyEditInSlices): a few ms of work. */
@@ -269,7 +271,7 @@ class EditApplier {
   }
 
   /** Nodes handled so far: every SLICE_NODES of them the walk pauses (a yield) for the async driver. */
-  private nodes = 0;
+  nodes = 0;
 
   *applyChildren(parent: ConfigParent, parentSchemaPath: string, parentDataPath: string, parentModule: string | undefined,
     elements: XmlElement[], inherited: EditOperation, skipKeys: string[] = []): Generator<void, void, void> {
@@ -508,7 +510,7 @@ function startEdit(root: ConfigRoot, config: XmlElement, schema: SchemaIndex, op
   }
   return {
     walk: applier.applyChildren(out, '/', '', undefined, config.children, opts.defaultOperation),
-    result: () => ({ root: out, changes: applier.changes, errors: applier.errors, lyOps: applier.lyOps }),
+    result: () => ({ root: out, changes: applier.changes, errors: applier.errors, lyOps: applier.lyOps, nodes: applier.nodes }),
   };
 }
 

@@ -8,7 +8,7 @@
 // errors of an invalid one are the whole parse's to give.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DataTree, YangContext } from '../../yang/libyang/api.js';
-import { nodeXml, startTag, type ConfigNode, type ConfigRoot } from './config-tree.js';
+import { configToXml, nodeXml, startTag, type ConfigNode, type ConfigRoot } from './config-tree.js';
 
 type NsOf = (module: string) => string;
 
@@ -54,6 +54,30 @@ function sliceNode(node: ConfigNode, parentModule: string | undefined, nsOf: NsO
   }
   const open = startTag(node, parentModule, nsOf) + keys.map((k) => nodeXml(k, s.module, nsOf)).join('');
   sliceSiblings(rest, s.module, nsOf, max, head + open, `</${s.name}>` + tail, out);
+}
+
+/** Nodes printed between two turns of the event loop by xmlInSlices. */
+const XML_SLICE_NODES = 5000;
+
+/** Post-order walk of the inner nodes (children before their parent), pausing every XML_SLICE_NODES. */
+function* printInnerNodes(nodes: ConfigNode[], parentModule: string | undefined, nsOf: NsOf, count: { n: number }): Generator<void, void, void> {
+  for (const node of nodes) {
+    if (!isInner(node)) continue;
+    yield* printInnerNodes(node.children, node.schema.module, nsOf, count);
+    nodeXml(node, parentModule, nsOf); // cached: the parent's print concatenates it
+    if (++count.n % XML_SLICE_NODES === 0) yield;
+  }
+}
+
+/**
+ * configToXml of a large configuration, the event loop running while it is printed: every inner
+ * node is printed (and cached) bottom-up in slices, then the whole is the concatenation of cached
+ * texts. Nodes printed before (unchanged subtrees of the previous configuration) cost nothing.
+ */
+export async function xmlInSlices(root: ConfigRoot, nsOf: NsOf): Promise<string> {
+  const walk = printInnerNodes(root.children, undefined, nsOf, { n: 0 });
+  while (!walk.next().done) await nextTurn();
+  return configToXml(root, nsOf);
 }
 
 export interface SlicedTreeOptions {

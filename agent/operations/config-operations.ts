@@ -20,6 +20,8 @@ export type WriteCheck = (before: ConfigRoot | undefined, after: ConfigRoot) => 
 const READ_ALL: ReadFilter = (text) => text;
 const WRITE_ANY: WriteCheck = () => undefined;
 const YANG_NS = 'urn:ietf:params:xml:ns:yang:1';
+/** Edits of at least this many elements (about 3,000 firewall rules) are type-checked as the whole new candidate. */
+const LARGE_EDIT_NODES = 20_000;
 
 export function getConfig(svc: ConfigService, op: XmlElement, readable: ReadFilter = READ_ALL): RpcResult {
   onlyParams(op, ['source', 'filter', 'with-defaults']);
@@ -78,7 +80,13 @@ export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   // In slices: a large edit lets the other sessions be served while it is applied.
   const result = await applyEditInSlices(svc.rootOf(target)!, config, svc.schema, { defaultOperation, errorOption });
   const base = result.root;
-  if (target === 'candidate' && testOption !== 'test-only') await typeCheckEdit(svc, config);
+  if (target === 'candidate' && testOption !== 'test-only') {
+    // A large edit: libyang checks the new candidate's values instead of the edit's (the same
+    // values and errors, as the rest of the candidate was checked when written). Its XML, printed
+    // in slices, is what the commit validates next: printed once, not twice.
+    if (result.nodes >= LARGE_EDIT_NODES) await svc.store.checkValues(await svc.store.xmlInSlices(base)).catch((err: unknown) => throwErrors(toNetconfErrors(err)));
+    else await typeCheckEdit(svc, config);
+  }
   writable(svc.rootOf(target), base);
   if (testOption === 'test-only') {
     await svc.validateConfig(base);
