@@ -2,6 +2,7 @@
 // libyang tree of running (kept so that reads and diffs need no re-parse), and their files.
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 import { YangException, type DataTree, type YangContext } from '../../yang/libyang/api.js';
 import { YangWorker } from '../../yang/libyang/yang-worker.js';
@@ -493,9 +494,11 @@ export class ConfigStore {
    * the same errors as validated(root), from the same libyang and modules.
    */
   async validatedOffThread(root: ConfigRoot, prev: ValidatedConfig): Promise<OffThreadValidation | undefined> {
+    const t0 = performance.now();
     const nextText = await this.xmlInSlices(root);
     const worker = this.workerFor(nextText.length);
     if (!worker) return undefined;
+    const t1 = performance.now();
     let r: { diff: string; json: string };
     try {
       this.offThread.commits += 1;
@@ -506,13 +509,19 @@ export class ConfigStore {
       log.warn({ err: err instanceof Error ? err.message : String(err) }, 'libyang worker failed: validating on the main thread');
       return undefined;
     }
+    const t2 = performance.now();
     let tree: DataTree;
     try {
-      tree = await slicedTree(this.yang, root, (m) => this.schema.namespaceOf(m));
+      tree = await slicedTree(this.yang, root, (m) => this.schema.namespaceOf(m), {
+        onValidated: (ms, pieces) => log.debug({ ms: Math.round(ms), pieces }, 'sliced tree validated'),
+      });
     } catch (err) {
       throw refineYangException(err, root, this.restrictions);
     }
+    const t3 = performance.now();
     const json = r.json.trim() ? JSON.parse(r.json) as ConfigJson : {};
+    log.debug({ xmlMs: Math.round(t1 - t0), workerMs: Math.round(t2 - t1), slicedTreeMs: Math.round(t3 - t2), jsonParseMs: Math.round(performance.now() - t3) },
+      'large configuration validated off the main thread');
     return { next: validatedConfig(root, tree, undefined, json), diff: r.diff };
   }
 

@@ -6,6 +6,7 @@
 // time. The result is validated once at the end (which adds the defaults, as a whole parse does).
 // Only for configurations already known valid (the libyang worker validated the same text): the
 // errors of an invalid one are the whole parse's to give.
+import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DataTree, YangContext } from '../../yang/libyang/api.js';
 import { configToXml, nodeXml, startTag, type ConfigNode, type ConfigRoot } from './config-tree.js';
@@ -83,6 +84,8 @@ export async function xmlInSlices(root: ConfigRoot, nsOf: NsOf): Promise<string>
 export interface SlicedTreeOptions {
   /** Largest piece, in characters (default 256 KiB: about 2,000 firewall rules). */
   maxChars?: number;
+  /** Told how long the final validation took (ms) and how many pieces there were. */
+  onValidated?: (ms: number, pieces: number) => void;
 }
 
 /**
@@ -107,7 +110,9 @@ export async function slicedTree(yang: YangContext, root: ConfigRoot, nsOf: NsOf
       await nextTurn();
     }
     tree ??= yang.newTree();
+    const started = performance.now();
     tree.validate({ configOnly: true });
+    opts.onValidated?.(performance.now() - started, slices.length);
     return tree;
   } catch (err) {
     tree?.free();
