@@ -474,13 +474,19 @@ export class ConfigStore {
   async checkValues(text: string): Promise<void> {
     const worker = this.workerFor(text.length);
     try {
+      let checked = false;
       if (worker) {
         this.offThread.checks += 1;
         log.info({ chars: text.length }, 'large edit: values checked in the libyang worker');
-        await worker.check(text, 'config', false);
-      } else {
-        this.yang.parse(text, { format: 'xml', kind: 'config', validate: false }).free();
+        try {
+          await worker.check(text, 'config', false);
+          checked = true;
+        } catch (err) {
+          if (err instanceof YangException) throw err;
+          log.warn({ err: err instanceof Error ? err.message : String(err) }, 'libyang worker failed: checking on the main thread');
+        }
       }
+      if (!checked) this.yang.parse(text, { format: 'xml', kind: 'config', validate: false }).free();
     } catch (err) {
       throw refineYangException(err, undefined, this.restrictions);
     }
