@@ -2,8 +2,10 @@
 // libyang tree of running (kept so that reads and diffs need no re-parse), and their files.
 import { readdir, readFile, unlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
-import type { DataTree, YangContext } from '../../yang/libyang/api.js';
+import { YangException, type DataTree, type YangContext } from '../../yang/libyang/api.js';
+import { YangWorker } from '../../yang/libyang/yang-worker.js';
 import type { ConfigJson } from '../../core/subsystem.js';
 import { parseXml } from '../netconf/xml-parser.js';
 import { logger } from '../../core/log.js';
@@ -15,6 +17,7 @@ import { refineYangException } from './yang-errors.js';
 import { YangRestrictions } from './yang-restrictions.js';
 import { firewallModuleIsKnown, locallyCheckableRules, rulesValid } from './local-validation.js';
 import { RunningJournal } from './running-journal.js';
+import { slicedTree, xmlInSlices } from './sliced-tree.js';
 
 const log = logger('datastore');
 
@@ -289,8 +292,8 @@ function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
   return json;
 }
 
-function validatedConfig(root: ConfigRoot, tree: DataTree, base?: JsonBase): ValidatedConfig {
-  let json: ConfigJson | undefined;
+function validatedConfig(root: ConfigRoot, tree: DataTree, base?: JsonBase, printed?: ConfigJson): ValidatedConfig {
+  let json: ConfigJson | undefined = printed;
   return {
     root,
     tree,
@@ -305,6 +308,20 @@ function validatedConfig(root: ConfigRoot, tree: DataTree, base?: JsonBase): Val
       return json;
     },
   };
+}
+
+/**
+ * Documents at least this long (characters of XML) are parsed and validated by the libyang worker,
+ * not on the main thread (about 7,500 firewall rules): below it the call is short enough, and the
+ * worker's start (tens of ms, a second libyang instance in memory) would cost more than it saves.
+ */
+export const WORKER_MIN_CHARS = 1024 * 1024;
+
+/** A configuration validated off the main thread, with libyang's diff from the one it replaces. */
+export interface OffThreadValidation {
+  next: ValidatedConfig;
+  /** libyang's diff (JSON) from the previous configuration; '' when equal. */
+  diff: string;
 }
 
 export class ConfigStore {
@@ -342,6 +359,13 @@ export class ConfigStore {
   readonly journal: RunningJournal;
   /** How running was saved: whole file, or a record appended to the journal (tests, benchmarks). */
   readonly saves = { whole: 0, journal: 0 };
+
+  /** libyang in a worker thread, for large documents (started on first use, stopped when idle). */
+  private worker: YangWorker | undefined;
+  /** What went to the worker (tests, benchmarks): checks of edits, and commits. */
+  readonly offThread = { checks: 0, commits: 0 };
+  /** Documents at least this long go to the worker (tests lower it). */
+  workerMinChars = WORKER_MIN_CHARS;
 
   constructor(
     private readonly yang: YangContext,
@@ -431,6 +455,90 @@ export class ConfigStore {
     }
     this.runningVersion += 1;
     return validatedConfig(root, tree, base);
+  }
+
+  /** The libyang worker, when this context can be rebuilt in one and the document is large enough. */
+  private workerFor(chars: number): YangWorker | undefined {
+    if (chars < this.workerMinChars || !this.yang.recipe) return undefined;
+    this.worker ??= new YangWorker(this.yang.recipe(), 10_000, {
+      started: () => log.info({ minChars: this.workerMinChars }, 'libyang worker started (a large document)'),
+      stopped: (reason) => log.info({ reason }, 'libyang worker stopped'),
+    });
+    return this.worker;
+  }
+
+  /**
+   * libyang's check of the values an edit writes (a parse without validation); a large edit is
+   * parsed by the worker while this thread keeps serving. Throws the refined YangException.
+   */
+  async checkValues(text: string): Promise<void> {
+    const worker = this.workerFor(text.length);
+    try {
+      let checked = false;
+      if (worker) {
+        this.offThread.checks += 1;
+        log.info({ chars: text.length }, 'large edit: values checked in the libyang worker');
+        try {
+          await worker.check(text, 'config', false);
+          checked = true;
+        } catch (err) {
+          if (err instanceof YangException) throw err;
+          log.warn({ err: err instanceof Error ? err.message : String(err) }, 'libyang worker failed: checking on the main thread');
+        }
+      }
+      if (!checked) this.yang.parse(text, { format: 'xml', kind: 'config', validate: false }).free();
+    } catch (err) {
+      throw refineYangException(err, undefined, this.restrictions);
+    }
+  }
+
+  /**
+   * `root` validated, and diffed against `prev`, by the libyang worker; running's tree of it then
+   * built here in slices (sliced-tree.ts), so that no single call holds this thread for the whole
+   * datastore. Undefined when the configuration is small (or the worker is not available, or
+   * failed): the caller validates here. Throws the refined YangException when it is not valid:
+   * the same errors as validated(root), from the same libyang and modules.
+   */
+  async validatedOffThread(root: ConfigRoot, prev: ValidatedConfig): Promise<OffThreadValidation | undefined> {
+    const t0 = performance.now();
+    const nextText = await this.xmlInSlices(root);
+    const worker = this.workerFor(nextText.length);
+    if (!worker) return undefined;
+    const t1 = performance.now();
+    let r: { diff: string; json: string };
+    try {
+      this.offThread.commits += 1;
+      log.info({ chars: nextText.length }, 'large configuration: validated in the libyang worker');
+      r = await worker.commit(this.xml(prev.root), nextText);
+    } catch (err) {
+      if (err instanceof YangException) throw refineYangException(err, root, this.restrictions);
+      log.warn({ err: err instanceof Error ? err.message : String(err) }, 'libyang worker failed: validating on the main thread');
+      return undefined;
+    }
+    const t2 = performance.now();
+    let tree: DataTree;
+    try {
+      tree = await slicedTree(this.yang, root, (m) => this.schema.namespaceOf(m), {
+        onValidated: (ms, pieces) => log.debug({ ms: Math.round(ms), pieces }, 'sliced tree validated'),
+      });
+    } catch (err) {
+      throw refineYangException(err, root, this.restrictions);
+    }
+    const t3 = performance.now();
+    const json = r.json.trim() ? JSON.parse(r.json) as ConfigJson : {};
+    log.debug({ xmlMs: Math.round(t1 - t0), workerMs: Math.round(t2 - t1), slicedTreeMs: Math.round(t3 - t2), jsonParseMs: Math.round(performance.now() - t3) },
+      'large configuration validated off the main thread');
+    return { next: validatedConfig(root, tree, undefined, json), diff: r.diff };
+  }
+
+  /** xml(root), printed with the event loop running between slices (a large configuration). */
+  xmlInSlices(root: ConfigRoot): Promise<string> {
+    return xmlInSlices(root, (m) => this.schema.namespaceOf(m));
+  }
+
+  /** Stop the libyang worker (agent shutdown). */
+  async close(): Promise<void> {
+    await this.worker?.close();
   }
 
   /** Parse running's tree again from its content (after a change of the tree was refused). */

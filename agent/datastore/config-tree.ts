@@ -47,11 +47,24 @@ export function escapeAttr(s: string): string {
  */
 const printed = new WeakMap<ConfigNode, string>();
 
-function nodeXml(node: ConfigNode, parentModule: string | undefined, nsOf: (module: string) => string): string {
+/** The start tag of a node without its closing '>' (namespace declared where the module changes). */
+function openTag(node: ConfigNode, parentModule: string | undefined, nsOf: (module: string) => string): string {
   const s = node.schema;
   let open = '<' + s.name;
   if (s.module !== parentModule) open += ` xmlns="${escapeAttr(nsOf(s.module))}"`;
   if (node.valueNs) for (const p in node.valueNs) open += ` xmlns:${p}="${escapeAttr(node.valueNs[p])}"`;
+  return open;
+}
+
+/** The start tag of an inner node, as nodeXml writes it. */
+export function startTag(node: ConfigNode, parentModule: string | undefined, nsOf: (module: string) => string): string {
+  return openTag(node, parentModule, nsOf) + '>';
+}
+
+/** XML of one node and its subtree under a parent of module `parentModule` (cached for inner nodes). */
+export function nodeXml(node: ConfigNode, parentModule: string | undefined, nsOf: (module: string) => string): string {
+  const s = node.schema;
+  const open = openTag(node, parentModule, nsOf);
   const kind = s.kind;
   if (kind === 'leaf' || kind === 'leaf-list') {
     return node.value === undefined || node.value === '' ? open + '/>' : open + '>' + escapeText(node.value) + '</' + s.name + '>';
@@ -60,7 +73,7 @@ function nodeXml(node: ConfigNode, parentModule: string | undefined, nsOf: (modu
   const cached = printed.get(node);
   if (cached !== undefined) return cached;
   // String concatenation (V8 ropes) is the fastest way to build the megabytes this can be.
-  let out = open + '>';
+  let out: string = open + '>';
   if (kind === 'list' && s.keys.length) {
     // libyang wants list keys first, in key order.
     const keys: ConfigNode[] = [];

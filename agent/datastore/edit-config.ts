@@ -1,6 +1,7 @@
 // RFC 6241 <edit-config> semantics applied to a ConfigRoot: the operation attribute (merge, replace,
 // create, delete, remove), default-operation none, list/leaf-list identity, choice case exclusion
 // and YANG ordered-by-user insertion. Values are only carried here; libyang checks them.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { XmlElement } from '../netconf/xml-element.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { identityOf, type ConfigNode, type ConfigParent, type ConfigRoot } from './config-tree.js';
@@ -26,6 +27,14 @@ export interface EditChange {
  */
 export type LyOp = { op: 'set'; path: string; value?: string } | { op: 'remove'; path: string };
 
+/**
+ * Above this many path operations an edit keeps none (lyOps undefined): a commit replays at most a
+ * few hundred in place (IN_PLACE_MAX_OPS of config-service.ts) and parses the configuration
+ * instead beyond that, so a longer list is never used, and keeping 500,000 path strings for a
+ * 100,000-rule edit cost seconds of garbage collection on the main thread.
+ */
+export const MAX_LY_OPS = 1024;
+
 export interface EditResult {
   /** The edited configuration (the input root is left as it was; unchanged subtrees are shared). */
   root: ConfigRoot;
@@ -33,7 +42,12 @@ export interface EditResult {
   lyOps: LyOp[] | undefined;
   /** Errors collected under continue-on-error (others throw on the first one). */
   errors: NetconfError[];
+  /** Elements of the edit handled (its size). */
+  nodes: number;
 }
+
+/** Nodes an edit handles between two turns of the event loop (applyEditInSlices): a few ms of work. */
+const SLICE_NODES = 2000;
 
 const OPERATIONS = new Set<EditOperation>(['merge', 'replace', 'create', 'delete', 'remove', 'none']);
 
@@ -147,6 +161,21 @@ function indexOf(children: ConfigNode[]): SiblingIndex {
   return m;
 }
 
+/** Sibling arrays up to this long are searched without an index (no Map per list entry of a large edit). */
+const UNINDEXED_MAX = 8;
+
+/** The node among `children` with identity `id` (of schema node `sn`), if any. */
+function findSibling(children: ConfigNode[], id: string, sn: DataSchemaNode): ConfigNode | undefined {
+  if (children.length <= UNINDEXED_MAX && !siblingIndex.has(children)) {
+    const keyed = sn.kind === 'list' || sn.kind === 'leaf-list';
+    for (const c of children) {
+      if (c.schema.name === sn.name && c.schema.module === sn.module && (!keyed || identityOf(c) === id)) return c;
+    }
+    return undefined;
+  }
+  return indexOf(children).get(id);
+}
+
 /** A copy of a sibling array that keeps its index (layered over the original's, not rebuilt). */
 function copyChildren(children: ConfigNode[]): ConfigNode[] {
   const copy = children.slice();
@@ -196,10 +225,12 @@ class EditApplier {
     } else {
       this.lyOps.push({ op: 'set', path });
     }
+    if (this.lyOps && this.lyOps.length > MAX_LY_OPS) this.lyOps = undefined;
   }
 
   private removeOp(path: string): void {
     this.lyOps?.push({ op: 'remove', path });
+    if (this.lyOps && this.lyOps.length > MAX_LY_OPS) this.lyOps = undefined;
   }
 
   constructor(private readonly schema: SchemaIndex, private readonly errorOption: ErrorOption) {}
@@ -239,9 +270,13 @@ class EditApplier {
     return sn;
   }
 
-  applyChildren(parent: ConfigParent, parentSchemaPath: string, parentDataPath: string, parentModule: string | undefined,
-    elements: XmlElement[], inherited: EditOperation, skipKeys: string[] = []): void {
+  /** Nodes handled so far: every SLICE_NODES of them the walk pauses (a yield) for the async driver. */
+  nodes = 0;
+
+  *applyChildren(parent: ConfigParent, parentSchemaPath: string, parentDataPath: string, parentModule: string | undefined,
+    elements: XmlElement[], inherited: EditOperation, skipKeys: string[] = []): Generator<void, void, void> {
     for (const el of elements) {
+      if (++this.nodes % SLICE_NODES === 0) yield;
       try {
         const sn = this.resolve(parentSchemaPath, el, parentDataPath);
         if (skipKeys.includes(sn.name) && sn.module === parentModule) {
@@ -253,7 +288,7 @@ class EditApplier {
           }
           continue;
         }
-        this.applyOne(parent, sn, parentDataPath, parentModule, el, this.opOf(el, inherited));
+        yield* this.applyOne(parent, sn, parentDataPath, parentModule, el, this.opOf(el, inherited));
       } catch (err) {
         if (err instanceof NetconfError) this.fail(err);
         else throw err;
@@ -333,8 +368,8 @@ class EditApplier {
     insertAt(parent.children, -1, node);
   }
 
-  private applyOne(parent: ConfigParent, sn: DataSchemaNode, parentDataPath: string, parentModule: string | undefined,
-    el: XmlElement, op: EditOperation): void {
+  private *applyOne(parent: ConfigParent, sn: DataSchemaNode, parentDataPath: string, parentModule: string | undefined,
+    el: XmlElement, op: EditOperation): Generator<void, void, void> {
     let probe: ConfigNode;
     if (sn.kind === 'list') {
       probe = { schema: sn, children: this.listKeyNodes(sn, el, `${parentDataPath}/${sn.name}`) };
@@ -343,7 +378,7 @@ class EditApplier {
     }
     this.owned.add(probe);
     const id = identityOf(probe);
-    const existing = indexOf(parent.children).get(id);
+    const existing = findSibling(parent.children, id, sn);
     const idx = existing ? parent.children.indexOf(existing) : -1;
     const path = childPath(parentDataPath, parentModule, probe);
     // Report the points where an operation was asked for (explicitly, or at the top level).
@@ -375,7 +410,7 @@ class EditApplier {
         if (isLeafy) {
           if (existing && sn.kind === 'leaf') {
             parent.children[idx] = probe;
-            indexOf(parent.children).set(id, probe);
+            siblingIndex.get(parent.children)?.set(id, probe);
             this.setOp(path, probe);
           } else if (!existing) {
             this.insertNode(parent, probe, el, parentDataPath);
@@ -386,7 +421,7 @@ class EditApplier {
             this.lyOps = undefined;
           } else if (sn.kind !== 'leaf-list') {
             parent.children[idx] = probe;
-            indexOf(parent.children).set(id, probe);
+            siblingIndex.get(parent.children)?.set(id, probe);
             this.lyOps = undefined;
           }
           record(op === 'create' ? 'create' : op);
@@ -408,18 +443,18 @@ class EditApplier {
         }
         record(existing ? op : 'create');
         // Under a new or replaced node everything is new, so merge is what the children inherit.
-        this.applyChildren(node, sn.path, path, sn.module, el.children, 'merge', sn.kind === 'list' ? sn.keys : []);
+        yield* this.applyChildren(node, sn.path, path, sn.module, el.children, 'merge', sn.kind === 'list' ? sn.keys : []);
         return;
       }
       case 'none': {
         if (isLeafy) return;
         if (existing) {
-          this.applyChildren(this.own(parent, existing), sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
+          yield* this.applyChildren(this.own(parent, existing), sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
           return;
         }
         // Not there yet: keep it only if a descendant operation created something inside.
         const keyCount = probe.children.length;
-        this.applyChildren(probe, sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
+        yield* this.applyChildren(probe, sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
         if (probe.children.length > keyCount || sn.presence) {
           if (probe.children.length > keyCount) this.insertNode(parent, probe, el, parentDataPath);
         }
@@ -442,8 +477,29 @@ function rawXml(el: XmlElement): string {
  * not changed and shares its untouched subtrees with the result). Throws the first NetconfError
  * unless errorOption is continue-on-error, in which case the errors are returned and the rest applied.
  */
-export function applyEdit(root: ConfigRoot, config: XmlElement, schema: SchemaIndex,
-  opts: { defaultOperation: 'merge' | 'replace' | 'none'; errorOption: ErrorOption }): EditResult {
+export function applyEdit(root: ConfigRoot, config: XmlElement, schema: SchemaIndex, opts: EditOptions): EditResult {
+  const edit = startEdit(root, config, schema, opts);
+  while (!edit.walk.next().done) { /* no pause */ }
+  return edit.result();
+}
+
+/**
+ * applyEdit with the event loop running every SLICE_NODES nodes: the same result and errors, but a
+ * 100,000-rule edit does not hold the thread for the seconds its walk takes. The input root is not
+ * changed meanwhile (the edit copies what it changes), so others may read it between two slices.
+ */
+export async function applyEditInSlices(root: ConfigRoot, config: XmlElement, schema: SchemaIndex, opts: EditOptions): Promise<EditResult> {
+  const edit = startEdit(root, config, schema, opts);
+  while (!edit.walk.next().done) await nextTurn();
+  return edit.result();
+}
+
+export interface EditOptions {
+  defaultOperation: 'merge' | 'replace' | 'none';
+  errorOption: ErrorOption;
+}
+
+function startEdit(root: ConfigRoot, config: XmlElement, schema: SchemaIndex, opts: EditOptions): { walk: Generator<void, void, void>; result: () => EditResult } {
   const applier = new EditApplier(schema, opts.errorOption);
   const out: ConfigRoot = { children: copyChildren(root.children) };
   if (opts.defaultOperation === 'replace') {
@@ -452,8 +508,10 @@ export function applyEdit(root: ConfigRoot, config: XmlElement, schema: SchemaIn
     applier.lyOps = undefined;
     applier.changes.push({ path: '/', operation: 'replace' });
   }
-  applier.applyChildren(out, '/', '', undefined, config.children, opts.defaultOperation);
-  return { root: out, changes: applier.changes, errors: applier.errors, lyOps: applier.lyOps };
+  return {
+    walk: applier.applyChildren(out, '/', '', undefined, config.children, opts.defaultOperation),
+    result: () => ({ root: out, changes: applier.changes, errors: applier.errors, lyOps: applier.lyOps, nodes: applier.nodes }),
+  };
 }
 
 /** Build a datastore from a complete configuration document (the children of <config>/<data>). */

@@ -11,12 +11,14 @@ import {
 } from './reply-xml.js';
 import type { RpcContext, RpcDispatcher, SessionInfo } from './rpc-dispatcher.js';
 import type { XmlElement } from './xml-element.js';
-import { XmlParseError, parseXml, peekRoot, type XmlLimits } from './xml-parser.js';
+import { XmlParseError, parseXml, parseXmlInSlices, peekRoot, type XmlLimits } from './xml-parser.js';
 
 const log = logger('netconf-session');
 const NOTIFICATION_NS = 'urn:ietf:params:xml:ns:netconf:notification:1.0';
 /** Input of a session waiting to be handled (characters) above which it is no longer read. */
 const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+/** Messages at least this long are parsed in slices (parseXmlInSlices); shorter ones in one go. */
+const SLICED_PARSE_MIN_CHARS = 256 * 1024;
 
 export interface SessionLimits extends XmlLimits {
   /** Milliseconds the client has to send its hello. */
@@ -248,7 +250,8 @@ export class NetconfSession {
     }
     let rpc: XmlElement;
     try {
-      rpc = parseXml(ev.text, this.host.limits);
+      // A large message (a 100,000-rule edit) is parsed in slices: the other sessions are served meanwhile.
+      rpc = ev.text.length >= SLICED_PARSE_MIN_CHARS ? await parseXmlInSlices(ev.text, this.host.limits) : parseXml(ev.text, this.host.limits);
     } catch (err) {
       this.info.inBadRpcs += 1;
       const root = err instanceof XmlParseError && err.root?.name === 'rpc' ? err.root : undefined;

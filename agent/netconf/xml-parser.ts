@@ -2,6 +2,7 @@
 // never fetches a DTD nor expands entities other than the five predefined ones; a DOCTYPE is refused
 // outright, and size, nesting depth and element count are bounded so that a hostile peer cannot
 // make one message cost more than the limits allow.
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { SaxesParser, type SaxesTagNS } from 'saxes';
 import { NetconfError } from '../../core/netconf-error.js';
 import type { XmlAttribute, XmlElement } from './xml-element.js';
@@ -40,12 +41,8 @@ export class XmlParseError extends NetconfError {
   }
 }
 
-/** Parse one complete XML document. Throws XmlParseError (a NetconfError) when it is not acceptable. */
-export function parseXml(text: string, limits: Partial<XmlLimits> = {}): XmlElement {
-  const lim: XmlLimits = { ...DEFAULT_XML_LIMITS, ...limits };
-  if (text.length > lim.maxSize) {
-    throw new XmlParseError('too-big', `message of ${text.length} characters exceeds the limit of ${lim.maxSize}`, undefined);
-  }
+/** A saxes parser building the XmlElement tree of one document within limits. */
+function treeBuilder(lim: XmlLimits): { parser: SaxesParser<{ xmlns: true; position: true }>; root: () => XmlElement | undefined } {
   const parser = new SaxesParser({ xmlns: true, position: true });
   const stack: XmlElement[] = [];
   let root: XmlElement | undefined;
@@ -96,16 +93,72 @@ export function parseXml(text: string, limits: Partial<XmlLimits> = {}): XmlElem
   parser.on('text', onText);
   parser.on('cdata', onText);
   parser.on('error', (err: Error) => fail('malformed-message', `malformed XML: ${err.message}`));
+  return { parser, root: () => root };
+}
 
-  try {
-    // Whitespace (or a BOM) left between framed messages is not part of the document.
-    parser.write(text.replace(/^[\uFEFF\s]+/, '')).close();
-  } catch (err) {
-    if (err instanceof XmlParseError) throw err;
-    throw new XmlParseError('malformed-message', `malformed XML: ${err instanceof Error ? err.message : String(err)}`, root);
+function checkSize(text: string, lim: XmlLimits): void {
+  if (text.length > lim.maxSize) {
+    throw new XmlParseError('too-big', `message of ${text.length} characters exceeds the limit of ${lim.maxSize}`, undefined);
   }
+}
+
+/** Whitespace (or a BOM) left between framed messages is not part of the document. */
+function documentText(text: string): string {
+  return text.replace(/^[\uFEFF\s]+/, '');
+}
+
+function parseFailure(err: unknown, root: XmlElement | undefined): XmlParseError {
+  if (err instanceof XmlParseError) return err;
+  return new XmlParseError('malformed-message', `malformed XML: ${err instanceof Error ? err.message : String(err)}`, root);
+}
+
+function finished(root: XmlElement | undefined): XmlElement {
   if (!root) throw new XmlParseError('malformed-message', 'message has no root element', undefined);
   return root;
+}
+
+/** Parse one complete XML document. Throws XmlParseError (a NetconfError) when it is not acceptable. */
+export function parseXml(text: string, limits: Partial<XmlLimits> = {}): XmlElement {
+  const lim: XmlLimits = { ...DEFAULT_XML_LIMITS, ...limits };
+  checkSize(text, lim);
+  const b = treeBuilder(lim);
+  try {
+    b.parser.write(documentText(text)).close();
+  } catch (err) {
+    throw parseFailure(err, b.root());
+  }
+  return finished(b.root());
+}
+
+/** Characters parsed between two turns of the event loop by parseXmlInSlices (a few ms of work). */
+export const XML_SLICE_CHARS = 64 * 1024;
+
+/**
+ * parseXml for a large message: the same parse and the same errors, fed to saxes in slices with the
+ * event loop running between them, so a 13 MB edit-config does not stop the other sessions (and
+ * SSH) for the seconds its parse takes.
+ */
+export async function parseXmlInSlices(text: string, limits: Partial<XmlLimits> = {}, sliceChars = XML_SLICE_CHARS): Promise<XmlElement> {
+  const lim: XmlLimits = { ...DEFAULT_XML_LIMITS, ...limits };
+  checkSize(text, lim);
+  const b = treeBuilder(lim);
+  const doc = documentText(text);
+  try {
+    let at = 0;
+    while (at < doc.length) {
+      // A slice never ends inside a surrogate pair (saxes reads code points).
+      let end = Math.min(doc.length, at + sliceChars);
+      const last = doc.charCodeAt(end - 1);
+      if (end < doc.length && last >= 0xd800 && last <= 0xdbff) end += 1;
+      b.parser.write(doc.slice(at, end));
+      at = end;
+      if (at < doc.length) await nextTurn();
+    }
+    b.parser.close();
+  } catch (err) {
+    throw parseFailure(err, b.root());
+  }
+  return finished(b.root());
 }
 
 /**

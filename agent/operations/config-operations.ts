@@ -4,12 +4,13 @@ import type { RpcContext, RpcResult } from '../netconf/rpc-dispatcher.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import type { DatastoreName } from '../datastore/config-store.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
-import { applyEdit, configFromXml, NETCONF_BASE_NS, type ErrorOption } from '../datastore/edit-config.js';
+import { applyEditInSlices, configFromXml, MAX_LY_OPS, NETCONF_BASE_NS, type ErrorOption } from '../datastore/edit-config.js';
 import { writeChildren } from '../datastore/xml-writer.js';
 import { child, datastoreParam, onlyParams, required, withDefaultsParam, type DatastoreRef } from './rpc-params.js';
 import { parseFilter } from './data-filter.js';
 import { readDatastore } from './read-output.js';
 import { throwErrors, yangCall, type ConfigService } from './config-service.js';
+import { toNetconfErrors } from '../datastore/yang-errors.js';
 
 const OK: RpcResult = { ok: true };
 
@@ -19,6 +20,8 @@ export type WriteCheck = (before: ConfigRoot | undefined, after: ConfigRoot) => 
 const READ_ALL: ReadFilter = (text) => text;
 const WRITE_ANY: WriteCheck = () => undefined;
 const YANG_NS = 'urn:ietf:params:xml:ns:yang:1';
+/** Edits of at least this many elements (about 3,000 firewall rules) are type-checked as the whole new candidate. */
+const LARGE_EDIT_NODES = 20_000;
 
 export function getConfig(svc: ConfigService, op: XmlElement, readable: ReadFilter = READ_ALL): RpcResult {
   onlyParams(op, ['source', 'filter', 'with-defaults']);
@@ -49,7 +52,7 @@ function notStartup(ds: DatastoreName, opName: string): void {
 }
 
 /** libyang checks the values an edit writes (types, patterns, ranges) before the candidate takes them. */
-function typeCheckEdit(svc: ConfigService, config: XmlElement): void {
+async function typeCheckEdit(svc: ConfigService, config: XmlElement): Promise<void> {
   const text = writeChildren(config, {
     skip: (el) => {
       const op = el.attrs.find((a) => a.name === 'operation' && a.ns === NETCONF_BASE_NS)?.value.trim();
@@ -58,14 +61,8 @@ function typeCheckEdit(svc: ConfigService, config: XmlElement): void {
     dropAttr: (_el, a) => a.ns === NETCONF_BASE_NS || a.ns === YANG_NS,
   });
   if (text.trim() === '') return;
-  const tree = yangCall(() => {
-    try {
-      return svc.yang.parse(text, { format: 'xml', kind: 'config', validate: false });
-    } catch (err) {
-      throw svc.store.refineErrors(err); // say the allowed range, length or pattern
-    }
-  });
-  tree.free();
+  // A large edit is parsed by the libyang worker; the errors say the allowed range, length or pattern.
+  await svc.store.checkValues(text).catch((err: unknown) => throwErrors(toNetconfErrors(err)));
 }
 
 export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlElement, writable: WriteCheck = WRITE_ANY): Promise<RpcResult> {
@@ -80,16 +77,24 @@ export async function editConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   }
   const config = required(op, 'config');
   svc.checkNotLockedByOther(target, ctx.sessionId);
-  const result = applyEdit(svc.rootOf(target)!, config, svc.schema, { defaultOperation, errorOption });
+  // In slices: a large edit lets the other sessions be served while it is applied.
+  const result = await applyEditInSlices(svc.rootOf(target)!, config, svc.schema, { defaultOperation, errorOption });
   const base = result.root;
-  if (target === 'candidate' && testOption !== 'test-only') typeCheckEdit(svc, config);
+  if (target === 'candidate' && testOption !== 'test-only') {
+    // A large edit: libyang checks the new candidate's values instead of the edit's (the same
+    // values and errors, as the rest of the candidate was checked when written). Its XML, printed
+    // in slices, is what the commit validates next: printed once, not twice.
+    if (result.nodes >= LARGE_EDIT_NODES) await svc.store.checkValues(await svc.store.xmlInSlices(base)).catch((err: unknown) => throwErrors(toNetconfErrors(err)));
+    else await typeCheckEdit(svc, config);
+  }
   writable(svc.rootOf(target), base);
   if (testOption === 'test-only') {
     await svc.validateConfig(base);
   } else if (target === 'candidate') {
     svc.store.candidate = base;
     svc.store.candidateDirty = true;
-    svc.store.candidateOps = svc.store.candidateOps && result.lyOps ? [...svc.store.candidateOps, ...result.lyOps] : undefined;
+    svc.store.candidateOps = svc.store.candidateOps && result.lyOps && svc.store.candidateOps.length + result.lyOps.length <= MAX_LY_OPS
+      ? [...svc.store.candidateOps, ...result.lyOps] : undefined;
     if (svc.store.candidateChanges.length < 1000) svc.store.candidateChanges.push(...result.changes);
     svc.store.candidateEditors.add(ctx.sessionId);
   } else {
@@ -122,7 +127,7 @@ export async function copyConfig(svc: ConfigService, ctx: RpcContext, op: XmlEle
   }
   const root = sourceRoot(svc, src);
   svc.checkNotLockedByOther(target, ctx.sessionId);
-  if (target === 'candidate' && 'config' in src) typeCheckEdit(svc, src.config);
+  if (target === 'candidate' && 'config' in src) await typeCheckEdit(svc, src.config);
   writable(svc.rootOf(target), root);
   if (target === 'running') {
     await svc.commitRunning(root, svc.changedBy(ctx), [{ path: '/', operation: 'replace' }]);

@@ -203,11 +203,13 @@ export class ConfigService {
       }
     } else {
       // Its JSON is printed whole if needed: a large edit can make a long top-level list, whose
-      // selection alone would cost more than the print.
-      next = yangCall(() => this.store.validated(root));
-      log.debug({ inPlace: false, validateMs: Math.round(performance.now() - started) }, 'new running validated');
+      // selection alone would cost more than the print. A large one is validated and diffed by the
+      // libyang worker (the main thread keeps serving reads meanwhile).
+      const large = await this.store.validatedOffThread(root, prev).catch((err: unknown) => throwErrors(toNetconfErrors(err)));
+      next = large?.next ?? yangCall(() => this.store.validated(root));
+      log.debug({ inPlace: false, offThread: !!large, validateMs: Math.round(performance.now() - started) }, 'new running validated');
       try {
-        await this.transaction.run(prev, next, this.diffChanges(prev, next));
+        await this.transaction.run(prev, next, large ? changesFromDiff(large.diff, this.keysOf) : this.diffChanges(prev, next));
       } catch (err) {
         next.tree.free();
         throw err;

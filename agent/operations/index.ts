@@ -99,7 +99,13 @@ class OperationsLayer implements NetconfOperations {
     this.read = { svc, capabilities: () => ['urn:ietf:params:netconf:base:1.0', 'urn:ietf:params:netconf:base:1.1', ...this.capabilities()] };
     const base = (name: string, h: Handler, exclusive = true) =>
       this.handlers.set(`${NETCONF_BASE_NS} ${name}`, exclusive ? (c, o, a) => svc.exclusive(async () => h(c, o, a)) : h);
-    base('get', (c, o, a) => get(this.read, o, this.readable(c, a, 'get')));
+    // get reads the last committed running too, without the queue: the providers' state is gathered
+    // first, then running's tree is read at a moment no commit is editing it in place.
+    const unqueued: ReadContext = {
+      ...this.read,
+      readRunning: async (fn) => (svc.runningReadableNow ? fn() : svc.exclusive(async () => fn())),
+    };
+    base('get', (c, o, a) => get(unqueued, o, this.readable(c, a, 'get')), false);
     // get-config of running reads the last committed running without waiting behind a commit in
     // progress (a commit that parses a new tree leaves running's alone until it is committed); only
     // while a small commit has edited running's tree in place does it wait its turn.
@@ -308,6 +314,7 @@ class OperationsLayer implements NetconfOperations {
     this.svc.hub.close();
     await this.svc.exclusive(async () => undefined);
     this.svc.store.journal.close();
+    await this.svc.store.close();
   }
 }
 

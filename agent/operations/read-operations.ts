@@ -54,6 +54,12 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export interface ReadContext {
   svc: ConfigService;
   capabilities: () => string[];
+  /**
+   * Runs `fn`, which reads running's tree synchronously, at a moment when that tree is the last
+   * committed one (not while a commit edits it in place). Default: now (the caller holds the
+   * operations queue).
+   */
+  readRunning?: <T>(fn: () => T) => Promise<T>;
 }
 
 /** The server's own state subtrees (outside the libyang context): name, namespace, generator. */
@@ -91,13 +97,17 @@ async function operationalText(rc: ReadContext, wd: WithDefaults, filter: DataFi
         log.warn({ provider: p.name, err: err instanceof Error ? err.message : String(err) }, 'state provider failed');
       }
     }
+    // The state was gathered (awaiting providers); running's tree is read in one synchronous step.
+    const readRunning = rc.readRunning ?? (async <T>(fn: () => T) => fn());
     if (Object.keys(state).length === 0) {
-      parts.push(printFiltered(svc, svc.store.running.tree, wd, filter));
+      parts.push(await readRunning(() => printFiltered(svc, svc.store.running.tree, wd, filter)));
     } else {
       const tree = yangCall(() => svc.yang.parse(JSON.stringify(state), { format: 'json', kind: 'data', validate: false }));
       try {
-        yangCall(() => tree.merge(svc.store.running.tree));
-        parts.push(printFiltered(svc, tree, wd, filter));
+        parts.push(await readRunning(() => {
+          yangCall(() => tree.merge(svc.store.running.tree));
+          return printFiltered(svc, tree, wd, filter);
+        }));
       } finally {
         tree.free();
       }

@@ -10,7 +10,7 @@ import { editCandidate, editRunning, GET_CANDIDATE, GET_RUNNING, NP, openHarness
 const VRF = 'urn:tandem:yang:tandem-vrf';
 const FW = 'urn:tandem:yang:tandem-firewall';
 const NACM = 'urn:ietf:params:xml:ns:yang:ietf-netconf-acm';
-const RULES = 12000;
+const RULES = 30000; // large enough to grow the wasm memory although the tree is built in slices (sliced-tree.ts)
 
 // olga is in no directory group; the NACM configuration below lets her group write network profiles only.
 const USERS: UserDirectory = { identity: (u) => Promise.resolve(u === 'olga' ? { groups: [], recovery: false } : { groups: ['admin'], recovery: false }) };

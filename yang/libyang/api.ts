@@ -112,7 +112,17 @@ export interface DataTree {
   free(): void;
 }
 
+/** What a context was built from: enough to build an equal one in another thread. */
+export interface YangContextRecipe {
+  /** Search directories, ':'-separated. */
+  searchDirs: string;
+  /** Every module load, in order. */
+  loads: { name: string; revision?: string; features?: string[] }[];
+}
+
 export interface YangContext {
+  /** How to build an equal context in another libyang instance (a worker thread). */
+  recipe?(): YangContextRecipe;
   /** Load (and implement) a module found in the search dirs. */
   loadModule(name: string, opts?: { revision?: string; features?: string[] }): ModuleInfo;
   modules(): ModuleInfo[];

@@ -2,7 +2,7 @@
 // Modules are read from the search directories through emscripten's NODERAWFS (the wasm sees the real
 // filesystem), so libyang resolves imports/includes itself exactly as yanglint would.
 import {
-  YangException, type DataKind, type DataTree, type LibyangRenewal, type ModuleInfo, type ParseOptions, type SchemaNodeInfo, type YangContext,
+  YangException, type DataKind, type YangContextRecipe, type DataTree, type LibyangRenewal, type ModuleInfo, type ParseOptions, type SchemaNodeInfo, type YangContext,
 } from './api.js';
 import { WasmDataTree, type TreeCell, type TreeOwner } from './data-tree.js';
 import { failure, LY } from './errors.js';
@@ -105,6 +105,11 @@ export class WasmYangContext implements YangContext, TreeOwner {
   /** Is this tree one of ours (and not freed)? */
   owns(tree: WasmDataTree): boolean {
     return this.liveTrees.has(tree.cell);
+  }
+
+  /** How to build an equal context elsewhere (a worker thread's own instance): search dirs and module loads. */
+  recipe(): YangContextRecipe {
+    return { searchDirs: this.searchDirs, loads: this.loads.map((l) => ({ ...l, features: l.features && [...l.features] })) };
   }
 
   /** Number of trees not yet freed (for leak checks). */
