@@ -3,7 +3,9 @@
 // of them aborts and the commit is refused. Then all apply in order; if one apply fails, it and
 // every subsystem applied before it undo (put the old configuration back, in reverse order) and the
 // commit is refused with operation-failed naming the subsystem and path. Running only ever holds a
-// configuration that every subsystem applied.
+// configuration that every subsystem applied. Work that must succeed with the applies (the durable
+// save of running) runs alongside them, not after them: it starts once every prepare passed, the
+// transaction waits for both, and if either failed the other is undone (all or nothing).
 import { performance } from 'node:perf_hooks';
 import { logger } from '../../core/log.js';
 import { NetconfError } from '../../core/netconf-error.js';
@@ -64,6 +66,15 @@ function pathsOf(changes: ConfigChange[] | string[]): ConfigChange[] {
   return changes.map((c) => (typeof c === 'string' ? { operation: 'create', path: c, schemaPath: schemaPathOf(c) } : c));
 }
 
+/**
+ * Work run while the subsystems apply (the commit's durable save): started once every subsystem
+ * prepared; undone when an apply fails after it succeeded.
+ */
+export interface AlongsideApply {
+  run(): Promise<void>;
+  undo(): Promise<void>;
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -114,12 +125,16 @@ export class CommitTransaction {
    * Run the whole transaction; throws NetconfErrorList when nothing stays applied. `changes` (data
    * paths, or ConfigChanges) are the commit's changes when known.
    */
-  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[], opts: { startup?: boolean } = {}): Promise<void> {
+  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[],
+    opts: { startup?: boolean; alongside?: AlongsideApply } = {}): Promise<void> {
     const oldSide = asSide(oldConfig);
     const newSide = asSide(newConfig);
     const all = changes ? pathsOf(changes) : undefined;
     const subs = this.concerned(oldSide, newSide, all);
-    if (subs.length === 0) return;
+    if (subs.length === 0) {
+      if (opts.alongside) await this.alongsideAlone(opts.alongside);
+      return;
+    }
     const started = performance.now();
     const base: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json, ...(opts.startup ? { startup: true } : {}) };
     const contexts = new Map(subs.map((s) => [s, this.contextFor(s, base, all)]));
@@ -160,6 +175,14 @@ export class CommitTransaction {
       await this.abortAll(subs, contexts, base.id);
       throw new NetconfErrorList(errors);
     }
+    // Runs in parallel with the applies, settled before the answer. Started on the next turn of the
+    // event loop, once the first apply has been posted to the plane worker: a save that blocks the
+    // main thread (a small running.xml is written with synchronous calls) then overlaps the
+    // plane's apply; a journal record is written in libuv's thread pool anyway.
+    const alongside = opts.alongside;
+    const along: Promise<unknown> | undefined = alongside
+      ? new Promise<void>((r) => setImmediate(r)).then(() => alongside.run()).then(() => undefined, (err: unknown) => err ?? new Error('failed'))
+      : undefined;
     const applied: CommitSubsystem[] = [];
     for (const sub of subs) {
       const ctx = contexts.get(sub)!;
@@ -173,12 +196,42 @@ export class CommitTransaction {
         // The failed subsystem may have applied part of its change; the others not yet applied hold staged work.
         await this.abortAll(subs.filter((s) => s !== sub && !applied.includes(s)), contexts, base.id);
         const undone = await this.undoAll([...applied, sub].reverse(), contexts, base.id);
-        const fate = undone ? 'the previous configuration is back in place' : 'undoing it failed too, see the log';
+        const unsaved = alongside ? await this.undoAlongside(alongside, along!, base.id) : true;
+        const fate = undone && unsaved ? 'the previous configuration is back in place' : 'undoing it failed too, see the log';
         throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
           `${sub.name}: apply failed${path ? ` at ${path}` : ''}: ${message(err)}; commit refused, ${fate}`, { path })]);
       }
     }
+    const alongErr = along ? await along : undefined;
+    if (alongErr !== undefined) {
+      log.error({ tx: base.id, err: message(alongErr) }, 'saving running failed: undoing the applies');
+      const undone = await this.undoAll([...applied].reverse(), contexts, base.id);
+      const fate = undone ? 'the previous configuration is back in place' : 'undoing the applies failed, see the log';
+      throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
+        `running could not be saved: ${message(alongErr)}; commit refused, ${fate}`)]);
+    }
     log.info({ tx: base.id, jsonMs, ms: Math.round(performance.now() - started), phases }, 'commit applied');
+  }
+
+  /** The alongside work of a commit that concerns no subsystem: it alone decides. */
+  private async alongsideAlone(alongside: AlongsideApply): Promise<void> {
+    try {
+      await alongside.run();
+    } catch (err) {
+      throw new NetconfErrorList([new NetconfError('operation-failed', 'application', `running could not be saved: ${message(err)}; commit refused`)]);
+    }
+  }
+
+  /** Wait for the alongside work and undo it if it succeeded; false if undoing failed. */
+  private async undoAlongside(alongside: AlongsideApply, along: Promise<unknown>, tx: number): Promise<boolean> {
+    if ((await along) !== undefined) return true; // it failed by itself: nothing to undo
+    try {
+      await alongside.undo();
+      return true;
+    } catch (err) {
+      log.error({ tx, err: message(err) }, 'undoing the save of running failed');
+      return false;
+    }
   }
 
   private async abortAll(subs: CommitSubsystem[], contexts: Map<CommitSubsystem, CommitContext>, tx: number): Promise<void> {
