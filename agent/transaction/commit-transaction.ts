@@ -11,6 +11,7 @@ import { logger } from '../../core/log.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { SubsystemApplyError, type CommitContext, type CommitFaultHooks, type CommitSubsystem, type ConfigChange, type ConfigJson, type SubsystemError } from '../../core/subsystem.js';
 import { schemaPathOf, touches } from './config-changes.js';
+import { batchOf, type PhaseMethod, type PhaseOutcome } from './phase-batch.js';
 
 export { schemaPathOf } from './config-changes.js';
 
@@ -139,29 +140,20 @@ export class CommitTransaction {
     const base: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json, ...(opts.startup ? { startup: true } : {}) };
     const contexts = new Map(subs.map((s) => [s, this.contextFor(s, base, all)]));
     const jsonMs = Math.round(performance.now() - started);
-    log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length }, 'commit transaction');
+    // Debug: the 'commit applied' line says the same once it is done (one line per commit at info).
+    log.debug({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length }, 'commit transaction');
     const errors: NetconfError[] = [];
-    // Where a commit's time goes, per subsystem and phase (ms), in the 'commit applied' log line.
+    // Where a commit's time goes, per subsystem and phase (ms), in the 'commit applied' log line
+    // (for subsystems run together in the plane worker, the time each took there).
     const phases: Record<string, Record<string, number>> = {};
-    const timed = async <T>(sub: CommitSubsystem, phase: string, fn: () => T | Promise<T>): Promise<T> => {
-      const t = performance.now();
-      try {
-        return await fn();
-      } finally {
-        (phases[sub.name] ??= {})[phase] = Math.round((performance.now() - t) * 10) / 10;
-      }
-    };
-    for (const sub of subs) {
-      for (const e of await timed(sub, 'validate', () => sub.validate(contexts.get(sub)!))) errors.push(subsystemError(sub, e));
+    for (const { sub, outcome } of await this.phase('validate', subs, contexts, false, phases)) {
+      if ('error' in outcome) throw outcome.error;
+      for (const e of outcome.value as SubsystemError[]) errors.push(subsystemError(sub, e));
     }
     if (errors.length) throw new NetconfErrorList(errors);
-    for (const sub of subs) {
-      try {
-        for (const e of await timed(sub, 'prepare', () => sub.prepare(contexts.get(sub)!))) errors.push(subsystemError(sub, e));
-      } catch (err) {
-        errors.push(subsystemError(sub, { message: message(err) }));
-      }
-      if (errors.length) break;
+    for (const { sub, outcome } of await this.phase('prepare', subs, contexts, true, phases)) {
+      if ('error' in outcome) errors.push(subsystemError(sub, { message: message(outcome.error) }));
+      else for (const e of outcome.value as SubsystemError[]) errors.push(subsystemError(sub, e));
     }
     if (!errors.length && this.faults.afterPrepare) {
       try {
@@ -176,31 +168,28 @@ export class CommitTransaction {
       throw new NetconfErrorList(errors);
     }
     // Runs in parallel with the applies, settled before the answer. Started on the next turn of the
-    // event loop, once the first apply has been posted to the plane worker: a save that blocks the
+    // event loop, once the applies have been posted to the plane worker: a save that blocks the
     // main thread (a small running.xml is written with synchronous calls) then overlaps the
     // plane's apply; a journal record is written in libuv's thread pool anyway.
     const alongside = opts.alongside;
     const along: Promise<unknown> | undefined = alongside
       ? new Promise<void>((r) => setImmediate(r)).then(() => alongside.run()).then(() => undefined, (err: unknown) => err ?? new Error('failed'))
       : undefined;
-    const applied: CommitSubsystem[] = [];
-    for (const sub of subs) {
-      const ctx = contexts.get(sub)!;
-      try {
-        await this.faults.beforeApply?.(sub.name, ctx);
-        await timed(sub, 'apply', () => sub.apply(ctx));
-        applied.push(sub);
-      } catch (err) {
-        const path = err instanceof SubsystemApplyError ? err.path : undefined;
-        log.error({ tx: base.id, subsystem: sub.name, path, err: message(err) }, 'apply failed: undoing the subsystems applied so far');
-        // The failed subsystem may have applied part of its change; the others not yet applied hold staged work.
-        await this.abortAll(subs.filter((s) => s !== sub && !applied.includes(s)), contexts, base.id);
-        const undone = await this.undoAll([...applied, sub].reverse(), contexts, base.id);
-        const unsaved = alongside ? await this.undoAlongside(alongside, along!, base.id) : true;
-        const fate = undone && unsaved ? 'the previous configuration is back in place' : 'undoing it failed too, see the log';
-        throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
-          `${sub.name}: apply failed${path ? ` at ${path}` : ''}: ${message(err)}; commit refused, ${fate}`, { path })]);
-      }
+    const applies = await this.phase('apply', subs, contexts, true, phases, this.faults.beforeApply);
+    const failed = applies.find((a) => 'error' in a.outcome);
+    const applied = applies.filter((a) => a !== failed).map((a) => a.sub);
+    if (failed) {
+      const sub = failed.sub;
+      const err = (failed.outcome as { error: Error }).error;
+      const path = err instanceof SubsystemApplyError ? err.path : undefined;
+      log.error({ tx: base.id, subsystem: sub.name, path, err: message(err) }, 'apply failed: undoing the subsystems applied so far');
+      // The failed subsystem may have applied part of its change; the others not yet applied hold staged work.
+      await this.abortAll(subs.filter((s) => s !== sub && !applied.includes(s)), contexts, base.id);
+      const undone = await this.undoAll([...applied, sub].reverse(), contexts, base.id);
+      const unsaved = alongside ? await this.undoAlongside(alongside, along!, base.id) : true;
+      const fate = undone && unsaved ? 'the previous configuration is back in place' : 'undoing it failed too, see the log';
+      throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
+        `${sub.name}: apply failed${path ? ` at ${path}` : ''}: ${message(err)}; commit refused, ${fate}`, { path })]);
     }
     const alongErr = along ? await along : undefined;
     if (alongErr !== undefined) {
@@ -210,7 +199,7 @@ export class CommitTransaction {
       throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
         `running could not be saved: ${message(alongErr)}; commit refused, ${fate}`)]);
     }
-    log.info({ tx: base.id, jsonMs, ms: Math.round(performance.now() - started), phases }, 'commit applied');
+    log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length, jsonMs, ms: Math.round(performance.now() - started), phases }, 'commit applied');
   }
 
   /** The alongside work of a commit that concerns no subsystem: it alone decides. */
@@ -232,6 +221,49 @@ export class CommitTransaction {
       log.error({ tx, err: message(err) }, 'undoing the save of running failed');
       return false;
     }
+  }
+
+  /**
+   * `method` on each subsystem in order; consecutive subsystems that share a PhaseBatch (the plane
+   * worker's) run in one call. With stopOnFailure none runs after the first that fails (throws, or
+   * returns errors). With `before` (a test's fault hook) each runs alone, after the hook; a hook
+   * that throws is that subsystem's failure.
+   */
+  private async phase(method: PhaseMethod, subs: CommitSubsystem[], contexts: Map<CommitSubsystem, CommitContext>, stopOnFailure: boolean,
+    phases: Record<string, Record<string, number>>, before?: (subsystem: string, ctx: CommitContext) => void | Promise<void>): Promise<{ sub: CommitSubsystem; outcome: PhaseOutcome }[]> {
+    const out: { sub: CommitSubsystem; outcome: PhaseOutcome }[] = [];
+    let i = 0;
+    while (i < subs.length) {
+      const batch = before ? undefined : batchOf(subs[i]!);
+      let j = i + 1;
+      if (batch) while (j < subs.length && batchOf(subs[j]!) === batch) j++;
+      const group = subs.slice(i, j);
+      let outcomes: PhaseOutcome[];
+      if (batch && group.length > 1) {
+        outcomes = await batch.run(method, group.map((sub) => ({ sub, ctx: contexts.get(sub)! })), stopOnFailure);
+      } else {
+        const sub = group[0]!;
+        const ctx = contexts.get(sub)!;
+        const t = performance.now();
+        try {
+          await before?.(sub.name, ctx);
+          const call = sub[method] as (ctx: CommitContext) => unknown;
+          outcomes = [{ value: await call.call(sub, ctx), ms: performance.now() - t }];
+        } catch (err) {
+          outcomes = [{ error: err instanceof Error ? err : new Error(String(err)), ms: performance.now() - t }];
+        }
+      }
+      let failed = false;
+      outcomes.forEach((outcome, k) => {
+        const sub = group[k]!;
+        (phases[sub.name] ??= {})[method] = Math.round(outcome.ms * 10) / 10;
+        out.push({ sub, outcome });
+        if ('error' in outcome || (Array.isArray(outcome.value) && outcome.value.length > 0)) failed = true;
+      });
+      if (stopOnFailure && failed) break;
+      i = j;
+    }
+    return out;
   }
 
   private async abortAll(subs: CommitSubsystem[], contexts: Map<CommitSubsystem, CommitContext>, tx: number): Promise<void> {
