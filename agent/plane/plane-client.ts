@@ -11,6 +11,10 @@ import type { BatchableSubsystem, PhaseBatch, PhaseOutcome } from '../transactio
 type Pending = { resolve(v: unknown): void; reject(e: Error): void };
 type RequestBody = PlaneRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
 
+function fromWireOutcome(o: PhaseOutcomeWire): PhaseOutcome {
+  return 'e' in o ? { error: fromWire(o.e), ms: o.ms } : { value: o.v, ms: o.ms };
+}
+
 export class PlaneClient {
   readonly subsystems: CommitSubsystem[];
   readonly stateProviders: StateProvider[];
@@ -25,15 +29,22 @@ export class PlaneClient {
   /** The commit transaction runs a phase of all the plane's subsystems in one round trip. */
   private readonly batch: PhaseBatch = {
     run: async (method, calls, stopOnFailure) => {
-      const wire = calls.map(({ sub, ctx }) => {
-        const index = this.indexOf.get(sub);
-        if (index === undefined) throw new Error(`plane bridge: ${sub.name} is not a subsystem of this plane`);
-        return { index, ctx: this.wireContext(ctx) };
-      });
-      const outcomes = await this.request({ t: 'phase', method, stopOnFailure, calls: wire }) as PhaseOutcomeWire[];
-      return outcomes.map((o): PhaseOutcome => ('e' in o ? { error: fromWire(o.e), ms: o.ms } : { value: o.v, ms: o.ms }));
+      const outcomes = await this.request({ t: 'phase', method, stopOnFailure, calls: this.wireCalls(calls) }) as PhaseOutcomeWire[];
+      return outcomes.map(fromWireOutcome);
+    },
+    validateThenPrepare: async (calls) => {
+      const r = await this.request({ t: 'validate-prepare', calls: this.wireCalls(calls) }) as { validate: PhaseOutcomeWire[]; prepare?: PhaseOutcomeWire[] };
+      return { validate: r.validate.map(fromWireOutcome), ...(r.prepare ? { prepare: r.prepare.map(fromWireOutcome) } : {}) };
     },
   };
+
+  private wireCalls(calls: { sub: CommitSubsystem; ctx: CommitContext }[]): { index: number; ctx: WireCommitContext }[] {
+    return calls.map(({ sub, ctx }) => {
+      const index = this.indexOf.get(sub);
+      if (index === undefined) throw new Error(`plane bridge: ${sub.name} is not a subsystem of this plane`);
+      return { index, ctx: this.wireContext(ctx) };
+    });
+  }
 
   constructor(private readonly port: MessagePort, readonly manifest: PlaneManifest) {
     port.on('message', (m: PlaneMessage) => this.receive(m));

@@ -41,6 +41,8 @@ export type PlaneRequest =
    * that fails (throws, or returns errors) is the last run. Answered with PhaseOutcomeWire[].
    */
   | { t: 'phase'; id: number; method: PhaseMethod; stopOnFailure: boolean; calls: { index: number; ctx: WireCommitContext }[] }
+  /** validate on each subsystem, then prepare (only if no validate failed): answered with { validate, prepare? }. */
+  | { t: 'validate-prepare'; id: number; calls: { index: number; ctx: WireCommitContext }[] }
   | { t: 'state'; id: number; index: number }
   | { t: 'rpc'; id: number; index: number; input: ConfigJson }
   | { t: 'close'; id: number };

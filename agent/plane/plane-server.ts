@@ -88,13 +88,16 @@ export class PlaneServer {
         return () => fn.call(sub, ctx);
       }
       case 'phase': {
-        // Every context is decoded now, in arrival order, like a single call's.
-        const calls = m.calls.map((c) => {
-          const sub = this.parts.subsystems[c.index];
-          if (!sub) throw new Error(`plane bridge: no subsystem ${c.index}`);
-          return { sub, ctx: this.context(c.ctx) };
-        });
+        const calls = this.phaseCalls(m.calls);
         return () => this.phase(m.method, m.stopOnFailure, calls);
+      }
+      case 'validate-prepare': {
+        const calls = this.phaseCalls(m.calls);
+        return async () => {
+          const validate = await this.phase('validate', false, calls);
+          if (validate.some((o) => 'e' in o || (Array.isArray(o.v) && o.v.length > 0))) return { validate };
+          return { validate, prepare: await this.phase('prepare', true, calls) };
+        };
       }
       case 'state': {
         const p = this.parts.stateProviders[m.index];
@@ -108,6 +111,15 @@ export class PlaneServer {
         return () => p.invoke(input);
       }
     }
+  }
+
+  /** The subsystems and contexts of a phase request; every context is decoded now, in arrival order, like a single call's. */
+  private phaseCalls(calls: { index: number; ctx: WireCommitContext }[]): { sub: CommitSubsystem; ctx: CommitContext }[] {
+    return calls.map((c) => {
+      const sub = this.parts.subsystems[c.index];
+      if (!sub) throw new Error(`plane bridge: no subsystem ${c.index}`);
+      return { sub, ctx: this.context(c.ctx) };
+    });
   }
 
   /** A commit phase on several subsystems in order (one round trip instead of one per subsystem). */

@@ -11,7 +11,7 @@ import { logger } from '../../core/log.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { SubsystemApplyError, type CommitContext, type CommitFaultHooks, type CommitSubsystem, type ConfigChange, type ConfigJson, type SubsystemError } from '../../core/subsystem.js';
 import { schemaPathOf, touches } from './config-changes.js';
-import { batchOf, type PhaseMethod, type PhaseOutcome } from './phase-batch.js';
+import { batchOf, isFailure, type PhaseMethod, type PhaseOutcome } from './phase-batch.js';
 
 export { schemaPathOf } from './config-changes.js';
 
@@ -146,12 +146,24 @@ export class CommitTransaction {
     // Where a commit's time goes, per subsystem and phase (ms), in the 'commit applied' log line
     // (for subsystems run together in the plane worker, the time each took there).
     const phases: Record<string, Record<string, number>> = {};
-    for (const { sub, outcome } of await this.phase('validate', subs, contexts, false, phases)) {
+    // Subsystems that all live in the plane worker: validate and prepare in one round trip.
+    const batch = batchOf(subs[0]!);
+    const together = batch?.validateThenPrepare && subs.every((s) => batchOf(s) === batch)
+      ? await batch.validateThenPrepare(subs.map((sub) => ({ sub, ctx: contexts.get(sub)! })))
+      : undefined;
+    const named = (method: PhaseMethod, outcomes: PhaseOutcome[]) => outcomes.map((outcome, k) => {
+      const sub = subs[k]!;
+      (phases[sub.name] ??= {})[method] = Math.round(outcome.ms * 10) / 10;
+      return { sub, outcome };
+    });
+    const validated = together ? named('validate', together.validate) : await this.phase('validate', subs, contexts, false, phases);
+    for (const { sub, outcome } of validated) {
       if ('error' in outcome) throw outcome.error;
       for (const e of outcome.value as SubsystemError[]) errors.push(subsystemError(sub, e));
     }
     if (errors.length) throw new NetconfErrorList(errors);
-    for (const { sub, outcome } of await this.phase('prepare', subs, contexts, true, phases)) {
+    const prepared = together?.prepare ? named('prepare', together.prepare) : await this.phase('prepare', subs, contexts, true, phases);
+    for (const { sub, outcome } of prepared) {
       if ('error' in outcome) errors.push(subsystemError(sub, { message: message(outcome.error) }));
       else for (const e of outcome.value as SubsystemError[]) errors.push(subsystemError(sub, e));
     }
@@ -258,7 +270,7 @@ export class CommitTransaction {
         const sub = group[k]!;
         (phases[sub.name] ??= {})[method] = Math.round(outcome.ms * 10) / 10;
         out.push({ sub, outcome });
-        if ('error' in outcome || (Array.isArray(outcome.value) && outcome.value.length > 0)) failed = true;
+        if (isFailure(outcome)) failed = true;
       });
       if (stopOnFailure && failed) break;
       i = j;

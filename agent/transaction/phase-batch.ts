@@ -15,6 +15,16 @@ export interface PhaseBatch {
    * returns a non-empty list of errors) is the last run: the outcomes are those of the ones run.
    */
   run(method: PhaseMethod, calls: { sub: CommitSubsystem; ctx: CommitContext }[], stopOnFailure: boolean): Promise<PhaseOutcome[]>;
+  /**
+   * validate on each subsystem; then, only if none failed, prepare on each in order, stopping at the
+   * first that fails: the two first phases of a commit in one round trip.
+   */
+  validateThenPrepare?(calls: { sub: CommitSubsystem; ctx: CommitContext }[]): Promise<{ validate: PhaseOutcome[]; prepare?: PhaseOutcome[] }>;
+}
+
+/** Whether an outcome stops a phase: an error thrown, or errors returned. */
+export function isFailure(o: PhaseOutcome): boolean {
+  return 'error' in o || (Array.isArray(o.value) && o.value.length > 0);
 }
 
 /** A subsystem that can be batched with the others carrying the same PhaseBatch. */

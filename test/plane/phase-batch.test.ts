@@ -1,6 +1,7 @@
-// Issue 8 (commit latency): the commit transaction runs each phase of the plane's subsystems in one
-// round trip (validate, prepare, apply: three messages, not one per subsystem and phase), with the
-// same all-or-nothing outcome as one call each: a prepare that fails stops the others' prepare and
+// Issue 8 (commit latency): the commit transaction runs the phases of the plane's subsystems in two
+// round trips (validate + prepare, then apply; not one per subsystem and phase), with the same
+// all-or-nothing outcome as one call each: a validate that fails prepares nothing; a prepare that
+// fails stops the others' prepare and
 // aborts all; an apply that fails stops the later applies, aborts them, undoes the failed one and
 // those before it in reverse order, and takes back the save made alongside; a save that fails
 // undoes every apply.
@@ -11,7 +12,7 @@ import type { PlaneParts } from '../../agent/plane/plane-server.js';
 import { CommitTransaction, type AlongsideApply } from '../../agent/transaction/commit-transaction.js';
 import { SubsystemApplyError, type CommitSubsystem, type ConfigChange } from '../../core/subsystem.js';
 
-type Fail = { prepare?: string; apply?: string };
+type Fail = { validate?: string; prepare?: string; apply?: string };
 
 function fakeSubsystem(name: string, log: string[], fail: Record<string, Fail>): CommitSubsystem {
   return {
@@ -19,7 +20,7 @@ function fakeSubsystem(name: string, log: string[], fail: Record<string, Fail>):
     owns: [`/tandem-vrf:vrf/m-${name}:${name}`],
     validate: () => {
       log.push(`${name}.validate`);
-      return [];
+      return fail[name]?.validate ? [{ message: fail[name].validate!, path: `/v/${name}` }] : [];
     },
     prepare: async () => {
       log.push(`${name}.prepare`);
@@ -74,6 +75,7 @@ describe('commit phases batched over the plane bridge', () => {
     MessagePort.prototype.postMessage = function (this: MessagePort, value: unknown, ...rest: unknown[]) {
       const t = (value as { t?: unknown } | null)?.t;
       if (t === 'phase' || t === 'subsystem') posted.push(`${t}:${(value as { method: string }).method}`);
+      if (t === 'validate-prepare') posted.push(t);
       return (original as (...args: unknown[]) => void).call(this, value, ...rest);
     } as typeof original;
   });
@@ -91,14 +93,23 @@ describe('commit phases batched over the plane bridge', () => {
     return new CommitTransaction(plane.subsystems);
   }
 
-  it('runs validate, prepare and apply of all subsystems in three messages, in order, with the save alongside', async () => {
+  it('runs validate and prepare of all subsystems in one message, apply in another, in order, with the save alongside', async () => {
     const log: string[] = [];
     const tx = await transaction(log);
     await tx.run({}, { 'tandem-vrf:vrf': [{ name: 'x' }] }, changes, { alongside: save(log) });
-    expect(posted).to.deep.equal(['phase:validate', 'phase:prepare', 'phase:apply']);
+    expect(posted).to.deep.equal(['validate-prepare', 'phase:apply']);
     expect(log.filter((l) => !l.startsWith('save'))).to.deep.equal([
       'a.validate', 'b.validate', 'c.validate', 'a.prepare', 'b.prepare', 'c.prepare', 'a.apply', 'b.apply', 'c.apply']);
     expect(log).to.include('save.run');
+  });
+
+  it('a validate that fails: every validate runs, no prepare, nothing to abort, nothing saved', async () => {
+    const log: string[] = [];
+    const tx = await transaction(log, { a: { validate: 'bad a' }, c: { validate: 'bad c' } });
+    const err = await tx.run({}, {}, changes, { alongside: save(log) }).then(() => undefined, (e: unknown) => e) as { errors: { message: string; extra: { path?: string } }[] };
+    expect(err.errors.map((e) => [e.message, e.extra.path])).to.deep.equal([['a: bad a', '/v/a'], ['c: bad c', '/v/c']]);
+    expect(log).to.deep.equal(['a.validate', 'b.validate', 'c.validate']);
+    expect(posted).to.deep.equal(['validate-prepare']);
   });
 
   it('a prepare that fails stops the later prepares, aborts every subsystem, and saves nothing', async () => {
@@ -121,7 +132,7 @@ describe('commit phases batched over the plane bridge', () => {
     expect(after.filter((l) => l !== 'save.run')).to.deep.equal(['a.apply', 'b.apply', 'c.abort', 'b.undo', 'a.undo', 'save.undo']);
     expect(log, 'c was never applied').to.not.include('c.apply');
     expect(log).to.include('save.run');
-    expect(posted.slice(0, 3)).to.deep.equal(['phase:validate', 'phase:prepare', 'phase:apply']);
+    expect(posted.slice(0, 2)).to.deep.equal(['validate-prepare', 'phase:apply']);
   });
 
   it('a save that fails undoes every apply in reverse order', async () => {
