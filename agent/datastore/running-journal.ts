@@ -7,10 +7,13 @@
 // applies to (SHA-256 of its content), so a journal left behind by a crash between rewriting
 // running.xml and removing the journal is recognised as stale and ignored. Once the journal holds
 // many records or bytes, the next commit rewrites running.xml whole and starts a new journal.
-// Small datastores (below JOURNAL_MIN_BYTES, 64 KiB) are always written whole: running.xml alone is then
-// the saved running, as before.
+// Small datastores (below JOURNAL_MIN_BYTES, 64 KiB) are always written whole: running.xml alone is
+// then the saved running, as documented (users and tests read it). A record is one write on a file
+// opened with O_DSYNC (one disk flush). appendAsync does that write in libuv's thread pool, so the
+// commit transaction applies the dataplane meanwhile (agent/transaction/commit-save.ts); undoLast()
+// takes a record back (truncate + flush) when the commit is then refused.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fdatasyncSync, fsyncSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncate, openSync, readFileSync, truncateSync, unlinkSync, write, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { logger } from '../../core/log.js';
 import { identityOf, type ConfigNode, type ConfigRoot } from './config-tree.js';
@@ -18,12 +21,14 @@ import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 
 const log = logger('datastore');
 
-/** Below this size running.xml is rewritten on every commit (about as fast as an append). */
+/** Below this size running.xml is rewritten on every commit. */
 export const JOURNAL_MIN_BYTES = 64 * 1024;
 /** A journal is folded into running.xml once it holds this many records... */
 const MAX_RECORDS = 1000;
 /** ... or this share of running.xml's size in bytes. */
 const MAX_SHARE = 0.25;
+/** Appends are durable when write() returns: the data and the file size, as fdatasync gives. */
+const APPEND_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC;
 /** A patch with more items than this is not worth it: the commit rewrites running.xml. */
 const MAX_PATCH_ITEMS = 512;
 
@@ -99,7 +104,10 @@ function patchOf(prev: ConfigNode[], next: ConfigNode[], budget: { items: number
 export class RunningJournal {
   private fd: number | undefined;
   private records = 0;
+  /** The journal file's length (header and complete records). */
   private bytes = 0;
+  /** The length before the last record appended, while it may still be taken back. */
+  private undoTo: number | undefined;
   /** SHA-256 of running.xml as last written or read, the base the journal applies to. */
   private baseHash: string | undefined;
   private baseBytes = 0;
@@ -118,6 +126,7 @@ export class RunningJournal {
     this.baseBytes = Buffer.byteLength(content);
     this.records = 0;
     this.bytes = 0;
+    this.undoTo = undefined;
   }
 
   /**
@@ -125,35 +134,106 @@ export class RunningJournal {
    * running.xml whole instead (small datastore, no known base, journal full, patch too large).
    */
   append(prev: ConfigRoot, next: ConfigRoot): boolean {
-    if (!this.baseHash || this.baseBytes < JOURNAL_MIN_BYTES) return false;
-    if (this.records >= MAX_RECORDS || this.bytes >= this.baseBytes * MAX_SHARE) return false;
+    const line = this.recordOf(prev, next);
+    if (!line) return false;
+    const fd = this.openForAppend();
+    let off = 0;
+    while (off < line.length) off += writeSync(fd, line, off, line.length - off);
+    fdatasyncSync(fd);
+    this.appended(line.length);
+    return true;
+  }
+
+  /**
+   * append() with the write done in libuv's thread pool (the caller's event loop keeps running):
+   * undefined when running.xml must be written whole instead, else a promise that resolves once
+   * the record is on disk. On failure the journal is invalidated (the caller writes running.xml whole).
+   */
+  appendAsync(prev: ConfigRoot, next: ConfigRoot): Promise<void> | undefined {
+    const line = this.recordOf(prev, next);
+    if (!line) return undefined;
+    const fd = this.openForAppend();
+    const before = this.bytes;
+    return new Promise<void>((resolve, reject) => {
+      const more = (off: number): void => {
+        write(fd, line, off, line.length - off, null, (err, n) => {
+          if (err) {
+            this.invalidate();
+            reject(err);
+          } else if (off + n < line.length) {
+            more(off + n);
+          } else {
+            // O_DSYNC: the record is durable now; fdatasync for a file system that ignores the flag is not needed on Linux.
+            this.appended(line.length, before);
+            resolve();
+          }
+        });
+      };
+      more(0);
+    });
+  }
+
+  /**
+   * Take back the record appended last (its commit was refused after the record was written):
+   * the journal is cut back to its length before it, durably. On failure the journal is
+   * invalidated and the caller must write running.xml whole.
+   */
+  async undoLast(): Promise<void> {
+    const to = this.undoTo;
+    const fd = this.fd;
+    if (to === undefined || fd === undefined) throw new Error('no journal record to take back');
+    this.undoTo = undefined;
+    try {
+      await new Promise<void>((resolve, reject) => ftruncate(fd, to, (err) => (err ? reject(err) : resolve())));
+      await new Promise<void>((resolve, reject) => fdatasync(fd, (err) => (err ? reject(err) : resolve())));
+    } catch (err) {
+      this.invalidate();
+      throw err;
+    }
+    this.records -= 1;
+    this.bytes = to;
+  }
+
+  /** The record from `prev` to `next`, or undefined when running.xml must be written whole. */
+  private recordOf(prev: ConfigRoot, next: ConfigRoot): Buffer | undefined {
+    this.undoTo = undefined;
+    if (!this.baseHash || this.baseBytes < JOURNAL_MIN_BYTES) return undefined;
+    const maxBytes = this.baseBytes * MAX_SHARE;
+    if (this.records >= MAX_RECORDS || this.bytes >= maxBytes) return undefined;
     const patch = patchOf(prev.children, next.children, { items: MAX_PATCH_ITEMS });
-    if (!patch) return false;
+    if (!patch) return undefined;
     const line = Buffer.from(`${JSON.stringify(patch)}\n`, 'utf8');
-    if (this.fd === undefined) {
-      const created = !existsSync(this.file);
-      this.fd = openSync(this.file, 'a', 0o600);
-      if (this.records === 0) {
-        const header = Buffer.from(`${JSON.stringify({ base: this.baseHash })}\n`, 'utf8');
-        writeSync(this.fd, header);
-        this.bytes += header.length;
-      }
-      if (created) {
-        fdatasyncSync(this.fd);
-        const dfd = openSync(dirname(this.file), 'r');
-        try {
-          fsyncSync(dfd);
-        } finally {
-          closeSync(dfd);
-        }
+    // A record that would take the journal past its limit is folded at once (a large first load is written whole).
+    return this.bytes + line.length > maxBytes ? undefined : line;
+  }
+
+  /** The journal's descriptor, the file created (with its header, durably) if need be. */
+  private openForAppend(): number {
+    if (this.fd !== undefined) return this.fd;
+    const created = !existsSync(this.file);
+    const fd = openSync(this.file, APPEND_FLAGS, 0o600);
+    this.fd = fd;
+    if (this.records === 0) {
+      const header = Buffer.from(`${JSON.stringify({ base: this.baseHash })}\n`, 'utf8');
+      writeSync(fd, header);
+      this.bytes += header.length;
+    }
+    if (created) {
+      // The new file's directory entry is durable too.
+      const dfd = openSync(dirname(this.file), 'r');
+      try {
+        fsyncSync(dfd);
+      } finally {
+        closeSync(dfd);
       }
     }
-    let off = 0;
-    while (off < line.length) off += writeSync(this.fd, line, off, line.length - off);
-    fdatasyncSync(this.fd);
+    return fd;
+  }
+
+  private appended(length: number, before = this.bytes): void {
+    this.undoTo = before;
     this.records += 1;
-    this.bytes += line.length;
-    return true;
+    this.bytes = before + length;
   }
 
   /**
@@ -192,6 +272,16 @@ export class RunningJournal {
     }
     this.records = records.length;
     this.bytes = Buffer.byteLength(lines.join('\n')) + 1;
+    if (!complete) {
+      // The torn last record (popped above) is cut off, so that the next record starts on a line of its own.
+      truncateSync(this.file, this.bytes);
+      const fd = openSync(this.file, 'r+');
+      try {
+        fdatasyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
     log.info({ file: this.file, records: this.records }, 'running journal replayed');
     return out;
   }
@@ -200,6 +290,7 @@ export class RunningJournal {
   invalidate(): void {
     this.close();
     this.baseHash = undefined;
+    this.undoTo = undefined;
   }
 
   close(): void {

@@ -12,6 +12,7 @@ import type { EditChange, LyOp } from '../datastore/edit-config.js';
 import { SchemaIndex } from '../datastore/schema-index.js';
 import { toNetconfErrors } from '../datastore/yang-errors.js';
 import { CommitTransaction, NetconfErrorList } from '../transaction/commit-transaction.js';
+import { CommitSave } from '../transaction/commit-save.js';
 import type { CommitFaultHooks, CommitSubsystem, ConfigChange, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { changesFromDiff, changesFromOps } from '../transaction/config-changes.js';
 import { SessionRegistry } from '../monitoring/session-registry.js';
@@ -179,12 +180,14 @@ export class ConfigService {
   }
 
   /**
-   * Make `root` the running configuration: libyang validation, the commit transaction, then the
-   * atomic save. Throws (and changes nothing) when any step before the save fails.
+   * Make `root` the running configuration: libyang validation, then the commit transaction with the
+   * durable save of running alongside the applies (both must succeed, else both are undone).
+   * Throws, and changes nothing, when any step fails.
    */
   async commitRunning(root: ConfigRoot, by: ChangedBy | undefined, edits: EditChange[], ops?: LyOp[]): Promise<ConfigRoot> {
     const started = performance.now();
     const prev = this.store.running;
+    const save = new CommitSave(this.store, prev.root, root);
     let next: ValidatedConfig;
     if (ops && ops.length <= IN_PLACE_MAX_OPS) {
       // Whether each entry an op names existed before (a create concerns every subsystem below it).
@@ -196,7 +199,7 @@ export class ConfigService {
       log.debug({ inPlace: true, ops: ops.length, validation: this.store.validations.localRules > local ? 'changed-rules' : 'whole-tree',
         validateMs: Math.round(performance.now() - started) }, 'new running validated');
       try {
-        await this.transaction.run(oldSide, next, changes);
+        await this.transaction.run(oldSide, next, changes, { alongside: save });
       } catch (err) {
         this.store.rebuildRunning();
         throw err;
@@ -209,24 +212,16 @@ export class ConfigService {
       next = large?.next ?? yangCall(() => this.store.validated(root));
       log.debug({ inPlace: false, offThread: !!large, validateMs: Math.round(performance.now() - started) }, 'new running validated');
       try {
-        await this.transaction.run(prev, next, large ? changesFromDiff(large.diff, this.keysOf) : this.diffChanges(prev, next));
+        await this.transaction.run(prev, next, large ? changesFromDiff(large.diff, this.keysOf) : this.diffChanges(prev, next), { alongside: save });
       } catch (err) {
         next.tree.free();
         throw err;
       }
     }
     const previous = prev.root;
-    const applied = performance.now();
     this.store.setRunning(next);
-    try {
-      const journaled = this.store.saves.journal;
-      await this.store.persistRunning(previous);
-      log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(applied - started),
-        saveMs: Math.round(performance.now() - applied), save: this.store.saves.journal > journaled ? 'journal' : 'whole-file' }, 'running saved');
-    } catch (err) {
-      log.error({ err }, 'running configuration applied but not saved');
-      throw new NetconfError('operation-failed', 'application', `configuration applied but could not be saved: ${err instanceof Error ? err.message : String(err)}`);
-    }
+    log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(performance.now() - started),
+      saveMs: save.ms === undefined ? undefined : Math.round(save.ms * 10) / 10, save: save.kind, savedAlongsideApply: true }, 'running saved');
     if (by) {
       this.hub.publish(configChangeEvent(by, 'running', edits.length ? edits : [{ path: '/', operation: 'replace' }],
         (m) => this.schema.module(m)?.namespace));

@@ -5,10 +5,15 @@ import type { MessagePort } from 'node:worker_threads';
 import type { CommitContext, CommitSubsystem, ConfigJson, NotificationSink, RpcProvider, StateProvider, SubsystemError } from '../../core/subsystem.js';
 import { ConfigSender } from './config-shipping.js';
 import { fromWire } from './plane-errors.js';
-import type { PlaneManifest, PlaneMessage, PlaneRequest, SubsystemMethod, WireCommitContext } from './plane-protocol.js';
+import type { PhaseOutcomeWire, PlaneManifest, PlaneMessage, PlaneRequest, SubsystemMethod, WireCommitContext } from './plane-protocol.js';
+import type { BatchableSubsystem, PhaseBatch, PhaseOutcome } from '../transaction/phase-batch.js';
 
 type Pending = { resolve(v: unknown): void; reject(e: Error): void };
 type RequestBody = PlaneRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
+
+function fromWireOutcome(o: PhaseOutcomeWire): PhaseOutcome {
+  return 'e' in o ? { error: fromWire(o.e), ms: o.ms } : { value: o.v, ms: o.ms };
+}
 
 export class PlaneClient {
   readonly subsystems: CommitSubsystem[];
@@ -19,6 +24,27 @@ export class PlaneClient {
   private readonly sinks = new Set<NotificationSink>();
   private nextId = 1;
   private gone: Error | undefined;
+  /** Index in the plane of each subsystem proxy. */
+  private readonly indexOf = new Map<CommitSubsystem, number>();
+  /** The commit transaction runs a phase of all the plane's subsystems in one round trip. */
+  private readonly batch: PhaseBatch = {
+    run: async (method, calls, stopOnFailure) => {
+      const outcomes = await this.request({ t: 'phase', method, stopOnFailure, calls: this.wireCalls(calls) }) as PhaseOutcomeWire[];
+      return outcomes.map(fromWireOutcome);
+    },
+    validateThenPrepare: async (calls) => {
+      const r = await this.request({ t: 'validate-prepare', calls: this.wireCalls(calls) }) as { validate: PhaseOutcomeWire[]; prepare?: PhaseOutcomeWire[] };
+      return { validate: r.validate.map(fromWireOutcome), ...(r.prepare ? { prepare: r.prepare.map(fromWireOutcome) } : {}) };
+    },
+  };
+
+  private wireCalls(calls: { sub: CommitSubsystem; ctx: CommitContext }[]): { index: number; ctx: WireCommitContext }[] {
+    return calls.map(({ sub, ctx }) => {
+      const index = this.indexOf.get(sub);
+      if (index === undefined) throw new Error(`plane bridge: ${sub.name} is not a subsystem of this plane`);
+      return { index, ctx: this.wireContext(ctx) };
+    });
+  }
 
   constructor(private readonly port: MessagePort, readonly manifest: PlaneManifest) {
     port.on('message', (m: PlaneMessage) => this.receive(m));
@@ -61,15 +87,18 @@ export class PlaneClient {
 
   private subsystem(s: PlaneManifest['subsystems'][number], index: number): CommitSubsystem {
     const call = (method: SubsystemMethod, ctx: CommitContext) => this.request({ t: 'subsystem', index, method, ctx: this.wireContext(ctx) });
-    return {
+    const proxy: BatchableSubsystem = {
       name: s.name,
       owns: s.owns,
+      batch: this.batch,
       validate: (ctx) => call('validate', ctx) as Promise<SubsystemError[]>,
       prepare: (ctx) => call('prepare', ctx) as Promise<SubsystemError[]>,
       apply: async (ctx) => { await call('apply', ctx); },
       abort: async (ctx) => { await call('abort', ctx); },
       ...(s.undo ? { undo: async (ctx: CommitContext) => { await call('undo', ctx); } } : {}),
     };
+    this.indexOf.set(proxy, index);
+    return proxy;
   }
 
   private wireContext(ctx: CommitContext): WireCommitContext {

@@ -3,6 +3,7 @@
 import type { ChangeOperation, ConfigJson } from '../../core/subsystem.js';
 import type { ShippedConfig } from './config-shipping.js';
 import type { WireError } from './plane-errors.js';
+import type { PhaseMethod } from '../transaction/phase-batch.js';
 
 /** What the plane serves, as the main side builds its proxies from it. */
 export interface PlaneManifest {
@@ -28,8 +29,20 @@ export interface WireCommitContext {
 
 export type SubsystemMethod = 'validate' | 'prepare' | 'apply' | 'abort' | 'undo';
 
+export type { PhaseMethod } from '../transaction/phase-batch.js';
+
+/** One subsystem's outcome in a phase batch: its value, or its error; and how long it took (ms). */
+export type PhaseOutcomeWire = { v: unknown; ms: number } | { e: WireError; ms: number };
+
 export type PlaneRequest =
   | { t: 'subsystem'; id: number; index: number; method: SubsystemMethod; ctx: WireCommitContext }
+  /**
+   * One phase on several subsystems, in order, in one round trip; with stopOnFailure, the first
+   * that fails (throws, or returns errors) is the last run. Answered with PhaseOutcomeWire[].
+   */
+  | { t: 'phase'; id: number; method: PhaseMethod; stopOnFailure: boolean; calls: { index: number; ctx: WireCommitContext }[] }
+  /** validate on each subsystem, then prepare (only if no validate failed): answered with { validate, prepare? }. */
+  | { t: 'validate-prepare'; id: number; calls: { index: number; ctx: WireCommitContext }[] }
   | { t: 'state'; id: number; index: number }
   | { t: 'rpc'; id: number; index: number; input: ConfigJson }
   | { t: 'close'; id: number };

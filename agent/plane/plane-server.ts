@@ -5,7 +5,8 @@ import { logger } from '../../core/log.js';
 import type { CommitContext, CommitSubsystem, ConfigJson, NotificationSink, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { ConfigReceiver } from './config-shipping.js';
 import { toWire } from './plane-errors.js';
-import type { PlaneManifest, PlaneMessage, PlaneRequest, WireCommitContext } from './plane-protocol.js';
+import { performance } from 'node:perf_hooks';
+import type { PhaseMethod, PhaseOutcomeWire, PlaneManifest, PlaneMessage, PlaneRequest, WireCommitContext } from './plane-protocol.js';
 
 const log = logger('plane');
 
@@ -86,6 +87,18 @@ export class PlaneServer {
         if (typeof fn !== 'function') throw new Error(`${sub.name}: this subsystem cannot undo an apply`);
         return () => fn.call(sub, ctx);
       }
+      case 'phase': {
+        const calls = this.phaseCalls(m.calls);
+        return () => this.phase(m.method, m.stopOnFailure, calls);
+      }
+      case 'validate-prepare': {
+        const calls = this.phaseCalls(m.calls);
+        return async () => {
+          const validate = await this.phase('validate', false, calls);
+          if (validate.some((o) => 'e' in o || (Array.isArray(o.v) && o.v.length > 0))) return { validate };
+          return { validate, prepare: await this.phase('prepare', true, calls) };
+        };
+      }
       case 'state': {
         const p = this.parts.stateProviders[m.index];
         if (!p) throw new Error(`plane bridge: no state provider ${m.index}`);
@@ -98,6 +111,32 @@ export class PlaneServer {
         return () => p.invoke(input);
       }
     }
+  }
+
+  /** The subsystems and contexts of a phase request; every context is decoded now, in arrival order, like a single call's. */
+  private phaseCalls(calls: { index: number; ctx: WireCommitContext }[]): { sub: CommitSubsystem; ctx: CommitContext }[] {
+    return calls.map((c) => {
+      const sub = this.parts.subsystems[c.index];
+      if (!sub) throw new Error(`plane bridge: no subsystem ${c.index}`);
+      return { sub, ctx: this.context(c.ctx) };
+    });
+  }
+
+  /** A commit phase on several subsystems in order (one round trip instead of one per subsystem). */
+  private async phase(method: PhaseMethod, stopOnFailure: boolean, calls: { sub: CommitSubsystem; ctx: CommitContext }[]): Promise<PhaseOutcomeWire[]> {
+    const out: PhaseOutcomeWire[] = [];
+    for (const { sub, ctx } of calls) {
+      const started = performance.now();
+      try {
+        const v: unknown = await sub[method](ctx);
+        out.push({ v: v ?? null, ms: performance.now() - started });
+        if (stopOnFailure && Array.isArray(v) && v.length > 0) break;
+      } catch (err) {
+        out.push({ e: toWire(err), ms: performance.now() - started });
+        if (stopOnFailure) break;
+      }
+    }
+    return out;
   }
 
   /** Detach notifications and close every part (engine, keepalived, sockets). */

@@ -3,12 +3,15 @@
 // of them aborts and the commit is refused. Then all apply in order; if one apply fails, it and
 // every subsystem applied before it undo (put the old configuration back, in reverse order) and the
 // commit is refused with operation-failed naming the subsystem and path. Running only ever holds a
-// configuration that every subsystem applied.
+// configuration that every subsystem applied. Work that must succeed with the applies (the durable
+// save of running) runs alongside them, not after them: it starts once every prepare passed, the
+// transaction waits for both, and if either failed the other is undone (all or nothing).
 import { performance } from 'node:perf_hooks';
 import { logger } from '../../core/log.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { SubsystemApplyError, type CommitContext, type CommitFaultHooks, type CommitSubsystem, type ConfigChange, type ConfigJson, type SubsystemError } from '../../core/subsystem.js';
 import { schemaPathOf, touches } from './config-changes.js';
+import { batchOf, isFailure, type PhaseMethod, type PhaseOutcome } from './phase-batch.js';
 
 export { schemaPathOf } from './config-changes.js';
 
@@ -64,6 +67,15 @@ function pathsOf(changes: ConfigChange[] | string[]): ConfigChange[] {
   return changes.map((c) => (typeof c === 'string' ? { operation: 'create', path: c, schemaPath: schemaPathOf(c) } : c));
 }
 
+/**
+ * Work run while the subsystems apply (the commit's durable save): started once every subsystem
+ * prepared; undone when an apply fails after it succeeded.
+ */
+export interface AlongsideApply {
+  run(): Promise<void>;
+  undo(): Promise<void>;
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -114,39 +126,46 @@ export class CommitTransaction {
    * Run the whole transaction; throws NetconfErrorList when nothing stays applied. `changes` (data
    * paths, or ConfigChanges) are the commit's changes when known.
    */
-  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[], opts: { startup?: boolean } = {}): Promise<void> {
+  async run(oldConfig: ConfigJson | CommitSide, newConfig: ConfigJson | CommitSide, changes?: ConfigChange[] | string[],
+    opts: { startup?: boolean; alongside?: AlongsideApply } = {}): Promise<void> {
     const oldSide = asSide(oldConfig);
     const newSide = asSide(newConfig);
     const all = changes ? pathsOf(changes) : undefined;
     const subs = this.concerned(oldSide, newSide, all);
-    if (subs.length === 0) return;
+    if (subs.length === 0) {
+      if (opts.alongside) await this.alongsideAlone(opts.alongside);
+      return;
+    }
     const started = performance.now();
     const base: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json, ...(opts.startup ? { startup: true } : {}) };
     const contexts = new Map(subs.map((s) => [s, this.contextFor(s, base, all)]));
     const jsonMs = Math.round(performance.now() - started);
-    log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length }, 'commit transaction');
+    // Debug: the 'commit applied' line says the same once it is done (one line per commit at info).
+    log.debug({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length }, 'commit transaction');
     const errors: NetconfError[] = [];
-    // Where a commit's time goes, per subsystem and phase (ms), in the 'commit applied' log line.
+    // Where a commit's time goes, per subsystem and phase (ms), in the 'commit applied' log line
+    // (for subsystems run together in the plane worker, the time each took there).
     const phases: Record<string, Record<string, number>> = {};
-    const timed = async <T>(sub: CommitSubsystem, phase: string, fn: () => T | Promise<T>): Promise<T> => {
-      const t = performance.now();
-      try {
-        return await fn();
-      } finally {
-        (phases[sub.name] ??= {})[phase] = Math.round((performance.now() - t) * 10) / 10;
-      }
-    };
-    for (const sub of subs) {
-      for (const e of await timed(sub, 'validate', () => sub.validate(contexts.get(sub)!))) errors.push(subsystemError(sub, e));
+    // Subsystems that all live in the plane worker: validate and prepare in one round trip.
+    const batch = batchOf(subs[0]!);
+    const together = batch?.validateThenPrepare && subs.every((s) => batchOf(s) === batch)
+      ? await batch.validateThenPrepare(subs.map((sub) => ({ sub, ctx: contexts.get(sub)! })))
+      : undefined;
+    const named = (method: PhaseMethod, outcomes: PhaseOutcome[]) => outcomes.map((outcome, k) => {
+      const sub = subs[k]!;
+      (phases[sub.name] ??= {})[method] = Math.round(outcome.ms * 10) / 10;
+      return { sub, outcome };
+    });
+    const validated = together ? named('validate', together.validate) : await this.phase('validate', subs, contexts, false, phases);
+    for (const { sub, outcome } of validated) {
+      if ('error' in outcome) throw outcome.error;
+      for (const e of outcome.value as SubsystemError[]) errors.push(subsystemError(sub, e));
     }
     if (errors.length) throw new NetconfErrorList(errors);
-    for (const sub of subs) {
-      try {
-        for (const e of await timed(sub, 'prepare', () => sub.prepare(contexts.get(sub)!))) errors.push(subsystemError(sub, e));
-      } catch (err) {
-        errors.push(subsystemError(sub, { message: message(err) }));
-      }
-      if (errors.length) break;
+    const prepared = together?.prepare ? named('prepare', together.prepare) : await this.phase('prepare', subs, contexts, true, phases);
+    for (const { sub, outcome } of prepared) {
+      if ('error' in outcome) errors.push(subsystemError(sub, { message: message(outcome.error) }));
+      else for (const e of outcome.value as SubsystemError[]) errors.push(subsystemError(sub, e));
     }
     if (!errors.length && this.faults.afterPrepare) {
       try {
@@ -160,25 +179,103 @@ export class CommitTransaction {
       await this.abortAll(subs, contexts, base.id);
       throw new NetconfErrorList(errors);
     }
-    const applied: CommitSubsystem[] = [];
-    for (const sub of subs) {
-      const ctx = contexts.get(sub)!;
-      try {
-        await this.faults.beforeApply?.(sub.name, ctx);
-        await timed(sub, 'apply', () => sub.apply(ctx));
-        applied.push(sub);
-      } catch (err) {
-        const path = err instanceof SubsystemApplyError ? err.path : undefined;
-        log.error({ tx: base.id, subsystem: sub.name, path, err: message(err) }, 'apply failed: undoing the subsystems applied so far');
-        // The failed subsystem may have applied part of its change; the others not yet applied hold staged work.
-        await this.abortAll(subs.filter((s) => s !== sub && !applied.includes(s)), contexts, base.id);
-        const undone = await this.undoAll([...applied, sub].reverse(), contexts, base.id);
-        const fate = undone ? 'the previous configuration is back in place' : 'undoing it failed too, see the log';
-        throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
-          `${sub.name}: apply failed${path ? ` at ${path}` : ''}: ${message(err)}; commit refused, ${fate}`, { path })]);
-      }
+    // Runs in parallel with the applies, settled before the answer. Started on the next turn of the
+    // event loop, once the applies have been posted to the plane worker: a save that blocks the
+    // main thread (a small running.xml is written with synchronous calls) then overlaps the
+    // plane's apply; a journal record is written in libuv's thread pool anyway.
+    const alongside = opts.alongside;
+    const along: Promise<unknown> | undefined = alongside
+      ? new Promise<void>((r) => setImmediate(r)).then(() => alongside.run()).then(() => undefined, (err: unknown) => err ?? new Error('failed'))
+      : undefined;
+    const applies = await this.phase('apply', subs, contexts, true, phases, this.faults.beforeApply);
+    const failed = applies.find((a) => 'error' in a.outcome);
+    const applied = applies.filter((a) => a !== failed).map((a) => a.sub);
+    if (failed) {
+      const sub = failed.sub;
+      const err = (failed.outcome as { error: Error }).error;
+      const path = err instanceof SubsystemApplyError ? err.path : undefined;
+      log.error({ tx: base.id, subsystem: sub.name, path, err: message(err) }, 'apply failed: undoing the subsystems applied so far');
+      // The failed subsystem may have applied part of its change; the others not yet applied hold staged work.
+      await this.abortAll(subs.filter((s) => s !== sub && !applied.includes(s)), contexts, base.id);
+      const undone = await this.undoAll([...applied, sub].reverse(), contexts, base.id);
+      const unsaved = alongside ? await this.undoAlongside(alongside, along!, base.id) : true;
+      const fate = undone && unsaved ? 'the previous configuration is back in place' : 'undoing it failed too, see the log';
+      throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
+        `${sub.name}: apply failed${path ? ` at ${path}` : ''}: ${message(err)}; commit refused, ${fate}`, { path })]);
     }
-    log.info({ tx: base.id, jsonMs, ms: Math.round(performance.now() - started), phases }, 'commit applied');
+    const alongErr = along ? await along : undefined;
+    if (alongErr !== undefined) {
+      log.error({ tx: base.id, err: message(alongErr) }, 'saving running failed: undoing the applies');
+      const undone = await this.undoAll([...applied].reverse(), contexts, base.id);
+      const fate = undone ? 'the previous configuration is back in place' : 'undoing the applies failed, see the log';
+      throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
+        `running could not be saved: ${message(alongErr)}; commit refused, ${fate}`)]);
+    }
+    log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length, jsonMs, ms: Math.round(performance.now() - started), phases }, 'commit applied');
+  }
+
+  /** The alongside work of a commit that concerns no subsystem: it alone decides. */
+  private async alongsideAlone(alongside: AlongsideApply): Promise<void> {
+    try {
+      await alongside.run();
+    } catch (err) {
+      throw new NetconfErrorList([new NetconfError('operation-failed', 'application', `running could not be saved: ${message(err)}; commit refused`)]);
+    }
+  }
+
+  /** Wait for the alongside work and undo it if it succeeded; false if undoing failed. */
+  private async undoAlongside(alongside: AlongsideApply, along: Promise<unknown>, tx: number): Promise<boolean> {
+    if ((await along) !== undefined) return true; // it failed by itself: nothing to undo
+    try {
+      await alongside.undo();
+      return true;
+    } catch (err) {
+      log.error({ tx, err: message(err) }, 'undoing the save of running failed');
+      return false;
+    }
+  }
+
+  /**
+   * `method` on each subsystem in order; consecutive subsystems that share a PhaseBatch (the plane
+   * worker's) run in one call. With stopOnFailure none runs after the first that fails (throws, or
+   * returns errors). With `before` (a test's fault hook) each runs alone, after the hook; a hook
+   * that throws is that subsystem's failure.
+   */
+  private async phase(method: PhaseMethod, subs: CommitSubsystem[], contexts: Map<CommitSubsystem, CommitContext>, stopOnFailure: boolean,
+    phases: Record<string, Record<string, number>>, before?: (subsystem: string, ctx: CommitContext) => void | Promise<void>): Promise<{ sub: CommitSubsystem; outcome: PhaseOutcome }[]> {
+    const out: { sub: CommitSubsystem; outcome: PhaseOutcome }[] = [];
+    let i = 0;
+    while (i < subs.length) {
+      const batch = before ? undefined : batchOf(subs[i]!);
+      let j = i + 1;
+      if (batch) while (j < subs.length && batchOf(subs[j]!) === batch) j++;
+      const group = subs.slice(i, j);
+      let outcomes: PhaseOutcome[];
+      if (batch && group.length > 1) {
+        outcomes = await batch.run(method, group.map((sub) => ({ sub, ctx: contexts.get(sub)! })), stopOnFailure);
+      } else {
+        const sub = group[0]!;
+        const ctx = contexts.get(sub)!;
+        const t = performance.now();
+        try {
+          await before?.(sub.name, ctx);
+          const call = sub[method] as (ctx: CommitContext) => unknown;
+          outcomes = [{ value: await call.call(sub, ctx), ms: performance.now() - t }];
+        } catch (err) {
+          outcomes = [{ error: err instanceof Error ? err : new Error(String(err)), ms: performance.now() - t }];
+        }
+      }
+      let failed = false;
+      outcomes.forEach((outcome, k) => {
+        const sub = group[k]!;
+        (phases[sub.name] ??= {})[method] = Math.round(outcome.ms * 10) / 10;
+        out.push({ sub, outcome });
+        if (isFailure(outcome)) failed = true;
+      });
+      if (stopOnFailure && failed) break;
+      i = j;
+    }
+    return out;
   }
 
   private async abortAll(subs: CommitSubsystem[], contexts: Map<CommitSubsystem, CommitContext>, tx: number): Promise<void> {

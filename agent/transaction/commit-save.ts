@@ -1,0 +1,84 @@
+// The durable save of a commit, made so that it can run while the subsystems apply (issue 8,
+// commit latency) and be taken back if the commit is then refused: a journal record appended in
+// libuv's thread pool (running-journal.ts), or running.xml written whole when the journal cannot
+// take the change. The reply waits for both the save and the applies; if either failed, the other
+// is undone and the client gets an rpc-error, so an <ok/> still means applied and on disk.
+import { performance } from 'node:perf_hooks';
+import { logger } from '../../core/log.js';
+import { writeFileAtomic } from '../datastore/atomic-file.js';
+import type { ConfigRoot } from '../datastore/config-tree.js';
+import type { ConfigStore } from '../datastore/config-store.js';
+
+const log = logger('datastore');
+
+export type SaveKind = 'journal' | 'whole-file';
+
+export class CommitSave {
+  kind: SaveKind | undefined;
+  /** How long the save itself took (ms), once done. */
+  ms: number | undefined;
+  private done = false;
+
+  constructor(private readonly store: ConfigStore, private readonly previous: ConfigRoot, private readonly next: ConfigRoot) {}
+
+  /** Write `next` durably; resolves once it is on disk. */
+  async run(): Promise<void> {
+    const started = performance.now();
+    const journal = this.store.journal;
+    let record: Promise<void> | undefined;
+    try {
+      record = journal.appendAsync(this.previous, this.next);
+    } catch (err) {
+      log.warn({ err: message(err), file: journal.file }, 'appending to the running journal failed: writing running.xml whole');
+      journal.invalidate();
+    }
+    if (record) {
+      try {
+        await record;
+        this.kind = 'journal';
+      } catch (err) {
+        // appendAsync invalidated the journal (it may end in a partial record): running.xml whole.
+        log.warn({ err: message(err), file: journal.file }, 'appending to the running journal failed: writing running.xml whole');
+      }
+    }
+    if (!this.kind) {
+      await this.writeWhole(this.next);
+      this.kind = 'whole-file';
+    }
+    this.store.saves[this.kind === 'journal' ? 'journal' : 'whole'] += 1;
+    this.done = true;
+    this.ms = performance.now() - started;
+  }
+
+  /** Put the previous running back on disk (the commit was refused after run() succeeded). */
+  async undo(): Promise<void> {
+    if (!this.done) return;
+    this.done = false;
+    this.store.saves[this.kind === 'journal' ? 'journal' : 'whole'] -= 1;
+    if (this.kind === 'journal') {
+      try {
+        await this.store.journal.undoLast();
+        return;
+      } catch (err) {
+        log.warn({ err: message(err), file: this.store.journal.file }, 'taking back the journal record failed: writing running.xml whole');
+      }
+    }
+    await this.writeWhole(this.previous);
+  }
+
+  private async writeWhole(root: ConfigRoot): Promise<void> {
+    const text = this.store.documentText(root);
+    try {
+      await writeFileAtomic(this.store.runningFile, text);
+    } catch (err) {
+      // What is on disk may now be ahead of or behind the journal's base: no record may be based on it.
+      this.store.journal.invalidate();
+      throw err;
+    }
+    this.store.journal.rebased(text);
+  }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

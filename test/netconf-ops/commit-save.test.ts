@@ -1,0 +1,209 @@
+// Issue 8 (commit latency): the durable save of running runs while the subsystems apply, and a
+// commit is answered <ok/> only when both succeeded. Small datastores are saved by rewriting
+// running.xml, large ones by a journal record. If an apply fails after the save, the save is
+// undone (running.xml written back, or the record taken back); if the save fails, the applies are
+// undone. Either way the client gets operation-failed, and running, in memory and on disk, is the
+// previous one.
+import { expect } from 'chai';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { ConfigStore } from '../../agent/datastore/config-store.js';
+import type { CommitContext, CommitSubsystem, SubsystemError } from '../../core/subsystem.js';
+import { JOURNAL_MIN_BYTES } from '../../agent/datastore/running-journal.js';
+import { editCandidate, editRunning, GET_RUNNING, openHarness, profile, type Harness, type TestSession } from './ops-harness.js';
+
+/** A subsystem that records its calls; its apply can be held open or made to fail. */
+class ProfileSubsystem implements CommitSubsystem {
+  readonly name = 'profiles';
+  readonly owns = ['/tandem-network-profile:network-profile'];
+  readonly calls: string[] = [];
+  failApply = false;
+  /** While set, apply waits for it (the test looks at the disk meanwhile). */
+  hold: Promise<void> | undefined;
+  onApply: (() => void) | undefined;
+  validate(): SubsystemError[] {
+    this.calls.push('validate');
+    return [];
+  }
+  async prepare(): Promise<SubsystemError[]> {
+    this.calls.push('prepare');
+    return [];
+  }
+  async apply(_ctx: CommitContext): Promise<void> {
+    this.calls.push('apply');
+    this.onApply?.();
+    if (this.hold) await this.hold;
+    if (this.failApply) throw new Error('injected apply failure');
+  }
+  async abort(): Promise<void> {
+    this.calls.push('abort');
+  }
+  async undo(): Promise<void> {
+    this.calls.push('undo');
+  }
+}
+
+function store(h: Harness): ConfigStore {
+  return (h.ops as unknown as { svc: { store: ConfigStore } }).svc.store;
+}
+
+/** What is on disk for running: running.xml and the journal (empty when absent). */
+function onDisk(dir: string): string {
+  const read = (f: string): string => (existsSync(path.join(dir, f)) ? readFileSync(path.join(dir, f), 'utf8') : '');
+  return `${read('running.xml')}\n--journal--\n${read('running.journal')}`;
+}
+
+/** 600 firewall rules: running.xml above JOURNAL_MIN_BYTES, so commits are journaled. */
+function largeVrf(): string {
+  const rules = Array.from({ length: 600 }, (_, i) => `<rule><name>rule-number-${i}</name><action>accept</action><protocol>tcp</protocol><destination-port><start>${1 + i}</start></destination-port></rule>`).join('');
+  return `<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="urn:tandem:yang:tandem-firewall">${rules}</firewall></vrf>`;
+}
+
+/** Hold `sub`'s next apply until what is on disk differs from `before` (at most 5 s); says whether it did. */
+function holdApplyUntilSaved(sub: ProfileSubsystem, dir: string, before: string): { saved: () => boolean } {
+  let saved = false;
+  let release!: () => void;
+  sub.hold = new Promise<void>((r) => (release = r));
+  sub.onApply = () => {
+    const started = Date.now();
+    const poll = (): void => {
+      saved = onDisk(dir) !== before;
+      if (saved || Date.now() - started > 5000) {
+        sub.hold = undefined;
+        sub.onApply = undefined;
+        release();
+      } else {
+        setTimeout(poll, 2);
+      }
+    };
+    poll();
+  };
+  return { saved: () => saved };
+}
+
+for (const size of ['small', 'large'] as const) {
+  describe(`netconf-ops: the save of running alongside the applies (${size} datastore: ${size === 'small' ? 'running.xml rewritten' : 'journal record'})`, function () {
+    this.timeout(60000);
+    let h: Harness;
+    let s: TestSession;
+    let sub: ProfileSubsystem;
+    const kind = size === 'small' ? 'whole' : 'journal';
+
+    beforeEach(async () => {
+      sub = new ProfileSubsystem();
+      h = await openHarness({ subsystems: [sub] });
+      s = h.session(1);
+      if (size === 'large') {
+        expect(await h.rpc(s, editRunning(largeVrf()))).to.equal('<ok/>');
+        expect(readFileSync(path.join(h.dir, 'running.xml')).length).to.be.greaterThan(JOURNAL_MIN_BYTES);
+      }
+      expect(await h.rpc(s, editCandidate(profile('base')))).to.equal('<ok/>');
+      expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+    });
+    afterEach(async () => {
+      await h.close();
+    });
+
+    it('is on disk while the subsystems still apply; <ok/> after both; a restart gives the same running', async () => {
+      const st = store(h);
+      const saves = { ...st.saves };
+      const held = holdApplyUntilSaved(sub, h.dir, onDisk(h.dir));
+      expect(await h.rpc(s, editCandidate(profile('second')))).to.equal('<ok/>');
+      expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+      expect(held.saved(), 'the save was done while apply was still running').to.equal(true);
+      expect(st.saves).to.deep.equal({ ...saves, [kind]: saves[kind] + 1 });
+      const expected = await h.rpc(s, GET_RUNNING);
+      expect(expected).to.contain('<name>second</name>');
+      await h.restart();
+      s = h.session(2);
+      expect(await h.rpc(s, GET_RUNNING)).to.equal(expected);
+    });
+
+    it('an apply that fails after the save undoes the save: operation-failed, running unchanged in memory and on disk', async () => {
+      const before = await h.rpc(s, GET_RUNNING);
+      const disk = onDisk(h.dir);
+      sub.failApply = true;
+      // The apply fails only once the refused configuration is on disk, so that undoing the save is what is tested.
+      const held = holdApplyUntilSaved(sub, h.dir, disk);
+      sub.calls.length = 0;
+      expect(await h.rpc(s, editCandidate(profile('refused')))).to.equal('<ok/>');
+      const [e] = await h.rpcErrors(s, '<commit/>');
+      expect(e.tag).to.equal('operation-failed');
+      expect(e.message).to.contain('profiles: apply failed').and.contain('injected apply failure')
+        .and.contain('the previous configuration is back in place');
+      expect(sub.calls).to.deep.equal(['validate', 'prepare', 'apply', 'undo']);
+      expect(held.saved(), 'the refused configuration had been saved').to.equal(true);
+      expect(onDisk(h.dir), 'the save is undone: running.xml written back, or the record taken back').to.equal(disk);
+      expect(await h.rpc(s, GET_RUNNING)).to.equal(before);
+      sub.failApply = false;
+      await h.restart();
+      s = h.session(2);
+      expect(await h.rpc(s, GET_RUNNING), 'nothing of the refused commit on disk').to.equal(before);
+      // And saving goes on from there.
+      expect(await h.rpc(s, editCandidate(profile('after')))).to.equal('<ok/>');
+      expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+      const after = await h.rpc(s, GET_RUNNING);
+      await h.restart();
+      s = h.session(3);
+      expect(await h.rpc(s, GET_RUNNING)).to.equal(after);
+      expect(after).to.contain('<name>after</name>').and.not.contain('<name>refused</name>');
+    });
+
+    it('a save that fails undoes the applies: operation-failed, running unchanged; the next commit saves whole', async () => {
+      const before = await h.rpc(s, GET_RUNNING);
+      // Restarted, the journal is closed; then neither it nor running.xml can be written (a
+      // directory stands at each path, with an entry so that nothing can be renamed over it).
+      await h.restart();
+      s = h.session(2);
+      const journal = path.join(h.dir, 'running.journal');
+      const runningXml = path.join(h.dir, 'running.xml');
+      const moved = path.join(h.dir, 'moved');
+      mkdirSync(moved);
+      if (existsSync(journal)) renameSync(journal, path.join(moved, 'running.journal'));
+      renameSync(runningXml, path.join(moved, 'running.xml'));
+      mkdirSync(journal);
+      mkdirSync(runningXml);
+      writeFileSync(path.join(runningXml, 'entry'), 'x');
+      try {
+        sub.calls.length = 0;
+        expect(await h.rpc(s, editCandidate(profile('unsaved')))).to.equal('<ok/>');
+        const [e] = await h.rpcErrors(s, '<commit/>');
+        expect(e.tag).to.equal('operation-failed');
+        expect(e.message).to.contain('running could not be saved').and.contain('the previous configuration is back in place');
+        expect(sub.calls).to.deep.equal(['validate', 'prepare', 'apply', 'undo']);
+        expect(await h.rpc(s, GET_RUNNING)).to.equal(before);
+      } finally {
+        rmSync(journal, { recursive: true, force: true });
+        rmSync(runningXml, { recursive: true, force: true });
+      }
+      // The disk is writable again: the candidate still holds the edit, and this commit writes running.xml whole.
+      const whole = store(h).saves.whole;
+      expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+      expect(store(h).saves.whole).to.equal(whole + 1);
+      const after = await h.rpc(s, GET_RUNNING);
+      expect(after).to.contain('<name>unsaved</name>');
+      await h.restart();
+      s = h.session(3);
+      expect(await h.rpc(s, GET_RUNNING)).to.equal(after);
+    });
+
+    if (size === 'large') {
+      it('after a record cut short by a crash, the next record starts on a line of its own', async () => {
+        const journal = path.join(h.dir, 'running.journal');
+        const expected = await h.rpc(s, GET_RUNNING);
+        // As a crash during a write would leave it.
+        appendFileSync(journal, '[[0,1],{"n":{"m":"tandem-netw');
+        await h.restart();
+        s = h.session(2);
+        expect(await h.rpc(s, GET_RUNNING)).to.equal(expected);
+        expect(readFileSync(journal, 'utf8').endsWith('\n'), 'the torn record is cut off').to.equal(true);
+        expect(await h.rpc(s, editCandidate(profile('next')))).to.equal('<ok/>');
+        expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+        const expected2 = await h.rpc(s, GET_RUNNING);
+        await h.restart();
+        s = h.session(3);
+        expect(await h.rpc(s, GET_RUNNING)).to.equal(expected2);
+      });
+    }
+  });
+}
