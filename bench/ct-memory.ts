@@ -7,6 +7,10 @@
 // each node collects garbage (full GCs) and reads its memory; the figure per node is
 // (RSS with n synced - RSS idle) / n, and the same for the JS heap.
 //
+// The node processes run with the process settings of `tandem start` (cli/process-tuning.ts: V8's
+// young generation capped at 1 MiB semi-spaces, glibc's mmap threshold), as bin/tandem sets them;
+// TANDEM_BENCH_CT_MEMORY_UNTUNED=1 runs them as plain node (young generation up to 2 x 16 MiB,
+// which a burst grows and keeps: RSS that does not grow with the table but shows at 10^5).
 // TANDEM_BENCH_CT_MEMORY_N: the sizes, comma-separated (default 100000); one fresh pair per size.
 // For n above the host table's nf_conntrack_max, the table is raised for the run and restored.
 import { fork, type ChildProcess } from 'node:child_process';
@@ -15,11 +19,13 @@ import { fileURLToPath } from 'node:url';
 import { ConntrackNetlink } from '../fastpath/linux/conntrack-netlink.js';
 import { NamespaceFixture, isRoot } from '../lab/namespace-fixture.js';
 import { freePort, nodeConfig } from '../test/sync/two-nodes.js';
+import { tuningEnv } from '../cli/process-tuning.js';
 import { burstWrites, loadavg } from './linux-sync-pair.js';
 import type { NodeMemory, NodeRequest, NodeStatus } from './ct-memory-node.js';
 
 const MAX_FILE = '/proc/sys/net/netfilter/nf_conntrack_max';
 const BUCKETS_FILE = '/sys/module/nf_conntrack/parameters/hashsize';
+const UNTUNED = process.env.TANDEM_BENCH_CT_MEMORY_UNTUNED === '1';
 
 /** A node process, answering requests over IPC. */
 class NodeProcess {
@@ -29,7 +35,9 @@ class NodeProcess {
 
   constructor(readonly name: string) {
     this.child = fork(fileURLToPath(new URL('./ct-memory-node.js', import.meta.url)), [], {
-      execArgv: [], env: { ...process.env, TANDEM_LOG_LEVEL: process.env.TANDEM_LOG_LEVEL ?? 'warn' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      execArgv: [],
+      env: { ...process.env, ...(UNTUNED ? {} : tuningEnv()), TANDEM_LOG_LEVEL: process.env.TANDEM_LOG_LEVEL ?? 'warn' },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
     this.child.on('message', (m: { id: number; result?: unknown; error?: string }) => {
       const w = this.waiting.get(m.id);
@@ -84,6 +92,8 @@ export interface NodeFigures {
 
 export interface CtMemoryFigures {
   conntracks: number;
+  /** Whether the nodes ran with tandem start's process settings (cli/process-tuning.ts). */
+  tuned: boolean;
   loadBefore: string;
   loadAfter: string;
   ha1: NodeFigures;
@@ -153,7 +163,7 @@ export async function ctMemoryRun(n: number, log: (line: string) => void): Promi
     const ha1Status = await status(ha1);
     const ha2Status = await status(ha2);
     const figures: CtMemoryFigures = {
-      conntracks: n, loadBefore, loadAfter: loadavg(), ha1: perConntrack(idle1, syn1, ha1Status.conntracks), ha2: perConntrack(idle2, syn2, ha2Status.conntracks), ha1Status, ha2Status,
+      conntracks: n, tuned: !UNTUNED, loadBefore, loadAfter: loadavg(), ha1: perConntrack(idle1, syn1, ha1Status.conntracks), ha2: perConntrack(idle2, syn2, ha2Status.conntracks), ha1Status, ha2Status,
     };
     log(`${n} synced: ha1 ${figures.ha1.rssBytesPerConntrack} B RSS / ${figures.ha1.heapBytesPerConntrack} B heap / ${figures.ha1.externalBytesPerConntrack} B external per conntrack; `
       + `ha2 ${figures.ha2.rssBytesPerConntrack} B RSS / ${figures.ha2.heapBytesPerConntrack} B heap / ${figures.ha2.externalBytesPerConntrack} B external (load ${figures.loadAfter})`);
