@@ -148,7 +148,7 @@ export async function ctMemoryRun(n: number, log: (line: string) => void): Promi
     let last = '';
     let stableSince = Date.now();
     const deadline = Date.now() + 60_000 + n / 10;
-    while (!(s1.syncedCount >= n && s2.conntracks >= n) && Date.now() - stableSince < 3000 && Date.now() < deadline) {
+    while (!(s1.syncedCount >= n && s2.conntracks >= n) && Date.now() - stableSince < 10_000 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
       s1 = await status(ha1);
       s2 = await status(ha2);
