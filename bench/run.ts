@@ -23,6 +23,7 @@ const benchmarks = [
   'ctnetlink-ceiling',
   'linux-failover',
   'linux-state-read',
+  'ct-memory',
   'takeover',
   'role-switch',
   'memory',

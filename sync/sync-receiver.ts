@@ -7,7 +7,7 @@ import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
 import { logger } from '../core/log.js';
 import { AckEmitter } from './ack-emitter.js';
 import { decodeDeletes, decodeEntries, forEachIPv4Orig, isPlainIPv4Payload } from './conntrack-codec.js';
-import { ctKey, ipv4Text, PROTO_NAMES } from './conntrack-key.js';
+import { ipv4Text, PROTO_NAMES } from './conntrack-key.js';
 import { MirrorCounters } from './mirror-counters.js';
 import { canonicalAddress } from './peer-address.js';
 import { TupleMap } from './tuple-map.js';
@@ -180,7 +180,7 @@ export class SyncReceiver {
     if (stale.length === 0) return 0;
     for (let i = 0; i < stale.length; i += 4096) await this.engine.remove(this.vrf, stale.slice(i, i + 4096));
     for (const t of stale) {
-      this.mirrored.delete(ctKey(t));
+      this.mirrored.delete(t);
     }
     log.info({ vrf: this.vrf, worker: inbound.worker, removed: stale.length }, 'stale synced conntracks removed after a full resync');
     return stale.length;
@@ -317,7 +317,7 @@ export class SyncReceiver {
           refused = this.countWrites(entries.length, written);
           if (written === 0) return;
           for (const e of entries) {
-            if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
+            if (e.virtualService !== undefined) this.mirrored.set(e.orig, e.virtualService);
           }
         });
         return refused;
@@ -333,7 +333,7 @@ export class SyncReceiver {
             return;
           }
           this.receive += tuples.length;
-          for (const t of tuples) this.mirrored.delete(ctKey(t));
+          for (const t of tuples) this.mirrored.delete(t);
         });
         return 0; // a refused delete is in receive-error; the ack counts conntracks written, not deletes
       }

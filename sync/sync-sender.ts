@@ -270,7 +270,7 @@ export class SyncSender {
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
     if (!this.synced.delete(e.orig)) return;
     this.countSynced(ownerWorker(e.orig, this.config().workers), -1);
-    this.mirrored.delete(ctKey(e.orig));
+    this.mirrored.delete(e.orig);
     this.route(e, (c) => c.sendDelete(e.orig));
   }
 
@@ -318,7 +318,7 @@ export class SyncSender {
     this.synced.set(e.orig, STATE_INDEX.get(e.state) as number);
     const fresh = this.synced.size > before;
     if (fresh) this.countSynced(ownerWorker(e.orig, this.config().workers), 1);
-    if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
+    if (e.virtualService !== undefined) this.mirrored.set(e.orig, e.virtualService);
     return fresh;
   }
 

@@ -4,13 +4,17 @@
 // in the size of the table instead of a dump of it. Seeded from one dump (at VRF start, after a
 // switch of role, after lost events: the engine calls clear() and set() for every conntrack).
 //
-// Every conntrack is one map entry: its key (the kernel's conntrack id on a master, the original
+// Every conntrack is one entry: its key (the kernel's conntrack id on a master, the original
 // tuple on a backup, whose writes return no id) -> its packed contribution to the counts, so an
-// update or a destroy takes back exactly what the conntrack added.
+// update or a destroy takes back exactly what the conntrack added. The entries are packed tables
+// (fastpath/u32-map.ts by id, fastpath/ipv4-tuple-table.ts by IPv4 tuple: 12 and 16 bytes a slot,
+// no object or string per conntrack); only IPv6 tuples take a string-keyed Map.
 import type { FlowTuple, TcpState } from '../engine.js';
 import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { TCP_STATES } from '../soft/vrf-dataplane.js';
 import { STATES_PER_PROTO } from '../soft/conntrack-table.js';
+import { U32Map } from '../u32-map.js';
+import { Ipv4TupleTable, ipv4Fields } from '../ipv4-tuple-table.js';
 
 /** What the counts need of a conntrack. */
 export interface CountedConntrack {
@@ -44,15 +48,20 @@ function vipKey(protocol: string, address: string, port: number): string {
   return `${protocol} ${address} ${port}`;
 }
 
-/** Key of a conntrack on a backup: its original tuple. */
-export function tupleKey(t: FlowTuple): string {
+/** Key of an IPv6 conntrack on a backup: its original tuple as text. */
+function tupleKey(t: FlowTuple): string {
   return `${t.proto} ${t.src} ${t.sport} ${t.dst} ${t.dport}`;
 }
+
+/** A conntrack's key: the kernel's conntrack id (master) or its original tuple (backup). */
+export type CountedKey = number | FlowTuple;
 
 export class ConntrackLiveCounts {
   /** Conntracks per protocol row (tcp, udp, icmp, other) and state, laid out as ConntrackTable.byState. */
   readonly byState = new Array<number>(4 * STATES_PER_PROTO).fill(0);
-  private readonly entries = new Map<number | string, number>();
+  private readonly byId = new U32Map();
+  private readonly byTuple = new Ipv4TupleTable();
+  private readonly byText = new Map<string, number>();
   private readonly vsByVip = new Map<string, number>();
   private readonly connections: Int32Array;
   private readonly establishedNonAlg: Int32Array;
@@ -75,7 +84,35 @@ export class ConntrackLiveCounts {
 
   /** Conntracks counted now. */
   get size(): number {
-    return this.entries.size;
+    return this.byId.size + this.byTuple.size + this.byText.size;
+  }
+
+  /** Bytes of the packed tables (what the entries cost; IPv6 ones in a Map not included). */
+  get bytes(): number {
+    return this.byId.bytes + this.byTuple.bytes;
+  }
+
+  private get(key: CountedKey): number | undefined {
+    if (typeof key === 'number') return this.byId.get(key);
+    const f = ipv4Fields(key);
+    return f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(tupleKey(key));
+  }
+
+  private put(key: CountedKey, packed: number): void {
+    if (typeof key === 'number') return this.byId.set(key, packed);
+    const f = ipv4Fields(key);
+    if (f) this.byTuple.set(f.proto, f.src, f.dst, f.sport, f.dport, packed);
+    else this.byText.set(tupleKey(key), packed);
+  }
+
+  private remove(key: CountedKey): void {
+    if (typeof key === 'number') {
+      this.byId.delete(key);
+      return;
+    }
+    const f = ipv4Fields(key);
+    if (f) this.byTuple.delete(f.proto, f.src, f.dst, f.sport, f.dport);
+    else this.byText.delete(tupleKey(key));
   }
 
   private contribution(ct: CountedConntrack): number {
@@ -100,27 +137,29 @@ export class ConntrackLiveCounts {
   }
 
   /** A conntrack appeared or changed: its previous contribution (if any) is replaced. */
-  set(key: number | string, ct: CountedConntrack): void {
+  set(key: CountedKey, ct: CountedConntrack): void {
     const packed = this.contribution(ct);
-    const old = this.entries.get(key);
+    const old = this.get(key);
     if (old === packed) return;
     if (old !== undefined) this.apply(old, -1);
-    this.entries.set(key, packed);
+    this.put(key, packed);
     this.apply(packed, 1);
   }
 
   /** A conntrack ended; returns whether it was counted. */
-  delete(key: number | string): boolean {
-    const old = this.entries.get(key);
+  delete(key: CountedKey): boolean {
+    const old = this.get(key);
     if (old === undefined) return false;
-    this.entries.delete(key);
+    this.remove(key);
     this.apply(old, -1);
     return true;
   }
 
   /** Forgets everything (before a re-seed). */
   clear(): void {
-    this.entries.clear();
+    this.byId.clear();
+    this.byTuple.clear();
+    this.byText.clear();
     this.byState.fill(0);
     this.connections.fill(0);
     this.establishedNonAlg.fill(0);

@@ -38,7 +38,8 @@ import { PrimedNft } from './primed-nft.js';
 import { GuardRemovalSocket } from './guard-removal-socket.js';
 import { firewallCounters, readFirewallCounters, type FirewallCounters } from './nft-counters.js';
 import { NftCounterSocket } from './nft-counter-socket.js';
-import { ConntrackLiveCounts, tupleKey, type CountedConntrack, type CountedVirtualService } from './conntrack-live-counts.js';
+import { ConntrackLiveCounts, type CountedConntrack, type CountedVirtualService } from './conntrack-live-counts.js';
+import { U32Map } from '../u32-map.js';
 import { applySysctls, conntrackSysctls } from './conntrack-sysctls.js';
 import { applyTableSize } from './conntrack-table-size.js';
 import { namespaceExists } from './network-namespace.js';
@@ -101,8 +102,8 @@ interface LiveVrf {
   writers: ConntrackWriterPool;
   /** Open while master only: a backup forwards nothing, and its own writes need no events. */
   events?: ConntrackEventStream;
-  /** Kernel conntrack id -> engine-clock ms it was first seen established. */
-  established: Map<number, number>;
+  /** Kernel conntrack id -> engine-clock ms it was first seen established (packed: no object per conntrack). */
+  established: U32Map;
   counters: EngineCounters;
   countersReadAt: number;
   refresh?: TimerHandle;
@@ -273,7 +274,7 @@ export class LinuxEngine implements DataplaneEngine {
       policy: { graceSeconds: {} },
       netlink,
       writers,
-      established: new Map(),
+      established: new U32Map(),
       counters: emptyCounters(),
       countersReadAt: 0,
       natBlocks: this.natBlockLogger(name, staged.config),
@@ -370,7 +371,7 @@ export class LinuxEngine implements DataplaneEngine {
         await this.dumpTable(vrf, (cts) => {
           // A switch of role during the dump counts the table again itself (by the other key).
           if ((vrf.events !== undefined) !== byId) return;
-          for (const ct of cts) vrf.live.set(byId ? ct.id : tupleKey(ct.orig), counted(ct));
+          for (const ct of cts) vrf.live.set(byId ? ct.id : ct.orig, counted(ct));
         });
       } while (vrf.reseedAgain && this.vrfs.get(vrf.name) === vrf);
     };
@@ -527,7 +528,7 @@ export class LinuxEngine implements DataplaneEngine {
         // No events on a backup: its own writes keep the live counts, keyed by original tuple.
         const failed = new Set(result.failures.map((f) => f.index));
         list.forEach((e, i) => {
-          if (!failed.has(i)) vrf.live.set(tupleKey(e.orig), { orig: e.orig, state: e.state, alg: e.alg === true, synced: true });
+          if (!failed.has(i)) vrf.live.set(e.orig, { orig: e.orig, state: e.state, alg: e.alg === true, synced: true });
         });
         // No event reader on a backup: count here what the events would have counted.
         vrf.counters.conntracks += result.created;
@@ -586,7 +587,7 @@ export class LinuxEngine implements DataplaneEngine {
     const v = this.live(vrf);
     const removed = (await v.netlink.delete(tuples)).written;
     if (!v.events) {
-      for (const t of tuples) v.live.delete(tupleKey(t));
+      for (const t of tuples) v.live.delete(t);
       v.counters.conntracks = Math.max(0, v.counters.conntracks - removed);
       v.counters.synced = Math.max(0, v.counters.synced - removed);
       v.counters.destroyed += removed;

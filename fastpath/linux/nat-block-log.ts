@@ -7,6 +7,7 @@ import type { SoftVrfConfig } from '../config/vrf-config.js';
 import type { NatBlockLog } from '../soft/cg-nat-allocator.js';
 import { assignPortBlocks, type PortBlock } from './nft-ruleset.js';
 import type { KernelConntrack } from './ctnetlink-codec.js';
+import { U32Map } from '../u32-map.js';
 
 export type LinuxNatBlockLog = NatBlockLog & { inherited?: true };
 
@@ -21,8 +22,11 @@ export class NatBlockLogger {
   private readonly blocks = new Map<string, Block[]>();
   private readonly logAllocation: boolean;
   private readonly logDestroy: boolean;
-  /** Kernel ids of the conntracks counted (an event and the switch's dump may both see one). */
-  private readonly counted = new Set<number>();
+  /**
+   * Kernel ids of the conntracks counted (an event and the switch's dump may both see one), in a
+   * packed table (no object or boxed number per conntrack); the value is unused.
+   */
+  private readonly counted = new U32Map();
 
   constructor(private readonly vrf: string, cfg: SoftVrfConfig, private readonly log: (l: LinuxNatBlockLog) => void) {
     this.logAllocation = cfg.cgNat.logAllocation;
@@ -51,7 +55,7 @@ export class NatBlockLogger {
   add(ct: KernelConntrack, how: 'new' | 'inherited' | 'existing', now: number): void {
     const b = this.blockOf(ct);
     if (!b || this.counted.has(ct.id)) return;
-    this.counted.add(ct.id);
+    this.counted.set(ct.id, 1);
     if (b.live++ === 0 && how !== 'existing' && this.logAllocation) this.emit('allocation', b, now, how === 'inherited');
   }
 

@@ -179,7 +179,7 @@ export class RangeRepairReceiver {
           this.countWrites(stale.length, 0);
           log.error({ vrf: this.vrf, err: (err as Error).message }, 'anti-entropy: engine refused to remove stale synced conntracks');
         }
-        for (const t of stale) this.mirrored.delete(ctKey(t));
+        for (const t of stale) this.mirrored.delete(t);
       }
       open.counts.ranges++;
       if (!m.last) return;
@@ -240,7 +240,7 @@ export class RangeRepairReceiver {
       open.counts.added += added;
       open.counts.updated += updated;
       open.counts.refused += changed.length - added - updated;
-      for (const e of changed) if (e.virtualService !== undefined) this.mirrored.set(ctKey(e.orig), e.virtualService);
+      for (const e of changed) if (e.virtualService !== undefined) this.mirrored.set(e.orig, e.virtualService);
     });
   }
 }
