@@ -299,7 +299,7 @@ export class LinuxEngine implements DataplaneEngine {
     // Start from what the table already holds (the agent may restart under live traffic).
     await this.dumpTable(vrf, (batch) => {
       for (const ct of batch) {
-        vrf.live.set(ct.id, counted(ct));
+        vrf.live.set(ct.orig, counted(ct));
         vrf.counters.conntracks++;
         if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
         if (isEstablished(ct)) vrf.established.set(ct.id, this.clock.now());
@@ -367,11 +367,8 @@ export class LinuxEngine implements DataplaneEngine {
         vrf.reseedAgain = false;
         vrf.reseeds++;
         vrf.live.clear();
-        const byId = vrf.events !== undefined;
         await this.dumpTable(vrf, (cts) => {
-          // A switch of role during the dump counts the table again itself (by the other key).
-          if ((vrf.events !== undefined) !== byId) return;
-          for (const ct of cts) vrf.live.set(byId ? ct.id : ct.orig, counted(ct));
+          for (const ct of cts) vrf.live.set(ct.orig, counted(ct));
         });
       } while (vrf.reseedAgain && this.vrfs.get(vrf.name) === vrf);
     };
@@ -418,8 +415,10 @@ export class LinuxEngine implements DataplaneEngine {
     // Changes caused by our own upsert/remove are not reported (as in the soft engine).
     const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId) || n.portId === vrf.release?.port);
     const worker = ownerWorker(ct.orig, this.workerCount);
-    if (n.kind === 'destroy') vrf.live.delete(ct.id);
-    else vrf.live.set(ct.id, counted(ct));
+    // Keyed by the original tuple, unique in a zone: the kernel's conntrack id is a 32-bit hash
+    // that two live conntracks can share (test/linux/conntrack-id-collision.test.ts).
+    if (n.kind === 'destroy') vrf.live.delete(ct.orig);
+    else vrf.live.set(ct.orig, counted(ct));
     if (n.kind === 'destroy') {
       vrf.counters.conntracks = Math.max(0, vrf.counters.conntracks - 1);
       vrf.counters.destroyed++;
@@ -563,7 +562,7 @@ export class LinuxEngine implements DataplaneEngine {
           continue;
         }
         const orig = recordOrig(records, i);
-        vrf.live.set(tupleKey(orig), { orig, state: recordState(records, i), alg: false, synced: true });
+        vrf.live.set(orig, { orig, state: recordState(records, i), alg: false, synced: true });
       }
       vrf.counters.conntracks += result.created;
       vrf.counters.created += result.created;
@@ -718,11 +717,11 @@ export class LinuxEngine implements DataplaneEngine {
 
   private async releaseOn(v: LiveVrf, release: Release, netlink: ConntrackNetlink, waitedS: number): Promise<number> {
     const writes: ConntrackWrite[] = [];
-    v.live.clear(); // counted again by conntrack id, now that events are read
+    v.live.clear(); // counted again, now that events are read
     v.tableDumps++;
     v.counters.conntracks = await netlink.dump((cts) => {
       for (const ct of cts) {
-        v.live.set(ct.id, counted(ct));
+        v.live.set(ct.orig, counted(ct));
         if (isEstablished(ct) && !v.established.has(ct.id)) v.established.set(ct.id, this.clock.now());
         // Blocks of the synchronised conntracks are this node's now: logged, and released at their end.
         v.natBlocks.add(ct, ct.mark & SYNCED_MARK ? 'inherited' : 'existing', this.clock.now());

@@ -104,5 +104,9 @@ describe('linux: conntracks that share a kernel id are each reported established
     console.log(`    (${created} conntracks; ${twins.join(' and ')} share a kernel id)`);
     for (const t of twins) expect(established.has(t), `${t} reported established`).to.equal(true);
     expect(established.size, 'conntracks reported established').to.equal(created);
+    // The live counts (tandem-fast-path-counters by state) count both twins: they are keyed by the
+    // original tuple, not by the shared id.
+    const live = (await engine.counterDetail('main')).byState.reduce((n, c) => n + c, 0);
+    expect(live, 'conntracks in the live counts by state').to.equal(created);
   });
 });
