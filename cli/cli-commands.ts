@@ -148,11 +148,11 @@ export function runStart(args: string[]): Promise<number> {
       logger('cli').warn({ missing: untuned }, 'started without the process tuning of bin/tandem: idle memory is ~30 MB higher (docs/memory.md)');
     }
     const inProcessTuning = process.env.TANDEM_MEMORY_TUNING !== 'off';
-    if (inProcessTuning) applyV8Tuning(); // before the agent allocates and its worker isolates exist
+    if (inProcessTuning && process.env.TANDEM_MEMORY_TUNING !== 'pages') applyV8Tuning(); // before the agent allocates and its worker isolates exist
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
     const { startAgent } = await import('../agent/agent.js');
     const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics, plane });
-    if (inProcessTuning) releaseStartupPagesLater(STARTUP_SETTLE_MS);
+    if (inProcessTuning && process.env.TANDEM_MEMORY_TUNING !== 'v8') releaseStartupPagesLater(STARTUP_SETTLE_MS);
     const users = Object.keys((await new UserStore(agent.stateDir).load()).users);
     const hostFor = agent.host.includes(':') ? `[${agent.host}]` : agent.host;
     // Before the banner: whoever reads it may send SIGTERM at once.
