@@ -4,13 +4,13 @@
 // pair, next to the wall-clock p50. Variants run interleaved, each a fresh `tandem start` (bin/tandem's
 // environment), 10 rules in running, WARMUP pairs not counted, then PAIRS counted.
 //   node dist/bench/memory-tuning-cost.js [ROUNDS=2] [PAIRS=100]
-// Variants (TANDEM_MEMORY_TUNING): on (default: both), off, v8 (only --optimize-for-size), pages (only the release).
+// Variants (TANDEM_MEMORY_TUNING): on (the default: start-up pages released), off.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startTandem } from '../test/helpers/tandem-process.js';
 
-const VARIANTS = ['on', 'off', 'v8', 'pages'] as const;
+const VARIANTS = ['on', 'off'] as const;
 const WARMUP = 20;
 const TICK_MS = 10; // USER_HZ 100
 

@@ -10,7 +10,7 @@ import { parsePenalties } from '../agent/ssh/source-penalties.js';
 import { parseStartups } from '../agent/ssh/startup-limiter.js';
 import { readPassword } from './password-prompt.js';
 import { LOG_FORMATS, logger, setLogFormat, type LogFormat } from '../core/log.js';
-import { applyV8Tuning, missingTuning, STARTUP_SETTLE_MS } from './process-tuning.js';
+import { missingTuning, STARTUP_SETTLE_MS } from './process-tuning.js';
 import { releaseStartupPagesLater } from './startup-pages.js';
 
 export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE] [--metrics HOST:PORT]
@@ -147,12 +147,10 @@ export function runStart(args: string[]): Promise<number> {
     if (untuned.length > 0) {
       logger('cli').warn({ missing: untuned }, 'started without the process tuning of bin/tandem: idle memory is ~30 MB higher (docs/memory.md)');
     }
-    const inProcessTuning = process.env.TANDEM_MEMORY_TUNING !== 'off';
-    if (inProcessTuning && process.env.TANDEM_MEMORY_TUNING !== 'pages') applyV8Tuning(); // before the agent allocates and its worker isolates exist
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
     const { startAgent } = await import('../agent/agent.js');
     const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics, plane });
-    if (inProcessTuning && process.env.TANDEM_MEMORY_TUNING !== 'v8') releaseStartupPagesLater(STARTUP_SETTLE_MS);
+    if (process.env.TANDEM_MEMORY_TUNING !== 'off') releaseStartupPagesLater(STARTUP_SETTLE_MS);
     const users = Object.keys((await new UserStore(agent.stateDir).load()).users);
     const hostFor = agent.host.includes(':') ? `[${agent.host}]` : agent.host;
     // Before the banner: whoever reads it may send SIGTERM at once.

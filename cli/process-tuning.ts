@@ -9,22 +9,11 @@
 // NODE_OPTIONS --max-semi-space-size=1 (MiB): V8's young generation grows to 2 x 16 MiB during a
 // large edit and keeps it; capped, idle RSS is ~6 MB and RSS after a large removal ~30 MB lower.
 //
-// In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): V8's --optimize-for-size
-// (smaller heap reserves and growth steps in the main and every worker isolate: ~5 MB less idle),
-// set with v8.setFlagsFromString because NODE_OPTIONS does not accept it; and the release of the
-// clean file-backed pages start-up touched (cli/startup-pages.ts), STARTUP_SETTLE_MS after listening.
-import { setFlagsFromString } from 'node:v8';
+// In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): the clean file-backed pages
+// start-up touched are released STARTUP_SETTLE_MS after listening (cli/startup-pages.ts).
 
-/** V8 flags set from inside the process before the agent starts (not allowed in NODE_OPTIONS). */
-export const V8_FLAGS = ['--optimize-for-size'] as const;
-
-/** How long after listening the start-up pages are released (start-up work, e.g. libyang's tier-up, has settled). */
+/** How long after listening the start-up pages are released (start-up work has settled by then). */
 export const STARTUP_SETTLE_MS = 2000;
-
-/** Sets V8_FLAGS; worker isolates created later share them (V8's flags are process-wide). */
-export function applyV8Tuning(): void {
-  for (const flag of V8_FLAGS) setFlagsFromString(flag);
-}
 
 /** The V8 flag tandem adds to NODE_OPTIONS (a value the caller already gives wins: it comes later). */
 export const SEMI_SPACE_FLAG = '--max-semi-space-size=1';
