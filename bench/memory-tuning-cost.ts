@@ -1,10 +1,10 @@
-// What tandem start's in-process memory tuning (cli/process-tuning.ts, cli/startup-pages.ts) costs a
+// What tandem start's in-process memory tuning (cli/process-tuning.ts, core/file-pages.ts) costs a
 // single-rule edit-config + commit, measured so that the machine's load matters little: the agent's
 // own CPU time per pair (utime + stime of all its threads, /proc/PID/stat) and its page faults per
 // pair, next to the wall-clock p50. Variants run interleaved, each a fresh `tandem start` (bin/tandem's
 // environment), 10 rules in running, WARMUP pairs not counted, then PAIRS counted.
 //   node dist/bench/memory-tuning-cost.js [ROUNDS=2] [PAIRS=100]
-// Variants (TANDEM_MEMORY_TUNING): on (the default: start-up pages released), off.
+// Variants (TANDEM_MEMORY_TUNING): on (the default: file-backed pages released after start-up), off.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';

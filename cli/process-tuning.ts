@@ -10,7 +10,7 @@
 // large edit and keeps it; capped, idle RSS is ~6 MB and RSS after a large removal ~30 MB lower.
 //
 // In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): the clean file-backed pages
-// start-up touched are released STARTUP_SETTLE_MS after listening (cli/startup-pages.ts).
+// start-up touched are released STARTUP_SETTLE_MS after listening (core/file-pages.ts).
 
 /** How long after listening the start-up pages are released (start-up work has settled by then). */
 export const STARTUP_SETTLE_MS = 2000;

@@ -1,14 +1,16 @@
-// Gives back the clean file-backed pages that start-up touched. Node's binary is ~95 MB; loading the
-// agent (module loading, V8's snapshot, libyang's compile) touches ~45 MB of its text and read-only
-// data, and the kernel maps each fault's 64 KiB neighbourhood too. Those pages stay in this process's
-// RSS although an idle agent never runs most of that code again. madvise(MADV_DONTNEED) on a private
+// Gives back the clean file-backed pages this process has touched. Node's binary is ~95 MB; loading
+// the agent (module loading, V8's snapshot, libyang's compile) touches ~45 MB of its text and
+// read-only data, a large edit more, and the kernel maps each fault's 64 KiB neighbourhood too. Those
+// pages stay in this process's RSS although an idle agent never runs most of that code again. Done
+// twice: once start-up has settled (cli `start`) and after a large configuration was removed (the
+// libyang renewal, agent/datastore/libyang-renewal.ts). madvise(MADV_DONTNEED) on a private
 // file mapping that holds no copied-on-write page only drops this process's page-table entries: the
 // pages stay in the page cache (shared with every other node process) and whatever code runs again
 // faults them back in (a minor fault, from the page cache). Mappings that may hold data of their own
 // (writable, shared, or with anonymous COW pages such as the relocated .data.rel.ro) are never touched:
 // for those, dropping would lose data. Figures and cost: docs/memory.md.
 import { readFile, realpath } from 'node:fs/promises';
-import { logger } from '../core/log.js';
+import { logger } from './log.js';
 
 const log = logger('memory');
 
@@ -85,7 +87,7 @@ async function rssKb(): Promise<number> {
  * Drops this process's clean file-backed pages (see the head of this file). Resolves what it did,
  * or why it did nothing (not Linux, syscall-napi missing); never throws.
  */
-export async function releaseStartupPages(): Promise<ReleaseResult | { skipped: string }> {
+export async function releaseFilePages(): Promise<ReleaseResult | { skipped: string }> {
   if (process.platform !== 'linux') return { skipped: `not on Linux (${process.platform})` };
   const madvise = await loadMadvise();
   if (typeof madvise === 'string') return { skipped: madvise };
@@ -104,14 +106,19 @@ export async function releaseStartupPages(): Promise<ReleaseResult | { skipped: 
   }
 }
 
-/** Releases the start-up pages once start-up has settled (delayMs after the call), and logs what happened. */
-export function releaseStartupPagesLater(delayMs: number): void {
+/** Releases the pages delayMs after the call (once the work that touched them has settled) and logs what happened. */
+export function releaseFilePagesLater(delayMs: number, after: 'start-up' | 'large removal'): void {
   setTimeout(() => {
-    void releaseStartupPages().then((r) => {
-      if ('skipped' in r) log.info({ reason: r.skipped }, 'start-up pages kept');
-      else log.info({ mappings: r.mappings, releasedMb: mb(r.releasedKb), rssBeforeMb: mb(r.rssBeforeKb), rssAfterMb: mb(r.rssAfterKb) }, 'start-up pages released');
+    void releaseFilePages().then((r) => {
+      if ('skipped' in r) log.info({ after, reason: r.skipped }, 'file-backed pages kept');
+      else log.info({ after, mappings: r.mappings, releasedMb: mb(r.releasedKb), rssBeforeMb: mb(r.rssBeforeKb), rssAfterMb: mb(r.rssAfterKb) }, 'file-backed pages released');
     });
   }, delayMs).unref();
 }
+
+/** Whether releases are wanted in this process: `tandem start` unless TANDEM_MEMORY_TUNING=off (set by cli). */
+let enabled = false;
+export function enableFilePageRelease(on: boolean): void { enabled = on; }
+export function filePageReleaseEnabled(): boolean { return enabled; }
 
 const mb = (kb: number) => Number((kb / 1024).toFixed(1));

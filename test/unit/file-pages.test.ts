@@ -1,9 +1,9 @@
-// `tandem start` gives back the clean file-backed pages start-up touched (cli/startup-pages.ts):
+// `tandem start` gives back the clean file-backed pages start-up touched (core/file-pages.ts):
 // which mappings qualify (never one that may hold data of its own), that the release really lowers
 // RSS in a real process, and that everything still runs afterwards (the pages fault back in).
 import { expect } from 'chai';
 import { readFile } from 'node:fs/promises';
-import { isReleasable, parseSmaps, releasableMappings, releaseStartupPages } from '../../cli/startup-pages.js';
+import { isReleasable, parseSmaps, releasableMappings, releaseFilePages } from '../../core/file-pages.js';
 import { loadTandemContext } from '../../yang/libyang/index.js';
 import { NetconfTestClient } from '../helpers/netconf-client.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
@@ -26,7 +26,7 @@ const SMAPS = [
   entry('7ffd1c5f0000-7ffd1c5f2000', 'r-xp', '0', '[vdso]', 8, 0),
 ].join('');
 
-describe('release of start-up pages (tandem start)', function () {
+describe('release of clean file-backed pages (tandem start)', function () {
   this.timeout(120_000);
 
   it('takes only private, read-only file mappings without a copied-on-write page, and of node only its image', () => {
@@ -43,7 +43,7 @@ describe('release of start-up pages (tandem start)', function () {
     const fileKb = async () => Number(/^RssFile:\s+(\d+) kB/m.exec(await readFile('/proc/self/status', 'utf8'))?.[1]);
     const ctx = await loadTandemContext();
     const before = await fileKb();
-    const r = await releaseStartupPages();
+    const r = await releaseFilePages();
     if ('skipped' in r) throw new Error(`not released: ${r.skipped}`);
     const after = await fileKb();
     expect(r.mappings).to.be.greaterThan(5);
@@ -64,15 +64,15 @@ describe('release of start-up pages (tandem start)', function () {
 
     const released = async (p: TandemProcess): Promise<{ releasedMb: number; rssBeforeMb: number; rssAfterMb: number; mappings: number }> => {
       for (let i = 0; i < 300; i++) {
-        const line = p.stdout().split('\n').find((l) => l.includes('"msg":"start-up pages'));
+        const line = p.stdout().split('\n').find((l) => l.includes('"after":"start-up"'));
         if (line) {
           const rec = JSON.parse(line) as { msg: string; reason?: string; releasedMb: number; rssBeforeMb: number; rssAfterMb: number; mappings: number };
-          if (rec.msg !== 'start-up pages released') throw new Error(`not released: ${rec.reason ?? line}`);
+          if (rec.msg !== 'file-backed pages released') throw new Error(`not released: ${rec.reason ?? line}`);
           return rec;
         }
         await new Promise((res) => setTimeout(res, 100));
       }
-      throw new Error(`no start-up pages line in the log:\n${p.stdout().slice(0, 3000)}`);
+      throw new Error(`no file-backed pages line in the log:\n${p.stdout().slice(0, 3000)}`);
     };
 
     it('releases them once after listening, and then serves edit-config, commit (workers start) and get-config', async () => {
@@ -96,14 +96,49 @@ describe('release of start-up pages (tandem start)', function () {
       } finally {
         c.close();
       }
-      expect(t.stdout().split('\n').filter((l) => l.includes('"msg":"start-up pages released"'))).to.have.length(1);
+      expect(t.stdout().split('\n').filter((l) => l.includes('"msg":"file-backed pages released"'))).to.have.length(1);
       expect(t.stdout()).to.include('soft-engine workers started');
+    });
+
+    it('after a large configuration is removed: libyang renewed, its old memory and the file-backed pages given back', async () => {
+      t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'info' } });
+      await released(t);
+      const statusMb = async (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(await readFile(`/proc/${(t as TandemProcess).pid}/status`, 'utf8'))?.[1]) / 1024;
+      const c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 300_000 });
+      try {
+        const rules = Array.from({ length: 10000 }, (_, i) => `<rule><name>r${i}</name><action>drop</action><protocol>tcp</protocol><destination-port><start>${1 + i}</start></destination-port></rule>`).join('');
+        expect(await c.rpc(`<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="urn:tandem:yang:tandem-firewall"><default-action>accept</default-action>${rules}</firewall></vrf></config></edit-config>`)).to.include('<ok/>');
+        expect(await c.rpc('<commit/>')).to.include('<ok/>');
+        const anonLoaded = await statusMb('RssAnon');
+        expect(await c.rpc('<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" nc:operation="delete"><name>main</name></vrf></config></edit-config>')).to.include('<ok/>');
+        expect(await c.rpc('<commit/>')).to.include('<ok/>');
+        let line: string | undefined;
+        for (let i = 0; i < 300 && !line; i++) {
+          line = t.stdout().split('\n').find((l) => l.includes('"after":"large removal"'));
+          if (!line) await new Promise((res) => setTimeout(res, 100));
+        }
+        expect(t.stdout()).to.include('libyang instance renewed');
+        expect(line, 'a release after the large removal').to.be.a('string');
+        expect(JSON.parse(line!)).to.include({ msg: 'file-backed pages released' });
+        expect(await statusMb('RssFile'), 'file-backed RSS after the release').to.be.lessThan(30);
+        // The old instance's linear memory (24 MB, most of it touched by the 10,000 rules) is gone:
+        // before the fix the process-wide instance kept it reachable.
+        await new Promise((res) => setTimeout(res, 3000));
+        const anonAfter = await statusMb('RssAnon');
+        expect(anonAfter, `anonymous RSS ${anonLoaded.toFixed(1)} MB with the rules, ${anonAfter.toFixed(1)} after`).to.be.lessThan(anonLoaded - 40);
+        // Still serves and validates.
+        expect(await c.rpc('<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>b</name></vrf></config></edit-config>')).to.include('<ok/>');
+        expect(await c.rpc('<commit/>')).to.include('<ok/>');
+        expect(await c.rpc('<get-config><source><running/></source></get-config>')).to.include('<name>b</name>');
+      } finally {
+        c.close();
+      }
     });
 
     it('does not release them with TANDEM_MEMORY_TUNING=off', async () => {
       t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'info', TANDEM_MEMORY_TUNING: 'off' } });
       await new Promise((res) => setTimeout(res, 3500)); // past the release delay of 2 s
-      expect(t.stdout()).not.to.include('start-up pages');
+      expect(t.stdout()).not.to.include('file-backed pages');
     });
   });
 });
