@@ -9,6 +9,7 @@
 // faults them back in (a minor fault, from the page cache). Mappings that may hold data of their own
 // (writable, shared, or with anonymous COW pages such as the relocated .data.rel.ro) are never touched:
 // for those, dropping would lose data. Figures and cost: docs/memory.md.
+import { readFileSync } from 'node:fs';
 import { readFile, realpath } from 'node:fs/promises';
 import { logger } from './log.js';
 
@@ -95,7 +96,9 @@ export async function releaseFilePages(): Promise<ReleaseResult | { skipped: str
     const rssBeforeKb = await rssKb();
     let mappings = 0;
     let releasedKb = 0;
-    for (const m of releasableMappings(parseSmaps(await readFile('/proc/self/smaps', 'utf8')), await realpath(process.execPath))) {
+    const execPath = await realpath(process.execPath);
+    // Read and used without yielding in between: the mappings cannot change under this loop from this thread.
+    for (const m of releasableMappings(parseSmaps(readFileSync('/proc/self/smaps', 'utf8')), execPath)) {
       madvise(m.start, m.end - m.start);
       mappings++;
       releasedKb += m.rssKb;
