@@ -10,7 +10,8 @@ import { parsePenalties } from '../agent/ssh/source-penalties.js';
 import { parseStartups } from '../agent/ssh/startup-limiter.js';
 import { readPassword } from './password-prompt.js';
 import { LOG_FORMATS, logger, setLogFormat, type LogFormat } from '../core/log.js';
-import { missingTuning } from './process-tuning.js';
+import { missingTuning, STARTUP_SETTLE_MS } from './process-tuning.js';
+import { enableFilePageRelease, releaseFilePagesLater } from '../core/file-pages.js';
 
 export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE] [--metrics HOST:PORT]
              [--max-sessions N] [--max-sessions-per-user N] [--reserved-sessions N]
@@ -149,6 +150,10 @@ export function runStart(args: string[]): Promise<number> {
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
     const { startAgent } = await import('../agent/agent.js');
     const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics, plane });
+    if (process.env.TANDEM_MEMORY_TUNING !== 'off') {
+      enableFilePageRelease(true); // also after a large removal (agent/datastore/libyang-renewal.ts)
+      releaseFilePagesLater(STARTUP_SETTLE_MS, 'start-up');
+    }
     const users = Object.keys((await new UserStore(agent.stateDir).load()).users);
     const hostFor = agent.host.includes(':') ? `[${agent.host}]` : agent.host;
     // Before the banner: whoever reads it may send SIGTERM at once.

@@ -8,6 +8,12 @@
 // back to the kernel on free; the compiled code is the same (no cost in validation speed).
 // NODE_OPTIONS --max-semi-space-size=1 (MiB): V8's young generation grows to 2 x 16 MiB during a
 // large edit and keeps it; capped, idle RSS is ~6 MB and RSS after a large removal ~30 MB lower.
+//
+// In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): the clean file-backed pages
+// start-up touched are released STARTUP_SETTLE_MS after listening (core/file-pages.ts).
+
+/** How long after listening the start-up pages are released (start-up work has settled by then). */
+export const STARTUP_SETTLE_MS = 2000;
 
 /** The V8 flag tandem adds to NODE_OPTIONS (a value the caller already gives wins: it comes later). */
 export const SEMI_SPACE_FLAG = '--max-semi-space-size=1';

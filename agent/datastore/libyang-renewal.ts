@@ -6,6 +6,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { LibyangRenewal, YangContext } from '../../yang/libyang/api.js';
 import { logger } from '../../core/log.js';
+import { filePageReleaseEnabled, releaseFilePagesLater } from '../../core/file-pages.js';
 
 const log = logger('datastore');
 
@@ -24,6 +25,9 @@ export interface RenewalLimits {
    */
   shrink: number;
 }
+
+/** After a renewal, the file-backed pages are released this much later. */
+const RELEASE_DELAY_MS = 2000;
 
 export const RENEWAL_LIMITS: RenewalLimits = { factor: 4, minSavingBytes: 4 * 1024 * 1024, shrink: 4 };
 
@@ -54,6 +58,8 @@ export async function renewLibyangIfOversized(yang: YangContext, limits: Renewal
     fullGc();
     const after = process.memoryUsage();
     log.info({ ...r, rssBefore: before.rss, rssAfter: after.rss, jsHeapTotalAfter: after.heapTotal }, 'libyang instance renewed (its memory had grown far beyond what it holds)');
+    // And the code pages the large configuration's handling touched (core/file-pages.ts), once the commit's work has settled.
+    if (filePageReleaseEnabled()) releaseFilePagesLater(RELEASE_DELAY_MS, 'large removal');
     return r;
   } catch (err) {
     // The old instance is untouched: only memory stays as it was.

@@ -23,7 +23,7 @@ export interface TandemProcessOptions {
   env?: NodeJS.ProcessEnv;
   /** Another build's cli.js (benchmarks compare before/after); default this build's. */
   cli?: string;
-  /** With bin/tandem's process tuning (cli/process-tuning.ts); default true (false: for memory comparisons). */
+  /** With bin/tandem's process tuning and the in-process one (cli/process-tuning.ts); default true (false: for memory comparisons). */
   tuned?: boolean;
   /** How long to wait for the agent to listen (ms); default 60 s. */
   readyTimeoutMs?: number;
@@ -56,7 +56,7 @@ export async function startTandem(opts: TandemProcessOptions = {}): Promise<Tand
   for (const u of users) await store.add(u.name, { password: u.password, groups: u.groups, recovery: u.recovery });
 
   const child = spawn(process.execPath, [opts.cli ?? TANDEM_CLI, 'start', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
-    env: { ...process.env, ...(opts.tuned === false ? {} : tuningEnv()), ...opts.env }, // as bin/tandem runs it
+    env: { ...process.env, ...(opts.tuned === false ? { TANDEM_MEMORY_TUNING: 'off' } : tuningEnv()), ...opts.env }, // as bin/tandem runs it
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -78,12 +78,12 @@ describe('install without the native modules (no C compiler)', function () {
     expect(check.stderr).to.match(/Cannot find package 'syscall-napi'/);
   });
 
-  it('tandem start --engine soft answers a NETCONF hello and get', async () => {
+  it('tandem start --engine soft answers a NETCONF hello and get (and says it keeps its file-backed pages: no syscall-napi)', async () => {
     const stateDir = path.join(dir, 'state');
     const add = tandem(dir, ['user', 'add', 'admin', '--password-stdin', '--state-dir', stateDir], 'admin-secret\n');
     expect(add.status, add.stderr).to.equal(0);
     const child = spawn(process.execPath, [path.join(dir, 'dist/cli/cli.js'), 'start', '--state-dir', stateDir, '--listen', '127.0.0.1:0', '--engine', 'soft'],
-      { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_LOG_LEVEL: 'warn' } });
+      { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TANDEM_LOG_LEVEL: 'info', TANDEM_LOG_FORMAT: 'json' } });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
@@ -115,6 +115,14 @@ describe('install without the native modules (no C compiler)', function () {
       } finally {
         c.close();
       }
+      // core/file-pages.ts needs syscall-napi for madvise: without it the agent runs and says why it keeps them.
+      let kept: string | undefined;
+      for (let i = 0; i < 100 && !kept; i++) {
+        kept = out.split('\n').find((l) => l.includes('"msg":"file-backed pages kept"'));
+        if (!kept) await new Promise((res) => setTimeout(res, 100));
+      }
+      expect(kept, out.slice(-2000)).to.be.a('string');
+      expect((JSON.parse(kept!) as { reason: string }).reason).to.match(/syscall-napi cannot be loaded/);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;

@@ -6,7 +6,7 @@ import {
 } from './api.js';
 import { WasmDataTree, type TreeCell, type TreeOwner } from './data-tree.js';
 import { failure, LY } from './errors.js';
-import { newLibyangInstance, takeString, withArena, type LibyangWasm, type Ptr } from './wasm-module.js';
+import { newLibyangInstance, replaceSharedInstance, takeString, withArena, type LibyangWasm, type Ptr } from './wasm-module.js';
 
 const KIND: Record<DataKind, number> = { config: 0, data: 1, rpc: 2, reply: 3, notification: 4 };
 
@@ -275,6 +275,7 @@ export class WasmYangContext implements YangContext, TreeOwner {
     old._tdm_ctx_free(oldCtx);
     this.m = fresh;
     this.ctx = ctx;
+    replaceSharedInstance(old, fresh);
     return {
       trees: moved.size, memoryBytesBefore, memoryBytesAfter: fresh.HEAPU8.length, heapUsedBefore, heapUsedAfter: fresh._tdm_heap_used() >>> 0,
       ms: Math.round(performance.now() - started),

@@ -93,10 +93,26 @@ export async function newLibyangInstance(): Promise<LibyangWasm> {
 /** The process-wide libyang instance that new contexts use. */
 export function libyangWasm(): Promise<LibyangWasm> {
   if (!loading) {
-    loading = newLibyangInstance();
-    loading.catch(() => { loading = undefined; });
+    const started = newLibyangInstance();
+    started.then((m) => { if (loading === started) shared = m; }, () => { if (loading === started) loading = undefined; });
+    loading = started;
   }
   return loading;
+}
+
+/** What `loading` resolved to (to recognise it synchronously in replaceSharedInstance). */
+let shared: LibyangWasm | undefined;
+
+/**
+ * A context moved from `old` to `fresh` (YangContext.renew): if `old` was the process-wide instance,
+ * `fresh` becomes it. Otherwise this module would keep the old instance, and the whole linear memory
+ * the renewal was meant to give back, reachable for the life of the process. Contexts still living
+ * in `old` keep it alive themselves as long as they need it.
+ */
+export function replaceSharedInstance(old: LibyangWasm, fresh: LibyangWasm): void {
+  if (shared !== old) return;
+  shared = fresh;
+  loading = Promise.resolve(fresh);
 }
 
 /** Allocates NUL-terminated UTF-8 copies of strings for one call and frees them afterwards. */
