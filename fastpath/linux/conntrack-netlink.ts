@@ -80,14 +80,14 @@ export class ConntrackNetlink {
 
   constructor(readonly options: ConntrackNetlinkOptions = {}) {
     ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER));
+    // Read once: the engine compares it with every conntrack event's port id, and address() is a native call.
+    this.port = this.socket.address().port;
     this.socket.on('message', (datagram) => this.receive(datagram));
     this.socket.on('error', (err) => this.failAll(new Error(`ctnetlink socket error: ${err.message}`)));
   }
 
-  /** Netlink port id of the command socket (events caused by its requests carry it). */
-  get port(): number {
-    return this.socket.address().port;
-  }
+  /** Netlink port id of the command socket (events caused by its requests carry it); fixed once bound. */
+  readonly port: number;
 
   get namespace(): string | undefined {
     return this.options.namespace;
