@@ -24,6 +24,8 @@ import { SyncService } from '../sync/sync-service.js';
 import { NamespaceFixture } from '../lab/namespace-fixture.js';
 import { labVrfConfig } from '../lab/lab-topology.js';
 import { freePort, nodeConfig } from '../test/sync/two-nodes.js';
+import { SyncStageClock, type StageTimes } from './sync-stage-clock.js';
+import { burstInThread } from './burst-writer-thread.js';
 
 type Json = Record<string, unknown>;
 const execFileAsync = promisify(execFile);
@@ -141,6 +143,15 @@ export interface SyncPairFigures {
   conntracks: number;
   /** Per run: ms from the end of the burst in ha1's kernel to all of it in ha2's kernel (-1: never). */
   burstMs: number[];
+  /**
+   * Per run, ms from the end of the burst in ha1's kernel (negative: before it) until each stage
+   * first moved and reached n: ha1-events (established events from ha1's engine), ha1-sent (records
+   * written to ha1's sync sockets), ha2-written (records ha2's engine took), ha1-acked (records
+   * ha2 acknowledged to ha1), ha2-kernel (ha2's conntrack count, read every ~10 ms).
+   */
+  burstStages: Record<string, StageTimes>[];
+  /** The same for the resync, from the sync link's return; ha1-connections: all of ha1's sync connections up. */
+  resyncStages: Record<string, StageTimes>;
   /** Per run: conntracks of ha1's kernel missing from ha2's kernel once settled (tables compared). */
   missing: number[];
   /** Per run: conntracks in ha2's kernel that ha1's does not hold (left from an earlier run). */
@@ -168,7 +179,6 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
   const ha1 = new LinuxEngine({ namespaceOf: () => nsA });
   const ha2 = new LinuxEngine({ namespaceOf: () => nsB });
   const services: SyncService[] = [];
-  const writer = new ConntrackNetlink({ namespace: nsA });
   const count = (ns: string): number => Number(fx.exec(ns, 'conntrack', ['-C']).trim());
   const ha2Count = new NamespaceCount(nsB);
   let trace: Trace | undefined;
@@ -190,6 +200,13 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
       await service.applySync(config);
     }
     const [s1, s2] = services as [SyncService, SyncService];
+    let ha1Established = 0;
+    ha1.onEvent((ev) => {
+      if (ev.kind === 'established') ha1Established++;
+    });
+    const clients1 = () => s1.vrfs.get('main')?.peers.flatMap((p) => p.clients) ?? [];
+    const sent1 = (): number => clients1().reduce((a, c) => a + c.stats.transmit, 0);
+    const acked1 = (): number => clients1().reduce((a, c) => a + c.acks.ackedTotal, 0);
     const until = async (cond: () => boolean, ms: number, step = 10): Promise<boolean> => {
       const deadline = Date.now() + ms;
       while (Date.now() < deadline) {
@@ -210,16 +227,24 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const missing: number[] = [];
     const extra: number[] = [];
     const unsettled: number[] = [];
+    const burstStages: Record<string, StageTimes>[] = [];
     for (let run = 0; run < runs; run++) {
-      const started = Date.now();
-      // Not kept: the benchmark's own copy of the burst must not count as the agents' memory.
       trace?.clear();
-      const made = await writer.create(burstWrites(n, run));
-      const loaded = Date.now();
-      if (made.written !== n) log(`run ${run + 1}: only ${made.written} of ${n} created in ha1's kernel (errno ${JSON.stringify(made.failures.slice(0, 5))})`);
+      const stages = new SyncStageClock({
+        'ha1-events': () => ha1Established, 'ha1-sent': sent1, 'ha2-written': () => s2.vrfs.get('main')?.receive ?? 0,
+        'ha1-acked': acked1, 'ha2-kernel': () => Math.max(0, ha2Count.latest),
+      }, n);
+      stages.start();
+      // From a thread of its own (as traffic would, the kernel creates them while ha1 reads events);
+      // not kept here: the benchmark's copy of the burst must not count as the agents' memory.
+      const burst = await burstInThread(nsA, n, run);
+      const loaded = Date.now() - (performance.now() - burst.endedAt);
+      stages.rebase(burst.endedAt);
       let inHa2 = await ha2Count.fresh();
       const complete = await until(() => (inHa2 = ha2Count.latest) >= n, 20_000 + n / 5, 5);
       const ms = complete ? Date.now() - loaded : -1;
+      burstStages.push(stages.stop());
+      log(`run ${run + 1}/${runs} stages (ms after the burst ended, first..complete): ${SyncStageClock.format(burstStages[run] as Record<string, StageTimes>)}`);
       // Settled: ha1's sync says all n are synced (acknowledged by ha2 as written, nothing pending
       // or in flight), then ha2's count no longer changes for 1 s. What is missing after that was
       // lost while the product says it is not; before it (a connection dropped, its resync on the
@@ -261,7 +286,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
         }
         if (trace) log(`  events lost by the trace's ha2 reader: ${trace.lostHa2Events}`);
       }
-      log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${loaded - started} ms; ha2's kernel complete ${ms} ms after, ${gone.length} missing, ${extra[run]} extra${unsettled[run] ? ' (unsettled)' : ''}; load ${loadavg()}`);
+      log(`run ${run + 1}/${runs}: ${n} created in ha1's kernel in ${Math.round(burst.endedAt - burst.startedAt)} ms (another thread); ha2's kernel complete ${ms} ms after, ${gone.length} missing, ${extra[run]} extra${unsettled[run] ? ' (unsettled)' : ''}; load ${loadavg()}`);
       if (run < runs - 1) {
         // Not spawnSync: the two agents share this event loop, and a flush of 10^5 that blocks it
         // for seconds (under load) cut their sync connections (no keepalive), a benchmark artefact.
@@ -278,16 +303,30 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     await until(() => !s1.ready(), 10_000, 20);
     await new Promise((r) => setTimeout(r, 2000)); // a while down: the backoff of a doubling policy would have grown
     const before = s2.vrfs.get('main');
+    const sentBase = sent1();
+    const ackedBase = acked1();
+    const beforeReceive = before?.receive ?? 0;
+    let base = beforeReceive;
+    const resyncClock = new SyncStageClock({
+      'ha1-connections': { read: () => clients1().filter((c) => c.status === 'established').length, target: clients1().length },
+      'ha1-sent': () => sent1() - sentBase,
+      'ha2-written': () => (s2.vrfs.get('main')?.receive ?? 0) - base,
+      'ha1-acked': () => acked1() - ackedBase,
+    }, n, false);
     const returned = Date.now();
+    resyncClock.start();
     await s2.applySync(config2(true));
     const vrf = s2.vrfs.get('main');
-    const base = vrf === before ? (vrf?.receive ?? 0) : 0;
+    base = vrf === before ? beforeReceive : 0;
     const resynced = await until(() => (s2.vrfs.get('main')?.receive ?? 0) - base >= n, 30_000, 5);
     const resyncMs = resynced ? Date.now() - returned : -1;
     const resyncReceived = (s2.vrfs.get('main')?.receive ?? 0) - base;
+    await until(() => acked1() - ackedBase >= n, 5_000, 5);
+    const resyncStages = resyncClock.stop();
+    log(`resync stages (ms after the link returned, first..complete): ${SyncStageClock.format(resyncStages)}`);
     log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms; ha2's kernel holds ${count(nsB)}`);
     return {
-      conntracks: n, burstMs, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived,
+      conntracks: n, burstMs, burstStages, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived,
       rssIdleBytes, rssSyncedBytes,
       rssBytesPerSyncedConntrackBothNodes: Math.round((rssSyncedBytes - rssIdleBytes) / n),
       heapBytesPerSyncedConntrackBothNodes: Math.round((heapSynced - heapIdle) / n),
@@ -295,7 +334,6 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
   } finally {
     ha2Count.stop();
     trace?.close();
-    writer.close();
     for (const s of services) await s.close().catch(() => undefined);
     await ha1.close();
     await ha2.close();

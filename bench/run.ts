@@ -21,6 +21,7 @@ const benchmarks = [
   'traffic-agent',
   'plane-isolation',
   'ctnetlink-ceiling',
+  'conntrack-event-decode',
   'linux-failover',
   'linux-state-read',
   'ct-memory',

@@ -6,7 +6,8 @@
 // backoffMinMs (jittered) for FAST_RETRY_WINDOW_MS, so a sync link that comes back is used within
 // about that time, then with exponential backoff up to backoffMaxMs; a peer that
 // answers but refuses (wrong secret, other protocol version) gets the exponential backoff at once.
-// A connection from the peer to us (retryNow) means the link is back: we retry at once too.
+// A connection from the peer to us, or another of our connections to it coming up (retryNow), means
+// the link is back: we retry at once too.
 import { connect, type Socket } from 'node:net';
 import type { FlowTuple } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';

@@ -30,6 +30,12 @@ export interface ManualSyncResult {
 /** A full resync whose dump failed is tried again after this long. */
 const RESYNC_RETRY_MS = 1000;
 
+/**
+ * Longest wait, before a full resync starts, for the other connections whose attempt is under way
+ * (a handshake on a sync link takes a few ms; a peer that does not answer is not waited for long).
+ */
+export const RESYNC_GATHER_MS = 250;
+
 /** Events held during a dump at most (a few hundred bytes each); beyond, a full resync follows. */
 export const HELD_EVENTS_LIMIT = 500_000;
 
@@ -345,6 +351,20 @@ export class SyncSender {
     }
   }
 
+  /**
+   * Before a full resync starts, the connections that come up together join it: every attempt in
+   * progress (TCP connect or handshake) ends first, up to RESYNC_GATHER_MS. One dump of the table
+   * then serves all of them; without this the first connection's resync dumped the whole table
+   * for its share, and the next one, up a millisecond later, dumped it again after it.
+   */
+  private async gatherConnections(): Promise<void> {
+    await new Promise((r) => setImmediate(r));
+    const deadline = performance.now() + RESYNC_GATHER_MS;
+    while (!this.stopped && performance.now() < deadline && this.peers().flat().some((c) => c.status === 'connecting')) {
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
   /** Resolves when no resync is running or wanted (tests and the demo wait on it). */
   async resyncIdle(): Promise<void> {
     while (this.resyncRunning || this.resyncsAcking.size > 0) {
@@ -354,7 +374,7 @@ export class SyncSender {
   }
 
   private async runResyncs(): Promise<void> {
-    await new Promise((r) => setImmediate(r)); // gather the connections that come up together
+    await this.gatherConnections();
     while (this.resyncWanted.size > 0 && !this.stopped) {
       const targets = [...this.resyncWanted].filter((c) => c.status === 'established');
       this.resyncWanted.clear();

@@ -175,6 +175,9 @@ export class VrfSync implements SyncClientListener {
 
   up(client: SyncClient): void {
     this.notify({ kind: 'connection-up', vrf: this.vrf, peer: client.config.peer, client: client.name });
+    // The link to this peer works again: its other connections waiting out a retry interval try
+    // now, so that they come up with this one and share its full resync (sync-sender.ts).
+    for (const p of this.peers) if (p.name === client.config.peer) for (const c of p.clients) if (c !== client) c.retryNow();
     if (this.role === 'master') this.requestResync(client); // rule 2
   }
 

@@ -5,9 +5,9 @@
 import type { RawNetlinkSocket } from 'netlink';
 import { logger } from '../../core/log.js';
 import {
-  NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, UnsupportedProtocolError,
-  decodeConntrack, eventKind, splitMessages, type ConntrackNotification,
+  NFNLGRP_CONNTRACK_DESTROY, NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, UnsupportedProtocolError, type ConntrackNotification,
 } from './ctnetlink-codec.js';
+import { forEachEvent } from './conntrack-event-decoder.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { NETLINK_BROADCAST_ERROR, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
 
@@ -64,18 +64,20 @@ export class ConntrackEventStream {
       throw err;
     }
     const stream = new ConntrackEventStream(socket, fd, options.namespace, onOverrun);
+    const notHandled = (err: unknown): void => {
+      if (!(err instanceof UnsupportedProtocolError)) log.error({ err: String(err) }, 'conntrack event not handled');
+    };
     socket.on('message', (datagram) => {
       // Thrown errors must not reach the addon's native callback (it would abort the process).
       try {
-        for (const msg of splitMessages(datagram)) {
-          const kind = eventKind(msg);
-          if (!kind) continue;
+        // Decoded at offsets of the datagram (conntrack-event-decoder.ts): this is the hot path of a burst.
+        forEachEvent(datagram, (event) => {
           try {
-            listener({ kind, conntrack: decodeConntrack(msg), portId: msg.portId });
+            listener(event);
           } catch (err) {
-            if (!(err instanceof UnsupportedProtocolError)) log.error({ err: String(err) }, 'conntrack event not handled');
+            notHandled(err);
           }
-        }
+        }, notHandled);
       } catch (err) {
         log.error({ err: String(err) }, 'malformed conntrack event datagram');
       }

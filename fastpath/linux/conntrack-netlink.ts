@@ -3,6 +3,8 @@
 // conntrack-events.ts. At most DATAGRAMS_IN_FLIGHT datagrams are unacknowledged at a time, so the
 // kernel's answers (acks and per-message errors) always fit the receive buffer: an overrun there
 // would lose answers (and the `netlink` addon does not survive it, see conntrack-events.ts).
+import { constants as osConstants } from 'node:os';
+import { threadId } from 'node:worker_threads';
 import { RawNetlinkSocket } from 'netlink';
 import type { FlowTuple } from '../engine.js';
 import { logger } from '../../core/log.js';
@@ -13,7 +15,7 @@ import {
   type ConntrackWrite, type KernelConntrack, type NetlinkMessage,
 } from './ctnetlink-codec.js';
 import { inNamespace } from './network-namespace.js';
-import { NETLINK_NO_ENOBUFS, findNetlinkFd, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
+import { NETLINK_NO_ENOBUFS, findNetlinkFds, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
 import { UpsertOrder, upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
 
 const log = logger('conntrack-netlink');
@@ -54,17 +56,48 @@ interface PendingRequest {
  */
 export function openNetfilterSocket(namespace: string | undefined, receiveBuffer: number): { socket: RawNetlinkSocket; fd: number } {
   return inNamespace(namespace, () => {
-    const socket = new RawNetlinkSocket(NETLINK_NETFILTER, { recvBufferSize: 1 << 20, sendBufferSize: 4 << 20 });
-    try {
-      const fd = findNetlinkFd(NETLINK_NETFILTER, socket.address().port);
-      setNetlinkFlag(fd, NETLINK_NO_ENOBUFS);
-      forceReceiveBuffer(fd, receiveBuffer);
-      return { socket, fd };
-    } catch (err) {
-      socket.close();
-      throw err;
+    for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+      let socket: RawNetlinkSocket;
+      try {
+        socket = new RawNetlinkSocket(NETLINK_NETFILTER, {
+          recvBufferSize: 1 << 20, sendBufferSize: 4 << 20, ...(attempt > 0 ? { localPort: candidatePort(attempt) } : {}),
+        });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).errno === osConstants.errno.EADDRINUSE) continue; // taken in this namespace
+        throw err;
+      }
+      try {
+        // The fd is found by port: another socket of the process (another namespace or thread) on the
+        // same port would get our options, and ours would keep a small buffer that reports overruns as
+        // socket errors (the addon aborts the process on them). Unique at this moment, it is ours.
+        const fds = findNetlinkFds(NETLINK_NETFILTER, socket.address().port);
+        if (fds.length !== 1) {
+          socket.close();
+          continue;
+        }
+        const fd = fds[0] as number;
+        setNetlinkFlag(fd, NETLINK_NO_ENOBUFS);
+        forceReceiveBuffer(fd, receiveBuffer);
+        return { socket, fd };
+      } catch (err) {
+        socket.close();
+        throw err;
+      }
     }
+    throw new Error(`no netlink port of this process's own found in ${PORT_ATTEMPTS} attempts`);
   });
+}
+
+const PORT_ATTEMPTS = 64;
+
+/**
+ * A port to bind explicitly when the automatic one is shared: the netlink module's scheme (offset
+ * in the high bits, pid in the low 22), the offset spread by thread so threads that start together
+ * do not keep meeting on the same one.
+ */
+function candidatePort(attempt: number): number {
+  const offset = 32 + ((threadId * 131 + attempt * 17) % 480);
+  return (offset << 22) | (process.pid & 0x3fffff);
 }
 
 export class ConntrackNetlink {
@@ -80,14 +113,14 @@ export class ConntrackNetlink {
 
   constructor(readonly options: ConntrackNetlinkOptions = {}) {
     ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER));
+    // Read once: the engine compares it with every conntrack event's port id, and address() is a native call.
+    this.port = this.socket.address().port;
     this.socket.on('message', (datagram) => this.receive(datagram));
     this.socket.on('error', (err) => this.failAll(new Error(`ctnetlink socket error: ${err.message}`)));
   }
 
-  /** Netlink port id of the command socket (events caused by its requests carry it). */
-  get port(): number {
-    return this.socket.address().port;
-  }
+  /** Netlink port id of the command socket (events caused by its requests carry it); fixed once bound. */
+  readonly port: number;
 
   get namespace(): string | undefined {
     return this.options.namespace;

@@ -45,6 +45,18 @@ function netlinkPort(fd: number): number | undefined {
 
 /** The fd of this process's netlink socket of `protocol` bound to port id `port`. */
 export function findNetlinkFd(protocol: number, port: number): number {
+  const [fd] = findNetlinkFds(protocol, port);
+  if (fd === undefined) throw new Error(`netlink socket (protocol ${protocol}, port ${port}) not found among the process's fds`);
+  return fd;
+}
+
+/**
+ * Every fd of the process holding a netlink socket of `protocol` bound to `port`. More than one:
+ * sockets in different network namespaces (or threads: each thread's copy of the netlink module
+ * counts ports from the same start) share the port, and the port alone does not say which is which.
+ */
+export function findNetlinkFds(protocol: number, port: number): number[] {
+  const found: number[] = [];
   for (const entry of readdirSync('/proc/self/fd')) {
     const fd = Number(entry);
     let target: string;
@@ -57,16 +69,21 @@ export function findNetlinkFd(protocol: number, port: number): number {
     try {
       if (getIntOption(fd, SOL_SOCKET, SO_DOMAIN) !== AF_NETLINK) continue;
       if (getIntOption(fd, SOL_SOCKET, SO_PROTOCOL) !== protocol) continue;
-      if (netlinkPort(fd) === port) return fd;
+      if (netlinkPort(fd) === port) found.push(fd);
     } catch {
       continue;
     }
   }
-  throw new Error(`netlink socket (protocol ${protocol}, port ${port}) not found among the process's fds`);
+  return found;
 }
 
 export function setNetlinkFlag(fd: number, option: bigint): void {
   setIntOption(fd, SOL_NETLINK, option, 1);
+}
+
+/** The socket's receive buffer in bytes (SO_RCVBUF: what the kernel granted, twice what was asked). */
+export function receiveBufferBytes(fd: number): number {
+  return getIntOption(fd, SOL_SOCKET, 8n /* SO_RCVBUF */);
 }
 
 /** Sets the receive buffer regardless of net.core.rmem_max (needs CAP_NET_ADMIN); returns the size the kernel granted. */

@@ -106,7 +106,8 @@ describe('release of clean file-backed pages (tandem start)', function () {
       const statusMb = async (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(await readFile(`/proc/${(t as TandemProcess).pid}/status`, 'utf8'))?.[1]) / 1024;
       const c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 300_000 });
       try {
-        const rules = Array.from({ length: 10000 }, (_, i) => `<rule><name>r${i}</name><action>drop</action><protocol>tcp</protocol><destination-port><start>${1 + i}</start></destination-port></rule>`).join('');
+        // 30,000: large enough to grow the wasm memory although the tree is built in slices (sliced-tree.ts).
+        const rules = Array.from({ length: 30000 }, (_, i) => `<rule><name>r${i}</name><action>drop</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`).join('');
         expect(await c.rpc(`<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="urn:tandem:yang:tandem-firewall"><default-action>accept</default-action>${rules}</firewall></vrf></config></edit-config>`)).to.include('<ok/>');
         expect(await c.rpc('<commit/>')).to.include('<ok/>');
         const anonLoaded = await statusMb('RssAnon');

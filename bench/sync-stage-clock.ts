@@ -1,0 +1,76 @@
+// Per-stage timestamps of the sync pair benchmark (bench/linux-sync-pair.ts): where the time of a
+// burst or a resync goes between ha1's kernel and ha2's kernel. Each stage is a counter read from
+// the agents' own objects (ha1's engine events, ha1's sync clients, ha2's receiver, ha2's kernel
+// count); a sampler records when each first moved and when it reached its target. The sampler runs
+// on the event loop the two agents share, every `stepMs` (a blocked loop delays a sample, so a
+// stage time is an upper bound by at most one loop turn).
+export interface StageTimes {
+  /** ms from the anchor until the counter first moved (-1: never). */
+  firstMs: number;
+  /** ms from the anchor until the counter reached its target (-1: never). */
+  doneMs: number;
+}
+
+/** Per stage: its counter, and the count that completes it (default: the clock's target). */
+export type StageCounters = Record<string, (() => number) | { read: () => number; target: number }>;
+
+export class SyncStageClock {
+  private readonly base = new Map<string, number>();
+  private readonly times = new Map<string, StageTimes>();
+  private timer: NodeJS.Timeout | undefined;
+  private anchor = 0;
+
+  /** `relative`: counts from the counters' values at start(); otherwise from 0 (counters that are deltas already). */
+  constructor(private readonly counters: StageCounters, private readonly target: number, private readonly relative = true, private readonly stepMs = 2) {}
+
+  /** Counters are read from here on, relative to their values now; times from `anchor` (performance.now()). */
+  start(): void {
+    this.anchor = performance.now();
+    for (const name of Object.keys(this.counters)) {
+      this.base.set(name, this.relative ? this.read(name) : 0);
+      this.times.set(name, { firstMs: -1, doneMs: -1 });
+    }
+    this.timer = setInterval(() => this.sample(), this.stepMs);
+  }
+
+  /** Moves the zero of every time to `at` (performance.now() of e.g. the end of the burst). */
+  rebase(at: number): void {
+    const shift = at - this.anchor;
+    this.anchor = at;
+    for (const t of this.times.values()) {
+      if (t.firstMs >= 0) t.firstMs -= shift;
+      if (t.doneMs >= 0) t.doneMs -= shift;
+    }
+  }
+
+  sample(): void {
+    const now = performance.now() - this.anchor;
+    for (const [name, c] of Object.entries(this.counters)) {
+      const t = this.times.get(name) as StageTimes;
+      if (t.doneMs >= 0) continue;
+      const moved = this.read(name) - (this.base.get(name) ?? 0);
+      if (moved > 0 && t.firstMs < 0) t.firstMs = now;
+      if (moved >= (typeof c === 'function' ? this.target : c.target)) t.doneMs = now;
+    }
+  }
+
+  private read(name: string): number {
+    const c = this.counters[name];
+    if (c === undefined) return 0;
+    return typeof c === 'function' ? c() : c.read();
+  }
+
+  /** Stops sampling; the times in ms (rounded to 0.1 ms), by stage. */
+  stop(): Record<string, StageTimes> {
+    this.sample();
+    clearInterval(this.timer);
+    const out: Record<string, StageTimes> = {};
+    for (const [name, t] of this.times) out[name] = { firstMs: Math.round(t.firstMs * 10) / 10, doneMs: Math.round(t.doneMs * 10) / 10 };
+    return out;
+  }
+
+  /** One line: `stage first..done` per stage. */
+  static format(stages: Record<string, StageTimes>): string {
+    return Object.entries(stages).map(([name, t]) => `${name} ${t.firstMs}..${t.doneMs}`).join(', ');
+  }
+}
