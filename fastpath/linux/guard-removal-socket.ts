@@ -8,50 +8,26 @@ import type { RawNetlinkSocket } from 'netlink';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { decodeError, splitMessages } from './ctnetlink-codec.js';
 import { BACKUP_GUARD_CHAIN } from './backup-guard.js';
+import { NFNL_SUBSYS_NFTABLES, nfnlMessage, NFPROTO_INET, nlAttribute, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR } from './nfnetlink-message.js';
 
-const NFNL_SUBSYS_NFTABLES = 10;
 const NFNL_MSG_BATCH_BEGIN = 16;
 const NFNL_MSG_BATCH_END = 17;
 const NFT_MSG_DELCHAIN = 5;
 const NFTA_CHAIN_TABLE = 1;
 const NFTA_CHAIN_NAME = 3;
-const NFPROTO_INET = 1;
-const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
-const NLMSG_ERROR = 2;
 const ENOENT = 2;
 const RECEIVE_BUFFER = 64 << 10;
 const ANSWER_TIMEOUT_MS = 5000;
 
-function attribute(type: number, value: Buffer): Buffer {
-  const len = 4 + value.length;
-  const out = Buffer.alloc((len + 3) & ~3);
-  out.writeUInt16LE(len, 0);
-  out.writeUInt16LE(type, 2);
-  value.copy(out, 4);
-  return out;
-}
 
-function message(type: number, flags: number, seq: number, family: number, resId: number, attrs: Buffer): Buffer {
-  const msg = Buffer.alloc(20 + attrs.length);
-  msg.writeUInt32LE(msg.length, 0);
-  msg.writeUInt16LE(type, 4);
-  msg.writeUInt16LE(flags, 6);
-  msg.writeUInt32LE(seq >>> 0, 8);
-  msg.writeUInt32LE(0, 12);
-  msg.writeUInt8(family, 16); // struct nfgenmsg: family, version 0, res_id (big endian)
-  msg.writeUInt16BE(resId, 18);
-  attrs.copy(msg, 20);
-  return msg;
-}
 
 /** The batch that deletes chain `chain` of table inet `table`; its DELCHAIN carries seq `seq`. */
 export function encodeGuardRemoval(table: string, seq: number, chain = BACKUP_GUARD_CHAIN): Buffer {
-  const attrs = Buffer.concat([attribute(NFTA_CHAIN_TABLE, Buffer.from(`${table}\0`)), attribute(NFTA_CHAIN_NAME, Buffer.from(`${chain}\0`))]);
+  const attrs = Buffer.concat([nlAttribute(NFTA_CHAIN_TABLE, Buffer.from(`${table}\0`)), nlAttribute(NFTA_CHAIN_NAME, Buffer.from(`${chain}\0`))]);
   return Buffer.concat([
-    message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq - 1, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0)),
-    message((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0, attrs),
-    message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 1, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0)),
+    nfnlMessage(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq - 1, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0)),
+    nfnlMessage((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELCHAIN, NLM_F_REQUEST | NLM_F_ACK, seq, NFPROTO_INET, 0, attrs),
+    nfnlMessage(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq + 1, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0)),
   ]);
 }
 

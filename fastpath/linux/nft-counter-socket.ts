@@ -7,10 +7,10 @@ import { logger } from '../../core/log.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { decodeError, splitMessages } from './ctnetlink-codec.js';
 import { TABLE } from './nft-ruleset.js';
+import { NFNL_SUBSYS_NFTABLES, nfnlMessage, NFPROTO_INET, nlAttribute, nlAttributes, NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR } from './nfnetlink-message.js';
 
 const log = logger('nft-counters');
 
-const NFNL_SUBSYS_NFTABLES = 10;
 const NFT_MSG_GETOBJ = 19;
 const NFT_MSG_NEWOBJ = 18;
 const NFTA_OBJ_TABLE = 1;
@@ -19,50 +19,19 @@ const NFTA_OBJ_TYPE = 3;
 const NFTA_OBJ_DATA = 4;
 const NFT_OBJECT_COUNTER = 1;
 const NFTA_COUNTER_PACKETS = 2;
-const NFPROTO_INET = 1;
-const NLM_F_REQUEST = 0x1;
-const NLM_F_DUMP = 0x300;
-const NLMSG_ERROR = 2;
-const NLMSG_DONE = 3;
 const ENOENT = 2;
 const RECEIVE_BUFFER = 1 << 20;
 const READ_TIMEOUT_MS = 5000;
 
-function attribute(type: number, value: Buffer): Buffer {
-  const len = 4 + value.length;
-  const out = Buffer.alloc((len + 3) & ~3);
-  out.writeUInt16LE(len, 0);
-  out.writeUInt16LE(type, 2);
-  value.copy(out, 4);
-  return out;
-}
 
-function attributes(buf: Buffer): Map<number, Buffer> {
-  const out = new Map<number, Buffer>();
-  for (let off = 0; off + 4 <= buf.length;) {
-    const len = buf.readUInt16LE(off);
-    if (len < 4 || off + len > buf.length) break;
-    out.set(buf.readUInt16LE(off + 2) & 0x3fff, buf.subarray(off + 4, off + len));
-    off += (len + 3) & ~3;
-  }
-  return out;
-}
 
 /** The dump request: every counter object of inet tandem. */
 export function encodeCounterDump(seq: number): Buffer {
   const table = Buffer.from(`${TABLE}\0`);
   const type = Buffer.alloc(4);
   type.writeUInt32BE(NFT_OBJECT_COUNTER, 0);
-  const attrs = Buffer.concat([attribute(NFTA_OBJ_TABLE, table), attribute(NFTA_OBJ_TYPE, type)]);
-  const msg = Buffer.alloc(20 + attrs.length);
-  msg.writeUInt32LE(msg.length, 0);
-  msg.writeUInt16LE((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ, 4);
-  msg.writeUInt16LE(NLM_F_REQUEST | NLM_F_DUMP, 6);
-  msg.writeUInt32LE(seq >>> 0, 8);
-  msg.writeUInt32LE(0, 12);
-  msg.writeUInt8(NFPROTO_INET, 16); // struct nfgenmsg: family, version 0, res_id 0
-  attrs.copy(msg, 20);
-  return msg;
+  const attrs = Buffer.concat([nlAttribute(NFTA_OBJ_TABLE, table), nlAttribute(NFTA_OBJ_TYPE, type)]);
+  return nfnlMessage((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ, NLM_F_REQUEST | NLM_F_DUMP, seq, NFPROTO_INET, 0, attrs);
 }
 
 interface Pending {
@@ -108,11 +77,11 @@ export class NftCounterSocket {
         continue;
       }
       if (msg.type !== ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ)) continue;
-      const attrs = attributes(msg.payload.subarray(4)); // after struct nfgenmsg
+      const attrs = nlAttributes(msg.payload.subarray(4)); // after struct nfgenmsg
       const name = attrs.get(NFTA_OBJ_NAME);
       const data = attrs.get(NFTA_OBJ_DATA);
       if (!name || !data) continue;
-      const packets = attributes(data).get(NFTA_COUNTER_PACKETS);
+      const packets = nlAttributes(data).get(NFTA_COUNTER_PACKETS);
       p.out[name.toString('utf8').replace(/\0+$/, '')] = packets ? Number(packets.readBigUInt64BE(0)) : 0;
     }
   }
