@@ -3,7 +3,6 @@
 // in this thread (no bridge). The agent gets the same parts either way.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { logger } from '../../core/log.js';
-import type { CommitSubsystem, NotificationSink, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { createDataplaneParts, type DataplaneOptions } from './dataplane-parts.js';
 import { PlaneClient } from './plane-client.js';
 import { fromWire } from './plane-errors.js';
@@ -17,18 +16,12 @@ const CLOSE_TIMEOUT_MS = 30_000;
 
 export type PlaneMode = 'worker' | 'in-process';
 
-export interface RunningPlane {
-  subsystems: CommitSubsystem[];
-  stateProviders: StateProvider[];
-  rpcProviders: RpcProvider[];
-  attachNotify(sink: NotificationSink): () => void;
-  engine: { kind: string; workers: number };
-  metrics?: { host: string; port: number };
+/** The plane's parts as the agent uses them, wherever they run. */
+export interface RunningPlane extends PlaneParts {
   /** The bridge, when there is one (its shipping statistics). */
   client?: PlaneClient;
   /** The plane worker's exit code once its thread has ended (worker only). */
   exited?: Promise<number>;
-  close(): Promise<void>;
 }
 
 function waitManifest(port: MessagePort | Worker): Promise<PlaneManifest> {
