@@ -6,33 +6,14 @@
 // decoder on every shape of message.
 import type { FlowTuple, TcpState } from '../engine.js';
 import { bytesToIp } from './ip-address.js';
+// Kernel ABI (include/uapi/linux/netfilter/nfnetlink_conntrack.h): the attribute numbers are ctnetlink-codec.ts's.
 import {
-  IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, IPS_SEEN_REPLY, NLM_F_CREATE, NLM_F_EXCL, UnsupportedProtocolError, type KernelConntrack,
+  CTA_ID, CTA_IP_V4_DST, CTA_IP_V4_SRC, CTA_IP_V6_DST, CTA_IP_V6_SRC, CTA_MARK, CTA_PROTO_DST_PORT, CTA_PROTO_ICMP_ID,
+  CTA_PROTO_ICMPV6_ID, CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTOINFO, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE, CTA_STATUS,
+  CTA_TIMEOUT, CTA_TUPLE_IP, CTA_TUPLE_ORIG, CTA_TUPLE_PROTO, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW,
+  IPPROTO_ICMPV6, IPS_SEEN_REPLY, NLA_TYPE_MASK, NLM_F_CREATE, NLM_F_EXCL, UnsupportedProtocolError, type KernelConntrack,
 } from './ctnetlink-codec.js';
 
-// Kernel ABI (include/uapi/linux/netfilter/nfnetlink_conntrack.h), as in ctnetlink-codec.ts.
-const NLA_TYPE_MASK = 0x3fff;
-const CTA_TUPLE_ORIG = 1;
-const CTA_TUPLE_REPLY = 2;
-const CTA_STATUS = 3;
-const CTA_PROTOINFO = 4;
-const CTA_TIMEOUT = 7;
-const CTA_MARK = 8;
-const CTA_ID = 12;
-const CTA_TUPLE_IP = 1;
-const CTA_TUPLE_PROTO = 2;
-const CTA_IP_V4_SRC = 1;
-const CTA_IP_V4_DST = 2;
-const CTA_IP_V6_SRC = 3;
-const CTA_IP_V6_DST = 4;
-const CTA_PROTO_NUM = 1;
-const CTA_PROTO_SRC_PORT = 2;
-const CTA_PROTO_DST_PORT = 3;
-const CTA_PROTO_ICMP_ID = 4;
-const CTA_PROTO_ICMPV6_ID = 7;
-const CTA_PROTOINFO_TCP = 1;
-const CTA_PROTOINFO_TCP_STATE = 1;
-const IPPROTO_ICMPV6 = 58;
 // enum tcp_conntrack, indexed by its value (SYN_SENT2 reads as syn-sent), as in ctnetlink-codec.ts.
 const KERNEL_TCP_STATES: TcpState[] = [
   'close', 'syn-sent', 'syn-recv', 'established', 'fin-wait', 'close-wait', 'last-ack', 'time-wait', 'close', 'syn-sent',

@@ -31,37 +31,37 @@ const AF_UNSPEC = 0;
 const AF_INET = 2;
 const AF_INET6 = 10;
 const NLA_F_NESTED = 0x8000;
-const NLA_TYPE_MASK = 0x3fff;
+export const NLA_TYPE_MASK = 0x3fff;
 
 // enum ctattr_type
-const CTA_TUPLE_ORIG = 1;
-const CTA_TUPLE_REPLY = 2;
-const CTA_STATUS = 3;
-const CTA_PROTOINFO = 4;
+export const CTA_TUPLE_ORIG = 1;
+export const CTA_TUPLE_REPLY = 2;
+export const CTA_STATUS = 3;
+export const CTA_PROTOINFO = 4;
 const CTA_NAT_SRC = 6;
-const CTA_TIMEOUT = 7;
-const CTA_MARK = 8;
-const CTA_ID = 12;
+export const CTA_TIMEOUT = 7;
+export const CTA_MARK = 8;
+export const CTA_ID = 12;
 const CTA_NAT_DST = 13;
 // enum ctattr_tuple / ctattr_ip / ctattr_l4proto
-const CTA_TUPLE_IP = 1;
-const CTA_TUPLE_PROTO = 2;
-const CTA_IP_V4_SRC = 1;
-const CTA_IP_V4_DST = 2;
-const CTA_IP_V6_SRC = 3;
-const CTA_IP_V6_DST = 4;
-const CTA_PROTO_NUM = 1;
-const CTA_PROTO_SRC_PORT = 2;
-const CTA_PROTO_DST_PORT = 3;
-const CTA_PROTO_ICMP_ID = 4;
+export const CTA_TUPLE_IP = 1;
+export const CTA_TUPLE_PROTO = 2;
+export const CTA_IP_V4_SRC = 1;
+export const CTA_IP_V4_DST = 2;
+export const CTA_IP_V6_SRC = 3;
+export const CTA_IP_V6_DST = 4;
+export const CTA_PROTO_NUM = 1;
+export const CTA_PROTO_SRC_PORT = 2;
+export const CTA_PROTO_DST_PORT = 3;
+export const CTA_PROTO_ICMP_ID = 4;
 const CTA_PROTO_ICMP_TYPE = 5;
 const CTA_PROTO_ICMP_CODE = 6;
-const CTA_PROTO_ICMPV6_ID = 7;
+export const CTA_PROTO_ICMPV6_ID = 7;
 const CTA_PROTO_ICMPV6_TYPE = 8;
 const CTA_PROTO_ICMPV6_CODE = 9;
 // enum ctattr_protoinfo / ctattr_protoinfo_tcp
-const CTA_PROTOINFO_TCP = 1;
-const CTA_PROTOINFO_TCP_STATE = 1;
+export const CTA_PROTOINFO_TCP = 1;
+export const CTA_PROTOINFO_TCP_STATE = 1;
 const CTA_PROTOINFO_TCP_FLAGS_ORIGINAL = 4;
 const CTA_PROTOINFO_TCP_FLAGS_REPLY = 5;
 const IP_CT_TCP_FLAG_BE_LIBERAL = 0x08;
@@ -83,7 +83,7 @@ export const IPS_SRC_NAT = 1 << 4;
 export const IPS_DST_NAT = 1 << 5;
 
 const PROTO_NUMBERS: Record<L4Proto, number> = { tcp: 6, udp: 17, icmp: 1 };
-const IPPROTO_ICMPV6 = 58;
+export const IPPROTO_ICMPV6 = 58;
 
 // enum tcp_conntrack, indexed by its value (SYN_SENT2, simultaneous open, reads as syn-sent).
 const KERNEL_TCP_STATES: TcpState[] = [
