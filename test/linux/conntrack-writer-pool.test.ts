@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { ConntrackWriterPool } from '../../fastpath/linux/conntrack-writer-pool.js';
 import type { ConntrackWrite } from '../../fastpath/linux/ctnetlink-codec.js';
 import { NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
+import type { Worker } from 'node:worker_threads';
 
 const TRACKING_RULESET = `table inet tandem_test {
   chain input { type filter hook input priority 0; ct state established,related accept; }
@@ -95,14 +96,22 @@ describe('linux: conntrack writer threads', function () {
   it('a thread that ends: the other one takes the writes; with none left, writes fail at once instead of never', async () => {
     fx.exec(ns, 'conntrack', ['-F']);
     const own = await ConntrackWriterPool.start(ns, 2);
-    const threads = (own as unknown as { writers: { worker: { terminate(): Promise<number> } }[] }).writers;
+    const threads = (own as unknown as { writers: { worker: Worker }[] }).writers;
+    // The thread ends by itself (its socket closed, as a crash of its work would end it): terminate()
+    // from outside would tear the netlink addon down under its open socket and can abort the process.
+    const end = async (w: Worker | undefined): Promise<void> => {
+      if (!w) return;
+      const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
+      w.postMessage({ close: true });
+      await exited;
+    };
     const within = <T>(p: Promise<T>, ms: number): Promise<T> => Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms))]);
     try {
-      await threads[0]?.worker.terminate();
+      await end(threads[0]?.worker);
       const r = await within(own.upsert(Array.from({ length: 3000 }, (_, i) => natted(30000 + i))), 20_000);
       expect(r.written).to.equal(3000);
       expect(r.failures).to.deep.equal([]);
-      await threads[1]?.worker.terminate();
+      await end(threads[1]?.worker);
       let err: Error | undefined;
       await within(own.upsert([natted(40000)]), 5000).catch((e: Error) => { err = e; });
       expect(err?.message).to.match(/every conntrack writer thread is gone/);
