@@ -178,6 +178,11 @@ export function renderKeepalivedConf(cfg: VrfVrrpConfig, paths: KeepalivedPaths)
     '  vrrp_rt_priority 1',
     '  max_auto_priority',
     '  min_auto_priority_delay 20000',
+    // A real-time process is killed (SIGKILL) once it runs this long without blocking. keepalived's
+    // 10 ms default killed the master's VRRP process on a loaded 2-vCPU VM (seen in CI: "exited due
+    // to signal 9 - has rlimit_rttime been exceeded?"); its respawn starts as backup, so the peer
+    // took over although nothing had failed. 1 s still ends a real-time process that spins.
+    '  vrrp_rlimit_rttime 1000000',
     '}',
   ];
   const active = cfg.enabled ? cfg.instances : [];

@@ -64,6 +64,7 @@ global_defs {
   vrrp_rt_priority 1
   max_auto_priority
   min_auto_priority_delay 20000
+  vrrp_rlimit_rttime 1000000
 }
 
 vrrp_instance gateway {
