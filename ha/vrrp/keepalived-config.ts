@@ -170,19 +170,9 @@ export function renderKeepalivedConf(cfg: VrfVrrpConfig, paths: KeepalivedPaths)
     // After a reload keepalived restarts its instances in BACKUP: say so, or the agent's view of a
     // group would lag until the next transition.
     '  fifo_write_vrrp_states_on_reload',
-    // The VRRP process runs real-time from the start: with sub-second adverts a backup scheduled
-    // late detects a dead master late (measured: 1.13 s late at load 34 before max_auto_priority
-    // alone acted, as it waits for a timer 1 s overdue), and a master scheduled late misses adverts
-    // and causes a false failover. It blocks between adverts, so it takes little CPU. If it is
-    // still scheduled late (20 ms overdue), keepalived raises its real-time priority further.
-    '  vrrp_rt_priority 1',
-    '  max_auto_priority',
-    '  min_auto_priority_delay 20000',
-    // A real-time process is killed (SIGKILL) once it runs this long without blocking. keepalived's
-    // 10 ms default killed the master's VRRP process on a loaded 2-vCPU VM (seen in CI: "exited due
-    // to signal 9 - has rlimit_rttime been exceeded?"); its respawn starts as backup, so the peer
-    // took over although nothing had failed. 1 s still ends a real-time process that spins.
-    '  vrrp_rlimit_rttime 1000000',
+    // No vrrp_rt_priority / max_auto_priority here: keepalived-process.ts starts keepalived
+    // real-time with chrt instead (keepalived's own real-time mode gets its VRRP process killed
+    // after a reload, see there).
     '}',
   ];
   const active = cfg.enabled ? cfg.instances : [];

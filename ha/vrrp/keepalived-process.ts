@@ -2,7 +2,7 @@
 // files, its console output logged as JSON lines, restarted with backoff when it dies, reloaded
 // with SIGHUP, and ended by PID on stop. `setpriv --pdeathsig TERM` makes the kernel stop it if
 // the agent itself dies, so a killed agent never leaves a VRRP master behind.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -27,6 +27,21 @@ export interface KeepalivedProcessOptions {
   stableMs?: number;
   /** How long stop() waits after SIGTERM before SIGKILL (default 5 s). */
   stopTimeoutMs?: number;
+  /**
+   * Run keepalived under SCHED_RR priority 1 (`chrt`), so that its VRRP process keeps sending
+   * and hearing sub-second adverts when the CPU is saturated (default false; the controller sets
+   * it where the kernel allows it, see realtimeSchedulingAllowed).
+   */
+  realtime?: boolean;
+}
+
+/**
+ * Whether this process may start real-time processes (root or CAP_SYS_NICE, and a kernel that
+ * grants SCHED_RR): tried with `chrt --rr 1 true` rather than guessed from the uid.
+ */
+export function realtimeSchedulingAllowed(): boolean {
+  const r = spawnSync('chrt', ['--rr', '1', 'true'], { stdio: 'ignore', timeout: 5000 });
+  return r.status === 0;
 }
 
 export interface KeepalivedExit {
@@ -60,7 +75,14 @@ export function keepalivedArgv(opts: KeepalivedProcessOptions): string[] {
     join(opts.stateDir, 'vrrp.pid'),
     '--vrrp',
   ];
-  const guarded = ['setpriv', '--pdeathsig', 'TERM', '--', ...daemon];
+  // Real-time from outside, not with keepalived's own vrrp_rt_priority: with that, keepalived 2.2.7
+  // also sets RLIMIT_RTTIME on its VRRP process, fails to set it again on a reload ("child process
+  // cannot set realtime rlimit"), and the kernel then SIGKILLs the process within seconds; its
+  // respawn comes up as backup and the peer takes over — a false failover on a configuration
+  // commit (seen in CI; 8 kills in 10 reloads of two nodes, none with chrt). The VRRP process
+  // inherits the policy at fork, so a respawned one is real-time too.
+  const scheduled = opts.realtime ? ['chrt', '--rr', '1', ...daemon] : daemon;
+  const guarded = ['setpriv', '--pdeathsig', 'TERM', '--', ...scheduled];
   return opts.netns ? ['ip', 'netns', 'exec', opts.netns, ...guarded] : guarded;
 }
 

@@ -8,7 +8,7 @@ import type { HaRole } from '../../fastpath/engine.js';
 import type { SubsystemError } from '../../core/subsystem.js';
 import { logger } from '../../core/log.js';
 import { renderKeepalivedConf, vrfPath, type VrfVrrpConfig } from './keepalived-config.js';
-import { checkKeepalivedConf, KeepalivedProcess, type KeepalivedProcessOptions } from './keepalived-process.js';
+import { checkKeepalivedConf, KeepalivedProcess, realtimeSchedulingAllowed, type KeepalivedProcessOptions } from './keepalived-process.js';
 import { NotifyFifo, type InstanceStateEvent, type VrrpState } from './notify-fifo.js';
 
 const log = logger('vrrp');
@@ -26,7 +26,7 @@ export interface VrrpControllerOptions {
   /** Called (one call at a time) after VRRP changed group states, so that subscribers such as the sync follow. */
   afterGroupChange?: () => Promise<void>;
   /** Passed to each KeepalivedProcess (binary, backoff, stop timeout). */
-  process?: Pick<KeepalivedProcessOptions, 'binary' | 'backoffMinMs' | 'backoffMaxMs' | 'stableMs' | 'stopTimeoutMs'>;
+  process?: Pick<KeepalivedProcessOptions, 'binary' | 'backoffMinMs' | 'backoffMaxMs' | 'stableMs' | 'stopTimeoutMs' | 'realtime'>;
 }
 
 export interface VrrpInstanceEvent extends InstanceStateEvent {
@@ -61,6 +61,8 @@ export class VrrpController {
   private followChain: Promise<void> = Promise.resolve();
   private readonly listeners = new Set<(ev: VrrpInstanceEvent) => void>();
   private readonly netnsOf: (vrf: string) => string | undefined;
+  /** Whether keepalived may run real-time here; probed once, at the first start. */
+  private realtime?: boolean;
 
   constructor(
     private readonly groups: VrrpGroupTarget,
@@ -155,6 +157,15 @@ export class VrrpController {
     this.claimGroups();
   }
 
+  private realtimeScheduling(): boolean {
+    if (this.realtime !== undefined) return this.realtime;
+    this.realtime = this.opts.process?.realtime ?? realtimeSchedulingAllowed();
+    if (!this.realtime) {
+      log.warn('keepalived runs with normal scheduling (real-time refused here): with sub-second adverts a saturated CPU can delay adverts and cause a false failover');
+    }
+    return this.realtime;
+  }
+
   private async startVrf(cfg: VrfVrrpConfig): Promise<void> {
     const dir = this.vrfDir(cfg.vrf);
     await fs.mkdir(dir, { recursive: true, mode: 0o700 });
@@ -163,7 +174,7 @@ export class VrrpController {
     await fs.writeFile(confPath, confText);
     const fifo = new NotifyFifo(join(dir, 'notify.fifo'), { vrf: cfg.vrf });
     await fifo.open();
-    const keepalived = new KeepalivedProcess({ ...this.opts.process, vrf: cfg.vrf, netns: this.netnsOf(cfg.vrf), confPath, stateDir: dir });
+    const keepalived = new KeepalivedProcess({ ...this.opts.process, realtime: this.realtimeScheduling(), vrf: cfg.vrf, netns: this.netnsOf(cfg.vrf), confPath, stateDir: dir });
     const r: RunningVrf = { cfg, dir, confText, fifo, process: keepalived, states: new Map() };
     this.running.set(cfg.vrf, r);
     fifo.onState((ev) => this.onInstanceEvent(r, ev));

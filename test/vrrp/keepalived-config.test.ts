@@ -61,10 +61,6 @@ global_defs {
   vrrp_version 3
   notify_fifo /run/tandem/vrrp/main/notify.fifo
   fifo_write_vrrp_states_on_reload
-  vrrp_rt_priority 1
-  max_auto_priority
-  min_auto_priority_delay 20000
-  vrrp_rlimit_rttime 1000000
 }
 
 vrrp_instance gateway {

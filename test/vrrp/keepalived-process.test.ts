@@ -44,6 +44,9 @@ describe('keepalived process', function () {
     expect(keepalivedArgv({ vrf: 'main', confPath: '/s/k.conf', stateDir: '/s', binary: '/usr/sbin/keepalived' }).slice(0, 6)).to.deep.equal([
       'setpriv', '--pdeathsig', 'TERM', '--', '/usr/sbin/keepalived', '--dont-fork',
     ]);
+    expect(keepalivedArgv({ vrf: 'main', confPath: '/s/k.conf', stateDir: '/s', realtime: true }).slice(0, 8)).to.deep.equal([
+      'setpriv', '--pdeathsig', 'TERM', '--', 'chrt', '--rr', '1', 'keepalived',
+    ]);
   });
 
   it('restarts a keepalived that keeps dying, after a backoff, and never once stopped', async function () {
@@ -126,6 +129,67 @@ describe('keepalived process', function () {
       // It ended cleanly (SIGTERM from the kernel), so it released the address and said STOP.
       await waitUntil('the FIFO reported STOP', () => events.some((e) => e.instance === 'solo' && e.state === 'STOP'), 5000);
       expect(pair.addresses(pair.a)).to.not.include(vip);
+    });
+
+    it('keeps its real-time VRRP processes through reloads: a commit that reloads keepalived causes no failover', async function () {
+      // keepalived's own real-time mode (vrrp_rt_priority) got its VRRP process SIGKILLed by the
+      // kernel a few seconds after a reload (about 4 in 10 reloads); the respawn came up backup
+      // and the peer took over. A master (a) and a backup (b), both reloaded 8 times.
+      const nodes = [
+        { ns: pair.a, priority: 150 },
+        { ns: pair.b, priority: 100 },
+      ].map(({ ns, priority }) => {
+        const stateDir = join(dir, `realtime-${ns}`);
+        const events: InstanceStateEvent[] = [];
+        const exits: KeepalivedExit[] = [];
+        const fifo = new NotifyFifo(join(stateDir, 'notify.fifo'));
+        fifo.onState((ev) => events.push(ev));
+        const ka = new KeepalivedProcess({ vrf: ns, netns: ns, confPath: join(stateDir, 'keepalived.conf'), stateDir, realtime: true });
+        ka.onExit((e) => exits.push(e));
+        return { ns, priority, stateDir, events, exits, fifo, ka };
+      });
+      // Field 41 of /proc/PID/stat (the 39th after the command) is the scheduling policy: 2 = SCHED_RR.
+      const policy = async (pid: number) => Number((await fs.readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[38]);
+      try {
+        for (const n of nodes) {
+          await fs.mkdir(n.stateDir);
+          await n.fifo.open();
+          await fs.writeFile(join(n.stateDir, 'keepalived.conf'), renderKeepalivedConf(
+            { vrf: n.ns, enabled: true, instances: [{ name: 'rt', linkInterface: pair.link, vrid: 11, priority: n.priority, virtualAddresses: [`${pair.subnet}.102`], advertIntervalCs: 5, preempt: true }] },
+            { notifyFifo: n.fifo.path },
+          ));
+          n.ka.start();
+        }
+        const [a, b] = nodes as [(typeof nodes)[0], (typeof nodes)[0]];
+        await waitUntil('a master, b backup', () => a.events.some((e) => e.state === 'MASTER') && b.events.some((e) => e.state === 'BACKUP'));
+        const pids: number[] = [];
+        for (const n of nodes) {
+          const pid = await n.ka.vrrpPid();
+          expect(pid, `VRRP process of ${n.ns}`).to.be.a('number');
+          expect(await policy(pid!), 'VRRP process runs SCHED_RR').to.equal(2);
+          pids.push(pid!);
+        }
+        const aSince = a.events.length;
+        const bSince = b.events.length;
+        for (let i = 0; i < 8; i++) {
+          for (const n of nodes) n.ka.reload();
+          await new Promise((r) => setTimeout(r, 700));
+        }
+        await new Promise((r) => setTimeout(r, 3000));
+        for (const [i, n] of nodes.entries()) {
+          expect(await n.ka.vrrpPid(), `${n.ns}: the same VRRP process after 8 reloads (none killed and respawned)`).to.equal(pids[i]);
+          expect(n.exits).to.deep.equal([]);
+        }
+        // A reload re-reports the current state (fifo_write_vrrp_states_on_reload); a respawned
+        // process would come up BACKUP on a, and b would then have become MASTER.
+        expect(a.events.slice(aSince).filter((e) => e.state !== 'MASTER'), 'a never left MASTER').to.deep.equal([]);
+        expect(b.events.slice(bSince).filter((e) => e.state !== 'BACKUP'), 'b never became MASTER').to.deep.equal([]);
+      } finally {
+        for (const n of nodes) {
+          await n.ka.stop();
+          await n.fifo.close();
+        }
+      }
     });
 
     it('defers a reload asked while keepalived starts (an early SIGHUP would kill it), then sends it', async function () {
