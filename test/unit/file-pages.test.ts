@@ -136,7 +136,8 @@ describe('release of clean file-backed pages (tandem start)', function () {
       }
     });
 
-    it('after a 10,000-rule removal (parsed in the libyang worker: the main instance never grew): renewed, GC, pages released, anonymous RSS back near idle', async () => {
+    it('after a 10,000-rule removal (parsed in the libyang worker: the main instance never grew): renewed, GC, pages released, anonymous RSS back near idle', async function () {
+      this.timeout(300_000); // a 10,000-rule load on a loaded 2-vCPU machine
       t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'info' } });
       const p = t;
       await released(p);
