@@ -8,11 +8,11 @@
 // - the main isolate's JS heap: V8 keeps the pages a large commit grew it to until its memory
 //   reducer runs (seconds to never, depending on what else allocates): one full GC now.
 // - the code pages the large configuration's handling touched (core/file-pages.ts).
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+// - the plane worker's JS heap (a full GC there too, announced through core/full-gc.ts).
 import type { LibyangRenewal, YangContext } from '../../yang/libyang/api.js';
 import { logger } from '../../core/log.js';
 import { filePageReleaseEnabled, releaseFilePagesLater } from '../../core/file-pages.js';
+import { announceLargeRemoval, fullGc } from '../../core/full-gc.js';
 
 const log = logger('datastore');
 
@@ -106,18 +106,9 @@ export async function renewLibyangIfOversized(yang: YangContext, limits: Renewal
     log.info({ ...renewal, rssBefore: before.rss, rssAfter: after.rss, jsHeapTotalAfter: after.heapTotal }, 'libyang instance renewed (it holds far less than its memory grew or was touched to)');
   }
   log.info({ renewed: !!renewal, wasmHeapUsed: used, peakHeapUsed: peak, ...out }, 'large configuration removed: memory given back');
+  // The plane worker's heap held the configuration too (agent/plane/start-plane.ts collects it).
+  announceLargeRemoval();
   // And the code pages the large configuration's handling touched (core/file-pages.ts), once the commit's work has settled.
   if (filePageReleaseEnabled()) releaseFilePagesLater(RELEASE_DELAY_MS, 'large removal');
   return out;
-}
-
-let gc: (() => void) | undefined;
-
-/** A full garbage collection (V8's gc(), exposed once for this purpose without a node flag). */
-function fullGc(): void {
-  if (!gc) {
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as () => void;
-  }
-  gc();
 }
