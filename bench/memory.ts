@@ -92,7 +92,7 @@ async function measureTandem(tuned: boolean): Promise<Record<string, unknown>> {
   try {
     const figures = await measure(t.pid, () => NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 300000 }));
     // What the agent logged about its libyang heap and worker start (if anything).
-    const notes = t.stdout().split('\n').filter((l) => /libyang instance renewed|libyang instance not renewed|libyang heap check|large configuration removed|file-backed pages released|soft-engine workers started/.test(l)).map((l) => {
+    const notes = t.stdout().split('\n').filter((l) => /libyang instance renewed|libyang instance not renewed|libyang heap check|large configuration removed|plane worker heap collected|file-backed pages released|soft-engine workers started/.test(l)).map((l) => {
       try {
         const o = JSON.parse(l) as Record<string, unknown>;
         delete o.level; delete o.time; delete o.app;
