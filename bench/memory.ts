@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import ssh2 from 'ssh2';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startTandem } from '../test/helpers/tandem-process.js';
+import { anonBreakdown, type AnonBreakdown } from './memory-breakdown.js';
 import { startNetconfdTarget } from './netconf.js';
 
 const RULES = Number(process.env.BENCH_MEMORY_RULES ?? 10000);
@@ -19,8 +20,8 @@ const SETTLE_MS = Number(process.env.BENCH_MEMORY_SETTLE_MS ?? 8000);
 const VRF_NS = 'urn:tandem:yang:tandem-vrf';
 const FW_NS = 'urn:tandem:yang:tandem-firewall';
 
-/** RSS and its parts of one process, in MB (kernel's own accounting). */
-export interface RssReading { rssMb: number; anonMb: number; fileMb: number; pssMb?: number; hwmMb: number; loadavg: string }
+/** RSS and its parts of one process, in MB (kernel's own accounting), and where its anonymous part is (memory-breakdown.ts). */
+export interface RssReading { rssMb: number; anonMb: number; fileMb: number; pssMb?: number; hwmMb: number; loadavg: string; anon?: AnonBreakdown }
 
 export function readRss(pid: number): RssReading {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -31,7 +32,7 @@ export function readRss(pid: number): RssReading {
     const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
     pssMb = mb(Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? NaN));
   } catch { /* older kernels */ }
-  return { rssMb: mb(kb('VmRSS')), anonMb: mb(kb('RssAnon')), fileMb: mb(kb('RssFile')), pssMb, hwmMb: mb(kb('VmHWM')), loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') };
+  return { rssMb: mb(kb('VmRSS')), anonMb: mb(kb('RssAnon')), fileMb: mb(kb('RssFile')), pssMb, hwmMb: mb(kb('VmHWM')), loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '), anon: anonBreakdown(pid) };
 }
 
 const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
@@ -91,7 +92,7 @@ async function measureTandem(tuned: boolean): Promise<Record<string, unknown>> {
   try {
     const figures = await measure(t.pid, () => NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password, timeoutMs: 300000 }));
     // What the agent logged about its libyang heap and worker start (if anything).
-    const notes = t.stdout().split('\n').filter((l) => /libyang instance renewed|libyang instance not renewed|libyang heap check|soft-engine workers started/.test(l)).map((l) => {
+    const notes = t.stdout().split('\n').filter((l) => /libyang instance renewed|libyang instance not renewed|libyang heap check|large configuration removed|plane worker heap collected|file-backed pages released|soft-engine workers started/.test(l)).map((l) => {
       try {
         const o = JSON.parse(l) as Record<string, unknown>;
         delete o.level; delete o.time; delete o.app;

@@ -1,12 +1,18 @@
-// A fresh libyang instance when its wasm memory is far larger than what it holds: WebAssembly
-// memory never shrinks, so after a large configuration is removed the heap it grew to would stay
-// resident for the life of the process. Run only between operations (queued like a commit), never
-// inside one: the context's trees are re-parsed from their printed form (YangContext.renew).
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
+// After a large configuration is removed, give back what it left behind. Run only between
+// operations (queued like a commit), never inside one. What libyang holds is the sign: when it
+// shrank from a large peak, a large configuration is gone, and
+// - libyang's pages: WebAssembly memory never shrinks, and the pages a large tree touched stay
+//   resident even when the memory did not grow (large edits are parsed in the libyang worker; the
+//   main instance holds running, ~0.7 KB per firewall rule). A fresh instance (YangContext.renew:
+//   the trees are re-parsed from their printed form) touches ~1 MB.
+// - the main isolate's JS heap: V8 keeps the pages a large commit grew it to until its memory
+//   reducer runs (seconds to never, depending on what else allocates): one full GC now.
+// - the code pages the large configuration's handling touched (core/file-pages.ts).
+// - the plane worker's JS heap (a full GC there too, announced through core/full-gc.ts).
 import type { LibyangRenewal, YangContext } from '../../yang/libyang/api.js';
 import { logger } from '../../core/log.js';
 import { filePageReleaseEnabled, releaseFilePagesLater } from '../../core/file-pages.js';
+import { announceLargeRemoval, fullGc } from '../../core/full-gc.js';
 
 const log = logger('datastore');
 
@@ -24,12 +30,14 @@ export interface RenewalLimits {
    * is never renewed over and over (each renewal costs a module load and a full GC).
    */
   shrink: number;
+  /** A peak of what libyang held at least this large, then shrunk: a large configuration was removed. */
+  largeBytes: number;
 }
 
 /** After a renewal, the file-backed pages are released this much later. */
 const RELEASE_DELAY_MS = 2000;
 
-export const RENEWAL_LIMITS: RenewalLimits = { factor: 4, minSavingBytes: 4 * 1024 * 1024, shrink: 4 };
+export const RENEWAL_LIMITS: RenewalLimits = { factor: 4, minSavingBytes: 4 * 1024 * 1024, shrink: 4, largeBytes: 2 * 1024 * 1024 };
 
 /** Per context: the most libyang held at a check since its last renewal. */
 const peakUsed = new WeakMap<YangContext, number>();
@@ -40,41 +48,67 @@ export function oversized(memoryBytes: number, heapUsedBytes: number, limits: Re
   return memoryBytes >= needed + limits.minSavingBytes;
 }
 
-/** Renews the context's libyang instance if its memory is oversized; what was done, or undefined. */
-export async function renewLibyangIfOversized(yang: YangContext, limits: RenewalLimits = RENEWAL_LIMITS): Promise<LibyangRenewal | undefined> {
-  if (!yang.renew || !yang.wasmMemoryBytes) return undefined;
-  const memory = yang.wasmMemoryBytes();
+/**
+ * Whether a fresh instance would give back enough: the memory grew beyond what the data needs (it
+ * never shrinks), or the pages the peak touched (at least `peak` bytes; a fresh instance touches
+ * what it holds) are far more than what libyang holds now.
+ */
+export function renewalPays(memoryBytes: number, heapUsedBytes: number, peakUsedBytes: number, limits: RenewalLimits = RENEWAL_LIMITS): boolean {
+  return oversized(memoryBytes, heapUsedBytes, limits) || peakUsedBytes >= limits.factor * heapUsedBytes + limits.minSavingBytes;
+}
+
+/** Whether what libyang holds shrank from a large peak (a large configuration was removed). */
+export function shrankFromLarge(heapUsedBytes: number, peakUsedBytes: number, limits: RenewalLimits = RENEWAL_LIMITS): boolean {
+  return peakUsedBytes >= limits.largeBytes && heapUsedBytes * limits.shrink <= peakUsedBytes;
+}
+
+/** What was given back after a large removal (undefined: nothing was removed). */
+export interface LargeRemovalRelease {
+  /** The libyang renewal, if one paid and succeeded. */
+  renewal?: LibyangRenewal;
+  rssBefore: number;
+  rssAfter: number;
+  jsHeapTotalBefore: number;
+  jsHeapTotalAfter: number;
+}
+
+/**
+ * After each commit: if a large configuration was removed, renews the libyang instance (if that
+ * pays), runs a full GC and releases the file-backed pages later. What was done, or undefined.
+ */
+export async function renewLibyangIfOversized(yang: YangContext, limits: RenewalLimits = RENEWAL_LIMITS): Promise<LargeRemovalRelease | undefined> {
   const used = yang.heapUsed();
+  const memory = yang.wasmMemoryBytes?.() ?? 0;
   const peak = Math.max(peakUsed.get(yang) ?? 0, used);
   peakUsed.set(yang, peak);
   log.debug({ wasmMemoryBytes: memory, wasmHeapUsed: used, peakHeapUsed: peak }, 'libyang heap check');
-  if (!oversized(memory, used, limits) || used * limits.shrink > peak) return undefined;
-  try {
-    const r = await yang.renew();
-    peakUsed.set(yang, r.heapUsedAfter);
-    // The old instance's memory and the JS garbage the large configuration left go back now, not
-    // whenever V8 next decides to shrink its heap (in an idle agent: maybe never).
-    const before = process.memoryUsage();
-    fullGc();
-    const after = process.memoryUsage();
-    log.info({ ...r, rssBefore: before.rss, rssAfter: after.rss, jsHeapTotalAfter: after.heapTotal }, 'libyang instance renewed (its memory had grown far beyond what it holds)');
-    // And the code pages the large configuration's handling touched (core/file-pages.ts), once the commit's work has settled.
-    if (filePageReleaseEnabled()) releaseFilePagesLater(RELEASE_DELAY_MS, 'large removal');
-    return r;
-  } catch (err) {
-    // The old instance is untouched: only memory stays as it was.
-    log.warn({ err: err instanceof Error ? err.message : String(err), wasmMemoryBytes: memory, wasmHeapUsed: used }, 'libyang instance not renewed');
-    return undefined;
+  const grown = yang.wasmMemoryBytes !== undefined && oversized(memory, used, limits) && used * limits.shrink <= peak;
+  if (!grown && !shrankFromLarge(used, peak, limits)) return undefined;
+  const before = process.memoryUsage();
+  let renewal: LibyangRenewal | undefined;
+  if (yang.renew && yang.wasmMemoryBytes && renewalPays(memory, used, peak, limits)) {
+    try {
+      renewal = await yang.renew();
+    } catch (err) {
+      // The old instance is untouched: only memory stays as it was.
+      log.warn({ err: err instanceof Error ? err.message : String(err), wasmMemoryBytes: memory, wasmHeapUsed: used }, 'libyang instance not renewed');
+    }
   }
-}
-
-let gc: (() => void) | undefined;
-
-/** A full garbage collection (V8's gc(), exposed once for this purpose without a node flag). */
-function fullGc(): void {
-  if (!gc) {
-    setFlagsFromString('--expose-gc');
-    gc = runInNewContext('gc') as () => void;
+  // The peak starts again from here: the next large removal is measured from what is held now.
+  peakUsed.set(yang, renewal?.heapUsedAfter ?? used);
+  // The old instance's memory and the JS garbage the large configuration left go back now, not
+  // whenever V8 next decides to shrink its heap (in an idle agent: maybe never).
+  fullGc();
+  const after = process.memoryUsage();
+  const out: LargeRemovalRelease = { rssBefore: before.rss, rssAfter: after.rss, jsHeapTotalBefore: before.heapTotal, jsHeapTotalAfter: after.heapTotal };
+  if (renewal) {
+    out.renewal = renewal;
+    log.info({ ...renewal, rssBefore: before.rss, rssAfter: after.rss, jsHeapTotalAfter: after.heapTotal }, 'libyang instance renewed (it holds far less than its memory grew or was touched to)');
   }
-  gc();
+  log.info({ renewed: !!renewal, wasmHeapUsed: used, peakHeapUsed: peak, ...out }, 'large configuration removed: memory given back');
+  // The plane worker's heap held the configuration too (agent/plane/start-plane.ts collects it).
+  announceLargeRemoval();
+  // And the code pages the large configuration's handling touched (core/file-pages.ts), once the commit's work has settled.
+  if (filePageReleaseEnabled()) releaseFilePagesLater(RELEASE_DELAY_MS, 'large removal');
+  return out;
 }

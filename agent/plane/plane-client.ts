@@ -71,6 +71,11 @@ export class PlaneClient {
     return () => this.sinks.delete(sink);
   }
 
+  /** A full GC of the plane's isolate; its heap size before and after. */
+  collectGarbage(): Promise<{ heapTotalBefore: number; heapTotalAfter: number }> {
+    return this.request({ t: 'gc' }) as Promise<{ heapTotalBefore: number; heapTotalAfter: number }>;
+  }
+
   /** Every call in flight and every later one fails with `err` (the plane ended). */
   fail(err: Error): void {
     this.gone ??= err;

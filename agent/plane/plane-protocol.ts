@@ -45,6 +45,8 @@ export type PlaneRequest =
   | { t: 'validate-prepare'; id: number; calls: { index: number; ctx: WireCommitContext }[] }
   | { t: 'state'; id: number; index: number }
   | { t: 'rpc'; id: number; index: number; input: ConfigJson }
+  /** A full GC of the plane's isolate (after a large removal): answered with its heap sizes before and after. */
+  | { t: 'gc'; id: number }
   | { t: 'close'; id: number };
 
 export type PlaneMessage =

@@ -4,6 +4,8 @@ import type { MessagePort } from 'node:worker_threads';
 import { logger } from '../../core/log.js';
 import type { CommitContext, CommitSubsystem, ConfigJson, NotificationSink, RpcProvider, StateProvider } from '../../core/subsystem.js';
 import { ConfigReceiver } from './config-shipping.js';
+import { fullGc } from '../../core/full-gc.js';
+import { getHeapStatistics } from 'node:v8';
 import { toWire } from './plane-errors.js';
 import { performance } from 'node:perf_hooks';
 import type { PhaseMethod, PhaseOutcomeWire, PlaneManifest, PlaneMessage, PlaneRequest, WireCommitContext } from './plane-protocol.js';
@@ -104,6 +106,12 @@ export class PlaneServer {
         if (!p) throw new Error(`plane bridge: no state provider ${m.index}`);
         return () => p.state();
       }
+      case 'gc':
+        return () => {
+          const before = getHeapStatistics().total_heap_size;
+          fullGc();
+          return { heapTotalBefore: before, heapTotalAfter: getHeapStatistics().total_heap_size };
+        };
       case 'rpc': {
         const p = this.parts.rpcProviders[m.index];
         if (!p) throw new Error(`plane bridge: no rpc provider ${m.index}`);

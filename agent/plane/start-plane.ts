@@ -3,6 +3,7 @@
 // in this thread (no bridge). The agent gets the same parts either way.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { logger } from '../../core/log.js';
+import { onLargeRemoval } from '../../core/full-gc.js';
 import { createDataplaneParts, type DataplaneOptions } from './dataplane-parts.js';
 import { PlaneClient } from './plane-client.js';
 import { fromWire } from './plane-errors.js';
@@ -73,11 +74,17 @@ export async function startPlaneWorker(opts: DataplaneOptions): Promise<RunningP
     if (!closing) log.error({ code }, 'the plane worker ended unexpectedly');
   });
   log.info({ threadId: worker.threadId }, 'plane worker started');
+  // Its heap held the large configuration too; V8 would give it back only after a full GC there.
+  const offLargeRemoval = onLargeRemoval(() => {
+    client.collectGarbage().then((r) => log.info(r, 'plane worker heap collected after a large removal'),
+      (err: unknown) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 'plane worker heap not collected'));
+  });
   return {
     ...partsOf(client, manifest),
     client,
     exited: exit,
     close: () => {
+      offLargeRemoval();
       closing ??= (async () => {
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), CLOSE_TIMEOUT_MS); });

@@ -2,7 +2,7 @@
 // the wasm memory goes back to its initial size, and running, candidate, startup, NACM and locks read
 // exactly as before; commits and access control keep working on the new instance.
 import { expect } from 'chai';
-import { oversized, INITIAL_WASM_MEMORY_BYTES, renewLibyangIfOversized } from '../../agent/datastore/libyang-renewal.js';
+import { oversized, INITIAL_WASM_MEMORY_BYTES, renewalPays, renewLibyangIfOversized, shrankFromLarge } from '../../agent/datastore/libyang-renewal.js';
 import type { UserDirectory } from '../../agent/nacm/nacm.js';
 import type { YangContext } from '../../yang/libyang/api.js';
 import { editCandidate, editRunning, GET_CANDIDATE, GET_RUNNING, NP, openHarness, profile, type Harness } from './ops-harness.js';
@@ -43,6 +43,40 @@ describe('netconf-ops: a fresh libyang instance after a large removal', function
     expect(oversized(60 * 1024 * 1024, 15 * 1024 * 1024)).to.equal(false); // the data needs it
   });
 
+  it('counts the pages a large peak touched although the memory did not grow (large edits parse in the libyang worker)', () => {
+    const MB = 1024 * 1024;
+    // 10,000 rules in running: libyang held 6.7 MB of its 16 MB; after their removal 0.44 MB.
+    expect(shrankFromLarge(0.44 * MB, 6.7 * MB)).to.equal(true);
+    expect(renewalPays(INITIAL_WASM_MEMORY_BYTES, 0.44 * MB, 6.7 * MB)).to.equal(true);
+    // A small configuration removed: nothing to give back.
+    expect(shrankFromLarge(0.44 * MB, 1.5 * MB)).to.equal(false);
+    // Shrunk, but what a fresh instance would save is small: no renewal (the GC and page release still happen).
+    expect(shrankFromLarge(0.44 * MB, 3 * MB)).to.equal(true);
+    expect(renewalPays(INITIAL_WASM_MEMORY_BYTES, 0.44 * MB, 3 * MB)).to.equal(false);
+    // Still holding most of it: not a removal.
+    expect(shrankFromLarge(5 * MB, 6.7 * MB)).to.equal(false);
+  });
+
+  it('after a removal from a large peak in unchanged memory: renews once, and not again at the next commits', async () => {
+    const MB = 1024 * 1024;
+    let used = 6.7 * MB;
+    let renewals = 0;
+    const fake = {
+      heapUsed: () => used,
+      wasmMemoryBytes: () => INITIAL_WASM_MEMORY_BYTES,
+      renew: () => {
+        renewals += 1;
+        return Promise.resolve({ trees: 1, memoryBytesBefore: INITIAL_WASM_MEMORY_BYTES, memoryBytesAfter: INITIAL_WASM_MEMORY_BYTES, heapUsedBefore: used, heapUsedAfter: used, ms: 1 });
+      },
+    } as unknown as YangContext;
+    expect(await renewLibyangIfOversized(fake)).to.equal(undefined); // loaded
+    used = 0.44 * MB;
+    const done = await renewLibyangIfOversized(fake);
+    expect(done?.renewal).to.include({ trees: 1 });
+    for (let i = 0; i < 3; i++) expect(await renewLibyangIfOversized(fake)).to.equal(undefined);
+    expect(renewals).to.equal(1);
+  });
+
   it('renews only after the data shrank, not on every commit of a steady configuration', async () => {
     const MB = 1024 * 1024;
     let used = 3.5 * MB;
@@ -58,7 +92,7 @@ describe('netconf-ops: a fresh libyang instance after a large removal', function
     // Oversized for what it holds, but it holds what it held: a steady configuration.
     for (let i = 0; i < 3; i++) expect(await renewLibyangIfOversized(fake)).to.equal(undefined);
     used = 0.5 * MB; // most of it removed
-    expect(await renewLibyangIfOversized(fake)).to.include({ trees: 1 });
+    expect((await renewLibyangIfOversized(fake))?.renewal).to.include({ trees: 1 });
     expect(await renewLibyangIfOversized(fake)).to.equal(undefined); // the peak starts again from the renewal
     expect(renewals).to.equal(1);
   });

@@ -136,6 +136,59 @@ describe('release of clean file-backed pages (tandem start)', function () {
       }
     });
 
+    it('after a 10,000-rule removal (parsed in the libyang worker: the main instance never grew): renewed, GC, pages released, anonymous RSS back near idle', async function () {
+      this.timeout(300_000); // a 10,000-rule load on a loaded 2-vCPU machine
+      t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'info' } });
+      const p = t;
+      await released(p);
+      const statusMb = async (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(await readFile(`/proc/${p.pid}/status`, 'utf8'))?.[1]) / 1024;
+      const anonIdle = await statusMb('RssAnon');
+      const rssIdle = await statusMb('VmRSS');
+      const c = await NetconfTestClient.connect({ host: p.host, port: p.port, username: p.username, password: p.password, timeoutMs: 300_000 });
+      try {
+        const rules = Array.from({ length: 10000 }, (_, i) => `<rule><name>r${i}</name><action>drop</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`).join('');
+        expect(await c.rpc(`<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="urn:tandem:yang:tandem-firewall"><default-action>accept</default-action>${rules}</firewall></vrf></config></edit-config>`)).to.include('<ok/>');
+        expect(await c.rpc('<commit/>')).to.include('<ok/>');
+        const anonLoaded = await statusMb('RssAnon');
+        expect(await c.rpc('<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" nc:operation="delete"><name>main</name></vrf></config></edit-config>')).to.include('<ok/>');
+        expect(await c.rpc('<commit/>')).to.include('<ok/>');
+        let line: string | undefined;
+        for (let i = 0; i < 300 && !line; i++) {
+          line = p.stdout().split('\n').find((l) => l.includes('"after":"large removal"'));
+          if (!line) await new Promise((res) => setTimeout(res, 100));
+        }
+        const removal = p.stdout().split('\n').find((l) => l.includes('"msg":"large configuration removed: memory given back"'));
+        expect(removal, 'the removal was recognised').to.be.a('string');
+        expect(JSON.parse(removal!)).to.include({ renewed: true });
+        expect(line, 'a release after the large removal').to.be.a('string');
+        // The plane worker's isolate, which held the configuration too, was collected as well.
+        let plane: string | undefined;
+        for (let i = 0; i < 300 && !plane; i++) {
+          plane = p.stdout().split('\n').find((l) => l.includes('"msg":"plane worker heap collected after a large removal"'));
+          if (!plane) await new Promise((res) => setTimeout(res, 100));
+        }
+        expect(plane, 'a GC in the plane worker').to.be.a('string');
+        // Issue 8's goal: RSS back within 1.5x of idle (before this: 1.6-2.1x, anonymous 17-36 MB
+        // above idle: V8's heap pages, libyang's touched pages; after: 1.0-1.15x, 2-10 MB). Freed
+        // pages go back on V8's background thread: waited for, bounded.
+        const back = async () => ({ anon: await statusMb('RssAnon'), rss: await statusMb('VmRSS') });
+        let now = await back();
+        for (let i = 0; i < 150 && (now.anon > anonIdle + 15 || now.rss > 1.5 * rssIdle); i++) {
+          await new Promise((res) => setTimeout(res, 200));
+          now = await back();
+        }
+        const figures = `RSS idle ${rssIdle.toFixed(1)} MB, after ${now.rss.toFixed(1)}; anonymous idle ${anonIdle.toFixed(1)}, with the rules ${anonLoaded.toFixed(1)}, after ${now.anon.toFixed(1)}`;
+        expect(now.rss, figures).to.be.at.most(1.5 * rssIdle);
+        expect(now.anon, figures).to.be.at.most(anonIdle + 15);
+        expect(await statusMb('RssFile'), 'file-backed RSS after the release').to.be.lessThan(30);
+        expect(await c.rpc('<edit-config><target><candidate/></target><config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>b</name></vrf></config></edit-config>')).to.include('<ok/>');
+        expect(await c.rpc('<commit/>')).to.include('<ok/>');
+        expect(await c.rpc('<get-config><source><running/></source></get-config>')).to.include('<name>b</name>');
+      } finally {
+        c.close();
+      }
+    });
+
     it('does not release them with TANDEM_MEMORY_TUNING=off', async () => {
       t = await startTandem({ env: { TANDEM_LOG_LEVEL: 'info', TANDEM_MEMORY_TUNING: 'off' } });
       await new Promise((res) => setTimeout(res, 3500)); // past the release delay of 2 s
