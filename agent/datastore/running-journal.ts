@@ -194,6 +194,15 @@ export class RunningJournal {
     this.bytes = to;
   }
 
+  /**
+   * Whether the next commit may be saved as a record (the datastore is large enough, the journal has
+   * a base and room); false: it will be written whole (the commit can start that write early).
+   */
+  takesRecords(): boolean {
+    if (!this.baseHash || this.baseBytes < JOURNAL_MIN_BYTES) return false;
+    return this.records < MAX_RECORDS && this.bytes < this.baseBytes * MAX_SHARE;
+  }
+
   /** The record from `prev` to `next`, or undefined when running.xml must be written whole. */
   private recordOf(prev: ConfigRoot, next: ConfigRoot): Buffer | undefined {
     this.undoTo = undefined;
