@@ -72,10 +72,21 @@ function patchOf(prev: ConfigNode[], next: ConfigNode[], budget: { items: number
       budget.items -= 1;
     }
   };
-  for (const node of next) {
+  for (let j = 0; j < next.length; j++) {
+    const node = next[j]!;
     if (budget.items < 0) return undefined;
     if (i < prev.length && prev[i] === node) {
+      // A run of unchanged siblings (most of a VRF's rules) in one tight loop.
       run(i++);
+      let end = i;
+      while (end < prev.length && j + 1 < next.length && prev[end] === next[j + 1]) {
+        end++;
+        j++;
+      }
+      if (end > i) {
+        (out[out.length - 1] as [number, number])[1] = end;
+        i = end;
+      }
       continue;
     }
     // The same entry changed where it was (a rule edit): patched without searching the siblings
