@@ -2,7 +2,7 @@
 // firewall rules, from yang-config-generator): a small edit-config + commit, a direct edit of
 // running, get-config (cached and filtered), and the cost of one full libyang parse + validation
 // for comparison. `node dist/bench/netconf-commit.js` or through bench/run.ts as 'netconf-commit'.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -126,6 +126,14 @@ async function large(yang: Awaited<ReturnType<typeof loadTandemContext>>, iterat
   }
 }
 
+/** User + system CPU time (ms) of a process, all threads, from /proc (Linux). */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime and stime are fields 14 and 15 of stat(5), in clock ticks (100 per second on Linux).
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
 /**
  * Issue 8's figure, as a user drives tandem: a real `tandem start` (soft engine) and an ssh2
  * NETCONF client; N firewall rules in VRF main's running, then each iteration edits one rule's
@@ -148,6 +156,8 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
     const loadMs = performance.now() - loadStart;
     await new Promise((r) => setTimeout(r, 500)); // the load's own log lines are flushed before counting starts
     const logStart = t.stdout().length;
+    // CPU time of the agent (all its threads) across the loop: a figure a loaded machine moves less than wall time.
+    const cpuBefore = cpuMsOf(t.pid);
     const times: number[] = [];
     for (let i = 0; i < iterations; i++) {
       const n = (i * 7919) % rules;
@@ -156,6 +166,7 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
       expectOk(await c.rpc('<commit/>'), 'commit');
       times.push(performance.now() - started);
     }
+    const agentCpuMsPerCommit = Math.round(((cpuMsOf(t.pid) - cpuBefore) / iterations) * 100) / 100;
     const logs = t.stdout().slice(logStart).split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
     const field = (msg: string, key: string): number[] => logs.filter((l) => l.msg === msg && typeof l[key] === 'number').map((l) => l[key] as number);
     const p50 = (xs: number[]) => (xs.length ? pct(xs, 50) : undefined);
@@ -171,6 +182,7 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
     return {
       rules, iterations, loadMs: Math.round(loadMs),
       editAndCommitMs: { p50: pct(times, 50), p95: pct(times, 95) },
+      agentCpuMsPerCommit,
       // How the commits went (issue 8): validated on the changed rules only, saved as a journal record.
       commitsValidatedOnChangedRules: logs.filter((l) => l.msg === 'new running validated' && l.validation === 'changed-rules').length,
       commitsSavedToJournal: logs.filter((l) => l.msg === 'running saved' && l.save === 'journal').length,

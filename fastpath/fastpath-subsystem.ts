@@ -6,7 +6,7 @@ import type { DataplaneEngine, VrfDataplaneConfig } from './engine.js';
 import { logger } from '../core/log.js';
 import { SubsystemApplyError, type CommitContext, type CommitSubsystem, type ConfigChange, type ConfigJson, type StateProvider, type SubsystemError } from '../core/subsystem.js';
 import { parseFirewallDefaults, parseFirewallRule, parseNetworkProfiles, parseVrfConfig, VrfConfigError } from './config/vrf-config.js';
-import type { FirewallRuleDelta } from './config/rule-delta.js';
+import { carriedPositions, type FirewallRuleDelta } from './config/rule-delta.js';
 import type { VirtualServiceStats } from './soft/vrf-dataplane.js';
 
 const log = logger('fastpath');
@@ -125,16 +125,33 @@ function changedRuleNames(changes: ConfigChange[], vrfName: string): Set<string>
   return names.size <= MAX_DELTA_RULES ? names : undefined;
 }
 
-/** The delta that turns the old rule list into `vrf`'s (JSON after the commit) for the rules named. */
-function ruleDelta(vrf: Json, names: Set<string>): FirewallRuleDelta {
+function rulesOf(vrf: Json | undefined): Json[] {
+  const fw = obj(vrf?.['tandem-firewall:firewall']);
+  return Array.isArray(fw.rule) ? (fw.rule as Json[]) : [];
+}
+
+const ruleName = (r: Json): string => String(r.name);
+
+/**
+ * The delta that turns the old rule list (`old`, the VRF before the commit) into `vrf`'s (JSON
+ * after the commit) for the rules named. Each named rule is found through the rules' position
+ * index (carried over from the previous commit's list when only these rules changed), not by a
+ * scan of the VRF's rules.
+ */
+function ruleDelta(old: Json | undefined, vrf: Json, names: Set<string>): FirewallRuleDelta {
   const fw = obj(vrf['tandem-firewall:firewall']);
-  const rules = Array.isArray(fw.rule) ? (fw.rule as Json[]) : [];
+  const rules = rulesOf(vrf);
   const placed: FirewallRuleDelta['placed'] = [];
   if (names.size) {
-    for (let i = 0; i < rules.length; i++) {
-      const r = rules[i]!;
-      if (names.has(String(r.name))) placed.push({ after: i === 0 ? null : String(rules[i - 1]!.name), rule: r });
+    const at = carriedPositions(rulesOf(old), rules, ruleName, names);
+    const found: number[] = [];
+    for (const name of names) {
+      const i = at.get(name);
+      if (i !== undefined) found.push(i);
     }
+    // In the new order (first match decides: each placed after the rule it now follows).
+    found.sort((a, b) => a - b);
+    for (const i of found) placed.push({ after: i === 0 ? null : ruleName(rules[i - 1]!), rule: rules[i]! });
   }
   const leaves: Json = {};
   for (const k of ['default-action', 'drop-invalid']) if (fw[k] !== undefined) leaves[k] = fw[k];
@@ -317,7 +334,7 @@ export class FastpathSubsystem implements CommitSubsystem {
         // Only its rules changed (not a profile it uses, not the VRF itself): a delta will do.
         const rules = oldVrfs.has(name) && !parts.maybeVrfs.has(name) && !usesProfile(vrf, parts.profiles)
           ? changedRuleNames(ctx.changes ?? [], name) : undefined;
-        if (rules) cfg.ruleDelta = ruleDelta(vrf, rules);
+        if (rules) cfg.ruleDelta = ruleDelta(oldVrfs.get(name), vrf, rules);
         out.set(name, cfg);
       } else if (oldVrfs.has(name)) {
         out.set(name, undefined);

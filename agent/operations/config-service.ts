@@ -188,6 +188,18 @@ export class ConfigService {
     const started = performance.now();
     const prev = this.store.running;
     const save = new CommitSave(this.store, prev.root, root);
+    save.begin();
+    try {
+      return await this.commitRunningSaving(root, by, edits, ops, save, started);
+    } finally {
+      // A refused commit leaves no temp file behind (after a successful run() there is none left).
+      await save.discard();
+    }
+  }
+
+  private async commitRunningSaving(root: ConfigRoot, by: ChangedBy | undefined, edits: EditChange[], ops: LyOp[] | undefined,
+    save: CommitSave, started: number): Promise<ConfigRoot> {
+    const prev = this.store.running;
     let next: ValidatedConfig;
     if (ops && ops.length <= IN_PLACE_MAX_OPS) {
       // Whether each entry an op names existed before (a create concerns every subsystem below it).

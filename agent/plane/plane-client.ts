@@ -8,7 +8,7 @@ import { fromWire } from './plane-errors.js';
 import type { PhaseOutcomeWire, PlaneManifest, PlaneMessage, PlaneRequest, SubsystemMethod, WireCommitContext } from './plane-protocol.js';
 import type { BatchableSubsystem, PhaseBatch, PhaseOutcome } from '../transaction/phase-batch.js';
 
-type Pending = { resolve(v: unknown): void; reject(e: Error): void };
+type Pending = { resolve(v: unknown): void; reject(e: Error): void; progress?: () => void };
 type RequestBody = PlaneRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
 
 function fromWireOutcome(o: PhaseOutcomeWire): PhaseOutcome {
@@ -35,6 +35,15 @@ export class PlaneClient {
     validateThenPrepare: async (calls) => {
       const r = await this.request({ t: 'validate-prepare', calls: this.wireCalls(calls) }) as { validate: PhaseOutcomeWire[]; prepare?: PhaseOutcomeWire[] };
       return { validate: r.validate.map(fromWireOutcome), ...(r.prepare ? { prepare: r.prepare.map(fromWireOutcome) } : {}) };
+    },
+    validatePrepareApply: async (calls, prepared) => {
+      const r = await this.request({ t: 'validate-prepare-apply', calls: this.wireCalls(calls) }, prepared) as
+        { validate: PhaseOutcomeWire[]; prepare?: PhaseOutcomeWire[]; apply?: PhaseOutcomeWire[] };
+      return {
+        validate: r.validate.map(fromWireOutcome),
+        ...(r.prepare ? { prepare: r.prepare.map(fromWireOutcome) } : {}),
+        ...(r.apply ? { apply: r.apply.map(fromWireOutcome) } : {}),
+      };
     },
   };
 
@@ -114,11 +123,12 @@ export class PlaneClient {
     return { ...rest, oldConfig: o, newConfig: n };
   }
 
-  private request(body: RequestBody): Promise<unknown> {
+  /** `progress` runs when the plane posts that the request passed a step (validate-prepare-apply). */
+  private request(body: RequestBody, progress?: () => void): Promise<unknown> {
     if (this.gone) return Promise.reject(this.gone);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
+      this.pending.set(id, { resolve, reject, ...(progress ? { progress } : {}) });
       try {
         this.port.postMessage({ ...body, id } as PlaneRequest);
       } catch (err) {
@@ -141,6 +151,9 @@ export class PlaneClient {
         else p.reject(fromWire(m.error));
         return;
       }
+      case 'progress':
+        this.pending.get(m.id)?.progress?.();
+        return;
       case 'notify':
         for (const s of this.sinks) s(m.notification);
         return;

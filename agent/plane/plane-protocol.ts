@@ -43,6 +43,13 @@ export type PlaneRequest =
   | { t: 'phase'; id: number; method: PhaseMethod; stopOnFailure: boolean; calls: { index: number; ctx: WireCommitContext }[] }
   /** validate on each subsystem, then prepare (only if no validate failed): answered with { validate, prepare? }. */
   | { t: 'validate-prepare'; id: number; calls: { index: number; ctx: WireCommitContext }[] }
+  /**
+   * A whole commit in one request: validate, prepare (only if no validate failed), apply (only if
+   * every prepare passed, stopping at the first that fails). Once every prepare passed, and before
+   * apply runs, a 'progress' message is posted (the main thread starts the durable save then);
+   * answered with { validate, prepare?, apply? }.
+   */
+  | { t: 'validate-prepare-apply'; id: number; calls: { index: number; ctx: WireCommitContext }[] }
   | { t: 'state'; id: number; index: number }
   | { t: 'rpc'; id: number; index: number; input: ConfigJson }
   /** A full GC of the plane's isolate (after a large removal): answered with its heap sizes before and after. */
@@ -53,5 +60,7 @@ export type PlaneMessage =
   | { t: 'ready'; manifest: PlaneManifest }
   | { t: 'failed'; error: WireError }
   | { t: 'result'; id: number; value: unknown }
+  /** A request still running has passed a step (validate-prepare-apply: every prepare passed). */
+  | { t: 'progress'; id: number }
   | { t: 'error'; id: number; error: WireError }
   | { t: 'notify'; notification: ConfigJson };

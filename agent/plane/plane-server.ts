@@ -101,6 +101,18 @@ export class PlaneServer {
           return { validate, prepare: await this.phase('prepare', true, calls) };
         };
       }
+      case 'validate-prepare-apply': {
+        const calls = this.phaseCalls(m.calls);
+        const failed = (outcomes: PhaseOutcomeWire[]): boolean => outcomes.some((o) => 'e' in o || (Array.isArray(o.v) && o.v.length > 0));
+        return async () => {
+          const validate = await this.phase('validate', false, calls);
+          if (failed(validate)) return { validate };
+          const prepare = await this.phase('prepare', true, calls);
+          if (failed(prepare) || prepare.length < calls.length) return { validate, prepare };
+          this.post({ t: 'progress', id: m.id });
+          return { validate, prepare, apply: await this.phase('apply', true, calls) };
+        };
+      }
       case 'state': {
         const p = this.parts.stateProviders[m.index];
         if (!p) throw new Error(`plane bridge: no state provider ${m.index}`);

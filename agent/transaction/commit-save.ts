@@ -5,7 +5,7 @@
 // is undone and the client gets an rpc-error, so an <ok/> still means applied and on disk.
 import { performance } from 'node:perf_hooks';
 import { logger } from '../../core/log.js';
-import { writeFileAtomic } from '../datastore/atomic-file.js';
+import { stageable, StagedFile, writeFileAtomic } from '../datastore/atomic-file.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
 import type { ConfigStore } from '../datastore/config-store.js';
 
@@ -19,11 +19,51 @@ export class CommitSave {
   ms: number | undefined;
   private done = false;
 
+  /** running.xml's new text, written and flushed under a temp name while the commit validates and prepares. */
+  private staged: { file: StagedFile; text: string } | undefined;
+
   constructor(private readonly store: ConfigStore, private readonly previous: ConfigRoot, private readonly next: ConfigRoot) {}
+
+  /**
+   * Called as the commit starts. A save that will write running.xml whole (a small datastore, or
+   * the journal full) writes the new text to a temp file and starts flushing it now, alongside
+   * libyang's validation and the subsystems' validate and prepare (issue 8: the flush is the
+   * dearest part of a small commit); run() then only renames it into place and flushes the
+   * directory. Nothing is visible before run(): a refused commit calls discard().
+   */
+  begin(): void {
+    if (this.store.journal.takesRecords()) return;
+    const text = this.store.documentText(this.next);
+    if (!stageable(text)) return;
+    this.staged = { file: new StagedFile(this.store.runningFile, text), text };
+  }
+
+  /** The commit was refused before run(): the temp file begin() wrote is removed. */
+  async discard(): Promise<void> {
+    const staged = this.staged;
+    this.staged = undefined;
+    await staged?.file.discard();
+  }
 
   /** Write `next` durably; resolves once it is on disk. */
   async run(): Promise<void> {
     const started = performance.now();
+    const staged = this.staged;
+    this.staged = undefined;
+    if (staged) {
+      try {
+        await staged.file.install();
+      } catch (err) {
+        this.store.journal.invalidate();
+        throw err;
+      }
+      this.store.journal.rebased(staged.text);
+      this.kind = 'whole-file';
+      this.store.saves.whole += 1;
+      this.done = true;
+      this.ms = performance.now() - started;
+      return;
+    }
     const journal = this.store.journal;
     let record: Promise<void> | undefined;
     try {

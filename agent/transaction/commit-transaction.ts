@@ -146,11 +146,30 @@ export class CommitTransaction {
     // Where a commit's time goes, per subsystem and phase (ms), in the 'commit applied' log line
     // (for subsystems run together in the plane worker, the time each took there).
     const phases: Record<string, Record<string, number>> = {};
-    // Subsystems that all live in the plane worker: validate and prepare in one round trip.
+    // The durable save runs in parallel with the applies, settled before the answer. Started on the
+    // next turn of the event loop, once the applies have been posted to the plane worker (or, when
+    // the plane runs the whole commit in one request, once it said every prepare passed): a save
+    // that blocks the main thread then overlaps the plane's apply.
+    const alongside = opts.alongside;
+    let along: Promise<unknown> | undefined;
+    const startAlong = (): void => {
+      along ??= alongside
+        ? new Promise<void>((r) => setImmediate(r)).then(() => alongside.run()).then(() => undefined, (err: unknown) => err ?? new Error('failed'))
+        : undefined;
+    };
+    // Subsystems that all live in the plane worker: the whole commit in one round trip (validate,
+    // prepare, apply), or validate and prepare in one when a test's fault hook runs between phases.
     const batch = batchOf(subs[0]!);
-    const together = batch?.validateThenPrepare && subs.every((s) => batchOf(s) === batch)
-      ? await batch.validateThenPrepare(subs.map((sub) => ({ sub, ctx: contexts.get(sub)! })))
-      : undefined;
+    const batched = subs.every((s) => batchOf(s) === batch);
+    const calls = subs.map((sub) => ({ sub, ctx: contexts.get(sub)! }));
+    const together: { validate: PhaseOutcome[]; prepare?: PhaseOutcome[]; apply?: PhaseOutcome[] } | undefined =
+      batch?.validatePrepareApply && batched && !this.faults.afterPrepare && !this.faults.beforeApply
+        ? await batch.validatePrepareApply(calls, startAlong).catch(async (err: unknown) => {
+          // The plane did not answer (it ended): a save already started is taken back, nothing stays.
+          if (along && alongside) await this.undoAlongside(alongside, along, base.id);
+          throw err;
+        })
+        : batch?.validateThenPrepare && batched ? await batch.validateThenPrepare(calls) : undefined;
     const named = (method: PhaseMethod, outcomes: PhaseOutcome[]) => outcomes.map((outcome, k) => {
       const sub = subs[k]!;
       (phases[sub.name] ??= {})[method] = Math.round(outcome.ms * 10) / 10;
@@ -179,15 +198,14 @@ export class CommitTransaction {
       await this.abortAll(subs, contexts, base.id);
       throw new NetconfErrorList(errors);
     }
-    // Runs in parallel with the applies, settled before the answer. Started on the next turn of the
-    // event loop, once the applies have been posted to the plane worker: a save that blocks the
-    // main thread (a small running.xml is written with synchronous calls) then overlaps the
-    // plane's apply; a journal record is written in libuv's thread pool anyway.
-    const alongside = opts.alongside;
-    const along: Promise<unknown> | undefined = alongside
-      ? new Promise<void>((r) => setImmediate(r)).then(() => alongside.run()).then(() => undefined, (err: unknown) => err ?? new Error('failed'))
-      : undefined;
-    const applies = await this.phase('apply', subs, contexts, true, phases, this.faults.beforeApply);
+    let applies: { sub: CommitSubsystem; outcome: PhaseOutcome }[];
+    if (together?.apply) {
+      applies = named('apply', together.apply);
+    } else {
+      const posted = this.phase('apply', subs, contexts, true, phases, this.faults.beforeApply);
+      startAlong();
+      applies = await posted;
+    }
     const failed = applies.find((a) => 'error' in a.outcome);
     const applied = applies.filter((a) => a !== failed).map((a) => a.sub);
     if (failed) {

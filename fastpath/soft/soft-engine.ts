@@ -17,7 +17,7 @@ import { packPackets } from './packet-codec.js';
 import { EVENT_KINDS, PackedReader, packEntries, unpackEntries, type PackedEntries } from './entry-codec.js';
 import type { MemoryReport, ReplyMessage, SoftCounters, SoftRuleDelta, VsStatsReply, WorkerMessageToMain, WorkerRequest } from './messages.js';
 import { parseFirewallDefaults, parseFirewallRule, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
-import { applyRuleDelta } from '../config/rule-delta.js';
+import { applyRuleDelta, positionsOf } from '../config/rule-delta.js';
 import type { CounterDetail, SoftPacket, Verdict, VirtualServiceStats } from './vrf-dataplane.js';
 import { moveBuffers, routeMoves, type PackedMove } from './packed-move.js';
 
@@ -83,6 +83,25 @@ const CUMULATIVE = ['created', 'destroyed', 'dropsTableFull', 'dropsFirewall', '
 
 function emptyCounters(): SoftCounters {
   return { conntracks: 0, synced: 0, created: 0, destroyed: 0, dropsTableFull: 0, dropsFirewall: 0, dropsBackup: 0, natAllocFailures: 0, dropsInvalid: 0, synCookies: 0 };
+}
+
+/**
+ * Whether the rules after a delta are in the committed order (`expected`, running's JSON). When the
+ * delta replaced rules where they were (the result shares the live list's position index), the
+ * other rules are the live ones at their places, checked against running when they were
+ * committed: the replaced places are what is left to check, not the whole list (issue 8).
+ */
+function sameRuleOrder(live: readonly { name: string }[], next: readonly { name: string }[], expected: readonly { name?: unknown }[],
+  placed: readonly { name: string }[]): boolean {
+  if (expected.length !== next.length) return false;
+  const at = positionsOf(next, (r) => r.name);
+  if (at === positionsOf(live, (r) => r.name) && live.length === next.length) {
+    return placed.every((r) => {
+      const i = at.get(r.name);
+      return i !== undefined && next[i] === r && expected[i]?.name === r.name && (i === 0 || expected[i - 1]?.name === next[i - 1]!.name);
+    });
+  }
+  return next.every((r, i) => r.name === expected[i]?.name);
 }
 
 export class SoftEngine implements DataplaneEngine {
@@ -203,7 +222,7 @@ export class SoftEngine implements DataplaneEngine {
     }
     const fw = config.json['tandem-firewall:firewall'] as { rule?: { name?: unknown }[] } | undefined;
     const expected = fw?.rule ?? [];
-    if (expected.length !== next.length || next.some((r, i) => r.name !== expected[i]?.name)) {
+    if (!sameRuleOrder(live.config.firewall.rules, next, expected, rules.placed.map((p) => p.rule))) {
       log.warn({ vrf: config.name }, 'rule delta does not give the committed rule order; configuring the VRF whole');
       return undefined;
     }

@@ -5,7 +5,7 @@
 // undone. Either way the client gets operation-failed, and running, in memory and on disk, is the
 // previous one.
 import { expect } from 'chai';
-import { appendFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ConfigStore } from '../../agent/datastore/config-store.js';
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../../core/subsystem.js';
@@ -18,6 +18,8 @@ class ProfileSubsystem implements CommitSubsystem {
   readonly owns = ['/tandem-network-profile:network-profile'];
   readonly calls: string[] = [];
   failApply = false;
+  failPrepare = false;
+  onPrepare: (() => void) | undefined;
   /** While set, apply waits for it (the test looks at the disk meanwhile). */
   hold: Promise<void> | undefined;
   onApply: (() => void) | undefined;
@@ -27,7 +29,8 @@ class ProfileSubsystem implements CommitSubsystem {
   }
   async prepare(): Promise<SubsystemError[]> {
     this.calls.push('prepare');
-    return [];
+    this.onPrepare?.();
+    return this.failPrepare ? [{ message: 'injected prepare failure' }] : [];
   }
   async apply(_ctx: CommitContext): Promise<void> {
     this.calls.push('apply');
@@ -186,6 +189,33 @@ for (const size of ['small', 'large'] as const) {
       s = h.session(3);
       expect(await h.rpc(s, GET_RUNNING)).to.equal(after);
     });
+
+    if (size === 'small') {
+      it('running.xml\'s new text is written to a temp file while the commit prepares; a refused commit leaves running.xml as it was and no temp file', async () => {
+        const runningXml = path.join(h.dir, 'running.xml');
+        const temps = (): string[] => readdirSync(h.dir).filter((f) => /^\.running\.xml\..*\.tmp$/.test(f));
+        const before = readFileSync(runningXml, 'utf8');
+        let stagedDuringPrepare: string[] = [];
+        sub.onPrepare = () => {
+          stagedDuringPrepare = temps().map((f) => readFileSync(path.join(h.dir, f), 'utf8'));
+        };
+        sub.failPrepare = true;
+        expect(await h.rpc(s, editCandidate(profile('refused-at-prepare')))).to.equal('<ok/>');
+        const [e] = await h.rpcErrors(s, '<commit/>');
+        expect(e.tag).to.equal('operation-failed');
+        expect(e.message).to.contain('injected prepare failure');
+        expect(stagedDuringPrepare, 'the new running.xml was staged before prepare').to.have.length(1);
+        expect(stagedDuringPrepare[0]).to.contain('<name>refused-at-prepare</name>');
+        expect(readFileSync(runningXml, 'utf8')).to.equal(before);
+        expect(temps(), 'the temp file is removed').to.deep.equal([]);
+        // The next commit installs its own staged text.
+        sub.failPrepare = false;
+        sub.onPrepare = undefined;
+        expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+        expect(readFileSync(runningXml, 'utf8')).to.contain('<name>refused-at-prepare</name>');
+        expect(temps()).to.deep.equal([]);
+      });
+    }
 
     if (size === 'large') {
       it('after a record cut short by a crash, the next record starts on a line of its own', async () => {

@@ -1,5 +1,6 @@
-// Issue 8 (commit latency): the commit transaction runs the phases of the plane's subsystems in two
-// round trips (validate + prepare, then apply; not one per subsystem and phase), with the same
+// Issue 8 (commit latency): the commit transaction runs the phases of the plane's subsystems in one
+// round trip (validate, prepare, apply; not one per subsystem and phase; two when a test's fault
+// hook runs between phases), with the same
 // all-or-nothing outcome as one call each: a validate that fails prepares nothing; a prepare that
 // fails stops the others' prepare and
 // aborts all; an apply that fails stops the later applies, aborts them, undoes the failed one and
@@ -75,7 +76,7 @@ describe('commit phases batched over the plane bridge', () => {
     MessagePort.prototype.postMessage = function (this: MessagePort, value: unknown, ...rest: unknown[]) {
       const t = (value as { t?: unknown } | null)?.t;
       if (t === 'phase' || t === 'subsystem') posted.push(`${t}:${(value as { method: string }).method}`);
-      if (t === 'validate-prepare') posted.push(t);
+      if (t === 'validate-prepare' || t === 'validate-prepare-apply') posted.push(t);
       return (original as (...args: unknown[]) => void).call(this, value, ...rest);
     } as typeof original;
   });
@@ -88,18 +89,28 @@ describe('commit phases batched over the plane bridge', () => {
     posted.length = 0;
   });
 
-  async function transaction(log: string[], fail: Record<string, Fail> = {}): Promise<CommitTransaction> {
+  async function transaction(log: string[], fail: Record<string, Fail> = {}, faults: ConstructorParameters<typeof CommitTransaction>[1] = {}): Promise<CommitTransaction> {
     plane = await bridgeInProcess(parts(log, fail));
-    return new CommitTransaction(plane.subsystems);
+    return new CommitTransaction(plane.subsystems, faults);
   }
 
-  it('runs validate and prepare of all subsystems in one message, apply in another, in order, with the save alongside', async () => {
+  it('runs validate, prepare and apply of all subsystems in one message, in order, with the save started once every prepare passed', async () => {
     const log: string[] = [];
     const tx = await transaction(log);
     await tx.run({}, { 'tandem-vrf:vrf': [{ name: 'x' }] }, changes, { alongside: save(log) });
-    expect(posted).to.deep.equal(['validate-prepare', 'phase:apply']);
+    expect(posted).to.deep.equal(['validate-prepare-apply']);
     expect(log.filter((l) => !l.startsWith('save'))).to.deep.equal([
       'a.validate', 'b.validate', 'c.validate', 'a.prepare', 'b.prepare', 'c.prepare', 'a.apply', 'b.apply', 'c.apply']);
+    expect(log.indexOf('save.run'), 'the save starts after every prepare').to.be.greaterThan(log.indexOf('c.prepare'));
+  });
+
+  it('with a fault hook between phases: validate and prepare in one message, each apply alone after the hook', async () => {
+    const log: string[] = [];
+    const tx = await transaction(log, {}, { beforeApply: (sub) => { log.push(`hook.${sub}`); } });
+    await tx.run({}, { 'tandem-vrf:vrf': [{ name: 'x' }] }, changes, { alongside: save(log) });
+    expect(posted).to.deep.equal(['validate-prepare', 'subsystem:apply', 'subsystem:apply', 'subsystem:apply']);
+    expect(log.filter((l) => !l.startsWith('save'))).to.deep.equal([
+      'a.validate', 'b.validate', 'c.validate', 'a.prepare', 'b.prepare', 'c.prepare', 'hook.a', 'a.apply', 'hook.b', 'b.apply', 'hook.c', 'c.apply']);
     expect(log).to.include('save.run');
   });
 
@@ -109,7 +120,7 @@ describe('commit phases batched over the plane bridge', () => {
     const err = await tx.run({}, {}, changes, { alongside: save(log) }).then(() => undefined, (e: unknown) => e) as { errors: { message: string; extra: { path?: string } }[] };
     expect(err.errors.map((e) => [e.message, e.extra.path])).to.deep.equal([['a: bad a', '/v/a'], ['c: bad c', '/v/c']]);
     expect(log).to.deep.equal(['a.validate', 'b.validate', 'c.validate']);
-    expect(posted).to.deep.equal(['validate-prepare']);
+    expect(posted).to.deep.equal(['validate-prepare-apply']);
   });
 
   it('a prepare that fails stops the later prepares, aborts every subsystem, and saves nothing', async () => {
@@ -132,7 +143,7 @@ describe('commit phases batched over the plane bridge', () => {
     expect(after.filter((l) => l !== 'save.run')).to.deep.equal(['a.apply', 'b.apply', 'c.abort', 'b.undo', 'a.undo', 'save.undo']);
     expect(log, 'c was never applied').to.not.include('c.apply');
     expect(log).to.include('save.run');
-    expect(posted.slice(0, 2)).to.deep.equal(['validate-prepare', 'phase:apply']);
+    expect(posted[0]).to.equal('validate-prepare-apply');
   });
 
   it('a save that fails undoes every apply in reverse order', async () => {
