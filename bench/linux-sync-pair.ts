@@ -166,6 +166,10 @@ export interface SyncPairFigures {
   /** ms from the sync link's return to the full resync received and written by ha2 (-1: not within 30 s). */
   resyncMs: number;
   resyncReceived: number;
+  /** CPU time (ms, user + system, every thread of the process both agents share) from the link's return to all received. */
+  resyncCpuMs: number;
+  /** Resync records ha2's engine did not write again (its kernel held them as they were). */
+  resyncUnchanged: number;
   rssIdleBytes: number;
   rssSyncedBytes: number;
   rssBytesPerSyncedConntrackBothNodes: number;
@@ -314,19 +318,25 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
       'ha1-acked': () => acked1() - ackedBase,
     }, n, false);
     const returned = Date.now();
+    const cpuBefore = process.cpuUsage();
+    const unchangedBefore = (await ha2.counterDetail('main')).resyncUnchanged;
     resyncClock.start();
     await s2.applySync(config2(true));
     const vrf = s2.vrfs.get('main');
     base = vrf === before ? beforeReceive : 0;
     const resynced = await until(() => (s2.vrfs.get('main')?.receive ?? 0) - base >= n, 30_000, 5);
     const resyncMs = resynced ? Date.now() - returned : -1;
+    const cpu = process.cpuUsage(cpuBefore);
+    // CPU of the whole process (both agents, all threads) until ha2 received all: less load-bound than the wall clock.
+    const resyncCpuMs = Math.round((cpu.user + cpu.system) / 1000);
+    const resyncUnchanged = (await ha2.counterDetail('main')).resyncUnchanged - unchangedBefore;
     const resyncReceived = (s2.vrfs.get('main')?.receive ?? 0) - base;
     await until(() => acked1() - ackedBase >= n, 5_000, 5);
     const resyncStages = resyncClock.stop();
     log(`resync stages (ms after the link returned, first..complete): ${SyncStageClock.format(resyncStages)}`);
-    log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms; ha2's kernel holds ${count(nsB)}`);
+    log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms (CPU ${resyncCpuMs} ms, ${resyncUnchanged} left unchanged in ha2's kernel); ha2's kernel holds ${count(nsB)}; load ${loadavg()}`);
     return {
-      conntracks: n, burstMs, burstStages, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived,
+      conntracks: n, burstMs, burstStages, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived, resyncCpuMs, resyncUnchanged,
       rssIdleBytes, rssSyncedBytes,
       rssBytesPerSyncedConntrackBothNodes: Math.round((rssSyncedBytes - rssIdleBytes) / n),
       heapBytesPerSyncedConntrackBothNodes: Math.round((heapSynced - heapIdle) / n),
