@@ -310,27 +310,33 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const sentBase = sent1();
     const ackedBase = acked1();
     const beforeReceive = before?.receive ?? 0;
-    let base = beforeReceive;
+    // What ha2 received since the link returned (its VRF's sync may be a new object after the re-enable).
+    const receivedSince = (): number => {
+      const v = s2.vrfs.get('main');
+      return v === undefined ? 0 : v === before ? v.receive - beforeReceive : v.receive;
+    };
     const resyncClock = new SyncStageClock({
       'ha1-connections': { read: () => clients1().filter((c) => c.status === 'established').length, target: clients1().length },
       'ha1-sent': () => sent1() - sentBase,
-      'ha2-written': () => (s2.vrfs.get('main')?.receive ?? 0) - base,
+      'ha2-written': receivedSince,
       'ha1-acked': () => acked1() - ackedBase,
     }, n, false);
     const returned = Date.now();
+    const profile = process.env.TANDEM_BENCH_RESYNC_PROFILE ? await startProfile() : undefined;
     const cpuBefore = process.cpuUsage();
     const unchangedBefore = (await ha2.counterDetail('main')).resyncUnchanged;
     resyncClock.start();
-    await s2.applySync(config2(true));
-    const vrf = s2.vrfs.get('main');
-    base = vrf === before ? beforeReceive : 0;
-    const resynced = await until(() => (s2.vrfs.get('main')?.receive ?? 0) - base >= n, 30_000, 5);
+    // Watched while applySync runs: it may resolve after the resync has arrived (it did, 0.3 s late).
+    const applying = s2.applySync(config2(true));
+    const resynced = await until(() => receivedSince() >= n, 30_000, 5);
+    await applying;
     const resyncMs = resynced ? Date.now() - returned : -1;
     const cpu = process.cpuUsage(cpuBefore);
     // CPU of the whole process (both agents, all threads) until ha2 received all: less load-bound than the wall clock.
     const resyncCpuMs = Math.round((cpu.user + cpu.system) / 1000);
     const resyncUnchanged = (await ha2.counterDetail('main')).resyncUnchanged - unchangedBefore;
-    const resyncReceived = (s2.vrfs.get('main')?.receive ?? 0) - base;
+    if (profile) await profile(process.env.TANDEM_BENCH_RESYNC_PROFILE as string);
+    const resyncReceived = receivedSince();
     await until(() => acked1() - ackedBase >= n, 5_000, 5);
     const resyncStages = resyncClock.stop();
     log(`resync stages (ms after the link returned, first..complete): ${SyncStageClock.format(resyncStages)}`);
@@ -357,6 +363,25 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     await fx.cleanup();
     await new Promise((r) => setTimeout(r, 1000));
   }
+}
+
+/**
+ * A CPU profile of this thread (both agents' event loop, not the writer threads) from now until
+ * the returned function writes it (TANDEM_BENCH_RESYNC_PROFILE=file.cpuprofile: the resync only).
+ */
+async function startProfile(): Promise<(file: string) => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  return async (file) => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 export function loadavg(): string {
