@@ -112,7 +112,9 @@ describe('linux: a full resync writes into the backup\'s kernel only what change
 
     // The link goes down (ha2's sync off: ha1's connections fail).
     await s2.applySync(config2(false));
-    await until(() => !s1.ready(), () => 'ha1\'s sync connections to go down', 30_000);
+    // Every connection down (not just one): nothing of the changes below may go out live.
+    const clients1 = () => s1.vrfs.get('main')?.peers.flatMap((p) => p.clients) ?? [];
+    await until(() => clients1().every((c) => c.status !== 'established'), () => 'all of ha1\'s sync connections to go down', 30_000);
     // Meanwhile on ha1: new NAT bindings (a conntrack cannot be re-bound: ended and created again
     // with the same original tuple), state changes, conntracks ended, conntracks new.
     const rebound = Array.from({ length: CHANGED }, (_, k) => k);
