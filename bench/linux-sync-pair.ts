@@ -166,6 +166,10 @@ export interface SyncPairFigures {
   /** ms from the sync link's return to the full resync received and written by ha2 (-1: not within 30 s). */
   resyncMs: number;
   resyncReceived: number;
+  /** CPU time (ms, user + system, every thread of the process both agents share) from the link's return to all received. */
+  resyncCpuMs: number;
+  /** Resync records ha2's engine did not write again (its kernel held them as they were). */
+  resyncUnchanged: number;
   rssIdleBytes: number;
   rssSyncedBytes: number;
   rssBytesPerSyncedConntrackBothNodes: number;
@@ -306,27 +310,39 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const sentBase = sent1();
     const ackedBase = acked1();
     const beforeReceive = before?.receive ?? 0;
-    let base = beforeReceive;
+    // What ha2 received since the link returned (its VRF's sync may be a new object after the re-enable).
+    const receivedSince = (): number => {
+      const v = s2.vrfs.get('main');
+      return v === undefined ? 0 : v === before ? v.receive - beforeReceive : v.receive;
+    };
     const resyncClock = new SyncStageClock({
       'ha1-connections': { read: () => clients1().filter((c) => c.status === 'established').length, target: clients1().length },
       'ha1-sent': () => sent1() - sentBase,
-      'ha2-written': () => (s2.vrfs.get('main')?.receive ?? 0) - base,
+      'ha2-written': receivedSince,
       'ha1-acked': () => acked1() - ackedBase,
     }, n, false);
     const returned = Date.now();
+    const profile = process.env.TANDEM_BENCH_RESYNC_PROFILE ? await startProfile() : undefined;
+    const cpuBefore = process.cpuUsage();
+    const unchangedBefore = (await ha2.counterDetail('main')).resyncUnchanged;
     resyncClock.start();
-    await s2.applySync(config2(true));
-    const vrf = s2.vrfs.get('main');
-    base = vrf === before ? beforeReceive : 0;
-    const resynced = await until(() => (s2.vrfs.get('main')?.receive ?? 0) - base >= n, 30_000, 5);
+    // Watched while applySync runs: it may resolve after the resync has arrived (it did, 0.3 s late).
+    const applying = s2.applySync(config2(true));
+    const resynced = await until(() => receivedSince() >= n, 30_000, 5);
+    await applying;
     const resyncMs = resynced ? Date.now() - returned : -1;
-    const resyncReceived = (s2.vrfs.get('main')?.receive ?? 0) - base;
+    const cpu = process.cpuUsage(cpuBefore);
+    // CPU of the whole process (both agents, all threads) until ha2 received all: less load-bound than the wall clock.
+    const resyncCpuMs = Math.round((cpu.user + cpu.system) / 1000);
+    const resyncUnchanged = (await ha2.counterDetail('main')).resyncUnchanged - unchangedBefore;
+    if (profile) await profile(process.env.TANDEM_BENCH_RESYNC_PROFILE as string);
+    const resyncReceived = receivedSince();
     await until(() => acked1() - ackedBase >= n, 5_000, 5);
     const resyncStages = resyncClock.stop();
     log(`resync stages (ms after the link returned, first..complete): ${SyncStageClock.format(resyncStages)}`);
-    log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms; ha2's kernel holds ${count(nsB)}`);
+    log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms (CPU ${resyncCpuMs} ms, ${resyncUnchanged} left unchanged in ha2's kernel); ha2's kernel holds ${count(nsB)}; load ${loadavg()}`);
     return {
-      conntracks: n, burstMs, burstStages, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived,
+      conntracks: n, burstMs, burstStages, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived, resyncCpuMs, resyncUnchanged,
       rssIdleBytes, rssSyncedBytes,
       rssBytesPerSyncedConntrackBothNodes: Math.round((rssSyncedBytes - rssIdleBytes) / n),
       heapBytesPerSyncedConntrackBothNodes: Math.round((heapSynced - heapIdle) / n),
@@ -347,6 +363,25 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     await fx.cleanup();
     await new Promise((r) => setTimeout(r, 1000));
   }
+}
+
+/**
+ * A CPU profile of this thread (both agents' event loop, not the writer threads) from now until
+ * the returned function writes it (TANDEM_BENCH_RESYNC_PROFILE=file.cpuprofile: the resync only).
+ */
+async function startProfile(): Promise<(file: string) => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const { writeFileSync } = await import('node:fs');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.setSamplingInterval', { interval: 500 });
+  await session.post('Profiler.start');
+  return async (file) => {
+    const { profile } = await session.post('Profiler.stop');
+    writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+  };
 }
 
 export function loadavg(): string {

@@ -150,7 +150,7 @@ export interface DataplaneEngine {
    * (sync protocol v1's IPv4 record without a virtual service). The caller has checked every
    * field; the engine routes each record to its owning worker. Returns how many were written.
    */
-  upsertIPv4Records?(vrf: string, records: Uint8Array): Promise<number>;
+  upsertIPv4Records?(vrf: string, records: Uint8Array, options?: UpsertIPv4Options): Promise<number>;
   /**
    * Added for fast sync (G): `dump` without an object per conntrack. Each batch is read field by
    * field; `entry(i)` gives what `dump` would have given, for entries the caller cannot take as
@@ -163,6 +163,16 @@ export interface DataplaneEngine {
    * resync at once. Returns an unsubscribe function.
    */
   onEventsLost?(listener: (vrf: string, dropped: number) => void): () => void;
+}
+
+/** How DataplaneEngine.upsertIPv4Records may write. */
+export interface UpsertIPv4Options {
+  /**
+   * The records are a full resync's (issue 11): an engine that knows its table holds a record's
+   * conntrack exactly as the record would write it (same tuples, NAT binding, state, and a timeout
+   * not above the one held) may leave it as it is and count it written.
+   */
+  unchangedMayBeSkipped?: boolean;
 }
 
 /** One batch of DataplaneEngine.dumpPacked. */

@@ -299,9 +299,11 @@ export class SyncReceiver {
           if (seen) forEachIPv4Orig(f.payload, (proto, src, dst, sport, dport) => seen.setIPv4(proto, src, dst, sport, dport, 0));
           this.antiEntropy?.noteLive(inbound, f.payload, undefined);
           const upsert = this.engine.upsertIPv4Records.bind(this.engine);
+          // Within a full resync, the engine may leave records it holds exactly as they are (issue 11).
+          const options = inbound.resyncOpen ? { unchangedMayBeSkipped: true } : undefined;
           let refused = 0;
           await this.inOrder(inbound, 'write', async () => {
-            refused = this.countWrites(count, await this.written(() => upsert(this.vrf, f.payload.subarray(2)), count));
+            refused = this.countWrites(count, await this.written(() => upsert(this.vrf, f.payload.subarray(2), options), count));
           });
           return refused;
         }

@@ -10,13 +10,15 @@ import type { FlowTuple } from '../engine.js';
 import { logger } from '../../core/log.js';
 import {
   NETLINK_NETFILTER, NLMSG_DONE, NLMSG_ERROR,
-  NLMSG_OVERRUN, NLM_F_ACK, MessageBuilder, UnsupportedProtocolError, decodeConntrack, decodeError,
+  NLMSG_OVERRUN, NLM_F_ACK, MessageBuilder, UnsupportedProtocolError, decodeError,
   encodeDumpRequest, splitMessages, writeCreate, writeDelete, writeUpdate,
   type ConntrackWrite, type KernelConntrack, type NetlinkMessage,
 } from './ctnetlink-codec.js';
 import { inNamespace } from './network-namespace.js';
 import { NETLINK_NO_ENOBUFS, findNetlinkFds, forceReceiveBuffer, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
 import { UpsertOrder, upsertConntracks, type UpsertResult } from './conntrack-upsert.js';
+import { decodeConntrackAt } from './conntrack-event-decoder.js';
+import { BatchPipe } from './batch-pipe.js';
 
 const log = logger('conntrack-netlink');
 
@@ -26,6 +28,13 @@ const MESSAGES_PER_DATAGRAM = 256;
 /** Datagrams sent before waiting for the oldest one's acknowledgement. */
 const DATAGRAMS_IN_FLIGHT = 4;
 const COMMAND_RECEIVE_BUFFER = 8 << 20;
+/**
+ * Bytes read per datagram, without peeking at its size first. The kernel sizes a dump's datagrams
+ * after the reader's buffer (netlink_recvmsg's max_recvmsg_len, capped just below 32 KiB): peeking
+ * read each 1-byte, so the dump came in ~4 KiB datagrams (6,667 for 10^5 conntracks, two system
+ * calls each); with 32 KiB, 741. Acks and errors are far smaller.
+ */
+const READ_BUFFER = 32 << 10;
 const REQUEST_TIMEOUT_MS = 30_000;
 
 export interface ConntrackNetlinkOptions {
@@ -45,6 +54,8 @@ interface PendingRequest {
   lastSeq: number;
   failures: { index: number; errno: number }[];
   onData?: (msg: NetlinkMessage) => void;
+  /** A dump read at offsets of the datagram (no message object): each conntrack message's payload. */
+  onRaw?: (buf: Buffer, from: number, to: number) => void;
   done: (err?: Error) => void;
   /** Restarted by every answer: a dump of 10^6 conntracks takes longer than the timeout, but never pauses that long. */
   timer?: NodeJS.Timeout;
@@ -54,13 +65,16 @@ interface PendingRequest {
  * A NETLINK_NETFILTER socket created inside `namespace`, with NETLINK_NO_ENOBUFS (an overrun is
  * counted, never raised as a socket error) and a forced receive buffer of `receiveBuffer` bytes.
  */
-export function openNetfilterSocket(namespace: string | undefined, receiveBuffer: number): { socket: RawNetlinkSocket; fd: number } {
+export function openNetfilterSocket(
+  namespace: string | undefined, receiveBuffer: number, readBuffer?: number,
+): { socket: RawNetlinkSocket; fd: number } {
   return inNamespace(namespace, () => {
     for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
       let socket: RawNetlinkSocket;
       try {
         socket = new RawNetlinkSocket(NETLINK_NETFILTER, {
           recvBufferSize: 1 << 20, sendBufferSize: 4 << 20, ...(attempt > 0 ? { localPort: candidatePort(attempt) } : {}),
+          ...(readBuffer ? { messagePeeking: false, msgBufferSize: readBuffer } : {}),
         });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).errno === osConstants.errno.EADDRINUSE) continue; // taken in this namespace
@@ -112,10 +126,15 @@ export class ConntrackNetlink {
   private readonly order = new UpsertOrder();
 
   constructor(readonly options: ConntrackNetlinkOptions = {}) {
-    ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER));
+    ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER, READ_BUFFER));
     // Read once: the engine compares it with every conntrack event's port id, and address() is a native call.
     this.port = this.socket.address().port;
     this.socket.on('message', (datagram) => this.receive(datagram));
+    this.socket.on('truncatedMessage', (_datagram, rinfo) => {
+      // Never the case for ctnetlink's answers (below READ_BUFFER); if it were, say so rather than lose a part.
+      log.error({ size: rinfo.truncated, readBuffer: READ_BUFFER }, 'netlink datagram larger than the read buffer: requests in progress fail');
+      this.failAll(new Error(`netlink datagram of ${rinfo.truncated ?? '?'} bytes truncated to ${READ_BUFFER}`));
+    });
     this.socket.on('error', (err) => this.failAll(new Error(`ctnetlink socket error: ${err.message}`)));
   }
 
@@ -136,6 +155,14 @@ export class ConntrackNetlink {
   }
 
   private dispatch(datagram: Buffer): void {
+    if (datagram.length >= 16) {
+      const seq = datagram.readUInt32LE(8);
+      const index = this.pending.findIndex((p) => p.onRaw !== undefined && seq >= p.firstSeq && seq <= p.lastSeq);
+      if (index >= 0) {
+        this.dispatchRaw(datagram, index);
+        return;
+      }
+    }
     let messages: NetlinkMessage[];
     try {
       messages = splitMessages(datagram);
@@ -162,6 +189,44 @@ export class ConntrackNetlink {
     }
   }
 
+  /**
+   * A datagram of a raw dump (the kernel sends a dump's parts in datagrams of their own): its
+   * messages are walked at offsets and handed over as payload ranges, no object per conntrack.
+   */
+  private dispatchRaw(datagram: Buffer, index: number): void {
+    const request = this.pending[index] as PendingRequest;
+    const onRaw = request.onRaw as (buf: Buffer, from: number, to: number) => void;
+    request.timer?.refresh();
+    let off = 0;
+    while (off + 16 <= datagram.length) {
+      const len = datagram.readUInt32LE(off);
+      if (len < 16 || off + len > datagram.length) {
+        log.error({ len, at: off }, 'dropping the rest of a malformed netlink dump datagram');
+        return;
+      }
+      const type = datagram.readUInt16LE(off + 4);
+      const seq = datagram.readUInt32LE(off + 8);
+      if (seq >= request.firstSeq && seq <= request.lastSeq) {
+        if (type === NLMSG_ERROR) {
+          const errno = len >= 20 ? -datagram.readInt32LE(off + 16) : 0;
+          if (errno !== 0) request.failures.push({ index: seq - request.firstSeq, errno });
+          if (seq === request.lastSeq) this.finish(this.pending.indexOf(request));
+          return;
+        }
+        if (type === NLMSG_DONE) {
+          this.finish(this.pending.indexOf(request));
+          return;
+        }
+        if (type === NLMSG_OVERRUN) {
+          this.finish(this.pending.indexOf(request), new Error('netlink overrun during a request'));
+          return;
+        }
+        onRaw(datagram, off + 16, off + len);
+      }
+      off += (len + 3) & ~3;
+    }
+  }
+
   private finish(index: number, err?: Error): void {
     const [request] = this.pending.splice(index, 1);
     request.done(err);
@@ -178,7 +243,9 @@ export class ConntrackNetlink {
   }
 
   /** Sends a datagram of `count` messages (consecutive seqs from firstSeq); resolves when the kernel processed all. */
-  private request(datagram: Buffer, firstSeq: number, count: number, onData?: (msg: NetlinkMessage) => void): Promise<PendingRequest> {
+  private request(
+    datagram: Buffer, firstSeq: number, count: number, onData?: (msg: NetlinkMessage) => void, onRaw?: (buf: Buffer, from: number, to: number) => void,
+  ): Promise<PendingRequest> {
     if (this.closed) return Promise.reject(new Error('ctnetlink socket is closed'));
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -192,6 +259,7 @@ export class ConntrackNetlink {
         lastSeq: firstSeq + count - 1,
         failures: [],
         onData,
+        onRaw,
         timer,
         done: (err) => {
           clearTimeout(timer);
@@ -266,14 +334,51 @@ export class ConntrackNetlink {
   }
 
   /**
-   * Streams the whole table in batches; returns how many conntracks were read. One socket runs one
-   * dump at a time (the kernel refuses a second one with EBUSY while the first runs): dumps queue
-   * here, and a refused one throws instead of looking like an empty table.
+   * Streams the whole table in batches of `batchSize` as the kernel sends it (the first batch is
+   * handed over while the kernel still dumps, one batch at a time); returns how many conntracks
+   * were read. One socket runs one dump at a time (the kernel refuses a second one with EBUSY
+   * while the first runs): dumps queue here, and a refused one throws instead of looking like an
+   * empty table.
    */
   async dump(onBatch: (conntracks: KernelConntrack[]) => void | Promise<void>, batchSize = 1000): Promise<number> {
-    const queue: KernelConntrack[] = [];
+    let queue: KernelConntrack[] = [];
     let total = 0;
     let undecodable = 0;
+    const pipe = new BatchPipe(onBatch);
+    try {
+      await this.dumpRaw((buf, from, to) => {
+        try {
+          queue.push(decodeConntrackAt(buf, from, to));
+        } catch (err) {
+          if (!(err instanceof UnsupportedProtocolError)) undecodable++;
+          return;
+        }
+        if (queue.length >= batchSize) {
+          total += queue.length;
+          pipe.push(queue);
+          queue = [];
+        }
+      });
+    } catch (err) {
+      await pipe.cancel();
+      throw err;
+    }
+    if (undecodable > 0) log.warn({ undecodable }, 'conntracks skipped in a dump (cannot decode)');
+    if (queue.length > 0) {
+      total += queue.length;
+      pipe.push(queue);
+    }
+    await pipe.end();
+    return total;
+  }
+
+  /**
+   * One dump of the whole table, each conntrack message's payload (after the netlink header) to
+   * `onMessage` as a range of the datagram, in the kernel's order, as it arrives; resolves once
+   * the kernel ended the dump. The range is valid during the call only unless the caller keeps
+   * the datagram. Dumps on one socket run one at a time.
+   */
+  async dumpRaw(onMessage: (buf: Buffer, from: number, to: number) => void): Promise<void> {
     const previous = this.dumping;
     let release!: () => void;
     this.dumping = new Promise((r) => {
@@ -282,24 +387,18 @@ export class ConntrackNetlink {
     try {
       await previous;
       const seq = this.nextSeq();
-      const req = await this.request(encodeDumpRequest(seq), seq, 1, (msg) => {
+      const req = await this.request(encodeDumpRequest(seq), seq, 1, undefined, (buf, from, to) => {
+        // A throw must not reach dispatch (it would drop the rest of the datagram).
         try {
-          queue.push(decodeConntrack(msg));
+          onMessage(buf, from, to);
         } catch (err) {
-          if (!(err instanceof UnsupportedProtocolError)) undecodable++;
+          log.error({ err: String(err) }, 'conntrack of a dump not handled');
         }
       });
       if (req.failures.length > 0) throw new Error(`ctnetlink dump refused: errno ${req.failures[0]?.errno}`);
     } finally {
-      release(); // the kernel is done with this dump; the batches below are ours
+      release();
     }
-    if (undecodable > 0) log.warn({ undecodable }, 'conntracks skipped in a dump (cannot decode)');
-    for (let i = 0; i < queue.length; i += batchSize) {
-      const batch = queue.slice(i, i + batchSize);
-      total += batch.length;
-      await onBatch(batch);
-    }
-    return total;
   }
 
   close(): void {

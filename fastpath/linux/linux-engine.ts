@@ -17,7 +17,8 @@
 //    random point after the grace period when undefined-grace-period is shorter) and its mark
 //    cleared (release). No per-conntrack work gates forwarding, whatever the size of the table.
 import type {
-  ConntrackEntry, ConntrackEvent, DataplaneEngine, EngineCounters, FailoverPolicy, FlowTuple, HaRole, VrfDataplaneConfig,
+  ConntrackEntry, ConntrackEvent, DataplaneEngine, EngineCounters, FailoverPolicy, FlowTuple, HaRole, L4Proto, PackedConntrackBatch,
+  UpsertIPv4Options, VrfDataplaneConfig,
 } from '../engine.js';
 import { logger } from '../../core/log.js';
 import { RealClock, type Clock, type TimerHandle } from '../clock.js';
@@ -25,6 +26,10 @@ import { ownerWorker } from '../tuple-hash.js';
 import { VrfConfigError, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
 import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { ConntrackNetlink } from './conntrack-netlink.js';
+import { BatchPipe } from './batch-pipe.js';
+import { KernelDumpBatch, type DumpBatchContext } from './kernel-dump-batch.js';
+import { Held, WrittenConntracks } from './written-conntracks.js';
+import { PROTO_INDEX, parseIPv4 } from '../ipv4-tuple-table.js';
 import { ConntrackEventStream } from './conntrack-events.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts, type UpsertResult } from './conntrack-upsert.js';
@@ -69,6 +74,8 @@ const RELEASE_DELAY_MS = 1000;
  */
 const RELEASE_HOLD_MS = Number(process.env.TANDEM_TEST_RELEASE_HOLD_MS ?? 0);
 const DEFAULT_CONNTRACK_MAX = 1048576;
+/** Conntracks per batch of dumpPacked (sync sends a batch while the kernel dumps the next). */
+const DUMP_BATCH = 1000;
 
 export interface LinuxEngineOptions {
   /** The namespace of a VRF: default `main` -> the agent's own, any other -> the namespace of that name. */
@@ -117,6 +124,10 @@ interface LiveVrf {
   nftCounters?: NftCounterSocket;
   /** Dumps of the kernel table this engine made (state reads make none). */
   tableDumps: number;
+  /** What this node wrote, as backup, of each synced IPv4 conntrack (written-conntracks.ts); empty on a master. */
+  written: WrittenConntracks;
+  /** Full resync records not written again (identical to what the kernel holds). */
+  resyncUnchanged: number;
   /** Re-seeds of the live counts from a dump (after lost events, a new set of virtual services, a switch to backup). */
   reseeds: number;
   /** Conntrack events the kernel dropped for this VRF's reader. */
@@ -148,6 +159,8 @@ export interface LinuxCounterDetail {
   eventsLost: number;
   tableDumps: number;
   reseeds: number;
+  /** Full resync records a backup did not write again: its kernel held them as they were (written-conntracks.ts). */
+  resyncUnchanged: number;
 }
 
 function countedVirtualServices(config: SoftVrfConfig): CountedVirtualService[] {
@@ -280,6 +293,8 @@ export class LinuxEngine implements DataplaneEngine {
       natBlocks: this.natBlockLogger(name, staged.config),
       live: new ConntrackLiveCounts(countedVirtualServices(staged.config)),
       tableDumps: 0,
+      written: new WrittenConntracks(),
+      resyncUnchanged: 0,
       reseeds: 0,
       eventsLost: 0,
     };
@@ -502,6 +517,52 @@ export class LinuxEngine implements DataplaneEngine {
   }
 
   /**
+   * dump() without an object per plain IPv4 conntrack (DataplaneEngine.dumpPacked): the kernel's
+   * messages are decoded into typed columns (kernel-dump-batch.ts) and handed over in batches of
+   * DUMP_BATCH while the kernel still dumps, one batch at a time.
+   */
+  async dumpPacked(vrf: string, batch: (b: PackedConntrackBatch) => void | Promise<void>): Promise<void> {
+    const v = this.live(vrf);
+    v.tableDumps++;
+    const vips = new Set<number>();
+    for (const vs of v.config.virtualServices) {
+      const vip = parseIPv4(vs.vip);
+      const proto = PROTO_INDEX[vs.protocol as L4Proto];
+      if (vip >= 0 && proto !== undefined) vips.add((vip * 65536 + vs.port) * 4 + proto);
+    }
+    const ctx: DumpBatchContext = {
+      isVirtualService: (proto, dst, dport) => vips.size > 0 && vips.has((dst * 65536 + dport) * 4 + proto),
+      establishedAt: (id) => v.established.get(id) ?? 0,
+      now: this.clock.now(),
+      syncedMark: SYNCED_MARK,
+      markTimeoutMask: MARK_TIMEOUT_MASK,
+      toEntry: (ct) => this.toEntry(v, ct),
+    };
+    let undecodable = 0;
+    let current = new KernelDumpBatch(DUMP_BATCH, ctx);
+    const pipe = new BatchPipe<KernelDumpBatch>(async (b) => {
+      ctx.now = this.clock.now();
+      await batch(b);
+    });
+    try {
+      await v.netlink.dumpRaw((buf, from, to) => {
+        if (!current.add(buf, from, to)) return;
+        if (!current.full) return;
+        undecodable += current.undecodable;
+        pipe.push(current);
+        current = new KernelDumpBatch(DUMP_BATCH, ctx);
+      });
+    } catch (err) {
+      await pipe.cancel();
+      throw err;
+    }
+    undecodable += current.undecodable;
+    if (current.count > 0) pipe.push(current);
+    if (undecodable > 0) log.warn({ vrf, undecodable }, 'conntracks skipped in a dump (cannot decode)');
+    await pipe.end();
+  }
+
+  /**
    * Writes synced conntracks into the kernel table (on a backup: held without expiry); returns how
    * many the kernel took, after retrying refusals in the other form (conntrack-upsert.ts).
    */
@@ -522,6 +583,7 @@ export class LinuxEngine implements DataplaneEngine {
         timeout: vrf.role === 'backup' ? BACKUP_TIMEOUT_S : e.timeout,
         mark: (SYNCED_MARK | Math.min(Math.max(0, Math.round(e.timeout)), MARK_TIMEOUT_MASK)) >>> 0,
       }));
+      if (vrf.written.size > 0) for (const w of writes) vrf.written.forget(w.orig);
       const result = await vrf.writers.upsert(writes);
       if (!vrf.events) {
         // No events on a backup: its own writes keep the live counts, keyed by original tuple.
@@ -546,8 +608,39 @@ export class LinuxEngine implements DataplaneEngine {
    * encode ctnetlink straight from the records' bytes, the same messages upsert() sends for the
    * entries they describe (same timeout and mark), with no object per conntrack on the way.
    */
-  async upsertIPv4Records(vrfName: string, records: Uint8Array): Promise<number> {
+  async upsertIPv4Records(vrfName: string, all: Uint8Array, options?: UpsertIPv4Options): Promise<number> {
     const vrf = this.live(vrfName);
+    // A backup remembers what it wrote; a full resync's records identical to it are left as the
+    // kernel holds them (a full resync after a short outage rewrote the whole table before).
+    const remember = vrf.role === 'backup' && !vrf.events;
+    const total = all.length / IPV4_RECORD_BYTES;
+    let records = all;
+    let skipped = 0;
+    if (remember && vrf.written.size > 0) {
+      const skip = options?.unchangedMayBeSkipped === true;
+      const changed = new Int32Array(total);
+      let rebound: FlowTuple[] | undefined;
+      let n = 0;
+      for (let i = 0; i < total; i++) {
+        const held = vrf.written.compare(all, i);
+        if (held === Held.Same && skip) continue;
+        if (held === Held.Rebound) (rebound ??= []).push(recordOrig(all, i));
+        changed[n++] = i;
+      }
+      // A new NAT binding of the same original tuple (ended and created again on the master while
+      // the link was down): an update cannot change the reply tuple of a kernel conntrack.
+      if (rebound) await this.remove(vrfName, rebound);
+      skipped = total - n;
+      if (skipped > 0) {
+        vrf.resyncUnchanged += skipped;
+        if (n === 0) return total;
+        records = new Uint8Array(n * IPV4_RECORD_BYTES);
+        for (let j = 0; j < n; j++) {
+          const o = (changed[j] as number) * IPV4_RECORD_BYTES;
+          records.set(all.subarray(o, o + IPV4_RECORD_BYTES), j * IPV4_RECORD_BYTES);
+        }
+      }
+    }
     const result = await vrf.writers.upsertIPv4Records(records, {
       timeout: vrf.role === 'backup' ? BACKUP_TIMEOUT_S : undefined,
       mark: (timeout) => (SYNCED_MARK | Math.min(timeout, MARK_TIMEOUT_MASK)) >>> 0,
@@ -559,17 +652,19 @@ export class LinuxEngine implements DataplaneEngine {
       for (let i = 0; i < count; i++) {
         if (f < result.failures.length && result.failures[f]?.index === i) {
           f++;
+          if (remember) vrf.written.forgetRecord(records, i);
           continue;
         }
         const orig = recordOrig(records, i);
         vrf.live.set(orig, { orig, state: recordState(records, i), alg: false, synced: true });
+        if (remember && vrf.role === 'backup') vrf.written.record(records, i);
       }
       vrf.counters.conntracks += result.created;
       vrf.counters.created += result.created;
       vrf.counters.synced += result.created;
     }
     this.noteUpsert(vrf, result, (i) => recordOrig(records, i));
-    return result.written;
+    return result.written + skipped;
   }
 
   /** Logs and counts what an upsert could not write (the caller, sync, counts it in receive-error). */
@@ -584,6 +679,7 @@ export class LinuxEngine implements DataplaneEngine {
 
   async remove(vrf: string, tuples: FlowTuple[]): Promise<number> {
     const v = this.live(vrf);
+    if (v.written.size > 0) for (const t of tuples) v.written.forget(t);
     const removed = (await v.netlink.delete(tuples)).written;
     if (!v.events) {
       for (const t of tuples) v.live.delete(t);
@@ -609,6 +705,8 @@ export class LinuxEngine implements DataplaneEngine {
     if (v.role === role) return;
     const started = this.clock.now();
     v.role = role;
+    // As master the kernel changes its conntracks by itself: what was written is no longer known.
+    v.written.clear();
     if (v.release) {
       // A release still running stops at its next slice (and writes nothing once backup).
       v.release.cancelled = true;
@@ -797,6 +895,7 @@ export class LinuxEngine implements DataplaneEngine {
       eventsLost: v.eventsLost,
       tableDumps: v.tableDumps,
       reseeds: v.reseeds,
+      resyncUnchanged: v.resyncUnchanged,
     };
   }
 
