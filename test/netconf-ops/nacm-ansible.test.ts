@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ansibleAvailable, runPlaybook } from '../helpers/ansible-playbook.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
+import { freeTcpPort } from '../helpers/free-port.js';
 
 const SECRET = 'ansible-nacm-secret-0123456789';
 
@@ -21,11 +22,14 @@ const USERS = [
 
 const indent = (text: string, n: number) => text.trim().split('\n').map((l) => `${' '.repeat(n)}${l}`).join('\n');
 
+/** The sync listener binds 127.0.0.1 on this port: one the kernel says is free, not a fixed one. */
+const SYNC_PORT = await freeTcpPort('127.0.0.1');
+
 const HA = `<config>
   <ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>backup</state></group></ha>
   <vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name>
     <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">
-      <peer><name>peer1</name><source>127.0.0.1</source><address>127.0.0.2</address><port>47998</port></peer>
+      <peer><name>peer1</name><source>127.0.0.1</source><address>127.0.0.2</address><port>${SYNC_PORT}</port></peer>
       <listen-ha-group>ha-group1</listen-ha-group>
       <shared-secret>${SECRET}</shared-secret>
     </ha-fp-conntrack>

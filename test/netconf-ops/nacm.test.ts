@@ -5,8 +5,11 @@ import { expect } from 'chai';
 import { existsSync, readFileSync } from 'node:fs';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
 import { DEBIAN_PYTHON, NCCLIENT_PRELUDE, runPython } from '../helpers/python-client.js';
+import { freeTcpPort } from '../helpers/free-port.js';
 
 const SECRET = 'nacm-test-secret-0123456789';
+/** The sync listener binds 127.0.0.1 on this port: one the kernel says is free, not a fixed one. */
+const SYNC_PORT = await freeTcpPort('127.0.0.1');
 
 /** Users of every kind, with groups from the transport (the user store). */
 const USERS = [
@@ -38,7 +41,7 @@ HA = '''<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
   <ha xmlns="urn:tandem:yang:tandem-ha"><group><name>ha-group1</name><state>backup</state></group></ha>
   <vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name>
     <ha-fp-conntrack xmlns="urn:tandem:yang:tandem-ha-fp-conntrack">
-      <peer><name>peer1</name><source>127.0.0.1</source><address>127.0.0.2</address><port>47999</port></peer>
+      <peer><name>peer1</name><source>127.0.0.1</source><address>127.0.0.2</address><port>${SYNC_PORT}</port></peer>
       <listen-ha-group>ha-group1</listen-ha-group>
       <shared-secret>${SECRET}</shared-secret>
     </ha-fp-conntrack>
