@@ -1,0 +1,194 @@
+// A commit that changes some firewall rules of a VRF, as one nft transaction on the live forward
+// chain that touches those rules only (issue 8 item 1). Every tandem rule's nft rule carries its
+// identity twice: the comment `rule NAME` (what `nft list` shows) and the kernel handle the engine
+// tracks (RuleHandles, read after a whole load and kept up to date from nft's echo of each edit).
+//
+// The batch: the changed, moved and deleted rules are deleted by handle; the counter of an edited
+// or deleted rule goes (an edited rule counts again from 0, as with a reload); the new and edited
+// ones get a counter; each placed rule is inserted right before the next rule that stays (or the
+// default-action rule, always last), in the new order, so inserting them in order gives exactly
+// running's order; a changed default action replaces its rule in place. Rules that stay keep
+// their kernel rule object, handle and counter: nothing else of the table is touched.
+import type { FirewallRule, SoftVrfConfig } from '../config/vrf-config.js';
+import { TABLE, defaultActionRule, firewallRule, ruleComment, ruleCounterName } from './nft-ruleset.js';
+
+const CHAIN = `inet ${TABLE} forward`;
+
+/** Kernel handles of the forward chain's firewall rules, by tandem rule name, and of its default-action rule. */
+export interface RuleHandles {
+  rules: Map<string, number>;
+  defaultRule: number;
+}
+
+/** An edit rendered against the live chain: the `nft -f` script and what it changes. */
+export interface RuleEdit {
+  script: string;
+  /** Names whose nft rule the script deletes (deleted, edited or moved rules). */
+  deleted: string[];
+  /** Names the script inserts, in the order of the script. */
+  inserted: string[];
+  /** Rules placed plus rules deleted (0: the batch changes no rule, at most the default action). */
+  touched: number;
+}
+
+type NftJson = { nftables?: Record<string, unknown>[] };
+
+interface NftRuleJson {
+  handle?: number;
+  comment?: string;
+  expr?: Record<string, unknown>[];
+}
+
+const COMMENT_PREFIX = ruleComment('');
+
+function nameOfComment(comment: string | undefined): string | undefined {
+  return comment?.startsWith(COMMENT_PREFIX) ? comment.slice(COMMENT_PREFIX.length) : undefined;
+}
+
+function isDefaultRule(rule: NftRuleJson): boolean {
+  return (rule.expr ?? []).some((e) => e.counter === 'fw_default_accept' || e.counter === 'fw_default_drop');
+}
+
+/**
+ * The handles of `nft -j -a list chain inet tandem forward`; undefined when the chain does not
+ * have exactly one default-action rule or holds a tandem rule twice (then the next firewall edit
+ * loads the table whole again).
+ */
+export function parseRuleHandles(listing: string): RuleHandles | undefined {
+  const parsed = JSON.parse(listing) as NftJson;
+  const rules = new Map<string, number>();
+  let defaultRule: number | undefined;
+  for (const item of parsed.nftables ?? []) {
+    const rule = item.rule as NftRuleJson | undefined;
+    if (!rule || typeof rule.handle !== 'number') continue;
+    const name = nameOfComment(rule.comment);
+    if (name !== undefined) {
+      if (rules.has(name)) return undefined;
+      rules.set(name, rule.handle);
+    } else if (isDefaultRule(rule)) {
+      if (defaultRule !== undefined) return undefined;
+      defaultRule = rule.handle;
+    }
+  }
+  return defaultRule === undefined ? undefined : { rules, defaultRule };
+}
+
+/**
+ * Handles of the rules an edit inserted, from nft's echo (`nft -e -a -f -`, text: with -j nft
+ * would open /dev/stdin by name, which fails on the socket node gives it), by tandem rule name:
+ * lines `insert rule ... comment "rule NAME" # handle N` (names are [A-Za-z0-9_.-], YANG's tt:name).
+ */
+export function insertedHandles(echo: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of echo.split('\n')) {
+    if (!line.startsWith('insert rule ')) continue;
+    const m = /comment "rule ([A-Za-z0-9_.-]+)" # handle (\d+)\s*$/.exec(line);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+/** Handles after `edit` was applied and nft echoed `echo`; throws when the echo lacks a rule it inserted. */
+export function handlesAfter(handles: RuleHandles, edit: RuleEdit, echo: string): RuleHandles {
+  const added = edit.inserted.length ? insertedHandles(echo) : new Map<string, number>();
+  const rules = new Map(handles.rules);
+  for (const name of edit.deleted) rules.delete(name);
+  for (const name of edit.inserted) {
+    const handle = added.get(name);
+    if (handle === undefined) throw new Error(`nft did not echo the handle of rule ${name}`);
+    rules.set(name, handle);
+  }
+  return { rules, defaultRule: handles.defaultRule };
+}
+
+function sameRule(a: FirewallRule | undefined, b: FirewallRule): boolean {
+  return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * `touched` without the rules that need not change in the kernel: same content, a known handle,
+ * and a place between the rules that stay (e.g. the undo of an edit that never reached the kernel,
+ * or an edit that set a rule to what it was). Greedy in the new order: a touched rule stays when
+ * it came after the last rule that stays and before the next untouched one.
+ */
+function unmoved(before: SoftVrfConfig, after: SoftVrfConfig, touched: Set<string>, handles: RuleHandles): Set<string> {
+  const rules = after.firewall.rules;
+  const beforeIndex = new Map(before.firewall.rules.map((r, i) => [r.name, i]));
+  const nextUntouched: number[] = new Array<number>(rules.length);
+  let next = Infinity;
+  for (let i = rules.length - 1; i >= 0; i--) {
+    nextUntouched[i] = next;
+    const name = rules[i]!.name;
+    if (!touched.has(name)) next = beforeIndex.get(name) ?? next;
+  }
+  const out = new Set(touched);
+  let last = -1;
+  rules.forEach((rule, i) => {
+    const at = beforeIndex.get(rule.name);
+    if (!touched.has(rule.name)) {
+      if (at !== undefined) last = at;
+      return;
+    }
+    if (at !== undefined && at > last && at < nextUntouched[i]! && handles.rules.has(rule.name)
+      && sameRule(before.firewall.rules[at], rule)) {
+      out.delete(rule.name);
+      last = at;
+    }
+  });
+  return out;
+}
+
+/**
+ * The batch that turns the live chain (`before`, with `handles`) into `after`'s rules, given the
+ * names of the rules the commit touched (created, edited, moved or deleted). Undefined when the
+ * edit cannot be done in place and the table must be loaded whole: drop-invalid changed (the rules
+ * before the firewall rules change), a rule to delete or keep has no known handle, or the rules
+ * left untouched are not in the same order before and after.
+ */
+export function renderRuleEdit(before: SoftVrfConfig, after: SoftVrfConfig, touchedNames: Iterable<string>, handles: RuleHandles): RuleEdit | undefined {
+  if (before.firewall.dropInvalid !== after.firewall.dropInvalid) return undefined;
+  const old = new Map(before.firewall.rules.map((r) => [r.name, r]));
+  const touched = unmoved(before, after, new Set(touchedNames), handles);
+  // Untouched rules stay where they are: their relative order must not change.
+  const keptBefore = before.firewall.rules.filter((r) => !touched.has(r.name)).map((r) => r.name);
+  const keptAfter = after.firewall.rules.filter((r) => !touched.has(r.name)).map((r) => r.name);
+  if (keptBefore.length !== keptAfter.length || keptBefore.some((n, i) => n !== keptAfter[i])) return undefined;
+  for (const name of keptAfter) if (!handles.rules.has(name)) return undefined;
+
+  const lines: string[] = [];
+  const deleted: string[] = [];
+  for (const name of touched) {
+    if (!old.has(name)) continue;
+    const handle = handles.rules.get(name);
+    if (handle === undefined) return undefined;
+    lines.push(`delete rule ${CHAIN} handle ${handle}`);
+    deleted.push(name);
+  }
+  const now = new Map(after.firewall.rules.map((r) => [r.name, r]));
+  // A rule deleted or edited loses its counter; a moved rule keeps it (and its counts).
+  for (const name of deleted) {
+    const kept = now.get(name);
+    if (!kept || !sameRule(old.get(name), kept)) lines.push(`delete counter inet ${TABLE} ${ruleCounterName(name)}`);
+  }
+  const inserted: string[] = [];
+  const rules = after.firewall.rules;
+  let next = handles.defaultRule; // the handle every placed rule goes before, found from the end
+  const inserts: string[] = [];
+  for (let i = rules.length - 1; i >= 0; i--) {
+    const rule = rules[i]!;
+    if (!touched.has(rule.name)) {
+      next = handles.rules.get(rule.name)!;
+      continue;
+    }
+    if (!sameRule(old.get(rule.name), rule)) lines.push(`add counter inet ${TABLE} ${ruleCounterName(rule.name)}`);
+    inserts.push(`insert rule ${CHAIN} position ${next} ${firewallRule(rule)}`);
+    inserted.push(rule.name);
+  }
+  // Found from the end; inserted in running's order (each before the same next rule that stays).
+  lines.push(...inserts.reverse());
+  inserted.reverse();
+  if (before.firewall.defaultAction !== after.firewall.defaultAction) {
+    lines.push(`replace rule ${CHAIN} handle ${handles.defaultRule} ${defaultActionRule(after.firewall.defaultAction)}`);
+  }
+  return { script: lines.length ? `${lines.join('\n')}\n` : '', deleted, inserted, touched: deleted.length + inserted.length };
+}
