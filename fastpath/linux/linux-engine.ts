@@ -34,7 +34,8 @@ import {
   IPS_EXPECTED, IPV4_RECORD_BYTES, recordOrig, recordState, type ConntrackNotification, type ConntrackWrite, type KernelConntrack,
 } from './ctnetlink-codec.js';
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset, runNft } from './nft-ruleset.js';
-import { handlesAfter, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
+import { handlesAfter, insertedHandles, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
+import { sendRuleEdit } from './nft-rule-batch.js';
 import { renderRoleSwitch } from './backup-guard.js';
 import { PrimedNft } from './primed-nft.js';
 import { GuardRemovalSocket } from './guard-removal-socket.js';
@@ -92,7 +93,7 @@ interface Staged {
   config: SoftVrfConfig;
   namespace: string | undefined;
   /** A firewall rule edit done in place on the live chain (nft-rule-edit.ts), checked against `base`/`handles`. */
-  edit?: { base: SoftVrfConfig; handles: RuleHandles; edit: RuleEdit };
+  edit?: { base: SoftVrfConfig; handles: RuleHandles; edit: RuleEdit; via: 'netlink' | 'nft' };
 }
 
 interface LiveVrf {
@@ -226,9 +227,9 @@ export class LinuxEngine implements DataplaneEngine {
     const edit = live && this.stageRuleEdit(config, live);
     if (edit) {
       try {
-        // nft checks the batch against the live chain (its handles included) without applying it.
-        if (edit.edit.script) await checkRuleset(namespace, edit.edit.script);
-        this.staged.set(config.name, { config: edit.config, namespace, edit: { base: edit.base, handles: edit.handles, edit: edit.edit } });
+        // The kernel checks the batch against the live chain (its handles included) without applying it.
+        const via = await this.checkRuleEdit(config.name, namespace, edit.edit);
+        this.staged.set(config.name, { config: edit.config, namespace, edit: { base: edit.base, handles: edit.handles, edit: edit.edit, via } });
         return;
       } catch (err) {
         // A chain changed behind the engine's back (stale handles) must not block the commit: the whole load below is checked too.
@@ -274,18 +275,42 @@ export class LinuxEngine implements DataplaneEngine {
     return edit && { config: next, base, handles, edit };
   }
 
-  /** Applies a staged in-place rule edit: one nft transaction; the handles of the rules it inserted come from nft's echo. */
+  /**
+   * Checks an in-place edit: on the nf_tables netlink socket (nft-rule-batch.ts: no rule cache to
+   * load, whatever the number of rules), or with `nft -c` when no such socket can be opened.
+   */
+  private async checkRuleEdit(vrf: string, namespace: string | undefined, edit: RuleEdit): Promise<'netlink' | 'nft'> {
+    if (edit.ops.length === 0) return 'netlink';
+    // Test hook (test/linux/nft-rule-edit.test.ts): the nft fallback, as if no socket could be opened.
+    if (process.env.TANDEM_TEST_RULE_EDIT_WITH_NFT) {
+      await checkRuleset(namespace, edit.script);
+      return 'nft';
+    }
+    try {
+      await sendRuleEdit(namespace, edit.ops, 'check');
+      return 'netlink';
+    } catch (err) {
+      if (/^nf_tables refused/.test((err as Error).message)) throw err;
+      log.warn({ vrf, err: (err as Error).message }, 'no nf_tables socket for the rule edit; checking it with nft');
+    }
+    await checkRuleset(namespace, edit.script);
+    return 'nft';
+  }
+
+  /** Applies a staged in-place rule edit: one transaction; the handles of the rules it inserted are echoed back. */
   private async applyRuleEdit(live: LiveVrf, staged: Staged & { edit: NonNullable<Staged['edit']> }): Promise<void> {
-    const { edit, handles } = staged.edit;
-    const echo = edit.script ? await runNft(staged.namespace, ['-e', '-a', '-f', '-'], edit.script) : '';
+    const { edit, handles, via } = staged.edit;
+    const added = via === 'netlink'
+      ? await sendRuleEdit(staged.namespace, edit.ops, 'apply')
+      : insertedHandles(edit.script ? await runNft(staged.namespace, ['-e', '-a', '-f', '-'], edit.script) : '');
     live.config = staged.config;
     try {
-      live.ruleHandles = handlesAfter(handles, edit, echo);
+      live.ruleHandles = handlesAfter(handles, edit, added);
     } catch (err) {
       live.ruleHandles = undefined; // applied, but the next firewall edit loads the table whole
       log.warn({ vrf: live.name, err: (err as Error).message }, 'handles of the edited rules unknown; the next firewall edit loads the table whole');
     }
-    log.info({ vrf: live.name, rules: staged.config.firewall.rules.length, deleted: edit.deleted.length, inserted: edit.inserted.length },
+    log.info({ vrf: live.name, rules: staged.config.firewall.rules.length, deleted: edit.deleted.length, inserted: edit.inserted.length, via },
       'firewall rules edited in place');
   }
 

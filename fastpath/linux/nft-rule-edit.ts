@@ -20,8 +20,18 @@ export interface RuleHandles {
   defaultRule: number;
 }
 
-/** An edit rendered against the live chain: the `nft -f` script and what it changes. */
+/** One step of an edit, in batch order (nft-rule-batch.ts sends them on netlink, `script` is their nft text). */
+export type RuleEditOp =
+  | { op: 'delete-rule'; handle: number }
+  | { op: 'delete-counter'; name: string }
+  | { op: 'add-counter'; name: string }
+  /** Inserted right before the rule with handle `position`. */
+  | { op: 'insert-rule'; position: number; rule: FirewallRule }
+  | { op: 'replace-default'; handle: number; action: 'accept' | 'drop' };
+
+/** An edit rendered against the live chain: its steps, the same as an `nft -f` script, and what it changes. */
 export interface RuleEdit {
+  ops: RuleEditOp[];
   script: string;
   /** Names whose nft rule the script deletes (deleted, edited or moved rules). */
   deleted: string[];
@@ -88,14 +98,13 @@ export function insertedHandles(echo: string): Map<string, number> {
   return out;
 }
 
-/** Handles after `edit` was applied and nft echoed `echo`; throws when the echo lacks a rule it inserted. */
-export function handlesAfter(handles: RuleHandles, edit: RuleEdit, echo: string): RuleHandles {
-  const added = edit.inserted.length ? insertedHandles(echo) : new Map<string, number>();
+/** Handles after `edit` was applied, given the handles of the rules it inserted; throws when one is missing. */
+export function handlesAfter(handles: RuleHandles, edit: RuleEdit, added: Map<string, number>): RuleHandles {
   const rules = new Map(handles.rules);
   for (const name of edit.deleted) rules.delete(name);
   for (const name of edit.inserted) {
     const handle = added.get(name);
-    if (handle === undefined) throw new Error(`nft did not echo the handle of rule ${name}`);
+    if (handle === undefined) throw new Error(`no handle echoed for rule ${name}`);
     rules.set(name, handle);
   }
   return { rules, defaultRule: handles.defaultRule };
@@ -155,40 +164,52 @@ export function renderRuleEdit(before: SoftVrfConfig, after: SoftVrfConfig, touc
   if (keptBefore.length !== keptAfter.length || keptBefore.some((n, i) => n !== keptAfter[i])) return undefined;
   for (const name of keptAfter) if (!handles.rules.has(name)) return undefined;
 
-  const lines: string[] = [];
+  const ops: RuleEditOp[] = [];
   const deleted: string[] = [];
   for (const name of touched) {
     if (!old.has(name)) continue;
     const handle = handles.rules.get(name);
     if (handle === undefined) return undefined;
-    lines.push(`delete rule ${CHAIN} handle ${handle}`);
+    ops.push({ op: 'delete-rule', handle });
     deleted.push(name);
   }
   const now = new Map(after.firewall.rules.map((r) => [r.name, r]));
   // A rule deleted or edited loses its counter; a moved rule keeps it (and its counts).
   for (const name of deleted) {
     const kept = now.get(name);
-    if (!kept || !sameRule(old.get(name), kept)) lines.push(`delete counter inet ${TABLE} ${ruleCounterName(name)}`);
+    if (!kept || !sameRule(old.get(name), kept)) ops.push({ op: 'delete-counter', name: ruleCounterName(name) });
   }
   const inserted: string[] = [];
   const rules = after.firewall.rules;
   let next = handles.defaultRule; // the handle every placed rule goes before, found from the end
-  const inserts: string[] = [];
+  const inserts: RuleEditOp[] = [];
   for (let i = rules.length - 1; i >= 0; i--) {
     const rule = rules[i]!;
     if (!touched.has(rule.name)) {
       next = handles.rules.get(rule.name)!;
       continue;
     }
-    if (!sameRule(old.get(rule.name), rule)) lines.push(`add counter inet ${TABLE} ${ruleCounterName(rule.name)}`);
-    inserts.push(`insert rule ${CHAIN} position ${next} ${firewallRule(rule)}`);
+    if (!sameRule(old.get(rule.name), rule)) ops.push({ op: 'add-counter', name: ruleCounterName(rule.name) });
+    inserts.push({ op: 'insert-rule', position: next, rule });
     inserted.push(rule.name);
   }
   // Found from the end; inserted in running's order (each before the same next rule that stays).
-  lines.push(...inserts.reverse());
+  ops.push(...inserts.reverse());
   inserted.reverse();
   if (before.firewall.defaultAction !== after.firewall.defaultAction) {
-    lines.push(`replace rule ${CHAIN} handle ${handles.defaultRule} ${defaultActionRule(after.firewall.defaultAction)}`);
+    ops.push({ op: 'replace-default', handle: handles.defaultRule, action: after.firewall.defaultAction });
   }
-  return { script: lines.length ? `${lines.join('\n')}\n` : '', deleted, inserted, touched: deleted.length + inserted.length };
+  const script = ops.map(opText).join('\n');
+  return { ops, script: script ? `${script}\n` : '', deleted, inserted, touched: deleted.length + inserted.length };
+}
+
+/** A step as one line of an `nft -f` script. */
+function opText(op: RuleEditOp): string {
+  switch (op.op) {
+    case 'delete-rule': return `delete rule ${CHAIN} handle ${op.handle}`;
+    case 'delete-counter': return `delete counter inet ${TABLE} ${op.name}`;
+    case 'add-counter': return `add counter inet ${TABLE} ${op.name}`;
+    case 'insert-rule': return `insert rule ${CHAIN} position ${op.position} ${firewallRule(op.rule)}`;
+    case 'replace-default': return `replace rule ${CHAIN} handle ${op.handle} ${defaultActionRule(op.action)}`;
+  }
 }

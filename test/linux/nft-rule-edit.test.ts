@@ -3,15 +3,15 @@
 // one that moves a rule each touch that rule only: every other rule keeps its kernel handle (a
 // reload would give every rule a new one) and its counter value, the chain's order is exactly
 // running's, and the edited rule enforces its new action (a new packet is counted by the drop
-// rule). A batch that nft refuses at apply leaves the kernel and running as they were and the
-// client gets an rpc-error.
+// rule). A batch the kernel refuses at apply leaves the kernel and running as they were and the
+// client gets an rpc-error. The same in place through the `nft -f` fallback.
 import { expect } from 'chai';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LinuxEngine } from '../../fastpath/linux/linux-engine.js';
-import { NamespaceFixture, ROOT_SKIP_REASON, isRoot, run } from '../../lab/namespace-fixture.js';
+import { NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 import { editAndCommit, startTestAgentOn, stopTestAgent, type TestAgent } from '../ha/netconf-agent.js';
 import { routedPath } from './routed-path.js';
 
@@ -47,8 +47,7 @@ describe('linux: a firewall rule edit touches that rule only (issue 8 item 1, ro
   let client = '';
   let router = '';
   let agent: TestAgent<LinuxEngine> | undefined;
-  let wrapperDir: string | undefined;
-  const savedPath = process.env.PATH;
+  let hookDir: string | undefined;
 
   before(async function () {
     if (!isRoot()) { console.log(`    (skipped: ${ROOT_SKIP_REASON})`); this.skip(); }
@@ -65,10 +64,10 @@ describe('linux: a firewall rule edit touches that rule only (issue 8 item 1, ro
   });
 
   after(async () => {
-    process.env.PATH = savedPath;
+    delete process.env.TANDEM_TEST_REFUSE_RULE_EDIT;
     await stopTestAgent(agent);
     await fx.cleanup();
-    if (wrapperDir) await rm(wrapperDir, { recursive: true, force: true });
+    if (hookDir) await rm(hookDir, { recursive: true, force: true });
   });
 
   function send(ports: number[]): void {
@@ -157,31 +156,41 @@ describe('linux: a firewall rule edit touches that rule only (issue 8 item 1, ro
     expect(moved.after[at + 1]?.name).to.equal(ruleName(10));
   });
 
-  it('a batch nft refuses at apply leaves the kernel and running as they were, with an rpc-error', async () => {
-    wrapperDir = await mkdtemp(path.join(tmpdir(), 'tandem-nft-edit-fault-'));
-    const mark = path.join(wrapperDir, 'fail-next-edit');
-    const nft = run('sh', ['-c', 'command -v nft']).trim();
-    // Only the in-place edit's apply echoes (-e): that one fails once; checks, reads and the undo pass through.
-    await writeFile(path.join(wrapperDir, 'nft'), `#!/bin/sh
-for a in "$@"; do [ "$a" = "-e" ] && [ -e '${mark}' ] && { rm -f '${mark}'; echo "nft: injected failure of the rule edit" >&2; exit 1; }; done
-exec ${nft} "$@"
-`);
-    await chmod(path.join(wrapperDir, 'nft'), 0o755);
-    process.env.PATH = `${wrapperDir}:${savedPath ?? ''}`;
+  it('a batch the kernel refuses at apply leaves the kernel and running as they were, with an rpc-error', async () => {
+    hookDir = await mkdtemp(path.join(tmpdir(), 'tandem-nft-edit-fault-'));
+    const mark = path.join(hookDir, 'refuse-next-edit');
+    // The engine's test hook (nft-rule-batch.ts): the next applied batch ends with a step the kernel
+    // refuses, after the check passed; the undo's batch (if any) is not refused.
+    process.env.TANDEM_TEST_REFUSE_RULE_EDIT = mark;
     const runningBefore = data(await agent!.client.rpc(RUNNING));
     const chainBefore = chain();
     const countsBefore = counters();
     await writeFile(mark, '');
     const reply = await editAndCommit(agent!, vrf(rule(ruleName(700), 'drop', BASE_PORT + 700)));
-    expect(existsSync(mark), 'the wrapper was used').to.equal(false);
-    expect(reply).to.include('<rpc-error>').and.include('<error-tag>operation-failed</error-tag>').and.include('injected failure of the rule edit');
+    expect(existsSync(mark), 'the hook fired').to.equal(false);
+    expect(reply).to.include('<rpc-error>').and.include('<error-tag>operation-failed</error-tag>')
+      .and.include('nf_tables refused the rule edit: ENOENT');
     expect(data(await agent!.client.rpc(RUNNING))).to.equal(runningBefore);
     expect(chain()).to.deep.equal(chainBefore);
     expect(counters()).to.deep.equal(countsBefore);
     await agent!.client.rpc('<discard-changes/>');
-    process.env.PATH = savedPath;
     // Without the fault the same commit applies, in place.
     await commitTouching(vrf(rule(ruleName(700), 'drop', BASE_PORT + 700)), [ruleName(700)]);
+  });
+
+  it('without the nf_tables socket path (nft binary fallback) the same edits stay in place', async () => {
+    // A default-action change and a rule edit in one commit, through `nft -f` with echo: the
+    // fallback when no netlink socket can be opened is exercised by forcing it.
+    process.env.TANDEM_TEST_RULE_EDIT_WITH_NFT = '1';
+    try {
+      const name = ruleName(600);
+      const { after } = await commitTouching(vrf(`<default-action>drop</default-action>${rule(name, 'drop', BASE_PORT + 600)}`), [name]);
+      expect(after.find((r) => r.name === name)?.verdict).to.equal('drop');
+      const listing = fx.exec(router, 'nft', ['list', 'chain', 'inet', 'tandem', 'forward']);
+      expect(listing).to.match(/counter name "fw_default_drop" drop\s*\}\s*\}\s*$/);
+    } finally {
+      delete process.env.TANDEM_TEST_RULE_EDIT_WITH_NFT;
+    }
   });
 });
 
