@@ -120,26 +120,23 @@ function sameRule(a: FirewallRule | undefined, b: FirewallRule): boolean {
  * or an edit that set a rule to what it was). Greedy in the new order: a touched rule stays when
  * it came after the last rule that stays and before the next untouched one.
  */
-function unmoved(before: SoftVrfConfig, after: SoftVrfConfig, touched: Set<string>, handles: RuleHandles): Set<string> {
-  const rules = after.firewall.rules;
-  const beforeIndex = new Map(before.firewall.rules.map((r, i) => [r.name, i]));
-  const nextUntouched: number[] = new Array<number>(rules.length);
+function unmoved(before: FirewallRule[], after: FirewallRule[], beforeIndex: Map<string, number>, touched: Set<string>, handles: RuleHandles): Set<string> {
+  const nextUntouched: number[] = new Array<number>(after.length);
   let next = Infinity;
-  for (let i = rules.length - 1; i >= 0; i--) {
+  for (let i = after.length - 1; i >= 0; i--) {
     nextUntouched[i] = next;
-    const name = rules[i]!.name;
+    const name = after[i]!.name;
     if (!touched.has(name)) next = beforeIndex.get(name) ?? next;
   }
   const out = new Set(touched);
   let last = -1;
-  rules.forEach((rule, i) => {
+  after.forEach((rule, i) => {
     const at = beforeIndex.get(rule.name);
     if (!touched.has(rule.name)) {
       if (at !== undefined) last = at;
       return;
     }
-    if (at !== undefined && at > last && at < nextUntouched[i]! && handles.rules.has(rule.name)
-      && sameRule(before.firewall.rules[at], rule)) {
+    if (at !== undefined && at > last && at < nextUntouched[i]! && handles.rules.has(rule.name) && sameRule(before[at], rule)) {
       out.delete(rule.name);
       last = at;
     }
@@ -152,54 +149,65 @@ function unmoved(before: SoftVrfConfig, after: SoftVrfConfig, touched: Set<strin
  * names of the rules the commit touched (created, edited, moved or deleted). Undefined when the
  * edit cannot be done in place and the table must be loaded whole: drop-invalid changed (the rules
  * before the firewall rules change), a rule to delete or keep has no known handle, or the rules
- * left untouched are not in the same order before and after.
+ * left untouched are not in the same order before and after. A few passes over the rule lists
+ * (no per-rule rendering or comparison): the kernel's part does not depend on their number.
  */
 export function renderRuleEdit(before: SoftVrfConfig, after: SoftVrfConfig, touchedNames: Iterable<string>, handles: RuleHandles): RuleEdit | undefined {
   if (before.firewall.dropInvalid !== after.firewall.dropInvalid) return undefined;
-  const old = new Map(before.firewall.rules.map((r) => [r.name, r]));
-  const touched = unmoved(before, after, new Set(touchedNames), handles);
-  // Untouched rules stay where they are: their relative order must not change.
-  const keptBefore = before.firewall.rules.filter((r) => !touched.has(r.name)).map((r) => r.name);
-  const keptAfter = after.firewall.rules.filter((r) => !touched.has(r.name)).map((r) => r.name);
-  if (keptBefore.length !== keptAfter.length || keptBefore.some((n, i) => n !== keptAfter[i])) return undefined;
-  for (const name of keptAfter) if (!handles.rules.has(name)) return undefined;
+  const was = before.firewall.rules, rules = after.firewall.rules;
+  const beforeIndex = new Map<string, number>();
+  was.forEach((r, i) => beforeIndex.set(r.name, i));
+  const touched = unmoved(was, rules, beforeIndex, new Set(touchedNames), handles);
+  const old = (name: string): FirewallRule | undefined => {
+    const at = beforeIndex.get(name);
+    return at === undefined ? undefined : was[at];
+  };
 
+  // Backwards over the new list: untouched rules must be those of before, in the same order (their
+  // old positions strictly decrease), each with a handle; each placed rule goes right before the
+  // next rule that stays (the default-action rule, always last, at the end).
+  const placed: { rule: FirewallRule; position: number }[] = [];
+  const now = new Map<string, FirewallRule>();
+  let next = handles.defaultRule;
+  let lastKept = Infinity;
+  let kept = 0;
+  for (let i = rules.length - 1; i >= 0; i--) {
+    const rule = rules[i]!;
+    if (touched.has(rule.name)) {
+      now.set(rule.name, rule);
+      placed.push({ rule, position: next });
+      continue;
+    }
+    const at = beforeIndex.get(rule.name);
+    const handle = handles.rules.get(rule.name);
+    if (at === undefined || at >= lastKept || handle === undefined) return undefined;
+    lastKept = at;
+    next = handle;
+    kept++;
+  }
   const ops: RuleEditOp[] = [];
   const deleted: string[] = [];
   for (const name of touched) {
-    if (!old.has(name)) continue;
+    if (!beforeIndex.has(name)) continue;
     const handle = handles.rules.get(name);
     if (handle === undefined) return undefined;
     ops.push({ op: 'delete-rule', handle });
     deleted.push(name);
   }
-  const now = new Map(after.firewall.rules.map((r) => [r.name, r]));
+  if (kept !== was.length - deleted.length) return undefined; // an untouched rule of before is missing after
   // A rule deleted or edited loses its counter; a moved rule keeps it (and its counts).
   for (const name of deleted) {
-    const kept = now.get(name);
-    if (!kept || !sameRule(old.get(name), kept)) ops.push({ op: 'delete-counter', name: ruleCounterName(name) });
+    const then = now.get(name);
+    if (!then || !sameRule(old(name), then)) ops.push({ op: 'delete-counter', name: ruleCounterName(name) });
   }
-  const inserted: string[] = [];
-  const rules = after.firewall.rules;
-  let next = handles.defaultRule; // the handle every placed rule goes before, found from the end
-  const inserts: RuleEditOp[] = [];
-  for (let i = rules.length - 1; i >= 0; i--) {
-    const rule = rules[i]!;
-    if (!touched.has(rule.name)) {
-      next = handles.rules.get(rule.name)!;
-      continue;
-    }
-    if (!sameRule(old.get(rule.name), rule)) ops.push({ op: 'add-counter', name: ruleCounterName(rule.name) });
-    inserts.push({ op: 'insert-rule', position: next, rule });
-    inserted.push(rule.name);
-  }
-  // Found from the end; inserted in running's order (each before the same next rule that stays).
-  ops.push(...inserts.reverse());
-  inserted.reverse();
+  placed.reverse(); // running's order: each inserted before the same next rule that stays
+  for (const { rule } of placed) if (!sameRule(old(rule.name), rule)) ops.push({ op: 'add-counter', name: ruleCounterName(rule.name) });
+  for (const { rule, position } of placed) ops.push({ op: 'insert-rule', position, rule });
   if (before.firewall.defaultAction !== after.firewall.defaultAction) {
     ops.push({ op: 'replace-default', handle: handles.defaultRule, action: after.firewall.defaultAction });
   }
   const script = ops.map(opText).join('\n');
+  const inserted = placed.map((p) => p.rule.name);
   return { ops, script: script ? `${script}\n` : '', deleted, inserted, touched: deleted.length + inserted.length };
 }
 
