@@ -1,8 +1,9 @@
 // The linux engine: the kernel forwards real packets. Each VRF is a network namespace (`main` is
 // the agent's own, any other VRF the namespace of the same name); its firewall, CG-NAT and virtual
-// services are the nftables table `inet tandem` (nft-ruleset.ts), its conntracks are read and
-// written through ctnetlink (conntrack-netlink.ts, conntrack-events.ts; synced conntracks by writer
-// threads, conntrack-writer-pool.ts).
+// services are the nftables table `inet tandem` (nft-ruleset.ts; a commit that changes only
+// firewall rules edits those rules in place, in one nf_tables batch: nft-rule-edit.ts,
+// nft-rule-batch.ts), its conntracks are read and written through ctnetlink (conntrack-netlink.ts,
+// conntrack-events.ts; synced conntracks by writer threads, conntrack-writer-pool.ts).
 //
 // HA (SPEC rules 4 and 5), on the kernel:
 //  - backup: the table gets a raw-priority guard that drops every packet not addressed to the node,
