@@ -9,11 +9,16 @@
 //              every firewall change did before): the whole table rendered, checked and loaded
 // The two kinds alternate (same load for both); the ratio whole / in-place is the figure that does
 // not depend on the load. p50/p95 in ms, with the load average before and after.
+// Then the same one-rule change as a user makes it (`netconf`): a real `tandem start --engine
+// linux`, the VRF in a namespace of its own, an ssh2 NETCONF client timing edit-config of the
+// candidate + commit (TANDEM_BENCH_NFT_NETCONF=0 skips it).
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { VrfDataplaneConfig } from '../fastpath/engine.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
 import { isRoot, run as sh } from '../lab/namespace-fixture.js';
+import { NetconfTestClient } from '../test/helpers/netconf-client.js';
+import { startTandem, type TandemProcess } from '../test/helpers/tandem-process.js';
 
 type Json = Record<string, unknown>;
 
@@ -88,6 +93,48 @@ async function atSize(n: number, rounds: number): Promise<Record<string, unknown
   }
 }
 
+function ruleXml(i: number, action: string): string {
+  return `<rule><name>r${i}</name><action>${action}</action><protocol>tcp</protocol><source-prefix>10.${(i >> 8) & 255}.${i & 255}.0/24</source-prefix>`
+    + `<destination-port><start>${1024 + (i % 60000)}</start></destination-port></rule>`;
+}
+
+function vrfXml(vrf: string, rules: string): string {
+  return `<config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>${vrf}</name><firewall xmlns="urn:tandem:yang:tandem-firewall">${rules}</firewall></vrf></config>`;
+}
+
+/** edit-config of the candidate + commit over NETCONF on a real agent, changing the middle rule's action. */
+async function overNetconf(n: number, rounds: number): Promise<Record<string, unknown>> {
+  const ns = `bnr-${randomBytes(3).toString('hex')}`; // a VRF name: at most 15 characters
+  sh('ip', ['netns', 'add', ns]);
+  let t: TandemProcess | undefined;
+  let c: NetconfTestClient | undefined;
+  try {
+    t = await startTandem({ args: ['--engine', 'linux'], env: { TANDEM_LOG_LEVEL: 'warn' } });
+    c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password });
+    const client = c;
+    const commit = async (config: string): Promise<void> => {
+      const edit = await client.rpc(`<edit-config><target><candidate/></target>${config}</edit-config>`);
+      const done = await client.rpc('<commit/>');
+      if (!edit.includes('<ok/>') || !done.includes('<ok/>')) throw new Error(`commit refused: ${edit} ${done}`);
+    };
+    const rules = Array.from({ length: n }, (_, i) => ruleXml(i, 'accept')).join('');
+    await commit(`<config><system xmlns="urn:tandem:yang:tandem-system"><fast-path><engine>linux</engine></fast-path></system>${vrfXml(ns, `<default-action>accept</default-action>${rules}`).slice('<config>'.length)}`);
+    const mid = Math.floor(n / 2);
+    const times: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const t0 = performance.now();
+      await commit(vrfXml(ns, ruleXml(mid, round % 2 === 0 ? 'drop' : 'accept')));
+      times.push(performance.now() - t0);
+    }
+    const sorted = times.sort((a, b) => a - b);
+    return { rules: n, rounds, p50: percentile(sorted, 50), p95: percentile(sorted, 95) };
+  } finally {
+    c?.close();
+    await t?.stop();
+    sh('ip', ['netns', 'del', ns]);
+  }
+}
+
 export async function run(): Promise<Record<string, unknown>> {
   if (!isRoot()) return { skipped: 'needs root (network namespaces, nftables)' };
   const sizes = (process.env.TANDEM_BENCH_NFT_RULES ?? '10,1000,10000').split(',').map(Number);
@@ -101,6 +148,16 @@ export async function run(): Promise<Record<string, unknown>> {
   out.sizes = results;
   const p50 = (i: number) => ((results[i]?.['in-place'] as { p50: number } | undefined)?.p50 ?? NaN);
   if (results.length > 1) out.inPlaceLargestOverSmallest = Math.round((p50(results.length - 1) / p50(0)) * 10) / 10;
+  if (process.env.TANDEM_BENCH_NFT_NETCONF !== '0') {
+    const netconf: Record<string, unknown>[] = [];
+    for (const n of sizes) {
+      progress(`netconf: ${n} rules, ${rounds} commits (load ${loadavg()})`);
+      netconf.push(await overNetconf(n, rounds));
+    }
+    out.netconf = netconf;
+    const np50 = (i: number) => (netconf[i]?.p50 as number | undefined) ?? NaN;
+    if (netconf.length > 1) out.netconfLargestOverSmallest = Math.round((np50(netconf.length - 1) / np50(0)) * 10) / 10;
+  }
   out.loadAfter = loadavg();
   return out;
 }
