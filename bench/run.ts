@@ -24,6 +24,7 @@ const benchmarks = [
   'conntrack-event-decode',
   'linux-failover',
   'linux-state-read',
+  'nft-rule-edit',
   'ct-memory',
   'takeover',
   'role-switch',

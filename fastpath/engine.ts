@@ -104,8 +104,9 @@ export interface VrfDataplaneConfig {
   /**
    * Added for issue 8: when a commit changed only this VRF's firewall rules (and firewall leaves),
    * those changes as a delta against the configuration the engine has live. `json` is still the
-   * whole VRF part: an engine may ignore the delta (the linux engine does) or use it to update only
-   * what changed (the soft engine sends only the changed rules to its workers).
+   * whole VRF part: an engine may ignore the delta or use it to update only what changed (the soft
+   * engine sends only the changed rules to its workers; the linux engine edits only those rules of
+   * the VRF's nftables chain, linux/nft-rule-edit.ts).
    */
   ruleDelta?: FirewallRuleDelta;
 }

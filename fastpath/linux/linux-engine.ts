@@ -1,8 +1,9 @@
 // The linux engine: the kernel forwards real packets. Each VRF is a network namespace (`main` is
 // the agent's own, any other VRF the namespace of the same name); its firewall, CG-NAT and virtual
-// services are the nftables table `inet tandem` (nft-ruleset.ts), its conntracks are read and
-// written through ctnetlink (conntrack-netlink.ts, conntrack-events.ts; synced conntracks by writer
-// threads, conntrack-writer-pool.ts).
+// services are the nftables table `inet tandem` (nft-ruleset.ts; a commit that changes only
+// firewall rules edits those rules in place, in one nf_tables batch: nft-rule-edit.ts,
+// nft-rule-batch.ts), its conntracks are read and written through ctnetlink (conntrack-netlink.ts,
+// conntrack-events.ts; synced conntracks by writer threads, conntrack-writer-pool.ts).
 //
 // HA (SPEC rules 4 and 5), on the kernel:
 //  - backup: the table gets a raw-priority guard that drops every packet not addressed to the node,
@@ -23,7 +24,8 @@ import type {
 import { logger } from '../../core/log.js';
 import { RealClock, type Clock, type TimerHandle } from '../clock.js';
 import { ownerWorker } from '../tuple-hash.js';
-import { VrfConfigError, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
+import { VrfConfigError, parseFirewallDefaults, parseFirewallRule, parseNetworkProfiles, parseVrfConfig, type SoftVrfConfig } from '../config/vrf-config.js';
+import { applyRuleDelta } from '../config/rule-delta.js';
 import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { ConntrackNetlink } from './conntrack-netlink.js';
 import { BatchPipe } from './batch-pipe.js';
@@ -37,7 +39,9 @@ import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import {
   IPS_EXPECTED, IPV4_RECORD_BYTES, recordOrig, recordState, type ConntrackNotification, type ConntrackWrite, type KernelConntrack,
 } from './ctnetlink-codec.js';
-import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset } from './nft-ruleset.js';
+import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset, runNft } from './nft-ruleset.js';
+import { handlesAfter, insertedHandles, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
+import { sendRuleEdit } from './nft-rule-batch.js';
 import { renderRoleSwitch } from './backup-guard.js';
 import { PrimedNft } from './primed-nft.js';
 import { GuardRemovalSocket } from './guard-removal-socket.js';
@@ -96,12 +100,16 @@ export interface LinuxEngineOptions {
 interface Staged {
   config: SoftVrfConfig;
   namespace: string | undefined;
+  /** A firewall rule edit done in place on the live chain (nft-rule-edit.ts), checked against `base`/`handles`. */
+  edit?: { base: SoftVrfConfig; handles: RuleHandles; edit: RuleEdit; via: 'netlink' | 'nft' };
 }
 
 interface LiveVrf {
   name: string;
   namespace: string | undefined;
   config: SoftVrfConfig;
+  /** Kernel handles of the forward chain's rules (absent: unknown, the next firewall edit loads the table whole). */
+  ruleHandles?: RuleHandles;
   role: HaRole;
   policy: FailoverPolicy;
   netlink: ConntrackNetlink;
@@ -224,17 +232,110 @@ export class LinuxEngine implements DataplaneEngine {
   }
 
   async prepareVrf(config: VrfDataplaneConfig): Promise<void> {
-    const parsed = this.parse(config);
     const namespace = this.namespaceOf(config.name);
     if (namespace !== undefined && !namespaceExists(namespace)) {
       throw new VrfConfigError(`vrf ${config.name}: network namespace ${namespace} does not exist (create it with ip netns add ${namespace})`,
         `/tandem-vrf:vrf[name='${config.name}']`);
     }
     const live = this.vrfs.get(config.name);
+    const edit = live && this.stageRuleEdit(config, live);
+    if (edit) {
+      try {
+        // The kernel checks the batch against the live chain (its handles included) without applying it.
+        const via = await this.checkRuleEdit(config.name, namespace, edit.edit);
+        this.staged.set(config.name, { config: edit.config, namespace, edit: { base: edit.base, handles: edit.handles, edit: edit.edit, via } });
+        return;
+      } catch (err) {
+        // A chain changed behind the engine's back (stale handles) must not block the commit: the whole load below is checked too.
+        log.warn({ vrf: config.name, err: (err as Error).message }, 'nft refused the in-place rule edit; checking a whole load of the table instead');
+      }
+    }
+    const parsed = this.parse(config);
     const role = live?.role ?? 'master';
     // Renders (refuses what cannot be rendered) and lets nft check it.
     await checkRuleset(namespace, renderRuleset(parsed, role, live?.config));
     this.staged.set(config.name, { config: parsed, namespace });
+  }
+
+  /**
+   * A commit that changed only this VRF's firewall rules (config.ruleDelta) on a VRF whose chain
+   * handles are known: the configuration after it (the live one with the delta applied, no whole
+   * parse) and the in-place nft batch; undefined when the table must be loaded whole (see
+   * renderRuleEdit), or the delta does not give the committed rule order (it is only ever an
+   * optimisation).
+   */
+  private stageRuleEdit(config: VrfDataplaneConfig, live: LiveVrf): { config: SoftVrfConfig; base: SoftVrfConfig; handles: RuleHandles; edit: RuleEdit } | undefined {
+    const d = config.ruleDelta;
+    const handles = live.ruleHandles;
+    const base = live.config;
+    if (!d || !handles || (config.conntrackMax ?? DEFAULT_CONNTRACK_MAX) !== base.conntrackMax) return undefined;
+    const fwPath = `/tandem-vrf:vrf[name='${config.name}']/tandem-firewall:firewall`;
+    const placed = d.placed.map(({ after, rule }) => ({ after, rule: parseFirewallRule(rule, `${fwPath}/rule[name='${String(rule.name)}']`) }));
+    let rules: SoftVrfConfig['firewall']['rules'];
+    try {
+      rules = applyRuleDelta(base.firewall.rules, (r) => r.name, { removed: d.removed, placed });
+    } catch {
+      return undefined;
+    }
+    const fw = config.json['tandem-firewall:firewall'] as { rule?: { name?: unknown }[] } | undefined;
+    const expected = fw?.rule ?? [];
+    if (expected.length !== rules.length || rules.some((r, i) => r.name !== expected[i]?.name)) {
+      log.warn({ vrf: config.name }, 'rule delta does not give the committed rule order; loading the table whole');
+      return undefined;
+    }
+    const next: SoftVrfConfig = { ...base, firewall: { ...parseFirewallDefaults(d.leaves, fwPath), rules } };
+    const touched = new Set([...d.removed, ...placed.map((p) => p.rule.name)]);
+    const edit = renderRuleEdit(base, next, touched, handles);
+    return edit && { config: next, base, handles, edit };
+  }
+
+  /**
+   * Checks an in-place edit: on the nf_tables netlink socket (nft-rule-batch.ts: no rule cache to
+   * load, whatever the number of rules), or with `nft -c` when no such socket can be opened.
+   */
+  private async checkRuleEdit(vrf: string, namespace: string | undefined, edit: RuleEdit): Promise<'netlink' | 'nft'> {
+    if (edit.ops.length === 0) return 'netlink';
+    // Test hook (test/linux/nft-rule-edit.test.ts): the nft fallback, as if no socket could be opened.
+    if (process.env.TANDEM_TEST_RULE_EDIT_WITH_NFT) {
+      await checkRuleset(namespace, edit.script);
+      return 'nft';
+    }
+    try {
+      await sendRuleEdit(namespace, edit.ops, 'check');
+      return 'netlink';
+    } catch (err) {
+      if (/^nf_tables refused/.test((err as Error).message)) throw err;
+      log.warn({ vrf, err: (err as Error).message }, 'no nf_tables socket for the rule edit; checking it with nft');
+    }
+    await checkRuleset(namespace, edit.script);
+    return 'nft';
+  }
+
+  /** Applies a staged in-place rule edit: one transaction; the handles of the rules it inserted are echoed back. */
+  private async applyRuleEdit(live: LiveVrf, staged: Staged & { edit: NonNullable<Staged['edit']> }): Promise<void> {
+    const { edit, handles, via } = staged.edit;
+    const added = via === 'netlink'
+      ? await sendRuleEdit(staged.namespace, edit.ops, 'apply')
+      : insertedHandles(edit.script ? await runNft(staged.namespace, ['-e', '-a', '-f', '-'], edit.script) : '');
+    live.config = staged.config;
+    try {
+      live.ruleHandles = handlesAfter(handles, edit, added);
+    } catch (err) {
+      live.ruleHandles = undefined; // applied, but the next firewall edit loads the table whole
+      log.warn({ vrf: live.name, err: (err as Error).message }, 'handles of the edited rules unknown; the next firewall edit loads the table whole');
+    }
+    log.info({ vrf: live.name, rules: staged.config.firewall.rules.length, deleted: edit.deleted.length, inserted: edit.inserted.length, via },
+      'firewall rules edited in place');
+  }
+
+  /** The forward chain's rule handles as the kernel has them now (undefined when they cannot be read). */
+  private async readRuleHandles(name: string, namespace: string | undefined): Promise<RuleHandles | undefined> {
+    try {
+      return parseRuleHandles(await runNft(namespace, ['-j', '-a', 'list', 'chain', 'inet', TABLE, 'forward']));
+    } catch (err) {
+      log.warn({ vrf: name, err: (err as Error).message }, 'cannot read the forward chain\'s rule handles; the next firewall edit loads the table whole');
+      return undefined;
+    }
   }
 
   async abortVrf(name: string): Promise<void> {
@@ -249,9 +350,18 @@ export class LinuxEngine implements DataplaneEngine {
     const staged = this.staged.get(name) ?? { config: this.parse(config), namespace: this.namespaceOf(name) };
     this.staged.delete(name);
     const live = this.vrfs.get(name);
+    if (live && staged.edit && live.config === staged.edit.base && live.ruleHandles === staged.edit.handles) {
+      await this.applyRuleEdit(live, { ...staged, edit: staged.edit });
+      return;
+    }
     const role = live?.role ?? 'master';
-    // Counters of unchanged rules keep counting; those of removed or edited rules go (nft-ruleset.ts).
+    // Whole load: first load, or anything but firewall rules and default action changed, or the
+    // chain's handles are unknown. Counters of unchanged rules keep counting; those of removed or
+    // edited rules go (nft-ruleset.ts).
     await applyRuleset(staged.namespace, renderRuleset(staged.config, role, live?.config));
+    // Every rule got a new handle (the table is one transaction: on failure the old ones hold).
+    const ruleHandles = await this.readRuleHandles(name, staged.namespace);
+    if (live) live.ruleHandles = ruleHandles;
     await applySysctls(staged.namespace, conntrackSysctls(staged.config.timeouts, staged.config.firewall.dropInvalid));
     // Only a VRF in the agent's own namespace makes the agent the owner of the host table.
     if (staged.namespace === undefined && staged.config.conntrackMax !== this.tableSizedFor) {
@@ -283,6 +393,7 @@ export class LinuxEngine implements DataplaneEngine {
       name,
       namespace: staged.namespace,
       config: staged.config,
+      ruleHandles,
       role,
       policy: { graceSeconds: {} },
       netlink,

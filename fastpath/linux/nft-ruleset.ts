@@ -115,7 +115,8 @@ export function ruleCounterName(rule: string): string {
   return `${RULE_COUNTER_PREFIX}${rule}`;
 }
 
-function firewallRule(rule: FirewallRule): string {
+/** A firewall rule as nft text: its matches, its named counter, its verdict, its identity (comment `rule NAME`). */
+export function firewallRule(rule: FirewallRule): string {
   const parts: string[] = [];
   if (rule.sourcePrefix) parts.push(addressMatch('saddr', rule.sourcePrefix));
   if (rule.destinationPrefix) parts.push(addressMatch('daddr', rule.destinationPrefix));
@@ -129,8 +130,18 @@ function firewallRule(rule: FirewallRule): string {
     if (rule.destinationPort) parts.push(`${rule.protocol} dport ${range(rule.destinationPort)}`);
   }
   parts.push(`counter name ${JSON.stringify(ruleCounterName(rule.name))} ${rule.action === 'drop' ? 'drop' : 'accept'}`);
-  parts.push(`comment ${JSON.stringify(`rule ${rule.name}`)}`);
+  parts.push(`comment ${JSON.stringify(ruleComment(rule.name))}`);
   return parts.join(' ');
+}
+
+/** The comment that identifies a tandem rule's nft rule (names are at most 64 characters: nft keeps 128). */
+export function ruleComment(rule: string): string {
+  return `rule ${rule}`;
+}
+
+/** The last rule of the forward chain: the default action, counted. */
+export function defaultActionRule(action: 'accept' | 'drop'): string {
+  return action === 'drop' ? `counter name ${DEFAULT_DROP_COUNTER} drop` : `counter name ${DEFAULT_ACCEPT_COUNTER} accept`;
 }
 
 function virtualServiceRule(vs: VirtualServiceConfig): string | undefined {
@@ -199,7 +210,7 @@ export function renderRuleset(cfg: SoftVrfConfig, role: HaRole, previous?: SoftV
     );
   }
   for (const rule of cfg.firewall.rules) lines.push(`    ${firewallRule(rule)}`);
-  lines.push(cfg.firewall.defaultAction === 'drop' ? `    counter name ${DEFAULT_DROP_COUNTER} drop` : `    counter name ${DEFAULT_ACCEPT_COUNTER} accept`, '  }');
+  lines.push(`    ${defaultActionRule(cfg.firewall.defaultAction)}`, '  }');
 
   lines.push('  chain prerouting_nat {', '    type nat hook prerouting priority dstnat; policy accept;');
   for (const vs of cfg.virtualServices) {

@@ -1,0 +1,194 @@
+// An in-place firewall rule edit (nft-rule-edit.ts) sent as one nf_tables netlink batch from the
+// agent's own process, on a socket opened in the VRF's namespace for it. Unlike `nft -f`, which
+// loads the table's whole rule cache for any `insert rule ... position N` (nft 1.0.6), this costs
+// the same whatever the number of rules: one sendmsg, the kernel's answers, one close.
+//  - check (prepare): the batch without its BATCH_END: the kernel runs every step and then aborts
+//    the transaction (what `nft -c` does), answering each step (errno 0 or its refusal).
+//  - apply: the batch with its BATCH_END: one transaction, all or nothing; inserted rules are
+//    echoed back (NLM_F_ECHO) with their new handles, read from their comment `rule NAME`.
+// Test hook (test/linux/nft-rule-edit.test.ts, test/ha/commit-faults-linux.test.ts): when the
+// file TANDEM_TEST_REFUSE_RULE_EDIT names exists, the next apply removes it and ends its batch with
+// a step the kernel refuses (delete of rule handle 0), so the kernel refuses the whole transaction
+// after the check passed.
+import { existsSync, rmSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import type { RawNetlinkSocket } from 'netlink';
+import { openNetfilterSocket } from './conntrack-netlink.js';
+import { decodeError, splitMessages } from './ctnetlink-codec.js';
+import { NFNL_SUBSYS_NFTABLES, nfnlMessage, NFPROTO_INET, nlAttribute, nlAttributes, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR } from './nfnetlink-message.js';
+import { TABLE, DEFAULT_ACCEPT_COUNTER, DEFAULT_DROP_COUNTER } from './nft-ruleset.js';
+import { counterRef, nested, ruleExpressions, ruleUserdata, verdict } from './nft-rule-expressions.js';
+import type { RuleEditOp } from './nft-rule-edit.js';
+
+const NFNL_MSG_BATCH_BEGIN = 16;
+const NFNL_MSG_BATCH_END = 17;
+const NFT_MSG_NEWRULE = 6;
+const NFT_MSG_DELRULE = 8;
+const NFT_MSG_NEWOBJ = 18;
+const NFT_MSG_DELOBJ = 20;
+const NLM_F_ECHO = 0x8;
+const NLM_F_REPLACE = 0x100;
+const NLM_F_CREATE = 0x400;
+const NFTA_RULE_TABLE = 1;
+const NFTA_RULE_CHAIN = 2;
+const NFTA_RULE_HANDLE = 3;
+const NFTA_RULE_POSITION = 6;
+const NFTA_RULE_USERDATA = 7;
+const NFTA_OBJ_TABLE = 1;
+const NFTA_OBJ_NAME = 2;
+const NFTA_OBJ_TYPE = 3;
+const NFTA_OBJ_DATA = 4;
+const NFTA_COUNTER_BYTES = 1;
+const NFTA_COUNTER_PACKETS = 2;
+const NFT_OBJECT_COUNTER = 1;
+const CHAIN = 'forward';
+const RECEIVE_BUFFER = 1 << 20;
+const ANSWER_TIMEOUT_MS = 10_000;
+const FIRST_SEQ = 1;
+
+function str(s: string): Buffer {
+  return Buffer.from(`${s}\0`);
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+function u64(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n), 0);
+  return b;
+}
+
+function message(type: number, flags: number, seq: number, attrs: Buffer[]): Buffer {
+  return nfnlMessage((NFNL_SUBSYS_NFTABLES << 8) | type, NLM_F_REQUEST | NLM_F_ACK | flags, seq, NFPROTO_INET, 0, Buffer.concat(attrs));
+}
+
+const ruleHead = (): Buffer[] => [nlAttribute(NFTA_RULE_TABLE, str(TABLE)), nlAttribute(NFTA_RULE_CHAIN, str(CHAIN))];
+
+function counterObject(name: string, withData: boolean): Buffer[] {
+  const attrs = [nlAttribute(NFTA_OBJ_TABLE, str(TABLE)), nlAttribute(NFTA_OBJ_NAME, str(name)), nlAttribute(NFTA_OBJ_TYPE, u32(NFT_OBJECT_COUNTER))];
+  if (withData) attrs.push(nested(NFTA_OBJ_DATA, nlAttribute(NFTA_COUNTER_BYTES, u64(0)), nlAttribute(NFTA_COUNTER_PACKETS, u64(0))));
+  return attrs;
+}
+
+/** One step as its nf_tables message (echo: inserted rules come back with their handles). */
+export function encodeOp(op: RuleEditOp, seq: number, echo: boolean): Buffer {
+  const e = echo ? NLM_F_ECHO : 0;
+  switch (op.op) {
+    case 'delete-rule':
+      return message(NFT_MSG_DELRULE, 0, seq, [...ruleHead(), nlAttribute(NFTA_RULE_HANDLE, u64(op.handle))]);
+    case 'delete-counter':
+      return message(NFT_MSG_DELOBJ, 0, seq, counterObject(op.name, false));
+    case 'add-counter':
+      return message(NFT_MSG_NEWOBJ, NLM_F_CREATE, seq, counterObject(op.name, true));
+    case 'insert-rule':
+      // Without NLM_F_APPEND, NFTA_RULE_POSITION inserts before that rule (nft's `insert ... position`).
+      return message(NFT_MSG_NEWRULE, NLM_F_CREATE | e, seq,
+        [...ruleHead(), nlAttribute(NFTA_RULE_POSITION, u64(op.position)), ruleExpressions(op.rule), ruleUserdata(op.rule.name)]);
+    case 'replace-default':
+      return message(NFT_MSG_NEWRULE, NLM_F_REPLACE, seq, [...ruleHead(), nlAttribute(NFTA_RULE_HANDLE, u64(op.handle)),
+        nested(4 /* NFTA_RULE_EXPRESSIONS */, counterRef(op.action === 'drop' ? DEFAULT_DROP_COUNTER : DEFAULT_ACCEPT_COUNTER), verdict(op.action))]);
+  }
+}
+
+/** The whole batch: BATCH_BEGIN, the steps (seq FIRST_SEQ + i), and BATCH_END unless it is a check. */
+export function encodeBatch(ops: RuleEditOp[], check: boolean): Buffer {
+  const parts = [nfnlMessage(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0))];
+  ops.forEach((op, i) => parts.push(encodeOp(op, FIRST_SEQ + i, !check)));
+  if (!check) parts.push(nfnlMessage(NFNL_MSG_BATCH_END, NLM_F_REQUEST, FIRST_SEQ + ops.length, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0)));
+  return Buffer.concat(parts);
+}
+
+function errnoName(errno: number): string {
+  const name = Object.entries(osConstants.errno).find(([, n]) => n === errno)?.[0];
+  return name ? `${name} (errno ${errno})` : `errno ${errno}`;
+}
+
+function describe(op: RuleEditOp | undefined): string {
+  if (!op) return 'the transaction';
+  switch (op.op) {
+    case 'delete-rule': return `delete rule handle ${op.handle}`;
+    case 'delete-counter': return `delete counter ${op.name}`;
+    case 'add-counter': return `add counter ${op.name}`;
+    case 'insert-rule': return `insert rule ${op.rule.name} before handle ${op.position}`;
+    case 'replace-default': return `replace the default-action rule (handle ${op.handle})`;
+  }
+}
+
+/** Name -> handle of the rules a NEWRULE echo carries (their comment `rule NAME`). */
+function echoedRule(payload: Buffer): [string, number] | undefined {
+  const attrs = nlAttributes(payload.subarray(4)); // after struct nfgenmsg
+  const handle = attrs.get(NFTA_RULE_HANDLE);
+  const udata = attrs.get(NFTA_RULE_USERDATA);
+  if (!handle || !udata || udata.length < 2 || udata[0] !== 0) return undefined;
+  const comment = udata.subarray(2, 2 + udata[1]!).toString('utf8').replace(/\0$/, '');
+  return comment.startsWith('rule ') ? [comment.slice('rule '.length), Number(handle.readBigUInt64BE(0))] : undefined;
+}
+
+/** The test hook's refused step, when its file exists (removed: it fires once). */
+function injectedRefusal(): RuleEditOp[] {
+  const mark = process.env.TANDEM_TEST_REFUSE_RULE_EDIT;
+  if (!mark || !existsSync(mark)) return [];
+  rmSync(mark, { force: true });
+  return [{ op: 'delete-rule', handle: 0 }];
+}
+
+/**
+ * Sends the edit in the VRF's namespace. check: the kernel runs and aborts it (resolves when it
+ * took every step). Apply: one transaction; resolves with the handles of the inserted rules.
+ * Rejects with the kernel's refusal and the step it refused (nothing of the batch is applied).
+ */
+export async function sendRuleEdit(namespace: string | undefined, steps: RuleEditOp[], mode: 'check' | 'apply'): Promise<Map<string, number>> {
+  const ops = mode === 'apply' ? [...steps, ...injectedRefusal()] : steps;
+  const handles = new Map<string, number>();
+  if (ops.length === 0) return handles;
+  const { socket } = openNetfilterSocket(namespace, RECEIVE_BUFFER);
+  const batch = encodeBatch(ops, mode === 'check');
+  return new Promise<Map<string, number>>((resolve, reject) => {
+    let acked = 0;
+    let finished = false;
+    const done = (err?: Error) => {
+      if (finished) return;
+      finished = true;
+      clearTimeout(timer);
+      close(socket);
+      if (err) reject(err);
+      else resolve(handles);
+    };
+    const timer = setTimeout(() => done(new Error(`nf_tables: no answer to the rule edit within ${ANSWER_TIMEOUT_MS} ms (${acked} of ${ops.length} steps answered)`)), ANSWER_TIMEOUT_MS);
+    socket.on('error', (err: Error) => done(new Error(`nf_tables socket: ${err.message}`)));
+    socket.on('message', (datagram: Buffer) => {
+      try {
+        for (const msg of splitMessages(datagram)) {
+          if (msg.type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
+            const rule = echoedRule(msg.payload);
+            if (rule) handles.set(rule[0], rule[1]);
+            continue;
+          }
+          if (msg.type !== NLMSG_ERROR) continue;
+          const { errno, seq } = decodeError(msg);
+          if (errno !== 0) {
+            return done(new Error(`nf_tables refused the rule edit${mode === 'check' ? ' (check)' : ''}: ${errnoName(errno)} at ${describe(ops[seq - FIRST_SEQ])}`));
+          }
+          if (++acked === ops.length) return done();
+        }
+      } catch (err) {
+        done(new Error(`nf_tables answer not understood: ${String(err)}`));
+      }
+    });
+    socket.send(batch, {}, (err) => {
+      if (err) done(new Error(`rule edit not sent: ${err.message}`));
+    });
+  });
+}
+
+function close(socket: RawNetlinkSocket): void {
+  try {
+    socket.close();
+  } catch {
+    // already closed
+  }
+}
