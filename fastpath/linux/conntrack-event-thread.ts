@@ -40,7 +40,8 @@ export class ConntrackEventThread {
   events = 0;
 
   private constructor(
-    private readonly fd: number,
+    /** The event socket's fd (the thread closes it when it ends). */
+    readonly fd: number,
     readonly namespace: string | undefined,
     listener: (n: ConntrackNotification) => void,
     private readonly onOverrun: (dropped: number) => void,
