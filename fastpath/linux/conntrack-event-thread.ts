@@ -35,6 +35,14 @@ export class ConntrackEventThread {
   private readonly worker: Worker;
   /** Resolves when the thread has ended (and closed the socket). */
   readonly stopped: Promise<void>;
+  /**
+   * Batches received, handed to the listener one per turn of the event loop: Node delivers every
+   * message waiting on a port in one callback, and 10^5 events at once held the loop (and the sync
+   * keepalives that share it) for seconds under load.
+   */
+  private queue: PackedEventBatch[] = [];
+  private draining = false;
+  private readonly deliver: (batch: PackedEventBatch) => void;
   /** Batches and events received from the thread (tests, benchmarks). */
   batches = 0;
   events = 0;
@@ -54,23 +62,26 @@ export class ConntrackEventThread {
     this.worker.unref();
     let resolveStopped!: () => void;
     this.stopped = new Promise((r) => { resolveStopped = r; });
+    this.deliver = (batch) => {
+      try {
+        forEachPackedEvent(batch, (event) => {
+          try {
+            listener(event);
+          } catch (err) {
+            notHandled(err);
+          }
+        }, notHandled);
+      } catch (err) {
+        log.error({ err: String(err) }, 'malformed conntrack event batch');
+      }
+    };
     this.worker.on('message', (m: EventThreadMessage) => {
       if (m.t === 'batch') {
         if (this.closed) return;
         this.batches++;
         this.events += m.count;
-        const batch: PackedEventBatch = { records: m.records, count: m.count, ...(m.raw ? { raw: m.raw } : {}) };
-        try {
-          forEachPackedEvent(batch, (event) => {
-            try {
-              listener(event);
-            } catch (err) {
-              notHandled(err);
-            }
-          }, notHandled);
-        } catch (err) {
-          log.error({ err: String(err) }, 'malformed conntrack event batch');
-        }
+        this.queue.push({ records: m.records, count: m.count, ...(m.raw ? { raw: m.raw } : {}) });
+        this.scheduleDrain();
       } else if (m.t === 'error') {
         log.error({ namespace, err: m.message }, 'conntrack event thread');
       }
@@ -87,6 +98,21 @@ export class ConntrackEventThread {
     this.worker.on('error', (err) => log.error({ namespace, err: err.message }, 'conntrack event thread failed'));
     this.timer = setInterval(() => this.checkDrops(), DROP_POLL_MS);
     this.timer.unref();
+  }
+
+  private scheduleDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    setImmediate(() => this.drain());
+  }
+
+  /** One batch (at most BATCH_RECORDS events), then the loop's other work, then the next. */
+  private drain(): void {
+    this.draining = false;
+    const batch = this.queue.shift();
+    if (!batch || this.closed) return;
+    this.deliver(batch);
+    if (this.queue.length > 0) this.scheduleDrain();
   }
 
   /** Overruns seen: times the kernel dropped events for this reader (resynchronise from a dump). */
@@ -137,6 +163,7 @@ export class ConntrackEventThread {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.queue = [];
     clearInterval(this.timer);
     Atomics.store(new Int32Array(this.control), 0, 1);
   }
