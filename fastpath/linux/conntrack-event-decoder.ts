@@ -234,21 +234,52 @@ function packTuple(buf: Buffer, from: number, to: number, view: DataView, at: nu
   return proto;
 }
 
-/** Packs the event of the message buf[from, to) (from: its netlink header) at record `at`; false: it must travel raw. */
+/** u32 attribute k of the message's top level: its value, 0 when absent, -1 when too short (decodeConntrackAt throws: raw). */
+function topU32(buf: Buffer, k: number): number {
+  const st = ms[k] as number;
+  if (st < 0) return 0;
+  return (me[k] as number) - st < 4 ? -1 : buf.readUInt32BE(st);
+}
+
+/**
+ * Packs the event of the message buf[from, to) (from: its netlink header) at record `at`, read at
+ * offsets as decodeConntrackAt reads it (no tuple object, no address text); false when the message
+ * must travel raw: whatever decodeConntrackAt would refuse or read otherwise (the decoder test
+ * holds both equal on every message shape).
+ */
 function packEvent(buf: Buffer, from: number, to: number, kind: number, view: DataView, at: number): boolean {
-  const conntrack: KernelConntrack = decodeConntrackAt(buf, from + 16, to); // throws as the engine's side would: raw
-  const a = (k: number): number => ms[k] as number;
-  const z = (k: number): number => me[k] as number;
-  // The tuples again, as numbers (decodeConntrackAt checked the message; the scratch arrays are free again).
-  const p = packTuple(buf, a(CTA_TUPLE_ORIG), z(CTA_TUPLE_ORIG), view, at + 24);
-  if (p < 0 || packTuple(buf, a(CTA_TUPLE_REPLY), z(CTA_TUPLE_REPLY), view, at + 36) !== p) return false;
+  findAttributes(buf, from + 20, to, ms, me); // after the netlink header and struct nfgenmsg
+  const oS = ms[CTA_TUPLE_ORIG] as number, oE = me[CTA_TUPLE_ORIG] as number;
+  const rS = ms[CTA_TUPLE_REPLY] as number, rE = me[CTA_TUPLE_REPLY] as number;
+  if (oS < 0 || rS < 0) return false;
+  const status = topU32(buf, CTA_STATUS), timeout = topU32(buf, CTA_TIMEOUT), mark = topU32(buf, CTA_MARK), id = topU32(buf, CTA_ID);
+  if (status < 0 || timeout < 0 || mark < 0 || id < 0) return false;
+  const p = packTuple(buf, oS, oE, view, at + 24);
+  if (p < 0 || packTuple(buf, rS, rE, view, at + 36) !== p) return false;
+  let state: TcpState = status & IPS_SEEN_REPLY ? 'established' : 'syn-sent';
+  if (p === 0) {
+    let n: number | undefined;
+    const piS = ms[CTA_PROTOINFO] as number;
+    if (piS >= 0) {
+      findAttributes(buf, piS, me[CTA_PROTOINFO] as number, ts, te);
+      if ((ts[CTA_PROTOINFO_TCP] as number) >= 0) {
+        findAttributes(buf, ts[CTA_PROTOINFO_TCP] as number, te[CTA_PROTOINFO_TCP] as number, ns, ne);
+        const stS = ns[CTA_PROTOINFO_TCP_STATE] as number;
+        if (stS >= 0) {
+          if ((ne[CTA_PROTOINFO_TCP_STATE] as number) - stS < 1) return false;
+          n = buf[stS] as number;
+        }
+      }
+    }
+    state = n !== undefined ? (KERNEL_TCP_STATES[n] ?? 'close') : 'close';
+  }
   view.setUint8(at, kind);
   view.setUint8(at + 1, p);
-  view.setUint8(at + 2, STATE_NUMBER.get(conntrack.state) as number);
-  view.setUint32(at + 4, conntrack.status, true);
-  view.setUint32(at + 8, conntrack.timeout, true);
-  view.setUint32(at + 12, conntrack.mark, true);
-  view.setUint32(at + 16, conntrack.id, true);
+  view.setUint8(at + 2, STATE_NUMBER.get(state) as number);
+  view.setUint32(at + 4, status, true);
+  view.setUint32(at + 8, timeout, true);
+  view.setUint32(at + 12, mark, true);
+  view.setUint32(at + 16, id, true);
   view.setUint32(at + 20, buf.readUInt32LE(from + 12), true);
   return true;
 }

@@ -161,6 +161,13 @@ describe('conntrack event decoder (the event reader\'s hot path)', () => {
     expect(fast(all)).to.have.length(messages.length);
     // Packed: IPv4 as records, IPv6 raw in their place; a batch smaller than the datagram grows.
     expect(packed(all, 3)).to.deep.equal(general(all));
+    // Only the IPv6 ones travel raw (every fifth message): the others are records, not a fallback.
+    const writer = new PackedEventWriter();
+    writer.add(all);
+    const batch = writer.take();
+    const rawBytes = messages.filter((_, i) => i % 5 === 0).reduce((n, m) => n + m.length, 0);
+    expect(batch.count).to.equal(messages.length);
+    expect(batch.raw?.byteLength).to.equal(rawBytes);
   });
 
   for (const [name, d] of Object.entries(handBuilt)) {
