@@ -23,6 +23,7 @@ const benchmarks = [
   'ctnetlink-ceiling',
   'conntrack-event-decode',
   'linux-failover',
+  'sync-burst',
   'linux-state-read',
   'nft-rule-edit',
   'ct-memory',

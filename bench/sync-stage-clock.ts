@@ -17,6 +17,8 @@ export type StageCounters = Record<string, (() => number) | { read: () => number
 export class SyncStageClock {
   private readonly base = new Map<string, number>();
   private readonly times = new Map<string, StageTimes>();
+  /** Whether each stage first moved / completed (its times may be negative after rebase()). */
+  private readonly seen = new Map<string, { first: boolean; done: boolean }>();
   private timer: NodeJS.Timeout | undefined;
   private anchor = 0;
 
@@ -29,6 +31,7 @@ export class SyncStageClock {
     for (const name of Object.keys(this.counters)) {
       this.base.set(name, this.relative ? this.read(name) : 0);
       this.times.set(name, { firstMs: -1, doneMs: -1 });
+      this.seen.set(name, { first: false, done: false });
     }
     this.timer = setInterval(() => this.sample(), this.stepMs);
   }
@@ -37,9 +40,10 @@ export class SyncStageClock {
   rebase(at: number): void {
     const shift = at - this.anchor;
     this.anchor = at;
-    for (const t of this.times.values()) {
-      if (t.firstMs >= 0) t.firstMs -= shift;
-      if (t.doneMs >= 0) t.doneMs -= shift;
+    for (const [name, t] of this.times) {
+      const seen = this.seen.get(name);
+      if (seen?.first) t.firstMs -= shift;
+      if (seen?.done) t.doneMs -= shift;
     }
   }
 
@@ -47,10 +51,18 @@ export class SyncStageClock {
     const now = performance.now() - this.anchor;
     for (const [name, c] of Object.entries(this.counters)) {
       const t = this.times.get(name) as StageTimes;
-      if (t.doneMs >= 0) continue;
+      const seen = this.seen.get(name) as { first: boolean; done: boolean };
+      if (seen.done) continue;
       const moved = this.read(name) - (this.base.get(name) ?? 0);
-      if (moved > 0 && t.firstMs < 0) t.firstMs = now;
-      if (moved >= (typeof c === 'function' ? this.target : c.target)) t.doneMs = now;
+      // Not `firstMs < 0` for "not yet": after rebase() a stage that moved before the new zero has a negative time.
+      if (moved > 0 && !seen.first) {
+        seen.first = true;
+        t.firstMs = now;
+      }
+      if (moved >= (typeof c === 'function' ? this.target : c.target)) {
+        seen.done = true;
+        t.doneMs = now;
+      }
     }
   }
 
@@ -65,7 +77,10 @@ export class SyncStageClock {
     this.sample();
     clearInterval(this.timer);
     const out: Record<string, StageTimes> = {};
-    for (const [name, t] of this.times) out[name] = { firstMs: Math.round(t.firstMs * 10) / 10, doneMs: Math.round(t.doneMs * 10) / 10 };
+    for (const [name, t] of this.times) {
+      const seen = this.seen.get(name);
+      out[name] = { firstMs: seen?.first ? Math.round(t.firstMs * 10) / 10 : -1, doneMs: seen?.done ? Math.round(t.doneMs * 10) / 10 : -1 };
+    }
     return out;
   }
 

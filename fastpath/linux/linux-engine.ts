@@ -33,6 +33,7 @@ import { KernelDumpBatch, type DumpBatchContext } from './kernel-dump-batch.js';
 import { Held, WrittenConntracks } from './written-conntracks.js';
 import { PROTO_INDEX, parseIPv4 } from '../ipv4-tuple-table.js';
 import { ConntrackEventStream } from './conntrack-events.js';
+import { ConntrackEventThread } from './conntrack-event-thread.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts, type UpsertResult } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
@@ -95,6 +96,12 @@ export interface LinuxEngineOptions {
   writerThreads?: number;
   /** Receive buffer of the conntrack event socket (conntrack-events.ts has the default; tests make it small to lose events). */
   eventBufferBytes?: number;
+  /**
+   * Who reads the conntrack events: `thread` (default), a thread of their own
+   * (conntrack-event-thread.ts); `loop`, the engine's event loop (conntrack-events.ts), as before.
+   * Default from TANDEM_EVENT_READER (benchmarks compare both).
+   */
+  eventReader?: 'thread' | 'loop';
 }
 
 interface Staged {
@@ -116,7 +123,9 @@ interface LiveVrf {
   /** Bulk writes of synced conntracks, on writer threads. */
   writers: ConntrackWriterPool;
   /** Open while master only: a backup forwards nothing, and its own writes need no events. */
-  events?: ConntrackEventStream;
+  events?: ConntrackEventStream | ConntrackEventThread;
+  /** Netlink port of the last release's socket: its events may still be on their way from the event thread. */
+  releasedPort?: number;
   /** Kernel conntrack id -> engine-clock ms it was first seen established (packed: no object per conntrack). */
   established: U32Map;
   counters: EngineCounters;
@@ -201,6 +210,7 @@ export class LinuxEngine implements DataplaneEngine {
   private readonly natListeners = new Set<(l: LinuxNatBlockLog) => void>();
   private readonly writerThreads: number;
   private readonly eventBufferBytes: number | undefined;
+  private readonly eventReader: 'thread' | 'loop';
   private closed = false;
 
   constructor(options: LinuxEngineOptions = {}) {
@@ -209,6 +219,7 @@ export class LinuxEngine implements DataplaneEngine {
     this.namespaceOf = options.namespaceOf ?? ((vrf) => (vrf === 'main' ? undefined : vrf));
     this.writerThreads = options.writerThreads ?? 1;
     this.eventBufferBytes = options.eventBufferBytes;
+    this.eventReader = options.eventReader ?? (process.env.TANDEM_EVENT_READER === 'loop' ? 'loop' : 'thread');
   }
 
   get workers(): number {
@@ -454,8 +465,10 @@ export class LinuxEngine implements DataplaneEngine {
       vrf.release.cancelled = true;
       await vrf.release.promise; // its netlink socket closes below
     }
-    vrf.events?.close();
+    const events = vrf.events;
     vrf.events = undefined;
+    events?.close();
+    if (events instanceof ConntrackEventThread) await events.stopped; // its socket closed, its thread gone
     vrf.nftCounters?.close();
     vrf.netlink.close();
     await vrf.writers.close();
@@ -463,7 +476,8 @@ export class LinuxEngine implements DataplaneEngine {
 
   private startEvents(vrf: LiveVrf): void {
     if (vrf.events) return;
-    vrf.events = ConntrackEventStream.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
+    const reader = this.eventReader === 'thread' ? ConntrackEventThread : ConntrackEventStream;
+    vrf.events = reader.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
       vrf.eventsLost += dropped;
       log.warn({ vrf: vrf.name, dropped, repairers: this.lossListeners.size }, 'conntrack events lost; the peer is resynchronised now');
       for (const listener of this.lossListeners) listener(vrf.name, dropped);
@@ -539,7 +553,7 @@ export class LinuxEngine implements DataplaneEngine {
   private onKernelEvent(vrf: LiveVrf, n: ConntrackNotification): void {
     const ct = n.conntrack;
     // Changes caused by our own upsert/remove are not reported (as in the soft engine).
-    const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId) || n.portId === vrf.release?.port);
+    const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId) || n.portId === vrf.release?.port || n.portId === vrf.releasedPort);
     const worker = ownerWorker(ct.orig, this.workerCount);
     // Keyed by the original tuple, unique in a zone: the kernel's conntrack id is a 32-bit hash
     // that two live conntracks can share (test/linux/conntrack-id-collision.test.ts).
@@ -916,6 +930,7 @@ export class LinuxEngine implements DataplaneEngine {
     // (told of the new role at once) dumps on the VRF's socket meanwhile.
     const netlink = new ConntrackNetlink({ namespace: v.namespace });
     release.port = netlink.port;
+    v.releasedPort = netlink.port;
     try {
       return await this.releaseOn(v, release, netlink, waitedS);
     } finally {

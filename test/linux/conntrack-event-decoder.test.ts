@@ -9,7 +9,7 @@ import {
   IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, MessageBuilder, NLM_F_CREATE, NLM_F_EXCL, UnsupportedProtocolError, decodeConntrack,
   eventKind, splitMessages, writeCreate, type ConntrackWrite,
 } from '../../fastpath/linux/ctnetlink-codec.js';
-import { forEachEvent } from '../../fastpath/linux/conntrack-event-decoder.js';
+import { PackedEventWriter, forEachEvent, forEachPackedEvent } from '../../fastpath/linux/conntrack-event-decoder.js';
 
 type Outcome = { kind: string; conntrack: unknown; portId: number } | { error: string } | { datagram: 'malformed' };
 
@@ -40,6 +40,21 @@ function fast(d: Buffer): Outcome[] {
   } catch {
     return [{ datagram: 'malformed' }];
   }
+  return out;
+}
+
+/** Through the event thread's path: packed into records (its side), unpacked (the engine's side). */
+function packed(d: Buffer, capacity = 4096): Outcome[] {
+  const out: Outcome[] = [];
+  const writer = new PackedEventWriter(capacity);
+  try {
+    writer.add(d);
+  } catch {
+    return [{ datagram: 'malformed' }];
+  }
+  const batch = writer.take();
+  // As the thread posts it: the buffers are moved to the other side (a copy here).
+  forEachPackedEvent(structuredClone(batch), (e) => out.push({ kind: e.kind, conntrack: e.conntrack, portId: e.portId }), (err) => out.push(errorOf(err)));
   return out;
 }
 
@@ -138,17 +153,28 @@ describe('conntrack event decoder (the event reader\'s hot path)', () => {
       expect(g).to.have.length(1);
       expect(g[0]).to.have.property('conntrack');
       expect(fast(m)).to.deep.equal(g);
+      expect(packed(m)).to.deep.equal(g);
     }
     // Several messages in one datagram (as the kernel may batch them), in order.
     const all = Buffer.concat(messages);
     expect(fast(all)).to.deep.equal(general(all));
     expect(fast(all)).to.have.length(messages.length);
+    // Packed: IPv4 as records, IPv6 raw in their place; a batch smaller than the datagram grows.
+    expect(packed(all, 3)).to.deep.equal(general(all));
+    // Only the IPv6 ones travel raw (every fifth message): the others are records, not a fallback.
+    const writer = new PackedEventWriter();
+    writer.add(all);
+    const batch = writer.take();
+    const rawBytes = messages.filter((_, i) => i % 5 === 0).reduce((n, m) => n + m.length, 0);
+    expect(batch.count).to.equal(messages.length);
+    expect(batch.raw?.byteLength).to.equal(rawBytes);
   });
 
   for (const [name, d] of Object.entries(handBuilt)) {
     it(`hand-built: ${name}`, () => {
       const g = general(d);
       expect(fast(d)).to.deep.equal(g);
+      expect(packed(d)).to.deep.equal(g);
     });
   }
 
@@ -175,6 +201,7 @@ describe('conntrack event decoder (the event reader\'s hot path)', () => {
       for (let k = 1 + rand(3); k > 0; k--) d[20 + rand(d.length - 20)] = rand(256);
       const g = general(d);
       expect(fast(d), `mutated message ${i}: ${d.toString('hex')}`).to.deep.equal(g);
+      expect(packed(d), `mutated message ${i} (packed): ${d.toString('hex')}`).to.deep.equal(g);
       for (const o of g) kinds.add('conntrack' in o ? 'event' : 'error' in o ? o.error.split(' ')[0] as string : 'malformed');
     }
     // The mutations reached both decoded events and errors.

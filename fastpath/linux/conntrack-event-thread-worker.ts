@@ -1,0 +1,68 @@
+// The thread of ConntrackEventThread (conntrack-event-thread.ts): reads the conntrack event socket
+// the engine opened (blocking reads with a short timeout), packs the events (PackedEventWriter of
+// conntrack-event-decoder.ts) and posts them in batches: a batch leaves as soon as the socket has
+// nothing more waiting, or when it is full, so a lone event is not held back and a burst travels
+// in few messages. Stops when the engine sets the shared stop flag; it closes the socket itself
+// (no other thread may close an fd this one may be reading).
+import { parentPort, workerData } from 'node:worker_threads';
+import { PackedEventWriter } from './conntrack-event-decoder.js';
+import { closeEventSocket, receiveDatagram } from './conntrack-event-socket.js';
+
+export interface EventThreadData {
+  fd: number;
+  /** Int32Array over a SharedArrayBuffer: [0] != 0 asks the thread to stop. */
+  control: SharedArrayBuffer;
+  batchRecords: number;
+}
+
+/** Messages of the thread. */
+export type EventThreadMessage =
+  | { t: 'batch'; records: ArrayBuffer; count: number; raw?: ArrayBuffer }
+  | { t: 'error'; message: string }
+  | { t: 'stopped' };
+
+const { fd, control, batchRecords } = workerData as EventThreadData;
+const stop = new Int32Array(control);
+const port = parentPort;
+// Conntrack events are single messages of a few hundred bytes; a datagram longer than this is cut (counted as an error).
+const buf = Buffer.allocUnsafe(64 * 1024);
+const writer = new PackedEventWriter(batchRecords);
+
+function post(m: EventThreadMessage, transfer: ArrayBuffer[] = []): void {
+  port?.postMessage(m, transfer);
+}
+
+function take(len: number): void {
+  if (len > buf.length) {
+    post({ t: 'error', message: `conntrack event datagram of ${len} bytes cut to ${buf.length}` });
+    return;
+  }
+  try {
+    writer.add(buf.subarray(0, len));
+  } catch (err) {
+    post({ t: 'error', message: `malformed conntrack event datagram: ${String(err)}` });
+  }
+}
+
+try {
+  while (Atomics.load(stop, 0) === 0) {
+    const first = receiveDatagram(fd, buf, true);
+    if (first < 0) continue; // the receive timeout: look at the stop flag again
+    take(first);
+    // Everything already waiting joins the batch, up to its size.
+    while (!writer.full) {
+      const len = receiveDatagram(fd, buf, false);
+      if (len < 0) break;
+      take(len);
+    }
+    if (writer.count > 0) {
+      const b = writer.take();
+      post({ t: 'batch', records: b.records, count: b.count, ...(b.raw ? { raw: b.raw } : {}) }, b.raw ? [b.records, b.raw] : [b.records]);
+    }
+  }
+} catch (err) {
+  post({ t: 'error', message: `conntrack event thread stopped: ${String(err)}` });
+} finally {
+  closeEventSocket(fd);
+  post({ t: 'stopped' });
+}
