@@ -398,6 +398,10 @@ export class SyncSender {
               log.info({ vrf: this.vrf, peers }, 'the peer held no synchronised conntrack: no full resync needed');
               return;
             }
+            // They were written (the receiver acknowledged each frame after the engine applied it),
+            // though the engine's counters may not show them yet: without this, the resync below
+            // could still find the table "empty since start" and not be sent (seen in a test).
+            this.everHeld = true;
             log.info({ vrf: this.vrf, peers, count }, 'the peer\'s conntracks arrived: full resync of the peers now');
             for (const c of this.peers().flat()) if (c.status === 'established') this.requestResync(c);
           });
