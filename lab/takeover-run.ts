@@ -186,8 +186,10 @@ const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
  * Every packet of the lab crosses veths, which queue it on the host's per-CPU input backlog: with
  * the default 1,000 the kill wave of tens of thousands of flows can overflow it (softnet drops) on
  * the way to the routers, a limit of the lab (one host for all nodes), not of a router.
- * `hostBacklog` raises it for the run (host-wide), restored after. Not the default: a deep backlog
- * also delays the VRRP adverts queued behind a wave (false failovers were seen at load 29-33).
+ * `hostBacklog` sets it for the run (host-wide), restored after. Before the kill the backlog never
+ * fills (the anchor wave, the kill wave's spread through the live master, saw 0 drops at 1,000):
+ * the bursts that overflow it are the clients' retransmissions after the kill, which one host's
+ * timer wheel fires thousands at a time (HZ 250: a timer 0.4-2 s away expires on a 32 ms grain).
  */
 function softnetDropsPerCpu(): number[] {
   return readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')
