@@ -47,6 +47,9 @@ export interface TakeoverResult {
   hostBacklog: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
   syncedInKernel: number;
+  /** Of those, how many ha2 and ha1 hold in state ESTABLISHED just before the kill (a synced flow in another state, e.g. SYN_SENT, makes ha2 drop its next segment as invalid). */
+  syncedEstablished: number;
+  masterEstablished: number;
   /** From the kill to ha2 holding both gateway addresses (polled every ~20 ms). */
   takeoverMs: number;
   answered: number;
@@ -295,6 +298,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     }
     log(`${n} flows warm; ha2's kernel holds ${syncedInKernel} conntracks; killing ha1`);
     const rtos = clientRtos(lab);
+    const syncedEstablished = serverConntracks(lab, 'ha2', true);
+    const masterEstablished = serverConntracks(lab, 'ha1', true);
     const dropsBefore = softnetDropsPerCpu();
     const arpBefore = arpUnresolvedDiscards();
     const linksBefore = linkTxDrops(lab);
@@ -342,6 +347,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       client: opts.client ?? 'c',
       hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
       syncedInKernel,
+      syncedEstablished,
+      masterEstablished,
       takeoverMs: takeoverAt - killedAt,
       answered: answeredAt.length,
       answeredWithin1sOfTakeover: within,
