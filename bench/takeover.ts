@@ -17,7 +17,8 @@
 // TANDEM_BENCH_TAKEOVER_ROUNDS (default 1) rounds; TANDEM_BENCH_TAKEOVER_CONTROL=0 skips the
 // control run; TANDEM_BENCH_TAKEOVER_ADVERT_CS the VRRP advert-interval (default 5, the YANG
 // default); TANDEM_BENCH_TAKEOVER_CLIENT=node runs the node.js test clients instead of the C ones
-// (lab/tcp-load.c; no per-flow evidence then). The load average is part of every figure (the
+// (lab/tcp-load.c; no per-flow evidence then); TANDEM_BENCH_TAKEOVER_AGENT_NICE=N (an experiment)
+// runs ha2's agent threads at nice N from just before the kill. The load average is part of every figure (the
 // machine may be shared).
 import { readFileSync } from 'node:fs';
 import { isRoot } from '../lab/namespace-fixture.js';
@@ -43,11 +44,14 @@ export async function run(): Promise<Record<string, unknown>> {
   // Which backlogs each round runs: the raised one, then the host's own (undefined: left as it is).
   const variants: (number | undefined)[] = raised === undefined ? [undefined]
     : process.env.TANDEM_BENCH_TAKEOVER_SIDE_BY_SIDE === '0' || raised === hostBacklog ? [raised] : [raised, undefined];
+  // An experiment (lab/takeover-run.ts agentNice): ha2's agent threads at this nice value before the kill.
+  const agentNice = process.env.TANDEM_BENCH_TAKEOVER_AGENT_NICE === undefined ? undefined : Number(process.env.TANDEM_BENCH_TAKEOVER_AGENT_NICE);
+  if (agentNice !== undefined && (!Number.isInteger(agentNice) || agentNice < -20 || agentNice > 19)) throw new Error('TANDEM_BENCH_TAKEOVER_AGENT_NICE: -20..19');
   const synced: TakeoverResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     for (const backlog of variants) {
       progress(`${flows} flows with sync, round ${round}/${rounds}, netdev_max_backlog ${backlog ?? `${hostBacklog} (the host's)`}`);
-      synced.push(await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog: backlog, log: progress }));
+      synced.push(await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog: backlog, agentNice, log: progress }));
     }
   }
   let control: TakeoverResult | undefined;

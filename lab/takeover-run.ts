@@ -11,7 +11,8 @@
 //    the sends spread over `spreadMs`, and the time of each flow's answer is recorded.
 // Figures: the share of the flows answering within 1 s of the takeover (ha2 holding the gateway
 // addresses), first data after the kill, resets; with `sync: false` the control run.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import type { LabAgent } from './lab-agents.js';
 import { LabAgentPair, gatewaysHeld, serverConntracks, syncedMarkConntracks, sleep, until } from './lab-agent-pair.js';
 import { LabConnections, type WaveResult } from './lab-connections.js';
@@ -34,6 +35,12 @@ export interface TakeoverOptions {
   hostBacklog?: number;
   /** The test clients and echo servers: the C tool (default; lab/tcp-load.c) or the node.js one. */
   client?: 'c' | 'node';
+  /**
+   * An experiment, not a setting of the product: every thread of ha2's agent (and its child
+   * processes) gets this nice value just before the kill, to measure how much of the time from
+   * keepalived's switch to the guard's removal is the agent waiting for a CPU.
+   */
+  agentNice?: number;
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -45,6 +52,8 @@ export interface TakeoverResult {
   client: 'c' | 'node';
   /** The host's netdev_max_backlog during the run. */
   hostBacklog: number;
+  /** The nice value ha2's agent ran at from just before the kill (the experiment's; absent: not changed). */
+  agentNice?: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
   syncedInKernel: number;
   /** Of those, how many ha2 and ha1 hold in state ESTABLISHED just before the kill (a synced flow in another state, e.g. SYN_SENT, makes ha2 drop its next segment as invalid). */
@@ -213,6 +222,21 @@ function linkTxDrops(lab: LabTopology): Record<string, number> {
   return out;
 }
 
+/** Sets the nice value of every thread of process `pid` and of its descendants (nice is per thread on Linux). */
+function reniceTree(pid: number, nice: number): void {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    for (const task of readdirSync(`/proc/${pids[i]}/task`)) {
+      try {
+        setPriority(Number(task), nice);
+        for (const child of readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8').trim().split(/\s+/)) if (child) pids.push(Number(child));
+      } catch {
+        continue; // the thread ended meanwhile
+      }
+    }
+  }
+}
+
 function arpUnresolvedDiscards(): number {
   const [header, ...rows] = readFileSync('/proc/net/stat/arp_cache', 'utf8').trim().split('\n');
   const column = (header ?? '').trim().split(/\s+/).indexOf('unresolved_discards');
@@ -306,6 +330,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const ha2Before = routerCounters(lab, 'ha2');
     const serverRetransBefore = await flows.serverRetransmissions();
 
+    if (opts.agentNice !== undefined && pair.ha2.child.pid !== undefined) reniceTree(pair.ha2.child.pid, opts.agentNice);
     // ha1 dies: its links go first (the network sees it dead), then its agent (SIGKILL by PID).
     await opts.beforeKill?.(lab);
     const killedAt = Date.now();
@@ -346,6 +371,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       advertIntervalCs: opts.advertIntervalCs ?? 10,
       client: opts.client ?? 'c',
       hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
+      ...(opts.agentNice !== undefined ? { agentNice: opts.agentNice } : {}),
       syncedInKernel,
       syncedEstablished,
       masterEstablished,
