@@ -161,8 +161,8 @@ function histogram(values: number[], bucket: (v: number) => number): number[] {
 /**
  * Classifies the late flows of a kill wave. A transmission before ha2 held both gateways is lost
  * by design (the master is dead): with the retransmission timeout `rtoMs`, the sends of a flow
- * sent at s leave at s, s + rto, s + 3 rto, s + 7 rto, ...; those before `gatewaysAt` explain as
- * many retransmissions. More than that means a loss after the takeover.
+ * sent at s leave at s, s + rto, s + 3 rto, s + 7 rto, ...; each one before `gatewaysAt` explains
+ * one retransmission (the one after it). More than that means a loss after the takeover.
  */
 export function classifyLateFlows(w: Required<Pick<WaveResult, 'answers' | 'sendTimes' | 'retrans'>> & Pick<WaveResult, 'clientSendCpuMs' | 'clientSendInvoluntarySwitches'>,
   killedAt: number, gatewaysAt: number, deadline: number, rtoMs: number, serverRetransmissions: number): LateFlows {
@@ -181,8 +181,10 @@ export function classifyLateFlows(w: Required<Pick<WaveResult, 'answers' | 'send
     const r = w.retrans[i] as number;
     lateRetrans.push(r);
     lateSends.push(s < 0 ? deadline : s);
-    let explained = 0;
-    for (let k = 1; s >= 0 && s + ((1 << k) - 1) * rtoMs < gatewaysAt && k < 16; k++) explained++;
+    // Sent before the gateways moved: the send itself and every retransmission before then were
+    // lost to the dead master, and the first one after it is a retransmission too.
+    let explained = s >= 0 && s < gatewaysAt ? 1 : 0;
+    for (let k = 1; explained > 0 && s + ((1 << k) - 1) * rtoMs < gatewaysAt && k < 16; k++) explained++;
     if (s < 0 || s > deadline) out.sentAfterDeadline++;
     else if (r > explained) out.lostAfterTakeover++;
     else if (s >= gatewaysAt) out.sentAfterTakeoverNoLoss++;

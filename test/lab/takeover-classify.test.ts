@@ -19,8 +19,8 @@ describe('lab: classifying the late flows of a takeover', () => {
       { send: deadline + 50, retrans: 0, answer: deadline + 60 },
       // never sent at all (counted with the client's)
       { send: -1, retrans: 0, answer: -1 },
-      // sent at the kill: one retransmission is explained (+200 ms is not before the gateways moved:
-      // 0), three are not: lost after the takeover
+      // sent at the kill: one retransmission is explained (the send itself was lost; +210 ms is
+      // after the gateways moved), three are not: lost after the takeover
       { send: kill + 10, retrans: 3, answer: kill + 1500 },
       // sent after the takeover, nothing retransmitted, answered late: the lab's slow path
       { send: gateways + 100, retrans: 0, answer: deadline + 500 },
@@ -42,9 +42,13 @@ describe('lab: classifying the late flows of a takeover', () => {
 
   it('counts as explained every retransmission that left before the gateways moved', () => {
     // Sent 1 s before the kill: sends at -1000, -800, -400, +400 (relative to the kill) with rto 200;
-    // gateways at +200: two retransmissions left before, so two are explained and a third is a loss.
+    // gateways at +200: three sends were lost to the dead master, so three retransmissions are
+    // explained (the third, at +400, is the first after the takeover) and a fourth is a loss.
     const base = { answers: [deadline + 1], sendTimes: [kill - 1000], clientSendCpuMs: [], clientSendInvoluntarySwitches: [] };
-    expect(classifyLateFlows({ ...base, retrans: [2] }, kill, gateways, deadline, rto, 0).other).to.equal(1);
-    expect(classifyLateFlows({ ...base, retrans: [3] }, kill, gateways, deadline, rto, 0).lostAfterTakeover).to.equal(1);
+    expect(classifyLateFlows({ ...base, retrans: [3] }, kill, gateways, deadline, rto, 0).other).to.equal(1);
+    expect(classifyLateFlows({ ...base, retrans: [4] }, kill, gateways, deadline, rto, 0).lostAfterTakeover).to.equal(1);
+    // Sent after the gateways moved: nothing is explained.
+    const after = { answers: [deadline + 1], sendTimes: [gateways + 10], clientSendCpuMs: [], clientSendInvoluntarySwitches: [] };
+    expect(classifyLateFlows({ ...after, retrans: [1] }, kill, gateways, deadline, rto, 0).lostAfterTakeover).to.equal(1);
   });
 });
