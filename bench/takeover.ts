@@ -2,11 +2,25 @@
 // real agents (lab/takeover-run.ts): TANDEM_BENCH_TAKEOVER_FLOWS (default 50,000) NATed TCP flows
 // through ha1, synchronised to ha2; ha1 killed (links cut, agent SIGKILLed); per flow the time of
 // its first answer after the kill. Figures: share answering within 1 s of the takeover (goal 100 %),
-// first data after the kill (goal <= 0.3 s), resets (0); then the control run without sync (~0
-// survive). TANDEM_BENCH_TAKEOVER_ROUNDS (default 1) sync runs; TANDEM_BENCH_TAKEOVER_CONTROL=0
-// skips the control run; TANDEM_BENCH_TAKEOVER_ADVERT_CS the VRRP advert-interval (default 5, the YANG default);
-// TANDEM_BENCH_TAKEOVER_CLIENT=node runs the node.js test clients instead of the C ones (lab/tcp-load.c);
-// TANDEM_BENCH_TAKEOVER_BACKLOG=N sets the host's netdev_max_backlog for the run (restored after). The load average is part of every figure (the machine may be shared).
+// first data after the kill (goal <= 0.3 s), resets (0), where the late flows' time went, the
+// anchor (the same wave through the live master before the kill); then the control run without
+// sync (~0 survive).
+//
+// The host's backlog: every packet of the lab crosses veths, which queue it on the host's per-CPU
+// input backlog (net.core.netdev_max_backlog, default 1,000): the kill wave's retransmissions,
+// fired by one host's timer wheel in batches of thousands, overflow it on the way to the routers
+// (a limit of the lab, where a real appliance has NIC rings). Each round therefore runs twice,
+// side by side: with the backlog raised for the run (TANDEM_BENCH_TAKEOVER_BACKLOG, default
+// 65,536; restored after) and with the host's own setting. TANDEM_BENCH_TAKEOVER_BACKLOG=host runs
+// only the host's setting; TANDEM_BENCH_TAKEOVER_SIDE_BY_SIDE=0 only the raised one.
+//
+// TANDEM_BENCH_TAKEOVER_ROUNDS (default 1) rounds; TANDEM_BENCH_TAKEOVER_CONTROL=0 skips the
+// control run; TANDEM_BENCH_TAKEOVER_ADVERT_CS the VRRP advert-interval (default 5, the YANG
+// default); TANDEM_BENCH_TAKEOVER_CLIENT=node runs the node.js test clients instead of the C ones
+// (lab/tcp-load.c; no per-flow evidence then); TANDEM_BENCH_TAKEOVER_AGENT_NICE=N (an experiment)
+// runs ha2's agent threads at nice N from just before the kill. The load average is part of every figure (the
+// machine may be shared).
+import { readFileSync } from 'node:fs';
 import { isRoot } from '../lab/namespace-fixture.js';
 import { takeoverRun, type TakeoverResult } from '../lab/takeover-run.js';
 
@@ -23,17 +37,27 @@ export async function run(): Promise<Record<string, unknown>> {
   const advertIntervalCs = Number(process.env.TANDEM_BENCH_TAKEOVER_ADVERT_CS ?? 5);
   if (!Number.isInteger(advertIntervalCs) || advertIntervalCs < 1 || advertIntervalCs > 4095) throw new Error('TANDEM_BENCH_TAKEOVER_ADVERT_CS: 1..4095');
   const client = process.env.TANDEM_BENCH_TAKEOVER_CLIENT === 'node' ? 'node' : 'c';
-  const hostBacklog = process.env.TANDEM_BENCH_TAKEOVER_BACKLOG === undefined ? undefined : Number(process.env.TANDEM_BENCH_TAKEOVER_BACKLOG);
-  if (hostBacklog !== undefined && (!Number.isInteger(hostBacklog) || hostBacklog < 1000 || hostBacklog > 1_000_000)) throw new Error('TANDEM_BENCH_TAKEOVER_BACKLOG: 1000..1000000');
+  const backlogEnv = process.env.TANDEM_BENCH_TAKEOVER_BACKLOG ?? '65536';
+  const raised = backlogEnv === 'host' ? undefined : Number(backlogEnv);
+  if (raised !== undefined && (!Number.isInteger(raised) || raised < 1000 || raised > 1_000_000)) throw new Error('TANDEM_BENCH_TAKEOVER_BACKLOG: host or 1000..1000000');
+  const hostBacklog = Number(readFileSync('/proc/sys/net/core/netdev_max_backlog', 'utf8').trim());
+  // Which backlogs each round runs: the raised one, then the host's own (undefined: left as it is).
+  const variants: (number | undefined)[] = raised === undefined ? [undefined]
+    : process.env.TANDEM_BENCH_TAKEOVER_SIDE_BY_SIDE === '0' || raised === hostBacklog ? [raised] : [raised, undefined];
+  // An experiment (lab/takeover-run.ts agentNice): ha2's agent threads at this nice value before the kill.
+  const agentNice = process.env.TANDEM_BENCH_TAKEOVER_AGENT_NICE === undefined ? undefined : Number(process.env.TANDEM_BENCH_TAKEOVER_AGENT_NICE);
+  if (agentNice !== undefined && (!Number.isInteger(agentNice) || agentNice < -20 || agentNice > 19)) throw new Error('TANDEM_BENCH_TAKEOVER_AGENT_NICE: -20..19');
   const synced: TakeoverResult[] = [];
   for (let round = 1; round <= rounds; round++) {
-    progress(`${flows} flows with sync, round ${round}/${rounds}`);
-    synced.push(await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog, log: progress }));
+    for (const backlog of variants) {
+      progress(`${flows} flows with sync, round ${round}/${rounds}, netdev_max_backlog ${backlog ?? `${hostBacklog} (the host's)`}`);
+      synced.push(await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog: backlog, agentNice, log: progress }));
+    }
   }
   let control: TakeoverResult | undefined;
   if (process.env.TANDEM_BENCH_TAKEOVER_CONTROL !== '0') {
-    progress(`${flows} flows without sync (control)`);
-    control = await takeoverRun({ sync: false, connections: flows, advertIntervalCs, client, hostBacklog, log: progress });
+    progress(`${flows} flows without sync (control), netdev_max_backlog ${variants[0] ?? hostBacklog}`);
+    control = await takeoverRun({ sync: false, connections: flows, advertIntervalCs, client, hostBacklog: variants[0], log: progress });
   }
-  return { flows, synced, control };
+  return { flows, hostBacklog, synced, control };
 }

@@ -20,9 +20,17 @@ export async function until(check: () => boolean | Promise<boolean>, what: strin
 
 /** Whether the router holds both gateway addresses (what keepalived adds on its VRRP master). */
 export function holdsGateways(lab: LabTopology, router: RouterName): boolean {
-  const lan = lab.exec(lab.ns[router], 'ip', ['-4', '-o', 'addr', 'show', 'dev', 'lan']);
-  const wan = lab.exec(lab.ns[router], 'ip', ['-4', '-o', 'addr', 'show', 'dev', 'wan']);
-  return lan.includes(` ${LAB.lanGateway}/`) && wan.includes(` ${LAB.wanGateway}/`);
+  const held = gatewaysHeld(lab, router);
+  return held.lan && held.wan;
+}
+
+/** Which gateway addresses the router holds (one `ip` process for both links). */
+export function gatewaysHeld(lab: LabTopology, router: RouterName): { lan: boolean; wan: boolean } {
+  const text = lab.exec(lab.ns[router], 'ip', ['-4', '-o', 'addr', 'show']);
+  return {
+    lan: text.split('\n').some((l) => / lan\s+inet /.test(l) && l.includes(` ${LAB.lanGateway}/`)),
+    wan: text.split('\n').some((l) => / wan\s+inet /.test(l) && l.includes(` ${LAB.wanGateway}/`)),
+  };
 }
 
 /**

@@ -23,11 +23,30 @@ export interface PingResult {
   lastMs: number;
 }
 
+export interface WaveResult {
+  /** When the wave was asked for (ms since the epoch). */
+  sentAt: number;
+  /** Per connection, when its echo arrived (ms since the epoch), -1 when it did not. */
+  answers: number[];
+  reset: number;
+  /** From sentAt to the last send leaving its client process. */
+  lastSendMs: number;
+  /** C clients only, per connection in the order of `answers`: when its send left the process (ms since the epoch, -1: not sent). */
+  sendTimes?: number[];
+  /** C clients only, per connection: segments TCP retransmitted on it during the wave. */
+  retrans?: number[];
+  /** C clients only, per client process: CPU time and involuntary context switches while issuing the sends. */
+  clientSendCpuMs?: number[];
+  clientSendInvoluntarySwitches?: number[];
+}
+
 export class LabConnections {
   private readonly clients: ChildProcess[] = [];
   private readonly lines: JsonLines[] = [];
+  private readonly servers: ChildProcess[] = [];
+  private readonly serverLines: JsonLines[] = [];
 
-  private constructor(readonly count: number, readonly sources: string[]) {}
+  private constructor(readonly count: number, readonly sources: string[], private readonly native: boolean) {}
 
   /**
    * Opens `count` connections from the client (several source addresses) to the server; throws
@@ -37,7 +56,7 @@ export class LabConnections {
    */
   static async open(lab: LabTopology, count: number, opts: { firstPort?: number; sources?: string[]; connectTo?: { address: string; port: number }; native?: boolean } = {}): Promise<LabConnections> {
     const sources = opts.sources ?? lab.clientSources(Math.ceil(count / 6000));
-    const conns = new LabConnections(count, sources);
+    const conns = new LabConnections(count, sources, opts.native === true);
     const shards = Math.ceil(count / PER_PROCESS);
     if (opts.connectTo && shards > 1) throw new Error(`connectTo supports at most ${PER_PROCESS} connections`);
     const connectTimeoutMs = count > 5000 ? 30_000 : 5000;
@@ -46,7 +65,10 @@ export class LabConnections {
       const port = String((opts.firstPort ?? 7000) + i);
       const n = Math.min(PER_PROCESS, count - i * PER_PROCESS);
       const server = lab.fx.spawn(lab.ns.server, cmd, [...pre, 'server', '0.0.0.0', port]);
-      await new JsonLines(server).next((l) => l.ready === true);
+      const serverOut = new JsonLines(server);
+      await serverOut.next((l) => l.ready === true);
+      conns.servers.push(server);
+      conns.serverLines.push(serverOut);
       const client = lab.fx.spawn(lab.ns.client, cmd,
         [...pre, 'client', opts.connectTo?.address ?? LAB.server, String(opts.connectTo?.port ?? port), String(n), String(connectTimeoutMs), sources.join(',')]);
       conns.clients.push(client);
@@ -81,20 +103,40 @@ export class LabConnections {
    * a limit of the test clients, not of the routers), and waits at most `timeoutMs` for its echo.
    * `answers`: per connection, when its echo arrived (ms since the epoch), -1 when it did not.
    */
-  async wave(spreadMs: number, timeoutMs: number): Promise<{ sentAt: number; answers: number[]; reset: number; lastSendMs: number }> {
+  async wave(spreadMs: number, timeoutMs: number): Promise<WaveResult> {
     const sentAt = Date.now();
     this.clients.forEach((c) => c.stdin?.write(`wave ${spreadMs} ${timeoutMs}\n`));
     const replies = await Promise.all(this.lines.map((l) => l.next((r) => r.wave === true, timeoutMs + spreadMs + 20_000)));
     const answers: number[] = [];
     let reset = 0;
     let lastSendMs = 0;
+    // Only the C clients say when each send left and what TCP retransmitted (node.js has no TCP_INFO).
+    const detailed = replies.every((r) => Array.isArray(r.sendAt) && Array.isArray(r.retrans));
+    const sendTimes: number[] = [];
+    const retrans: number[] = [];
+    const clientSendCpuMs: number[] = [];
+    const clientSendInvoluntarySwitches: number[] = [];
     for (const r of replies) {
       lastSendMs = Math.max(lastSendMs, (r.startedAt as number) + (r.sendMs as number) - sentAt);
       const startedAt = r.startedAt as number;
       for (const a of r.answers as number[]) answers.push(a < 0 ? -1 : startedAt + a);
+      if (detailed) {
+        for (const t of r.sendAt as number[]) sendTimes.push(t < 0 ? -1 : startedAt + t);
+        retrans.push(...(r.retrans as number[]));
+        clientSendCpuMs.push(r.sendCpuMs as number);
+        clientSendInvoluntarySwitches.push(r.sendInvoluntarySwitches as number);
+      }
       reset += r.reset as number;
     }
-    return { sentAt, answers, reset, lastSendMs };
+    return { sentAt, answers, reset, lastSendMs, ...(detailed ? { sendTimes, retrans, clientSendCpuMs, clientSendInvoluntarySwitches } : {}) };
+  }
+
+  /** Segments the echo servers' sockets retransmitted so far (C servers only; undefined for node.js ones). */
+  async serverRetransmissions(): Promise<number | undefined> {
+    if (!this.native) return undefined;
+    this.servers.forEach((s) => s.stdin?.write('retrans\n'));
+    const replies = await Promise.all(this.serverLines.map((l) => l.next((r) => typeof r.retrans === 'number', 20_000)));
+    return replies.reduce((sum, r) => sum + (r.retrans as number), 0);
   }
 
   /** Every client closes all its connections (and exits); the number closed. */

@@ -11,10 +11,11 @@
 //    the sends spread over `spreadMs`, and the time of each flow's answer is recorded.
 // Figures: the share of the flows answering within 1 s of the takeover (ha2 holding the gateway
 // addresses), first data after the kill, resets; with `sync: false` the control run.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import type { LabAgent } from './lab-agents.js';
-import { LabAgentPair, holdsGateways, serverConntracks, syncedMarkConntracks, sleep, until } from './lab-agent-pair.js';
-import { LabConnections } from './lab-connections.js';
+import { LabAgentPair, gatewaysHeld, serverConntracks, syncedMarkConntracks, sleep, until } from './lab-agent-pair.js';
+import { LabConnections, type WaveResult } from './lab-connections.js';
 import { LabTopology } from './lab-topology.js';
 
 export interface TakeoverOptions {
@@ -34,6 +35,12 @@ export interface TakeoverOptions {
   hostBacklog?: number;
   /** The test clients and echo servers: the C tool (default; lab/tcp-load.c) or the node.js one. */
   client?: 'c' | 'node';
+  /**
+   * An experiment, not a setting of the product: every thread of ha2's agent (and its child
+   * processes) gets this nice value just before the kill, to measure how much of the time from
+   * keepalived's switch to the guard's removal is the agent waiting for a CPU.
+   */
+  agentNice?: number;
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -45,8 +52,13 @@ export interface TakeoverResult {
   client: 'c' | 'node';
   /** The host's netdev_max_backlog during the run. */
   hostBacklog: number;
+  /** The nice value ha2's agent ran at from just before the kill (the experiment's; absent: not changed). */
+  agentNice?: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
   syncedInKernel: number;
+  /** Of those, how many ha2 and ha1 hold in state ESTABLISHED just before the kill (a synced flow in another state, e.g. SYN_SENT, makes ha2 drop its next segment as invalid). */
+  syncedEstablished: number;
+  masterEstablished: number;
   /** From the kill to ha2 holding both gateway addresses (polled every ~20 ms). */
   takeoverMs: number;
   answered: number;
@@ -79,7 +91,108 @@ export interface TakeoverResult {
   clientLastSendMs: number;
   /** When ha1 was killed (ISO time, to read the agents' logs against). */
   killedAt: string;
+  /** From the kill to ha2 seen holding the lan gateway (client side) and the wan gateway (server side, the return path). */
+  lanGatewayMs: number;
+  wanGatewayMs: number;
+  /** The same wave (same flows, same spread) through the live master just before the kill: what the lab itself takes for it. */
+  anchor?: AnchorWave;
+  /** softnet (per-CPU backlog) drops of each CPU during the takeover. */
+  softnetDropsPerCpu: number[];
+  /** Packets the lab's veths could not hand to the receiving side's backlog during the takeover (tx dropped, by namespace/link; nonzero only). */
+  linkDrops: Record<string, number>;
+  /** Where the late flows' time went (C clients only; see classifyLateFlows). */
+  lateFlows?: LateFlows;
   loadavg: string;
+}
+
+/** The kill wave's spread through the live master, before the kill: the lab's own time for it. */
+export interface AnchorWave {
+  answered: number;
+  medianAnswerMs: number;
+  lastAnswerMs: number;
+  /** Flows answering later than 1 s after the wave began (with no failover at all). */
+  answeredAfter1s: number;
+  clientLastSendMs: number;
+  retransmissions: number;
+  softnetDrops: number;
+}
+
+/**
+ * The flows that did not answer within 1 s of the takeover, by what the evidence says held them
+ * up (C clients: each flow's send time and TCP retransmissions during the wave):
+ * - sentAfterDeadline: the client's send left its process after the deadline (takeover + 1 s):
+ *   the test client, not the routers;
+ * - sentAfterTakeoverNoLoss: sent after both gateways moved, no retransmission beyond those the
+ *   dead master explains, and still late: the lab's packet path was slow (CPU, queues);
+ * - lostAfterTakeover: more retransmissions than the ones before the takeover explain (a segment
+ *   or its echo lost after ha2 held both gateways): where it was lost is in the counters
+ *   (softnet / link drops = the host's backlog; ha2's backup_drops / invalid / conntrack drops =
+ *   the product; the servers' retransmissions = echoes lost on the return path);
+ * - other: sent before the takeover, no extra loss (e.g. a retransmission timer firing late).
+ * `retransHistogram[k]`: late flows with k retransmissions during the wave.
+ */
+export interface LateFlows {
+  late: number;
+  sentAfterDeadline: number;
+  sentAfterTakeoverNoLoss: number;
+  lostAfterTakeover: number;
+  other: number;
+  retransHistogram: number[];
+  /** All flows: retransmissions during the wave, histogram. */
+  allRetransHistogram: number[];
+  /** Late flows by when their send left the client (index: 100 ms after the kill). */
+  lateSendPer100ms: number[];
+  /** Segments the echo servers retransmitted during the takeover. */
+  serverRetransmissions: number;
+  clientSendCpuMs: number[];
+  clientSendInvoluntarySwitches: number[];
+}
+
+function histogram(values: number[], bucket: (v: number) => number): number[] {
+  const h: number[] = [];
+  for (const v of values) {
+    const i = Math.max(0, bucket(v));
+    while (h.length <= i) h.push(0);
+    h[i]++;
+  }
+  return h;
+}
+
+/**
+ * Classifies the late flows of a kill wave. A transmission before ha2 held both gateways is lost
+ * by design (the master is dead): with the retransmission timeout `rtoMs`, the sends of a flow
+ * sent at s leave at s, s + rto, s + 3 rto, s + 7 rto, ...; each one before `gatewaysAt` explains
+ * one retransmission (the one after it). More than that means a loss after the takeover.
+ */
+export function classifyLateFlows(w: Required<Pick<WaveResult, 'answers' | 'sendTimes' | 'retrans'>> & Pick<WaveResult, 'clientSendCpuMs' | 'clientSendInvoluntarySwitches'>,
+  killedAt: number, gatewaysAt: number, deadline: number, rtoMs: number, serverRetransmissions: number): LateFlows {
+  const out: LateFlows = {
+    late: 0, sentAfterDeadline: 0, sentAfterTakeoverNoLoss: 0, lostAfterTakeover: 0, other: 0,
+    retransHistogram: [], allRetransHistogram: histogram(w.retrans, (r) => r), lateSendPer100ms: [],
+    serverRetransmissions, clientSendCpuMs: w.clientSendCpuMs ?? [], clientSendInvoluntarySwitches: w.clientSendInvoluntarySwitches ?? [],
+  };
+  const lateRetrans: number[] = [];
+  const lateSends: number[] = [];
+  for (let i = 0; i < w.answers.length; i++) {
+    const a = w.answers[i] as number;
+    if (a >= 0 && a <= deadline) continue;
+    out.late++;
+    const s = w.sendTimes[i] as number;
+    const r = w.retrans[i] as number;
+    lateRetrans.push(r);
+    lateSends.push(s < 0 ? deadline : s);
+    // Sent before the gateways moved: the send itself and every retransmission before then were
+    // lost to the dead master, and the first one after it is a retransmission too.
+    let explained = s >= 0 && s < gatewaysAt ? 1 : 0;
+    for (let k = 1; explained > 0 && s + ((1 << k) - 1) * rtoMs < gatewaysAt && k < 16; k++) explained++;
+    if (s < 0 || s > deadline) out.sentAfterDeadline++;
+    else if (r > explained) out.lostAfterTakeover++;
+    else if (s >= gatewaysAt) out.sentAfterTakeoverNoLoss++;
+    else out.other++;
+  }
+  out.retransHistogram = histogram(lateRetrans, (r) => r);
+  out.lateSendPer100ms = histogram(lateSends, (s) => Math.floor((s - killedAt) / 100));
+  return out;
 }
 
 const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
@@ -87,12 +200,43 @@ const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
  * Every packet of the lab crosses veths, which queue it on the host's per-CPU input backlog: with
  * the default 1,000 the kill wave of tens of thousands of flows can overflow it (softnet drops) on
  * the way to the routers, a limit of the lab (one host for all nodes), not of a router.
- * `hostBacklog` raises it for the run (host-wide), restored after. Not the default: a deep backlog
- * also delays the VRRP adverts queued behind a wave (false failovers were seen at load 29-33).
+ * `hostBacklog` sets it for the run (host-wide), restored after. Before the kill the backlog never
+ * fills (the anchor wave, the kill wave's spread through the live master, saw 0 drops at 1,000):
+ * the bursts that overflow it are the clients' retransmissions after the kill, which one host's
+ * timer wheel fires thousands at a time (HZ 250: a timer 0.4-2 s away expires on a 32 ms grain).
  */
-function softnetDrops(): number {
+function softnetDropsPerCpu(): number[] {
   return readFileSync('/proc/net/softnet_stat', 'utf8').trim().split('\n')
-    .reduce((sum, line) => sum + parseInt(line.trim().split(/\s+/)[1] ?? '0', 16), 0);
+    .map((line) => parseInt(line.trim().split(/\s+/)[1] ?? '0', 16));
+}
+
+function softnetDrops(): number {
+  return softnetDropsPerCpu().reduce((sum, d) => sum + d, 0);
+}
+
+/** tx_dropped of every link of the lab's namespaces on the data path ("ns/link"): a veth counts there what the peer's backlog refused. */
+function linkTxDrops(lab: LabTopology): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of ['client', 'switch', 'ha2', 'server'] as const) {
+    const links = JSON.parse(lab.exec(lab.ns[name], 'ip', ['-s', '-j', 'link', 'show'])) as { ifname: string; stats64?: { tx?: { dropped?: number } } }[];
+    for (const l of links) out[`${name}/${l.ifname}`] = l.stats64?.tx?.dropped ?? 0;
+  }
+  return out;
+}
+
+/** Sets the nice value of every thread of process `pid` and of its descendants (nice is per thread on Linux). */
+function reniceTree(pid: number, nice: number): void {
+  const pids = [pid];
+  for (let i = 0; i < pids.length; i++) {
+    for (const task of readdirSync(`/proc/${pids[i]}/task`)) {
+      try {
+        setPriority(Number(task), nice);
+        for (const child of readFileSync(`/proc/${pids[i]}/task/${task}/children`, 'utf8').trim().split(/\s+/)) if (child) pids.push(Number(child));
+      } catch {
+        continue; // the thread ended meanwhile
+      }
+    }
+  }
 }
 
 function arpUnresolvedDiscards(): number {
@@ -155,6 +299,23 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       const ok = w.answers.filter((a) => a >= 0).length;
       if (ok !== n) throw new Error(`warm-up round ${round}: only ${ok} of ${n} flows answered through ha1`);
     }
+    // The anchor: the kill wave's spread through the live master, then one more spread wave so
+    // that what the anchor taught TCP about round-trip times does not carry into the kill.
+    const anchorDropsBefore = softnetDrops();
+    const aw = await flows.wave(spreadMs, 10_000);
+    const anchorAnswers = aw.answers.filter((a) => a >= 0).map((a) => a - aw.sentAt).sort((a, b) => a - b);
+    const anchor: AnchorWave = {
+      answered: anchorAnswers.length,
+      medianAnswerMs: percentile(anchorAnswers, 0.5),
+      lastAnswerMs: anchorAnswers.length ? anchorAnswers[anchorAnswers.length - 1] : -1,
+      answeredAfter1s: anchorAnswers.filter((a) => a > 1000).length,
+      clientLastSendMs: aw.lastSendMs,
+      retransmissions: (aw.retrans ?? []).reduce((sum, r) => sum + r, 0),
+      softnetDrops: softnetDrops() - anchorDropsBefore,
+    };
+    log(`anchor wave through ha1 (no failover): ${JSON.stringify(anchor)}`);
+    const settle = await flows.wave(Math.max(1000, n / 20), 30_000);
+    if (settle.answers.some((a) => a < 0)) throw new Error('not every flow answered through ha1 after the anchor wave');
     const p = await probes.wave(200, 10_000);
     if (p.answers.some((a) => a < 0)) throw new Error('not every probe flow answered through ha1');
     if (!opts.sync) {
@@ -163,9 +324,15 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     }
     log(`${n} flows warm; ha2's kernel holds ${syncedInKernel} conntracks; killing ha1`);
     const rtos = clientRtos(lab);
-    const dropsBefore = softnetDrops();
+    const syncedEstablished = serverConntracks(lab, 'ha2', true);
+    const masterEstablished = serverConntracks(lab, 'ha1', true);
+    const dropsBefore = softnetDropsPerCpu();
     const arpBefore = arpUnresolvedDiscards();
+    const linksBefore = linkTxDrops(lab);
+    const ha2Before = routerCounters(lab, 'ha2');
+    const serverRetransBefore = await flows.serverRetransmissions();
 
+    if (opts.agentNice !== undefined && pair.ha2.child.pid !== undefined) reniceTree(pair.ha2.child.pid, opts.agentNice);
     // ha1 dies: its links go first (the network sees it dead), then its agent (SIGKILL by PID).
     await opts.beforeKill?.(lab);
     const killedAt = Date.now();
@@ -174,13 +341,29 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const flowWave = flows.wave(spreadMs, waitMs);
     const probeWave = probes.wave(probeSpreadMs, waitMs);
     await pair.ha1.stop('SIGKILL');
-    await until(() => holdsGateways(lab, 'ha2'), 'ha2 to take both gateway addresses (VRRP)', 15_000, 20);
-    const takeoverAt = Date.now();
+    let lanAt = 0;
+    let wanAt = 0;
+    await until(() => {
+      const held = gatewaysHeld(lab, 'ha2');
+      if (held.lan && lanAt === 0) lanAt = Date.now();
+      if (held.wan && wanAt === 0) wanAt = Date.now();
+      return lanAt > 0 && wanAt > 0;
+    }, 'ha2 to take both gateway addresses (VRRP)', 15_000, 20);
+    const takeoverAt = Math.max(lanAt, wanAt);
     const [fw, pw] = await Promise.all([flowWave, probeWave]);
     const unreleasedWhenAnswered = opts.sync ? syncedMarkConntracks(lab, 'ha2') : 0;
-    const softnet = softnetDrops() - dropsBefore;
+    const dropsAfter = softnetDropsPerCpu();
+    const softnetPerCpu = dropsAfter.map((d, i) => d - (dropsBefore[i] ?? 0));
+    const softnet = softnetPerCpu.reduce((sum, d) => sum + d, 0);
     const arpDiscards = arpUnresolvedDiscards() - arpBefore;
-    const ha2Counters = routerCounters(lab, 'ha2');
+    const linksAfter = linkTxDrops(lab);
+    const linkDrops: Record<string, number> = {};
+    for (const [link, d] of Object.entries(linksAfter)) if (d - (linksBefore[link] ?? 0) > 0) linkDrops[link] = d - (linksBefore[link] ?? 0);
+    const serverRetransAfter = await flows.serverRetransmissions();
+    const ha2After = routerCounters(lab, 'ha2');
+    // What happened during the takeover: counters as deltas from just before the kill.
+    const ha2Counters: Record<string, number> = {};
+    for (const [k, v] of Object.entries(ha2After)) ha2Counters[k] = v - (ha2Before[k] ?? 0);
     const answeredAt = fw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const probeAnswers = pw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const within = answeredAt.filter((a) => a <= takeoverAt + 1000).length;
@@ -190,7 +373,10 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       advertIntervalCs: opts.advertIntervalCs ?? 10,
       client: opts.client ?? 'c',
       hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
+      ...(opts.agentNice !== undefined ? { agentNice: opts.agentNice } : {}),
       syncedInKernel,
+      syncedEstablished,
+      masterEstablished,
       takeoverMs: takeoverAt - killedAt,
       answered: answeredAt.length,
       answeredWithin1sOfTakeover: within,
@@ -215,6 +401,15 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       cutMs,
       clientLastSendMs: fw.sentAt - killedAt + fw.lastSendMs,
       killedAt: new Date(killedAt).toISOString(),
+      lanGatewayMs: lanAt - killedAt,
+      wanGatewayMs: wanAt - killedAt,
+      anchor,
+      softnetDropsPerCpu: softnetPerCpu,
+      linkDrops,
+      ...(fw.sendTimes && fw.retrans ? {
+        lateFlows: classifyLateFlows({ ...fw, sendTimes: fw.sendTimes, retrans: fw.retrans }, killedAt, takeoverAt, takeoverAt + 1000,
+          percentile(rtos, 0.5), (serverRetransAfter ?? 0) - (serverRetransBefore ?? 0)),
+      } : {}),
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };
     log(`takeover: ${JSON.stringify(result)}`);

@@ -9,7 +9,13 @@
  *   tcp-load client <address> <port> <count> [connectTimeoutMs] [source,source...]
  *
  * Client commands: ping <timeoutMs> | wave <spreadMs> <timeoutMs> | close.
- * Server commands: stats | peers.
+ * Server commands: stats | peers | retrans.
+ *
+ * A wave also says, per connection, when its send left the process (`sendAt`, ms after
+ * startedAt) and how many segments TCP retransmitted on it during the wave (`retrans`, from
+ * TCP_INFO), and the process's CPU time and involuntary context switches while it issued the sends:
+ * the takeover benchmark tells from them a client that sent late from a packet lost on the way.
+ * `retrans` on the server: the segments its sockets retransmitted so far (lost echoes).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,6 +31,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -151,6 +158,15 @@ static int server(const char *address, int port) {
         char line[256];
         while (read_stdin_line(line, sizeof line)) {
           if (strcmp(line, "stats") == 0) out("{\"connections\":%zu}\n", open_count);
+          else if (strcmp(line, "retrans") == 0) {
+            unsigned long long total = 0;
+            for (size_t fd = 0; fd < cap; fd++) {
+              struct tcp_info ti;
+              socklen_t tl = sizeof ti;
+              if (open_fd[fd] && getsockopt((int)fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0) total += ti.tcpi_total_retrans;
+            }
+            out("{\"retrans\":%llu,\"connections\":%zu}\n", total, open_count);
+          }
           else if (strcmp(line, "peers") == 0) {
             out("{\"peers\":[");
             int first = 1;
@@ -198,6 +214,8 @@ static int server(const char *address, int port) {
 struct conn {
   int fd;
   uint32_t sent, received;
+  uint32_t retrans_before;
+  int64_t sent_at;
   uint8_t connected, reset, closed;
   int64_t answered_at;
   int64_t connect_deadline;
@@ -259,6 +277,17 @@ static void poll_once(int timeout_ms) {
     if (evs[i].data.u64 == STDIN_TAG) continue; /* lines are read between commands */
     conn_event((struct conn *)evs[i].data.ptr, evs[i].events);
   }
+}
+
+static uint32_t total_retrans(const struct conn *c) {
+  struct tcp_info ti;
+  socklen_t tl = sizeof ti;
+  if (c->closed || getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) != 0) return 0;
+  return ti.tcpi_total_retrans;
+}
+
+static int64_t cpu_ms(const struct rusage *r) {
+  return ((int64_t)r->ru_utime.tv_sec + r->ru_stime.tv_sec) * 1000 + (r->ru_utime.tv_usec + r->ru_stime.tv_usec) / 1000;
 }
 
 static int cmp_i64(const void *x, const void *y) {
@@ -383,21 +412,33 @@ static int client(const char *address, int port, size_t count, int connect_timeo
     } else if (strcmp(cmd, "wave") == 0) {
       int64_t spread = a1 >= 0 ? (int64_t)a1 : 100;
       int64_t timeout = a2 >= 0 ? (int64_t)a2 : 10000;
+      for (size_t i = 0; i < nconns; i++) { conns[i].answered_at = 0; conns[i].sent_at = -1; conns[i].retrans_before = total_retrans(&conns[i]); }
+      struct rusage ru0, ru1;
+      getrusage(RUSAGE_SELF, &ru0);
       int64_t started = now_ms();
-      for (size_t i = 0; i < nconns; i++) conns[i].answered_at = 0;
       size_t n = nconns;
       for (size_t i = 0; i < n;) {
         int64_t now = now_ms();
-        for (; i < n && started + (int64_t)((i * (size_t)spread) / n) <= now; i++) send_payload(&conns[i], 'b');
+        for (; i < n && started + (int64_t)((i * (size_t)spread) / n) <= now; i++) {
+          uint32_t before = conns[i].sent;
+          send_payload(&conns[i], 'b');
+          if (conns[i].sent != before) conns[i].sent_at = now_ms() - started;
+        }
         if (i < n) {
           int64_t wait = started + (int64_t)((i * (size_t)spread) / n) - now_ms();
           poll_once(wait > 0 ? (int)wait : 0);
         }
       }
       int64_t send_ms = now_ms() - started;
+      getrusage(RUSAGE_SELF, &ru1);
       wait_answers(started + timeout);
       size_t reset = 0, closed = 0;
-      out("{\"wave\":true,\"startedAt\":%lld,\"sendMs\":%lld,\"answers\":[", (long long)started, (long long)send_ms);
+      out("{\"wave\":true,\"startedAt\":%lld,\"sendMs\":%lld,\"sendCpuMs\":%lld,\"sendInvoluntarySwitches\":%ld,\"sendAt\":[",
+          (long long)started, (long long)send_ms, (long long)(cpu_ms(&ru1) - cpu_ms(&ru0)), ru1.ru_nivcsw - ru0.ru_nivcsw);
+      for (size_t i = 0; i < n; i++) out(i ? ",%lld" : "%lld", (long long)conns[i].sent_at);
+      out("],\"retrans\":[");
+      for (size_t i = 0; i < n; i++) out(i ? ",%u" : "%u", conns[i].closed ? 0 : total_retrans(&conns[i]) - conns[i].retrans_before);
+      out("],\"answers\":[");
       for (size_t i = 0; i < n; i++) {
         struct conn *c = &conns[i];
         long long a = (!c->closed && c->received >= c->sent && c->answered_at > 0) ? (long long)(c->answered_at - started) : -1;

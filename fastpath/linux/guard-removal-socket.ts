@@ -37,6 +37,10 @@ export class GuardRemovalSocket {
   /**
    * When the batch left this process (ms, performance.timeOrigin + performance.now()): nfnetlink applies a batch inside the
    * sender's sendmsg, so the kernel forwards from about then; the ack is read a loop turn later.
+   * The netlink package calls sendmsg inside send() when nothing is queued on the socket (always
+   * the case here: one batch on a fresh socket), so the moment send() returns is the moment
+   * sendmsg returned; its completion callback runs later (a loop turn: up to 94 ms in the takeover bench at load 18), and a
+   * refusal reported there clears this again.
    */
   sentAt: number | undefined;
 
@@ -76,9 +80,12 @@ export class GuardRemovalSocket {
         }
       });
       this.socket.send(encodeGuardRemoval(this.table, seq), {}, (err) => {
-        if (err) done(new Error(`guard removal not sent: ${err.message}`));
-        else this.sentAt = performance.timeOrigin + performance.now(); // the clock of RealClock
+        if (err) {
+          this.sentAt = undefined;
+          done(new Error(`guard removal not sent: ${err.message}`));
+        }
       });
+      this.sentAt = performance.timeOrigin + performance.now(); // the clock of RealClock
     });
   }
 

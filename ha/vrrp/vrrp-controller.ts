@@ -9,6 +9,7 @@ import type { SubsystemError } from '../../core/subsystem.js';
 import { logger } from '../../core/log.js';
 import { renderKeepalivedConf, vrfPath, type VrfVrrpConfig } from './keepalived-config.js';
 import { checkKeepalivedConf, KeepalivedProcess, realtimeSchedulingAllowed, type KeepalivedProcessOptions } from './keepalived-process.js';
+import { raiseThreadPriority } from './thread-priority.js';
 import { NotifyFifo, type InstanceStateEvent, type VrrpState } from './notify-fifo.js';
 
 const log = logger('vrrp');
@@ -27,6 +28,12 @@ export interface VrrpControllerOptions {
   afterGroupChange?: () => Promise<void>;
   /** Passed to each KeepalivedProcess (binary, backoff, stop timeout). */
   process?: Pick<KeepalivedProcessOptions, 'binary' | 'backoffMinMs' | 'backoffMaxMs' | 'stableMs' | 'stopTimeoutMs' | 'realtime'>;
+  /**
+   * Nice value for the thread running this controller (it reads the notify FIFO and drives the
+   * switch to master), set when the first keepalived starts (thread-priority.ts); undefined: left
+   * as it is. createVrrp (the agent's) sets VRRP_THREAD_NICE.
+   */
+  threadNice?: number;
 }
 
 export interface VrrpInstanceEvent extends InstanceStateEvent {
@@ -63,6 +70,7 @@ export class VrrpController {
   private readonly netnsOf: (vrf: string) => string | undefined;
   /** Whether keepalived may run real-time here; probed once, at the first start. */
   private realtime?: boolean;
+  private threadNiceSet = false;
 
   constructor(
     private readonly groups: VrrpGroupTarget,
@@ -174,6 +182,10 @@ export class VrrpController {
     await fs.writeFile(confPath, confText);
     const fifo = new NotifyFifo(join(dir, 'notify.fifo'), { vrf: cfg.vrf });
     await fifo.open();
+    if (this.opts.threadNice !== undefined && !this.threadNiceSet) {
+      this.threadNiceSet = true;
+      raiseThreadPriority(this.opts.threadNice);
+    }
     const keepalived = new KeepalivedProcess({ ...this.opts.process, realtime: this.realtimeScheduling(), vrf: cfg.vrf, netns: this.netnsOf(cfg.vrf), confPath, stateDir: dir });
     const r: RunningVrf = { cfg, dir, confText, fifo, process: keepalived, states: new Map() };
     this.running.set(cfg.vrf, r);

@@ -6,6 +6,7 @@ import type { HaGroups } from '../ha-groups.js';
 import type { HaService } from '../ha-service.js';
 import { readVrrpConfigs, VrrpConfigError, type VrfVrrpConfig } from './keepalived-config.js';
 import { VrrpController, type VrrpControllerOptions } from './vrrp-controller.js';
+import { VRRP_THREAD_NICE } from './thread-priority.js';
 
 export const VRRP_OWNS = ['/tandem-vrf:vrf/vrrp', '/tandem-vrf:vrf/interface'];
 
@@ -67,9 +68,11 @@ export function currentHaConfig(groups: HaGroups): Record<string, unknown> {
 
 /**
  * VRRP wired to the HA service: instance states set the groups' states, and every VRF (its
- * dataplane, then its sync) follows each change, as after a commit of /ha.
+ * dataplane, then its sync) follows each change, as after a commit of /ha. The thread runs at
+ * VRRP_THREAD_NICE once keepalived runs, unless `threadNice` says otherwise (undefined: unchanged).
  */
 export function createVrrp(service: HaService, opts: Omit<VrrpControllerOptions, 'afterGroupChange'> = {}): VrrpParts {
-  const controller = new VrrpController(service.groups, { ...opts, afterGroupChange: () => service.follow() });
+  const threadNice = 'threadNice' in opts ? opts.threadNice : VRRP_THREAD_NICE;
+  const controller = new VrrpController(service.groups, { ...opts, threadNice, afterGroupChange: () => service.follow() });
   return { subsystem: new VrrpSubsystem(controller), controller, close: () => controller.close() };
 }

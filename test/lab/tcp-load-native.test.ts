@@ -49,6 +49,36 @@ describe('lab: the C TCP load tool', function () {
     expect(wave.sendMs as number).to.be.at.least(190); // the sends were spread, not one burst
     // Sorted by send time, the answers follow the spread: the last third answered after the first.
     expect(Math.min(...answers.slice(200))).to.be.greaterThan(Math.max(...answers.slice(0, 50)));
+    // Per connection, when its send left (spread, in order) and no retransmission on a clean path.
+    const sendAt = wave.sendAt as number[];
+    expect(sendAt).to.have.length(300);
+    expect(sendAt.every((t, i) => t >= 0 && t <= answers[i] && (i === 0 || t >= sendAt[i - 1]))).to.equal(true);
+    expect(sendAt[299]).to.be.at.least(190);
+    expect((wave.retrans as number[]).every((r) => r === 0)).to.equal(true);
+    expect(wave.sendCpuMs as number).to.be.at.least(0);
+
+    // Requests lost on the way for 0.7 s: every connection answers after retransmitting (TCP_INFO says so).
+    fx.exec(b, 'nft', ['-f', '-'], 'table inet tlr {\n  chain input { type filter hook input priority 0; tcp dport 7100 drop; }\n}\n');
+    client.stdin?.write('wave 10 15000\n');
+    await new Promise((r) => setTimeout(r, 700));
+    fx.exec(b, 'nft', ['delete', 'table', 'inet', 'tlr']);
+    const retried = await out.next((l) => l.wave === true, 30_000);
+    expect((retried.answers as number[]).every((x) => x >= 0)).to.equal(true);
+    expect((retried.retrans as number[]).every((r) => r >= 1)).to.equal(true);
+
+    // Echoes lost on the way back for 0.7 s: the server's sockets retransmit, and say so.
+    server.stdin?.write('retrans\n');
+    const before = (await serverOut.next((l) => typeof l.retrans === 'number')).retrans as number;
+    fx.exec(a, 'nft', ['-f', '-'], 'table inet tlr {\n  chain input { type filter hook input priority 0; tcp sport 7100 drop; }\n}\n');
+    client.stdin?.write('wave 10 15000\n');
+    await new Promise((r) => setTimeout(r, 700));
+    fx.exec(a, 'nft', ['delete', 'table', 'inet', 'tlr']);
+    const echoed = await out.next((l) => l.wave === true, 30_000);
+    expect((echoed.answers as number[]).every((x) => x >= 0)).to.equal(true);
+    server.stdin?.write('retrans\n');
+    const after = await serverOut.next((l) => typeof l.retrans === 'number');
+    expect(after.connections).to.equal(300);
+    expect((after.retrans as number) - before).to.be.at.least(300);
 
     // A dead path: no answer is reported as none (-1), not as an answer.
     fx.exec(b, 'ip', ['link', 'set', 'eth0', 'down']);

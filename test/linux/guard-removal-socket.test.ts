@@ -53,6 +53,19 @@ describe('linux: guard removal over nf_tables netlink', () => {
       await new GuardRemovalSocket(ns, 'tandem').remove(); // ENOENT: already master
     });
 
+    it('has removed the chain when remove() returns, before any loop turn (sentAt is then)', async () => {
+      fx.exec(ns, 'nft', ['flush', 'ruleset']);
+      fx.exec(ns, 'nft', ['-f', '-'], `${table}\n`);
+      const socket = new GuardRemovalSocket(ns, 'tandem');
+      const before = performance.timeOrigin + performance.now();
+      const removing = socket.remove();
+      // execFileSync: no event-loop turn between remove() and this listing.
+      const listing = fx.exec(ns, 'nft', ['list', 'table', 'inet', 'tandem']);
+      expect(socket.sentAt).to.be.a('number').and.at.least(before);
+      expect(listing).to.not.include('backup_guard');
+      await removing;
+    });
+
     it('rejects with the errno when the kernel refuses', async () => {
       fx.exec(ns, 'nft', ['flush', 'ruleset']);
       // A chain still referenced by a jump cannot be deleted (EBUSY): a guard chain of that name

@@ -105,8 +105,9 @@ describe('VRRP commit subsystem', function () {
       ha2 = await startNode('ha2', new MemoryEngine(clock), clock, c2);
       expect(ha1.engine.role('main')).to.equal('backup');
       // VRF main of each node runs its keepalived in that node's namespace.
-      vrrp1 = createVrrp(ha1.ha, { netnsOf: () => pair.a, process: { backoffMinMs: 3000, backoffMaxMs: 3000 } });
-      vrrp2 = createVrrp(ha2.ha, { netnsOf: () => pair.b, process: { backoffMinMs: 3000, backoffMaxMs: 3000 } });
+      // threadNice undefined: both nodes run in the test process, whose thread keeps its priority.
+      vrrp1 = createVrrp(ha1.ha, { netnsOf: () => pair.a, process: { backoffMinMs: 3000, backoffMaxMs: 3000 }, threadNice: undefined });
+      vrrp2 = createVrrp(ha2.ha, { netnsOf: () => pair.b, process: { backoffMinMs: 3000, backoffMaxMs: 3000 }, threadNice: undefined });
       for (const [parts, c] of [[vrrp1, c1], [vrrp2, c2]] as const) {
         expect(parts.subsystem.validate(ctx(c))).to.deep.equal([]);
         expect(await parts.subsystem.prepare(ctx(c))).to.deep.equal([]);
