@@ -10,9 +10,11 @@ import { closeEventSocket, receiveDatagram } from './conntrack-event-socket.js';
 
 export interface EventThreadData {
   fd: number;
-  /** Int32Array over a SharedArrayBuffer: [0] != 0 asks the thread to stop. */
+  /** Int32Array over a SharedArrayBuffer: [0] != 0 asks the thread to stop; [1] batches posted, not yet delivered. */
   control: SharedArrayBuffer;
   batchRecords: number;
+  /** The thread reads no more while this many batches wait on the engine's side (the kernel buffer holds the rest). */
+  maxBatchesInFlight: number;
 }
 
 /** Messages of the thread. */
@@ -21,7 +23,7 @@ export type EventThreadMessage =
   | { t: 'error'; message: string }
   | { t: 'stopped' };
 
-const { fd, control, batchRecords } = workerData as EventThreadData;
+const { fd, control, batchRecords, maxBatchesInFlight } = workerData as EventThreadData;
 const stop = new Int32Array(control);
 const port = parentPort;
 // Conntrack events are single messages of a few hundred bytes; a datagram longer than this is cut (counted as an error).
@@ -46,6 +48,12 @@ function take(len: number): void {
 
 try {
   while (Atomics.load(stop, 0) === 0) {
+    const inFlight = Atomics.load(stop, 1);
+    if (inFlight >= maxBatchesInFlight) {
+      // The engine is behind: wait for it (woken when it delivers a batch; 50 ms to see a stop).
+      Atomics.wait(stop, 1, inFlight, 50);
+      continue;
+    }
     const first = receiveDatagram(fd, buf, true);
     if (first < 0) continue; // the receive timeout: look at the stop flag again
     take(first);
@@ -57,6 +65,7 @@ try {
     }
     if (writer.count > 0) {
       const b = writer.take();
+      Atomics.add(stop, 1, 1);
       post({ t: 'batch', records: b.records, count: b.count, ...(b.raw ? { raw: b.raw } : {}) }, b.raw ? [b.records, b.raw] : [b.records]);
     }
   }
