@@ -11,13 +11,8 @@ import {
   CTA_ID, CTA_IP_V4_DST, CTA_IP_V4_SRC, CTA_IP_V6_DST, CTA_IP_V6_SRC, CTA_MARK, CTA_PROTO_DST_PORT, CTA_PROTO_ICMP_ID,
   CTA_PROTO_ICMPV6_ID, CTA_PROTO_NUM, CTA_PROTO_SRC_PORT, CTA_PROTOINFO, CTA_PROTOINFO_TCP, CTA_PROTOINFO_TCP_STATE, CTA_STATUS,
   CTA_TIMEOUT, CTA_TUPLE_IP, CTA_TUPLE_ORIG, CTA_TUPLE_PROTO, CTA_TUPLE_REPLY, IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW,
-  IPPROTO_ICMPV6, IPS_SEEN_REPLY, NLA_TYPE_MASK, NLM_F_CREATE, NLM_F_EXCL, UnsupportedProtocolError, type KernelConntrack,
+  IPPROTO_ICMPV6, NLA_TYPE_MASK, NLM_F_CREATE, NLM_F_EXCL, UnsupportedProtocolError, conntrackState, type KernelConntrack,
 } from './ctnetlink-codec.js';
-
-// enum tcp_conntrack, indexed by its value (SYN_SENT2 reads as syn-sent), as in ctnetlink-codec.ts.
-const KERNEL_TCP_STATES: TcpState[] = [
-  'close', 'syn-sent', 'syn-recv', 'established', 'fin-wait', 'close-wait', 'last-ack', 'time-wait', 'close', 'syn-sent',
-];
 
 /** One decoded event (ConntrackNotification without the wrapper). */
 export interface DecodedEvent {
@@ -118,18 +113,15 @@ export function decodeConntrackAt(buf: Buffer, from: number, to: number): Kernel
   const orig = readTuple(buf, a(CTA_TUPLE_ORIG), z(CTA_TUPLE_ORIG));
   const reply = readTuple(buf, a(CTA_TUPLE_REPLY), z(CTA_TUPLE_REPLY));
   const status = a(CTA_STATUS) >= 0 ? u32be(buf, a(CTA_STATUS), z(CTA_STATUS)) : 0;
-  let state: TcpState = status & IPS_SEEN_REPLY ? 'established' : 'syn-sent';
-  if (orig.proto === 'tcp') {
-    let n: number | undefined;
-    if (a(CTA_PROTOINFO) >= 0) {
-      findAttributes(buf, a(CTA_PROTOINFO), z(CTA_PROTOINFO), ts, te);
-      if ((ts[CTA_PROTOINFO_TCP] as number) >= 0) {
-        findAttributes(buf, ts[CTA_PROTOINFO_TCP] as number, te[CTA_PROTOINFO_TCP] as number, ns, ne);
-        if ((ns[CTA_PROTOINFO_TCP_STATE] as number) >= 0) n = u8(buf, ns[CTA_PROTOINFO_TCP_STATE] as number, ne[CTA_PROTOINFO_TCP_STATE] as number);
-      }
+  let n: number | undefined;
+  if (orig.proto === 'tcp' && a(CTA_PROTOINFO) >= 0) {
+    findAttributes(buf, a(CTA_PROTOINFO), z(CTA_PROTOINFO), ts, te);
+    if ((ts[CTA_PROTOINFO_TCP] as number) >= 0) {
+      findAttributes(buf, ts[CTA_PROTOINFO_TCP] as number, te[CTA_PROTOINFO_TCP] as number, ns, ne);
+      if ((ns[CTA_PROTOINFO_TCP_STATE] as number) >= 0) n = u8(buf, ns[CTA_PROTOINFO_TCP_STATE] as number, ne[CTA_PROTOINFO_TCP_STATE] as number);
     }
-    state = n !== undefined ? (KERNEL_TCP_STATES[n] ?? 'close') : 'close';
   }
+  const state = conntrackState(orig.proto, status, n);
   return {
     orig,
     reply,
@@ -153,20 +145,29 @@ function kindOf(type: number, flags: number): DecodedEvent['kind'] | undefined {
  * `onError` (the others still go out). Throws on a malformed datagram (as splitMessages).
  */
 export function forEachEvent(datagram: Buffer, onEvent: (e: DecodedEvent) => void, onError: (err: unknown) => void): void {
+  forEachEventMessage(datagram, (kind, off, len) => {
+    let conntrack: KernelConntrack | undefined;
+    try {
+      conntrack = decodeConntrackAt(datagram, off + 16, off + len);
+    } catch (err) {
+      onError(err);
+    }
+    if (conntrack) onEvent({ kind, conntrack, portId: datagram.readUInt32LE(off + 12) });
+  });
+}
+
+/**
+ * The conntrack event messages of a datagram, in order (its kind, offset and length); other
+ * messages are skipped. Throws on a malformed datagram (as splitMessages). One walk for both
+ * decoders (objects, packed records).
+ */
+function forEachEventMessage(datagram: Buffer, fn: (kind: DecodedEvent['kind'], off: number, len: number) => void): void {
   let off = 0;
   while (off + 16 <= datagram.length) {
     const len = datagram.readUInt32LE(off);
     if (len < 16 || off + len > datagram.length) throw new Error(`malformed netlink message (length ${len} at ${off})`);
     const kind = kindOf(datagram.readUInt16LE(off + 4), datagram.readUInt16LE(off + 6));
-    if (kind) {
-      let conntrack: KernelConntrack | undefined;
-      try {
-        conntrack = decodeConntrackAt(datagram, off + 16, off + len);
-      } catch (err) {
-        onError(err);
-      }
-      if (conntrack) onEvent({ kind, conntrack, portId: datagram.readUInt32LE(off + 12) });
-    }
+    if (kind) fn(kind, off, len);
     off += (len + 3) & ~3;
   }
 }
@@ -256,9 +257,8 @@ function packEvent(buf: Buffer, from: number, to: number, kind: number, view: Da
   if (status < 0 || timeout < 0 || mark < 0 || id < 0) return false;
   const p = packTuple(buf, oS, oE, view, at + 24);
   if (p < 0 || packTuple(buf, rS, rE, view, at + 36) !== p) return false;
-  let state: TcpState = status & IPS_SEEN_REPLY ? 'established' : 'syn-sent';
+  let n: number | undefined;
   if (p === 0) {
-    let n: number | undefined;
     const piS = ms[CTA_PROTOINFO] as number;
     if (piS >= 0) {
       findAttributes(buf, piS, me[CTA_PROTOINFO] as number, ts, te);
@@ -271,8 +271,8 @@ function packEvent(buf: Buffer, from: number, to: number, kind: number, view: Da
         }
       }
     }
-    state = n !== undefined ? (KERNEL_TCP_STATES[n] ?? 'close') : 'close';
   }
+  const state = conntrackState(PROTO_NAMES[p] as string, status, n);
   view.setUint8(at, kind);
   view.setUint8(at + 1, p);
   view.setUint8(at + 2, STATE_NUMBER.get(state) as number);
@@ -303,31 +303,24 @@ export class PackedEventWriter {
 
   /** Adds every event of `datagram` (may overfill `full` by one datagram's events: room grows). Throws on a malformed datagram. */
   add(datagram: Buffer): void {
-    let off = 0;
-    while (off + 16 <= datagram.length) {
-      const len = datagram.readUInt32LE(off);
-      if (len < 16 || off + len > datagram.length) throw new Error(`malformed netlink message (length ${len} at ${off})`);
-      const kind = kindOf(datagram.readUInt16LE(off + 4), datagram.readUInt16LE(off + 6));
-      if (kind) {
-        if (this.count >= this.records.byteLength / EVENT_RECORD_BYTES) this.grow();
-        const at = this.count * EVENT_RECORD_BYTES;
-        let packed: boolean;
-        try {
-          packed = packEvent(datagram, off, off + len, KINDS.indexOf(kind), this.view, at);
-        } catch {
-          packed = false; // decoded (and its error reported) on the engine's side
-        }
-        if (!packed) {
-          this.view.setUint8(at, RAW);
-          this.view.setUint32(at + 4, this.rawBytes, true);
-          this.view.setUint32(at + 8, len, true);
-          this.raw.push(Buffer.from(datagram.subarray(off, off + len)));
-          this.rawBytes += len;
-        }
-        this.count++;
+    forEachEventMessage(datagram, (kind, off, len) => {
+      if (this.count >= this.records.byteLength / EVENT_RECORD_BYTES) this.grow();
+      const at = this.count * EVENT_RECORD_BYTES;
+      let packed: boolean;
+      try {
+        packed = packEvent(datagram, off, off + len, KINDS.indexOf(kind), this.view, at);
+      } catch {
+        packed = false; // decoded (and its error reported) on the engine's side
       }
-      off += (len + 3) & ~3;
-    }
+      if (!packed) {
+        this.view.setUint8(at, RAW);
+        this.view.setUint32(at + 4, this.rawBytes, true);
+        this.view.setUint32(at + 8, len, true);
+        this.raw.push(Buffer.from(datagram.subarray(off, off + len)));
+        this.rawBytes += len;
+      }
+      this.count++;
+    });
   }
 
   private grow(): void {

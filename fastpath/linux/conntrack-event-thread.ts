@@ -13,6 +13,7 @@ import { openEventSocket } from './conntrack-event-socket.js';
 import { receiveDrops } from './netlink-socket-options.js';
 import type { ConntrackEventStreamOptions } from './conntrack-events.js';
 import type { EventThreadData, EventThreadMessage } from './conntrack-event-thread-worker.js';
+import { EventDropCounter } from './event-drop-counter.js';
 
 const log = logger('conntrack-events');
 
@@ -33,8 +34,7 @@ const BATCH_RECORDS = 2048;
 const MAX_BATCHES_IN_FLIGHT = 32;
 
 export class ConntrackEventThread {
-  private drops = 0;
-  private overrunCount = 0;
+  private readonly dropCounter: EventDropCounter;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
   /** The thread ended by itself: its socket is closed, the drop counter is no longer read. */
@@ -61,8 +61,9 @@ export class ConntrackEventThread {
     readonly fd: number,
     readonly namespace: string | undefined,
     listener: (n: ConntrackNotification) => void,
-    private readonly onOverrun: (dropped: number) => void,
+    onOverrun: (dropped: number) => void,
   ) {
+    this.dropCounter = new EventDropCounter(namespace, onOverrun);
     const notHandled = (err: unknown): void => {
       if (!(err instanceof UnsupportedProtocolError)) log.error({ err: String(err) }, 'conntrack event not handled');
     };
@@ -129,12 +130,12 @@ export class ConntrackEventThread {
 
   /** Overruns seen: times the kernel dropped events for this reader (resynchronise from a dump). */
   get overruns(): number {
-    return this.overrunCount;
+    return this.dropCounter.overruns;
   }
 
   /** Events the kernel dropped for lack of buffer room since the start. */
   get droppedEvents(): number {
-    return this.drops;
+    return this.dropCounter.total;
   }
 
   /** Subscribes (synchronously) and starts the reading thread; as ConntrackEventStream.start. */
@@ -149,27 +150,17 @@ export class ConntrackEventThread {
 
   /** Reads the kernel's drop counter; reports an overrun when it grew. Also called by the poll timer. */
   checkDrops(): number {
-    if (this.closed || this.ended) return this.drops;
+    if (this.closed || this.ended) return this.dropCounter.total;
     let drops: number;
     try {
       drops = receiveDrops(this.fd);
     } catch (err) {
       log.error({ namespace: this.namespace, err: String(err) }, 'cannot read the conntrack event socket\'s drop counter');
-      return this.drops;
+      return this.dropCounter.total;
     }
-    if (drops > this.drops) {
-      const dropped = drops - this.drops;
-      this.drops = drops;
-      this.overrunCount++;
-      log.warn({ namespace: this.namespace, dropped, total: drops }, 'conntrack events dropped (receive buffer overrun)');
-      try {
-        this.onOverrun(dropped);
-      } catch (err) {
-        log.error({ err: String(err) }, 'overrun handler failed');
-      }
-    }
-    return this.drops;
+    return this.dropCounter.update(drops);
   }
+
 
   /** Stops reporting at once; the thread ends within READ_TIMEOUT_MS and closes the socket (see `stopped`). */
   close(): void {

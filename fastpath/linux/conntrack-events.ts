@@ -10,6 +10,7 @@ import {
 import { forEachEvent } from './conntrack-event-decoder.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { NETLINK_BROADCAST_ERROR, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
+import { EventDropCounter } from './event-drop-counter.js';
 
 const log = logger('conntrack-events');
 
@@ -24,8 +25,7 @@ export interface ConntrackEventStreamOptions {
 }
 
 export class ConntrackEventStream {
-  private drops = 0;
-  private overrunCount = 0;
+  private readonly dropCounter: EventDropCounter;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
 
@@ -33,20 +33,21 @@ export class ConntrackEventStream {
     private readonly socket: RawNetlinkSocket,
     private readonly fd: number,
     readonly namespace: string | undefined,
-    private readonly onOverrun: (dropped: number) => void,
+    onOverrun: (dropped: number) => void,
   ) {
+    this.dropCounter = new EventDropCounter(namespace, onOverrun);
     this.timer = setInterval(() => this.checkDrops(), DROP_POLL_MS);
     this.timer.unref();
   }
 
   /** Overruns seen: times the kernel dropped events for this reader (resynchronise from a dump). */
   get overruns(): number {
-    return this.overrunCount;
+    return this.dropCounter.overruns;
   }
 
   /** Events the kernel dropped for lack of buffer room since the start. */
   get droppedEvents(): number {
-    return this.drops;
+    return this.dropCounter.total;
   }
 
   /** Subscribes; every event after this returns is reported (or counted as dropped). */
@@ -88,21 +89,10 @@ export class ConntrackEventStream {
 
   /** Reads the kernel's drop counter; reports an overrun when it grew. Also called by the poll timer. */
   checkDrops(): number {
-    if (this.closed) return this.drops;
-    const drops = receiveDrops(this.fd);
-    if (drops > this.drops) {
-      const dropped = drops - this.drops;
-      this.drops = drops;
-      this.overrunCount++;
-      log.warn({ namespace: this.namespace, dropped, total: drops }, 'conntrack events dropped (receive buffer overrun)');
-      try {
-        this.onOverrun(dropped);
-      } catch (err) {
-        log.error({ err: String(err) }, 'overrun handler failed');
-      }
-    }
-    return this.drops;
+    if (this.closed) return this.dropCounter.total;
+    return this.dropCounter.update(receiveDrops(this.fd));
   }
+
 
   close(): void {
     if (this.closed) return;

@@ -805,6 +805,15 @@ export class UnsupportedProtocolError extends Error {
 }
 
 /** Decodes the payload of an IPCTNL_MSG_CT_NEW / _DELETE message (dump entry or event). */
+
+/**
+ * The state tandem gives a conntrack: for TCP the kernel's TCP state (`close` when it has none),
+ * for the other protocols established once a reply was seen. Both decoders use it.
+ */
+export function conntrackState(proto: string, status: number, tcpState: number | undefined): TcpState {
+  if (proto !== 'tcp') return status & IPS_SEEN_REPLY ? 'established' : 'syn-sent';
+  return tcpState !== undefined ? (KERNEL_TCP_STATES[tcpState] ?? 'close') : 'close';
+}
 export function decodeConntrack(msg: NetlinkMessage): KernelConntrack {
   const attrs = parseAttributes(msg.payload.subarray(4)); // after struct nfgenmsg
   const origAttr = attrs.get(CTA_TUPLE_ORIG);
@@ -813,12 +822,12 @@ export function decodeConntrack(msg: NetlinkMessage): KernelConntrack {
   const orig = readTuple(origAttr);
   const reply = readTuple(replyAttr);
   const status = attrs.get(CTA_STATUS)?.readUInt32BE(0) ?? 0;
-  let state: TcpState = status & IPS_SEEN_REPLY ? 'established' : 'syn-sent';
+  let tcpState: number | undefined;
   if (orig.proto === 'tcp') {
     const tcp = parseAttributes(parseAttributes(attrs.get(CTA_PROTOINFO) ?? Buffer.alloc(0)).get(CTA_PROTOINFO_TCP) ?? Buffer.alloc(0));
-    const n = tcp.get(CTA_PROTOINFO_TCP_STATE)?.readUInt8(0);
-    state = n !== undefined ? (KERNEL_TCP_STATES[n] ?? 'close') : 'close';
+    tcpState = tcp.get(CTA_PROTOINFO_TCP_STATE)?.readUInt8(0);
   }
+  const state = conntrackState(orig.proto, status, tcpState);
   return {
     orig,
     reply,

@@ -1,0 +1,41 @@
+// The kernel's drop counter of a conntrack event socket, followed for both event readers (on the
+// loop, conntrack-events.ts; in a thread, conntrack-event-thread.ts): each increase is an overrun,
+// logged and reported to the caller, which resynchronises from a dump.
+import { logger } from '../../core/log.js';
+
+const log = logger('conntrack-events');
+
+export class EventDropCounter {
+  private dropped = 0;
+  private overrunCount = 0;
+
+  constructor(
+    private readonly namespace: string | undefined,
+    private readonly onOverrun: (dropped: number) => void,
+  ) {}
+
+  /** Overruns seen: times the kernel dropped events for this reader. */
+  get overruns(): number {
+    return this.overrunCount;
+  }
+
+  /** Events the kernel dropped for lack of buffer room since the start. */
+  get total(): number {
+    return this.dropped;
+  }
+
+  /** Takes the counter's current value (receiveDrops of the socket); an increase is reported. */
+  update(drops: number): number {
+    if (drops <= this.dropped) return this.dropped;
+    const dropped = drops - this.dropped;
+    this.dropped = drops;
+    this.overrunCount++;
+    log.warn({ namespace: this.namespace, dropped, total: drops }, 'conntrack events dropped (receive buffer overrun)');
+    try {
+      this.onOverrun(dropped);
+    } catch (err) {
+      log.error({ err: String(err) }, 'overrun handler failed');
+    }
+    return this.dropped;
+  }
+}
