@@ -367,10 +367,17 @@ export class SyncSender {
 
   /** Resolves when no resync is running or wanted (tests and the demo wait on it). */
   async resyncIdle(): Promise<void> {
-    while (this.resyncRunning || this.resyncsAcking.size > 0) {
+    // A pull of the peer's table (a master empty since start) is part of the resync: the peer's
+    // answer starts the full resync that follows it (waited for while a connection can carry it).
+    while (this.resyncRunning || this.resyncsAcking.size > 0 || this.pullInProgress()) {
       await this.resyncRunning;
       await Promise.all(this.resyncsAcking);
+      if (this.pullInProgress()) await new Promise((r) => setTimeout(r, 5));
     }
+  }
+
+  private pullInProgress(): boolean {
+    return this.pullPending && !this.stopped && this.peers().flat().some((c) => c.status === 'established');
   }
 
   private async runResyncs(): Promise<void> {
