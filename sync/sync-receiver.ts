@@ -8,7 +8,6 @@ import { logger } from '../core/log.js';
 import { AckEmitter } from './ack-emitter.js';
 import { decodeDeletes, decodeEntries, forEachIPv4Orig, isPlainIPv4Payload } from './conntrack-codec.js';
 import { ipv4Text, PROTO_NAMES } from './conntrack-key.js';
-import { MirrorCounters } from './mirror-counters.js';
 import { canonicalAddress } from './peer-address.js';
 import { TupleMap } from './tuple-map.js';
 import { FINGERPRINT_BYTES, type Hello } from './handshake.js';
@@ -46,8 +45,6 @@ interface InboundSession {
 export class SyncReceiver {
   receive = 0;
   receiveError = 0;
-  /** Received conntracks per mirrored virtual service (mirrored-connections-on-standby). */
-  readonly mirrored = new MirrorCounters();
   /** Full resyncs in progress (over all connections) and when the first of them started. */
   private resyncsOpen = 0;
   private resyncStartedAt = 0;
@@ -107,7 +104,7 @@ export class SyncReceiver {
   }
 
   attachAntiEntropy(stats: AntiEntropyStats, notify: (n: SyncNotification) => void): void {
-    this.antiEntropy = new RangeRepairReceiver(this.vrf, this.engine, this.clock, stats, this.mirrored, (count, written) => this.countWrites(count, written), notify);
+    this.antiEntropy = new RangeRepairReceiver(this.vrf, this.engine, this.clock, stats, (count, written) => this.countWrites(count, written), notify);
   }
 
   /** Resolver for the listener: accept only hellos from a configured peer address. */
@@ -179,9 +176,6 @@ export class SyncReceiver {
     }
     if (stale.length === 0) return 0;
     for (let i = 0; i < stale.length; i += 4096) await this.engine.remove(this.vrf, stale.slice(i, i + 4096));
-    for (const t of stale) {
-      this.mirrored.delete(t);
-    }
     log.info({ vrf: this.vrf, worker: inbound.worker, removed: stale.length }, 'stale synced conntracks removed after a full resync');
     return stale.length;
   }
@@ -317,10 +311,6 @@ export class SyncReceiver {
         await this.inOrder(inbound, 'write', async () => {
           const written = await this.written(() => this.engine.upsert(entries), entries.length);
           refused = this.countWrites(entries.length, written);
-          if (written === 0) return;
-          for (const e of entries) {
-            if (e.virtualService !== undefined) this.mirrored.set(e.orig, e.virtualService);
-          }
         });
         return refused;
       }
@@ -335,7 +325,6 @@ export class SyncReceiver {
             return;
           }
           this.receive += tuples.length;
-          for (const t of tuples) this.mirrored.delete(t);
         });
         return 0; // a refused delete is in receive-error; the ack counts conntracks written, not deletes
       }

@@ -7,7 +7,6 @@ import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
 import { logger } from '../core/log.js';
 import { IPv4PayloadBuilder, type SyncRecord } from './conntrack-codec.js';
 import { ctKey, ESTABLISHED, ipv4Key, PROTO_NAMES, STATE_INDEX } from './conntrack-key.js';
-import { MirrorCounters } from './mirror-counters.js';
 import { TupleMap } from './tuple-map.js';
 import { BulkKind, FrameType } from './protocol.js';
 import type { SyncClient } from './sync-client.js';
@@ -73,8 +72,6 @@ export class SyncSender {
    * is these less what the peers have not acknowledged or refused (see syncedCount).
    */
   private synced = new TupleMap();
-  /** Synced conntracks per mirrored virtual service (mirror-conn-list-on-active). */
-  readonly mirrored = new MirrorCounters();
   /** Established conntracks waiting for their synchronization delay (rule 6). */
   private pending = new Map<string, PendingInfo>();
   private tcpDue: Array<{ key: string; dueAt: number }> = [];
@@ -142,7 +139,6 @@ export class SyncSender {
     this.role = role;
     this.synced.clear();
     this.syncedPerWorker.fill(0);
-    this.mirrored.clear();
     this.clearPending();
     this.held = [];
     this.heldOverflow = false;
@@ -276,7 +272,6 @@ export class SyncSender {
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
     if (!this.synced.delete(e.orig)) return;
     this.countSynced(ownerWorker(e.orig, this.config().workers), -1);
-    this.mirrored.delete(e.orig);
     this.route(e, (c) => c.sendDelete(e.orig));
   }
 
@@ -324,7 +319,6 @@ export class SyncSender {
     this.synced.set(e.orig, STATE_INDEX.get(e.state) as number);
     const fresh = this.synced.size > before;
     if (fresh) this.countSynced(ownerWorker(e.orig, this.config().workers), 1);
-    if (e.virtualService !== undefined) this.mirrored.set(e.orig, e.virtualService);
     return fresh;
   }
 

@@ -143,8 +143,6 @@ export class VrfSync implements SyncClientListener {
   setRole(role: HaRole): void {
     if (role === this.role) return;
     const old = this.role;
-    // The standby copies are ours now.
-    if (role === 'master') this.receiver.mirrored.clear();
     this.sender.setRole(role);
     this.antiEntropy.reset();
     log.info({ vrf: this.vrf, from: old, to: role }, 'sync follows HA group state');
@@ -289,15 +287,6 @@ export class VrfSync implements SyncClientListener {
   /** Conntrack records the peers' engines refused (acknowledged as refused) since this VRF's sync started. */
   peerRefusedCount(): number {
     return this.sender.peerRefusedCount();
-  }
-
-  mirrorCounters(): Map<string, { active: number; standby: number }> {
-    const out = new Map<string, { active: number; standby: number }>();
-    for (const vs of this.config.mirroredServices) {
-      out.set(vs, { active: this.sender.mirrored.count(vs), standby: this.receiver.mirrored.count(vs) });
-    }
-    for (const [vs, n] of this.receiver.mirrored.entries()) if (!out.has(vs)) out.set(vs, { active: 0, standby: n });
-    return out;
   }
 
   /** Every client's connection is up (tests and the demo wait on it). */

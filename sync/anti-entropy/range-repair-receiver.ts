@@ -9,7 +9,6 @@ import type { Clock } from '../../fastpath/clock.js';
 import { logger } from '../../core/log.js';
 import { decodeEntries, forEachIPv4Orig } from '../conntrack-codec.js';
 import { ctKey, ipv4Key, STATE_INDEX } from '../conntrack-key.js';
-import type { MirrorCounters } from '../mirror-counters.js';
 import { type Frame, FrameType, SyncProtocolError } from '../protocol.js';
 import type { SyncNotification } from '../vrf-sync-types.js';
 import type { AntiEntropyStats, RepairCounts } from './anti-entropy-stats.js';
@@ -67,7 +66,6 @@ export class RangeRepairReceiver {
     private readonly engine: DataplaneEngine,
     private readonly clock: Clock,
     private readonly stats: AntiEntropyStats,
-    private readonly mirrored: MirrorCounters,
     /** receive / receive-error accounting of written records. */
     private readonly countWrites: (count: number, written: number) => void,
     private readonly notify: (n: SyncNotification) => void,
@@ -179,7 +177,6 @@ export class RangeRepairReceiver {
           this.countWrites(stale.length, 0);
           log.error({ vrf: this.vrf, err: (err as Error).message }, 'anti-entropy: engine refused to remove stale synced conntracks');
         }
-        for (const t of stale) this.mirrored.delete(t);
       }
       open.counts.ranges++;
       if (!m.last) return;
@@ -240,7 +237,6 @@ export class RangeRepairReceiver {
       open.counts.added += added;
       open.counts.updated += updated;
       open.counts.refused += changed.length - added - updated;
-      for (const e of changed) if (e.virtualService !== undefined) this.mirrored.set(e.orig, e.virtualService);
     });
   }
 }
