@@ -31,7 +31,7 @@ const BATCH_RECORDS = 2048;
  * ~56 MB of the agent's memory behind after they were delivered (ct-memory bench, master 151 B
  * per conntrack instead of 92). 32 batches keep the engine busy without a gap.
  */
-const MAX_BATCHES_IN_FLIGHT = 32;
+export const MAX_BATCHES_IN_FLIGHT = 32;
 
 export class ConntrackEventThread {
   private readonly dropCounter: EventDropCounter;
@@ -126,6 +126,11 @@ export class ConntrackEventThread {
     Atomics.sub(control, 1, 1);
     Atomics.notify(control, 1);
     if (this.queue.length > 0) this.scheduleDrain();
+  }
+
+  /** Batches the thread has handed over and the engine not yet delivered (at most MAX_BATCHES_IN_FLIGHT). */
+  get batchesWaiting(): number {
+    return Atomics.load(new Int32Array(this.control), 1);
   }
 
   /** Overruns seen: times the kernel dropped events for this reader (resynchronise from a dump). */
