@@ -33,7 +33,7 @@ import { KernelDumpBatch, type DumpBatchContext } from './kernel-dump-batch.js';
 import { Held, WrittenConntracks } from './written-conntracks.js';
 import { PROTO_INDEX, parseIPv4 } from '../ipv4-tuple-table.js';
 import { ConntrackEventStream } from './conntrack-events.js';
-import { ConntrackEventThread } from './conntrack-event-thread.js';
+import { ConntrackEventThread, type ConntrackEventThreadOptions } from './conntrack-event-thread.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts, type UpsertResult } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
@@ -147,8 +147,10 @@ interface LiveVrf {
   resyncUnchanged: number;
   /** Re-seeds of the live counts from a dump (after lost events, a new set of virtual services, a switch to backup). */
   reseeds: number;
-  /** Conntrack events the kernel dropped for this VRF's reader. */
+  /** Conntrack events the kernel dropped for this VRF's reader, and those a failed event thread took with it. */
   eventsLost: number;
+  /** Times this VRF's event thread failed and was started again (events of the gap lost: a repair follows). */
+  eventReaderRestarts: number;
   reseeding?: Promise<void>;
   reseedAgain?: boolean;
   /** On a backup: an nft process waiting for the switch to master (primed-nft.ts). */
@@ -174,6 +176,7 @@ export interface LinuxCounterDetail {
   byState: number[];
   firewall: FirewallCounters;
   eventsLost: number;
+  eventReaderRestarts: number;
   tableDumps: number;
   reseeds: number;
   /** Full resync records a backup did not write again: its kernel held them as they were (written-conntracks.ts). */
@@ -419,6 +422,7 @@ export class LinuxEngine implements DataplaneEngine {
       resyncUnchanged: 0,
       reseeds: 0,
       eventsLost: 0,
+      eventReaderRestarts: 0,
     };
     try {
       if (role === 'master') this.startEvents(vrf);
@@ -477,13 +481,23 @@ export class LinuxEngine implements DataplaneEngine {
   private startEvents(vrf: LiveVrf): void {
     if (vrf.events) return;
     const reader = this.eventReader === 'thread' ? ConntrackEventThread : ConntrackEventStream;
-    vrf.events = reader.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
+    const lost = (dropped: number): void => {
       vrf.eventsLost += dropped;
       log.warn({ vrf: vrf.name, dropped, repairers: this.lossListeners.size }, 'conntrack events lost; the peer is resynchronised now');
       for (const listener of this.lossListeners) listener(vrf.name, dropped);
       // The live counts missed them too: counted again from a dump.
       void this.reseed(vrf);
-    }, { namespace: vrf.namespace, receiveBufferBytes: this.eventBufferBytes });
+    };
+    const options: ConntrackEventThreadOptions = {
+      namespace: vrf.namespace,
+      receiveBufferBytes: this.eventBufferBytes,
+      // A failed event thread was replaced: what it took with it and the gap are a loss like an overrun.
+      onReaderRestart: (dropped) => {
+        vrf.eventReaderRestarts++;
+        lost(dropped);
+      },
+    };
+    vrf.events = reader.start((n) => this.onKernelEvent(vrf, n), lost, options);
   }
 
   /** Every dump of a kernel table goes through here (counted: state reads must make none). */
@@ -1019,6 +1033,7 @@ export class LinuxEngine implements DataplaneEngine {
       byState: [...v.live.byState],
       firewall: v.firewall ?? firewallCounters(v.config, {}),
       eventsLost: v.eventsLost,
+      eventReaderRestarts: v.eventReaderRestarts,
       tableDumps: v.tableDumps,
       reseeds: v.reseeds,
       resyncUnchanged: v.resyncUnchanged,

@@ -6,8 +6,12 @@
 // With the engine's side held (its event loop blocked while another thread makes conntracks), the
 // thread hands over at most MAX_BATCHES_IN_FLIGHT batches and the backlog stays in the socket's
 // kernel buffer; when that buffer overflows, every event is either delivered or counted as dropped.
+// A thread that fails (TANDEM_TEST_EVENT_THREAD_FAIL) is restarted on a new socket, the event it
+// took with it is reported lost, and the events after the restart are read.
 import { expect } from 'chai';
-import { readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ConntrackNetlink } from '../../fastpath/linux/conntrack-netlink.js';
 import { ConntrackEventStream } from '../../fastpath/linux/conntrack-events.js';
@@ -227,6 +231,47 @@ describe('linux: conntrack events read by a thread of their own', function () {
     expect(overruns.length, 'overruns reported').to.be.greaterThan(0);
     expect(overruns.reduce((x, y) => x + y, 0)).to.equal(t.droppedEvents);
     expect(received + t.droppedEvents, 'delivered + dropped = produced: none lost silently').to.equal(n);
+  });
+
+  it('a failed thread is restarted on a new socket; the event it took is reported lost, later ones are read', async () => {
+    const mark = join(tmpdir(), `tandem-event-thread-fail-${process.pid}`);
+    const saved = process.env.TANDEM_TEST_EVENT_THREAD_FAIL;
+    process.env.TANDEM_TEST_EVENT_THREAD_FAIL = mark; // the thread's environment is copied when it starts
+    const received: ConntrackNotification[] = [];
+    const restarts: number[] = [];
+    const overruns: number[] = [];
+    let thread: ConntrackEventThread;
+    try {
+      thread = ConntrackEventThread.start((n) => received.push(n), (d) => overruns.push(d), { namespace: ns, onReaderRestart: (lost) => restarts.push(lost) });
+    } finally {
+      if (saved === undefined) delete process.env.TANDEM_TEST_EVENT_THREAD_FAIL; else process.env.TANDEM_TEST_EVENT_THREAD_FAIL = saved;
+    }
+    closers.push(thread);
+    const nl = new ConntrackNetlink({ namespace: ns });
+    closers.push(nl);
+    const ws = writes(200, 30000).filter((w) => !w.orig.src.includes(':'));
+    try {
+      expect((await nl.create(ws.slice(0, 10))).failures).to.deep.equal([]);
+      await until(() => received.length === 10, '10 events before the failure');
+      const firstSocket = readlinkSync(`/proc/self/fd/${thread.fd}`);
+      writeFileSync(mark, '');
+      // One conntrack: the thread reads its event, then fails (the hook), taking the event with it.
+      expect((await nl.create(ws.slice(10, 11))).failures).to.deep.equal([]);
+      await until(() => restarts.length === 1, 'the restart', 10_000);
+      expect(existsSync(mark), 'the hook fired').to.equal(false);
+      expect(restarts[0], 'the event the failed thread read is reported lost').to.equal(1);
+      expect(thread.restarts).to.equal(1);
+      expect(received, 'the failed thread\'s event was not delivered').to.have.length(10);
+      expect(readlinkSync(`/proc/self/fd/${thread.fd}`), 'a new socket').to.not.equal(firstSocket);
+      // Events after the restart are read by the new thread.
+      expect((await nl.create(ws.slice(11))).failures).to.deep.equal([]);
+      await until(() => received.length === 10 + ws.length - 11, 'the events after the restart');
+      expect(overruns).to.deep.equal([]);
+      thread.close();
+      await thread.stopped;
+    } finally {
+      rmSync(mark, { force: true }); // the hook removes it when it fires
+    }
   });
 
   it('close() ends the thread, which closes its socket', async () => {
