@@ -13,6 +13,7 @@
 import { existsSync, rmSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import type { RawNetlinkSocket } from 'netlink';
+import { guardNetlinkCallback } from './netlink-callback-guard.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { decodeError, splitMessages } from './ctnetlink-codec.js';
 import { NFNL_SUBSYS_NFTABLES, nfnlMessage, NFPROTO_INET, nlAttribute, nlAttributes, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR } from './nfnetlink-message.js';
@@ -159,29 +160,27 @@ export async function sendRuleEdit(namespace: string | undefined, steps: RuleEdi
       else resolve(handles);
     };
     const timer = setTimeout(() => done(new Error(`nf_tables: no answer to the rule edit within ${ANSWER_TIMEOUT_MS} ms (${acked} of ${ops.length} steps answered)`)), ANSWER_TIMEOUT_MS);
-    socket.on('error', (err: Error) => done(new Error(`nf_tables socket: ${err.message}`)));
-    socket.on('message', (datagram: Buffer) => {
-      try {
-        for (const msg of splitMessages(datagram)) {
-          if (msg.type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
-            const rule = echoedRule(msg.payload);
-            if (rule) handles.set(rule[0], rule[1]);
-            continue;
-          }
-          if (msg.type !== NLMSG_ERROR) continue;
-          const { errno, seq } = decodeError(msg);
-          if (errno !== 0) {
-            return done(new Error(`nf_tables refused the rule edit${mode === 'check' ? ' (check)' : ''}: ${errnoName(errno)} at ${describe(ops[seq - FIRST_SEQ])}`));
-          }
-          if (++acked === ops.length) return done();
+    // Thrown errors must not reach the addon's native callback (it would abort the process): the edit fails.
+    const failed = (err: Error): void => done(new Error(`nf_tables answer not understood: ${err.message}`));
+    socket.on('error', guardNetlinkCallback('nft-rule-edit', (err: Error) => done(new Error(`nf_tables socket: ${err.message}`)), failed));
+    socket.on('message', guardNetlinkCallback('nft-rule-edit', (datagram: Buffer) => {
+      for (const msg of splitMessages(datagram)) {
+        if (msg.type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
+          const rule = echoedRule(msg.payload);
+          if (rule) handles.set(rule[0], rule[1]);
+          continue;
         }
-      } catch (err) {
-        done(new Error(`nf_tables answer not understood: ${String(err)}`));
+        if (msg.type !== NLMSG_ERROR) continue;
+        const { errno, seq } = decodeError(msg);
+        if (errno !== 0) {
+          return done(new Error(`nf_tables refused the rule edit${mode === 'check' ? ' (check)' : ''}: ${errnoName(errno)} at ${describe(ops[seq - FIRST_SEQ])}`));
+        }
+        if (++acked === ops.length) return done();
       }
-    });
-    socket.send(batch, {}, (err) => {
+    }, failed));
+    socket.send(batch, {}, guardNetlinkCallback('nft-rule-edit', (err?: Error) => {
       if (err) done(new Error(`rule edit not sent: ${err.message}`));
-    });
+    }, (err) => done(err)));
   });
 }
 
