@@ -42,7 +42,7 @@ import {
 } from './ctnetlink-codec.js';
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset, runNft } from './nft-ruleset.js';
 import { handlesAfter, insertedHandles, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
-import { sendRuleEdit } from './nft-rule-batch.js';
+import { NftRuleEditSocket } from './nft-rule-batch.js';
 import { renderRoleSwitch } from './backup-guard.js';
 import { PrimedNft } from './primed-nft.js';
 import { GuardRemovalSocket } from './guard-removal-socket.js';
@@ -210,6 +210,8 @@ export class LinuxEngine implements DataplaneEngine {
   private readonly staged = new Map<string, Staged>();
   private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
   private readonly lossListeners = new Set<(vrf: string, dropped: number) => void>();
+  /** nf_tables sockets of in-place rule edits by namespace ('' the agent's own), kept between commits. */
+  private readonly ruleEditSockets = new Map<string, NftRuleEditSocket>();
   private readonly natListeners = new Set<(l: LinuxNatBlockLog) => void>();
   private readonly writerThreads: number;
   private readonly eventBufferBytes: number | undefined;
@@ -315,7 +317,7 @@ export class LinuxEngine implements DataplaneEngine {
       return 'nft';
     }
     try {
-      await sendRuleEdit(namespace, edit.ops, 'check');
+      await this.ruleEditSocket(namespace).send(edit.ops, 'check');
       return 'netlink';
     } catch (err) {
       if (/^nf_tables refused/.test((err as Error).message)) throw err;
@@ -325,11 +327,19 @@ export class LinuxEngine implements DataplaneEngine {
     return 'nft';
   }
 
+  /** The kept nf_tables socket for in-place rule edits in `namespace` (opened at its first edit). */
+  private ruleEditSocket(namespace: string | undefined): NftRuleEditSocket {
+    const key = namespace ?? '';
+    let socket = this.ruleEditSockets.get(key);
+    if (!socket) this.ruleEditSockets.set(key, socket = new NftRuleEditSocket(namespace));
+    return socket;
+  }
+
   /** Applies a staged in-place rule edit: one transaction; the handles of the rules it inserted are echoed back. */
   private async applyRuleEdit(live: LiveVrf, staged: Staged & { edit: NonNullable<Staged['edit']> }): Promise<void> {
     const { edit, handles, via } = staged.edit;
     const added = via === 'netlink'
-      ? await sendRuleEdit(staged.namespace, edit.ops, 'apply')
+      ? await this.ruleEditSocket(staged.namespace).send(edit.ops, 'apply')
       : insertedHandles(edit.script ? await runNft(staged.namespace, ['-e', '-a', '-f', '-'], edit.script) : '');
     live.config = staged.config;
     try {
@@ -474,6 +484,8 @@ export class LinuxEngine implements DataplaneEngine {
     events?.close();
     if (events instanceof ConntrackEventThread) await events.stopped; // its socket closed, its thread gone
     vrf.nftCounters?.close();
+    this.ruleEditSockets.get(vrf.namespace ?? '')?.close();
+    this.ruleEditSockets.delete(vrf.namespace ?? '');
     vrf.netlink.close();
     await vrf.writers.close();
   }
@@ -1046,6 +1058,8 @@ export class LinuxEngine implements DataplaneEngine {
     this.closed = true;
     for (const vrf of this.vrfs.values()) await this.stopVrf(vrf);
     this.vrfs.clear();
+    for (const socket of this.ruleEditSockets.values()) socket.close();
+    this.ruleEditSockets.clear();
     this.listeners.clear();
     this.lossListeners.clear();
     this.natListeners.clear();
