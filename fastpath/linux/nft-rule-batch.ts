@@ -11,7 +11,8 @@
 // file TANDEM_TEST_REFUSE_RULE_EDIT names exists, the next apply removes it and ends its batch with
 // a step the kernel refuses (delete of rule handle 0), so the kernel refuses the whole transaction
 // after the check passed.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { namespacePath } from './network-namespace.js';
 import { constants as osConstants } from 'node:os';
 import type { RawNetlinkSocket } from 'netlink';
 import { guardNetlinkCallback } from './netlink-callback-guard.js';
@@ -160,6 +161,8 @@ interface PendingEdit {
  */
 export class NftRuleEditSocket {
   private socket?: RawNetlinkSocket;
+  /** Device and inode of the namespace the socket was opened in (a namespace removed and made again is another one). */
+  private socketNamespace?: string;
   private nextSeq = FIRST_SEQ;
   private current?: PendingEdit;
   private chain: Promise<unknown> = Promise.resolve();
@@ -188,9 +191,26 @@ export class NftRuleEditSocket {
     this.drop();
   }
 
+  /** The namespace's identity now; throws when it is gone (a socket would keep the old one alive). */
+  private namespaceIdentity(): string | undefined {
+    if (this.namespace === undefined) return undefined;
+    let st;
+    try {
+      st = statSync(namespacePath(this.namespace));
+    } catch {
+      throw new Error(`network namespace ${this.namespace} is gone`);
+    }
+    return `${st.dev}:${st.ino}`;
+  }
+
   private open(): RawNetlinkSocket {
-    if (this.socket) return this.socket;
+    // A kept socket serves only the namespace it was opened in: an edit sent on it after the
+    // namespace was removed would succeed in a namespace nobody sees any more.
+    const identity = this.namespaceIdentity();
+    if (this.socket && identity === this.socketNamespace) return this.socket;
+    this.drop();
     const { socket } = openNetfilterSocket(this.namespace, RECEIVE_BUFFER);
+    this.socketNamespace = identity;
     this.opened++;
     // Thrown errors must not reach the addon's native callback (it would abort the process): the edit fails.
     const failed = (err: Error): void => this.fail(socket, new Error(`nf_tables answer not understood: ${err.message}`));
@@ -210,6 +230,7 @@ export class NftRuleEditSocket {
   private drop(): void {
     if (this.socket) close(this.socket);
     this.socket = undefined;
+    this.socketNamespace = undefined;
   }
 
   private receive(datagram: Buffer): void {
@@ -237,7 +258,12 @@ export class NftRuleEditSocket {
     const ops = mode === 'apply' ? [...steps, ...injectedRefusal()] : steps;
     const handles = new Map<string, number>();
     if (ops.length === 0) return Promise.resolve(handles);
-    const socket = this.open();
+    let socket: RawNetlinkSocket;
+    try {
+      socket = this.open();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
     const first = this.nextSeq;
     // Steps first .. first + n - 1, BATCH_END first + n; wrapped well below 2^32.
     this.nextSeq = first + ops.length + 1 > 0x7fff0000 ? FIRST_SEQ : first + ops.length + 1;

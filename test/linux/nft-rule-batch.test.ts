@@ -118,4 +118,26 @@ describe('linux: in-place rule edits over nf_tables netlink (root)', function ()
     const closed = await socket.send([{ op: 'add-counter', name: 'x' }], 'check').then(() => undefined, (err: Error) => err);
     expect(closed?.message).to.match(/closed/);
   });
+
+  it('a kept socket serves only its namespace: gone, the edit fails; made again, a new socket', async () => {
+    const gone = `tandem-nrb-${tag}-gone`;
+    const table = renderRuleset(config([]), 'master');
+    run('ip', ['netns', 'add', gone]);
+    const socket = new NftRuleEditSocket(gone);
+    try {
+      nft(gone, ['-f', '-'], table);
+      const check: RuleEditOp[] = [{ op: 'add-counter', name: 'ns-probe' }];
+      await socket.send(check, 'check');
+      run('ip', ['netns', 'del', gone]);
+      const failed = await socket.send(check, 'check').then(() => undefined, (err: Error) => err);
+      expect(failed?.message, 'not applied in a namespace nobody sees').to.match(/network namespace .* is gone/);
+      run('ip', ['netns', 'add', gone]);
+      nft(gone, ['-f', '-'], table);
+      await socket.send(check, 'check');
+      expect(socket.opened, 'the namespace made again is another one: a new socket').to.equal(2);
+    } finally {
+      socket.close();
+      try { run('ip', ['netns', 'del', gone]); } catch { /* already removed */ }
+    }
+  });
 });
