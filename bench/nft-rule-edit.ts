@@ -9,6 +9,9 @@
 //              every firewall change did before): the whole table rendered, checked and loaded
 // The two kinds alternate (same load for both); the ratio whole / in-place is the figure that does
 // not depend on the load. p50/p95 in ms, with the load average before and after.
+// `socket`: the cost of the nf_tables socket itself, a one-step check on a socket opened for it
+// (as every check and apply did before) against the same check on the socket the engine keeps
+// between commits (NftRuleEditSocket), alternating; freshOverKept is the load-independent figure.
 // Then the same one-rule change as a user makes it (`netconf`): a real `tandem start --engine
 // linux`, the VRF in a namespace of its own, an ssh2 NETCONF client timing edit-config of the
 // candidate + commit (TANDEM_BENCH_NFT_NETCONF=0 skips it).
@@ -16,6 +19,8 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { VrfDataplaneConfig } from '../fastpath/engine.js';
 import { LinuxEngine } from '../fastpath/linux/linux-engine.js';
+import { NftRuleEditSocket, sendRuleEdit } from '../fastpath/linux/nft-rule-batch.js';
+import type { RuleEditOp } from '../fastpath/linux/nft-rule-edit.js';
 import { isRoot, run as sh } from '../lab/namespace-fixture.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startTandem, type TandemProcess } from '../test/helpers/tandem-process.js';
@@ -86,11 +91,39 @@ async function atSize(n: number, rounds: number): Promise<Record<string, unknown
     }
     const p50 = (k: 'in-place' | 'whole') => (out[k] as { p50: number }).p50;
     out.wholeOverInPlace = Math.round((p50('whole') / p50('in-place')) * 10) / 10;
+    out.socket = await socketCost(ns, rounds * 2);
     return out;
   } finally {
     await engine.close();
     sh('ip', ['netns', 'del', ns]);
   }
+}
+
+/** A one-step check on a fresh socket vs on a kept one, alternating. */
+async function socketCost(ns: string, rounds: number): Promise<Record<string, unknown>> {
+  const check: RuleEditOp[] = [{ op: 'add-counter', name: 'bench-socket-probe' }];
+  const kept = new NftRuleEditSocket(ns);
+  const times: Record<'fresh' | 'kept', number[]> = { fresh: [], kept: [] };
+  try {
+    await kept.send(check, 'check'); // opened here, as at a VRF's first edit
+    for (let round = 0; round < rounds; round++) {
+      let t0 = performance.now();
+      await sendRuleEdit(ns, check, 'check');
+      times.fresh.push(performance.now() - t0);
+      t0 = performance.now();
+      await kept.send(check, 'check');
+      times.kept.push(performance.now() - t0);
+    }
+  } finally {
+    kept.close();
+  }
+  const out: Record<string, unknown> = { rounds, keptSocketsOpened: kept.opened };
+  for (const k of ['fresh', 'kept'] as const) {
+    const sorted = times[k].slice().sort((a, b) => a - b);
+    out[k] = { p50: percentile(sorted, 50), p95: percentile(sorted, 95) };
+  }
+  out.freshOverKept = Math.round(((out.fresh as { p50: number }).p50 / (out.kept as { p50: number }).p50) * 10) / 10;
+  return out;
 }
 
 function ruleXml(i: number, action: string): string {

@@ -70,6 +70,7 @@ function softCounters(c: SoftCounters, d: CounterDetail): Json {
     'nat-allocation-failures': String(c.natAllocFailures),
     // The soft engine's workers wait for the main thread's ack of every event batch: none is lost.
     'conntrack-events-lost': '0',
+    'conntrack-event-reader-restarts': '0',
     firewall: {
       'default-action': { accepted: String(d.firewallDefault.accepted), dropped: String(d.firewallDefault.dropped) },
       ...(d.firewallRules.length ? { rule: d.firewallRules.map(([name, a, dr]) => ({ name, accepted: String(a), dropped: String(dr) })) } : {}),
@@ -90,6 +91,7 @@ function linuxCounters(d: LinuxCounterDetail): Json {
   });
   for (const k of LINUX_NOT_SUPPORTED) delete all[k];
   all['conntrack-events-lost'] = String(d.eventsLost);
+  all['conntrack-event-reader-restarts'] = String(d.eventReaderRestarts);
   return all;
 }
 

@@ -25,6 +25,7 @@ const FASTPATH_COUNTERS: [string, string, string][] = [
   ['syn-cookies', 'tandem_fastpath_syn_cookies', 'SYNs answered by SYN protection.'],
   ['nat-allocation-failures', 'tandem_fastpath_nat_allocation_failures', 'New connections dropped because no CG-NAT port block was free.'],
   ['conntrack-events-lost', 'tandem_fastpath_conntrack_events_lost', 'Conntrack events the engine could not deliver to sync.'],
+  ['conntrack-event-reader-restarts', 'tandem_fastpath_conntrack_event_reader_restarts', 'Times the conntrack event reader failed and was started again (a loss, repaired by a resync).'],
 ];
 const FASTPATH_GAUGES: [string, string, string][] = [
   ['conntracks', 'tandem_fastpath_conntracks', 'Conntracks in the table.'],

@@ -5,11 +5,14 @@
 // counted as dropped); the thread reads it and posts packed batches (conntrack-event-decoder.ts,
 // transferred, not copied), unpacked here into the notifications the engine has always had.
 // The kernel's drop counter (SO_MEMINFO) is polled here as before: the fd is the process's.
+// A thread that fails (or exits) while the reader is open is restarted on a new socket after a
+// bounded back-off; the events it took and did not hand over, and those left in its socket, are
+// reported as lost (onReaderRestart) so the engine repairs from a dump and the peers are resynced.
 import { Worker } from 'node:worker_threads';
 import { logger } from '../../core/log.js';
 import { UnsupportedProtocolError, type ConntrackNotification } from './ctnetlink-codec.js';
 import { forEachPackedEvent, type PackedEventBatch } from './conntrack-event-decoder.js';
-import { openEventSocket } from './conntrack-event-socket.js';
+import { closeEventSocket, openEventSocket } from './conntrack-event-socket.js';
 import { receiveDrops } from './netlink-socket-options.js';
 import type { ConntrackEventStreamOptions } from './conntrack-events.js';
 import type { EventThreadData, EventThreadMessage } from './conntrack-event-thread-worker.js';
@@ -31,18 +34,41 @@ const BATCH_RECORDS = 2048;
  * ~56 MB of the agent's memory behind after they were delivered (ct-memory bench, master 151 B
  * per conntrack instead of 92). 32 batches keep the engine busy without a gap.
  */
-const MAX_BATCHES_IN_FLIGHT = 32;
+export const MAX_BATCHES_IN_FLIGHT = 32;
+/** Back-off before a failed thread is started again: doubles from the first to the last. */
+const RESTART_FIRST_MS = 50;
+const RESTART_MAX_MS = 5000;
+/** A thread that ran this long before failing starts the back-off from the first step again. */
+const RESTART_RESET_AFTER_MS = 30_000;
+
+export interface ConntrackEventThreadOptions extends ConntrackEventStreamOptions {
+  /**
+   * The reading thread failed and a new one reads a new socket: `lost` events are known missed
+   * (taken and not handed over, or left in the dead socket). Events of the gap between the two
+   * sockets are not countable: treat every restart as a loss (resynchronise from a dump).
+   */
+  onReaderRestart?: (lost: number) => void;
+}
 
 export class ConntrackEventThread {
   private readonly dropCounter: EventDropCounter;
   private readonly timer: NodeJS.Timeout;
   private closed = false;
-  /** The thread ended by itself: its socket is closed, the drop counter is no longer read. */
+  /** No thread reads and none will (the reader is closed, or a restart could not open a socket). */
   private ended = false;
   /** Int32 [0]: stop flag; [1]: batches posted by the thread and not yet delivered. */
   private readonly control = new SharedArrayBuffer(8);
-  private readonly worker: Worker;
-  /** Resolves when the thread has ended (and closed the socket). */
+  private worker!: Worker;
+  private socketFd: number;
+  /** The current thread said it closed its socket. */
+  private socketClosedByThread = false;
+  private workerStartedAt = 0;
+  private restartDelayMs = RESTART_FIRST_MS;
+  private restartTimer?: NodeJS.Timeout;
+  /** Events the failed thread reported lost, reported with the restart. */
+  private lostByFailedThread = 0;
+  private resolveStopped!: () => void;
+  /** Resolves when the reader is closed and its thread has ended (and closed the socket). */
   readonly stopped: Promise<void>;
   /**
    * Batches received, handed to the listener one per turn of the event loop: Node delivers every
@@ -55,23 +81,22 @@ export class ConntrackEventThread {
   /** Batches and events received from the thread (tests, benchmarks). */
   batches = 0;
   events = 0;
+  /** Times a failed thread was replaced by a new one on a new socket. */
+  restarts = 0;
 
   private constructor(
-    /** The event socket's fd (the thread closes it when it ends). */
-    readonly fd: number,
+    fd: number,
     readonly namespace: string | undefined,
     listener: (n: ConntrackNotification) => void,
     onOverrun: (dropped: number) => void,
+    private readonly options: ConntrackEventThreadOptions,
   ) {
+    this.socketFd = fd;
     this.dropCounter = new EventDropCounter(namespace, onOverrun);
     const notHandled = (err: unknown): void => {
       if (!(err instanceof UnsupportedProtocolError)) log.error({ err: String(err) }, 'conntrack event not handled');
     };
-    const data: EventThreadData = { fd, control: this.control, batchRecords: BATCH_RECORDS, maxBatchesInFlight: MAX_BATCHES_IN_FLIGHT };
-    this.worker = new Worker(new URL('./conntrack-event-thread-worker.js', import.meta.url), { workerData: data });
-    this.worker.unref();
-    let resolveStopped!: () => void;
-    this.stopped = new Promise((r) => { resolveStopped = r; });
+    this.stopped = new Promise((r) => { this.resolveStopped = r; });
     this.deliver = (batch) => {
       try {
         forEachPackedEvent(batch, (event) => {
@@ -85,7 +110,26 @@ export class ConntrackEventThread {
         log.error({ err: String(err) }, 'malformed conntrack event batch');
       }
     };
-    this.worker.on('message', (m: EventThreadMessage) => {
+    this.startWorker();
+    this.timer = setInterval(() => this.checkDrops(), DROP_POLL_MS);
+    this.timer.unref();
+  }
+
+  /** The event socket's fd now (the thread closes it when it ends; a restart opens another). */
+  get fd(): number {
+    return this.socketFd;
+  }
+
+  /** A thread reading the current socket. */
+  private startWorker(): void {
+    const data: EventThreadData = { fd: this.socketFd, control: this.control, batchRecords: BATCH_RECORDS, maxBatchesInFlight: MAX_BATCHES_IN_FLIGHT };
+    const worker = new Worker(new URL('./conntrack-event-thread-worker.js', import.meta.url), { workerData: data });
+    this.worker = worker;
+    this.socketClosedByThread = false;
+    this.workerStartedAt = Date.now();
+    worker.unref();
+    const namespace = this.namespace;
+    worker.on('message', (m: EventThreadMessage) => {
       if (m.t === 'batch') {
         if (this.closed) return;
         this.batches++;
@@ -94,20 +138,75 @@ export class ConntrackEventThread {
         this.scheduleDrain();
       } else if (m.t === 'error') {
         log.error({ namespace, err: m.message }, 'conntrack event thread');
+      } else if (m.t === 'failed') {
+        this.lostByFailedThread += m.lost;
+        log.error({ namespace, err: m.message, lost: m.lost }, 'conntrack event thread failed');
+      } else if (m.t === 'stopped' && worker === this.worker) {
+        this.socketClosedByThread = true;
       }
     });
-    this.worker.once('exit', (code) => {
+    worker.once('exit', (code) => this.onWorkerExit(worker, code));
+    worker.on('error', (err) => log.error({ namespace, err: err.message }, 'conntrack event thread failed'));
+  }
+
+  private onWorkerExit(worker: Worker, code: number): void {
+    if (worker !== this.worker) return;
+    // A thread killed before its finally ran left its socket open: no thread reads it any more.
+    if (!this.socketClosedByThread) this.closeSocket();
+    if (this.closed) {
       this.ended = true;
-      clearInterval(this.timer);
-      if (!this.closed) {
-        // Events are no longer read: said loudly (the engine's counts and sync stop following the kernel).
-        log.error({ namespace, code }, 'conntrack event thread ended: no more conntrack events are read');
-      }
-      resolveStopped();
-    });
-    this.worker.on('error', (err) => log.error({ namespace, err: err.message }, 'conntrack event thread failed'));
-    this.timer = setInterval(() => this.checkDrops(), DROP_POLL_MS);
-    this.timer.unref();
+      this.resolveStopped();
+      return;
+    }
+    // Events are no longer read: said loudly, and a new thread on a new socket after the back-off.
+    const ranMs = Date.now() - this.workerStartedAt;
+    if (ranMs >= RESTART_RESET_AFTER_MS) this.restartDelayMs = RESTART_FIRST_MS;
+    const delay = this.restartDelayMs;
+    this.restartDelayMs = Math.min(RESTART_MAX_MS, this.restartDelayMs * 2);
+    log.error({ namespace: this.namespace, code, restartInMs: delay }, 'conntrack event thread ended: conntrack events are not read until it is restarted');
+    this.restartTimer = setTimeout(() => this.restart(), delay);
+    this.restartTimer.unref();
+  }
+
+  private closeSocket(): void {
+    try {
+      closeEventSocket(this.socketFd);
+    } catch (err) {
+      log.warn({ namespace: this.namespace, err: String(err) }, 'cannot close the conntrack event socket');
+    }
+  }
+
+  /** A new socket (subscribed now: events from here on are read) and a thread for it; the gap is reported as a loss. */
+  private restart(): void {
+    this.restartTimer = undefined;
+    if (this.closed) {
+      this.ended = true;
+      this.resolveStopped();
+      return;
+    }
+    let fd: number;
+    try {
+      fd = openEventSocket(this.namespace, this.options.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER, READ_TIMEOUT_MS);
+    } catch (err) {
+      const delay = this.restartDelayMs;
+      this.restartDelayMs = Math.min(RESTART_MAX_MS, this.restartDelayMs * 2);
+      log.error({ namespace: this.namespace, err: String(err), retryInMs: delay }, 'cannot open a conntrack event socket for the restarted thread');
+      this.restartTimer = setTimeout(() => this.restart(), delay);
+      this.restartTimer.unref();
+      return;
+    }
+    this.socketFd = fd;
+    this.dropCounter.newSocket();
+    this.startWorker();
+    this.restarts++;
+    const lost = this.lostByFailedThread;
+    this.lostByFailedThread = 0;
+    log.warn({ namespace: this.namespace, restarts: this.restarts, lost }, 'conntrack event thread restarted: events of the gap are lost');
+    try {
+      this.options.onReaderRestart?.(lost);
+    } catch (err) {
+      log.error({ err: String(err) }, 'event reader restart handler failed');
+    }
   }
 
   private scheduleDrain(): void {
@@ -128,6 +227,11 @@ export class ConntrackEventThread {
     if (this.queue.length > 0) this.scheduleDrain();
   }
 
+  /** Batches the thread has handed over and the engine not yet delivered (at most MAX_BATCHES_IN_FLIGHT). */
+  get batchesWaiting(): number {
+    return Atomics.load(new Int32Array(this.control), 1);
+  }
+
   /** Overruns seen: times the kernel dropped events for this reader (resynchronise from a dump). */
   get overruns(): number {
     return this.dropCounter.overruns;
@@ -142,15 +246,15 @@ export class ConntrackEventThread {
   static start(
     listener: (n: ConntrackNotification) => void,
     onOverrun: (dropped: number) => void,
-    options: ConntrackEventStreamOptions = {},
+    options: ConntrackEventThreadOptions = {},
   ): ConntrackEventThread {
     const fd = openEventSocket(options.namespace, options.receiveBufferBytes ?? DEFAULT_RECEIVE_BUFFER, READ_TIMEOUT_MS);
-    return new ConntrackEventThread(fd, options.namespace, listener, onOverrun);
+    return new ConntrackEventThread(fd, options.namespace, listener, onOverrun, options);
   }
 
   /** Reads the kernel's drop counter; reports an overrun when it grew. Also called by the poll timer. */
   checkDrops(): number {
-    if (this.closed || this.ended) return this.dropCounter.total;
+    if (this.closed || this.ended || this.restartTimer) return this.dropCounter.total;
     let drops: number;
     try {
       drops = receiveDrops(this.fd);
@@ -169,5 +273,12 @@ export class ConntrackEventThread {
     this.queue = [];
     clearInterval(this.timer);
     Atomics.store(new Int32Array(this.control), 0, 1);
+    if (this.restartTimer) {
+      // Between a failed thread and its successor: no thread, its socket already closed.
+      clearTimeout(this.restartTimer);
+      this.restartTimer = undefined;
+      this.ended = true;
+      this.resolveStopped();
+    }
   }
 }

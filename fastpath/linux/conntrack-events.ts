@@ -11,6 +11,7 @@ import { forEachEvent } from './conntrack-event-decoder.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { NETLINK_BROADCAST_ERROR, receiveDrops, setNetlinkFlag } from './netlink-socket-options.js';
 import { EventDropCounter } from './event-drop-counter.js';
+import { guardNetlinkCallback } from './netlink-callback-guard.js';
 
 const log = logger('conntrack-events');
 
@@ -68,22 +69,21 @@ export class ConntrackEventStream {
     const notHandled = (err: unknown): void => {
       if (!(err instanceof UnsupportedProtocolError)) log.error({ err: String(err) }, 'conntrack event not handled');
     };
-    socket.on('message', (datagram) => {
-      // Thrown errors must not reach the addon's native callback (it would abort the process).
-      try {
-        // Decoded at offsets of the datagram (conntrack-event-decoder.ts): this is the hot path of a burst.
-        forEachEvent(datagram, (event) => {
-          try {
-            listener(event);
-          } catch (err) {
-            notHandled(err);
-          }
-        }, notHandled);
-      } catch (err) {
-        log.error({ err: String(err) }, 'malformed conntrack event datagram');
-      }
-    });
-    socket.on('error', (err) => log.error({ err: err.message, namespace: options.namespace }, 'conntrack event socket error'));
+    // Thrown errors must not reach the addon's native callback (it would abort the process). A
+    // datagram not handled is an event lost: reported as such (the engine repairs from a dump).
+    socket.on('message', guardNetlinkCallback('conntrack-events', (datagram: Buffer) => {
+      // Decoded at offsets of the datagram (conntrack-event-decoder.ts): this is the hot path of a burst.
+      forEachEvent(datagram, (event) => {
+        try {
+          listener(event);
+        } catch (err) {
+          notHandled(err);
+        }
+      }, notHandled);
+    }, () => onOverrun(1)));
+    socket.on('error', guardNetlinkCallback('conntrack-events', (err: Error) => {
+      log.error({ err: err.message, namespace: options.namespace }, 'conntrack event socket error');
+    }, () => undefined));
     return stream;
   }
 

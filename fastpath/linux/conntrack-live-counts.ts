@@ -4,16 +4,15 @@
 // in the size of the table instead of a dump of it. Seeded from one dump (at VRF start, after a
 // switch of role, after lost events: the engine calls clear() and set() for every conntrack).
 //
-// Every conntrack is one entry: its key (the kernel's conntrack id on a master, the original
-// tuple on a backup, whose writes return no id) -> its packed contribution to the counts, so an
-// update or a destroy takes back exactly what the conntrack added. The entries are packed tables
-// (fastpath/u32-map.ts by id, fastpath/ipv4-tuple-table.ts by IPv4 tuple: 12 and 16 bytes a slot,
-// no object or string per conntrack); only IPv6 tuples take a string-keyed Map.
+// Every conntrack is one entry: its original tuple (on both roles: a backup's writes return no
+// conntrack id, and the tuple names a conntrack as well as its id does) -> its packed contribution
+// to the counts, so an update or a destroy takes back exactly what the conntrack added. IPv4
+// tuples live in a packed table (fastpath/ipv4-tuple-table.ts: 16 bytes a slot, no object or
+// string per conntrack); only IPv6 tuples take a string-keyed Map.
 import type { FlowTuple, TcpState } from '../engine.js';
 import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { TCP_STATES } from '../soft/vrf-dataplane.js';
 import { STATES_PER_PROTO } from '../soft/conntrack-table.js';
-import { U32Map } from '../u32-map.js';
 import { Ipv4TupleTable, ipv4Fields } from '../ipv4-tuple-table.js';
 
 /** What the counts need of a conntrack. */
@@ -48,18 +47,17 @@ function vipKey(protocol: string, address: string, port: number): string {
   return `${protocol} ${address} ${port}`;
 }
 
-/** Key of an IPv6 conntrack on a backup: its original tuple as text. */
+/** Key of an IPv6 conntrack: its original tuple as text. */
 function tupleKey(t: FlowTuple): string {
   return `${t.proto} ${t.src} ${t.sport} ${t.dst} ${t.dport}`;
 }
 
-/** A conntrack's key: the kernel's conntrack id (master) or its original tuple (backup). */
-export type CountedKey = number | FlowTuple;
+/** A conntrack's key: its original tuple. */
+export type CountedKey = FlowTuple;
 
 export class ConntrackLiveCounts {
   /** Conntracks per protocol row (tcp, udp, icmp, other) and state, laid out as ConntrackTable.byState. */
   readonly byState = new Array<number>(4 * STATES_PER_PROTO).fill(0);
-  private readonly byId = new U32Map();
   private readonly byTuple = new Ipv4TupleTable();
   private readonly byText = new Map<string, number>();
   private readonly vsByVip = new Map<string, number>();
@@ -84,32 +82,26 @@ export class ConntrackLiveCounts {
 
   /** Conntracks counted now. */
   get size(): number {
-    return this.byId.size + this.byTuple.size + this.byText.size;
+    return this.byTuple.size + this.byText.size;
   }
 
   /** Bytes of the packed tables (what the entries cost; IPv6 ones in a Map not included). */
   get bytes(): number {
-    return this.byId.bytes + this.byTuple.bytes;
+    return this.byTuple.bytes;
   }
 
   private get(key: CountedKey): number | undefined {
-    if (typeof key === 'number') return this.byId.get(key);
     const f = ipv4Fields(key);
     return f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(tupleKey(key));
   }
 
   private put(key: CountedKey, packed: number): void {
-    if (typeof key === 'number') return this.byId.set(key, packed);
     const f = ipv4Fields(key);
     if (f) this.byTuple.set(f.proto, f.src, f.dst, f.sport, f.dport, packed);
     else this.byText.set(tupleKey(key), packed);
   }
 
   private remove(key: CountedKey): void {
-    if (typeof key === 'number') {
-      this.byId.delete(key);
-      return;
-    }
     const f = ipv4Fields(key);
     if (f) this.byTuple.delete(f.proto, f.src, f.dst, f.sport, f.dport);
     else this.byText.delete(tupleKey(key));
@@ -157,7 +149,6 @@ export class ConntrackLiveCounts {
 
   /** Forgets everything (before a re-seed). */
   clear(): void {
-    this.byId.clear();
     this.byTuple.clear();
     this.byText.clear();
     this.byState.fill(0);

@@ -6,6 +6,7 @@
 import { constants as osConstants } from 'node:os';
 import { threadId } from 'node:worker_threads';
 import { RawNetlinkSocket } from 'netlink';
+import { guardNetlinkCallback } from './netlink-callback-guard.js';
 import type { FlowTuple } from '../engine.js';
 import { logger } from '../../core/log.js';
 import {
@@ -129,13 +130,14 @@ export class ConntrackNetlink {
     ({ socket: this.socket, fd: this.fd } = openNetfilterSocket(options.namespace, COMMAND_RECEIVE_BUFFER, READ_BUFFER));
     // Read once: the engine compares it with every conntrack event's port id, and address() is a native call.
     this.port = this.socket.address().port;
-    this.socket.on('message', (datagram) => this.receive(datagram));
-    this.socket.on('truncatedMessage', (_datagram, rinfo) => {
+    // A throw must not reach the addon (it aborts the process): the request the datagram answers fails.
+    this.socket.on('message', guardNetlinkCallback('ctnetlink', (datagram: Buffer) => this.dispatch(datagram), (err, datagram) => this.failFor(datagram, err)));
+    this.socket.on('truncatedMessage', guardNetlinkCallback('ctnetlink', (_datagram: Buffer, rinfo: { truncated?: number }) => {
       // Never the case for ctnetlink's answers (below READ_BUFFER); if it were, say so rather than lose a part.
       log.error({ size: rinfo.truncated, readBuffer: READ_BUFFER }, 'netlink datagram larger than the read buffer: requests in progress fail');
       this.failAll(new Error(`netlink datagram of ${rinfo.truncated ?? '?'} bytes truncated to ${READ_BUFFER}`));
-    });
-    this.socket.on('error', (err) => this.failAll(new Error(`ctnetlink socket error: ${err.message}`)));
+    }, (err) => this.failAll(err)));
+    this.socket.on('error', guardNetlinkCallback('ctnetlink', (err: Error) => this.failAll(new Error(`ctnetlink socket error: ${err.message}`)), (err) => this.failAll(err)));
   }
 
   /** Netlink port id of the command socket (events caused by its requests carry it); fixed once bound. */
@@ -145,13 +147,14 @@ export class ConntrackNetlink {
     return this.options.namespace;
   }
 
-  private receive(datagram: Buffer): void {
-    // Thrown errors must not reach the addon's native callback (it would abort the process).
-    try {
-      this.dispatch(datagram);
-    } catch (err) {
-      log.error({ err: String(err) }, 'ctnetlink answer not handled');
-    }
+  /** An answer could not be handled: the request it belongs to (by the datagram's sequence number) fails. */
+  private failFor(datagram: Buffer, err: Error): void {
+    const failure = new Error(`ctnetlink answer not handled: ${err.message}`);
+    if (datagram.length < 16) return this.failAll(failure);
+    const seq = datagram.readUInt32LE(8);
+    const index = this.pending.findIndex((p) => seq >= p.firstSeq && seq <= p.lastSeq);
+    if (index >= 0) this.finish(index, failure);
+    else log.error({ seq, err: err.message }, 'ctnetlink answer not handled (no request waits for it)');
   }
 
   private dispatch(datagram: Buffer): void {
@@ -267,11 +270,13 @@ export class ConntrackNetlink {
         },
       };
       this.pending.push(request);
-      this.socket.send(datagram, {}, (err) => {
-        if (!err) return;
+      const fail = (err: Error): void => {
         const index = this.pending.indexOf(request);
-        if (index >= 0) this.finish(index, new Error(`ctnetlink send failed: ${err.message}`));
-      });
+        if (index >= 0) this.finish(index, err);
+      };
+      this.socket.send(datagram, {}, guardNetlinkCallback('ctnetlink', (err?: Error) => {
+        if (err) fail(new Error(`ctnetlink send failed: ${err.message}`));
+      }, fail));
     });
   }
 
@@ -387,15 +392,21 @@ export class ConntrackNetlink {
     try {
       await previous;
       const seq = this.nextSeq();
+      // A conntrack the caller could not take fails the dump (once the kernel ended it: the socket
+      // takes no other dump before), rather than the dump looking whole without it.
+      let notHandled: unknown;
+      let notHandledCount = 0;
       const req = await this.request(encodeDumpRequest(seq), seq, 1, undefined, (buf, from, to) => {
         // A throw must not reach dispatch (it would drop the rest of the datagram).
         try {
           onMessage(buf, from, to);
         } catch (err) {
-          log.error({ err: String(err) }, 'conntrack of a dump not handled');
+          notHandled ??= err;
+          notHandledCount++;
         }
       });
       if (req.failures.length > 0) throw new Error(`ctnetlink dump refused: errno ${req.failures[0]?.errno}`);
+      if (notHandledCount > 0) throw new Error(`ctnetlink dump: ${notHandledCount} conntracks not handled (first: ${String(notHandled)})`);
     } finally {
       release();
     }

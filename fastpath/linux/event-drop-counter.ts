@@ -8,6 +8,8 @@ const log = logger('conntrack-events');
 export class EventDropCounter {
   private dropped = 0;
   private overrunCount = 0;
+  /** Drops of the sockets this counter followed before the current one (a restarted reader opens a new socket). */
+  private base = 0;
 
   constructor(
     private readonly namespace: string | undefined,
@@ -24,8 +26,14 @@ export class EventDropCounter {
     return this.dropped;
   }
 
+  /** The reader now reads a new socket, whose kernel drop counter starts at 0: the total goes on from here. */
+  newSocket(): void {
+    this.base = this.dropped;
+  }
+
   /** Takes the counter's current value (receiveDrops of the socket); an increase is reported. */
-  update(drops: number): number {
+  update(socketDrops: number): number {
+    const drops = this.base + socketDrops;
     if (drops <= this.dropped) return this.dropped;
     const dropped = drops - this.dropped;
     this.dropped = drops;

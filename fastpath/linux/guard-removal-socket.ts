@@ -5,6 +5,7 @@
 // process this took 27 ms idle and 640 ms on a loaded 2-core machine during the retransmission
 // storm of 50,000 flows). The chain being absent already counts as done.
 import type { RawNetlinkSocket } from 'netlink';
+import { guardNetlinkCallback } from './netlink-callback-guard.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { decodeError, splitMessages } from './ctnetlink-codec.js';
 import { BACKUP_GUARD_CHAIN } from './backup-guard.js';
@@ -47,7 +48,7 @@ export class GuardRemovalSocket {
   /** Opens the socket in `namespace` (undefined: the agent's own); throws when it cannot. */
   constructor(readonly namespace: string | undefined, readonly table: string) {
     ({ socket: this.socket } = openNetfilterSocket(namespace, RECEIVE_BUFFER));
-    this.socket.on('error', () => undefined); // reported through remove()'s answer or timeout
+    this.socket.on('error', guardNetlinkCallback('guard-removal', () => undefined, () => undefined)); // reported through remove()'s answer or timeout
   }
 
   /**
@@ -66,25 +67,22 @@ export class GuardRemovalSocket {
         else resolve();
       };
       const timer = setTimeout(() => done(new Error(`nf_tables: no answer to the guard removal within ${ANSWER_TIMEOUT_MS} ms`)), ANSWER_TIMEOUT_MS);
-      this.socket.on('message', (datagram) => {
-        try {
-          for (const msg of splitMessages(datagram)) {
-            if (msg.type !== NLMSG_ERROR) continue;
-            const { errno } = decodeError(msg);
-            if (errno === 0 && msg.seq === seq) return done();
-            if (errno === ENOENT) return done(); // no guard chain (or no table): nothing blocks
-            if (errno !== 0) return done(new Error(`nf_tables refused the guard removal: errno ${errno}`));
-          }
-        } catch (err) {
-          done(new Error(`nf_tables answer not understood: ${String(err)}`));
+      // Thrown errors must not reach the addon's native callback (it would abort the process): the removal fails.
+      this.socket.on('message', guardNetlinkCallback('guard-removal', (datagram: Buffer) => {
+        for (const msg of splitMessages(datagram)) {
+          if (msg.type !== NLMSG_ERROR) continue;
+          const { errno } = decodeError(msg);
+          if (errno === 0 && msg.seq === seq) return done();
+          if (errno === ENOENT) return done(); // no guard chain (or no table): nothing blocks
+          if (errno !== 0) return done(new Error(`nf_tables refused the guard removal: errno ${errno}`));
         }
-      });
-      this.socket.send(encodeGuardRemoval(this.table, seq), {}, (err) => {
+      }, (err) => done(new Error(`nf_tables answer not understood: ${err.message}`))));
+      this.socket.send(encodeGuardRemoval(this.table, seq), {}, guardNetlinkCallback('guard-removal', (err?: Error) => {
         if (err) {
           this.sentAt = undefined;
           done(new Error(`guard removal not sent: ${err.message}`));
         }
-      });
+      }, (err) => done(err)));
       this.sentAt = performance.timeOrigin + performance.now(); // the clock of RealClock
     });
   }

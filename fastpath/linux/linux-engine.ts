@@ -33,7 +33,7 @@ import { KernelDumpBatch, type DumpBatchContext } from './kernel-dump-batch.js';
 import { Held, WrittenConntracks } from './written-conntracks.js';
 import { PROTO_INDEX, parseIPv4 } from '../ipv4-tuple-table.js';
 import { ConntrackEventStream } from './conntrack-events.js';
-import { ConntrackEventThread } from './conntrack-event-thread.js';
+import { ConntrackEventThread, type ConntrackEventThreadOptions } from './conntrack-event-thread.js';
 import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts, type UpsertResult } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
@@ -42,7 +42,7 @@ import {
 } from './ctnetlink-codec.js';
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset, runNft } from './nft-ruleset.js';
 import { handlesAfter, insertedHandles, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
-import { sendRuleEdit } from './nft-rule-batch.js';
+import { NftRuleEditSocket } from './nft-rule-batch.js';
 import { renderRoleSwitch } from './backup-guard.js';
 import { PrimedNft } from './primed-nft.js';
 import { GuardRemovalSocket } from './guard-removal-socket.js';
@@ -147,8 +147,10 @@ interface LiveVrf {
   resyncUnchanged: number;
   /** Re-seeds of the live counts from a dump (after lost events, a new set of virtual services, a switch to backup). */
   reseeds: number;
-  /** Conntrack events the kernel dropped for this VRF's reader. */
+  /** Conntrack events the kernel dropped for this VRF's reader, and those a failed event thread took with it. */
   eventsLost: number;
+  /** Times this VRF's event thread failed and was started again (events of the gap lost: a repair follows). */
+  eventReaderRestarts: number;
   reseeding?: Promise<void>;
   reseedAgain?: boolean;
   /** On a backup: an nft process waiting for the switch to master (primed-nft.ts). */
@@ -174,6 +176,7 @@ export interface LinuxCounterDetail {
   byState: number[];
   firewall: FirewallCounters;
   eventsLost: number;
+  eventReaderRestarts: number;
   tableDumps: number;
   reseeds: number;
   /** Full resync records a backup did not write again: its kernel held them as they were (written-conntracks.ts). */
@@ -207,6 +210,8 @@ export class LinuxEngine implements DataplaneEngine {
   private readonly staged = new Map<string, Staged>();
   private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
   private readonly lossListeners = new Set<(vrf: string, dropped: number) => void>();
+  /** nf_tables sockets of in-place rule edits by namespace ('' the agent's own), kept between commits. */
+  private readonly ruleEditSockets = new Map<string, NftRuleEditSocket>();
   private readonly natListeners = new Set<(l: LinuxNatBlockLog) => void>();
   private readonly writerThreads: number;
   private readonly eventBufferBytes: number | undefined;
@@ -312,7 +317,7 @@ export class LinuxEngine implements DataplaneEngine {
       return 'nft';
     }
     try {
-      await sendRuleEdit(namespace, edit.ops, 'check');
+      await this.ruleEditSocket(namespace).send(edit.ops, 'check');
       return 'netlink';
     } catch (err) {
       if (/^nf_tables refused/.test((err as Error).message)) throw err;
@@ -322,11 +327,19 @@ export class LinuxEngine implements DataplaneEngine {
     return 'nft';
   }
 
+  /** The kept nf_tables socket for in-place rule edits in `namespace` (opened at its first edit). */
+  private ruleEditSocket(namespace: string | undefined): NftRuleEditSocket {
+    const key = namespace ?? '';
+    let socket = this.ruleEditSockets.get(key);
+    if (!socket) this.ruleEditSockets.set(key, socket = new NftRuleEditSocket(namespace));
+    return socket;
+  }
+
   /** Applies a staged in-place rule edit: one transaction; the handles of the rules it inserted are echoed back. */
   private async applyRuleEdit(live: LiveVrf, staged: Staged & { edit: NonNullable<Staged['edit']> }): Promise<void> {
     const { edit, handles, via } = staged.edit;
     const added = via === 'netlink'
-      ? await sendRuleEdit(staged.namespace, edit.ops, 'apply')
+      ? await this.ruleEditSocket(staged.namespace).send(edit.ops, 'apply')
       : insertedHandles(edit.script ? await runNft(staged.namespace, ['-e', '-a', '-f', '-'], edit.script) : '');
     live.config = staged.config;
     try {
@@ -419,6 +432,7 @@ export class LinuxEngine implements DataplaneEngine {
       resyncUnchanged: 0,
       reseeds: 0,
       eventsLost: 0,
+      eventReaderRestarts: 0,
     };
     try {
       if (role === 'master') this.startEvents(vrf);
@@ -470,6 +484,8 @@ export class LinuxEngine implements DataplaneEngine {
     events?.close();
     if (events instanceof ConntrackEventThread) await events.stopped; // its socket closed, its thread gone
     vrf.nftCounters?.close();
+    this.ruleEditSockets.get(vrf.namespace ?? '')?.close();
+    this.ruleEditSockets.delete(vrf.namespace ?? '');
     vrf.netlink.close();
     await vrf.writers.close();
   }
@@ -477,13 +493,23 @@ export class LinuxEngine implements DataplaneEngine {
   private startEvents(vrf: LiveVrf): void {
     if (vrf.events) return;
     const reader = this.eventReader === 'thread' ? ConntrackEventThread : ConntrackEventStream;
-    vrf.events = reader.start((n) => this.onKernelEvent(vrf, n), (dropped) => {
+    const lost = (dropped: number): void => {
       vrf.eventsLost += dropped;
       log.warn({ vrf: vrf.name, dropped, repairers: this.lossListeners.size }, 'conntrack events lost; the peer is resynchronised now');
       for (const listener of this.lossListeners) listener(vrf.name, dropped);
       // The live counts missed them too: counted again from a dump.
       void this.reseed(vrf);
-    }, { namespace: vrf.namespace, receiveBufferBytes: this.eventBufferBytes });
+    };
+    const options: ConntrackEventThreadOptions = {
+      namespace: vrf.namespace,
+      receiveBufferBytes: this.eventBufferBytes,
+      // A failed event thread was replaced: what it took with it and the gap are a loss like an overrun.
+      onReaderRestart: (dropped) => {
+        vrf.eventReaderRestarts++;
+        lost(dropped);
+      },
+    };
+    vrf.events = reader.start((n) => this.onKernelEvent(vrf, n), lost, options);
   }
 
   /** Every dump of a kernel table goes through here (counted: state reads must make none). */
@@ -1019,6 +1045,7 @@ export class LinuxEngine implements DataplaneEngine {
       byState: [...v.live.byState],
       firewall: v.firewall ?? firewallCounters(v.config, {}),
       eventsLost: v.eventsLost,
+      eventReaderRestarts: v.eventReaderRestarts,
       tableDumps: v.tableDumps,
       reseeds: v.reseeds,
       resyncUnchanged: v.resyncUnchanged,
@@ -1031,6 +1058,8 @@ export class LinuxEngine implements DataplaneEngine {
     this.closed = true;
     for (const vrf of this.vrfs.values()) await this.stopVrf(vrf);
     this.vrfs.clear();
+    for (const socket of this.ruleEditSockets.values()) socket.close();
+    this.ruleEditSockets.clear();
     this.listeners.clear();
     this.lossListeners.clear();
     this.natListeners.clear();

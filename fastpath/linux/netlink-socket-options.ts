@@ -15,6 +15,7 @@ const SO_PROTOCOL = 38n;
 const SO_DOMAIN = 39n;
 const SO_RCVBUFFORCE = 33n;
 const SO_MEMINFO = 55n;
+const SK_MEMINFO_RMEM_ALLOC = 0;
 const SK_MEMINFO_DROPS = 8;
 const SOL_NETLINK = 270n;
 export const NETLINK_BROADCAST_ERROR = 4n;
@@ -92,11 +93,20 @@ export function forceReceiveBuffer(fd: number, bytes: number): number {
   return getIntOption(fd, SOL_SOCKET, 8n /* SO_RCVBUF */);
 }
 
-/** Messages the kernel dropped for lack of receive-buffer room since the socket was created. */
-export function receiveDrops(fd: number): number {
+function memInfo(fd: number, index: number): number {
   const info = Buffer.alloc(4 * 9); // u32 meminfo[SK_MEMINFO_VARS]
   const length = Buffer.alloc(4);
   length.writeUInt32LE(info.length);
   sys.syscall.sync(sys.__NR_getsockopt as bigint, BigInt(fd), SOL_SOCKET, SO_MEMINFO, info, length);
-  return info.readUInt32LE(SK_MEMINFO_DROPS * 4);
+  return info.readUInt32LE(index * 4);
+}
+
+/** Messages the kernel dropped for lack of receive-buffer room since the socket was created. */
+export function receiveDrops(fd: number): number {
+  return memInfo(fd, SK_MEMINFO_DROPS);
+}
+
+/** Bytes the kernel holds in the socket's receive queue now (messages not yet read). */
+export function receiveQueueBytes(fd: number): number {
+  return memInfo(fd, SK_MEMINFO_RMEM_ALLOC);
 }

@@ -3,6 +3,7 @@
 // no `nft` process per read (spawning one costs tens of ms on a loaded machine). What it returns
 // is what `nft -j list counters table inet tandem` shows: counter name -> packets.
 import type { RawNetlinkSocket } from 'netlink';
+import { guardNetlinkCallback } from './netlink-callback-guard.js';
 import { logger } from '../../core/log.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { decodeError, splitMessages } from './ctnetlink-codec.js';
@@ -52,15 +53,10 @@ export class NftCounterSocket {
 
   constructor(readonly namespace: string | undefined) {
     ({ socket: this.socket } = openNetfilterSocket(namespace, RECEIVE_BUFFER));
-    this.socket.on('message', (datagram) => {
-      // Thrown errors must not reach the addon's native callback (it would abort the process).
-      try {
-        this.receive(datagram);
-      } catch (err) {
-        this.fail(new Error(`nf_tables answer not understood: ${String(err)}`));
-      }
-    });
-    this.socket.on('error', (err) => this.fail(new Error(`nf_tables socket error: ${err.message}`)));
+    // Thrown errors must not reach the addon's native callback (it would abort the process): the read fails.
+    const failed = (err: Error): void => this.fail(new Error(`nf_tables answer not understood: ${err.message}`));
+    this.socket.on('message', guardNetlinkCallback('nft-counters', (datagram: Buffer) => this.receive(datagram), failed));
+    this.socket.on('error', guardNetlinkCallback('nft-counters', (err: Error) => this.fail(new Error(`nf_tables socket error: ${err.message}`)), failed));
   }
 
   private receive(datagram: Buffer): void {
@@ -115,9 +111,9 @@ export class NftCounterSocket {
       const seq = this.seq++;
       const timer = setTimeout(() => this.fail(new Error(`nf_tables counter dump: no answer within ${READ_TIMEOUT_MS} ms`)), READ_TIMEOUT_MS);
       this.pending = { seq, out: {}, resolve, reject, timer };
-      this.socket.send(encodeCounterDump(seq), {}, (err) => {
+      this.socket.send(encodeCounterDump(seq), {}, guardNetlinkCallback('nft-counters', (err?: Error) => {
         if (err) this.fail(new Error(`nf_tables counter dump not sent: ${err.message}`));
-      });
+      }, (err) => this.fail(err)));
     });
   }
 

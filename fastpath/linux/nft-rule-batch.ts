@@ -1,7 +1,8 @@
 // An in-place firewall rule edit (nft-rule-edit.ts) sent as one nf_tables netlink batch from the
-// agent's own process, on a socket opened in the VRF's namespace for it. Unlike `nft -f`, which
-// loads the table's whole rule cache for any `insert rule ... position N` (nft 1.0.6), this costs
-// the same whatever the number of rules: one sendmsg, the kernel's answers, one close.
+// agent's own process, on a socket in the VRF's namespace kept open between commits
+// (NftRuleEditSocket). Unlike `nft -f`, which loads the table's whole rule cache for any
+// `insert rule ... position N` (nft 1.0.6), this costs the same whatever the number of rules:
+// one sendmsg and the kernel's answers.
 //  - check (prepare): the batch without its BATCH_END: the kernel runs every step and then aborts
 //    the transaction (what `nft -c` does), answering each step (errno 0 or its refusal).
 //  - apply: the batch with its BATCH_END: one transaction, all or nothing; inserted rules are
@@ -10,9 +11,11 @@
 // file TANDEM_TEST_REFUSE_RULE_EDIT names exists, the next apply removes it and ends its batch with
 // a step the kernel refuses (delete of rule handle 0), so the kernel refuses the whole transaction
 // after the check passed.
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
+import { namespacePath } from './network-namespace.js';
 import { constants as osConstants } from 'node:os';
 import type { RawNetlinkSocket } from 'netlink';
+import { guardNetlinkCallback } from './netlink-callback-guard.js';
 import { openNetfilterSocket } from './conntrack-netlink.js';
 import { decodeError, splitMessages } from './ctnetlink-codec.js';
 import { NFNL_SUBSYS_NFTABLES, nfnlMessage, NFPROTO_INET, nlAttribute, nlAttributes, NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR } from './nfnetlink-message.js';
@@ -94,11 +97,11 @@ export function encodeOp(op: RuleEditOp, seq: number, echo: boolean): Buffer {
   }
 }
 
-/** The whole batch: BATCH_BEGIN, the steps (seq FIRST_SEQ + i), and BATCH_END unless it is a check. */
-export function encodeBatch(ops: RuleEditOp[], check: boolean): Buffer {
+/** The whole batch: BATCH_BEGIN, the steps (seq first + i), and BATCH_END unless it is a check. */
+export function encodeBatch(ops: RuleEditOp[], check: boolean, first = FIRST_SEQ): Buffer {
   const parts = [nfnlMessage(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0))];
-  ops.forEach((op, i) => parts.push(encodeOp(op, FIRST_SEQ + i, !check)));
-  if (!check) parts.push(nfnlMessage(NFNL_MSG_BATCH_END, NLM_F_REQUEST, FIRST_SEQ + ops.length, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0)));
+  ops.forEach((op, i) => parts.push(encodeOp(op, first + i, !check)));
+  if (!check) parts.push(nfnlMessage(NFNL_MSG_BATCH_END, NLM_F_REQUEST, first + ops.length, 0, NFNL_SUBSYS_NFTABLES, Buffer.alloc(0)));
   return Buffer.concat(parts);
 }
 
@@ -136,53 +139,170 @@ function injectedRefusal(): RuleEditOp[] {
   return [{ op: 'delete-rule', handle: 0 }];
 }
 
+/** The edit being answered on a rule-edit socket. */
+interface PendingEdit {
+  /** Sequence numbers of its steps: first .. first + ops.length - 1 (older answers are ignored). */
+  first: number;
+  ops: RuleEditOp[];
+  mode: 'check' | 'apply';
+  handles: Map<string, number>;
+  acked: number;
+  done: (err?: Error) => void;
+}
+
 /**
- * Sends the edit in the VRF's namespace. check: the kernel runs and aborts it (resolves when it
- * took every step). Apply: one transaction; resolves with the handles of the inserted rules.
- * Rejects with the kernel's refusal and the step it refused (nothing of the batch is applied).
+ * The nf_tables socket of one VRF namespace for in-place rule edits, kept open between commits:
+ * opening one (a socket in the namespace, its fd found among the process's, its options set)
+ * cost about as much as the edit itself under load. Opened at the first edit, closed with the
+ * VRF or the engine (close()), and dropped after any failure of its own (socket error, an answer
+ * not understood, no answer in time): the next edit opens a new one. A refusal by the kernel is
+ * an answer, not a failure: the socket stays. Edits run one at a time; each takes fresh sequence
+ * numbers, so a late answer to an earlier edit is never taken for one of the current edit.
  */
-export async function sendRuleEdit(namespace: string | undefined, steps: RuleEditOp[], mode: 'check' | 'apply'): Promise<Map<string, number>> {
-  const ops = mode === 'apply' ? [...steps, ...injectedRefusal()] : steps;
-  const handles = new Map<string, number>();
-  if (ops.length === 0) return handles;
-  const { socket } = openNetfilterSocket(namespace, RECEIVE_BUFFER);
-  const batch = encodeBatch(ops, mode === 'check');
-  return new Promise<Map<string, number>>((resolve, reject) => {
-    let acked = 0;
-    let finished = false;
-    const done = (err?: Error) => {
-      if (finished) return;
-      finished = true;
-      clearTimeout(timer);
-      close(socket);
-      if (err) reject(err);
-      else resolve(handles);
-    };
-    const timer = setTimeout(() => done(new Error(`nf_tables: no answer to the rule edit within ${ANSWER_TIMEOUT_MS} ms (${acked} of ${ops.length} steps answered)`)), ANSWER_TIMEOUT_MS);
-    socket.on('error', (err: Error) => done(new Error(`nf_tables socket: ${err.message}`)));
-    socket.on('message', (datagram: Buffer) => {
-      try {
-        for (const msg of splitMessages(datagram)) {
-          if (msg.type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
-            const rule = echoedRule(msg.payload);
-            if (rule) handles.set(rule[0], rule[1]);
-            continue;
-          }
-          if (msg.type !== NLMSG_ERROR) continue;
-          const { errno, seq } = decodeError(msg);
-          if (errno !== 0) {
-            return done(new Error(`nf_tables refused the rule edit${mode === 'check' ? ' (check)' : ''}: ${errnoName(errno)} at ${describe(ops[seq - FIRST_SEQ])}`));
-          }
-          if (++acked === ops.length) return done();
-        }
-      } catch (err) {
-        done(new Error(`nf_tables answer not understood: ${String(err)}`));
+export class NftRuleEditSocket {
+  private socket?: RawNetlinkSocket;
+  /** Device and inode of the namespace the socket was opened in (a namespace removed and made again is another one). */
+  private socketNamespace?: string;
+  private nextSeq = FIRST_SEQ;
+  private current?: PendingEdit;
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  /** Sockets opened so far (a kept socket: one for any number of edits without failures). */
+  opened = 0;
+
+  constructor(readonly namespace: string | undefined) {}
+
+  /**
+   * Sends the edit. check: the kernel runs and aborts it (resolves when it took every step).
+   * Apply: one transaction; resolves with the handles of the inserted rules. Rejects with the
+   * kernel's refusal and the step it refused (nothing of the batch is applied).
+   */
+  send(steps: RuleEditOp[], mode: 'check' | 'apply'): Promise<Map<string, number>> {
+    const next = this.chain.then(() => this.sendOne(steps, mode), () => this.sendOne(steps, mode));
+    this.chain = next.catch(() => undefined);
+    return next;
+  }
+
+  /** Closes the socket; an edit in progress fails, later ones are refused. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.current?.done(new Error('nf_tables rule edit socket closed'));
+    this.drop();
+  }
+
+  /** The namespace's identity now; throws when it is gone (a socket would keep the old one alive). */
+  private namespaceIdentity(): string | undefined {
+    if (this.namespace === undefined) return undefined;
+    let st;
+    try {
+      st = statSync(namespacePath(this.namespace));
+    } catch {
+      throw new Error(`network namespace ${this.namespace} is gone`);
+    }
+    return `${st.dev}:${st.ino}`;
+  }
+
+  private open(): RawNetlinkSocket {
+    // A kept socket serves only the namespace it was opened in: an edit sent on it after the
+    // namespace was removed would succeed in a namespace nobody sees any more.
+    const identity = this.namespaceIdentity();
+    if (this.socket && identity === this.socketNamespace) return this.socket;
+    this.drop();
+    const { socket } = openNetfilterSocket(this.namespace, RECEIVE_BUFFER);
+    this.socketNamespace = identity;
+    this.opened++;
+    // Thrown errors must not reach the addon's native callback (it would abort the process): the edit fails.
+    const failed = (err: Error): void => this.fail(socket, new Error(`nf_tables answer not understood: ${err.message}`));
+    socket.on('error', guardNetlinkCallback('nft-rule-edit', (err: Error) => this.fail(socket, new Error(`nf_tables socket: ${err.message}`)), failed));
+    socket.on('message', guardNetlinkCallback('nft-rule-edit', (datagram: Buffer) => this.receive(datagram), failed));
+    this.socket = socket;
+    return socket;
+  }
+
+  /** A failure of the socket itself: the edit fails, the socket is not used again. */
+  private fail(socket: RawNetlinkSocket, err: Error): void {
+    if (socket !== this.socket) return;
+    this.drop();
+    this.current?.done(err);
+  }
+
+  private drop(): void {
+    if (this.socket) close(this.socket);
+    this.socket = undefined;
+    this.socketNamespace = undefined;
+  }
+
+  private receive(datagram: Buffer): void {
+    const p = this.current;
+    if (!p) return;
+    const last = p.first + p.ops.length - 1;
+    for (const msg of splitMessages(datagram)) {
+      if (msg.seq < p.first || msg.seq > last) continue; // an earlier edit's late answer
+      if (msg.type === ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWRULE)) {
+        const rule = echoedRule(msg.payload);
+        if (rule) p.handles.set(rule[0], rule[1]);
+        continue;
       }
+      if (msg.type !== NLMSG_ERROR) continue;
+      const { errno, seq } = decodeError(msg);
+      if (errno !== 0) {
+        return p.done(new Error(`nf_tables refused the rule edit${p.mode === 'check' ? ' (check)' : ''}: ${errnoName(errno)} at ${describe(p.ops[seq - p.first])}`));
+      }
+      if (++p.acked === p.ops.length) return p.done();
+    }
+  }
+
+  private sendOne(steps: RuleEditOp[], mode: 'check' | 'apply'): Promise<Map<string, number>> {
+    if (this.closed) return Promise.reject(new Error('nf_tables rule edit socket closed'));
+    const ops = mode === 'apply' ? [...steps, ...injectedRefusal()] : steps;
+    const handles = new Map<string, number>();
+    if (ops.length === 0) return Promise.resolve(handles);
+    let socket: RawNetlinkSocket;
+    try {
+      socket = this.open();
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    const first = this.nextSeq;
+    // Steps first .. first + n - 1, BATCH_END first + n; wrapped well below 2^32.
+    this.nextSeq = first + ops.length + 1 > 0x7fff0000 ? FIRST_SEQ : first + ops.length + 1;
+    const batch = encodeBatch(ops, mode === 'check', first);
+    return new Promise<Map<string, number>>((resolve, reject) => {
+      let finished = false;
+      const pending: PendingEdit = {
+        first, ops, mode, handles, acked: 0,
+        done: (err) => {
+          if (finished) return;
+          finished = true;
+          clearTimeout(timer);
+          if (this.current === pending) this.current = undefined;
+          if (err) reject(err);
+          else resolve(handles);
+        },
+      };
+      const timer = setTimeout(() => {
+        // No answer: the socket is not trusted again (a new one for the next edit).
+        const err = new Error(`nf_tables: no answer to the rule edit within ${ANSWER_TIMEOUT_MS} ms (${pending.acked} of ${ops.length} steps answered)`);
+        this.fail(socket, err);
+        pending.done(err);
+      }, ANSWER_TIMEOUT_MS);
+      this.current = pending;
+      socket.send(batch, {}, guardNetlinkCallback('nft-rule-edit', (err?: Error) => {
+        if (err) this.fail(socket, new Error(`rule edit not sent: ${err.message}`));
+      }, (err) => this.fail(socket, err)));
     });
-    socket.send(batch, {}, (err) => {
-      if (err) done(new Error(`rule edit not sent: ${err.message}`));
-    });
-  });
+  }
+}
+
+/** One edit on a socket of its own, closed after it (tests; the engine keeps an NftRuleEditSocket per VRF). */
+export async function sendRuleEdit(namespace: string | undefined, steps: RuleEditOp[], mode: 'check' | 'apply'): Promise<Map<string, number>> {
+  const socket = new NftRuleEditSocket(namespace);
+  try {
+    return await socket.send(steps, mode);
+  } finally {
+    socket.close();
+  }
 }
 
 function close(socket: RawNetlinkSocket): void {

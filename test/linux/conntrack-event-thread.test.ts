@@ -3,11 +3,20 @@
 // the same events (kind, conntrack, port) in the same order per conntrack, IPv4 and IPv6, for
 // conntracks created, updated and deleted through ctnetlink; with a tiny receive buffer it counts
 // the kernel's drops and reports the overrun; close() ends the thread and it closes its socket.
+// With the engine's side held (its event loop blocked while another thread makes conntracks), the
+// thread hands over at most MAX_BATCHES_IN_FLIGHT batches and the backlog stays in the socket's
+// kernel buffer; when that buffer overflows, every event is either delivered or counted as dropped.
+// A thread that fails (TANDEM_TEST_EVENT_THREAD_FAIL) is restarted on a new socket, the event it
+// took with it is reported lost, and the events after the restart are read.
 import { expect } from 'chai';
-import { readlinkSync } from 'node:fs';
+import { existsSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { ConntrackNetlink } from '../../fastpath/linux/conntrack-netlink.js';
 import { ConntrackEventStream } from '../../fastpath/linux/conntrack-events.js';
-import { ConntrackEventThread } from '../../fastpath/linux/conntrack-event-thread.js';
+import { ConntrackEventThread, MAX_BATCHES_IN_FLIGHT } from '../../fastpath/linux/conntrack-event-thread.js';
+import { receiveQueueBytes } from '../../fastpath/linux/netlink-socket-options.js';
 import type { ConntrackNotification, ConntrackWrite } from '../../fastpath/linux/ctnetlink-codec.js';
 import { NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 
@@ -59,6 +68,24 @@ async function until(cond: () => boolean, what: string, ms = 90_000): Promise<vo
   }
 }
 
+/**
+ * Starts a thread that creates `count` conntracks in `ns`; `control[0]` becomes the count (or -1)
+ * when it is done. The thread is ended (by its Worker handle) in `closers`.
+ */
+function burstWriter(ns: string, count: number, dport: number, closers: { close(): void }[]): Int32Array {
+  const control = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(new URL('./conntrack-burst-worker.js', import.meta.url), { workerData: { namespace: ns, count, dport, control: control.buffer } });
+  closers.push({ close: () => { void worker.terminate(); } });
+  return control;
+}
+
+/** Blocks this thread's event loop until the writer is done, then `settleMs` more (the reader catches up to its bound). */
+function holdUntilWritten(control: Int32Array, settleMs: number): number {
+  Atomics.wait(control, 0, 0, 120_000);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, settleMs);
+  return Atomics.load(control, 0);
+}
+
 describe('linux: conntrack events read by a thread of their own', function () {
   this.timeout(240_000);
   const fx = new NamespaceFixture('evt');
@@ -70,6 +97,13 @@ describe('linux: conntrack events read by a thread of their own', function () {
     ns = fx.add('a');
     fx.exec(ns, 'nft', ['-f', '-'], TRACKING_RULESET);
   });
+
+  /** A namespace of its own: the reliable destroy events of conntracks flushed after other tests may come late. */
+  const freshNamespace = (role: string): string => {
+    const name = fx.add(role);
+    fx.exec(name, 'nft', ['-f', '-'], TRACKING_RULESET);
+    return name;
+  };
 
   afterEach(() => {
     for (const c of closers.splice(0)) c.close();
@@ -133,6 +167,111 @@ describe('linux: conntrack events read by a thread of their own', function () {
     expect(overruns.length, 'an overrun reported').to.be.greaterThan(0);
     expect(thread.overruns).to.equal(overruns.length);
     expect(thread.droppedEvents).to.equal(overruns.reduce((x, y) => x + y, 0));
+  });
+
+  it('hands over at most 32 batches while the engine is held; the backlog stays in the kernel buffer', async () => {
+    const n = 100_000; // at most 2048 events a batch: at least 49 batches, more than the bound
+    const ns = freshNamespace('held'); // no late (re-delivered) events of the other tests' conntracks
+    let received = 0;
+    let maxWaiting = 0;
+    let held: { written: number; waiting: number; queued: number } | undefined;
+    const overruns: number[] = [];
+    let control: Int32Array | undefined; // eslint-disable-line prefer-const -- set after the listener that reads it
+    let thread: ConntrackEventThread | undefined = undefined;
+    thread = ConntrackEventThread.start(() => {
+      received++;
+      const t = thread as ConntrackEventThread;
+      maxWaiting = Math.max(maxWaiting, t.batchesWaiting);
+      if (!held && control) {
+        // The engine's side stops taking batches while the kernel produces the rest of the burst.
+        const written = holdUntilWritten(control, 500);
+        held = { written, waiting: t.batchesWaiting, queued: receiveQueueBytes(t.fd) };
+      }
+    }, (d) => overruns.push(d), { namespace: ns });
+    closers.push(thread);
+    control = burstWriter(ns, n, 443, closers);
+    await until(() => received >= n || (thread as ConntrackEventThread).checkDrops() > 0, `${n} events`, 120_000);
+    await new Promise((r) => setTimeout(r, 300)); // nothing more should come
+    expect(held, 'the engine was held').to.not.equal(undefined);
+    const h = held as unknown as { written: number; waiting: number; queued: number };
+    expect(h.written, 'conntracks written while held').to.equal(n);
+    expect(h.waiting, 'batches waiting while held').to.equal(MAX_BATCHES_IN_FLIGHT);
+    expect(h.queued, 'bytes left in the kernel socket buffer while held').to.be.greaterThan(0);
+    expect(maxWaiting, 'never more batches waiting than the bound').to.be.at.most(MAX_BATCHES_IN_FLIGHT);
+    expect(overruns, 'no drops: the default buffer holds the backlog').to.deep.equal([]);
+    expect(received).to.equal(n);
+    expect(thread.batchesWaiting).to.equal(0);
+  });
+
+  it('when the held-back backlog overflows the kernel buffer, every event is delivered or counted as dropped', async () => {
+    const n = 50_000;
+    const ns = freshNamespace('overflow');
+    let received = 0;
+    let held: { written: number; waiting: number } | undefined;
+    const overruns: number[] = [];
+    let control: Int32Array | undefined; // eslint-disable-line prefer-const -- set after the listener that reads it
+    let thread: ConntrackEventThread | undefined = undefined;
+    thread = ConntrackEventThread.start(() => {
+      received++;
+      const t = thread as ConntrackEventThread;
+      if (!held && control) {
+        const written = holdUntilWritten(control, 300);
+        held = { written, waiting: t.batchesWaiting };
+      }
+    }, (d) => overruns.push(d), { namespace: ns, receiveBufferBytes: 1 << 20 });
+    closers.push(thread);
+    control = burstWriter(ns, n, 444, closers);
+    const t = thread;
+    await until(() => received + t.checkDrops() >= n, `${n} events delivered or dropped`, 120_000);
+    await new Promise((r) => setTimeout(r, 300));
+    t.checkDrops();
+    expect(held, 'the engine was held').to.not.equal(undefined);
+    expect((held as unknown as { written: number }).written).to.equal(n);
+    expect(t.droppedEvents, 'drops counted').to.be.greaterThan(0);
+    expect(overruns.length, 'overruns reported').to.be.greaterThan(0);
+    expect(overruns.reduce((x, y) => x + y, 0)).to.equal(t.droppedEvents);
+    expect(received + t.droppedEvents, 'delivered + dropped = produced: none lost silently').to.equal(n);
+  });
+
+  it('a failed thread is restarted on a new socket; the event it took is reported lost, later ones are read', async () => {
+    const mark = join(tmpdir(), `tandem-event-thread-fail-${process.pid}`);
+    const saved = process.env.TANDEM_TEST_EVENT_THREAD_FAIL;
+    process.env.TANDEM_TEST_EVENT_THREAD_FAIL = mark; // the thread's environment is copied when it starts
+    const received: ConntrackNotification[] = [];
+    const restarts: number[] = [];
+    const overruns: number[] = [];
+    let thread: ConntrackEventThread;
+    try {
+      thread = ConntrackEventThread.start((n) => received.push(n), (d) => overruns.push(d), { namespace: ns, onReaderRestart: (lost) => restarts.push(lost) });
+    } finally {
+      if (saved === undefined) delete process.env.TANDEM_TEST_EVENT_THREAD_FAIL; else process.env.TANDEM_TEST_EVENT_THREAD_FAIL = saved;
+    }
+    closers.push(thread);
+    const nl = new ConntrackNetlink({ namespace: ns });
+    closers.push(nl);
+    const ws = writes(200, 30000).filter((w) => !w.orig.src.includes(':'));
+    try {
+      expect((await nl.create(ws.slice(0, 10))).failures).to.deep.equal([]);
+      await until(() => received.length === 10, '10 events before the failure');
+      const firstSocket = readlinkSync(`/proc/self/fd/${thread.fd}`);
+      writeFileSync(mark, '');
+      // One conntrack: the thread reads its event, then fails (the hook), taking the event with it.
+      expect((await nl.create(ws.slice(10, 11))).failures).to.deep.equal([]);
+      await until(() => restarts.length === 1, 'the restart', 10_000);
+      expect(existsSync(mark), 'the hook fired').to.equal(false);
+      expect(restarts[0], 'the event the failed thread read is reported lost').to.equal(1);
+      expect(thread.restarts).to.equal(1);
+      expect(received, 'the failed thread\'s event was not delivered').to.have.length(10);
+      expect(readlinkSync(`/proc/self/fd/${thread.fd}`), 'a new socket').to.not.equal(firstSocket);
+      // Events after the restart are read by the new thread.
+      expect((await nl.create(ws.slice(11))).failures).to.deep.equal([]);
+      await until(() => received.length === 10 + ws.length - 11, 'the events after the restart');
+      expect(overruns).to.deep.equal([]);
+      thread.close();
+      await thread.stopped;
+    } finally {
+      rmSync(mark, { force: true }); // the hook removes it when it fires
+    }
   });
 
   it('close() ends the thread, which closes its socket', async () => {

@@ -2,14 +2,17 @@
 // kernel (root): rules sent on the engine's own nf_tables socket list exactly as nft lists the
 // same rules loaded from their nft text (every kind of match: IPv4/IPv6 prefixes aligned or not,
 // /0 and host prefixes, ports and port ranges, ICMP of both families, protocol only, no match); a
-// check answers without changing anything; a refused step refuses the whole batch.
+// check answers without changing anything; a refused step refuses the whole batch. The engine's
+// kept socket (NftRuleEditSocket) serves many edits on one socket, keeps it after a refusal,
+// opens a new one after a failure of its own, and refuses edits once closed.
 import { expect } from 'chai';
 import { randomBytes } from 'node:crypto';
 import type { FirewallRule, SoftVrfConfig } from '../../fastpath/config/vrf-config.js';
 import { parseVrfConfig } from '../../fastpath/config/vrf-config.js';
 import { renderRuleset } from '../../fastpath/linux/nft-ruleset.js';
 import { parseRuleHandles, type RuleEditOp } from '../../fastpath/linux/nft-rule-edit.js';
-import { sendRuleEdit } from '../../fastpath/linux/nft-rule-batch.js';
+import { NftRuleEditSocket, sendRuleEdit } from '../../fastpath/linux/nft-rule-batch.js';
+import { injectNetlinkCallbackThrow } from '../../fastpath/linux/netlink-callback-guard.js';
 import { ROOT_SKIP_REASON, isRoot, run } from '../../lab/namespace-fixture.js';
 
 const RULES: Record<string, unknown>[] = [
@@ -89,5 +92,52 @@ describe('linux: in-place rule edits over nf_tables netlink (root)', function ()
     await sendRuleEdit(byNetlink, [...refused.slice(0, 2), { op: 'delete-counter', name: 'fw_rule_v4-aligned' }], 'apply');
     nft(byNft, ['-f', '-'], renderRuleset(config(RULES.slice(1), 'drop'), 'master', config(RULES)));
     expect(listing(byNetlink)).to.equal(listing(byNft));
+  });
+
+  it('a kept socket: one for many edits, kept after a refusal, replaced after a failure, closed for good', async () => {
+    const socket = new NftRuleEditSocket(byNetlink);
+    try {
+      const check: RuleEditOp[] = [{ op: 'add-counter', name: 'kept-socket-probe' }];
+      for (let i = 0; i < 5; i++) expect(await socket.send(check, 'check')).to.have.property('size', 0);
+      expect(socket.opened, 'five checks, one socket').to.equal(1);
+      let error: Error | undefined;
+      await socket.send([{ op: 'delete-counter', name: 'no-such-counter' }], 'check').catch((err: Error) => { error = err; });
+      expect(error?.message).to.match(/nf_tables refused the rule edit \(check\): ENOENT/);
+      await socket.send(check, 'check');
+      expect(socket.opened, 'a refusal is an answer: the socket stays').to.equal(1);
+      injectNetlinkCallbackThrow('nft-rule-edit');
+      const failed = await socket.send(check, 'check').then(() => undefined, (err: Error) => err);
+      expect(failed?.message).to.match(/injected throw/);
+      await socket.send(check, 'check');
+      expect(socket.opened, 'after a failure of its own, a new socket').to.equal(2);
+      expect(nft(byNetlink, ['list', 'counters', 'table', 'inet', 'tandem'])).to.not.include('kept-socket-probe');
+    } finally {
+      injectNetlinkCallbackThrow(undefined);
+      socket.close();
+    }
+    const closed = await socket.send([{ op: 'add-counter', name: 'x' }], 'check').then(() => undefined, (err: Error) => err);
+    expect(closed?.message).to.match(/closed/);
+  });
+
+  it('a kept socket serves only its namespace: gone, the edit fails; made again, a new socket', async () => {
+    const gone = `tandem-nrb-${tag}-gone`;
+    const table = renderRuleset(config([]), 'master');
+    run('ip', ['netns', 'add', gone]);
+    const socket = new NftRuleEditSocket(gone);
+    try {
+      nft(gone, ['-f', '-'], table);
+      const check: RuleEditOp[] = [{ op: 'add-counter', name: 'ns-probe' }];
+      await socket.send(check, 'check');
+      run('ip', ['netns', 'del', gone]);
+      const failed = await socket.send(check, 'check').then(() => undefined, (err: Error) => err);
+      expect(failed?.message, 'not applied in a namespace nobody sees').to.match(/network namespace .* is gone/);
+      run('ip', ['netns', 'add', gone]);
+      nft(gone, ['-f', '-'], table);
+      await socket.send(check, 'check');
+      expect(socket.opened, 'the namespace made again is another one: a new socket').to.equal(2);
+    } finally {
+      socket.close();
+      try { run('ip', ['netns', 'del', gone]); } catch { /* already removed */ }
+    }
   });
 });

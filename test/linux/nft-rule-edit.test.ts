@@ -192,6 +192,12 @@ describe('linux: a firewall rule edit touches that rule only (issue 8 item 1, ro
       delete process.env.TANDEM_TEST_RULE_EDIT_WITH_NFT;
     }
   });
+
+  it('every in-place edit of the VRF went over one nf_tables socket, kept open between commits', () => {
+    // The edits above (checks and applies, one the kernel refused) opened one socket, not two per commit.
+    const sockets = (agent!.engine as unknown as { ruleEditSockets: Map<string, { opened: number }> }).ruleEditSockets;
+    expect(sockets.get(router)?.opened).to.equal(1);
+  });
 });
 
 async function until(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
