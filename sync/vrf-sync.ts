@@ -145,6 +145,8 @@ export class VrfSync implements SyncClientListener {
     const old = this.role;
     // The standby copies are ours now.
     if (role === 'master') this.receiver.mirrored.clear();
+    // What this node holds changes by itself as master: a peer that resyncs it later sends all.
+    this.receiver.newTableEpoch(`role ${old} -> ${role}`);
     this.sender.setRole(role);
     this.antiEntropy.reset();
     log.info({ vrf: this.vrf, from: old, to: role }, 'sync follows HA group state');
@@ -179,6 +181,7 @@ export class VrfSync implements SyncClientListener {
     // now, so that they come up with this one and share its full resync (sync-sender.ts).
     for (const p of this.peers) if (p.name === client.config.peer) for (const c of p.clients) if (c !== client) c.retryNow();
     if (this.role === 'master') this.requestResync(client); // rule 2
+    else client.cancelDelta('not master'); // nothing to send: live messages must not wait for a delta
   }
 
   down(client: SyncClient, reason: string): void {
