@@ -173,6 +173,9 @@ export class SyncSender {
    */
   repairAfterLoss(dropped: number): number {
     if (this.role !== 'master' || !this.config().enabled || this.stopped) return 0;
+    // Events were lost: this master held conntracks, even if none of their events reached us (a
+    // master that started empty would otherwise refuse the full resync as "empty since start").
+    if (dropped > 0) this.everHeld = true;
     // Connections that are down cannot know what changed either: their next resync is a full one.
     this.cancelDeltas('conntrack events lost on this master');
     const clients = this.peers().flat().filter((c) => c.status === 'established');
@@ -420,6 +423,9 @@ export class SyncSender {
             if (count === 0) {
               // Nothing to reconcile: what this master has held since went out live.
               log.info({ vrf: this.vrf, peers }, 'the peer held no synchronised conntrack: no full resync needed');
+              // The peer holds what these connections carried since they came up: a short outage
+              // from here on can be repaired by a delta resync.
+              for (const c of targets) if (c.status === 'established' && this.inSync.has(c)) c.delta.arm(c.peerEpoch);
               return;
             }
             // They were written (the receiver acknowledged each frame after the engine applied it),

@@ -93,6 +93,16 @@ export class VrfSync implements SyncClientListener {
     return this.receiver.receiveError;
   }
 
+  /** Delta resyncs the peers acknowledged (docs/ha-sync.md § Full resync). */
+  get deltaResyncs(): number {
+    return this.sender.deltaResyncs;
+  }
+
+  /** The latest acknowledged delta resync: conntracks it carried and its duration. */
+  get lastDelta(): { changes: number; durationMs: number } | undefined {
+    return this.sender.lastDelta;
+  }
+
   /** Events held during a dump at most before a full resync replaces them (tests lower it). */
   set heldEventsLimit(n: number) {
     this.sender.heldLimit = n;
