@@ -510,12 +510,13 @@ export class SyncClient {
     const ops: LiveOp[] = [];
     for (let i = this.unackedHead; i < this.unacked.length; i++) {
       const u = this.unacked[i] as { ops: LiveOp[] | undefined };
-      if (u.ops === undefined) return this.cancelDelta('a resync or anti-entropy frame was not acknowledged');
+      if (u.ops === undefined) return this.cancelDelta('a resync or anti-entropy repair frame was not acknowledged');
       for (const op of u.ops) ops.push(op);
     }
     for (let i = this.head; i < this.queue.length; i++) {
       const op = this.queue[i] as QueuedOp;
-      if (!isLiveOp(op)) return this.cancelDelta('a resync or anti-entropy frame was not sent');
+      if (op.t === FrameType.DigestRequest) continue;
+      if (!isLiveOp(op)) return this.cancelDelta('a resync or anti-entropy repair frame was not sent');
       ops.push(op);
     }
     this.delta.recordLost(ops, this.clock.now());
@@ -619,7 +620,8 @@ export class SyncClient {
         this.stats.transmit += first.count;
         const before = this.lastSeq;
         ok = this.write(first.t, first.payload, first.count, 'fresh' in first ? (first.fresh ?? 0) : 0);
-        this.noteWritten(before, undefined);
+        // An anti-entropy digest changes nothing on the peer: losing it leaves a delta possible.
+        this.noteWritten(before, first.t === FrameType.DigestRequest ? [] : undefined);
       } else if (first.t === FrameType.BulkStart || first.t === FrameType.BulkEnd) {
         this.head++;
         const p = Buffer.allocUnsafe(5);
