@@ -425,7 +425,8 @@ export class SyncSender {
               log.info({ vrf: this.vrf, peers }, 'the peer held no synchronised conntrack: no full resync needed');
               // The peer holds what these connections carried since they came up: a short outage
               // from here on can be repaired by a delta resync.
-              for (const c of targets) if (c.status === 'established' && this.inSync.has(c)) c.delta.arm(c.peerEpoch);
+              // (Every such connection: those that came up while the peer's table was on its way too.)
+              for (const c of this.peers().flat()) if (c.status === 'established' && this.inSync.has(c)) c.delta.arm(c.peerEpoch);
               return;
             }
             // They were written (the receiver acknowledged each frame after the engine applied it),

@@ -221,14 +221,15 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
     await p.vs1().resyncIdle();
     const deltasBefore = p.vs1().deltaResyncs;
     const fullBefore = p.vs1().lastFullResync?.time;
-    await p.cut();
-    const c = await p.change(0);
-    await until(() => p.clients1().reduce((n, x) => n + x.delta.size, 0) >= 1, () => 'ha1\'s delta records', 30_000);
+    // Armed before the outage: without the loss, the next resync would be a delta.
+    await until(() => p.clients1().every((x) => x.delta.armed), () => 'ha1\'s delta records to be armed', 30_000);
     let lastEventAt = Date.now();
     const unsubscribe = p.ha1.onEvent(() => {
       lastEventAt = Date.now();
     });
     const lostBefore = (await p.ha1.counterDetail('main')).eventsLost;
+    await p.cut();
+    const c = await p.change(0);
     const burst = Array.from({ length: 3000 }, (_, i) => write(2000 + i));
     for (let i = 0; i < burst.length; i += 1000) expect((await p.w.create(burst.slice(i, i + 1000))).failures).to.deep.equal([]);
     await until(async () => (await p.ha1.counterDetail('main')).eventsLost > lostBefore, () => 'ha1 to lose events in the 4 KiB buffer', 30_000);
