@@ -24,6 +24,7 @@ const benchmarks = [
   'conntrack-event-decode',
   'linux-failover',
   'sync-burst',
+  'resync-delta',
   'linux-state-read',
   'nft-rule-edit',
   'ct-memory',

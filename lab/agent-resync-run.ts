@@ -27,6 +27,8 @@ export interface AgentResyncResult {
   resyncMs: number;
   /** ha1's agent: last-full-resync/count after the restore ('' when absent). */
   lastFullResyncCount: string;
+  /** ha1's agent: conntracks/delta-resyncs after the restore (a delta resync repaired ha2; docs/ha-sync.md § Full resync). */
+  deltaResyncs: number;
 }
 
 /** The `connection-status` of every sync client of the VRF, as the agent reports them. */
@@ -87,8 +89,9 @@ export async function agentResyncRun(first: number, second: number, log: (line: 
     const state = await ha1.get(SYNC_STATE_FILTER);
     const lastFullResync = /<last-full-resync>([\s\S]*?)<\/last-full-resync>/.exec(state)?.[1] ?? '';
     const lastFullResyncCount = leafText(lastFullResync, 'count') ?? '';
-    log(`resync: ha2 holds ${ha2After} = ha1's ${ha1After}, ${resyncMs} ms after the link came back (ha1 last-full-resync count ${lastFullResyncCount || '-'})`);
-    return { first, ha2BeforeCut, ha1WhileCut, ha2WhileCut, ha1After, ha2After, resyncMs, lastFullResyncCount };
+    const deltaResyncs = Number(/<delta-resyncs>(\d+)<\/delta-resyncs>/.exec(state)?.[1] ?? 0);
+    log(`resync: ha2 holds ${ha2After} = ha1's ${ha1After}, ${resyncMs} ms after the link came back (ha1 last-full-resync count ${lastFullResyncCount || '-'}, delta resyncs ${deltaResyncs})`);
+    return { first, ha2BeforeCut, ha1WhileCut, ha2WhileCut, ha1After, ha2After, resyncMs, lastFullResyncCount, deltaResyncs };
   } finally {
     for (const batch of batches) batch.close();
     for (const agent of agents) await agent.stop().catch(() => undefined);

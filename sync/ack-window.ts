@@ -92,6 +92,11 @@ export class AckWindow {
     return new Promise((resolve) => this.waiters.push({ frame, refusedAtStart: this.bulkRefusedStart, resolve }));
   }
 
+  /** Sequence number of the last data frame the peer acknowledged. */
+  acknowledgedUpTo(): number {
+    return this.acked;
+  }
+
   /** Frames written and not yet acknowledged. */
   unacknowledgedFrames(): number {
     return this.written - this.acked;

@@ -32,10 +32,18 @@ export interface Hello {
   fingerprint: Buffer;
 }
 
+export const TABLE_EPOCH_BYTES = 8;
+
 export interface Welcome {
   proof: Buffer;
   nodeId: string;
   fingerprint: Buffer;
+  /**
+   * The receiver's table epoch (protocol v4): random, drawn again whenever what the receiver holds
+   * may differ from what it was sent (its start, a role switch). Equal to the one of the previous
+   * connection: the receiver still holds what it acknowledged then, so a delta resync is enough.
+   */
+  tableEpoch: Buffer;
 }
 
 export interface Identity {
@@ -120,12 +128,13 @@ export function decodeAuth(buf: Buffer): Buffer {
 }
 
 export function encodeWelcome(w: Welcome): Buffer {
-  return Buffer.concat([w.proof, str(w.nodeId), w.fingerprint]);
+  if (w.tableEpoch.length !== TABLE_EPOCH_BYTES) throw new SyncProtocolError(`table epoch of ${w.tableEpoch.length} bytes`);
+  return Buffer.concat([w.proof, str(w.nodeId), w.fingerprint, w.tableEpoch]);
 }
 
 export function decodeWelcome(buf: Buffer): Welcome {
   const r = new Reader(buf, 'welcome');
-  const w: Welcome = { proof: r.bytes(PROOF_BYTES), nodeId: r.str(), fingerprint: r.bytes(FINGERPRINT_BYTES) };
+  const w: Welcome = { proof: r.bytes(PROOF_BYTES), nodeId: r.str(), fingerprint: r.bytes(FINGERPRINT_BYTES), tableEpoch: r.bytes(TABLE_EPOCH_BYTES) };
   r.end();
   return w;
 }

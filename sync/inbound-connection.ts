@@ -31,6 +31,8 @@ export interface ReceiverSession {
   secret: string;
   nodeId: string;
   fingerprint: Buffer;
+  /** The receiver's table epoch, sent in the welcome (see handshake.ts Welcome). */
+  tableEpoch(): Buffer;
   /**
    * Apply one authenticated frame (in order); throw SyncProtocolError to close the connection.
    * `reply` sends a sealed frame back to the client (anti-entropy's DigestReply).
@@ -225,7 +227,7 @@ export class InboundConnection {
     this.encoder.setCipher(newFrameCipher(keys.serverToClient));
     const s = this.session as ReceiverSession;
     this.phase = 'identity';
-    this.send(FrameType.Welcome, encodeWelcome({ proof: keys.serverProof, nodeId: s.nodeId, fingerprint: s.fingerprint }));
+    this.send(FrameType.Welcome, encodeWelcome({ proof: keys.serverProof, nodeId: s.nodeId, fingerprint: s.fingerprint, tableEpoch: s.tableEpoch() }));
   }
 
   private onIdentity(f: Frame): void {

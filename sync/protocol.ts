@@ -8,10 +8,13 @@
 // Conntrack records are batched, many per frame, to keep the per-entry cost low.
 // Version 3 is version 2 plus the receiver's Ack (14) and anti-entropy (15-18): a version-2 peer
 // would close the connection on either, so it is refused at the first frame with the reason.
-// Version 1 (HMAC-only, secret-derived proof from the listener first) is refused.
+// Version 4 is version 3 plus the receiver's table epoch in the welcome and the delta resync
+// (BulkKind.Delta): a version-3 peer would read neither, so it is refused at the first frame with
+// the reason, as version 2 is. Version 1 (HMAC-only, secret-derived proof from the listener first)
+// is refused.
 
 export const SYNC_MAGIC = 0x5453; // "TS"
-export const SYNC_VERSION = 3;
+export const SYNC_VERSION = 4;
 export const HEADER_BYTES = 8;
 /** AEAD tag after every sealed payload. */
 export const TAG_BYTES = 16;
@@ -75,6 +78,16 @@ export function isFrameType(n: number): n is FrameType {
 export enum BulkKind {
   FullResync = 0,
   Manual = 1,
+  /**
+   * A delta resync (docs/ha-sync.md § Full resync): after a short outage,
+   * only what changed on the master since the link went down; the backup keeps the rest (nothing
+   * is purged at its end).
+   */
+  Delta = 2,
+}
+
+export function isBulkKind(n: number): n is BulkKind {
+  return n === BulkKind.FullResync || n === BulkKind.Manual || n === BulkKind.Delta;
 }
 
 /** Every decode problem: the connection is closed with `message` as the logged reason. */

@@ -16,6 +16,7 @@ import { deleteSize, encodeDeletes, encodeRecords, recordSize, type SyncRecord }
 import { EMPTY, FrameDecoder, FrameEncoder, newFrameCipher } from './frame-codec.js';
 import { decodeAck } from './ack-frame.js';
 import { AckWindow, type BulkAck } from './ack-window.js';
+import { DeltaLog, type LiveOp } from './delta-log.js';
 import {
   decodeChallenge,
   decodeRefuse,
@@ -129,6 +130,18 @@ export class SyncClient {
   outOfSync = false;
   /** What this connection sent that the peer has not acknowledged yet (reset when it comes up). */
   readonly acks = new AckWindow();
+  /** What the peer has not received since it last held everything (delta-log.ts). */
+  readonly delta = new DeltaLog();
+  /** The table epoch the peer sent in this connection's welcome. */
+  peerEpoch: Buffer | undefined;
+  /**
+   * Up again to a peer that holds what it acknowledged: live messages go on into the delta record
+   * until the sender turns it into a delta resync (takeDelta), so that the delta stays the latest.
+   */
+  deltaPending = false;
+  /** Data frames written and not acknowledged: their live messages (undefined: a frame that is not one). */
+  private unacked: Array<{ seq: number; ops: LiveOp[] | undefined }> = [];
+  private unackedHead = 0;
 
   private socket: Socket | undefined;
   private encoder = new FrameEncoder();
@@ -180,6 +193,7 @@ export class SyncClient {
   /** Close for good (configuration removed); queued messages are dropped. */
   stop(): void {
     this.stopped = true;
+    this.cancelDelta('stopped');
     this.reconnectTimer?.cancel();
     this.teardown('stopped');
     this.status = 'disabled';
@@ -187,8 +201,14 @@ export class SyncClient {
 
   /** A live message (from a dataplane event). Dropped silently while down: the reconnect resyncs. */
   send(op: QueuedOp): void {
-    if (this.status !== 'established' || this.outOfSync) return;
+    if (this.status !== 'established' || this.deltaPending) {
+      // Not delivered now: kept for a delta resync if the record is armed (else the reconnect resyncs all).
+      if (isLiveOp(op)) this.delta.record(op, this.clock.now());
+      return;
+    }
+    if (this.outOfSync) return;
     if (this.queued() >= this.config.queueLimit) {
+      this.delta.disarm('sync queue overflow');
       const lost = this.queued();
       this.stats.transmitError += lost;
       this.stats.overflows++;
@@ -247,6 +267,18 @@ export class SyncClient {
     if (this.status !== 'established') return;
     this.queuedExtra += count - 1;
     this.push({ t, payload, count });
+  }
+
+  /** The delta record for a delta resync now (deltaPending ends: live messages are queued again after it). */
+  takeDelta(): ReturnType<DeltaLog['take']> | undefined {
+    this.deltaPending = false;
+    return this.delta.armed ? this.delta.take() : undefined;
+  }
+
+  /** No delta resync for this connection: the next resync is a full one. */
+  cancelDelta(reason: string): void {
+    this.deltaPending = false;
+    this.delta.disarm(reason);
   }
 
   /** Starting a resync repairs an overflow: live messages are accepted again from here on. */
@@ -378,8 +410,15 @@ export class SyncClient {
         this.outOfSync = false;
         this.acks.reset();
         this.lastSeq = 0;
+        this.unacked = [];
+        this.unackedHead = 0;
+        this.peerEpoch = welcome.tableEpoch;
+        this.deltaPending = this.delta.usableWith(welcome.tableEpoch);
         this.startKeepalive();
-        log.info({ vrf: this.config.vrf, peer: this.config.peer, client: this.name, peerNode: welcome.nodeId }, 'sync connection established');
+        log.info({
+          vrf: this.config.vrf, peer: this.config.peer, client: this.name, peerNode: welcome.nodeId,
+          resync: this.deltaPending ? `delta (${this.delta.size} conntracks changed)` : `full (${this.delta.disarmedBecause})`,
+        }, 'sync connection established');
         this.listener.peerFingerprint(this, welcome.fingerprint, welcome.nodeId);
         this.listener.up(this);
         return;
@@ -388,6 +427,7 @@ export class SyncClient {
         if (f.type === FrameType.Ack) {
           const ack = decodeAck(f.payload);
           this.acks.onAck(ack);
+          this.pruneUnacked();
           if (ack.wantTable) this.listener.peerWantsTable?.(this);
           return;
         }
@@ -421,6 +461,9 @@ export class SyncClient {
     this.keepaliveTimer?.cancel();
     const lost = this.queued();
     this.stats.transmitError += lost;
+    if (wasUp) this.keepLostForDelta();
+    this.unacked = [];
+    this.unackedHead = 0;
     this.dropQueued();
     this.acks.lost();
     this.queue = [];
@@ -453,6 +496,49 @@ export class SyncClient {
         log.debug(fields, 'sync connection attempt failed');
       }
     }
+  }
+
+  /**
+   * The connection is going down: its live messages never acknowledged (written or still queued)
+   * join the delta record; anything else lost with it (a resync's or anti-entropy's frames), an
+   * overflow or a refusal by the peer makes the record incomplete: the next resync is a full one.
+   */
+  private keepLostForDelta(): void {
+    if (!this.delta.armed) return;
+    if (this.outOfSync) return this.cancelDelta('sync queue overflow');
+    if (this.acks.refusedSinceBulk > 0) return this.cancelDelta(`the peer refused ${this.acks.refusedSinceBulk} records`);
+    const ops: LiveOp[] = [];
+    for (let i = this.unackedHead; i < this.unacked.length; i++) {
+      const u = this.unacked[i] as { ops: LiveOp[] | undefined };
+      if (u.ops === undefined) return this.cancelDelta('a resync or anti-entropy repair frame was not acknowledged');
+      for (const op of u.ops) ops.push(op);
+    }
+    for (let i = this.head; i < this.queue.length; i++) {
+      const op = this.queue[i] as QueuedOp;
+      if (op.t === FrameType.DigestRequest) continue;
+      if (!isLiveOp(op)) return this.cancelDelta('a resync or anti-entropy repair frame was not sent');
+      ops.push(op);
+    }
+    this.delta.recordLost(ops, this.clock.now());
+  }
+
+  /** Frames the peer acknowledged no longer need their messages. */
+  private pruneUnacked(): void {
+    const upTo = this.acks.acknowledgedUpTo();
+    while (this.unackedHead < this.unacked.length && (this.unacked[this.unackedHead] as { seq: number }).seq <= upTo) this.unackedHead++;
+    if (this.unackedHead === this.unacked.length) {
+      this.unacked = [];
+      this.unackedHead = 0;
+    } else if (this.unackedHead > 1024 && this.unackedHead * 2 > this.unacked.length) {
+      this.unacked = this.unacked.slice(this.unackedHead);
+      this.unackedHead = 0;
+    }
+  }
+
+  /** A data frame was written (lastSeq): remember its live messages until the peer acknowledges it. */
+  private noteWritten(before: number, ops: LiveOp[] | undefined): void {
+    if (this.lastSeq === before) return;
+    this.unacked.push({ seq: this.lastSeq, ops });
   }
 
   /** Whether the next attempt comes at the short interval (and its TCP connect is time-limited). */
@@ -532,7 +618,10 @@ export class SyncClient {
         this.head++;
         this.queuedExtra -= first.count - 1;
         this.stats.transmit += first.count;
+        const before = this.lastSeq;
         ok = this.write(first.t, first.payload, first.count, 'fresh' in first ? (first.fresh ?? 0) : 0);
+        // An anti-entropy digest changes nothing on the peer: losing it leaves a delta possible.
+        this.noteWritten(before, first.t === FrameType.DigestRequest ? [] : undefined);
       } else if (first.t === FrameType.BulkStart || first.t === FrameType.BulkEnd) {
         this.head++;
         const p = Buffer.allocUnsafe(5);
@@ -541,6 +630,8 @@ export class SyncClient {
         if (first.t === FrameType.BulkStart) this.acks.bulkStarted();
         const before = this.lastSeq;
         ok = this.write(first.t, p);
+        // A delta resync's markers carry nothing a delta would need again; a full resync's do.
+        this.noteWritten(before, first.kind === BulkKind.Delta ? [] : undefined);
         if (first.done) {
           if (this.lastSeq !== before) void this.acks.waitFor(this.lastSeq).then(first.done);
           else first.done({ acknowledged: false, refused: 0 }); // the socket is gone
@@ -583,9 +674,13 @@ export class SyncClient {
       }
       if (tuples.length === 0) return true;
       this.stats.transmit += tuples.length;
-      return this.write(type, encodeDeletes(tuples, sizes));
+      const before = this.lastSeq;
+      const ok = this.write(type, encodeDeletes(tuples, sizes));
+      this.noteWritten(before, tuples.map((tuple) => ({ t: FrameType.CtDelete, tuple })));
+      return ok;
     }
     const recs: SyncRecord[] = [];
+    const ops: LiveOp[] = [];
     let fresh = 0;
     while (this.head < end) {
       const op = this.queue[this.head] as QueuedOp;
@@ -594,6 +689,7 @@ export class SyncClient {
       try {
         sizes.push(recordSize(op.rec));
         recs.push(op.rec);
+        ops.push(op);
         if (op.fresh) fresh++;
       } catch (err) {
         this.buildError(err);
@@ -601,7 +697,10 @@ export class SyncClient {
     }
     if (recs.length === 0) return true;
     this.stats.transmit += recs.length;
-    return this.write(type, encodeRecords(recs, sizes, now), recs.length, fresh);
+    const before = this.lastSeq;
+    const ok = this.write(type, encodeRecords(recs, sizes, now), recs.length, fresh);
+    this.noteWritten(before, ops);
+    return ok;
   }
 
   private buildError(err: unknown): void {
@@ -623,4 +722,9 @@ export class SyncClient {
       });
     }
   }
+}
+
+/** A live conntrack message (not a resync's encoded payload, a marker or an anti-entropy frame). */
+function isLiveOp(op: QueuedOp): op is LiveOp {
+  return op.t === FrameType.CtDelete || ((op.t === FrameType.CtNew || op.t === FrameType.CtUpdate) && 'rec' in op);
 }

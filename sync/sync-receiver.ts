@@ -1,6 +1,7 @@
 // The receiving side of one VRF's synchronisation: accepts connections from configured peers and
 // applies what they send into the local engine, in every HA state; after a full resync on a
 // connection it removes the synced conntracks of that connection's worker the resync did not carry.
+import { randomBytes } from 'node:crypto';
 import type { ConntrackEntry, DataplaneEngine, FlowTuple, L4Proto } from '../fastpath/engine.js';
 import type { Clock } from '../fastpath/clock.js';
 import { ipv4TupleHash, ownerWorker } from '../fastpath/tuple-hash.js';
@@ -10,8 +11,8 @@ import { decodeDeletes, decodeEntries, forEachIPv4Orig, isPlainIPv4Payload } fro
 import { ipv4Text, PROTO_NAMES } from './conntrack-key.js';
 import { canonicalAddress } from './peer-address.js';
 import { TupleMap } from './tuple-map.js';
-import { FINGERPRINT_BYTES, type Hello } from './handshake.js';
-import { BulkKind, type Frame, FrameType, SyncProtocolError } from './protocol.js';
+import { FINGERPRINT_BYTES, type Hello, TABLE_EPOCH_BYTES } from './handshake.js';
+import { BulkKind, type Frame, FrameType, isBulkKind, SyncProtocolError } from './protocol.js';
 import type { VrfSyncConfig } from './sync-config.js';
 import type { ReceiverSession } from './sync-listener.js';
 import type { ResyncSummary, SyncNotification } from './vrf-sync-types.js';
@@ -67,6 +68,13 @@ export class SyncReceiver {
   private tableWanted: { asked: Set<InboundSession>; ended: Map<number, number>; done: (count: number) => void } | undefined;
   /** Anti-entropy's digests and range repairs (frames 15, 17, 18). */
   private antiEntropy: RangeRepairReceiver | undefined;
+  /**
+   * This receiver's table epoch, sent in every welcome: a master that finds the same epoch as on
+   * its previous connection may send a delta resync (what changed while apart) instead of its
+   * whole table. Drawn at start and again whenever what this node holds may differ from what it
+   * acknowledged (newTableEpoch).
+   */
+  private epoch = randomBytes(TABLE_EPOCH_BYTES);
 
   constructor(
     private readonly vrf: string,
@@ -103,6 +111,20 @@ export class SyncReceiver {
     t.done(total);
   }
 
+  tableEpoch(): Buffer {
+    return this.epoch;
+  }
+
+  /**
+   * What this node holds may no longer be what it acknowledged (a role switch: as master the
+   * kernel changes its conntracks; a synced delete the engine refused): the next connection of
+   * every peer gets a full resync, not a delta.
+   */
+  newTableEpoch(reason: string): void {
+    this.epoch = randomBytes(TABLE_EPOCH_BYTES);
+    log.info({ vrf: this.vrf, reason }, 'new table epoch: the next resync from the peer is a full one');
+  }
+
   attachAntiEntropy(stats: AntiEntropyStats, notify: (n: SyncNotification) => void): void {
     this.antiEntropy = new RangeRepairReceiver(this.vrf, this.engine, this.clock, stats, (count, written) => this.countWrites(count, written), notify);
   }
@@ -124,6 +146,7 @@ export class SyncReceiver {
       secret: this.config().secret,
       nodeId: this.nodeId,
       fingerprint: this.config().fingerprint,
+      tableEpoch: () => this.epoch,
       authenticated: () => this.peerFingerprint(peer.name, hello.fingerprint),
       apply: (f, reply) => this.applyAcked(f, inbound, reply),
       dataPhase: (link) => {
@@ -322,6 +345,8 @@ export class SyncReceiver {
           } catch (err) {
             this.receiveError += tuples.length;
             log.error({ vrf: this.vrf, err: (err as Error).message }, 'engine refused synced deletes');
+            // Not acknowledged as refused (acks count writes): a delta resync would not repair it.
+            this.newTableEpoch('synced deletes refused by the engine');
             return;
           }
           this.receive += tuples.length;
@@ -330,6 +355,8 @@ export class SyncReceiver {
       }
       case FrameType.BulkStart: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-start');
+        if (!isBulkKind(f.payload.readUInt8(0))) throw new SyncProtocolError(`unknown bulk kind ${f.payload.readUInt8(0)}`);
+        // A delta resync (BulkKind.Delta) carries changes only: applied as live messages, nothing purged.
         if (f.payload.readUInt8(0) === BulkKind.FullResync) {
           this.closeResync(inbound);
           inbound.resyncOpen = true;
@@ -343,6 +370,7 @@ export class SyncReceiver {
       case FrameType.BulkEnd: {
         if (f.payload.length !== 5) throw new SyncProtocolError('bad bulk-end');
         const kind = f.payload.readUInt8(0);
+        if (!isBulkKind(kind)) throw new SyncProtocolError(`unknown bulk kind ${kind}`);
         if (kind === BulkKind.FullResync && (inbound.bulkSeen || inbound.bulkFresh)) {
           const seen = inbound.bulkSeen;
           inbound.bulkSeen = undefined;

@@ -10,6 +10,7 @@ import { ctKey, ESTABLISHED, ipv4Key, PROTO_NAMES, STATE_INDEX } from './conntra
 import { TupleMap } from './tuple-map.js';
 import { BulkKind, FrameType } from './protocol.js';
 import type { SyncClient } from './sync-client.js';
+import { type DeltaChange, opTuple } from './delta-log.js';
 import type { BulkAck } from './ack-window.js';
 import type { VrfSyncConfig } from './sync-config.js';
 import type { ResyncSummary, SyncNotification } from './vrf-sync-types.js';
@@ -113,6 +114,10 @@ export class SyncSender {
   lateEstablished = 0;
   /** Full resyncs whose dump of the table failed (each tried again after RESYNC_RETRY_MS). */
   resyncFailures = 0;
+  /** Delta resyncs the peers acknowledged (a connection back to a peer that kept its table). */
+  deltaResyncs = 0;
+  /** The latest acknowledged delta resync: conntracks it carried (records and deletes) and its duration. */
+  lastDelta: { changes: number; durationMs: number } | undefined;
 
   constructor(
     private readonly vrf: string,
@@ -142,6 +147,7 @@ export class SyncSender {
     this.clearPending();
     this.held = [];
     this.heldOverflow = false;
+    this.cancelDeltas(`role switch to ${role}`);
     if (role === 'master') {
       // The peer (the new backup) gets everything we hold.
       for (const clients of this.peers()) for (const c of clients) if (c.status === 'established') this.requestResync(c);
@@ -163,10 +169,20 @@ export class SyncSender {
    */
   repairAfterLoss(dropped: number): number {
     if (this.role !== 'master' || !this.config().enabled || this.stopped) return 0;
+    // Events were lost: this master held conntracks, even if none of their events reached us (a
+    // master that started empty would otherwise refuse the full resync as "empty since start").
+    if (dropped > 0) this.everHeld = true;
+    // Connections that are down cannot know what changed either: their next resync is a full one.
+    this.cancelDeltas('conntrack events lost on this master');
     const clients = this.peers().flat().filter((c) => c.status === 'established');
     log.warn({ vrf: this.vrf, dropped, connections: clients.length }, 'conntrack events lost: full resync of the peers now');
     for (const c of clients) this.requestResync(c);
     return clients.length;
+  }
+
+  /** No connection may take a delta resync: what changed is not known (the next resync of each is a full one). */
+  private cancelDeltas(reason: string): void {
+    for (const c of this.peers().flat()) c.cancelDelta(reason);
   }
 
   /** A connection went down: a resync it wanted is moot (the next "up" asks again). */
@@ -377,9 +393,20 @@ export class SyncSender {
   private async runResyncs(): Promise<void> {
     await this.gatherConnections();
     while (this.resyncWanted.size > 0 && !this.stopped) {
-      const targets = [...this.resyncWanted].filter((c) => c.status === 'established');
+      let targets = [...this.resyncWanted].filter((c) => c.status === 'established');
       this.resyncWanted.clear();
-      if (this.role !== 'master' || !this.config().enabled || targets.length === 0) continue;
+      if (this.role !== 'master' || !this.config().enabled || targets.length === 0) {
+        for (const c of targets) c.cancelDelta('no resync sent');
+        continue;
+      }
+      // Back to a peer that kept what it acknowledged, with every change since known: only those.
+      const deltas = targets.filter((c) => c.deltaPending);
+      if (deltas.length > 0) {
+        targets = targets.filter((c) => !c.deltaPending);
+        targets.push(...await this.sendDeltas(deltas));
+        targets = targets.filter((c) => c.status === 'established');
+        if (targets.length === 0) continue;
+      }
       if (this.emptySinceStart()) {
         // A full resync makes the peer drop what it was not sent: from a master that lost its
         // table (a restart), it would wipe the peer's copy, the only one left. As a VRRP node
@@ -397,6 +424,10 @@ export class SyncSender {
             if (count === 0) {
               // Nothing to reconcile: what this master has held since went out live.
               log.info({ vrf: this.vrf, peers }, 'the peer held no synchronised conntrack: no full resync needed');
+              // The peer holds what these connections carried since they came up: a short outage
+              // from here on can be repaired by a delta resync.
+              // (Every such connection: those that came up while the peer's table was on its way too.)
+              for (const c of this.peers().flat()) if (c.status === 'established' && this.inSync.has(c)) c.delta.arm(c.peerEpoch);
               return;
             }
             // They were written (the receiver acknowledged each frame after the engine applied it),
@@ -438,7 +469,9 @@ export class SyncSender {
   /** A full resync completes only once the peer acknowledged its end: it applied (or refused) all of it. */
   private async completeResync(sent: BulkSent, started: number): Promise<void> {
     for (const o of await this.outcome(sent, (c) => {
-      if (c.status === 'established') this.inSync.add(c);
+      if (c.status !== 'established') return;
+      this.inSync.add(c);
+      c.delta.arm(c.peerEpoch); // from here on, a delta resync can follow a short outage
     })) {
       if (!o.complete) {
         log.warn({ vrf: this.vrf, peer: o.peer, count: sent.count }, 'full resync not acknowledged by the peer (connection lost): not complete, the next connection resyncs again');
@@ -459,6 +492,67 @@ export class SyncSender {
         'full resync acknowledged by the peer');
       this.notify({ kind: 'full-resync-complete', vrf: this.vrf, peer: o.peer, summary });
     }
+  }
+
+  /**
+   * Delta resyncs: each connection gets the last message of every conntrack that changed while it
+   * was apart (deletes first: a conntrack ended and created again must lose its old NAT binding),
+   * with events held meanwhile (they follow). Returns the connections that need a full resync
+   * instead (their record was disarmed since they came up).
+   */
+  private async sendDeltas(targets: SyncClient[]): Promise<SyncClient[]> {
+    const started = performance.now();
+    const full: SyncClient[] = [];
+    const acks: Array<{ c: SyncClient; changes: number; ack: Promise<BulkAck> }> = [];
+    this.dumping++;
+    try {
+      for (const c of targets) {
+        const changes = c.takeDelta();
+        if (changes === undefined) {
+          full.push(c);
+          continue;
+        }
+        c.beginResync(BulkKind.Delta);
+        const now = this.clock.now();
+        for (const ch of changes.values()) if (ch.deletedBefore || ch.op.t === FrameType.CtDelete) c.bulk({ t: FrameType.CtDelete, tuple: opTuple(ch.op) });
+        let records = 0;
+        for (const ch of changes.values()) {
+          if (ch.op.t === FrameType.CtDelete) continue;
+          c.bulk({ t: ch.op.t, rec: this.aged(ch, now), fresh: ch.op.fresh ?? false });
+          if (++records % 4096 === 0) await c.room();
+        }
+        acks.push({ c, changes: changes.size, ack: c.bulkEnd(BulkKind.Delta, records) });
+      }
+    } finally {
+      if (--this.dumping === 0) this.releaseHeld();
+    }
+    const acking = Promise.all(acks.map(async ({ c, changes, ack }) => {
+      const a = await ack;
+      const fields = { vrf: this.vrf, peer: c.config.peer, client: c.name, changes };
+      if (!a.acknowledged || c.status !== 'established') {
+        log.warn(fields, 'delta resync not acknowledged by the peer (connection lost): the next connection resyncs in full');
+        return;
+      }
+      this.inSync.add(c);
+      c.delta.arm(c.peerEpoch);
+      this.deltaResyncs++;
+      const durationMs = Math.round(performance.now() - started);
+      this.lastDelta = { changes, durationMs };
+      log.info({ ...fields, peerRefused: a.refused, durationMs }, 'delta resync acknowledged by the peer');
+    })).then(() => undefined);
+    const tracked = acking.finally(() => this.resyncsAcking.delete(tracked));
+    this.resyncsAcking.add(tracked);
+    return full;
+  }
+
+  /** A change's record as of now: the time its conntrack had left, less what passed since it was routed. */
+  private aged(ch: DeltaChange, now: number): SyncRecord {
+    const op = ch.op as { rec: SyncRecord };
+    const e = op.rec.entry;
+    const elapsed = Math.floor((now - ch.at) / 1000);
+    // The TCP `undefined` value (rule 3) is a configured value, not a countdown.
+    if (elapsed <= 0 || (e.orig.proto === 'tcp' && e.state !== 'established')) return op.rec;
+    return { ...op.rec, timeout: Math.max(1, op.rec.timeout - elapsed) };
   }
 
   /**
@@ -601,6 +695,7 @@ export class SyncSender {
       // Some events were dropped: the peers get the whole table again instead.
       this.heldOverflow = false;
       this.held = [];
+      this.cancelDeltas('conntrack events dropped during a dump');
       for (const c of this.peers().flat()) if (c.status === 'established') this.requestResync(c);
       return;
     }

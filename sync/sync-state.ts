@@ -57,6 +57,7 @@ function vrfState(vs: VrfSync): Json {
       'peer-refused': String(vs.peerRefusedCount()),
       'events-lost': String(vs.eventsLost),
       'event-loss-resyncs': String(vs.eventLossResyncs),
+      'delta-resyncs': String(vs.deltaResyncs),
     },
     'anti-entropy': vs.antiEntropyState(),
   };

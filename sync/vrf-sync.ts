@@ -93,6 +93,16 @@ export class VrfSync implements SyncClientListener {
     return this.receiver.receiveError;
   }
 
+  /** Delta resyncs the peers acknowledged (docs/ha-sync.md § Full resync). */
+  get deltaResyncs(): number {
+    return this.sender.deltaResyncs;
+  }
+
+  /** The latest acknowledged delta resync: conntracks it carried and its duration. */
+  get lastDelta(): { changes: number; durationMs: number } | undefined {
+    return this.sender.lastDelta;
+  }
+
   /** Events held during a dump at most before a full resync replaces them (tests lower it). */
   set heldEventsLimit(n: number) {
     this.sender.heldLimit = n;
@@ -143,6 +153,8 @@ export class VrfSync implements SyncClientListener {
   setRole(role: HaRole): void {
     if (role === this.role) return;
     const old = this.role;
+    // What this node holds changes by itself as master: a peer that resyncs it later sends all.
+    this.receiver.newTableEpoch(`role ${old} -> ${role}`);
     this.sender.setRole(role);
     this.antiEntropy.reset();
     log.info({ vrf: this.vrf, from: old, to: role }, 'sync follows HA group state');
@@ -177,6 +189,7 @@ export class VrfSync implements SyncClientListener {
     // now, so that they come up with this one and share its full resync (sync-sender.ts).
     for (const p of this.peers) if (p.name === client.config.peer) for (const c of p.clients) if (c !== client) c.retryNow();
     if (this.role === 'master') this.requestResync(client); // rule 2
+    else client.cancelDelta('not master'); // nothing to send: live messages must not wait for a delta
   }
 
   down(client: SyncClient, reason: string): void {

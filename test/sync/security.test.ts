@@ -557,7 +557,7 @@ describe('sync security: non-peer addresses are closed at accept; per-source slo
     const v1Hello = Buffer.from([0x54, 0x53, 1, 1, 0, 0, 0, 0]);
     const r = await probe(port, '127.0.0.1', v1Hello, 5000);
     expect(r.closed).to.equal(true);
-    expect(warns.listener.some((w) => /unsupported protocol version 1 \(this node speaks version 3/.test(String(w.fields['reason'])))).to.equal(true);
+    expect(warns.listener.some((w) => /unsupported protocol version 1 \(this node speaks version 4/.test(String(w.fields['reason'])))).to.equal(true);
   });
 });
 
