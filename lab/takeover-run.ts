@@ -16,7 +16,7 @@ import { setPriority } from 'node:os';
 import type { LabAgent } from './lab-agents.js';
 import { LabAgentPair, gatewaysHeld, serverConntracks, syncedMarkConntracks, sleep, until } from './lab-agent-pair.js';
 import { LabConnections, type WaveResult } from './lab-connections.js';
-import { LabTopology } from './lab-topology.js';
+import { LabTopology, type LabEdges } from './lab-topology.js';
 
 export interface TakeoverOptions {
   sync: boolean;
@@ -41,6 +41,10 @@ export interface TakeoverOptions {
    * keepalived's switch to the guard's removal is the agent waiting for a CPU.
    */
   agentNice?: number;
+  /** The lab's switches: the client's and the server's own bridge (default) or a switch namespace (the older lab; lab-topology.ts). */
+  edges?: LabEdges;
+  /** br_netfilter's hooks on in the bridges' namespaces (the host's default; off unless asked). */
+  bridgeNetfilter?: boolean;
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -52,6 +56,8 @@ export interface TakeoverResult {
   client: 'c' | 'node';
   /** The host's netdev_max_backlog during the run. */
   hostBacklog: number;
+  edges: LabEdges;
+  bridgeNetfilter: boolean;
   /** The nice value ha2's agent ran at from just before the kill (the experiment's; absent: not changed). */
   agentNice?: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
@@ -109,12 +115,16 @@ export interface TakeoverResult {
 export interface AnchorWave {
   answered: number;
   medianAnswerMs: number;
+  p90AnswerMs: number;
   lastAnswerMs: number;
-  /** Flows answering later than 1 s after the wave began (with no failover at all). */
+  /** Flows answering later than 1 s / 0.6 s after the wave began (with no failover at all). */
   answeredAfter1s: number;
+  answeredAfter600ms: number;
   clientLastSendMs: number;
   retransmissions: number;
   softnetDrops: number;
+  /** Per client process, the CPU time its send loop took (C clients). */
+  clientSendCpuMs?: number[];
 }
 
 /**
@@ -195,6 +205,28 @@ export function classifyLateFlows(w: Required<Pick<WaveResult, 'answers' | 'send
   return out;
 }
 
+/**
+ * One wave of every flow (sends spread over `spreadMs`) through the live master: what the lab
+ * itself takes for the kill wave with no failover at all.
+ */
+export async function anchorWave(flows: LabConnections, spreadMs: number): Promise<AnchorWave> {
+  const dropsBefore = softnetDrops();
+  const aw = await flows.wave(spreadMs, 10_000);
+  const answers = aw.answers.filter((a) => a >= 0).map((a) => a - aw.sentAt).sort((a, b) => a - b);
+  return {
+    answered: answers.length,
+    medianAnswerMs: percentile(answers, 0.5),
+    p90AnswerMs: percentile(answers, 0.9),
+    lastAnswerMs: answers.length ? answers[answers.length - 1] : -1,
+    answeredAfter1s: answers.filter((a) => a > 1000).length,
+    answeredAfter600ms: answers.filter((a) => a > 600).length,
+    clientLastSendMs: aw.lastSendMs,
+    retransmissions: (aw.retrans ?? []).reduce((sum, r) => sum + r, 0),
+    softnetDrops: softnetDrops() - dropsBefore,
+    ...(aw.clientSendCpuMs ? { clientSendCpuMs: aw.clientSendCpuMs } : {}),
+  };
+}
+
 const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
 /**
  * Every packet of the lab crosses veths, which queue it on the host's per-CPU input backlog: with
@@ -218,6 +250,7 @@ function softnetDrops(): number {
 function linkTxDrops(lab: LabTopology): Record<string, number> {
   const out: Record<string, number> = {};
   for (const name of ['client', 'switch', 'ha2', 'server'] as const) {
+    if (!lab.ns[name]) continue; // no switch namespace with bridged edges
     const links = JSON.parse(lab.exec(lab.ns[name], 'ip', ['-s', '-j', 'link', 'show'])) as { ifname: string; stats64?: { tx?: { dropped?: number } } }[];
     for (const l of links) out[`${name}/${l.ifname}`] = l.stats64?.tx?.dropped ?? 0;
   }
@@ -274,7 +307,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
   const spreadMs = opts.spreadMs ?? 100;
   const probeSpreadMs = opts.probeSpreadMs ?? 1000;
   const waitMs = opts.waitMs ?? (opts.sync ? 20_000 : 5_000);
-  const lab = new LabTopology(opts.sync ? 'ts' : 'tc');
+  const lab = new LabTopology(opts.sync ? 'ts' : 'tc', { edges: opts.edges, bridgeNetfilter: opts.bridgeNetfilter });
   const agents: LabAgent[] = [];
   const backlogBefore = readFileSync(BACKLOG_FILE, 'utf8').trim();
   if (opts.hostBacklog !== undefined) writeFileSync(BACKLOG_FILE, String(opts.hostBacklog));
@@ -301,18 +334,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     }
     // The anchor: the kill wave's spread through the live master, then one more spread wave so
     // that what the anchor taught TCP about round-trip times does not carry into the kill.
-    const anchorDropsBefore = softnetDrops();
-    const aw = await flows.wave(spreadMs, 10_000);
-    const anchorAnswers = aw.answers.filter((a) => a >= 0).map((a) => a - aw.sentAt).sort((a, b) => a - b);
-    const anchor: AnchorWave = {
-      answered: anchorAnswers.length,
-      medianAnswerMs: percentile(anchorAnswers, 0.5),
-      lastAnswerMs: anchorAnswers.length ? anchorAnswers[anchorAnswers.length - 1] : -1,
-      answeredAfter1s: anchorAnswers.filter((a) => a > 1000).length,
-      clientLastSendMs: aw.lastSendMs,
-      retransmissions: (aw.retrans ?? []).reduce((sum, r) => sum + r, 0),
-      softnetDrops: softnetDrops() - anchorDropsBefore,
-    };
+    const anchor = await anchorWave(flows, spreadMs);
     log(`anchor wave through ha1 (no failover): ${JSON.stringify(anchor)}`);
     const settle = await flows.wave(Math.max(1000, n / 20), 30_000);
     if (settle.answers.some((a) => a < 0)) throw new Error('not every flow answered through ha1 after the anchor wave');
@@ -373,6 +395,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       advertIntervalCs: opts.advertIntervalCs ?? 10,
       client: opts.client ?? 'c',
       hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
+      edges: lab.edges,
+      bridgeNetfilter: lab.bridgeNetfilter,
       ...(opts.agentNice !== undefined ? { agentNice: opts.agentNice } : {}),
       syncedInKernel,
       syncedEstablished,
