@@ -73,7 +73,7 @@ async function variantRun(name: string, flows: number, waves: number, perfDir: s
     let perf: Record<string, string[]> | undefined;
     for (let i = 0; i < waves; i++) {
       const file = perfDir !== undefined && i === 1 ? path.join(perfDir, `${name}.data`) : undefined;
-      const a = await withPerf(file, () => anchorWave(conns as LabConnections, 100));
+      const { perFlowMs: _perFlow, ...a } = await withPerf(file, () => anchorWave(conns as LabConnections, 100));
       results.push({ ...a, loadavg: loadavg() });
       progress(`${name} wave ${i + 1}: ${JSON.stringify(results[results.length - 1])}`);
       if (file) perf = { symbols: perfTop(file, 'sym', 25), commands: perfTop(file, 'comm', 12) };

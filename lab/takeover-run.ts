@@ -106,9 +106,56 @@ export interface TakeoverResult {
   softnetDropsPerCpu: number[];
   /** Packets the lab's veths could not hand to the receiving side's backlog during the takeover (tx dropped, by namespace/link; nonzero only). */
   linkDrops: Record<string, number>;
+  /**
+   * Flow by flow, the kill wave's answer (from the wave's start, cutMs after the kill) minus the same flow's answer in the anchor
+   * wave (from its start): what the failover added to each flow. A flow whose send went into the
+   * dead master needs at least one retransmission, so at least one RTO (clientRtoMedianMs) of it is
+   * TCP's; the rest beyond that is the takeover's (detection, switch, losses after it).
+   */
+  excessOverAnchor?: ExcessOverAnchor;
   /** Where the late flows' time went (C clients only; see classifyLateFlows). */
   lateFlows?: LateFlows;
   loadavg: string;
+}
+
+/** Percentiles (ms) of the per-flow excess of the kill wave over the anchor, and what is left beyond one RTO. */
+export interface ExcessOverAnchor {
+  flows: number;
+  p10Ms: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** The client's median RTO before the kill (the part of each excess that is TCP's own). */
+  rtoMs: number;
+  /** Flows whose excess is more than one RTO + 100 ms / + 500 ms. */
+  beyondRtoPlus100ms: number;
+  beyondRtoPlus500ms: number;
+  /** Histogram of the excess, 100 ms buckets (index 0: below 100 ms). */
+  per100ms: number[];
+}
+
+/** Flow by flow: the kill wave's answer time minus the anchor's (both from their wave's start); flows that did not answer in either are left out. */
+export function excessOverAnchor(killPerFlowMs: number[], anchorPerFlowMs: number[], rtoMs: number): ExcessOverAnchor {
+  const excess: number[] = [];
+  for (let i = 0; i < killPerFlowMs.length; i++) {
+    const k = killPerFlowMs[i] as number;
+    const a = anchorPerFlowMs[i] ?? -1;
+    if (k >= 0 && a >= 0) excess.push(k - a);
+  }
+  excess.sort((x, y) => x - y);
+  return {
+    flows: excess.length,
+    p10Ms: percentile(excess, 0.1),
+    p50Ms: percentile(excess, 0.5),
+    p90Ms: percentile(excess, 0.9),
+    p99Ms: percentile(excess, 0.99),
+    maxMs: excess.length ? (excess[excess.length - 1] as number) : -1,
+    rtoMs,
+    beyondRtoPlus100ms: excess.filter((e) => e > rtoMs + 100).length,
+    beyondRtoPlus500ms: excess.filter((e) => e > rtoMs + 500).length,
+    per100ms: histogram(excess, (e) => Math.floor(e / 100)),
+  };
 }
 
 /** The kill wave's spread through the live master, before the kill: the lab's own time for it. */
@@ -209,11 +256,13 @@ export function classifyLateFlows(w: Required<Pick<WaveResult, 'answers' | 'send
  * One wave of every flow (sends spread over `spreadMs`) through the live master: what the lab
  * itself takes for the kill wave with no failover at all.
  */
-export async function anchorWave(flows: LabConnections, spreadMs: number): Promise<AnchorWave> {
+export async function anchorWave(flows: LabConnections, spreadMs: number): Promise<AnchorWave & { perFlowMs: number[] }> {
   const dropsBefore = softnetDrops();
   const aw = await flows.wave(spreadMs, 10_000);
-  const answers = aw.answers.filter((a) => a >= 0).map((a) => a - aw.sentAt).sort((a, b) => a - b);
+  const perFlowMs = aw.answers.map((a) => (a >= 0 ? a - aw.sentAt : -1));
+  const answers = perFlowMs.filter((a) => a >= 0).sort((a, b) => a - b);
   return {
+    perFlowMs,
     answered: answers.length,
     medianAnswerMs: percentile(answers, 0.5),
     p90AnswerMs: percentile(answers, 0.9),
@@ -334,7 +383,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     }
     // The anchor: the kill wave's spread through the live master, then one more spread wave so
     // that what the anchor taught TCP about round-trip times does not carry into the kill.
-    const anchor = await anchorWave(flows, spreadMs);
+    const { perFlowMs: anchorPerFlowMs, ...anchor } = await anchorWave(flows, spreadMs);
     log(`anchor wave through ha1 (no failover): ${JSON.stringify(anchor)}`);
     const settle = await flows.wave(Math.max(1000, n / 20), 30_000);
     if (settle.answers.some((a) => a < 0)) throw new Error('not every flow answered through ha1 after the anchor wave');
@@ -428,6 +477,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       lanGatewayMs: lanAt - killedAt,
       wanGatewayMs: wanAt - killedAt,
       anchor,
+      excessOverAnchor: excessOverAnchor(fw.answers.map((a) => (a >= 0 ? a - fw.sentAt : -1)), anchorPerFlowMs, percentile(rtos, 0.5)),
       softnetDropsPerCpu: softnetPerCpu,
       linkDrops,
       ...(fw.sendTimes && fw.retrans ? {
