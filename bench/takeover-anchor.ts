@@ -5,6 +5,7 @@
 //   bridged     the default lab: the lan switch is the client's own bridge, the wan switch the
 //               server's (lab/lab-topology.ts), br_netfilter off in them;
 //   switch      both bridges in a switch namespace of their own (two more veth crossings per packet);
+//   bridged-nice  bridged, the client and server processes at nice -10 (they stand for other hosts);
 //   switch+nf   the same with br_netfilter's hooks on in the switch namespace (the host's default):
 //               the lab as it was up to stop 10.
 // Per variant: TANDEM_BENCH_ANCHOR_WAVES (default 3) waves of every flow, sends spread over 100 ms,
@@ -23,8 +24,9 @@ import { LabTopology, type LabEdges } from '../lab/lab-topology.js';
 import { isRoot } from '../lab/namespace-fixture.js';
 import { anchorWave, type AnchorWave } from '../lab/takeover-run.js';
 
-const VARIANTS: Record<string, { edges: LabEdges; bridgeNetfilter: boolean }> = {
+const VARIANTS: Record<string, { edges: LabEdges; bridgeNetfilter: boolean; nice?: number }> = {
   bridged: { edges: 'bridged', bridgeNetfilter: false },
+  'bridged-nice': { edges: 'bridged', bridgeNetfilter: false, nice: -10 },
   switch: { edges: 'switch', bridgeNetfilter: false },
   'switch+nf': { edges: 'switch', bridgeNetfilter: true },
 };
@@ -57,13 +59,13 @@ async function withPerf<T>(file: string | undefined, work: () => Promise<T>): Pr
 async function variantRun(name: string, flows: number, waves: number, perfDir: string | undefined): Promise<Record<string, unknown>> {
   const v = VARIANTS[name];
   if (!v) throw new Error(`TANDEM_BENCH_ANCHOR_VARIANTS: unknown ${name} (${Object.keys(VARIANTS).join(', ')})`);
-  const lab = new LabTopology('ta', v);
+  const lab = new LabTopology('ta', { edges: v.edges, bridgeNetfilter: v.bridgeNetfilter });
   const agents: LabAgent[] = [];
   let conns: LabConnections | undefined;
   try {
     lab.build();
     await LabAgentPair.start(lab, { sync: true, advertIntervalCs: 5 }, agents);
-    conns = await LabConnections.open(lab, flows, { native: true });
+    conns = await LabConnections.open(lab, flows, { native: true, nice: v.nice });
     for (let round = 0; round < 3; round++) {
       const w = await conns.wave(Math.max(1000, flows / 20), 30_000);
       const ok = w.answers.filter((a) => a >= 0).length;

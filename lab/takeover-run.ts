@@ -115,6 +115,12 @@ export interface TakeoverResult {
   excessOverAnchor?: ExcessOverAnchor;
   /** Where the late flows' time went (C clients only; see classifyLateFlows). */
   lateFlows?: LateFlows;
+  /** Per client process, median and max of how long the kill wave's echoes waited to be read (answers are the kernel's arrival times). */
+  clientReadLagMedianMs?: number[];
+  clientReadLagMaxMs?: number[];
+  /** Neighbour entries of the client, the server and ha2 just before the kill and once the waves ended (which namespace resolved what). */
+  neighboursBefore: Record<string, string[]>;
+  neighboursAfter: Record<string, string[]>;
   loadavg: string;
 }
 
@@ -172,6 +178,8 @@ export interface AnchorWave {
   softnetDrops: number;
   /** Per client process, the CPU time its send loop took (C clients). */
   clientSendCpuMs?: number[];
+  /** Per client process, the longest an echo waited in its socket before being read (answers are arrival times; C clients). */
+  clientReadLagMaxMs?: number[];
 }
 
 /**
@@ -273,6 +281,7 @@ export async function anchorWave(flows: LabConnections, spreadMs: number): Promi
     retransmissions: (aw.retrans ?? []).reduce((sum, r) => sum + r, 0),
     softnetDrops: softnetDrops() - dropsBefore,
     ...(aw.clientSendCpuMs ? { clientSendCpuMs: aw.clientSendCpuMs } : {}),
+    ...(aw.clientReadLagMaxMs ? { clientReadLagMaxMs: aw.clientReadLagMaxMs } : {}),
   };
 }
 
@@ -319,6 +328,21 @@ function reniceTree(pid: number, nice: number): void {
       }
     }
   }
+}
+
+/**
+ * The neighbour (ARP) entries of the client's, the server's and ha2's namespaces, per namespace
+ * "dst dev state probes updated-s-ago": the host's arp_cache counters are host-wide, this says in
+ * which namespace an address had to be resolved (or failed to be) during the takeover.
+ */
+function neighbours(lab: LabTopology): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const name of ['client', 'server', 'ha2'] as const) {
+    const entries = JSON.parse(lab.exec(lab.ns[name], 'ip', ['-s', '-j', '-4', 'neigh', 'show']) || '[]') as
+      { dst: string; dev: string; state?: string[]; probes?: number; updated?: number }[];
+    out[name] = entries.map((e) => `${e.dst} ${e.dev} ${(e.state ?? []).join(',')} probes ${e.probes ?? 0} updated ${e.updated ?? -1}s ago`);
+  }
+  return out;
 }
 
 function arpUnresolvedDiscards(): number {
@@ -399,6 +423,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const masterEstablished = serverConntracks(lab, 'ha1', true);
     const dropsBefore = softnetDropsPerCpu();
     const arpBefore = arpUnresolvedDiscards();
+    const neighboursBefore = neighbours(lab);
     const linksBefore = linkTxDrops(lab);
     const ha2Before = routerCounters(lab, 'ha2');
     const serverRetransBefore = await flows.serverRetransmissions();
@@ -427,6 +452,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const softnetPerCpu = dropsAfter.map((d, i) => d - (dropsBefore[i] ?? 0));
     const softnet = softnetPerCpu.reduce((sum, d) => sum + d, 0);
     const arpDiscards = arpUnresolvedDiscards() - arpBefore;
+    const neighboursAfter = neighbours(lab);
     const linksAfter = linkTxDrops(lab);
     const linkDrops: Record<string, number> = {};
     for (const [link, d] of Object.entries(linksAfter)) if (d - (linksBefore[link] ?? 0) > 0) linkDrops[link] = d - (linksBefore[link] ?? 0);
@@ -484,6 +510,9 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
         lateFlows: classifyLateFlows({ ...fw, sendTimes: fw.sendTimes, retrans: fw.retrans }, killedAt, takeoverAt, takeoverAt + 1000,
           percentile(rtos, 0.5), (serverRetransAfter ?? 0) - (serverRetransBefore ?? 0)),
       } : {}),
+      ...(fw.clientReadLagMaxMs ? { clientReadLagMedianMs: fw.clientReadLagMedianMs, clientReadLagMaxMs: fw.clientReadLagMaxMs } : {}),
+      neighboursBefore,
+      neighboursAfter,
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };
     log(`takeover: ${JSON.stringify(result)}`);
