@@ -45,6 +45,8 @@ export interface TakeoverOptions {
   edges?: LabEdges;
   /** br_netfilter's hooks on in the bridges' namespaces (the host's default; off unless asked). */
   bridgeNetfilter?: boolean;
+  /** Nice value of the lab's client and echo-server processes (they stand for other hosts; absent: not changed). */
+  clientNice?: number;
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -58,6 +60,8 @@ export interface TakeoverResult {
   hostBacklog: number;
   edges: LabEdges;
   bridgeNetfilter: boolean;
+  /** The nice value the client and server processes ran at (absent: not changed). */
+  clientNice?: number;
   /** The nice value ha2's agent ran at from just before the kill (the experiment's; absent: not changed). */
   agentNice?: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
@@ -71,6 +75,16 @@ export interface TakeoverResult {
   /** Flows that answered within 1 s of the takeover (and their share of all). */
   answeredWithin1sOfTakeover: number;
   shareWithin1sOfTakeover: number;
+  /**
+   * The same with the takeover put at the earliest moment VRRP allows (2 advert intervals after
+   * the kill: the last advert left at most one interval before it, and the backup waits 3 intervals
+   * plus its skew): a lower bound that does not depend on when the harness's `ip addr` poll, itself
+   * waiting for a CPU, saw the gateways move (takeoverMs).
+   */
+  answeredWithin1sOfEarliestTakeover: number;
+  shareWithin1sOfEarliestTakeover: number;
+  /** The anchor's share answering within the same time from its wave's start (what the lab allows with no failover). */
+  anchorShareWithinSameTime: number;
   /** From the kill to the median / last answer of the flows (-1: none). */
   medianAnswerMs: number;
   lastAnswerMs: number;
@@ -391,8 +405,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const pair = await LabAgentPair.start(lab, { sync: opts.sync, advertIntervalCs: opts.advertIntervalCs }, agents);
     log(`agents configured; opening ${n} flows and ${probeCount} probe flows client -> ha1 -> server`);
     const native = (opts.client ?? 'c') === 'c';
-    flows = await LabConnections.open(lab, n, { native });
-    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources, native });
+    flows = await LabConnections.open(lab, n, { native, nice: opts.clientNice });
+    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources, native, nice: opts.clientNice });
     const total = n + probeCount;
     let syncedInKernel = 0;
     if (opts.sync) {
@@ -464,6 +478,10 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const answeredAt = fw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const probeAnswers = pw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const within = answeredAt.filter((a) => a <= takeoverAt + 1000).length;
+    const earliestMs = 2 * (opts.advertIntervalCs ?? 10) * 10 + 1000;
+    const withinEarliest = answeredAt.filter((a) => a <= killedAt + earliestMs).length;
+    // The anchor with the same budget, from its wave's start (the kill wave started cutMs after the kill).
+    const anchorWithin = anchorPerFlowMs.filter((a) => a >= 0 && a <= earliestMs - (fw.sentAt - killedAt)).length;
     const result: TakeoverResult = {
       connections: n,
       sync: opts.sync,
@@ -472,6 +490,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
       edges: lab.edges,
       bridgeNetfilter: lab.bridgeNetfilter,
+      ...(opts.clientNice !== undefined ? { clientNice: opts.clientNice } : {}),
       ...(opts.agentNice !== undefined ? { agentNice: opts.agentNice } : {}),
       syncedInKernel,
       syncedEstablished,
@@ -480,6 +499,9 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       answered: answeredAt.length,
       answeredWithin1sOfTakeover: within,
       shareWithin1sOfTakeover: Math.round((within / n) * 10_000) / 10_000,
+      answeredWithin1sOfEarliestTakeover: withinEarliest,
+      shareWithin1sOfEarliestTakeover: Math.round((withinEarliest / n) * 10_000) / 10_000,
+      anchorShareWithinSameTime: Math.round((anchorWithin / n) * 10_000) / 10_000,
       medianAnswerMs: answeredAt.length ? percentile(answeredAt, 0.5) - killedAt : -1,
       lastAnswerMs: answeredAt.length ? answeredAt[answeredAt.length - 1] - killedAt : -1,
       firstDataMs: probeAnswers.length ? probeAnswers[0] - killedAt : -1,
