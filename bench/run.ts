@@ -29,6 +29,7 @@ const benchmarks = [
   'nft-rule-edit',
   'ct-memory',
   'takeover',
+  'takeover-anchor',
   'role-switch',
   'memory',
 ] as const;

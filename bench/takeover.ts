@@ -20,6 +20,13 @@
 // (lab/tcp-load.c; no per-flow evidence then); TANDEM_BENCH_TAKEOVER_AGENT_NICE=N (an experiment)
 // runs ha2's agent threads at nice N from just before the kill. The load average is part of every figure (the
 // machine may be shared).
+//
+// The lab (fourth pass, docs/linux-engine.md § Takeover): the lan and wan switches are the client's and
+// the server's own bridges (TANDEM_BENCH_TAKEOVER_LAB=switch: the older switch namespace, br_netfilter
+// on there); the client and echo-server processes run at nice -5 (TANDEM_BENCH_TAKEOVER_CLIENT_NICE,
+// 'none' leaves them): they stand for other hosts, and on a shared machine the other jobs otherwise
+// take their CPU; keepalived runs real-time and ha2's VRRP thread at nice -10, above them (at -10
+// they delayed ha2's guard removal by ~30 ms: 1,175-3,604 guard drops instead of 1). Answers are the kernel's arrival times of the echoes (SO_TIMESTAMPNS in lab/tcp-load.c).
 import { readFileSync } from 'node:fs';
 import { isRoot } from '../lab/namespace-fixture.js';
 import { takeoverRun, type TakeoverResult } from '../lab/takeover-run.js';
@@ -47,17 +54,25 @@ export async function run(): Promise<Record<string, unknown>> {
   // An experiment (lab/takeover-run.ts agentNice): ha2's agent threads at this nice value before the kill.
   const agentNice = process.env.TANDEM_BENCH_TAKEOVER_AGENT_NICE === undefined ? undefined : Number(process.env.TANDEM_BENCH_TAKEOVER_AGENT_NICE);
   if (agentNice !== undefined && (!Number.isInteger(agentNice) || agentNice < -20 || agentNice > 19)) throw new Error('TANDEM_BENCH_TAKEOVER_AGENT_NICE: -20..19');
+  // The lab's switches (lab/lab-topology.ts): bridged (default) or the older switch namespace, with br_netfilter on there as the host has it.
+  const edges = process.env.TANDEM_BENCH_TAKEOVER_LAB === 'switch' ? 'switch' as const : 'bridged' as const;
+  const bridgeNetfilter = edges === 'switch';
+  // The client and echo-server processes stand for other hosts: nice value (TANDEM_BENCH_TAKEOVER_CLIENT_NICE, 'none' leaves it).
+  const niceEnv = process.env.TANDEM_BENCH_TAKEOVER_CLIENT_NICE ?? '-5';
+  const clientNice = niceEnv === 'none' ? undefined : Number(niceEnv);
+  if (clientNice !== undefined && (!Number.isInteger(clientNice) || clientNice < -20 || clientNice > 19)) throw new Error('TANDEM_BENCH_TAKEOVER_CLIENT_NICE: none or -20..19');
+  const lab = { edges, bridgeNetfilter, clientNice };
   const synced: TakeoverResult[] = [];
   for (let round = 1; round <= rounds; round++) {
     for (const backlog of variants) {
       progress(`${flows} flows with sync, round ${round}/${rounds}, netdev_max_backlog ${backlog ?? `${hostBacklog} (the host's)`}`);
-      synced.push(await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog: backlog, agentNice, log: progress }));
+      synced.push(await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog: backlog, agentNice, ...lab, log: progress }));
     }
   }
   let control: TakeoverResult | undefined;
   if (process.env.TANDEM_BENCH_TAKEOVER_CONTROL !== '0') {
     progress(`${flows} flows without sync (control), netdev_max_backlog ${variants[0] ?? hostBacklog}`);
-    control = await takeoverRun({ sync: false, connections: flows, advertIntervalCs, client, hostBacklog: variants[0], log: progress });
+    control = await takeoverRun({ sync: false, connections: flows, advertIntervalCs, client, hostBacklog: variants[0], ...lab, log: progress });
   }
   return { flows, hostBacklog, synced, control };
 }

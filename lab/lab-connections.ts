@@ -5,6 +5,7 @@
 // `native: true` runs the C twin of the tool (lab/tcp-load.c) instead: one epoll loop per process,
 // for measurements at tens of thousands of flows where node.js clients would be the bottleneck.
 import type { ChildProcess } from 'node:child_process';
+import { setPriority } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { JsonLines } from './namespace-fixture.js';
 import { LAB, type LabTopology } from './lab-topology.js';
@@ -38,6 +39,13 @@ export interface WaveResult {
   /** C clients only, per client process: CPU time and involuntary context switches while issuing the sends. */
   clientSendCpuMs?: number[];
   clientSendInvoluntarySwitches?: number[];
+  /**
+   * C clients only, per client process: median and max of how long an echo waited in its socket
+   * before the process read it. `answers` are the kernel's arrival times (SO_TIMESTAMPNS), so a
+   * starved client does not make a flow look late; this says how starved it was.
+   */
+  clientReadLagMedianMs?: number[];
+  clientReadLagMaxMs?: number[];
 }
 
 export class LabConnections {
@@ -53,8 +61,10 @@ export class LabConnections {
    * unless all open. A second batch on the same topology passes the first one's `sources` (they
    * exist already) and another `firstPort` (each shard has a server of its own on firstPort + i).
    * `connectTo` (one shard only): the clients connect there (a virtual service) instead of the server.
+   * `nice`: the client and server processes run at this nice value (they stand for other hosts,
+   * which in a real network have CPUs of their own; see docs/linux-engine.md § Takeover, fourth pass).
    */
-  static async open(lab: LabTopology, count: number, opts: { firstPort?: number; sources?: string[]; connectTo?: { address: string; port: number }; native?: boolean } = {}): Promise<LabConnections> {
+  static async open(lab: LabTopology, count: number, opts: { firstPort?: number; sources?: string[]; connectTo?: { address: string; port: number }; native?: boolean; nice?: number } = {}): Promise<LabConnections> {
     const sources = opts.sources ?? lab.clientSources(Math.ceil(count / 6000));
     const conns = new LabConnections(count, sources, opts.native === true);
     const shards = Math.ceil(count / PER_PROCESS);
@@ -64,13 +74,17 @@ export class LabConnections {
     const opened = await Promise.all(Array.from({ length: shards }, async (_, i) => {
       const port = String((opts.firstPort ?? 7000) + i);
       const n = Math.min(PER_PROCESS, count - i * PER_PROCESS);
+      // `ip netns exec` execs the tool in its own process: the PID is the tool's.
+      const reniced = (child: ChildProcess) => { if (opts.nice !== undefined && child.pid !== undefined) setPriority(child.pid, opts.nice); };
       const server = lab.fx.spawn(lab.ns.server, cmd, [...pre, 'server', '0.0.0.0', port]);
+      reniced(server);
       const serverOut = new JsonLines(server);
       await serverOut.next((l) => l.ready === true);
       conns.servers.push(server);
       conns.serverLines.push(serverOut);
       const client = lab.fx.spawn(lab.ns.client, cmd,
         [...pre, 'client', opts.connectTo?.address ?? LAB.server, String(opts.connectTo?.port ?? port), String(n), String(connectTimeoutMs), sources.join(',')]);
+      reniced(client);
       conns.clients.push(client);
       const out = new JsonLines(client);
       conns.lines.push(out);
@@ -116,6 +130,8 @@ export class LabConnections {
     const retrans: number[] = [];
     const clientSendCpuMs: number[] = [];
     const clientSendInvoluntarySwitches: number[] = [];
+    const clientReadLagMedianMs: number[] = [];
+    const clientReadLagMaxMs: number[] = [];
     for (const r of replies) {
       lastSendMs = Math.max(lastSendMs, (r.startedAt as number) + (r.sendMs as number) - sentAt);
       const startedAt = r.startedAt as number;
@@ -125,10 +141,12 @@ export class LabConnections {
         retrans.push(...(r.retrans as number[]));
         clientSendCpuMs.push(r.sendCpuMs as number);
         clientSendInvoluntarySwitches.push(r.sendInvoluntarySwitches as number);
+        clientReadLagMedianMs.push(r.readLagMedianMs as number);
+        clientReadLagMaxMs.push(r.readLagMaxMs as number);
       }
       reset += r.reset as number;
     }
-    return { sentAt, answers, reset, lastSendMs, ...(detailed ? { sendTimes, retrans, clientSendCpuMs, clientSendInvoluntarySwitches } : {}) };
+    return { sentAt, answers, reset, lastSendMs, ...(detailed ? { sendTimes, retrans, clientSendCpuMs, clientSendInvoluntarySwitches, clientReadLagMedianMs, clientReadLagMaxMs } : {}) };
   }
 
   /** Segments the echo servers' sockets retransmitted so far (C servers only; undefined for node.js ones). */

@@ -6,7 +6,15 @@
 // - server 10.77.0.2/24, routes to the NAT pool (192.0.2.0/28) and the client lan via 10.77.0.1;
 // - ha1/ha2: lan 10.1.0.11/12, wan 10.77.0.11/12, sync 10.150.0.1/2 (a link of its own, apart
 //   from the data links), forwarding on;
-// - the two switches are bridges in a namespace of their own;
+// - the two switches are bridges: by default (`edges: 'bridged'`) the lan switch is the client's
+//   own `eth0` (a bridge in the client's namespace with the routers' lan links as ports) and the
+//   wan switch the server's `eth0`; `edges: 'switch'` puts both bridges in a namespace of their own
+//   (the older lab: two more veth crossings per packet, each one a pass through the host's per-CPU
+//   backlog, for the same frames on the routers' links). The routers cannot tell the two apart:
+//   the same veth, the same L2 segment shared with the other router (VRRP adverts, gratuitous ARP,
+//   the virtual MAC), the same frames in and out;
+// - br_netfilter (if loaded on the host) sends bridged IPv4 through the netfilter hooks of the
+//   bridge's namespace: off there (nothing filters in a switch), so a switch costs what a switch does;
 // - each router has, per data side, a macvlan `vlan`/`vwan` carrying the gateway address with a
 //   VRRP-style virtual MAC (00:00:5e:00:01:<vrid>), up only on the node that owns the gateway;
 //   arp_notify makes it announce itself (gratuitous ARP) when it comes up, so a takeover is seen
@@ -16,6 +24,22 @@ import type { VrfDataplaneConfig } from '../fastpath/engine.js';
 import { NamespaceFixture } from './namespace-fixture.js';
 
 export type RouterName = 'ha1' | 'ha2';
+
+/** Where the lan and wan switches are: the client's and the server's own bridge, or a switch namespace. */
+export type LabEdges = 'bridged' | 'switch';
+
+const BRIDGE_NETFILTER = ['net.bridge.bridge-nf-call-iptables', 'net.bridge.bridge-nf-call-ip6tables', 'net.bridge.bridge-nf-call-arptables'];
+
+/** br_netfilter's calls into the namespace's netfilter hooks for bridged frames off (per namespace; absent when br_netfilter is not loaded). */
+function offBridgeNetfilter(fx: NamespaceFixture, ns: string): void {
+  for (const key of BRIDGE_NETFILTER) {
+    try {
+      fx.exec(ns, 'sysctl', ['-q', '-w', `${key}=0`]);
+    } catch {
+      continue; // br_netfilter not loaded: bridged frames do not meet netfilter anyway
+    }
+  }
+}
 
 export const LAB = {
   lanGateway: '10.1.0.1',
@@ -35,10 +59,17 @@ export class LabTopology {
   /** Topologies built and not yet torn down (for signal handlers). */
   static readonly active = new Set<LabTopology>();
   readonly fx: NamespaceFixture;
+  /** The namespaces; `switch` is '' with the default bridged edges (the bridges are the client's and the server's eth0). */
   readonly ns = { client: '', server: '', ha1: '', ha2: '', switch: '' };
+  readonly edges: LabEdges;
 
-  constructor(tag = 'lab') {
+  /** Whether br_netfilter's hooks stay on in the bridges' namespaces (the host's default; an experiment: off unless asked). */
+  readonly bridgeNetfilter: boolean;
+
+  constructor(tag = 'lab', opts: { edges?: LabEdges; bridgeNetfilter?: boolean } = {}) {
     this.fx = new NamespaceFixture(tag);
+    this.edges = opts.edges ?? 'bridged';
+    this.bridgeNetfilter = opts.bridgeNetfilter ?? false;
   }
 
   get prefix(): string {
@@ -52,22 +83,32 @@ export class LabTopology {
   build(): void {
     LabTopology.active.add(this);
     const fx = this.fx;
-    this.ns.switch = fx.add('sw');
+    if (this.edges === 'switch') this.ns.switch = fx.add('sw');
     this.ns.client = fx.add('client');
     this.ns.server = fx.add('server');
     this.ns.ha1 = fx.add('ha1');
     this.ns.ha2 = fx.add('ha2');
-    const sw = this.ns.switch;
-    for (const bridge of ['brlan', 'brwan']) {
-      fx.exec(sw, 'ip', ['link', 'add', bridge, 'type', 'bridge']);
-      fx.exec(sw, 'ip', ['link', 'set', bridge, 'up']);
+    // Where each switch's bridge lives and what it is called there.
+    const bridges = this.edges === 'switch'
+      ? { lan: { ns: this.ns.switch, name: 'brlan' }, wan: { ns: this.ns.switch, name: 'brwan' } }
+      : { lan: { ns: this.ns.client, name: 'eth0' }, wan: { ns: this.ns.server, name: 'eth0' } };
+    for (const { ns, name } of Object.values(bridges)) {
+      fx.exec(ns, 'ip', ['link', 'add', name, 'type', 'bridge']);
+      fx.exec(ns, 'ip', ['link', 'set', name, 'up']);
+      if (!this.bridgeNetfilter) offBridgeNetfilter(fx, ns);
     }
-    const port = (ns: string, ifname: string, cidr: string, swPort: string, bridge: string) => {
-      fx.link(ns, ifname, cidr, sw, swPort, undefined);
-      fx.exec(sw, 'ip', ['link', 'set', swPort, 'master', bridge]);
+    const port = (ns: string, ifname: string, cidr: string, swPort: string, side: 'lan' | 'wan') => {
+      const bridge = bridges[side];
+      fx.link(ns, ifname, cidr, bridge.ns, swPort, undefined);
+      fx.exec(bridge.ns, 'ip', ['link', 'set', swPort, 'master', bridge.name]);
     };
-    port(this.ns.client, 'eth0', `${LAB.client}/24`, 'client', 'brlan');
-    port(this.ns.server, 'eth0', `${LAB.server}/24`, 'server', 'brwan');
+    if (this.edges === 'switch') {
+      port(this.ns.client, 'eth0', `${LAB.client}/24`, 'client', 'lan');
+      port(this.ns.server, 'eth0', `${LAB.server}/24`, 'server', 'wan');
+    } else {
+      fx.exec(this.ns.client, 'ip', ['addr', 'add', `${LAB.client}/24`, 'dev', 'eth0']);
+      fx.exec(this.ns.server, 'ip', ['addr', 'add', `${LAB.server}/24`, 'dev', 'eth0']);
+    }
     // Tens of thousands of connections: room in the accept queues and in the ephemeral ports.
     fx.exec(this.ns.server, 'sysctl', ['-q', '-w', 'net.core.somaxconn=65535', 'net.ipv4.tcp_max_syn_backlog=65535']);
     fx.exec(this.ns.client, 'sysctl', ['-q', '-w', 'net.ipv4.ip_local_port_range=10000 65000']);
@@ -81,8 +122,8 @@ export class LabTopology {
       // address is on the macvlan, so it is answered with the virtual MAC, and only by its owner).
       fx.exec(ns, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0',
         'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.default.arp_ignore=1']);
-      port(ns, 'lan', `${a.lan}/24`, `${name}lan`, 'brlan');
-      port(ns, 'wan', `${a.wan}/24`, `${name}wan`, 'brwan');
+      port(ns, 'lan', `${a.lan}/24`, `${name}lan`, 'lan');
+      port(ns, 'wan', `${a.wan}/24`, `${name}wan`, 'wan');
       for (const [side, vrid] of [['lan', LAB.vrid.lan], ['wan', LAB.vrid.wan]] as const) {
         const vif = side === 'lan' ? 'vlan' : 'vwan';
         fx.exec(ns, 'ip', ['link', 'add', vif, 'link', side, 'address', `00:00:5e:00:01:0${vrid}`, 'type', 'macvlan', 'mode', 'bridge']);

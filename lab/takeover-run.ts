@@ -16,7 +16,7 @@ import { setPriority } from 'node:os';
 import type { LabAgent } from './lab-agents.js';
 import { LabAgentPair, gatewaysHeld, serverConntracks, syncedMarkConntracks, sleep, until } from './lab-agent-pair.js';
 import { LabConnections, type WaveResult } from './lab-connections.js';
-import { LabTopology } from './lab-topology.js';
+import { LabTopology, type LabEdges } from './lab-topology.js';
 
 export interface TakeoverOptions {
   sync: boolean;
@@ -41,6 +41,12 @@ export interface TakeoverOptions {
    * keepalived's switch to the guard's removal is the agent waiting for a CPU.
    */
   agentNice?: number;
+  /** The lab's switches: the client's and the server's own bridge (default) or a switch namespace (the older lab; lab-topology.ts). */
+  edges?: LabEdges;
+  /** br_netfilter's hooks on in the bridges' namespaces (the host's default; off unless asked). */
+  bridgeNetfilter?: boolean;
+  /** Nice value of the lab's client and echo-server processes (they stand for other hosts; absent: not changed). */
+  clientNice?: number;
   /** Called with the topology just before the kill (diagnostics: captures). */
   beforeKill?: (lab: LabTopology) => void | Promise<void>;
 }
@@ -52,6 +58,10 @@ export interface TakeoverResult {
   client: 'c' | 'node';
   /** The host's netdev_max_backlog during the run. */
   hostBacklog: number;
+  edges: LabEdges;
+  bridgeNetfilter: boolean;
+  /** The nice value the client and server processes ran at (absent: not changed). */
+  clientNice?: number;
   /** The nice value ha2's agent ran at from just before the kill (the experiment's; absent: not changed). */
   agentNice?: number;
   /** TCP conntracks to the server in ha2's kernel before the kill. */
@@ -65,6 +75,16 @@ export interface TakeoverResult {
   /** Flows that answered within 1 s of the takeover (and their share of all). */
   answeredWithin1sOfTakeover: number;
   shareWithin1sOfTakeover: number;
+  /**
+   * The same with the takeover put at the earliest moment VRRP allows (2 advert intervals after
+   * the kill: the last advert left at most one interval before it, and the backup waits 3 intervals
+   * plus its skew): a lower bound that does not depend on when the harness's `ip addr` poll, itself
+   * waiting for a CPU, saw the gateways move (takeoverMs).
+   */
+  answeredWithin1sOfEarliestTakeover: number;
+  shareWithin1sOfEarliestTakeover: number;
+  /** The anchor's share answering within the same time from its wave's start (what the lab allows with no failover). */
+  anchorShareWithinSameTime: number;
   /** From the kill to the median / last answer of the flows (-1: none). */
   medianAnswerMs: number;
   lastAnswerMs: number;
@@ -100,21 +120,80 @@ export interface TakeoverResult {
   softnetDropsPerCpu: number[];
   /** Packets the lab's veths could not hand to the receiving side's backlog during the takeover (tx dropped, by namespace/link; nonzero only). */
   linkDrops: Record<string, number>;
+  /**
+   * Flow by flow, the kill wave's answer (from the wave's start, cutMs after the kill) minus the same flow's answer in the anchor
+   * wave (from its start): what the failover added to each flow. A flow whose send went into the
+   * dead master needs at least one retransmission, so at least one RTO (clientRtoMedianMs) of it is
+   * TCP's; the rest beyond that is the takeover's (detection, switch, losses after it).
+   */
+  excessOverAnchor?: ExcessOverAnchor;
   /** Where the late flows' time went (C clients only; see classifyLateFlows). */
   lateFlows?: LateFlows;
+  /** Per client process, median and max of how long the kill wave's echoes waited to be read (answers are the kernel's arrival times). */
+  clientReadLagMedianMs?: number[];
+  clientReadLagMaxMs?: number[];
+  /** Neighbour entries of the client, the server and ha2 just before the kill and once the waves ended (which namespace resolved what). */
+  neighboursBefore: Record<string, string[]>;
+  neighboursAfter: Record<string, string[]>;
   loadavg: string;
+}
+
+/** Percentiles (ms) of the per-flow excess of the kill wave over the anchor, and what is left beyond one RTO. */
+export interface ExcessOverAnchor {
+  flows: number;
+  p10Ms: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  /** The client's median RTO before the kill (the part of each excess that is TCP's own). */
+  rtoMs: number;
+  /** Flows whose excess is more than one RTO + 100 ms / + 500 ms. */
+  beyondRtoPlus100ms: number;
+  beyondRtoPlus500ms: number;
+  /** Histogram of the excess, 100 ms buckets (index 0: below 100 ms). */
+  per100ms: number[];
+}
+
+/** Flow by flow: the kill wave's answer time minus the anchor's (both from their wave's start); flows that did not answer in either are left out. */
+export function excessOverAnchor(killPerFlowMs: number[], anchorPerFlowMs: number[], rtoMs: number): ExcessOverAnchor {
+  const excess: number[] = [];
+  for (let i = 0; i < killPerFlowMs.length; i++) {
+    const k = killPerFlowMs[i] as number;
+    const a = anchorPerFlowMs[i] ?? -1;
+    if (k >= 0 && a >= 0) excess.push(k - a);
+  }
+  excess.sort((x, y) => x - y);
+  return {
+    flows: excess.length,
+    p10Ms: percentile(excess, 0.1),
+    p50Ms: percentile(excess, 0.5),
+    p90Ms: percentile(excess, 0.9),
+    p99Ms: percentile(excess, 0.99),
+    maxMs: excess.length ? (excess[excess.length - 1] as number) : -1,
+    rtoMs,
+    beyondRtoPlus100ms: excess.filter((e) => e > rtoMs + 100).length,
+    beyondRtoPlus500ms: excess.filter((e) => e > rtoMs + 500).length,
+    per100ms: histogram(excess, (e) => Math.floor(e / 100)),
+  };
 }
 
 /** The kill wave's spread through the live master, before the kill: the lab's own time for it. */
 export interface AnchorWave {
   answered: number;
   medianAnswerMs: number;
+  p90AnswerMs: number;
   lastAnswerMs: number;
-  /** Flows answering later than 1 s after the wave began (with no failover at all). */
+  /** Flows answering later than 1 s / 0.6 s after the wave began (with no failover at all). */
   answeredAfter1s: number;
+  answeredAfter600ms: number;
   clientLastSendMs: number;
   retransmissions: number;
   softnetDrops: number;
+  /** Per client process, the CPU time its send loop took (C clients). */
+  clientSendCpuMs?: number[];
+  /** Per client process, the longest an echo waited in its socket before being read (answers are arrival times; C clients). */
+  clientReadLagMaxMs?: number[];
 }
 
 /**
@@ -195,6 +274,31 @@ export function classifyLateFlows(w: Required<Pick<WaveResult, 'answers' | 'send
   return out;
 }
 
+/**
+ * One wave of every flow (sends spread over `spreadMs`) through the live master: what the lab
+ * itself takes for the kill wave with no failover at all.
+ */
+export async function anchorWave(flows: LabConnections, spreadMs: number): Promise<AnchorWave & { perFlowMs: number[] }> {
+  const dropsBefore = softnetDrops();
+  const aw = await flows.wave(spreadMs, 10_000);
+  const perFlowMs = aw.answers.map((a) => (a >= 0 ? a - aw.sentAt : -1));
+  const answers = perFlowMs.filter((a) => a >= 0).sort((a, b) => a - b);
+  return {
+    perFlowMs,
+    answered: answers.length,
+    medianAnswerMs: percentile(answers, 0.5),
+    p90AnswerMs: percentile(answers, 0.9),
+    lastAnswerMs: answers.length ? answers[answers.length - 1] : -1,
+    answeredAfter1s: answers.filter((a) => a > 1000).length,
+    answeredAfter600ms: answers.filter((a) => a > 600).length,
+    clientLastSendMs: aw.lastSendMs,
+    retransmissions: (aw.retrans ?? []).reduce((sum, r) => sum + r, 0),
+    softnetDrops: softnetDrops() - dropsBefore,
+    ...(aw.clientSendCpuMs ? { clientSendCpuMs: aw.clientSendCpuMs } : {}),
+    ...(aw.clientReadLagMaxMs ? { clientReadLagMaxMs: aw.clientReadLagMaxMs } : {}),
+  };
+}
+
 const BACKLOG_FILE = '/proc/sys/net/core/netdev_max_backlog';
 /**
  * Every packet of the lab crosses veths, which queue it on the host's per-CPU input backlog: with
@@ -218,6 +322,7 @@ function softnetDrops(): number {
 function linkTxDrops(lab: LabTopology): Record<string, number> {
   const out: Record<string, number> = {};
   for (const name of ['client', 'switch', 'ha2', 'server'] as const) {
+    if (!lab.ns[name]) continue; // no switch namespace with bridged edges
     const links = JSON.parse(lab.exec(lab.ns[name], 'ip', ['-s', '-j', 'link', 'show'])) as { ifname: string; stats64?: { tx?: { dropped?: number } } }[];
     for (const l of links) out[`${name}/${l.ifname}`] = l.stats64?.tx?.dropped ?? 0;
   }
@@ -237,6 +342,21 @@ function reniceTree(pid: number, nice: number): void {
       }
     }
   }
+}
+
+/**
+ * The neighbour (ARP) entries of the client's, the server's and ha2's namespaces, per namespace
+ * "dst dev state probes updated-s-ago": the host's arp_cache counters are host-wide, this says in
+ * which namespace an address had to be resolved (or failed to be) during the takeover.
+ */
+function neighbours(lab: LabTopology): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const name of ['client', 'server', 'ha2'] as const) {
+    const entries = JSON.parse(lab.exec(lab.ns[name], 'ip', ['-s', '-j', '-4', 'neigh', 'show']) || '[]') as
+      { dst: string; dev: string; state?: string[]; probes?: number; updated?: number }[];
+    out[name] = entries.map((e) => `${e.dst} ${e.dev} ${(e.state ?? []).join(',')} probes ${e.probes ?? 0} updated ${e.updated ?? -1}s ago`);
+  }
+  return out;
 }
 
 function arpUnresolvedDiscards(): number {
@@ -274,7 +394,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
   const spreadMs = opts.spreadMs ?? 100;
   const probeSpreadMs = opts.probeSpreadMs ?? 1000;
   const waitMs = opts.waitMs ?? (opts.sync ? 20_000 : 5_000);
-  const lab = new LabTopology(opts.sync ? 'ts' : 'tc');
+  const lab = new LabTopology(opts.sync ? 'ts' : 'tc', { edges: opts.edges, bridgeNetfilter: opts.bridgeNetfilter });
   const agents: LabAgent[] = [];
   const backlogBefore = readFileSync(BACKLOG_FILE, 'utf8').trim();
   if (opts.hostBacklog !== undefined) writeFileSync(BACKLOG_FILE, String(opts.hostBacklog));
@@ -285,8 +405,8 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const pair = await LabAgentPair.start(lab, { sync: opts.sync, advertIntervalCs: opts.advertIntervalCs }, agents);
     log(`agents configured; opening ${n} flows and ${probeCount} probe flows client -> ha1 -> server`);
     const native = (opts.client ?? 'c') === 'c';
-    flows = await LabConnections.open(lab, n, { native });
-    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources, native });
+    flows = await LabConnections.open(lab, n, { native, nice: opts.clientNice });
+    probes = await LabConnections.open(lab, probeCount, { firstPort: 7900, sources: flows.sources, native, nice: opts.clientNice });
     const total = n + probeCount;
     let syncedInKernel = 0;
     if (opts.sync) {
@@ -301,18 +421,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     }
     // The anchor: the kill wave's spread through the live master, then one more spread wave so
     // that what the anchor taught TCP about round-trip times does not carry into the kill.
-    const anchorDropsBefore = softnetDrops();
-    const aw = await flows.wave(spreadMs, 10_000);
-    const anchorAnswers = aw.answers.filter((a) => a >= 0).map((a) => a - aw.sentAt).sort((a, b) => a - b);
-    const anchor: AnchorWave = {
-      answered: anchorAnswers.length,
-      medianAnswerMs: percentile(anchorAnswers, 0.5),
-      lastAnswerMs: anchorAnswers.length ? anchorAnswers[anchorAnswers.length - 1] : -1,
-      answeredAfter1s: anchorAnswers.filter((a) => a > 1000).length,
-      clientLastSendMs: aw.lastSendMs,
-      retransmissions: (aw.retrans ?? []).reduce((sum, r) => sum + r, 0),
-      softnetDrops: softnetDrops() - anchorDropsBefore,
-    };
+    const { perFlowMs: anchorPerFlowMs, ...anchor } = await anchorWave(flows, spreadMs);
     log(`anchor wave through ha1 (no failover): ${JSON.stringify(anchor)}`);
     const settle = await flows.wave(Math.max(1000, n / 20), 30_000);
     if (settle.answers.some((a) => a < 0)) throw new Error('not every flow answered through ha1 after the anchor wave');
@@ -328,6 +437,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const masterEstablished = serverConntracks(lab, 'ha1', true);
     const dropsBefore = softnetDropsPerCpu();
     const arpBefore = arpUnresolvedDiscards();
+    const neighboursBefore = neighbours(lab);
     const linksBefore = linkTxDrops(lab);
     const ha2Before = routerCounters(lab, 'ha2');
     const serverRetransBefore = await flows.serverRetransmissions();
@@ -356,6 +466,7 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const softnetPerCpu = dropsAfter.map((d, i) => d - (dropsBefore[i] ?? 0));
     const softnet = softnetPerCpu.reduce((sum, d) => sum + d, 0);
     const arpDiscards = arpUnresolvedDiscards() - arpBefore;
+    const neighboursAfter = neighbours(lab);
     const linksAfter = linkTxDrops(lab);
     const linkDrops: Record<string, number> = {};
     for (const [link, d] of Object.entries(linksAfter)) if (d - (linksBefore[link] ?? 0) > 0) linkDrops[link] = d - (linksBefore[link] ?? 0);
@@ -367,12 +478,19 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
     const answeredAt = fw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const probeAnswers = pw.answers.filter((a) => a >= 0).sort((a, b) => a - b);
     const within = answeredAt.filter((a) => a <= takeoverAt + 1000).length;
+    const earliestMs = 2 * (opts.advertIntervalCs ?? 10) * 10 + 1000;
+    const withinEarliest = answeredAt.filter((a) => a <= killedAt + earliestMs).length;
+    // The anchor with the same budget, from its wave's start (the kill wave started cutMs after the kill).
+    const anchorWithin = anchorPerFlowMs.filter((a) => a >= 0 && a <= earliestMs - (fw.sentAt - killedAt)).length;
     const result: TakeoverResult = {
       connections: n,
       sync: opts.sync,
       advertIntervalCs: opts.advertIntervalCs ?? 10,
       client: opts.client ?? 'c',
       hostBacklog: Number(readFileSync(BACKLOG_FILE, 'utf8').trim()),
+      edges: lab.edges,
+      bridgeNetfilter: lab.bridgeNetfilter,
+      ...(opts.clientNice !== undefined ? { clientNice: opts.clientNice } : {}),
       ...(opts.agentNice !== undefined ? { agentNice: opts.agentNice } : {}),
       syncedInKernel,
       syncedEstablished,
@@ -381,6 +499,9 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       answered: answeredAt.length,
       answeredWithin1sOfTakeover: within,
       shareWithin1sOfTakeover: Math.round((within / n) * 10_000) / 10_000,
+      answeredWithin1sOfEarliestTakeover: withinEarliest,
+      shareWithin1sOfEarliestTakeover: Math.round((withinEarliest / n) * 10_000) / 10_000,
+      anchorShareWithinSameTime: Math.round((anchorWithin / n) * 10_000) / 10_000,
       medianAnswerMs: answeredAt.length ? percentile(answeredAt, 0.5) - killedAt : -1,
       lastAnswerMs: answeredAt.length ? answeredAt[answeredAt.length - 1] - killedAt : -1,
       firstDataMs: probeAnswers.length ? probeAnswers[0] - killedAt : -1,
@@ -404,12 +525,16 @@ export async function takeoverRun(opts: TakeoverOptions): Promise<TakeoverResult
       lanGatewayMs: lanAt - killedAt,
       wanGatewayMs: wanAt - killedAt,
       anchor,
+      excessOverAnchor: excessOverAnchor(fw.answers.map((a) => (a >= 0 ? a - fw.sentAt : -1)), anchorPerFlowMs, percentile(rtos, 0.5)),
       softnetDropsPerCpu: softnetPerCpu,
       linkDrops,
       ...(fw.sendTimes && fw.retrans ? {
         lateFlows: classifyLateFlows({ ...fw, sendTimes: fw.sendTimes, retrans: fw.retrans }, killedAt, takeoverAt, takeoverAt + 1000,
           percentile(rtos, 0.5), (serverRetransAfter ?? 0) - (serverRetransBefore ?? 0)),
       } : {}),
+      ...(fw.clientReadLagMaxMs ? { clientReadLagMedianMs: fw.clientReadLagMedianMs, clientReadLagMaxMs: fw.clientReadLagMaxMs } : {}),
+      neighboursBefore,
+      neighboursAfter,
       loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };
     log(`takeover: ${JSON.stringify(result)}`);

@@ -196,6 +196,9 @@ static int server(const char *address, int port) {
               if (w <= 0) break; /* a full send buffer drops the echo: the client's wait says so */
               off += w;
             }
+            /* A short read drained the socket: no second read() just to meet EAGAIN (epoll is
+               level-triggered, so anything that arrived meanwhile is reported again). */
+            if ((size_t)r < sizeof buf) break;
             continue;
           }
           if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
@@ -218,15 +221,21 @@ struct conn {
   int64_t sent_at;
   uint8_t connected, reset, closed;
   int64_t answered_at;
+  /* How long the echo waited in the socket before this process read it (answered_at is the kernel's arrival time). */
+  int64_t read_lag;
   int64_t connect_deadline;
 };
 
 static struct conn *conns;
 static size_t nconns;
 static int ep;
+/* Connections with bytes sent and not yet echoed (open ones): a wave is over when it is 0, with
+   no walk over every connection at each return of epoll_wait. */
+static size_t outstanding;
 
 static void conn_closed(struct conn *c, int err) {
   if (c->closed) return;
+  if (c->received < c->sent) outstanding--;
   if (err == ECONNRESET) c->reset = 1;
   c->closed = 1;
   epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -250,10 +259,30 @@ static void conn_event(struct conn *c, uint32_t events) {
   if (events & EPOLLIN) {
     char buf[4096];
     for (;;) {
-      ssize_t r = read(c->fd, buf, sizeof buf);
+      /* With SO_TIMESTAMPNS the kernel says when the data reached the host's stack (stamped as it
+         entered the input backlog): an answer's time is its arrival, not when a starved client
+         process got round to reading it. */
+      union { char b[CMSG_SPACE(sizeof(struct timespec))]; struct cmsghdr align; } ctl;
+      struct iovec iov = { .iov_base = buf, .iov_len = sizeof buf };
+      struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof ctl.b };
+      ssize_t r = recvmsg(c->fd, &msg, 0);
       if (r > 0) {
+        int waiting = c->received < c->sent;
         c->received += (uint32_t)r;
-        if (c->received >= c->sent && c->answered_at == 0) c->answered_at = now_ms();
+        if (waiting && c->received >= c->sent) outstanding--;
+        if (c->received >= c->sent && c->answered_at == 0) {
+          int64_t read_at = now_ms(), arrived = 0;
+          for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+              struct timespec ts;
+              memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+              arrived = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+            }
+          }
+          c->answered_at = arrived > 0 && arrived <= read_at ? arrived : read_at;
+          c->read_lag = read_at - c->answered_at;
+        }
+        if ((size_t)r < sizeof buf) break; /* drained (see the server) */
         continue;
       }
       if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
@@ -295,20 +324,18 @@ static int cmp_i64(const void *x, const void *y) {
   return a < b ? -1 : a > b;
 }
 
-static int all_answered(void) {
-  for (size_t i = 0; i < nconns; i++) {
-    struct conn *c = &conns[i];
-    if (c->connected && !c->closed && c->received < c->sent) return 0;
-  }
-  return 1;
-}
+static int all_answered(void) { return outstanding == 0; }
 
 static void send_payload(struct conn *c, char fill) {
   char payload[16];
   memset(payload, fill, sizeof payload);
   if (!c->connected || c->closed) return;
+  int waiting = c->received < c->sent;
   ssize_t w = write(c->fd, payload, sizeof payload);
-  if (w == (ssize_t)sizeof payload) c->sent += sizeof payload;
+  if (w == (ssize_t)sizeof payload) {
+    c->sent += sizeof payload;
+    if (!waiting) outstanding++;
+  }
   else if (w < 0 && errno != EAGAIN) conn_closed(c, errno);
 }
 
@@ -342,6 +369,7 @@ static int client(const char *address, int port, size_t count, int connect_timeo
       c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
       if (c->fd < 0) { perror("socket"); return 1; }
       setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
       if (nsrc > 0) {
         /* Spread over the source addresses: one address has only ~28,000 ephemeral ports. */
         setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
@@ -412,7 +440,7 @@ static int client(const char *address, int port, size_t count, int connect_timeo
     } else if (strcmp(cmd, "wave") == 0) {
       int64_t spread = a1 >= 0 ? (int64_t)a1 : 100;
       int64_t timeout = a2 >= 0 ? (int64_t)a2 : 10000;
-      for (size_t i = 0; i < nconns; i++) { conns[i].answered_at = 0; conns[i].sent_at = -1; conns[i].retrans_before = total_retrans(&conns[i]); }
+      for (size_t i = 0; i < nconns; i++) { conns[i].answered_at = 0; conns[i].read_lag = 0; conns[i].sent_at = -1; conns[i].retrans_before = total_retrans(&conns[i]); }
       struct rusage ru0, ru1;
       getrusage(RUSAGE_SELF, &ru0);
       int64_t started = now_ms();
@@ -433,8 +461,14 @@ static int client(const char *address, int port, size_t count, int connect_timeo
       getrusage(RUSAGE_SELF, &ru1);
       wait_answers(started + timeout);
       size_t reset = 0, closed = 0;
-      out("{\"wave\":true,\"startedAt\":%lld,\"sendMs\":%lld,\"sendCpuMs\":%lld,\"sendInvoluntarySwitches\":%ld,\"sendAt\":[",
-          (long long)started, (long long)send_ms, (long long)(cpu_ms(&ru1) - cpu_ms(&ru0)), ru1.ru_nivcsw - ru0.ru_nivcsw);
+      int64_t *lags = malloc(sizeof(int64_t) * (n + 1));
+      size_t nl = 0;
+      for (size_t i = 0; i < n; i++) if (conns[i].answered_at > 0) lags[nl++] = conns[i].read_lag;
+      qsort(lags, nl, sizeof *lags, cmp_i64);
+      out("{\"wave\":true,\"startedAt\":%lld,\"sendMs\":%lld,\"sendCpuMs\":%lld,\"sendInvoluntarySwitches\":%ld,\"readLagMedianMs\":%lld,\"readLagMaxMs\":%lld,\"sendAt\":[",
+          (long long)started, (long long)send_ms, (long long)(cpu_ms(&ru1) - cpu_ms(&ru0)), ru1.ru_nivcsw - ru0.ru_nivcsw,
+          (long long)(nl ? lags[nl / 2] : -1), (long long)(nl ? lags[nl - 1] : -1));
+      free(lags);
       for (size_t i = 0; i < n; i++) out(i ? ",%lld" : "%lld", (long long)conns[i].sent_at);
       out("],\"retrans\":[");
       for (size_t i = 0; i < n; i++) out(i ? ",%u" : "%u", conns[i].closed ? 0 : total_retrans(&conns[i]) - conns[i].retrans_before);

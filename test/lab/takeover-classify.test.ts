@@ -3,7 +3,7 @@
 // does not explain is a loss after the takeover; a flow sent after the takeover that lost nothing
 // and was still late is the lab's slow path. No namespaces: the evidence is given.
 import { expect } from 'chai';
-import { classifyLateFlows } from '../../lab/takeover-run.js';
+import { classifyLateFlows, excessOverAnchor } from '../../lab/takeover-run.js';
 
 describe('lab: classifying the late flows of a takeover', () => {
   const kill = 1_000_000;
@@ -50,5 +50,17 @@ describe('lab: classifying the late flows of a takeover', () => {
     // Sent after the gateways moved: nothing is explained.
     const after = { answers: [deadline + 1], sendTimes: [gateways + 10], clientSendCpuMs: [], clientSendInvoluntarySwitches: [] };
     expect(classifyLateFlows({ ...after, retrans: [1] }, kill, gateways, deadline, rto, 0).lostAfterTakeover).to.equal(1);
+  });
+
+  it('compares the kill wave with the anchor flow by flow: what the failover added beyond one RTO', () => {
+    // Per flow, ms from each wave's start; -1: no answer (left out of the comparison).
+    const anchor = [50, 60, 70, 80, -1, 90];
+    const kill = [260, 270, 900, 80 + 200 + 150, 300, -1];
+    const out = excessOverAnchor(kill, anchor, 200);
+    // excesses: 210, 210, 830, 350
+    expect(out).to.include({ flows: 4, rtoMs: 200, maxMs: 830, beyondRtoPlus100ms: 2, beyondRtoPlus500ms: 1 });
+    expect(out.p10Ms).to.equal(210);
+    expect(out.p50Ms).to.equal(350);
+    expect(out.per100ms).to.deep.equal([0, 0, 2, 1, 0, 0, 0, 0, 1]);
   });
 });

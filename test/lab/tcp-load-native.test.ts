@@ -107,4 +107,29 @@ describe('lab: the C TCP load tool', function () {
     client.stdin?.end();
     server.stdin?.end();
   });
+
+  it('times an answer by the echo\'s arrival, not by when a stalled client read it, and reports the wait', async () => {
+    const server = fx.spawn(b, binary, ['server', '0.0.0.0', '7102']);
+    await new JsonLines(server).next((l) => l.ready === true);
+    const client = fx.spawn(a, binary, ['client', '10.66.0.2', '7102', '50', '5000']);
+    const out = new JsonLines(client);
+    await out.next((l) => l.ready === true);
+    const pause = (pid: number | undefined, signal: NodeJS.Signals) => { if (pid !== undefined) process.kill(pid, signal); };
+    // The server holds the requests; the client stops; the echoes arrive while it is stopped.
+    pause(server.pid, 'SIGSTOP');
+    client.stdin?.write('wave 0 5000\n');
+    await new Promise((r) => setTimeout(r, 100));
+    pause(client.pid, 'SIGSTOP');
+    pause(server.pid, 'SIGCONT');
+    await new Promise((r) => setTimeout(r, 1000));
+    pause(client.pid, 'SIGCONT');
+    const wave = await out.next((l) => l.wave === true);
+    const answers = wave.answers as number[];
+    expect(answers.every((x) => x >= 0)).to.equal(true);
+    // Arrival: about when the server resumed (0.1 s), far from the read a second later.
+    expect(Math.max(...answers)).to.be.below(700);
+    expect(wave.readLagMaxMs as number).to.be.at.least(700);
+    client.stdin?.end();
+    server.stdin?.end();
+  });
 });
