@@ -134,6 +134,8 @@ export class RunningJournal {
   /** SHA-256 of running.xml as last written or read, the base the journal applies to. */
   private baseHash: string | undefined;
   private baseBytes = 0;
+  /** The journal file may exist (false once this process removed it and has not created it since). */
+  private mayExist = true;
 
   constructor(private readonly runningFile: string, private readonly schema: SchemaIndex) {}
 
@@ -144,9 +146,11 @@ export class RunningJournal {
   /** running.xml was written whole with `content`: the journal starts again from it. */
   rebased(content: string): void {
     this.close();
-    if (existsSync(this.file)) unlinkSync(this.file);
-    this.baseHash = createHash('sha256').update(content).digest('hex');
+    if (this.mayExist && existsSync(this.file)) unlinkSync(this.file);
+    this.mayExist = false;
     this.baseBytes = Buffer.byteLength(content);
+    // A small running.xml takes no records: its hash, the base of a record, is not needed (every small commit came here).
+    this.baseHash = this.baseBytes >= JOURNAL_MIN_BYTES ? createHash('sha256').update(content).digest('hex') : undefined;
     this.records = 0;
     this.bytes = 0;
     this.undoTo = undefined;
@@ -243,6 +247,7 @@ export class RunningJournal {
   private openForAppend(): number {
     if (this.fd !== undefined) return this.fd;
     const created = !existsSync(this.file);
+    this.mayExist = true;
     const fd = openSync(this.file, APPEND_FLAGS, 0o600);
     this.fd = fd;
     if (this.records === 0) {
