@@ -72,6 +72,47 @@ describe('netconf-ops: durability of running under SIGKILL', function () {
     expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).to.deep.equal([]);
   });
 
+  it('has a small commit that was answered <ok/> after a SIGKILL sent the moment the <ok/> arrived (candidate edit + commit, 4 kills)', async () => {
+    const own = await mkdtemp(path.join(os.tmpdir(), 'tandem-durable-commit-'));
+    try {
+      const committed: string[] = [];
+      for (let round = 0; round < 4; round++) {
+        agent = await startTandem({ stateDir: own });
+        client = await NetconfTestClient.connect({ host: agent.host, port: agent.port, username: agent.username, password: agent.password });
+        const cfg = await client.rpc('<get-config><source><running/></source></get-config>');
+        for (const c of committed) expect(cfg, `committed ${c} lost after the kill`).to.contain(`<name>${c}</name>`);
+        // A small datastore (a few profiles): the save taken is the small one. Even rounds merge a
+        // profile, odd rounds also remove the one before (a commit that deletes must be kept too).
+        const name = `k${round}`;
+        const remove = round % 2 === 1 ? `<network-profile xmlns="${NP}" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" nc:operation="remove"><name>${committed.pop()!}</name></network-profile>` : '';
+        const edited = await client.rpc(`<edit-config><target><candidate/></target><config><network-profile xmlns="${NP}"><name>${name}</name><type>tcp-fast-path</type></network-profile>${remove}</config></edit-config>`);
+        expect(edited).to.contain('<ok/>');
+        // SIGKILL as soon as the reply is read: whatever the agent does after its <ok/> (a save
+        // finished later, off the reply path) must not be needed for the commit to be kept.
+        const reply = await client.rpc('<commit/>');
+        agent.kill('SIGKILL');
+        expect(reply).to.contain('<ok/>');
+        committed.push(name);
+        const ex = await agent.exited;
+        expect(ex.signal).to.equal('SIGKILL');
+        client.close();
+        client = undefined;
+        agent = undefined;
+      }
+      agent = await startTandem({ stateDir: own });
+      client = await NetconfTestClient.connect({ host: agent.host, port: agent.port, username: agent.username, password: agent.password });
+      const cfg = await client.rpc('<get-config><source><running/></source></get-config>');
+      for (const c of committed) expect(cfg, `committed ${c} lost after the last kill`).to.contain(`<name>${c}</name>`);
+      for (const gone of ['k0', 'k2'].filter((n) => !committed.includes(n))) expect(cfg, `removed ${gone} is back`).not.to.contain(`<name>${gone}</name>`);
+    } finally {
+      client?.close();
+      client = undefined;
+      await agent?.stop();
+      agent = undefined;
+      await rm(own, { recursive: true, force: true });
+    }
+  });
+
   it('starts from --startup FILE when the state directory has no configuration, then from running.xml', async () => {
     const own = await mkdtemp(path.join(os.tmpdir(), 'tandem-startup-'));
     try {
