@@ -312,7 +312,9 @@ class OperationsLayer implements NetconfOperations {
     this.closed = true;
     this.commits.close();
     this.svc.hub.close();
-    await this.svc.exclusive(async () => undefined);
+    // A clean stop leaves running.xml current (a small datastore's journal folded into it).
+    this.svc.stopFolding();
+    await this.svc.exclusive(() => this.svc.foldJournal());
     this.svc.store.journal.close();
     await this.svc.store.close();
   }

@@ -1,5 +1,6 @@
 // Kill `tandem start` with SIGKILL in the middle of a burst of commits, many times: every commit
-// that was acknowledged must be there after the restart, and running.xml must always parse.
+// that was acknowledged must be there after the restart (running.xml and its journal replayed), and
+// running.xml must always parse.
 import { expect } from 'chai';
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -59,10 +60,17 @@ describe('netconf-ops: durability of running under SIGKILL', function () {
       client.close();
       client = undefined;
       agent = undefined;
-      const text = readFileSync(path.join(dir, 'running.xml'), 'utf8');
-      const doc = parseXml(text);
-      const names = new Set(doc.children.map((c) => c.children.find((x) => x.name === 'name')?.text));
-      for (const a of acked) expect(names.has(a), `acknowledged ${a} lost in round ${round}`).to.equal(true);
+      // running.xml always parses; the commits since it was last folded are in running.journal
+      // (a small datastore's saves are journal records): the restarted agent must serve them all.
+      parseXml(readFileSync(path.join(dir, 'running.xml'), 'utf8'));
+      agent = await startTandem({ stateDir: dir });
+      client = await NetconfTestClient.connect({ host: agent.host, port: agent.port, username: agent.username, password: agent.password });
+      const cfg = await client.rpc('<get-config><source><running/></source></get-config>');
+      for (const a of acked) expect(cfg, `acknowledged ${a} lost in round ${round}`).to.contain(`<name>${a}</name>`);
+      client.close();
+      client = undefined;
+      await agent.stop();
+      agent = undefined;
     }
     // A clean restart serves every acknowledged commit and has removed stale temp files.
     agent = await startTandem({ stateDir: dir });
