@@ -49,7 +49,7 @@ function percentile(sorted: number[], p: number): number {
 function stats(samples: number[]) {
   const s = [...samples].sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 100) / 100;
-  return { n: s.length, p50_ms: r(percentile(s, 50)), p99_ms: r(percentile(s, 99)), max_ms: r(s[s.length - 1] ?? NaN) };
+  return { n: s.length, p50_ms: r(percentile(s, 50)), p95_ms: r(percentile(s, 95)), p99_ms: r(percentile(s, 99)), max_ms: r(s[s.length - 1] ?? NaN) };
 }
 
 function freePort(): Promise<number> {
@@ -219,18 +219,29 @@ async function measureTarget(t: Target): Promise<Record<string, unknown>> {
     progress(`${t.name}: edit-config + commit x${EDIT_RUNS} (merge, then remove, of one network-profile)`);
     const merge: number[] = [];
     const remove: number[] = [];
+    // The two RPCs of each pair timed apart too: where a pair's time goes (edit or commit).
+    const editOnly: number[] = [];
+    const commitOnly: number[] = [];
     for (let i = 0; i < EDIT_RUNS; i += 1) {
       let t0 = performance.now();
       expectOk(await c.rpc(editCandidate(profileXml('bench-edit'))), 'edit-config merge');
+      let t1 = performance.now();
       expectOk(await c.rpc('<commit/>'), 'commit');
       merge.push(performance.now() - t0);
+      editOnly.push(t1 - t0);
+      commitOnly.push(performance.now() - t1);
       t0 = performance.now();
       expectOk(await c.rpc(editCandidate(`<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`)), 'edit-config remove');
+      t1 = performance.now();
       expectOk(await c.rpc('<commit/>'), 'commit');
       remove.push(performance.now() - t0);
+      editOnly.push(t1 - t0);
+      commitOnly.push(performance.now() - t1);
     }
     out.edit_merge_commit = stats(merge);
     out.edit_remove_commit = stats(remove);
+    out.edit_candidate_only = stats(editOnly);
+    out.commit_only = stats(commitOnly);
     out.edit_pair_commit_p50_ms = Math.round((stats(merge).p50_ms + stats(remove).p50_ms) * 100) / 100;
 
     if (c.serverHello.includes('urn:ietf:params:netconf:capability:writable-running:1.0')) {

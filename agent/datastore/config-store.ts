@@ -726,6 +726,24 @@ export class ConfigStore {
     this.saves.whole += 1;
   }
 
+  /**
+   * Fold the journal into running.xml (running.xml written whole, the journal started again from
+   * it): false when there was nothing to fold. On failure the journal takes no more records (the
+   * next commit writes running.xml whole), since running.xml may now be ahead of the journal's base.
+   */
+  async foldJournal(): Promise<boolean> {
+    if (this.journal.recordCount === 0 || this.runningTreeInFlux) return false;
+    const text = this.documentText(this.running.root);
+    try {
+      await writeFileAtomic(this.runningFile, text);
+      this.journal.restartOn(text);
+    } catch (err) {
+      this.journal.invalidate();
+      throw err;
+    }
+    return true;
+  }
+
   async saveRollback(root: ConfigRoot | undefined): Promise<void> {
     if (root) await writeFileAtomic(this.rollbackFile, this.documentText(root));
     else await unlink(this.rollbackFile).catch(() => undefined);

@@ -7,13 +7,16 @@
 // applies to (SHA-256 of its content), so a journal left behind by a crash between rewriting
 // running.xml and removing the journal is recognised as stale and ignored. Once the journal holds
 // many records or bytes, the next commit rewrites running.xml whole and starts a new journal.
-// Small datastores (below JOURNAL_MIN_BYTES, 64 KiB) are always written whole: running.xml alone is
-// then the saved running, as documented (users and tests read it). A record is one write on a file
-// opened with O_DSYNC (one disk flush). appendAsync does that write in libuv's thread pool, so the
+// Small datastores (below JOURNAL_MIN_BYTES, 64 KiB) are journaled too (issue 8: one disk flush
+// before <ok/> instead of a temp file's flush, a rename and the directory's flush), and folded into
+// running.xml once commits pause (fold(), off the reply path, queued like a commit): running.xml
+// alone is then the saved running again, as documented (users and tests read it). A fold keeps the
+// journal file open and starts it again in place, so that the next commit's record is one write.
+// A record is one write on a file opened with O_DSYNC (one disk flush). appendAsync does that write in libuv's thread pool, so the
 // commit transaction applies the dataplane meanwhile (agent/transaction/commit-save.ts); undoLast()
 // takes a record back (truncate + flush) when the commit is then refused.
 import { createHash } from 'node:crypto';
-import { closeSync, constants, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncate, openSync, readFileSync, truncateSync, unlinkSync, write, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncate, ftruncateSync, openSync, readFileSync, truncateSync, unlinkSync, write, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { logger } from '../../core/log.js';
 import { identityOf, type ConfigNode, type ConfigRoot } from './config-tree.js';
@@ -21,8 +24,10 @@ import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 
 const log = logger('datastore');
 
-/** Below this size running.xml is rewritten on every commit. */
+/** Below this size running.xml is folded (rewritten whole) as soon as commits pause. */
 export const JOURNAL_MIN_BYTES = 64 * 1024;
+/** A journal may hold this many bytes whatever the size of running.xml (a small one's is folded when idle). */
+const JOURNAL_MAX_BYTES_ANY = 64 * 1024;
 /** A journal is folded into running.xml once it holds this many records... */
 const MAX_RECORDS = 1000;
 /** ... or this share of running.xml's size in bytes. */
@@ -134,6 +139,8 @@ export class RunningJournal {
   /** SHA-256 of running.xml as last written or read, the base the journal applies to. */
   private baseHash: string | undefined;
   private baseBytes = 0;
+  /** The journal file may exist (false once this process removed it and has not created it since). */
+  private mayExist = true;
 
   constructor(private readonly runningFile: string, private readonly schema: SchemaIndex) {}
 
@@ -144,7 +151,8 @@ export class RunningJournal {
   /** running.xml was written whole with `content`: the journal starts again from it. */
   rebased(content: string): void {
     this.close();
-    if (existsSync(this.file)) unlinkSync(this.file);
+    if (this.mayExist && existsSync(this.file)) unlinkSync(this.file);
+    this.mayExist = false;
     this.baseHash = createHash('sha256').update(content).digest('hex');
     this.baseBytes = Buffer.byteLength(content);
     this.records = 0;
@@ -222,15 +230,56 @@ export class RunningJournal {
    * a base and room); false: it will be written whole (the commit can start that write early).
    */
   takesRecords(): boolean {
-    if (!this.baseHash || this.baseBytes < JOURNAL_MIN_BYTES) return false;
-    return this.records < MAX_RECORDS && this.bytes < this.baseBytes * MAX_SHARE;
+    if (!this.baseHash) return false;
+    return this.records < MAX_RECORDS && this.bytes < this.maxBytes();
+  }
+
+  /** How large the journal may grow before running.xml is written whole. */
+  private maxBytes(): number {
+    return Math.max(this.baseBytes * MAX_SHARE, JOURNAL_MAX_BYTES_ANY);
+  }
+
+  /** Records since running.xml was last written whole. */
+  get recordCount(): number {
+    return this.records;
+  }
+
+  /** Whether running.xml is small: folded once commits pause, so that running.xml alone is current. */
+  get foldsWhenIdle(): boolean {
+    return this.baseBytes < JOURNAL_MIN_BYTES;
+  }
+
+  /**
+   * running.xml was written whole with `content` by a fold (it holds every record): the journal
+   * starts again from it in place (cut to nothing, a new header, durably) when it is open, so that
+   * the next commit's record is one write and no file is created on the reply path. A crash
+   * between the two leaves a journal whose header names the old running.xml: ignored at start.
+   */
+  restartOn(content: string): void {
+    if (this.fd === undefined) {
+      this.rebased(content);
+      this.openForAppend();
+      return;
+    }
+    this.baseHash = createHash('sha256').update(content).digest('hex');
+    this.baseBytes = Buffer.byteLength(content);
+    this.records = 0;
+    this.bytes = 0;
+    this.undoTo = undefined;
+    try {
+      ftruncateSync(this.fd, 0);
+      this.writeHeader(this.fd);
+    } catch (err) {
+      this.invalidate();
+      throw err;
+    }
   }
 
   /** The record from `prev` to `next`, or undefined when running.xml must be written whole. */
   private recordOf(prev: ConfigRoot, next: ConfigRoot): Buffer | undefined {
     this.undoTo = undefined;
-    if (!this.baseHash || this.baseBytes < JOURNAL_MIN_BYTES) return undefined;
-    const maxBytes = this.baseBytes * MAX_SHARE;
+    if (!this.baseHash) return undefined;
+    const maxBytes = this.maxBytes();
     if (this.records >= MAX_RECORDS || this.bytes >= maxBytes) return undefined;
     const patch = patchOf(prev.children, next.children, { items: MAX_PATCH_ITEMS });
     if (!patch) return undefined;
@@ -243,13 +292,11 @@ export class RunningJournal {
   private openForAppend(): number {
     if (this.fd !== undefined) return this.fd;
     const created = !existsSync(this.file);
+    this.mayExist = true;
     const fd = openSync(this.file, APPEND_FLAGS, 0o600);
     this.fd = fd;
-    if (this.records === 0) {
-      const header = Buffer.from(`${JSON.stringify({ base: this.baseHash })}\n`, 'utf8');
-      writeSync(fd, header);
-      this.bytes += header.length;
-    }
+    // An empty journal gets its header (not one that holds a header and no record yet: replayed, or its only record taken back).
+    if (this.bytes === 0) this.writeHeader(fd);
     if (created) {
       // The new file's directory entry is durable too.
       const dfd = openSync(dirname(this.file), 'r');
@@ -260,6 +307,14 @@ export class RunningJournal {
       }
     }
     return fd;
+  }
+
+  /** The header naming the base (O_DSYNC: durable when written). */
+  private writeHeader(fd: number): void {
+    const header = Buffer.from(`${JSON.stringify({ base: this.baseHash })}\n`, 'utf8');
+    let off = 0;
+    while (off < header.length) off += writeSync(fd, header, off, header.length - off);
+    this.bytes = header.length;
   }
 
   private appended(length: number, before = this.bytes): void {

@@ -29,7 +29,7 @@ export interface UserDirectory {
   identity(username: string): Promise<{ groups: string[]; recovery: boolean } | undefined>;
 }
 
-/** Running's NACM subtree and a version that changes whenever running does. */
+/** Running's NACM subtree and a version that changes whenever that subtree may have. */
 export interface NacmSource {
   version(): number;
   /** RFC 7951 JSON of /ietf-netconf-acm:nacm with defaults ({} when absent). */

@@ -261,8 +261,19 @@ export function frameMessage(text: string, mode: FramingMode): Buffer {
   return Buffer.concat(framePieces(text, mode));
 }
 
-/** Frame one outgoing message as the pieces to write in order (no copy of the body). */
+/**
+ * Up to this size a message is framed into one buffer: each piece written to an SSH channel is an
+ * SSH packet of its own (encrypted, a socket write, a wake-up of the client), and an <ok/> framed
+ * in three pieces cost three of each (issue 8: about a tenth of a small commit's time).
+ */
+export const ONE_PIECE_MAX_BYTES = 64 * 1024;
+
+/** Frame one outgoing message as the pieces to write in order: one for a small message, else no copy of the body. */
 export function framePieces(text: string, mode: FramingMode): Buffer[] {
+  if (text.length <= ONE_PIECE_MAX_BYTES / 3) {
+    // At most 3 UTF-8 bytes per UTF-16 unit: the framed text is small, encoded once.
+    return [Buffer.from(mode === 'chunked' ? `\n#${Buffer.byteLength(text, 'utf8')}\n${text}\n##\n` : `${text}]]>]]>`, 'utf8')];
+  }
   const body = Buffer.from(text, 'utf8');
   return mode === 'chunked' ? [Buffer.from(`\n#${body.length}\n`), body, CHUNK_END] : [body, EOM];
 }

@@ -28,6 +28,8 @@ const log = logger('operations');
  * quadratic time (3,005 new profiles: about 1 s in place against 0.25 s for a full parse).
  */
 const IN_PLACE_MAX_OPS = 256;
+/** A small running.xml is folded once no commit came for this long (ms). */
+export const FOLD_IDLE_MS = 200;
 
 export interface DatastoreLock {
   sessionId: number;
@@ -133,6 +135,40 @@ export class ConfigService {
     }
   }
 
+  private foldTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A small running.xml is folded (its journal records written into it) once no commit came for
+   * FOLD_IDLE_MS: off every reply path, queued like a commit (issue 8: a small commit's save is one
+   * journal record, one disk flush; running.xml is current again shortly after commits pause).
+   */
+  private foldWhenIdle(): void {
+    clearTimeout(this.foldTimer);
+    this.foldTimer = setTimeout(() => {
+      this.foldTimer = undefined;
+      void this.exclusive(() => this.foldJournal());
+    }, FOLD_IDLE_MS);
+    this.foldTimer.unref();
+  }
+
+  /** Fold a small running.xml's journal into it now (call inside exclusive()); a failure is logged, the journal then takes no more records. */
+  async foldJournal(): Promise<void> {
+    // A large running.xml keeps its journal until it is full (see running-journal.ts).
+    if (!this.store.journal.foldsWhenIdle) return;
+    const records = this.store.journal.recordCount;
+    try {
+      if (await this.store.foldJournal()) log.debug({ records }, 'running journal folded into running.xml');
+    } catch (err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err), file: this.store.runningFile }, 'folding the running journal into running.xml failed: the next commit writes it whole');
+    }
+  }
+
+  /** No fold after this (shutdown: close() folds once, in the queue). */
+  stopFolding(): void {
+    clearTimeout(this.foldTimer);
+    this.foldTimer = undefined;
+  }
+
   /** Queued or running work that will change running on its own (a confirmed commit's revert): reads wait for it. */
   private queuedRunningChanges = 0;
 
@@ -232,6 +268,7 @@ export class ConfigService {
     }
     const previous = prev.root;
     this.store.setRunning(next);
+    if (save.kind === 'journal' && this.store.journal.foldsWhenIdle) this.foldWhenIdle();
     log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(performance.now() - started),
       saveMs: save.ms === undefined ? undefined : Math.round(save.ms * 10) / 10, save: save.kind, savedAlongsideApply: true }, 'running saved');
     if (by) {

@@ -25,8 +25,8 @@ export class CommitSave {
   constructor(private readonly store: ConfigStore, private readonly previous: ConfigRoot, private readonly next: ConfigRoot) {}
 
   /**
-   * Called as the commit starts. A save that will write running.xml whole (a small datastore, or
-   * the journal full) writes the new text to a temp file and starts flushing it now, alongside
+   * Called as the commit starts. A save that will write running.xml whole (the journal cannot take
+   * the change: full, or a write to it failed) writes the new text to a temp file and starts flushing it now, alongside
    * libyang's validation and the subsystems' validate and prepare (issue 8: the flush is the
    * dearest part of a small commit); run() then only renames it into place and flushes the
    * directory. Nothing is visible before run(): a refused commit calls discard().

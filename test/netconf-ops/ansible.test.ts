@@ -1,12 +1,13 @@
 // Debian's Ansible (ansible.netcommon netconf_config, netconf_get, netconf_rpc over the
 // ansible.netcommon.netconf connection) against `tandem start`.
 import { expect } from 'chai';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ansibleAvailable, runPlaybook } from '../helpers/ansible-playbook.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
+import { foldedRunningXml } from '../helpers/folded-running.js';
 
 
 const PROFILE = `<config><network-profile xmlns="urn:tandem:yang:tandem-network-profile"><name>ansible</name><type>tcp-fast-path</type>
@@ -97,7 +98,7 @@ describe('netconf-ops: Ansible netconf modules against tandem start', function (
     expect(code, out).to.equal(0);
     expect(out).to.match(/ok=\d+\s+changed=\d+\s/);
     expect(out).to.not.match(/changed: \[tandem\][^\n]*\n[^\n]*The same again/);
-    const running = readFileSync(path.join(agent.stateDir, 'running.xml'), 'utf8');
+    const running = await foldedRunningXml(agent.stateDir);
     expect(running).to.contain('<name>ansible</name>').and.contain('<name>confirmed</name>');
     // Confirmed: nothing left to revert.
     expect(existsSync(path.join(agent.stateDir, 'rollback.xml'))).to.equal(false);

@@ -1,9 +1,8 @@
 // A commit replays the edit on a copy of running's libyang tree instead of parsing the whole
 // datastore again. Whatever path a commit took, running must equal a fresh parse of what was saved.
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { editCandidate, editRunning, GET_RUNNING, openHarness, type Harness, type TestSession } from './ops-harness.js';
+import { foldedRunningXml } from '../helpers/folded-running.js';
 
 const VRF = 'urn:tandem:yang:tandem-vrf';
 const FW = 'urn:tandem:yang:tandem-firewall';
@@ -27,7 +26,7 @@ describe('netconf-ops: commits replayed on running\'s tree match a full parse', 
 
   async function expectConsistent(): Promise<string> {
     const served = (await h.rpc(s, GET_RUNNING)).replace(/^<data[^>]*>/, '').replace(/<\/data>$/, '');
-    const saved = readFileSync(join(h.dir, 'running.xml'), 'utf8').replace(/^\s*<config[^>]*>/, '').replace(/<\/config>\s*$/, '');
+    const saved = (await foldedRunningXml(h.dir)).replace(/^\s*<config[^>]*>/, '').replace(/<\/config>\s*$/, '');
     const fresh = h.yang.parse(saved, { format: 'xml', kind: 'config', validate: true });
     try {
       expect(served).to.equal(fresh.print({ format: 'xml' }));

@@ -2,10 +2,9 @@
 // list (one firewall rule of a VRF), must equal a full print of what was saved: rule edits, a leaf
 // removed inside a rule, a rule removed, a rule added (printed the long way), in one VRF of two.
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { CommitContext, CommitSubsystem, ConfigJson, SubsystemError } from '../../core/subsystem.js';
 import { editRunning, openHarness, type Harness, type TestSession } from './ops-harness.js';
+import { foldedRunningXml } from '../helpers/folded-running.js';
 
 const VRF = 'urn:tandem:yang:tandem-vrf';
 const FW = 'urn:tandem:yang:tandem-firewall';
@@ -43,8 +42,8 @@ describe('netconf-ops: commit JSON with nested list entries reprinted alone', fu
   });
   after(async () => h.close());
 
-  function expectMatchesSaved(): void {
-    const saved = readFileSync(join(h.dir, 'running.xml'), 'utf8').replace(/^\s*<config[^>]*>/, '').replace(/<\/config>\s*$/, '');
+  async function expectMatchesSaved(): Promise<void> {
+    const saved = (await foldedRunningXml(h.dir)).replace(/^\s*<config[^>]*>/, '').replace(/<\/config>\s*$/, '');
     const fresh = h.yang.parse(saved, { format: 'xml', kind: 'config', validate: true });
     try {
       const text = fresh.print({ format: 'json', withDefaults: 'report-all' });
@@ -56,26 +55,26 @@ describe('netconf-ops: commit JSON with nested list entries reprinted alone', fu
 
   it('equals a full print through nested edits', async () => {
     await h.rpc(s, editRunning(rules('main', 20) + rules('blue', 3)));
-    expectMatchesSaved();
+    await expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><rule><name>r7</name><action>drop</action></rule></firewall></vrf>`));
-    expectMatchesSaved();
+    await expectMatchesSaved();
     const main = (sub.last!['tandem-vrf:vrf'] as ConfigJson[]).find((v) => v['name'] === 'main')!;
     const r7 = ((main['tandem-firewall:firewall'] as ConfigJson)['rule'] as ConfigJson[]).find((r) => r['name'] === 'r7');
     expect(r7).to.include({ action: 'drop' });
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><rule><name>r8</name><destination-port ${NC} nc:operation="remove"/></rule></firewall></vrf>`));
-    expectMatchesSaved();
+    await expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><rule ${NC} nc:operation="remove"><name>r3</name></rule></firewall></vrf>`));
-    expectMatchesSaved();
+    await expectMatchesSaved();
     // Plain leaves in a VRF's containers: set, changed, removed back to their default.
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action>drop</default-action></firewall>
       <network-stack xmlns="urn:tandem:yang:tandem-conntrack"><fast-path><conntrack><timeouts><udp>77</udp></timeouts></conntrack></fast-path></network-stack></vrf>`));
-    expectMatchesSaved();
+    await expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action ${NC} nc:operation="remove"/></firewall></vrf>`));
-    expectMatchesSaved();
+    await expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><firewall xmlns="${FW}"><rule><name>new</name><action>drop</action></rule></firewall></vrf>`));
-    expectMatchesSaved();
+    await expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><firewall xmlns="${FW}"><rule><name>r0</name><action>drop</action></rule><rule><name>r1</name><action>drop</action></rule></firewall></vrf>`));
-    expectMatchesSaved();
+    await expectMatchesSaved();
   });
 
   // Entries are found through an index kept with each JSON list and handed on while entries are
@@ -100,7 +99,7 @@ describe('netconf-ops: commit JSON with nested list entries reprinted alone', fu
       const reply = await h.rpc(s, editRunning(inGreen(edit)));
       // Removing a rule an earlier step removed is refused (data-missing); every other edit is taken.
       if (reply !== '<ok/>') expect(reply, `step ${step}`).to.contain('data-missing');
-      expectMatchesSaved();
+      await expectMatchesSaved();
     }
   });
 });

@@ -2,10 +2,9 @@
 // commit's JSON (only the changed top-level subtrees are printed again), so it must always equal
 // a full print of what was saved, whatever path the commit took (in place, full parse, refused).
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { CommitContext, CommitSubsystem, ConfigJson, SubsystemError } from '../../core/subsystem.js';
 import { editCandidate, editRunning, NP, openHarness, type Harness, type TestSession } from './ops-harness.js';
+import { foldedRunningXml } from '../helpers/folded-running.js';
 
 const VRF = 'urn:tandem:yang:tandem-vrf';
 const FW = 'urn:tandem:yang:tandem-firewall';
@@ -53,8 +52,8 @@ describe('netconf-ops: the JSON a commit hands to subsystems', function () {
   });
 
   /** The last applied JSON equals a full print of the saved running, and its old side the one before. */
-  function expectLastMatchesSaved(): ConfigJson {
-    const saved = readFileSync(join(h.dir, 'running.xml'), 'utf8').replace(/^\s*<config[^>]*>/, '').replace(/<\/config>\s*$/, '');
+  async function expectLastMatchesSaved(): Promise<ConfigJson> {
+    const saved = (await foldedRunningXml(h.dir)).replace(/^\s*<config[^>]*>/, '').replace(/<\/config>\s*$/, '');
     const fresh = h.yang.parse(saved, { format: 'xml', kind: 'config', validate: true });
     let full: ConfigJson;
     try {
@@ -73,12 +72,12 @@ describe('netconf-ops: the JSON a commit hands to subsystems', function () {
   it('equals a full print through small edits, a refused commit, a large edit and removals', async () => {
     await h.rpc(s, editRunning(profile('a')));
     await h.rpc(s, editRunning(profile('b', '<tcp-fast-path><session-idle-timeout>30</session-idle-timeout></tcp-fast-path>')));
-    let json = expectLastMatchesSaved();
+    let json = await expectLastMatchesSaved();
     expect(json['tandem-network-profile:network-profile']).to.have.length(2);
 
     await h.rpc(s, editCandidate(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><rule><name>r1</name><action>accept</action></rule></firewall></vrf>`));
     await h.rpc(s, '<commit/>');
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect(json).to.have.property('tandem-vrf:vrf');
 
     const refusedAt = sub.applied.length;
@@ -86,19 +85,19 @@ describe('netconf-ops: the JSON a commit hands to subsystems', function () {
     expect(errors[0]!.message).to.contain('refused by the test');
     expect(sub.applied.length).to.equal(refusedAt);
     await h.rpc(s, editRunning(`<system xmlns="${SYS}"><fast-path><limits><conntrack><max>4096</max></conntrack></limits></fast-path></system>`));
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect(JSON.stringify(json)).to.not.contain('refused');
 
     // Entries of a short top-level list are reprinted one by one: changed in place, removed, added.
     await h.rpc(s, editRunning(profile('c')));
     await h.rpc(s, editRunning(profile('a', '<tcp-fast-path><session-idle-timeout>45</session-idle-timeout></tcp-fast-path>')));
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect(JSON.stringify(json['tandem-network-profile:network-profile'])).to.contain('45');
     await h.rpc(s, editRunning(`<network-profile xmlns="${NP}" ${NC} nc:operation="remove"><name>b</name></network-profile>`));
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect(json['tandem-network-profile:network-profile']).to.have.length(2);
     await h.rpc(s, editRunning(profile('b') + `<network-profile xmlns="${NP}" ${NC} nc:operation="remove"><name>c</name></network-profile>`));
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect((json['tandem-network-profile:network-profile'] as { name: string }[]).map((p) => p.name)).to.deep.equal(['a', 'b']);
 
     // More path operations than a commit replays in place: the new configuration is parsed whole.
@@ -106,11 +105,11 @@ describe('netconf-ops: the JSON a commit hands to subsystems', function () {
     for (let i = 0; i < 300; i++) many += profile(`bulk-${i}`);
     await h.rpc(s, editCandidate(many));
     await h.rpc(s, '<commit/>');
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect(json['tandem-network-profile:network-profile']).to.have.length(302);
 
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}" ${NC} nc:operation="remove"><name>main</name></vrf>`));
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect(json).to.not.have.property('tandem-vrf:vrf');
 
     let removeAll = '';
@@ -118,7 +117,7 @@ describe('netconf-ops: the JSON a commit hands to subsystems', function () {
       removeAll += `<network-profile xmlns="${NP}" ${NC} nc:operation="remove"><name>${name}</name></network-profile>`;
     }
     await h.rpc(s, editRunning(removeAll));
-    json = expectLastMatchesSaved();
+    json = await expectLastMatchesSaved();
     expect(json).to.not.have.property('tandem-network-profile:network-profile');
   });
 });

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { editCandidate, editRunning, GET_CANDIDATE, GET_RUNNING, NP, openHarness, profile, type Harness, type TestSession } from './ops-harness.js';
+import { foldedRunningXml } from '../helpers/folded-running.js';
 
 describe('netconf-ops: edit-config, commit and validation', function () {
   let h: Harness;
@@ -21,7 +22,7 @@ describe('netconf-ops: edit-config, commit and validation', function () {
     expect(await h.rpc(s, GET_RUNNING)).to.not.contain('<name>web</name>');
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
     expect(await h.rpc(s, GET_RUNNING)).to.contain('<name>web</name>');
-    expect(readFileSync(join(h.dir, 'running.xml'), 'utf8')).to.contain('<name>web</name>');
+    expect(await foldedRunningXml(h.dir)).to.contain('<name>web</name>');
   });
 
   it('answers create of an existing node with data-exists and delete of a missing one with data-missing (application)', async () => {

@@ -3,13 +3,13 @@
 // example), the operator writes what it may and is refused the rest, a read-only user reads
 // without the secret and writes nothing, the recovery user reads everything.
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ansibleAvailable, runPlaybook } from '../helpers/ansible-playbook.js';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
 import { freeTcpPort } from '../helpers/free-port.js';
+import { foldedRunningXml } from '../helpers/folded-running.js';
 
 const SECRET = 'ansible-nacm-secret-0123456789';
 
@@ -171,7 +171,7 @@ describe('netconf-ops: NACM with Ansible as admin, operator, read-only and recov
       USERS.map((u) => ({ name: u.name, host: a.host, port: a.port, user: u.name, password: u.password })), 200000);
     expect(code, out).to.equal(0);
     for (const u of USERS) expect(out, u.name).to.match(new RegExp(`${u.name}\\s+: ok=\\d+\\s+changed=\\d+\\s+unreachable=0\\s+failed=0`));
-    const running = readFileSync(path.join(a.stateDir, 'running.xml'), 'utf8');
+    const running = await foldedRunningXml(a.stateDir);
     expect(running).to.contain(SECRET).and.contain('<name>by-ops1</name>').and.not.contain('stolen').and.not.contain('by-viewer');
     expect(a.stdout()).to.match(/"user":"ops1".*shared-secret.*NACM: write denied/);
     expect(a.stdout()).to.match(/"user":"viewer".*NACM: write denied/);

@@ -2,10 +2,11 @@
 // (group admin: everything; others: the RFC defaults), RFC 8341 Appendix A's example configuration
 // adapted to tandem's modules, a deny-all configuration, enable-nacm false, and the recovery user.
 import { expect } from 'chai';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { startTandem, type TandemProcess } from '../helpers/tandem-process.js';
 import { DEBIAN_PYTHON, NCCLIENT_PRELUDE, runPython } from '../helpers/python-client.js';
 import { freeTcpPort } from '../helpers/free-port.js';
+import { foldedRunningXml } from '../helpers/folded-running.js';
 
 const SECRET = 'nacm-test-secret-0123456789';
 /** The sync listener binds 127.0.0.1 on this port: one the kernel says is free, not a fixed one. */
@@ -253,7 +254,7 @@ describe('netconf-ops: NACM (RFC 8341) with ncclient', function () {
     expect(r['admin_kill']).to.equal(null);
     expect(r['admin_delete_startup']).to.equal(null);
     // Nothing a refused user sent was stored; the denials are in the log with user and path.
-    const running = readFileSync(`${agent.stateDir}/running.xml`, 'utf8');
+    const running = await foldedRunningXml(agent.stateDir);
     expect(running).to.contain(SECRET).and.contain('<name>rescued</name>').and.not.contain('sneaky').and.not.contain('overwritten');
     expect(agent.stdout()).to.match(/"user":"reader".*"path":"\/tandem-vrf:vrf\[name='main'\]\/tandem-ha-fp-conntrack:ha-fp-conntrack\/shared-secret".*NACM: write denied/);
     expect(agent.stdout()).to.match(/"user":"reader".*"operation":"kill-session".*NACM: operation denied/);

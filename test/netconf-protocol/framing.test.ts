@@ -1,7 +1,7 @@
 // RFC 6242 framing state machine: both framings, messages split at every byte, oversized messages
 // skipped, broken framing detected.
 import { expect } from 'chai';
-import { FrameDecoder, FramingError, frameMessage, framePieces, type FrameEvent } from '../../agent/netconf/framing.js';
+import { FrameDecoder, FramingError, frameMessage, framePieces, ONE_PIECE_MAX_BYTES, type FrameEvent } from '../../agent/netconf/framing.js';
 
 const hello = '<hello xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"/>';
 
@@ -83,6 +83,21 @@ describe('NETCONF framing', () => {
     expect(frameMessage('<a/>', 'eom').toString()).to.equal('<a/>]]>]]>');
     for (const mode of ['eom', 'chunked'] as const) {
       expect(Buffer.concat(framePieces('<é/>', mode)).equals(frameMessage('<é/>', mode)), mode).to.equal(true);
+    }
+  });
+
+  it('frames a small message into one piece (one SSH packet) and a large one without copying its body', () => {
+    for (const mode of ['eom', 'chunked'] as const) {
+      const small = framePieces('<rpc-reply message-id="1"><ok/></rpc-reply>', mode);
+      expect(small, mode).to.have.length(1);
+      const big = `<data>${'é'.repeat(ONE_PIECE_MAX_BYTES)}</data>`;
+      const pieces = framePieces(big, mode);
+      expect(pieces.length, mode).to.be.greaterThan(1);
+      const d = new FrameDecoder(1 << 20);
+      d.push(frameMessage(hello, 'eom'));
+      d.setMode(mode);
+      expect(d.push(Buffer.concat([...small, ...pieces]))).to.deep.equal([
+        { kind: 'message', text: '<rpc-reply message-id="1"><ok/></rpc-reply>' }, { kind: 'message', text: big }]);
     }
   });
 });
