@@ -12,6 +12,7 @@ const benchmarks = [
   'yang-validate',
   'netconf-commit',
   'netconf',
+  'commit-probes',
   'ssh-guess-rate',
   'netconf-slow-subscribers',
   'nacm',
