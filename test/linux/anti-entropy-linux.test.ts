@@ -45,7 +45,21 @@ describe('linux engine: anti-entropy brings back conntracks deleted on the backu
       await until(() => (n = serverConntracks(lab, 'ha2')) === CONNECTIONS, () => `ha2's kernel to hold ${CONNECTIONS} conntracks (has ${n})`, 30_000, 200);
       // Synced everywhere and compared clean at least once before the fault.
       await until(async () => ((await antiEntropy(ha1))['ranges-compared'] ?? 0) > 0, 'a first anti-entropy round', 20_000, 500);
-      const before = await antiEntropy(ha2);
+      // Then a whole round that repaired nothing on ha2: under load the first rounds can still be
+      // repairing (or live updates still arriving), and a write landing just after `conntrack -D`
+      // would bring some back before anti-entropy is asked to (CI, load 10: 10 of 60 back at once).
+      const repairs = (s: Record<string, number>): number => (s['added'] ?? 0) + (s['updated'] ?? 0) + (s['removed'] ?? 0);
+      let before = await antiEntropy(ha2);
+      let rounds = (await antiEntropy(ha1))['rounds'] ?? 0;
+      await until(async () => {
+        const r = (await antiEntropy(ha1))['rounds'] ?? 0;
+        if (r <= rounds) return false;
+        const now = await antiEntropy(ha2);
+        const quiet = repairs(now) === repairs(before);
+        before = now;
+        rounds = r;
+        return quiet;
+      }, 'an anti-entropy round that repaired nothing on ha2', 30_000, 300);
 
       lab.exec(lab.ns.ha2, 'conntrack', ['-D', '-p', 'tcp', '--orig-dst', LAB.server]);
       expect(serverConntracks(lab, 'ha2')).to.equal(0);

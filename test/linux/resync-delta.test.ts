@@ -5,62 +5,21 @@
 // and the backup keeps the rest (docs/ha-sync.md § Full resync). The full path is still taken
 // when the backup's table epoch changed (its sync restarted) or the master lost kernel events.
 import { expect } from 'chai';
-import type { ConntrackWrite, KernelConntrack } from '../../fastpath/linux/ctnetlink-codec.js';
 import { ConntrackNetlink } from '../../fastpath/linux/conntrack-netlink.js';
 import { LinuxEngine } from '../../fastpath/linux/linux-engine.js';
-import type { FlowTuple } from '../../fastpath/engine.js';
 import { HaService } from '../../ha/ha-service.js';
 import { SyncService } from '../../sync/sync-service.js';
 import type { VrfSync } from '../../sync/vrf-sync.js';
 import { NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 import { labVrfConfig } from '../../lab/lab-topology.js';
 import { freePort, nodeConfig } from '../sync/two-nodes.js';
+import { kernelTable, keyOf, snatWrite, tableDifferences, until } from './resync-tables.js';
 import { TcpLinkProxy } from '../helpers/tcp-link-proxy.js';
 
 type Json = Record<string, unknown>;
 
 const N = 300;
 const CHANGED = 20;
-
-function write(i: number, natPort = 1024 + i): ConntrackWrite {
-  return {
-    orig: { proto: 'tcp', src: `10.64.${i >> 8}.${i & 255}`, dst: '198.51.100.10', sport: 2000 + i, dport: 443 },
-    reply: { proto: 'tcp', src: '198.51.100.10', dst: `192.0.2.${i % 4}`, sport: 443, dport: natPort },
-    state: 'established',
-    timeout: 7200,
-  };
-}
-
-const keyOf = (t: FlowTuple): string => `${t.proto} ${t.src}:${t.sport}>${t.dst}:${t.dport}`;
-const contentOf = (ct: KernelConntrack): string => `${keyOf(ct.reply)} ${ct.state}`;
-
-async function table(ns: string): Promise<Map<string, string>> {
-  const nl = new ConntrackNetlink({ namespace: ns });
-  const out = new Map<string, string>();
-  try {
-    await nl.dump((cts) => {
-      for (const ct of cts) if (ct.orig.src.startsWith('10.64.')) out.set(keyOf(ct.orig), contentOf(ct));
-    });
-  } finally {
-    nl.close();
-  }
-  return out;
-}
-
-function differences(a: Map<string, string>, b: Map<string, string>): string[] {
-  const out: string[] = [];
-  for (const [k, v] of a) if (b.get(k) !== v) out.push(`${k}: ha1 ${v}, ha2 ${b.get(k) ?? 'absent'}`);
-  for (const k of b.keys()) if (!a.has(k)) out.push(`${k}: only in ha2`);
-  return out;
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: () => string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('linux: delta resync after a short outage of the sync link (issue 11 item 4)', function () {
   this.timeout(180_000);
@@ -122,9 +81,9 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
     let b = new Map<string, string>();
     const converged = async (count: number, what: string): Promise<Map<string, string>> => {
       await until(async () => {
-        [a, b] = [await table(nsA), await table(nsB)];
-        return a.size === count && differences(a, b).length === 0;
-      }, () => `${what}: ha2's kernel to equal ha1's ${count} (${differences(a, b).length} differ: ${differences(a, b).slice(0, 3).join('; ')})`, 60_000);
+        [a, b] = [await kernelTable(nsA), await kernelTable(nsB)];
+        return a.size === count && tableDifferences(a, b).length === 0;
+      }, () => `${what}: ha2's kernel to equal ha1's ${count} (${tableDifferences(a, b).length} differ: ${tableDifferences(a, b).slice(0, 3).join('; ')})`, 60_000);
       return b;
     };
     const cut = async (): Promise<void> => {
@@ -140,25 +99,25 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
       const restated = Array.from({ length: CHANGED }, (_, k) => base + CHANGED + k);
       const ended = Array.from({ length: CHANGED }, (_, k) => base + 2 * CHANGED + k);
       const fresh = Array.from({ length: CHANGED }, (_, k) => 1000 + base + k);
-      await w.delete(rebound.map((i) => write(i).orig));
-      expect((await w.create(rebound.map((i) => write(i, 40000 + i)))).failures).to.deep.equal([]);
-      expect((await w.update(restated.map((i) => ({ ...write(i), state: 'close-wait' as const, timeout: 60 })))).failures).to.deep.equal([]);
-      await w.delete(ended.map((i) => write(i).orig));
-      expect((await w.create(fresh.map((i) => write(i)))).failures).to.deep.equal([]);
+      await w.delete(rebound.map((i) => snatWrite(i).orig));
+      expect((await w.create(rebound.map((i) => snatWrite(i, 40000 + i)))).failures).to.deep.equal([]);
+      expect((await w.update(restated.map((i) => ({ ...snatWrite(i), state: 'close-wait' as const, timeout: 60 })))).failures).to.deep.equal([]);
+      await w.delete(ended.map((i) => snatWrite(i).orig));
+      expect((await w.create(fresh.map((i) => snatWrite(i)))).failures).to.deep.equal([]);
       return { rebound, restated, ended, fresh };
     };
     const checkChanged = (b: Map<string, string>, c: Awaited<ReturnType<typeof change>>): void => {
-      for (const i of c.rebound) expect(b.get(keyOf(write(i).orig)), 'new NAT binding').to.equal(`${keyOf(write(i, 40000 + i).reply)} established`);
-      for (const i of c.restated) expect(b.get(keyOf(write(i).orig)), 'new state').to.match(/ close-wait$/);
-      for (const i of c.ended) expect(b.has(keyOf(write(i).orig)), 'ended').to.equal(false);
-      for (const i of c.fresh) expect(b.has(keyOf(write(i).orig)), 'new').to.equal(true);
+      for (const i of c.rebound) expect(b.get(keyOf(snatWrite(i).orig)), 'new NAT binding').to.equal(`${keyOf(snatWrite(i, 40000 + i).reply)} established`);
+      for (const i of c.restated) expect(b.get(keyOf(snatWrite(i).orig)), 'new state').to.match(/ close-wait$/);
+      for (const i of c.ended) expect(b.has(keyOf(snatWrite(i).orig)), 'ended').to.equal(false);
+      for (const i of c.fresh) expect(b.has(keyOf(snatWrite(i).orig)), 'new').to.equal(true);
     };
     return { ha1, ha2, s1, s2, vs1, clients1, config2, w, converged, cut, restore, change, checkChanged };
   }
 
   it('after an outage, only what changed is sent, and the backup ends equal to the master', async () => {
     const p = await pair('d');
-    expect((await p.w.create(Array.from({ length: N }, (_, i) => write(i)))).failures).to.deep.equal([]);
+    expect((await p.w.create(Array.from({ length: N }, (_, i) => snatWrite(i)))).failures).to.deep.equal([]);
     await p.converged(N, 'the first sync');
     await p.vs1().resyncIdle();
     const deltasBefore = p.vs1().deltaResyncs;
@@ -195,7 +154,7 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
 
   it('a backup whose sync restarted while apart (new table epoch) gets a full resync', async () => {
     const p = await pair('e');
-    expect((await p.w.create(Array.from({ length: N }, (_, i) => write(i)))).failures).to.deep.equal([]);
+    expect((await p.w.create(Array.from({ length: N }, (_, i) => snatWrite(i)))).failures).to.deep.equal([]);
     await p.converged(N, 'the first sync');
     await p.vs1().resyncIdle();
     const deltasBefore = p.vs1().deltaResyncs;
@@ -216,7 +175,7 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
   it('a master that lost kernel events while apart sends a full resync', async () => {
     // A 4 KiB event buffer: a burst of creates overruns it (the kernel drops events, counted).
     const p = await pair('f', { eventBufferBytes: 4096 });
-    expect((await p.w.create(Array.from({ length: N }, (_, i) => write(i)))).failures).to.deep.equal([]);
+    expect((await p.w.create(Array.from({ length: N }, (_, i) => snatWrite(i)))).failures).to.deep.equal([]);
     await p.converged(N, 'the first sync');
     await p.vs1().resyncIdle();
     const deltasBefore = p.vs1().deltaResyncs;
@@ -230,7 +189,7 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
     const lostBefore = (await p.ha1.counterDetail('main')).eventsLost;
     await p.cut();
     const c = await p.change(0);
-    const burst = Array.from({ length: 3000 }, (_, i) => write(2000 + i));
+    const burst = Array.from({ length: 3000 }, (_, i) => snatWrite(2000 + i));
     for (let i = 0; i < burst.length; i += 1000) expect((await p.w.create(burst.slice(i, i + 1000))).failures).to.deep.equal([]);
     await until(async () => (await p.ha1.counterDetail('main')).eventsLost > lostBefore, () => 'ha1 to lose events in the 4 KiB buffer', 30_000);
     expect(p.clients1().every((x) => !x.delta.armed), 'every delta record disarmed by the loss').to.equal(true);

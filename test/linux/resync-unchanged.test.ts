@@ -4,61 +4,19 @@
 // meanwhile reaches its kernel: a new NAT binding (same original tuple, another reply tuple), a new
 // TCP state, conntracks created, conntracks destroyed (removed at the resync's end).
 import { expect } from 'chai';
-import type { ConntrackWrite, KernelConntrack } from '../../fastpath/linux/ctnetlink-codec.js';
 import { ConntrackNetlink } from '../../fastpath/linux/conntrack-netlink.js';
 import { LinuxEngine } from '../../fastpath/linux/linux-engine.js';
-import type { FlowTuple } from '../../fastpath/engine.js';
 import { HaService } from '../../ha/ha-service.js';
 import { SyncService } from '../../sync/sync-service.js';
 import { NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 import { labVrfConfig } from '../../lab/lab-topology.js';
 import { freePort, nodeConfig } from '../sync/two-nodes.js';
+import { kernelTable, keyOf, snatWrite, tableDifferences, until } from './resync-tables.js';
 
 type Json = Record<string, unknown>;
 
 const N = 300;
 const CHANGED = 20;
-
-function write(i: number, natPort = 1024 + i): ConntrackWrite {
-  return {
-    orig: { proto: 'tcp', src: `10.64.${i >> 8}.${i & 255}`, dst: '198.51.100.10', sport: 2000 + i, dport: 443 },
-    reply: { proto: 'tcp', src: '198.51.100.10', dst: `192.0.2.${i % 4}`, sport: 443, dport: natPort },
-    state: 'established',
-    timeout: 7200,
-  };
-}
-
-const keyOf = (t: FlowTuple): string => `${t.proto} ${t.src}:${t.sport}>${t.dst}:${t.dport}`;
-/** What must be equal on both kernels: the NAT binding (reply tuple) and the state. */
-const contentOf = (ct: KernelConntrack): string => `${keyOf(ct.reply)} ${ct.state}`;
-
-async function table(ns: string): Promise<Map<string, string>> {
-  const nl = new ConntrackNetlink({ namespace: ns });
-  const out = new Map<string, string>();
-  try {
-    await nl.dump((cts) => {
-      for (const ct of cts) if (ct.orig.src.startsWith('10.64.')) out.set(keyOf(ct.orig), contentOf(ct));
-    });
-  } finally {
-    nl.close();
-  }
-  return out;
-}
-
-function differences(a: Map<string, string>, b: Map<string, string>): string[] {
-  const out: string[] = [];
-  for (const [k, v] of a) if (b.get(k) !== v) out.push(`${k}: ha1 ${v}, ha2 ${b.get(k) ?? 'absent'}`);
-  for (const k of b.keys()) if (!a.has(k)) out.push(`${k}: only in ha2`);
-  return out;
-}
-
-async function until(cond: () => boolean | Promise<boolean>, what: () => string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('linux: a full resync writes into the backup\'s kernel only what changed (issue 11)', function () {
   this.timeout(180_000);
@@ -101,14 +59,14 @@ describe('linux: a full resync writes into the backup\'s kernel only what change
     await until(() => s1.ready() && s2.ready(), () => 'the sync connections', 30_000);
 
     writer = new ConntrackNetlink({ namespace: nsA });
-    const created = await writer.create(Array.from({ length: N }, (_, i) => write(i)));
+    const created = await writer.create(Array.from({ length: N }, (_, i) => snatWrite(i)));
     expect(created.failures).to.deep.equal([]);
     let a = new Map<string, string>();
     let b = new Map<string, string>();
     await until(async () => {
-      [a, b] = [await table(nsA), await table(nsB)];
-      return a.size === N && differences(a, b).length === 0;
-    }, () => `ha2 to hold ha1's ${N} conntracks (${differences(a, b).length} differ)`, 60_000);
+      [a, b] = [await kernelTable(nsA), await kernelTable(nsB)];
+      return a.size === N && tableDifferences(a, b).length === 0;
+    }, () => `ha2 to hold ha1's ${N} conntracks (${tableDifferences(a, b).length} differ)`, 60_000);
 
     // The link goes down (ha2's sync off: ha1's connections fail).
     await s2.applySync(config2(false));
@@ -121,24 +79,24 @@ describe('linux: a full resync writes into the backup\'s kernel only what change
     const restated = Array.from({ length: CHANGED }, (_, k) => CHANGED + k);
     const ended = Array.from({ length: CHANGED }, (_, k) => 2 * CHANGED + k);
     const fresh = Array.from({ length: CHANGED }, (_, k) => N + k);
-    await writer.delete(rebound.map((i) => write(i).orig));
-    expect((await writer.create(rebound.map((i) => write(i, 40000 + i)))).failures).to.deep.equal([]);
-    expect((await writer.update(restated.map((i) => ({ ...write(i), state: 'close-wait' as const, timeout: 60 })))).failures).to.deep.equal([]);
-    await writer.delete(ended.map((i) => write(i).orig));
-    expect((await writer.create(fresh.map((i) => write(i)))).failures).to.deep.equal([]);
-    a = await table(nsA);
+    await writer.delete(rebound.map((i) => snatWrite(i).orig));
+    expect((await writer.create(rebound.map((i) => snatWrite(i, 40000 + i)))).failures).to.deep.equal([]);
+    expect((await writer.update(restated.map((i) => ({ ...snatWrite(i), state: 'close-wait' as const, timeout: 60 })))).failures).to.deep.equal([]);
+    await writer.delete(ended.map((i) => snatWrite(i).orig));
+    expect((await writer.create(fresh.map((i) => snatWrite(i)))).failures).to.deep.equal([]);
+    a = await kernelTable(nsA);
     expect(a.size).to.equal(N);
-    expect(differences(a, await table(nsB)).length, 'ha2 differs while the link is down').to.equal(4 * CHANGED);
+    expect(tableDifferences(a, await kernelTable(nsB)).length, 'ha2 differs while the link is down').to.equal(4 * CHANGED);
 
     const unchangedBefore = (await ha2.counterDetail('main')).resyncUnchanged;
     await s2.applySync(config2(true));
     await until(async () => {
-      [a, b] = [await table(nsA), await table(nsB)];
-      return differences(a, b).length === 0;
-    }, () => `ha2's kernel to equal ha1's after the resync: ${differences(a, b).slice(0, 5).join('; ')}`, 60_000);
-    for (const i of rebound) expect(b.get(keyOf(write(i).orig))).to.equal(`${keyOf(write(i, 40000 + i).reply)} established`);
-    for (const i of restated) expect(b.get(keyOf(write(i).orig))).to.match(/ close-wait$/);
-    for (const i of ended) expect(b.has(keyOf(write(i).orig))).to.equal(false);
+      [a, b] = [await kernelTable(nsA), await kernelTable(nsB)];
+      return tableDifferences(a, b).length === 0;
+    }, () => `ha2's kernel to equal ha1's after the resync: ${tableDifferences(a, b).slice(0, 5).join('; ')}`, 60_000);
+    for (const i of rebound) expect(b.get(keyOf(snatWrite(i).orig))).to.equal(`${keyOf(snatWrite(i, 40000 + i).reply)} established`);
+    for (const i of restated) expect(b.get(keyOf(snatWrite(i).orig))).to.match(/ close-wait$/);
+    for (const i of ended) expect(b.has(keyOf(snatWrite(i).orig))).to.equal(false);
     // The unchanged ones (N - 3 x CHANGED) were left as they were (live messages are not queued
     // while a connection is down: the changes came by the resync only, and were written).
     await until(async () => (await ha2.counterDetail('main')).resyncUnchanged > unchangedBefore, () => 'a resync to reach ha2', 30_000);
