@@ -449,8 +449,11 @@ static int client(const char *address, int port, size_t count, int connect_timeo
         int64_t now = now_ms();
         for (; i < n && started + (int64_t)((i * (size_t)spread) / n) <= now; i++) {
           uint32_t before = conns[i].sent;
+          /* Stamped before the call: on veths the echo can arrive (kernel-stamped) before a
+             preempted client gets back from send(), and an answer must never precede its send. */
+          int64_t issued = now_ms();
           send_payload(&conns[i], 'b');
-          if (conns[i].sent != before) conns[i].sent_at = now_ms() - started;
+          if (conns[i].sent != before) conns[i].sent_at = issued - started;
         }
         if (i < n) {
           int64_t wait = started + (int64_t)((i * (size_t)spread) / n) - now_ms();
