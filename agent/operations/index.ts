@@ -352,7 +352,7 @@ function nacmNode(root: ConfigRoot): ConfigNode | undefined {
 
 /** Does the stored configuration hold a NACM subtree (the libyang tree always has the defaults)? */
 function hasNacm(root: ConfigRoot): boolean {
-  return root.children.some((c) => c.schema.module === 'ietf-netconf-acm' && c.schema.name === 'nacm');
+  return nacmNode(root) !== undefined;
 }
 
 async function installFactoryNacm(svc: ConfigService): Promise<void> {
