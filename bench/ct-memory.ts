@@ -171,13 +171,7 @@ export async function ctMemoryRun(n: number, log: (line: string) => void): Promi
   } finally {
     writer?.close();
     for (const node of nodes) await node.close();
-    for (const ns of fx.namespaces) {
-      try {
-        fx.exec(ns, 'conntrack', ['-F']);
-      } catch {
-        // nothing to flush
-      }
-    }
+    fx.flushConntracks();
     await fx.cleanup();
     if (readNumber(MAX_FILE) !== table.max) writeFileSync(MAX_FILE, String(table.max));
     // Buckets are left as they are: lowering them rehashes every other user's table for nothing.

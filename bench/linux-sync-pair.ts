@@ -353,13 +353,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     for (const s of services) await s.close().catch(() => undefined);
     await ha1.close();
     await ha2.close();
-    for (const ns of fx.namespaces) {
-      try {
-        fx.exec(ns, 'conntrack', ['-F']);
-      } catch {
-        // nothing to flush
-      }
-    }
+    fx.flushConntracks();
     await fx.cleanup();
     await new Promise((r) => setTimeout(r, 1000));
   }

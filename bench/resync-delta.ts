@@ -185,13 +185,7 @@ export async function run(): Promise<Record<string, unknown>> {
     for (const s of services) await s.close().catch(() => undefined);
     await ha1.close();
     await ha2.close();
-    for (const ns of fx.namespaces) {
-      try {
-        fx.exec(ns, 'conntrack', ['-F']);
-      } catch {
-        // nothing to flush
-      }
-    }
+    fx.flushConntracks();
     await fx.cleanup();
     restoreTable();
   }
