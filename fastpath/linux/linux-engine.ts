@@ -43,7 +43,8 @@ import {
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset, runNft } from './nft-ruleset.js';
 import { handlesAfter, insertedHandles, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
 import { NftRuleEditSocket } from './nft-rule-batch.js';
-import { renderRoleSwitch } from './backup-guard.js';
+import { renderRoleSwitch, type GuardForm } from './backup-guard.js';
+import { ensureBackupRules, removeBackupRules } from './kernel-role-rules.js';
 import { PrimedNft } from './primed-nft.js';
 import { GuardRemovalSocket } from './guard-removal-socket.js';
 import { firewallCounters, readFirewallCounters, type FirewallCounters } from './nft-counters.js';
@@ -206,6 +207,8 @@ export class LinuxEngine implements DataplaneEngine {
   private tableSizedFor: number | undefined;
   private readonly clock: Clock;
   private readonly namespaceOf: (vrf: string) => string | undefined;
+  /** Namespaces ('' the agent's own) where the guard's BACKUP routing rule was put (kernel-role-rules.ts). */
+  private readonly backupRulesIn = new Set<string>();
   private readonly vrfs = new Map<string, LiveVrf>();
   private readonly staged = new Map<string, Staged>();
   private readonly listeners = new Set<(ev: ConntrackEvent) => void>();
@@ -379,6 +382,8 @@ export class LinuxEngine implements DataplaneEngine {
       return;
     }
     const role = live?.role ?? 'master';
+    // A backup's table carries the guard in the form keepalived lifts: its BACKUP rule first.
+    if (role === 'backup') await this.guardForm(name, staged.namespace, true);
     // Whole load: first load, or anything but firewall rules and default action changed, or the
     // chain's handles are unknown. Counters of unchanged rules keep counting; those of removed or
     // edited rules go (nft-ruleset.ts).
@@ -466,6 +471,8 @@ export class LinuxEngine implements DataplaneEngine {
     this.vrfs.delete(name);
     await this.stopVrf(vrf);
     await applyRuleset(vrf.namespace, renderRemoval());
+    this.backupRulesIn.delete(vrf.namespace ?? '');
+    await removeBackupRules(vrf.namespace).catch((err: Error) => log.warn({ vrf: name, err: err.message }, 'cannot remove the guard\'s BACKUP routing rules'));
     log.info({ vrf: name }, 'vrf dataplane removed');
   }
 
@@ -851,6 +858,26 @@ export class LinuxEngine implements DataplaneEngine {
     this.live(vrf).policy = policy;
   }
 
+  /**
+   * The form of a backup guard in `namespace`: `kernel` (lifted by keepalived's master rule) once
+   * the BACKUP routing rule is in place (kernel-role-rules.ts; put there once per namespace), else
+   * `unconditional` — or, with `strict`, the error (a whole load must not install a guard that a
+   * FIB lookup without the BACKUP rule would let everything through).
+   */
+  private async guardForm(vrf: string, namespace: string | undefined, strict = false): Promise<GuardForm> {
+    const key = namespace ?? '';
+    if (this.backupRulesIn.has(key)) return 'kernel';
+    try {
+      await ensureBackupRules(namespace);
+      this.backupRulesIn.add(key);
+      return 'kernel';
+    } catch (err) {
+      if (strict) throw new Error(`vrf ${vrf}: cannot add the backup guard's routing rule: ${(err as Error).message}`, { cause: err });
+      log.error({ vrf, err: (err as Error).message }, 'cannot add the backup guard\'s routing rule: the guard drops until the agent lifts it');
+      return 'unconditional';
+    }
+  }
+
   async setRole(vrf: string, role: HaRole): Promise<void> {
     const v = this.live(vrf);
     if (v.role === role) return;
@@ -865,6 +892,7 @@ export class LinuxEngine implements DataplaneEngine {
     }
     if (role === 'master') this.startEvents(v); // before traffic flows: no event may be missed
     const eventsMs = this.clock.now() - started;
+    const form = role === 'backup' ? await this.guardForm(vrf, v.namespace) : 'kernel';
     // Only the guard chain changes: a transaction whose size does not grow with the configuration.
     // To master: one netlink batch from this process on a socket opened while backup; else (and
     // to backup) an nft process started while backup when there is one; else nft the ordinary way.
@@ -885,14 +913,14 @@ export class LinuxEngine implements DataplaneEngine {
       by = 'nft';
       if (primed?.ready) {
         try {
-          await primed.run(renderRoleSwitch(TABLE, role));
+          await primed.run(renderRoleSwitch(TABLE, role, form));
         } catch (err2) {
           log.warn({ vrf, err: (err2 as Error).message }, 'primed nft failed; applying the role switch again');
-          await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+          await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role, form));
         }
       } else {
         primed?.discard();
-        await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role));
+        await applyRuleset(v.namespace, renderRoleSwitch(TABLE, role, form));
       }
     }
     if (role === 'backup') {

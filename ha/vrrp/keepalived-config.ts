@@ -3,6 +3,7 @@
 // the instances of one VRF. Pure functions: the YANG defaults arrive in the JSON (printed with
 // defaults), none is repeated here.
 import { isIP } from 'node:net';
+import { masterRuleLines } from '../../fastpath/linux/kernel-role-rules.js';
 
 type Json = Record<string, unknown>;
 
@@ -17,6 +18,12 @@ export interface VrrpInstanceConfig {
   preempt: boolean;
   /** The HA group this instance controls, if any. */
   haGroup?: string;
+  /**
+   * The VRF's own dataplane follows `haGroup` (its ha-fp-conntrack listen-ha-group): keepalived
+   * then adds the master rule that lifts the VRF's backup guard in the kernel
+   * (fastpath/linux/kernel-role-rules.ts), in the namespace it runs in, which is the VRF's.
+   */
+  liftsGuard?: boolean;
 }
 
 export interface VrfVrrpConfig {
@@ -108,6 +115,8 @@ export function readVrrpConfigs(config: Json): VrfVrrpConfig[] {
     const enabled = vrrp['enabled'] === undefined ? false : bool(vrrp['enabled'], 'vrrp enabled', `${vrfPath(vrf)}/vrrp/enabled`);
     if (!enabled && list.length === 0) continue;
     const cfg: VrfVrrpConfig = { vrf, enabled, instances: list.map((j) => readInstance(vrf, j)) };
+    const listened = ((v['tandem-ha-fp-conntrack:ha-fp-conntrack'] ?? {}) as Json)['listen-ha-group'];
+    for (const inst of cfg.instances) if (inst.haGroup !== undefined && inst.haGroup === listened) inst.liftsGuard = true;
     if (vrrp['router-id'] !== undefined) {
       const id = vrrp['router-id'];
       if (typeof id !== 'string' || isIP(id) !== 4) throw new VrrpConfigError(`router-id must be an IPv4 address, got ${JSON.stringify(id)}`, `${vrfPath(vrf)}/vrrp/router-id`);
@@ -151,6 +160,9 @@ function renderInstance(inst: VrrpInstanceConfig): string[] {
   if (!inst.preempt) lines.push('  nopreempt');
   lines.push('  virtual_ipaddress {', ...advertised.map((a) => `    ${a}`), '  }');
   if (excluded.length > 0) lines.push('  virtual_ipaddress_excluded {', ...excluded.map((a) => `    ${a}`), '  }');
+  // keepalived adds these after the addresses and before its gratuitous ARP, and removes them
+  // before it releases the addresses: the backup guard lifts and returns in the same switch.
+  if (inst.liftsGuard) lines.push('  virtual_rules {', ...masterRuleLines().map((r) => `    ${r}`), '  }');
   lines.push('}');
   return lines;
 }

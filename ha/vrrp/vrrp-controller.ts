@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import type { HaRole } from '../../fastpath/engine.js';
 import type { SubsystemError } from '../../core/subsystem.js';
 import { logger } from '../../core/log.js';
+import { removeMasterRules } from '../../fastpath/linux/kernel-role-rules.js';
 import { renderKeepalivedConf, vrfPath, type VrfVrrpConfig } from './keepalived-config.js';
 import { checkKeepalivedConf, KeepalivedProcess, realtimeSchedulingAllowed, type KeepalivedProcessOptions } from './keepalived-process.js';
 import { raiseThreadPriority } from './thread-priority.js';
@@ -193,6 +194,13 @@ export class VrrpController {
     // A keepalived that died reports nothing: its instances count as stopped until it is back.
     keepalived.onExit(() => {
       for (const name of r.states.keys()) r.states.set(name, 'STOP');
+      // A keepalived killed as master leaves its master rule, which keeps the kernel's backup
+      // guard open (fastpath/linux/kernel-role-rules.ts): the group is backup now, so it goes.
+      if (r.cfg.instances.some((i) => i.liftsGuard)) {
+        void removeMasterRules(this.netnsOf(r.cfg.vrf)).then((removed) => {
+          if (removed > 0) log.warn({ vrf: r.cfg.vrf, removed }, 'keepalived died as master: its rule that lifts the backup guard removed');
+        }, (err: Error) => log.error({ vrf: r.cfg.vrf, err: err.message }, 'keepalived died: cannot remove its rule that lifts the backup guard'));
+      }
       this.groupsChanged();
     });
     keepalived.start();

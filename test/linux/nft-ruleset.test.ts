@@ -8,6 +8,7 @@ import {
   applyRuleset, assignPortBlocks, checkRuleset, readCounters, renderRemoval, renderRuleset,
 } from '../../fastpath/linux/nft-ruleset.js';
 import { NftCounterSocket } from '../../fastpath/linux/nft-counter-socket.js';
+import { ensureBackupRules } from '../../fastpath/linux/kernel-role-rules.js';
 import { JsonLines, NamespaceFixture, ROOT_SKIP_REASON, isRoot } from '../../lab/namespace-fixture.js';
 import { routedPath, TCP_LOAD } from './routed-path.js';
 
@@ -249,6 +250,9 @@ describe('linux: nftables ruleset of a VRF', function () {
   });
 
   it('backup role: forwards nothing, before conntrack sees it', async () => {
+    // The engine puts the guard's BACKUP routing rule in before a backup's table (linux-engine.ts
+    // guardForm): without it the guard's marked FIB lookup would find the ordinary routes.
+    await ensureBackupRules(router);
     await applyRuleset(router, renderRuleset(config(), 'backup'));
     fx.exec(router, 'conntrack', ['-F']);
     const c = await connect('10.77.1.2', 7101, 2, 1000);
