@@ -38,6 +38,8 @@ export interface AgentFailoverResult {
   pingRoundMs: number;
   /** ha2's HA group g1 after the failover, from its agent (`current-state`). */
   ha2GroupState: string;
+  /** With freezeHa2Agent: whether ha2's backup guard chain was still loaded when the frozen agent was resumed. */
+  ha2GuardChainWhileFrozen?: boolean;
   /** With a virtual service, before the kill: ha1's tcpstat/mirror-conn-list-on-active and ha2's
    *  tcpstat/mirrored-connections-on-standby ('' when not reported). */
   mirrorOnActive?: string;
@@ -49,6 +51,12 @@ export interface AgentFailoverOptions {
   connections: number;
   virtualService?: { mirror: boolean };
   log?: (line: string) => void;
+  /**
+   * SIGSTOP ha2's agent just before ha1 is killed and SIGCONT it only after the ping after the
+   * kill returned (and `observe.after` ran): whatever forwards then is ha2's kernel following its
+   * keepalived, not its agent (the backup guard that keepalived lifts, backup-guard.ts).
+   */
+  freezeHa2Agent?: boolean;
   /** Called with the topology just before ha1 is killed and once the ping after it returned (diagnostics). */
   observe?: { beforeKill?: (lab: LabTopology) => void | Promise<void>; after?: (lab: LabTopology) => void | Promise<void> };
 }
@@ -64,6 +72,7 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
   const expectSynced = opts.sync && (vs?.mirror ?? true);
   const agents: LabAgent[] = [];
   let conns: LabConnections | undefined;
+  let frozen: number | undefined;
   try {
     lab.build();
     log(`topology up (namespaces ${lab.prefix}-*); starting tandem --engine linux in ha1 and ha2`);
@@ -102,6 +111,12 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     log(`${before} connections carry data; ha2's kernel holds ${syncedInKernel} of them (agents: ha1 synced ${ha1SyncedReported || '-'}, ha2 received ${ha2ReceiveReported || '-'}); killing ha1`);
 
     await opts.observe?.beforeKill?.(lab);
+    frozen = opts.freezeHa2Agent ? ha2.child.pid : undefined;
+    if (frozen !== undefined) {
+      process.kill(frozen, 'SIGSTOP');
+      log(`ha2's agent (pid ${frozen}) stopped: its keepalived runs on, the agent hears nothing`);
+    }
+    let ha2GuardChainWhileFrozen: boolean | undefined;
     // ha1 dies: links down, agent SIGKILLed by PID (its keepalived follows by pdeathsig).
     const killedAt = Date.now();
     lab.cutDataLinks('ha1');
@@ -112,15 +127,23 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     const afterPing = conns.ping(expectSynced ? 15_000 + n : 5_000);
     await until(() => holdsGateways(lab, 'ha2'), 'ha2 to take both gateway addresses (VRRP)', 15_000, 20);
     const takeoverMs = Date.now() - killedAt;
-    const after = await afterPing;
-    await opts.observe?.after?.(lab);
+    let after: Awaited<typeof afterPing>;
+    try {
+      after = await afterPing;
+      await opts.observe?.after?.(lab);
+      if (frozen !== undefined) ha2GuardChainWhileFrozen = lab.exec(lab.ns.ha2, 'nft', ['list', 'table', 'inet', 'tandem']).includes('chain backup_guard');
+    } finally {
+      if (frozen !== undefined) process.kill(frozen, 'SIGCONT');
+    }
     const ha2GroupState = await pair.groupState('ha2');
     const outageMs = after.firstMs < 0 ? -1 : after.sentAt - killedAt + after.firstMs;
     const allAnsweredMs = after.lastMs < 0 ? -1 : after.sentAt - killedAt + after.lastMs;
     log(`after the failover ${after.ok} of ${n} answered (${after.reset} reset): first ${outageMs} ms, all ${allAnsweredMs} ms after the kill; ha2's g1 ${ha2GroupState}`);
     return { before, after: after.ok, resets: after.reset, syncedInKernel, ha1SyncedReported, ha2ReceiveReported, syncMs, takeoverMs, outageMs, allAnsweredMs, pingRoundMs, ha2GroupState,
+      ...(frozen !== undefined ? { ha2GuardChainWhileFrozen } : {}),
       ...(vs ? { mirrorOnActive, mirroredOnStandby } : {}) };
   } finally {
+    if (frozen !== undefined) process.kill(frozen, 'SIGCONT'); // again if a step failed while it was stopped
     conns?.close();
     for (const agent of agents) await agent.stop().catch(() => undefined);
     await lab.teardown();

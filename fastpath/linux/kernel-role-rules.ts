@@ -1,11 +1,14 @@
 // The kernel's own view of the VRRP role, as the backup guard reads it (backup-guard.ts): policy
-// routing rules for packets carrying GUARD_MARK.
+// routing for packets carrying GUARD_MARK.
 //  - BACKUP rule (the agent keeps it in the VRF's namespace, both families): `fwmark GUARD_MARK
 //    unreachable` at BACKUP_RULE_PREFERENCE: a lookup with the mark finds no route.
-//  - MASTER rule (keepalived's `virtual_rules` of the instance that drives the VRF's HA group,
-//    keepalived.conf): `fwmark GUARD_MARK table main` at MASTER_RULE_PREFERENCE, in front of it.
-//    keepalived adds it when the instance becomes master (after the virtual addresses, before its
-//    gratuitous ARP) and removes it when the instance leaves master (before releasing the addresses).
+//  - MASTER rule and route (keepalived's `virtual_rules` / `virtual_routes` of the instance that
+//    drives the VRF's HA group, keepalived.conf): `fwmark GUARD_MARK table GUARD_TABLE` at
+//    MASTER_RULE_PREFERENCE, in front of it, and a default route in GUARD_TABLE (both families) via
+//    the instance's link, so that the lookup succeeds for any destination (also a NAT pool's
+//    address, which the main table does not route before un-NAT). keepalived adds them when the
+//    instance becomes master (after the virtual addresses, before its gratuitous ARP) and removes
+//    them when it leaves master (before releasing the addresses).
 // The guard sets the mark, asks the FIB (`fib daddr . mark oif`) and accepts when a route exists:
 // the guard lifts in keepalived's own switch, without waiting for the agent to hear of it.
 import { execFile } from 'node:child_process';
@@ -20,12 +23,24 @@ export const BACKUP_RULE_PREFERENCE = 1001;
 const FWMARK = `0x${GUARD_MARK.toString(16)}/0x${GUARD_MARK.toString(16)}`;
 const FAMILIES = ['-4', '-6'] as const;
 
+/** The routing table that holds keepalived's default routes for marked lookups (nothing else uses it). */
+export const GUARD_TABLE = 25200;
+
 /** The entries of keepalived's `virtual_rules` block that say "this node is master" to the guard. */
 export function masterRuleLines(): string[] {
   return [
-    `from all fwmark ${FWMARK} table main preference ${MASTER_RULE_PREFERENCE}`,
-    `from all fwmark ${FWMARK} table main preference ${MASTER_RULE_PREFERENCE} inet6`,
+    `from all fwmark ${FWMARK} table ${GUARD_TABLE} preference ${MASTER_RULE_PREFERENCE}`,
+    `from all fwmark ${FWMARK} table ${GUARD_TABLE} preference ${MASTER_RULE_PREFERENCE} inet6`,
   ];
+}
+
+/**
+ * The entries of keepalived's `virtual_routes` block: a default route of each family in GUARD_TABLE
+ * via `link` (the instance's interface; a route via lo would do for IPv4, but the kernel turns an
+ * IPv6 route via lo into a reject route).
+ */
+export function masterRouteLines(link: string): string[] {
+  return [`0.0.0.0/0 dev ${link} table ${GUARD_TABLE}`, `::/0 dev ${link} table ${GUARD_TABLE}`];
 }
 
 async function ip(namespace: string | undefined, args: string[]): Promise<string> {

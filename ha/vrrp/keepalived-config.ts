@@ -3,7 +3,7 @@
 // the instances of one VRF. Pure functions: the YANG defaults arrive in the JSON (printed with
 // defaults), none is repeated here.
 import { isIP } from 'node:net';
-import { masterRuleLines } from '../../fastpath/linux/kernel-role-rules.js';
+import { masterRouteLines, masterRuleLines } from '../../fastpath/linux/kernel-role-rules.js';
 
 type Json = Record<string, unknown>;
 
@@ -160,9 +160,13 @@ function renderInstance(inst: VrrpInstanceConfig): string[] {
   if (!inst.preempt) lines.push('  nopreempt');
   lines.push('  virtual_ipaddress {', ...advertised.map((a) => `    ${a}`), '  }');
   if (excluded.length > 0) lines.push('  virtual_ipaddress_excluded {', ...excluded.map((a) => `    ${a}`), '  }');
-  // keepalived adds these after the addresses and before its gratuitous ARP, and removes them
-  // before it releases the addresses: the backup guard lifts and returns in the same switch.
-  if (inst.liftsGuard) lines.push('  virtual_rules {', ...masterRuleLines().map((r) => `    ${r}`), '  }');
+  // keepalived adds these (routes, then rules) after the addresses and before its gratuitous ARP,
+  // and removes them (rules, then routes) before it releases the addresses: the backup guard
+  // lifts and returns in the same switch.
+  if (inst.liftsGuard) {
+    lines.push('  virtual_routes {', ...masterRouteLines(inst.linkInterface).map((r) => `    ${r}`), '  }');
+    lines.push('  virtual_rules {', ...masterRuleLines().map((r) => `    ${r}`), '  }');
+  }
   lines.push('}');
   return lines;
 }

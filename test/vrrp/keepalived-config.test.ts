@@ -196,4 +196,26 @@ describe('VRRP keepalived.conf rendering', function () {
     const main = readVrrpConfigs(json)[0]!;
     expect(() => renderKeepalivedConf(main, { notifyFifo: '/tmp/a b/fifo' })).to.throw(/cannot be written/);
   });
+
+  it('gives the instance that drives the VRF\'s own listen-ha-group the master route and rule of the backup guard, and only it', () => {
+    const vrf = (listen: string) => ({
+      name: 'main',
+      vrrp: { enabled: true },
+      interface: { vrrp: [
+        { name: 'lan', 'link-interface': 'lan', vrid: 1, priority: 100, 'virtual-address': ['10.1.0.1'], 'advert-interval': 5, preempt: true, 'ha-group': 'g1' },
+        { name: 'wan', 'link-interface': 'wan', vrid: 2, priority: 100, 'virtual-address': ['10.77.0.1'], 'advert-interval': 5, preempt: true },
+      ] },
+      'tandem-ha-fp-conntrack:ha-fp-conntrack': { 'listen-ha-group': listen },
+    });
+    const [cfg] = readVrrpConfigs({ 'tandem-vrf:vrf': [vrf('g1')] });
+    expect(cfg!.instances.map((i) => i.liftsGuard === true)).to.deep.equal([true, false]);
+    const text = renderKeepalivedConf(cfg!, { notifyFifo: '/tmp/x/notify.fifo' });
+    const lan = text.slice(text.indexOf('vrrp_instance lan'), text.indexOf('vrrp_instance wan'));
+    expect(lan).to.include('  virtual_routes {\n    0.0.0.0/0 dev lan table 25200\n    ::/0 dev lan table 25200\n  }');
+    expect(lan).to.include('  virtual_rules {\n    from all fwmark 0x20000000/0x20000000 table 25200 preference 1000\n    from all fwmark 0x20000000/0x20000000 table 25200 preference 1000 inet6\n  }');
+    expect(text.slice(text.indexOf('vrrp_instance wan'))).to.not.include('virtual_r');
+    // The dataplane listens to another group: keepalived must not lift its guard.
+    const [other] = readVrrpConfigs({ 'tandem-vrf:vrf': [vrf('g2')] });
+    expect(renderKeepalivedConf(other!, { notifyFifo: '/tmp/x/notify.fifo' })).to.not.include('virtual_r');
+  });
 });

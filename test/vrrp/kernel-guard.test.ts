@@ -16,7 +16,7 @@ import { HaGroups } from '../../ha/ha-groups.js';
 import { readVrrpConfigs, type VrfVrrpConfig } from '../../ha/vrrp/keepalived-config.js';
 import { VrrpController, type VrrpInstanceEvent } from '../../ha/vrrp/vrrp-controller.js';
 import { backupGuardLines } from '../../fastpath/linux/backup-guard.js';
-import { ensureBackupRules, masterRulePresent } from '../../fastpath/linux/kernel-role-rules.js';
+import { ensureBackupRules, GUARD_TABLE, masterRulePresent } from '../../fastpath/linux/kernel-role-rules.js';
 import { requireRoot, run } from './vrrp-namespaces.js';
 
 const ADVERT_CS = 20;
@@ -215,6 +215,8 @@ describe('backup guard lifted and restored by keepalived in the kernel, without 
     await waitUntil('the router holds the gateway address', () => holdsVip(ns.router));
     // The kernel's view already says master: keepalived added its rule before its gratuitous ARP.
     expect(await masterRulePresent(ns.router), 'master rule when the address is there').to.equal(true);
+    const routes = run('ip', ['-n', ns.router, 'route', 'show', 'table', String(GUARD_TABLE)]) + run('ip', ['-n', ns.router, '-6', 'route', 'show', 'table', String(GUARD_TABLE)]);
+    expect(routes).to.include('default dev lan').and.to.match(/default dev lan[^\n]*\n[\s\S]*default dev lan/);
     await waitUntil('the router reported MASTER', () => reported(router, 'MASTER', since));
     expect(guardChainThere(), 'the guard chain is still loaded').to.equal(true);
     const before = backupDrops();
