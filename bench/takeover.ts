@@ -62,12 +62,27 @@ export async function run(): Promise<Record<string, unknown>> {
   const clientNice = niceEnv === 'none' ? undefined : Number(niceEnv);
   if (clientNice !== undefined && (!Number.isInteger(clientNice) || clientNice < -20 || clientNice > 19)) throw new Error('TANDEM_BENCH_TAKEOVER_CLIENT_NICE: none or -20..19');
   const lab = { edges, bridgeNetfilter, clientNice };
-  const synced: TakeoverResult[] = [];
-  for (let round = 1; round <= rounds; round++) {
-    for (const backlog of variants) {
-      progress(`${flows} flows with sync, round ${round}/${rounds}, netdev_max_backlog ${backlog ?? `${hostBacklog} (the host's)`}`);
-      synced.push(await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog: backlog, agentNice, ...lab, log: progress }));
+  // Which backup guard (TANDEM_BENCH_TAKEOVER_GUARD): `kernel` (keepalived lifts it, the default),
+  // `agent` (keepalived.conf without its master rule: only the agent's removal lifts it, as before
+  // the fifth pass), or `both`, alternated within each round, agent first.
+  const guardEnv = process.env.TANDEM_BENCH_TAKEOVER_GUARD ?? 'kernel';
+  if (!['kernel', 'agent', 'both'].includes(guardEnv)) throw new Error('TANDEM_BENCH_TAKEOVER_GUARD: kernel, agent or both');
+  const guards = guardEnv === 'both' ? ['agent', 'kernel'] : [guardEnv];
+  const savedGuard = process.env.TANDEM_TEST_KERNEL_GUARD;
+  const synced: (TakeoverResult & { guard: string })[] = [];
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      for (const backlog of variants) {
+        for (const guard of guards) {
+          process.env.TANDEM_TEST_KERNEL_GUARD = guard === 'agent' ? '0' : '1'; // inherited by the lab's agents
+          progress(`${flows} flows with sync, ${guard} guard, round ${round}/${rounds}, netdev_max_backlog ${backlog ?? `${hostBacklog} (the host's)`}; load ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
+          synced.push({ guard, ...await takeoverRun({ sync: true, connections: flows, advertIntervalCs, client, hostBacklog: backlog, agentNice, ...lab, log: progress }) });
+        }
+      }
     }
+  } finally {
+    if (savedGuard === undefined) delete process.env.TANDEM_TEST_KERNEL_GUARD;
+    else process.env.TANDEM_TEST_KERNEL_GUARD = savedGuard;
   }
   let control: TakeoverResult | undefined;
   if (process.env.TANDEM_BENCH_TAKEOVER_CONTROL !== '0') {

@@ -163,7 +163,9 @@ function renderInstance(inst: VrrpInstanceConfig): string[] {
   // keepalived adds these (routes, then rules) after the addresses and before its gratuitous ARP,
   // and removes them (rules, then routes) before it releases the addresses: the backup guard
   // lifts and returns in the same switch.
-  if (inst.liftsGuard) {
+  // TANDEM_TEST_KERNEL_GUARD=0 (a test/bench hook: the takeover bench's side-by-side runs) leaves
+  // them out: the guard then lifts only when the agent removes it, as before.
+  if (inst.liftsGuard && process.env.TANDEM_TEST_KERNEL_GUARD !== '0') {
     lines.push('  virtual_routes {', ...masterRouteLines(inst.linkInterface).map((r) => `    ${r}`), '  }');
     lines.push('  virtual_rules {', ...masterRuleLines().map((r) => `    ${r}`), '  }');
   }
