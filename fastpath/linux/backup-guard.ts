@@ -21,11 +21,11 @@ export const BACKUP_GUARD_CHAIN = 'backup_guard';
 /** `kernel`: lifted by keepalived's master rule; `unconditional`: only the agent lifts it. */
 export type GuardForm = 'kernel' | 'unconditional';
 
-/** The chain's lines inside `table inet <table> { ... }` (what renderRuleset puts in a backup's table). */
 const HOOK = 'type filter hook prerouting priority raw - 10; policy accept;';
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16).padStart(8, '0')}`;
 
+/** The chain's lines inside `table inet <table> { ... }` (what renderRuleset puts in a backup's table). */
 export function backupGuardLines(form: GuardForm = 'kernel'): string[] {
   const kernelRole = form === 'kernel'
     ? [
