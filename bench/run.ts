@@ -31,6 +31,7 @@ const benchmarks = [
   'ct-memory',
   'takeover',
   'takeover-anchor',
+  'takeover-guard',
   'role-switch',
   'memory',
 ] as const;

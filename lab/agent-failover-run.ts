@@ -38,7 +38,9 @@ export interface AgentFailoverResult {
   pingRoundMs: number;
   /** ha2's HA group g1 after the failover, from its agent (`current-state`). */
   ha2GroupState: string;
-  /** With freezeHa2Agent: whether ha2's backup guard chain was still loaded when the frozen agent was resumed. */
+  /** Packets ha2's backup guard dropped from just before the kill to the end of the ping after it (nft counter backup_drops). */
+  ha2BackupDrops: number;
+  /** With freezeHa2Agent (and no freezeHa2AgentMs): whether ha2's backup guard chain was still loaded when the frozen agent was resumed. */
   ha2GuardChainWhileFrozen?: boolean;
   /** With a virtual service, before the kill: ha1's tcpstat/mirror-conn-list-on-active and ha2's
    *  tcpstat/mirrored-connections-on-standby ('' when not reported). */
@@ -57,6 +59,8 @@ export interface AgentFailoverOptions {
    * keepalived, not its agent (the backup guard that keepalived lifts, backup-guard.ts).
    */
   freezeHa2Agent?: boolean;
+  /** With freezeHa2Agent: SIGCONT this many ms after ha2 was seen holding both gateways instead (an agent that is late, not stopped). */
+  freezeHa2AgentMs?: number;
   /** Called with the topology just before ha1 is killed and once the ping after it returned (diagnostics). */
   observe?: { beforeKill?: (lab: LabTopology) => void | Promise<void>; after?: (lab: LabTopology) => void | Promise<void> };
 }
@@ -111,6 +115,7 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     log(`${before} connections carry data; ha2's kernel holds ${syncedInKernel} of them (agents: ha1 synced ${ha1SyncedReported || '-'}, ha2 received ${ha2ReceiveReported || '-'}); killing ha1`);
 
     await opts.observe?.beforeKill?.(lab);
+    const dropsBefore = backupDrops(lab);
     frozen = opts.freezeHa2Agent ? ha2.child.pid : undefined;
     if (frozen !== undefined) {
       process.kill(frozen, 'SIGSTOP');
@@ -119,6 +124,7 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     let ha2GuardChainWhileFrozen: boolean | undefined;
     // ha1 dies: links down, agent SIGKILLed by PID (its keepalived follows by pdeathsig).
     const killedAt = Date.now();
+    let resume: NodeJS.Timeout | undefined;
     lab.cutDataLinks('ha1');
     lab.setSyncLink(false);
     await ha1.stop('SIGKILL');
@@ -127,20 +133,26 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     const afterPing = conns.ping(expectSynced ? 15_000 + n : 5_000);
     await until(() => holdsGateways(lab, 'ha2'), 'ha2 to take both gateway addresses (VRRP)', 15_000, 20);
     const takeoverMs = Date.now() - killedAt;
+    if (frozen !== undefined && opts.freezeHa2AgentMs !== undefined) {
+      resume = setTimeout(() => { process.kill(frozen!, 'SIGCONT'); frozen = undefined; }, opts.freezeHa2AgentMs);
+    }
     let after: Awaited<typeof afterPing>;
     try {
       after = await afterPing;
       await opts.observe?.after?.(lab);
       if (frozen !== undefined) ha2GuardChainWhileFrozen = lab.exec(lab.ns.ha2, 'nft', ['list', 'table', 'inet', 'tandem']).includes('chain backup_guard');
     } finally {
+      clearTimeout(resume);
       if (frozen !== undefined) process.kill(frozen, 'SIGCONT');
+      frozen = undefined;
     }
+    const ha2BackupDrops = backupDrops(lab) - dropsBefore;
     const ha2GroupState = await pair.groupState('ha2');
     const outageMs = after.firstMs < 0 ? -1 : after.sentAt - killedAt + after.firstMs;
     const allAnsweredMs = after.lastMs < 0 ? -1 : after.sentAt - killedAt + after.lastMs;
     log(`after the failover ${after.ok} of ${n} answered (${after.reset} reset): first ${outageMs} ms, all ${allAnsweredMs} ms after the kill; ha2's g1 ${ha2GroupState}`);
     return { before, after: after.ok, resets: after.reset, syncedInKernel, ha1SyncedReported, ha2ReceiveReported, syncMs, takeoverMs, outageMs, allAnsweredMs, pingRoundMs, ha2GroupState,
-      ...(frozen !== undefined ? { ha2GuardChainWhileFrozen } : {}),
+      ha2BackupDrops, ...(ha2GuardChainWhileFrozen !== undefined ? { ha2GuardChainWhileFrozen } : {}),
       ...(vs ? { mirrorOnActive, mirroredOnStandby } : {}) };
   } finally {
     if (frozen !== undefined) process.kill(frozen, 'SIGCONT'); // again if a step failed while it was stopped
@@ -148,4 +160,10 @@ export async function agentFailoverRun(opts: AgentFailoverOptions): Promise<Agen
     for (const agent of agents) await agent.stop().catch(() => undefined);
     await lab.teardown();
   }
+}
+
+/** ha2's backup_drops counter (packets); 0 while its table has none. */
+function backupDrops(lab: LabTopology): number {
+  const out = lab.exec(lab.ns.ha2, 'nft', ['list', 'counters', 'table', 'inet', 'tandem']);
+  return Number(/counter backup_drops \{\s*packets (\d+)/.exec(out)?.[1] ?? 0);
 }
