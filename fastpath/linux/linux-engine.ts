@@ -7,7 +7,8 @@
 //
 // HA (SPEC rules 4 and 5), on the kernel:
 //  - backup: the table gets a raw-priority guard that drops every packet not addressed to the node,
-//    before conntrack sees it, so no traffic uses (or refreshes) synced conntracks; synced
+//    before conntrack sees it, so no traffic uses (or refreshes) synced conntracks (keepalived's
+//    master rule lifts it in the kernel before the agent hears of the switch, backup-guard.ts); synced
 //    conntracks are written with a timeout of BACKUP_TIMEOUT_S (the kernel has no "never expire",
 //    its cap is INT_MAX jiffies) and re-armed every BACKUP_REFRESH_MS; their real timeout rides in
 //    the conntrack mark (bit 31 = synced, bits 0-30 = timeout in seconds).
