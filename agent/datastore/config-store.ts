@@ -322,7 +322,8 @@ function existsIn(json: ConfigJson, path: string): boolean {
 function holdsLeafValue(json: ConfigJson, path: string, value: string | undefined): boolean {
   if (value === undefined) return false;
   const steps = pathSteps(path);
-  if (!steps || steps.at(-1)!.keys.length) return false;
+  // A leaf of a nested entry (a rule's) is reprinted with its entry anyway.
+  if (!steps || steps.at(-1)!.keys.length || deepestKeyed(steps) > 0) return false;
   let at: unknown = json;
   for (const st of steps) {
     if (!at || typeof at !== 'object' || Array.isArray(at)) return false;
@@ -398,7 +399,7 @@ function leafValuesOf(ops: LyOp[]): Map<string, string> {
 }
 
 /** Whether a node exists at `path` (a lookup, not an XPath evaluation); false when the path cannot be looked up. */
-function existsAt(tree: DataTree, path: string): boolean {
+export function existsAt(tree: DataTree, path: string): boolean {
   try {
     return tree.exists(path);
   } catch {
