@@ -108,19 +108,42 @@ function withEntryReprinted(tree: DataTree, member: string, entries: ConfigJson[
  * not of everything). Unchanged members and entries are shared with the base JSON: nobody
  * modifies these objects.
  */
+type PathSteps = { member: string; keys: [string, string][] }[];
+
+const STEP = /\/([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)/y;
+const KEY_PREDICATE = /\[([\w.-]+)=(?:'([^']*)'|"([^"]*)")\]/y;
+/**
+ * Paths parsed lately: a commit asks for each changed path's steps several times (is it only
+ * named, does it repeat a value, which entry does it reprint). Shared, never modified; emptied when full.
+ */
+const parsedPaths = new Map<string, PathSteps | undefined>();
+const PARSED_PATHS_MAX = 256;
+
 /** Steps of a data path: member name (as in RFC 7951 JSON) and key predicates. */
-function pathSteps(path: string): { member: string; keys: [string, string][] }[] | undefined {
-  const steps: { member: string; keys: [string, string][] }[] = [];
-  const step = /^\/([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)((?:\[[\w.-]+=(?:'[^']*'|"[^"]*")\])*)/;
-  let rest = path;
-  while (rest.length) {
-    const m = step.exec(rest);
-    if (!m) return undefined;
+function pathSteps(path: string): PathSteps | undefined {
+  if (parsedPaths.has(path)) return parsedPaths.get(path);
+  let steps: PathSteps | undefined = [];
+  let at = 0;
+  while (at < path.length) {
+    STEP.lastIndex = at;
+    const m = STEP.exec(path);
+    if (!m) {
+      steps = undefined;
+      break;
+    }
+    at = STEP.lastIndex;
     const keys: [string, string][] = [];
-    for (const k of m[2]!.matchAll(/\[([\w.-]+)=(?:'([^']*)'|"([^"]*)")\]/g)) keys.push([k[1]!, k[2] ?? k[3] ?? '']);
+    for (;;) {
+      KEY_PREDICATE.lastIndex = at;
+      const k = KEY_PREDICATE.exec(path);
+      if (!k) break;
+      keys.push([k[1]!, k[2] ?? k[3] ?? '']);
+      at = KEY_PREDICATE.lastIndex;
+    }
     steps.push({ member: m[1]!, keys });
-    rest = rest.slice(m[0].length);
   }
+  if (parsedPaths.size >= PARSED_PATHS_MAX) parsedPaths.clear();
+  parsedPaths.set(path, steps);
   return steps;
 }
 
@@ -175,13 +198,13 @@ function deepestKeyed(steps: { keys: [string, string][] }[]): number {
 }
 
 /** The XPath selecting steps[0..deepest] (one form per entry: the key of printedEntries); undefined when a key value holds a quote. */
-function entrySelector(steps: { member: string; keys: [string, string][] }[], deepest: number): string | undefined {
+function entrySelector(steps: PathSteps, deepest: number): string | undefined {
   if (steps.slice(0, deepest + 1).some((st) => st.keys.some(([, v]) => v.includes("'")))) return undefined;
   return steps.slice(0, deepest + 1).map((st) => `/${st.member}${st.keys.map(([k, v]) => `[${k}='${v}']`).join('')}`).join('');
 }
 
 /** The list entry `selector` names as `tree` holds it now, taken from its printed ancestors (undefined: absent). */
-function printedEntry(tree: DataTree, selector: string, steps: { member: string; keys: [string, string][] }[], deepest: number): unknown {
+function printedEntry(tree: DataTree, selector: string, steps: PathSteps, deepest: number): unknown {
   let printed: unknown = printSelected(tree, selector);
   for (let i = 0; i <= deepest && printed !== undefined; i++) {
     const v = (printed as ConfigJson)[steps[i]!.member];
@@ -266,7 +289,7 @@ function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string
  * set as the tree has it now: the leaf's selection is printed (so its JSON type is libyang's), its
  * ancestors are shallow copies. Undefined when it is not a plain leaf of an existing entry.
  */
-function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps: { member: string; keys: [string, string][] }[]): ConfigJson | undefined {
+function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps: PathSteps): ConfigJson | undefined {
   if (steps[0]!.keys.some(([, v]) => v.includes("'"))) return undefined;
   let printed: unknown = printSelected(tree, path);
   for (let i = 0; i < steps.length && printed !== undefined; i++) {
