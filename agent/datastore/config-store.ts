@@ -15,7 +15,7 @@ import { writeFileAtomic } from './atomic-file.js';
 import type { SchemaIndex } from './schema-index.js';
 import { refineYangException } from './yang-errors.js';
 import { YangRestrictions } from './yang-restrictions.js';
-import { firewallModuleIsKnown, locallyCheckableRules, rulesValid } from './local-validation.js';
+import { firewallModuleIsKnown, locallyCheckableRules, ruleEntryValid } from './local-validation.js';
 import { RunningJournal } from './running-journal.js';
 import { slicedTree, xmlInSlices } from './sliced-tree.js';
 
@@ -39,6 +39,10 @@ export interface JsonBase {
   changedPaths: string[];
   /** Paths that were only named (a 'set' without a value): no change by themselves when they already existed. */
   mentioned?: Set<string>;
+  /** Leaves set to a value by the commit's only op on them: no change when the JSON already holds that value. */
+  values?: Map<string, string>;
+  /** Nested list entries already printed from the new tree (selector → entry, undefined when gone): see printedEntry. */
+  printedEntries?: Map<string, unknown>;
 }
 
 /** Top-level JSON member ('module:name') of an absolute data path; undefined for '/' or odd paths. */
@@ -104,19 +108,42 @@ function withEntryReprinted(tree: DataTree, member: string, entries: ConfigJson[
  * not of everything). Unchanged members and entries are shared with the base JSON: nobody
  * modifies these objects.
  */
+type PathSteps = { member: string; keys: [string, string][] }[];
+
+const STEP = /\/([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)/y;
+const KEY_PREDICATE = /\[([\w.-]+)=(?:'([^']*)'|"([^"]*)")\]/y;
+/**
+ * Paths parsed lately: a commit asks for each changed path's steps several times (is it only
+ * named, does it repeat a value, which entry does it reprint). Shared, never modified; emptied when full.
+ */
+const parsedPaths = new Map<string, PathSteps | undefined>();
+const PARSED_PATHS_MAX = 256;
+
 /** Steps of a data path: member name (as in RFC 7951 JSON) and key predicates. */
-function pathSteps(path: string): { member: string; keys: [string, string][] }[] | undefined {
-  const steps: { member: string; keys: [string, string][] }[] = [];
-  const step = /^\/([A-Za-z_][\w.-]*(?::[A-Za-z_][\w.-]*)?)((?:\[[\w.-]+=(?:'[^']*'|"[^"]*")\])*)/;
-  let rest = path;
-  while (rest.length) {
-    const m = step.exec(rest);
-    if (!m) return undefined;
+function pathSteps(path: string): PathSteps | undefined {
+  if (parsedPaths.has(path)) return parsedPaths.get(path);
+  let steps: PathSteps | undefined = [];
+  let at = 0;
+  while (at < path.length) {
+    STEP.lastIndex = at;
+    const m = STEP.exec(path);
+    if (!m) {
+      steps = undefined;
+      break;
+    }
+    at = STEP.lastIndex;
     const keys: [string, string][] = [];
-    for (const k of m[2]!.matchAll(/\[([\w.-]+)=(?:'([^']*)'|"([^"]*)")\]/g)) keys.push([k[1]!, k[2] ?? k[3] ?? '']);
+    for (;;) {
+      KEY_PREDICATE.lastIndex = at;
+      const k = KEY_PREDICATE.exec(path);
+      if (!k) break;
+      keys.push([k[1]!, k[2] ?? k[3] ?? '']);
+      at = KEY_PREDICATE.lastIndex;
+    }
     steps.push({ member: m[1]!, keys });
-    rest = rest.slice(m[0].length);
   }
+  if (parsedPaths.size >= PARSED_PATHS_MAX) parsedPaths.clear();
+  parsedPaths.set(path, steps);
   return steps;
 }
 
@@ -161,31 +188,62 @@ function samePositions(from: readonly unknown[], list: readonly unknown[]): void
   if (known) entryPositions.set(list, known);
 }
 
+/** Index of the last step of a path that names list entries (-1: none). */
+function deepestKeyed(steps: { keys: [string, string][] }[]): number {
+  let deepest = -1;
+  steps.forEach((st, i) => {
+    if (st.keys.length) deepest = i;
+  });
+  return deepest;
+}
+
+/** The XPath selecting steps[0..deepest] (one form per entry: the key of printedEntries); undefined when a key value holds a quote. */
+function entrySelector(steps: PathSteps, deepest: number): string | undefined {
+  if (steps.slice(0, deepest + 1).some((st) => st.keys.some(([, v]) => v.includes("'")))) return undefined;
+  return steps.slice(0, deepest + 1).map((st) => `/${st.member}${st.keys.map(([k, v]) => `[${k}='${v}']`).join('')}`).join('');
+}
+
+/** The list entry `selector` names as `tree` holds it now, taken from its printed ancestors (undefined: absent). */
+function printedEntry(tree: DataTree, selector: string, steps: PathSteps, deepest: number): unknown {
+  let printed: unknown = printSelected(tree, selector);
+  for (let i = 0; i <= deepest && printed !== undefined; i++) {
+    const v = (printed as ConfigJson)[steps[i]!.member];
+    printed = Array.isArray(v) ? v.find((e) => entryMatches(e, steps[i]!.keys)) : v;
+  }
+  return printed;
+}
+
+/**
+ * A nested list entry (a firewall rule) printed from `tree` for the commit's validation, keyed as
+ * withNestedEntryReprinted looks it up; undefined when the path cannot be put in that form.
+ */
+export function printNestedEntry(tree: DataTree, entryPath: string): { selector: string; entry: unknown } | undefined {
+  const steps = pathSteps(entryPath);
+  if (!steps) return undefined;
+  const deepest = deepestKeyed(steps);
+  if (deepest !== steps.length - 1 || deepest < 1) return undefined;
+  const selector = entrySelector(steps, deepest);
+  return selector === undefined ? undefined : { selector, entry: printedEntry(tree, selector, steps, deepest) };
+}
+
 /**
  * `json` with the list entry a changed path falls in reprinted, when that entry is nested below a
  * top-level list entry (a firewall rule of a VRF): only that entry is printed, its ancestors are
  * shallow copies and everything else is shared. Undefined when the path names no nested entry, or
  * a new one (its position is the tree's to tell: the caller prints more).
  */
-function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string, done: Set<string>): ConfigJson | undefined {
+function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string, done: Set<string>, printedEntries?: Map<string, unknown>): ConfigJson | undefined {
   const steps = pathSteps(path);
   if (!steps) return undefined;
-  let deepest = -1;
-  steps.forEach((st, i) => {
-    if (st.keys.length) deepest = i;
-  });
+  const deepest = deepestKeyed(steps);
   if (deepest === 0 && steps.length > 1) return withLeafReprinted(tree, json, path, steps);
   if (deepest < 1) return undefined;
-  const selector = steps.slice(0, deepest + 1).map((st) => `/${st.member}${st.keys.map(([k, v]) => `[${k}='${v}']`).join('')}`).join('');
-  if (steps.slice(0, deepest + 1).some((st) => st.keys.some(([, v]) => v.includes("'")))) return undefined;
+  const selector = entrySelector(steps, deepest);
+  if (selector === undefined) return undefined;
   if (done.has(selector)) return json; // several leaves of one entry: printed once
   done.add(selector);
-  // The entry as it is now (absent when removed), taken from its printed ancestors.
-  let printed: unknown = printSelected(tree, selector);
-  for (let i = 0; i <= deepest && printed !== undefined; i++) {
-    const v = (printed as ConfigJson)[steps[i]!.member];
-    printed = Array.isArray(v) ? v.find((e) => entryMatches(e, steps[i]!.keys)) : v;
-  }
+  // The entry as it is now (absent when removed); printed already when the commit's validation needed it.
+  const printed: unknown = printedEntries?.has(selector) ? printedEntries.get(selector) : printedEntry(tree, selector, steps, deepest);
   const out: ConfigJson = { ...json };
   let holder: ConfigJson = out;
   for (let i = 0; i <= deepest; i++) {
@@ -231,7 +289,7 @@ function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string
  * set as the tree has it now: the leaf's selection is printed (so its JSON type is libyang's), its
  * ancestors are shallow copies. Undefined when it is not a plain leaf of an existing entry.
  */
-function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps: { member: string; keys: [string, string][] }[]): ConfigJson | undefined {
+function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps: PathSteps): ConfigJson | undefined {
   if (steps[0]!.keys.some(([, v]) => v.includes("'"))) return undefined;
   let printed: unknown = printSelected(tree, path);
   for (let i = 0; i < steps.length && printed !== undefined; i++) {
@@ -270,7 +328,7 @@ function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps
   return undefined;
 }
 
-/** Whether a path names an existing container or list entry of `json`. */
+/** Whether a path names an existing container or list entry of `json` (entries found through the lists' key index). */
 function existsIn(json: ConfigJson, path: string): boolean {
   const steps = pathSteps(path);
   if (!steps) return false;
@@ -278,9 +336,24 @@ function existsIn(json: ConfigJson, path: string): boolean {
   for (const st of steps) {
     if (!at || typeof at !== 'object' || Array.isArray(at)) return false;
     const v = (at as ConfigJson)[st.member];
-    at = Array.isArray(v) ? (st.keys.length ? v.find((e) => entryMatches(e, st.keys)) : undefined) : v;
+    at = Array.isArray(v) ? (st.keys.length ? v[indexOfEntry(v, st.keys)] : undefined) : v;
   }
   return !!at && typeof at === 'object' && !Array.isArray(at);
+}
+
+/** Whether `path` names a plain leaf of `json` whose value prints as `value` (setting it again changes nothing). */
+function holdsLeafValue(json: ConfigJson, path: string, value: string | undefined): boolean {
+  if (value === undefined) return false;
+  const steps = pathSteps(path);
+  // A leaf of a nested entry (a rule's) is reprinted with its entry anyway.
+  if (!steps || steps.at(-1)!.keys.length || deepestKeyed(steps) > 0) return false;
+  let at: unknown = json;
+  for (const st of steps) {
+    if (!at || typeof at !== 'object' || Array.isArray(at)) return false;
+    const v = (at as ConfigJson)[st.member];
+    at = Array.isArray(v) ? (st.keys.length ? v[indexOfEntry(v, st.keys)] : undefined) : v;
+  }
+  return (typeof at === 'string' || typeof at === 'number' || typeof at === 'boolean') && String(at) === value;
 }
 
 function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
@@ -290,8 +363,10 @@ function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
   let nested: ConfigJson | undefined = base.json;
   const baseJson = base.json;
   const done = new Set<string>();
-  for (const p of base.changedPaths.filter((q) => !(base.mentioned?.has(q) && existsIn(baseJson, q)))) {
-    nested = nested && withNestedEntryReprinted(tree, nested, p, done);
+  // A leaf set to the value it had (the edit repeats a VRF's default-action) changes nothing either.
+  const changed = base.changedPaths.filter((q) => !(base.mentioned?.has(q) && existsIn(baseJson, q)) && !holdsLeafValue(baseJson, q, base.values?.get(q)));
+  for (const p of changed) {
+    nested = nested && withNestedEntryReprinted(tree, nested, p, done, base.printedEntries);
     if (!nested) break;
   }
   if (nested) return nested;
@@ -332,6 +407,46 @@ function derivedJson(tree: DataTree, base: JsonBase): ConfigJson | undefined {
     else json[m] = printed[m];
   }
   return json;
+}
+
+/** Each leaf the ops set to a value, when that is the only op on its path (a path set twice or removed too is left out). */
+function leafValuesOf(ops: LyOp[]): Map<string, string> {
+  const values = new Map<string, string>();
+  const seen = new Set<string>();
+  for (const o of ops) {
+    if (seen.has(o.path)) values.delete(o.path);
+    else if (o.op === 'set' && o.value !== undefined) values.set(o.path, o.value);
+    seen.add(o.path);
+  }
+  return values;
+}
+
+/** Whether a node exists at `path` (a lookup, not an XPath evaluation); false when the path cannot be looked up. */
+export function existsAt(tree: DataTree, path: string): boolean {
+  try {
+    return tree.exists(path);
+  } catch {
+    return false; // the caller then validates the whole tree
+  }
+}
+
+/**
+ * The rule entries, each printed from the tree (RFC 7951 JSON) and checked by ruleEntryValid;
+ * undefined when one is not valid or cannot be printed alone (the caller validates the whole tree).
+ */
+function printedRulesIfValid(tree: DataTree, rulePaths: Iterable<string>): Map<string, unknown> | undefined {
+  const printed = new Map<string, unknown>();
+  for (const path of rulePaths) {
+    let rule: { selector: string; entry: unknown } | undefined;
+    try {
+      rule = printNestedEntry(tree, path);
+    } catch {
+      return undefined; // libyang's full validation gives the verdict and its errors
+    }
+    if (!rule || !ruleEntryValid(rule.entry)) return undefined;
+    printed.set(rule.selector, rule.entry);
+  }
+  return printed;
 }
 
 function validatedConfig(root: ConfigRoot, tree: DataTree, base?: JsonBase, printed?: ConfigJson): ValidatedConfig {
@@ -475,8 +590,9 @@ export class ConfigStore {
       json: this.running.printedJson,
       changedPaths: ops.map((o) => o.path),
       mentioned: new Set(ops.filter((o) => o.op === 'set' && o.value === undefined).map((o) => o.path)),
+      values: leafValuesOf(ops),
     };
-    const rules = this.localRuleValidation ? locallyCheckableRules(ops, (p) => tree.xpath(p).length > 0) : undefined;
+    const rules = this.localRuleValidation ? locallyCheckableRules(ops, (p) => existsAt(tree, p)) : undefined;
     this.runningTreeInFlux = true;
     try {
       for (const op of ops) {
@@ -485,8 +601,11 @@ export class ConfigStore {
       }
       // Only rules changed and they are valid: the rest of the tree is as it was validated.
       // Anything else, or a rule that is not valid, gets libyang's full validation and its errors.
-      if (rules && rulesValid(tree, rules)) {
+      const printed = rules && printedRulesIfValid(tree, rules);
+      if (printed) {
         this.validations.localRules += 1;
+        // The same prints give the subsystems' JSON of these rules (derivedJson).
+        base.printedEntries = printed;
       } else {
         this.validations.full += 1;
         tree.validate({ configOnly: true });

@@ -13,7 +13,7 @@
 // module is the one this was written for, by hash); a changed tandem-firewall module turns this
 // off (full validation) until it is reviewed.
 import { createHash } from 'node:crypto';
-import type { DataTree, YangContext } from '../../yang/libyang/api.js';
+import type { YangContext } from '../../yang/libyang/api.js';
 import { logger } from '../../core/log.js';
 import type { LyOp } from './edit-config.js';
 
@@ -57,40 +57,51 @@ export function locallyCheckableRules(ops: LyOp[], existed: (path: string) => bo
 const RULE_LEAVES = new Set(['name', 'description', 'protocol', 'source-prefix', 'destination-prefix', 'action']);
 const PORTS = new Set(['source-port', 'destination-port']);
 
+function isLeafValue(v: unknown): v is string | number | boolean {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean';
+}
+
 /**
- * Whether every rule entry named is valid as libyang would judge it (a removed entry is: nothing
- * refers to it). False also when the entry holds anything this check does not know.
+ * Whether a rule entry, as libyang prints it now (RFC 7951 JSON with defaults, the entry itself:
+ * see ConfigStore.applyToRunning), is valid as libyang would judge it; a removed entry (undefined)
+ * is: nothing refers to it. False also when the entry holds anything this check does not know
+ * (a member of another module is printed 'module:name': unknown). The JSON is the print the
+ * commit needs anyway for its subsystems (one print of the rule, no XPath walk of it).
  */
-export function rulesValid(tree: DataTree, rulePaths: Iterable<string>): boolean {
-  for (const entry of rulePaths) {
-    const leaves = new Map<string, string | undefined>();
-    for (const n of tree.xpath(`${entry}//*`)) {
-      const rel = n.path.slice(entry.length + 1);
-      if (rel.includes('[')) return false;
-      leaves.set(rel, n.value);
+export function ruleEntryValid(entry: unknown): boolean {
+  if (entry === undefined) return true; // removed
+  if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) return false;
+  const leaves = new Map<string, string | number | boolean>();
+  for (const [top, v] of Object.entries(entry as Record<string, unknown>)) {
+    if (RULE_LEAVES.has(top)) {
+      if (!isLeafValue(v)) return false;
+      leaves.set(top, v);
+    } else if (PORTS.has(top)) {
+      if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+      for (const [sub, x] of Object.entries(v as Record<string, unknown>)) {
+        if ((sub !== 'start' && sub !== 'end') || !isLeafValue(x)) return false;
+        leaves.set(`${top}/${sub}`, x);
+      }
+      leaves.set(top, '');
+    } else {
+      return false;
     }
-    if (leaves.size === 0) continue; // removed
-    for (const rel of leaves.keys()) {
-      const [top, sub, more] = rel.split('/');
-      const known = sub === undefined ? RULE_LEAVES.has(top!) || PORTS.has(top!) : PORTS.has(top!) && (sub === 'start' || sub === 'end') && more === undefined;
-      if (!known) return false;
-    }
-    if (!leaves.has('action')) return false; // mandatory
-    const protocol = leaves.get('protocol');
-    for (const port of PORTS) {
-      if (!leaves.has(port)) continue;
-      // must "../protocol = 'tcp' or ../protocol = 'udp'"
-      if (protocol !== 'tcp' && protocol !== 'udp') return false;
-      const start = leaves.get(`${port}/start`);
-      if (start === undefined) return false; // mandatory
-      const end = leaves.get(`${port}/end`);
-      // must ". >= ../start"
-      if (end !== undefined && !(Number(end) >= Number(start))) return false;
-    }
-    // must "not(../source-prefix) or contains(../source-prefix, ':') = contains(., ':')"
-    const src = leaves.get('source-prefix'), dst = leaves.get('destination-prefix');
-    if (dst !== undefined && src !== undefined && src.includes(':') !== dst.includes(':')) return false;
   }
+  if (!leaves.has('action')) return false; // mandatory
+  const protocol = leaves.get('protocol');
+  for (const port of PORTS) {
+    if (!leaves.has(port)) continue;
+    // must "../protocol = 'tcp' or ../protocol = 'udp'"
+    if (protocol !== 'tcp' && protocol !== 'udp') return false;
+    const start = leaves.get(`${port}/start`);
+    if (start === undefined) return false; // mandatory
+    const end = leaves.get(`${port}/end`);
+    // must ". >= ../start"
+    if (end !== undefined && !(Number(end) >= Number(start))) return false;
+  }
+  // must "not(../source-prefix) or contains(../source-prefix, ':') = contains(., ':')"
+  const src = leaves.get('source-prefix'), dst = leaves.get('destination-prefix');
+  if (dst !== undefined && src !== undefined && String(src).includes(':') !== String(dst).includes(':')) return false;
   return true;
 }
 

@@ -6,7 +6,7 @@ import type { YangContext } from '../../yang/libyang/api.js';
 import { NetconfError } from '../../core/netconf-error.js';
 import { logger } from '../../core/log.js';
 import { renewLibyangIfOversized } from '../datastore/libyang-renewal.js';
-import { ConfigStore, type DatastoreName, type ValidatedConfig } from '../datastore/config-store.js';
+import { ConfigStore, existsAt, type DatastoreName, type ValidatedConfig } from '../datastore/config-store.js';
 import type { ConfigRoot } from '../datastore/config-tree.js';
 import type { EditChange, LyOp } from '../datastore/edit-config.js';
 import { SchemaIndex } from '../datastore/schema-index.js';
@@ -239,7 +239,7 @@ export class ConfigService {
     let next: ValidatedConfig;
     if (ops && ops.length <= IN_PLACE_MAX_OPS) {
       // Whether each entry an op names existed before (a create concerns every subsystem below it).
-      const changes = changesFromOps(ops, (p) => prev.tree.xpath(p).length > 0);
+      const changes = changesFromOps(ops, (p) => existsAt(prev.tree, p));
       // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
       const oldSide = this.transaction.concerned(prev, prev, changes).length ? { json: prev.json } : { json: {} };
       const local = this.store.validations.localRules;

@@ -139,7 +139,10 @@ export class CommitTransaction {
     const started = performance.now();
     const base: CommitContext = { id: this.nextId++, oldConfig: oldSide.json, newConfig: newSide.json, ...(opts.startup ? { startup: true } : {}) };
     const contexts = new Map(subs.map((s) => [s, this.contextFor(s, base, all)]));
-    const jsonMs = Math.round(performance.now() - started);
+    // When each step ended, in ms since the transaction started (the 'commit applied' line): what awaits what.
+    const at = (): number => Math.round((performance.now() - started) * 100) / 100;
+    const timeline: Record<string, number> = { contexts: at() };
+    const jsonMs = Math.round(timeline.contexts!);
     // Debug: the 'commit applied' line says the same once it is done (one line per commit at info).
     log.debug({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length }, 'commit transaction');
     const errors: NetconfError[] = [];
@@ -153,8 +156,15 @@ export class CommitTransaction {
     const alongside = opts.alongside;
     let along: Promise<unknown> | undefined;
     const startAlong = (): void => {
+      timeline.prepared ??= at();
       along ??= alongside
-        ? new Promise<void>((r) => setImmediate(r)).then(() => alongside.run()).then(() => undefined, (err: unknown) => err ?? new Error('failed'))
+        ? new Promise<void>((r) => setImmediate(r)).then(() => {
+          timeline.saveStarted = at();
+          return alongside.run();
+        }).then(() => {
+          timeline.saved = at();
+          return undefined;
+        }, (err: unknown) => err ?? new Error('failed'))
         : undefined;
     };
     // Subsystems that all live in the plane worker: the whole commit in one round trip (validate,
@@ -170,6 +180,7 @@ export class CommitTransaction {
           throw err;
         })
         : batch?.validateThenPrepare && batched ? await batch.validateThenPrepare(calls) : undefined;
+    if (together) timeline.planeAnswered = at();
     const named = (method: PhaseMethod, outcomes: PhaseOutcome[]) => outcomes.map((outcome, k) => {
       const sub = subs[k]!;
       (phases[sub.name] ??= {})[method] = Math.round(outcome.ms * 10) / 10;
@@ -229,7 +240,7 @@ export class CommitTransaction {
       throw new NetconfErrorList([new NetconfError('operation-failed', 'application',
         `running could not be saved: ${message(alongErr)}; commit refused, ${fate}`)]);
     }
-    log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length, jsonMs, ms: Math.round(performance.now() - started), phases }, 'commit applied');
+    log.info({ tx: base.id, subsystems: subs.map((s) => s.name), changes: all?.length, jsonMs, ms: Math.round(performance.now() - started), phases, timeline }, 'commit applied');
   }
 
   /** The alongside work of a commit that concerns no subsystem: it alone decides. */

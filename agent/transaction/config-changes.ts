@@ -88,12 +88,18 @@ export function changesFromDiff(diffJson: string, keysOf: KeysOf): ConfigChange[
   return out;
 }
 
+/** Whether `path` lies strictly below `ancestor` (`ancestor` + '/' + more). */
+function isBelow(path: string, ancestor: string): boolean {
+  return path.length > ancestor.length && path.charCodeAt(ancestor.length) === 47 /* '/' */ && path.startsWith(ancestor);
+}
+
 /**
  * Whether a change concerns the subtree at schema path `owned`: inside it or at it; above it only
  * when it created or deleted (or replaced, path '/') the ancestor, not when it merely named it.
  */
 export function touches(owned: string, change: ConfigChange): boolean {
   const c = change.schemaPath;
-  if (c === owned || c.startsWith(`${owned}/`) || c === '' || c === '/') return true;
-  return owned.startsWith(`${c}/`) && change.operation !== 'modify';
+  // Asked for every owned path of every subsystem and every change: compared without building strings.
+  if (c === owned || isBelow(c, owned) || c === '' || c === '/') return true;
+  return isBelow(owned, c) && change.operation !== 'modify';
 }

@@ -71,6 +71,17 @@ describe('netconf-ops: commit JSON with nested list entries reprinted alone', fu
     await expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action ${NC} nc:operation="remove"/></firewall></vrf>`));
     await expectMatchesSaved();
+    // A leaf set again to the value it holds (an edit that repeats the default-action with a rule,
+    // as clients do) changes nothing by itself: the JSON keeps it, the rule is reprinted.
+    await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action>drop</default-action><rule><name>r7</name><action>accept</action></rule></firewall></vrf>`));
+    await expectMatchesSaved();
+    await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action>drop</default-action><rule><name>r7</name><action>drop</action></rule></firewall>
+      <network-stack xmlns="urn:tandem:yang:tandem-conntrack"><fast-path><conntrack><timeouts><udp>77</udp></timeouts></conntrack></fast-path></network-stack></vrf>`));
+    await expectMatchesSaved();
+    await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>main</name><firewall xmlns="${FW}"><default-action>accept</default-action><rule><name>r7</name><action>accept</action></rule></firewall></vrf>`));
+    await expectMatchesSaved();
+    const fw = ((sub.last!['tandem-vrf:vrf'] as ConfigJson[]).find((v) => v['name'] === 'main')!['tandem-firewall:firewall'] as ConfigJson);
+    expect(fw['default-action']).to.equal('accept');
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><firewall xmlns="${FW}"><rule><name>new</name><action>drop</action></rule></firewall></vrf>`));
     await expectMatchesSaved();
     await h.rpc(s, editRunning(`<vrf xmlns="${VRF}"><name>blue</name><firewall xmlns="${FW}"><rule><name>r0</name><action>drop</action></rule><rule><name>r1</name><action>drop</action></rule></firewall></vrf>`));
