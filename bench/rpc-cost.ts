@@ -3,15 +3,16 @@
 // server's CPU per RPC (utime+stime of every server process over N RPCs, from /proc: the work done,
 // nearly independent of load). For netconfd the CPU of sshd's session processes and of
 // netconf-subsystem is counted too: they do what tandem's ssh2 and framing do.
-// Run: `npm run bench -- rpc-cost`. BENCH_RPC_COST_N: RPCs per measure (default 2000).
-// TANDEM_CPU_PROF_DIR: profile tandem's main thread (bench/cpu-profile-preload.ts) and leave the profile there.
+// Run: `npm run bench -- rpc-cost`. BENCH_RPC_COST_N: RPCs per measure (default 3000), BENCH_RPC_COST_WARMUP before it (default 1000).
+// BENCH_RPC_COST_ONLY=<rpc name>, BENCH_RPC_COST_TANDEM_ONLY=1: narrow the run (profiling). TANDEM_CPU_PROF_DIR: profile tandem's main thread (bench/cpu-profile-preload.ts) and leave the profile there.
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { generateParsableKeyPair } from '../agent/ssh/key-pair.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startNetconfdTarget, startTandemTarget, type Target } from './netconf.js';
 
-const N = Number(process.env.BENCH_RPC_COST_N ?? 2000);
+const N = Number(process.env.BENCH_RPC_COST_N ?? 3000);
+const WARMUP = Number(process.env.BENCH_RPC_COST_WARMUP ?? 1000);
 const NP_NS = 'urn:tandem:yang:tandem-network-profile';
 const CLK_TCK = 100; // Linux USER_HZ
 
@@ -64,8 +65,9 @@ async function measure(t: Target): Promise<Record<string, unknown>> {
     const small = `<network-profile xmlns="${NP_NS}"><name>bench-small</name><type>tcp-fast-path</type></network-profile>`;
     if (!/<ok\/>/.test(await c.rpc(`<edit-config><target><candidate/></target><config>${small}</config></edit-config>`))) throw new Error('setup edit failed');
     if (!/<ok\/>/.test(await c.rpc('<commit/>'))) throw new Error('setup commit failed');
-    for (const rpc of RPCS) {
-      for (let i = 0; i < 50; i += 1) await c.rpc(rpc.xml); // warm-up
+    const only = process.env.BENCH_RPC_COST_ONLY; // one RPC's name (profiling)
+    for (const rpc of RPCS.filter((r) => !only || r.name === only)) {
+      for (let i = 0; i < WARMUP; i += 1) await c.rpc(rpc.xml); // warm-up: JIT-compiled code, as in a long-running agent
       const pids = t.cpuPids();
       const lat: number[] = [];
       const s0 = cpuTicks(pids);
@@ -99,7 +101,7 @@ async function measure(t: Target): Promise<Record<string, unknown>> {
 export async function run(): Promise<Record<string, unknown>> {
   const key = generateParsableKeyPair('ed25519', {}, 'tandem test key');
   const results: Record<string, unknown> = {
-    method: `one ssh2 client session on loopback, ${N} RPCs in sequence per measure after 50 warm-up; server CPU = utime+stime `
+    method: `one ssh2 client session on loopback, ${N} RPCs in sequence per measure after ${WARMUP} warm-up; server CPU = utime+stime `
       + 'of the server processes (tandem: its node process; netconfd: netconfd + sshd and its session children) / N',
     loadavg_before: readFileSync('/proc/loadavg', 'utf8').trim(),
   };
@@ -117,7 +119,7 @@ export async function run(): Promise<Record<string, unknown>> {
   }
   let nc: Target | string;
   try {
-    nc = await startNetconfdTarget(key);
+    nc = process.env.BENCH_RPC_COST_TANDEM_ONLY ? 'BENCH_RPC_COST_TANDEM_ONLY set' : await startNetconfdTarget(key);
   } catch (err) {
     nc = `netconfd could not be started: ${err instanceof Error ? err.message : String(err)}`;
   }
