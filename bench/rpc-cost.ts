@@ -20,6 +20,11 @@ const CLK_TCK = 100; // Linux USER_HZ
 const RPCS: { name: string; xml: string; expect: RegExp }[] = [
   { name: 'get_config_small', xml: '<get-config><source><running/></source></get-config>', expect: /bench-small/ },
   {
+    name: 'get_config_filtered',
+    xml: `<get-config><source><running/></source><filter type="subtree"><network-profile xmlns="${NP_NS}"><name>bench-small</name></network-profile></filter></get-config>`,
+    expect: /bench-small/,
+  },
+  {
     name: 'get_netconf_state',
     xml: '<get><filter type="subtree"><netconf-state xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"/></filter></get>',
     expect: /sessions>/,
