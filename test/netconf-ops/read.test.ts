@@ -114,6 +114,16 @@ describe('netconf-ops: reads, filters, with-defaults, monitoring, notifications'
     expect(out).to.contain('<username>alice</username>').and.contain('<session-id>7</session-id>');
     expect(out).to.contain('<identifier>tandem-network-profile</identifier>');
     expect(out).to.contain('<in-sessions>');
+    // Its schema-only parts are printed once; locks and sessions are read each time.
+    expect(out).to.not.contain('<locked-by-session>');
+    expect(await h.rpc(s, '<lock><target><candidate/></target></lock>')).to.contain('<ok/>');
+    const locked = await h.rpc(s, `<get><filter type="subtree"><netconf-state xmlns="${MON}"/></filter></get>`);
+    expect(locked).to.contain('<locked-by-session>7</locked-by-session>');
+    const part = (text: string, name: string) => new RegExp(`<${name}>.*</${name}>`).exec(text)?.[0];
+    expect(part(locked, 'capabilities')).to.equal(part(out, 'capabilities')).and.contain('urn:ietf:params:netconf:base:1.1');
+    expect(part(locked, 'schemas')).to.equal(part(out, 'schemas')).and.contain('<identifier>tandem-vrf</identifier>');
+    expect(await h.rpc(s, '<unlock><target><candidate/></target></unlock>')).to.contain('<ok/>');
+    expect(await h.rpc(s, `<get><filter type="subtree"><netconf-state xmlns="${MON}"/></filter></get>`)).to.not.contain('<locked-by-session>');
     const lib = await h.rpc(s, '<get><filter type="subtree"><yang-library xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-library"/></filter></get>');
     expect(lib).to.contain('<name>tandem-vrf</name>').and.contain('<content-id>');
     expect(lib).to.not.contain('<name>a</name>');
