@@ -4,7 +4,7 @@
 // edits. Figures: session set-up, edit-config + commit latency, get-config on a ~1 MiB
 // configuration, and the throughput of 50 concurrent sessions. Run: `npm run bench -- netconf`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -33,7 +33,31 @@ export interface Target {
   port: number;
   username: string;
   privateKey: string;
+  /** Every process that serves the target's sessions now (CPU per RPC counts them all). */
+  cpuPids(): number[];
   stop(): Promise<void>;
+}
+
+/** A process and all its descendants (from /proc), e.g. an sshd and its per-session children. */
+export function processTree(root: number): number[] {
+  const kids = new Map<number, number[]>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      kids.set(ppid, [...(kids.get(ppid) ?? []), Number(e)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    out.push(p);
+    for (const k of kids.get(p) ?? []) walk(k);
+  };
+  walk(root);
+  return out;
 }
 
 function progress(msg: string): void {
@@ -98,7 +122,7 @@ function stopChild(child: ChildProcess): Promise<void> {
   });
 }
 
-async function startTandemTarget(key: ssh2.utils.KeyPairReturn): Promise<Target> {
+export async function startTandemTarget(key: ssh2.utils.KeyPairReturn, env: NodeJS.ProcessEnv = {}): Promise<Target> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-tandem-'));
   const keyFile = path.join(dir, 'bench.pub');
   await writeFile(keyFile, key.public);
@@ -106,13 +130,13 @@ async function startTandemTarget(key: ssh2.utils.KeyPairReturn): Promise<Target>
   await new UserStore(dir).add('bench', { publicKey: key.public, groups: ['admin'] });
   let t: TandemProcess;
   try {
-    t = await startTandem({ stateDir: dir, users: [], args: ['--max-sessions', '200'], env: { TANDEM_LOG_LEVEL: 'warn' } });
+    t = await startTandem({ stateDir: dir, users: [], args: ['--max-sessions', '200'], env: { TANDEM_LOG_LEVEL: 'warn', ...env } });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
   return {
-    name: 'tandem', host: t.host, port: t.port, username: 'bench', privateKey: key.private,
+    name: 'tandem', pid: t.pid, host: t.host, port: t.port, username: 'bench', privateKey: key.private, cpuPids: () => [t.pid],
     stop: async () => {
       await t.stop();
       await rm(dir, { recursive: true, force: true });
@@ -168,7 +192,10 @@ export async function startNetconfdTarget(key: ssh2.utils.KeyPairReturn, modules
     children.push(sshd);
     drainStderr(sshd, 'sshd');
     await waitForPort(port, 10000);
-    return { name: 'netconfd', pid: netconfd.pid, host: '127.0.0.1', port, username: 'root', privateKey: key.private, stop };
+    return {
+      name: 'netconfd', pid: netconfd.pid, host: '127.0.0.1', port, username: 'root', privateKey: key.private, stop,
+      cpuPids: () => [netconfd.pid!, ...processTree(sshd.pid!)],
+    };
   } catch (err) {
     await stop();
     throw err;

@@ -12,6 +12,7 @@ const benchmarks = [
   'yang-validate',
   'netconf-commit',
   'netconf',
+  'rpc-cost',
   'commit-probes',
   'ssh-guess-rate',
   'netconf-slow-subscribers',

@@ -23,11 +23,41 @@ export function schemaList(yang: YangContext): { identifier: string; version: st
   return out;
 }
 
+// The parts that depend only on the schema, printed once per set of capabilities / modules (both
+// arrays stay the same objects until a module is loaded): a monitoring poll prints only what changes.
+const capabilitiesXml = new WeakMap<readonly string[], string>();
+const schemasXml = new WeakMap<readonly ModuleInfo[], string>();
+
+function printCapabilities(caps: readonly string[]): string {
+  let text = capabilitiesXml.get(caps);
+  if (text === undefined) {
+    text = `<capabilities>${caps.map((c) => `<capability>${escapeText(c)}</capability>`).join('')}</capabilities>`;
+    capabilitiesXml.set(caps, text);
+  }
+  return text;
+}
+
+function printSchemas(yang: YangContext): string {
+  const modules = yang.modules();
+  let text = schemasXml.get(modules);
+  if (text === undefined) {
+    const o: string[] = [];
+    for (const s of schemaList(yang)) {
+      for (const f of ['yang', 'yin']) {
+        o.push(`<schema><identifier>${escapeText(s.identifier)}</identifier><version>${escapeText(s.version)}</version>`
+          + `<format xmlns:ncm="${MONITORING_NS}">ncm:${f}</format><namespace>${escapeText(s.ns)}</namespace><location>NETCONF</location></schema>`);
+      }
+    }
+    schemasXml.set(modules, text = `<schemas>${o.join('')}</schemas>`);
+  }
+  return text;
+}
+
 export function netconfStateXml(opts: {
-  capabilities: string[]; datastores: DatastoreLockView[]; yang: YangContext; sessions: SessionRegistry;
+  capabilities: readonly string[]; datastores: DatastoreLockView[]; yang: YangContext; sessions: SessionRegistry;
 }): string {
   const o: string[] = [`<netconf-state xmlns="${MONITORING_NS}">`];
-  o.push('<capabilities>', ...opts.capabilities.map((c) => `<capability>${escapeText(c)}</capability>`), '</capabilities>');
+  o.push(printCapabilities(opts.capabilities));
   o.push('<datastores>');
   for (const d of opts.datastores) {
     if (!d.exists) continue;
@@ -37,14 +67,7 @@ export function netconfStateXml(opts: {
     }
     o.push('</datastore>');
   }
-  o.push('</datastores><schemas>');
-  for (const s of schemaList(opts.yang)) {
-    for (const f of ['yang', 'yin']) {
-      o.push(`<schema><identifier>${escapeText(s.identifier)}</identifier><version>${escapeText(s.version)}</version>`
-        + `<format xmlns:ncm="${MONITORING_NS}">ncm:${f}</format><namespace>${escapeText(s.ns)}</namespace><location>NETCONF</location></schema>`);
-    }
-  }
-  o.push('</schemas><sessions>');
+  o.push('</datastores>', printSchemas(opts.yang), '<sessions>');
   for (const s of opts.sessions.sessions.values()) {
     o.push(`<session><session-id>${s.sessionId}</session-id><transport xmlns:ncm="${MONITORING_NS}">ncm:${s.transport}</transport>`
       + `<username>${escapeText(s.username)}</username><source-host>${escapeText(s.sourceHost)}</source-host>`

@@ -25,8 +25,21 @@ function moduleBody(m: ModuleInfo, withFeatures: boolean): string {
   return o;
 }
 
+/** Printed yang-library by module set (the context hands out the same array until a module is loaded). */
+const libraryMemo = new WeakMap<readonly ModuleInfo[], Map<string, string>>();
+const capabilitiesMemo = new WeakMap<readonly ModuleInfo[], readonly string[]>();
+
 export function yangLibraryXml(yang: YangContext, datastores: string[]): string {
   const modules = yang.modules();
+  let byDs = libraryMemo.get(modules);
+  if (!byDs) libraryMemo.set(modules, byDs = new Map());
+  const key = datastores.join(' ');
+  let text = byDs.get(key);
+  if (text === undefined) byDs.set(key, text = printYangLibrary(modules, datastores));
+  return text;
+}
+
+function printYangLibrary(modules: ModuleInfo[], datastores: string[]): string {
   const id = contentId(modules);
   const o: string[] = [`<yang-library xmlns="${YANG_LIBRARY_NS}"><module-set><name>complete</name>`];
   for (const m of modules.filter((x) => x.implemented)) o.push(`<module>${moduleBody(m, true)}</module>`);
@@ -49,9 +62,15 @@ export function yangLibraryXml(yang: YangContext, datastores: string[]): string 
   return o.join('');
 }
 
-/** Hello capabilities that announce the modules and the yang-library. */
-export function moduleCapabilities(yang: YangContext): string[] {
+/** Hello capabilities that announce the modules and the yang-library (the same array while the modules stay). */
+export function moduleCapabilities(yang: YangContext): readonly string[] {
   const modules = yang.modules();
+  let caps = capabilitiesMemo.get(modules);
+  if (!caps) capabilitiesMemo.set(modules, caps = Object.freeze(printCapabilities(modules)));
+  return caps;
+}
+
+function printCapabilities(modules: ModuleInfo[]): string[] {
   const caps = [
     `urn:ietf:params:netconf:capability:yang-library:1.1?revision=2019-01-04&content-id=${contentId(modules)}`,
   ];

@@ -50,6 +50,8 @@ export class Nacm {
   /** Last pruned replies, per rules version and user (few entries: the text may be megabytes). */
   private readonly readCache = new Map<string, { text: string; pruned: string }>();
   readonly counters = { deniedOperations: 0, deniedDataWrites: 0, deniedNotifications: 0 };
+  /** Each session identity's access under the rules of one version (per identity object: gone with the session). */
+  private readonly accessMemo = new WeakMap<NacmIdentity, UserAccess>();
 
   constructor(yang: YangContext, private readonly schema: SchemaIndex, private readonly users: UserDirectory,
     private readonly source: NacmSource) {
@@ -111,7 +113,12 @@ export class Nacm {
 
   private accessOf(identity: NacmIdentity): UserAccess {
     const rules = this.rules();
-    return new UserAccess(identity, rules, this.deny, this.compiled!.version);
+    // Every RPC asks; the answer changes only with the rules (their version) or the session's identity.
+    const known = this.accessMemo.get(identity);
+    if (known && known.version === this.compiled!.version) return known;
+    const access = new UserAccess(identity, rules, this.deny, this.compiled!.version);
+    this.accessMemo.set(identity, access);
+    return access;
   }
 
   /** Protocol operation access (RFC 8341 3.4.4); throws access-denied with the operation's path. */

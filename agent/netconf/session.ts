@@ -216,9 +216,16 @@ export class NetconfSession {
   }
 
   private touch(): void {
-    clearTimeout(this.idleTimer);
     // A session subscribed to notifications is listening, not idle (RFC 5277 sessions can be quiet for long).
-    if (this.host.limits.idleTimeoutMs <= 0 || this.subscribed) return;
+    if (this.host.limits.idleTimeoutMs <= 0 || this.subscribed) {
+      this.stopIdleTimer();
+      return;
+    }
+    // Every rpc touches: re-arming the one timer is cheaper than a new one each time.
+    if (this.idleTimer) {
+      this.idleTimer.refresh();
+      return;
+    }
     this.idleTimer = setTimeout(() => {
       if (this.processing && this.queue.length === 0) {
         // An rpc is still running (e.g. a long commit): the session is not idle.
@@ -229,6 +236,11 @@ export class NetconfSession {
       this.end('timeout');
     }, this.host.limits.idleTimeoutMs);
     this.idleTimer.unref();
+  }
+
+  private stopIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
   }
 
   private async handleMessage(ev: FrameEvent): Promise<void> {
@@ -278,7 +290,7 @@ export class NetconfSession {
       const result = await this.host.dispatcher.dispatch(ctx, op);
       if (op.name === 'create-subscription' && op.ns === NOTIFICATION_NS) {
         this.subscribed = true;
-        clearTimeout(this.idleTimer);
+        this.stopIdleTimer();
       }
       if (this.state !== 'open') return;
       this.send(`${replyStartTag(rpc)}${'ok' in result ? '<ok/>' : result.xml}</rpc-reply>`);
@@ -363,7 +375,7 @@ export class NetconfSession {
     this.state = 'ended';
     this.endReason = reason;
     clearTimeout(this.helloTimer);
-    clearTimeout(this.idleTimer);
+    this.stopIdleTimer();
     this.queue.length = 0;
     this.queuedBytes = 0;
     this.host.onEnded(this);

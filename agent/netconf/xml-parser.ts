@@ -41,10 +41,18 @@ export class XmlParseError extends NetconfError {
   }
 }
 
+interface TreeBuilder {
+  parser: SaxesParser<{ xmlns: true; position: true }>;
+  root: () => XmlElement | undefined;
+  /** Ready for the next document, under these limits (after a document that parsed without error). */
+  reset(lim: XmlLimits): void;
+}
+
 /** A saxes parser building the XmlElement tree of one document within limits. */
-function treeBuilder(lim: XmlLimits): { parser: SaxesParser<{ xmlns: true; position: true }>; root: () => XmlElement | undefined } {
+function treeBuilder(limits: XmlLimits): TreeBuilder {
   const parser = new SaxesParser({ xmlns: true, position: true });
-  const stack: XmlElement[] = [];
+  let lim = limits;
+  let stack: XmlElement[] = [];
   let root: XmlElement | undefined;
   let elements = 0;
   let failure: XmlParseError | undefined;
@@ -93,7 +101,29 @@ function treeBuilder(lim: XmlLimits): { parser: SaxesParser<{ xmlns: true; posit
   parser.on('text', onText);
   parser.on('cdata', onText);
   parser.on('error', (err: Error) => fail('malformed-message', `malformed XML: ${err.message}`));
-  return { parser, root: () => root };
+  const reset = (next: XmlLimits) => {
+    lim = next;
+    stack = [];
+    root = undefined;
+    elements = 0;
+    failure = undefined;
+  };
+  return { parser, root: () => root, reset };
+}
+
+/**
+ * One builder kept for the next parseXml: a saxes parser and its handlers cost about as much to set
+ * up as parsing a small rpc does, and every RPC is parsed. Only a builder whose document parsed
+ * cleanly comes back (saxes resets itself at close); one that threw is dropped.
+ */
+let spareBuilder: TreeBuilder | undefined;
+
+function takeBuilder(lim: XmlLimits): TreeBuilder {
+  const b = spareBuilder;
+  if (!b) return treeBuilder(lim);
+  spareBuilder = undefined;
+  b.reset(lim);
+  return b;
 }
 
 function checkSize(text: string, lim: XmlLimits): void {
@@ -121,13 +151,16 @@ function finished(root: XmlElement | undefined): XmlElement {
 export function parseXml(text: string, limits: Partial<XmlLimits> = {}): XmlElement {
   const lim: XmlLimits = { ...DEFAULT_XML_LIMITS, ...limits };
   checkSize(text, lim);
-  const b = treeBuilder(lim);
+  const b = takeBuilder(lim);
   try {
     b.parser.write(documentText(text)).close();
   } catch (err) {
     throw parseFailure(err, b.root());
   }
-  return finished(b.root());
+  const root = finished(b.root());
+  b.reset(lim); // holds no reference to this document
+  spareBuilder = b;
+  return root;
 }
 
 /** Characters parsed between two turns of the event loop by parseXmlInSlices (a few ms of work). */

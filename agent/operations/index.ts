@@ -93,10 +93,11 @@ class OperationsLayer implements NetconfOperations {
   private readonly commits: CommitOperations;
   private readonly read: ReadContext;
   private closed = false;
+  private capsMemo: { from: readonly string[]; operations: readonly string[]; announced: readonly string[] } | undefined;
 
   constructor(private readonly svc: ConfigService, private readonly nacm: Nacm) {
     this.commits = new CommitOperations(svc);
-    this.read = { svc, capabilities: () => ['urn:ietf:params:netconf:base:1.0', 'urn:ietf:params:netconf:base:1.1', ...this.capabilities()] };
+    this.read = { svc, capabilities: () => this.capabilitySets().announced };
     const base = (name: string, h: Handler, exclusive = true) =>
       this.handlers.set(`${NETCONF_BASE_NS} ${name}`, exclusive ? (c, o, a) => svc.exclusive(async () => h(c, o, a)) : h);
     // get reads the last committed running too, without the queue: the providers' state is gathered
@@ -288,11 +289,21 @@ class OperationsLayer implements NetconfOperations {
   }
 
   capabilities(): string[] {
-    const caps = [...BASE_CAPABILITIES, ...moduleCapabilities(this.svc.yang)];
+    return [...this.capabilitySets().operations];
+  }
+
+  /** Computed once per module set (moduleCapabilities gives the same array until a module is loaded). */
+  private capabilitySets(): { from: readonly string[]; operations: readonly string[]; announced: readonly string[] } {
+    const from = moduleCapabilities(this.svc.yang);
+    if (this.capsMemo?.from === from) return this.capsMemo;
+    const caps = [...BASE_CAPABILITIES, ...from];
     for (const m of OWN_MODULES) {
       if (!this.svc.schema.module(m.name)) caps.push(`${m.ns}?module=${m.name}&revision=${m.revision}`);
     }
-    return caps;
+    // netconf-state lists the base capabilities too, as the hello does.
+    const announced = Object.freeze(['urn:ietf:params:netconf:base:1.0', 'urn:ietf:params:netconf:base:1.1', ...caps]);
+    this.capsMemo = { from, operations: Object.freeze(caps), announced };
+    return this.capsMemo;
   }
 
   notify(notification: Record<string, unknown>): void {

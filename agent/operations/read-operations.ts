@@ -53,7 +53,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 export interface ReadContext {
   svc: ConfigService;
-  capabilities: () => string[];
+  capabilities: () => readonly string[];
   /**
    * Runs `fn`, which reads running's tree synchronously, at a moment when that tree is the last
    * committed one (not while a commit edits it in place). Default: now (the caller holds the

@@ -86,8 +86,52 @@ function preselect(svc: ConfigService, nodes: XmlElement[]): string[] | undefine
   return out;
 }
 
+/** What a filter selects, as a string: two filters with the same key select the same nodes. */
+export function filterKey(filter: DataFilter): string {
+  if (filter.kind === 'xpath') return `x${filter.expr}`;
+  const node = (e: XmlElement): string => JSON.stringify([e.ns, e.name, e.attrs.map((a) => [a.ns, a.name, a.value]), e.text,
+    e.nsScope, e.children.map(node)]);
+  return `s${filter.nodes.map(node).join('')}`;
+}
+
+/** Filtered printouts of one running version kept, at most this many characters in all. */
+const FILTERED_CACHE_CHARS = 4 * 1024 * 1024;
+const filteredCache = new WeakMap<ConfigService, { version: number; chars: number; byKey: Map<string, string> }>();
+
+/**
+ * A filtered read of running, printed once per running version, with-defaults mode and filter: a
+ * monitoring poller asks the same question again and again. A commit (a new running version) empties it.
+ */
+function filteredRunning(svc: ConfigService, wd: WithDefaults, filter: DataFilter, print: () => string): string {
+  let c = filteredCache.get(svc);
+  if (!c || c.version !== svc.store.runningVersion) filteredCache.set(svc, c = { version: svc.store.runningVersion, chars: 0, byKey: new Map() });
+  const key = `${wd}\0${filterKey(filter)}`;
+  const hit = c.byKey.get(key);
+  if (hit !== undefined) {
+    c.byKey.delete(key); // most recently used last
+    c.byKey.set(key, hit);
+    return hit;
+  }
+  const text = print();
+  if (text.length + key.length > FILTERED_CACHE_CHARS / 4) return text; // big answers are not kept
+  c.byKey.set(key, text);
+  c.chars += text.length + key.length;
+  for (const [k, v] of c.byKey) {
+    if (c.chars <= FILTERED_CACHE_CHARS) break;
+    c.byKey.delete(k);
+    c.chars -= v.length + k.length;
+  }
+  return text;
+}
+
 /** Print a tree, filtered. XPath filters select in libyang; subtree filters work on the text. */
 export function printFiltered(svc: ConfigService, tree: DataTree, wd: WithDefaults, filter: DataFilter | undefined,
+  cached?: () => string): string {
+  if (filter && tree === svc.store.running.tree) return filteredRunning(svc, wd, filter, () => printFilteredNow(svc, tree, wd, filter, cached));
+  return printFilteredNow(svc, tree, wd, filter, cached);
+}
+
+function printFilteredNow(svc: ConfigService, tree: DataTree, wd: WithDefaults, filter: DataFilter | undefined,
   cached?: () => string): string {
   if (filter?.kind === 'xpath') {
     const sel = yangCall(() => tree.selectSubtrees(filter.expr));

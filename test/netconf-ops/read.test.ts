@@ -57,6 +57,28 @@ describe('netconf-ops: reads, filters, with-defaults, monitoring, notifications'
     expect(parseXml(empty).children).to.have.length(0);
   });
 
+  it('a filtered read of running is printed once per version, filter and mode: a commit, another filter or mode answers anew', async () => {
+    const byName = (n: string, wd = '') => getConfig(`<filter type="subtree"><network-profile xmlns="${NP}"><name>${n}</name></network-profile></filter>`, wd);
+    const b1 = await h.rpc(s, byName('b'));
+    expect(await h.rpc(s, byName('b'))).to.equal(b1);
+    // Another key, another namespace binding of the same filter, an xpath filter: their own answers.
+    expect(await h.rpc(s, byName('c'))).to.contain('udp-fast-path').and.not.contain('tcp-proxy');
+    const xp = await h.rpc(s, getConfig(`<filter type="xpath" xmlns:p="${NP}" select="/p:network-profile[p:name='c']"/>`));
+    expect(xp).to.contain('udp-fast-path').and.not.contain('tcp-proxy');
+    const all = await h.rpc(s, byName('b', '<with-defaults xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults">report-all</with-defaults>'));
+    expect(all.length).to.be.greaterThan(b1.length); // the defaults of b are in it
+    // A commit changes b: the next identical read shows it (and the removal of c).
+    await h.rpc(s, editRunning(profile('b', 'udp-fast-path')));
+    const b2 = await h.rpc(s, byName('b'));
+    expect(b2).to.contain('udp-fast-path').and.not.contain('tcp-proxy');
+    await h.rpc(s, editRunning(`<network-profile xmlns="${NP}" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" nc:operation="delete"><name>c</name></network-profile>`));
+    expect(parseXml(await h.rpc(s, byName('c'))).children).to.have.length(0);
+    expect(parseXml(await h.rpc(s, getConfig(`<filter type="xpath" xmlns:p="${NP}" select="/p:network-profile[p:name='c']"/>`))).children).to.have.length(0);
+    // Restore what the other tests expect.
+    await h.rpc(s, editRunning(profile('b', 'tcp-proxy') + profile('c', 'udp-fast-path')));
+    expect(await h.rpc(s, byName('b'))).to.equal(b1);
+  });
+
   it('xpath filter with the client\'s own prefixes', async () => {
     const out = await h.rpc(s, getConfig(`<filter xmlns:p="${NP}" type="xpath" select="/p:network-profile[p:type='tcp-proxy']"/>`));
     expect(out).to.contain('<name>b</name>');
@@ -92,6 +114,16 @@ describe('netconf-ops: reads, filters, with-defaults, monitoring, notifications'
     expect(out).to.contain('<username>alice</username>').and.contain('<session-id>7</session-id>');
     expect(out).to.contain('<identifier>tandem-network-profile</identifier>');
     expect(out).to.contain('<in-sessions>');
+    // Its schema-only parts are printed once; locks and sessions are read each time.
+    expect(out).to.not.contain('<locked-by-session>');
+    expect(await h.rpc(s, '<lock><target><candidate/></target></lock>')).to.contain('<ok/>');
+    const locked = await h.rpc(s, `<get><filter type="subtree"><netconf-state xmlns="${MON}"/></filter></get>`);
+    expect(locked).to.contain('<locked-by-session>7</locked-by-session>');
+    const part = (text: string, name: string) => new RegExp(`<${name}>.*</${name}>`).exec(text)?.[0];
+    expect(part(locked, 'capabilities')).to.equal(part(out, 'capabilities')).and.contain('urn:ietf:params:netconf:base:1.1');
+    expect(part(locked, 'schemas')).to.equal(part(out, 'schemas')).and.contain('<identifier>tandem-vrf</identifier>');
+    expect(await h.rpc(s, '<unlock><target><candidate/></target></unlock>')).to.contain('<ok/>');
+    expect(await h.rpc(s, `<get><filter type="subtree"><netconf-state xmlns="${MON}"/></filter></get>`)).to.not.contain('<locked-by-session>');
     const lib = await h.rpc(s, '<get><filter type="subtree"><yang-library xmlns="urn:ietf:params:xml:ns:yang:ietf-yang-library"/></filter></get>');
     expect(lib).to.contain('<name>tandem-vrf</name>').and.contain('<content-id>');
     expect(lib).to.not.contain('<name>a</name>');

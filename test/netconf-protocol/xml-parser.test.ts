@@ -86,4 +86,23 @@ describe('NETCONF XML parser', () => {
     expect(printed).to.equal('<m>a &lt; b &amp; c &gt; d e</m>');
     expect(parseXml(printed).text).to.equal('a < b & c > d e');
   });
+  it('parses each message on its own: nothing of an earlier message (a failed one included) leaks into the next', () => {
+    // parseXml reuses its saxes parser between messages: state, namespaces and limits must not carry over.
+    expect(parseXml('<a xmlns="urn:one"><b>x</b></a>').children[0]).to.include({ name: 'b', ns: 'urn:one', text: 'x' });
+    const second = parseXml('<c/>');
+    expect(second).to.include({ name: 'c', ns: '', text: '' });
+    expect(second.children).to.deep.equal([]);
+    expect(parseError('<a><b></a>').message).to.match(/malformed XML/);
+    expect(parseError('<p:a xmlns:p="urn:p"><p:b>').message).to.match(/malformed XML/);
+    expect(parseXml('<d xmlns:q="urn:q"><q:e/></d>').children[0]).to.include({ name: 'e', ns: 'urn:q' });
+    expect(parseError('<a><b/><b/><b/></a>', { maxElements: 2 }).tag).to.equal('too-big');
+    // Neither the element count nor the limit of the previous call stays.
+    expect(parseXml('<a><b/></a>', { maxElements: 3 }).children).to.have.length(1);
+    expect(parseXml('<a><b/></a>', { maxElements: 3 }).children).to.have.length(1);
+    expect(parseXml('<a><b/><b/><b/></a>').children).to.have.length(3);
+    expect(parseError('<!DOCTYPE a><a/>').message).to.match(/DOCTYPE/);
+    expect(parseXml('<?xml version="1.0"?><z>1</z>')).to.include({ name: 'z', text: '1' });
+    expect(parseError('<x/><y/>').tag).to.equal('malformed-message');
+    expect(parseXml('<w/>')).to.include({ name: 'w' });
+  });
 });

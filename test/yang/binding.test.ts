@@ -58,6 +58,23 @@ describe('libyang binding', function () {
       expect(names).to.include.members(['ietf-yang-library', 'ietf-inet-types', 'ietf-yang-types', 'ietf-datastores']);
     });
 
+    it('lists modules from memory until a module is loaded, then anew', async function () {
+      // modules() is asked on every monitoring read: it is kept, and loadModule must make it stale.
+      const fresh = await createYangContext({ searchDirs: [FIXTURES] });
+      try {
+        const before = fresh.modules();
+        expect(before.map((m) => m.name)).to.not.include('tb-test');
+        expect(fresh.modules()).to.equal(before);
+        expect(Object.isFrozen(before)).to.equal(true);
+        fresh.loadModule('tb-test');
+        const after = fresh.modules();
+        expect(after).to.not.equal(before);
+        expect(after.map((m) => m.name)).to.include('tb-test');
+      } finally {
+        fresh.free();
+      }
+    });
+
     it('fails clearly on a module that is not in the search dirs', function () {
       const errors = yangErrors(() => ctx.loadModule('no-such-module'));
       expect(errors[0].message).to.match(/no-such-module/);

@@ -65,6 +65,8 @@ export class WasmYangContext implements YangContext, TreeOwner {
   /** Every successful loadModule, in order: renew() repeats them in the fresh instance. */
   private readonly loads: { name: string; revision?: string; features?: string[] }[] = [];
   private readonly liveTrees = new Set<TreeCell>();
+  /** modules() as last read: only loadModule changes the set (every NETCONF monitoring read asks). */
+  private modulesMemo: ModuleInfo[] | undefined;
   // Frees trees dropped without free(); the held value is the cell, never the tree object itself.
   private readonly finalizer = new FinalizationRegistry<TreeCell>((cell) => {
     if (!cell.freed && this.ctx) this.release(cell);
@@ -128,12 +130,17 @@ export class WasmYangContext implements YangContext, TreeOwner {
     const json = loadInto(m, ctx, name, opts?.revision, features);
     if (!json) throw failure(m, ctx, LY.ENOTFOUND, 'schema', `loading module ${name}${opts?.revision ? `@${opts.revision}` : ''}`);
     this.loads.push({ name, revision: opts?.revision, features: features && [...features] });
+    this.modulesMemo = undefined;
     return moduleInfo(JSON.parse(json) as RawModuleInfo);
   }
 
+  /** The same array (and objects) until a module is loaded: callers must not change it. */
   modules(): ModuleInfo[] {
-    const json = takeString(this.wasm, this.wasm._tdm_modules(this.ctxPtr()));
-    return (JSON.parse(json ?? '[]') as RawModuleInfo[]).map(moduleInfo);
+    if (!this.modulesMemo) {
+      const json = takeString(this.wasm, this.wasm._tdm_modules(this.ctxPtr()));
+      this.modulesMemo = Object.freeze((JSON.parse(json ?? '[]') as RawModuleInfo[]).map((r) => Object.freeze(moduleInfo(r)))) as ModuleInfo[];
+    }
+    return this.modulesMemo;
   }
 
   schemaText(name: string, revision: string | undefined, format: 'yang' | 'yin'): string {
