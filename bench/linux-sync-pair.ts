@@ -134,6 +134,16 @@ async function tableKeys(ns: string): Promise<Map<string, number>> {
   return keys;
 }
 
+/** CPU time of one thread of this process (ms on a CPU, from schedstat), -1 when unknown. */
+function threadCpuMs(tid: number): number {
+  if (tid <= 0) return -1;
+  try {
+    return Math.round(Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
+  } catch {
+    return -1;
+  }
+}
+
 function gc(): void {
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
@@ -152,6 +162,8 @@ export interface SyncPairFigures {
   burstStages: Record<string, StageTimes>[];
   /** Per run, each stage's count when the burst ended (n minus it: what was still queued before that stage). */
   burstCountsAtEnd: Record<string, number>[];
+  /** Per run, CPU ms from the burst's start until ha2 held all: the thread both agents share, ha1's event thread. */
+  burstCpuMs: { main: number; events: number }[];
   /** The same for the resync, from the sync link's return; ha1-connections: all of ha1's sync connections up. */
   resyncStages: Record<string, StageTimes>;
   /** Per run: conntracks of ha1's kernel missing from ha2's kernel once settled (tables compared). */
@@ -213,7 +225,8 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const clients1 = () => s1.vrfs.get('main')?.peers.flatMap((p) => p.clients) ?? [];
     const sent1 = (): number => clients1().reduce((a, c) => a + c.stats.transmit, 0);
     // Internals read for the stage clock only (private fields: a benchmark may look inside).
-    type Inside = { vrfs: Map<string, { events?: { events: number }; writers: { stats: { messages: number } } }> };
+    type Inside = { vrfs: Map<string, { events?: { events: number; threadKernelId?: number }; writers: { stats: { messages: number } } }> };
+    const ha1EventTid = (): number => (ha1 as unknown as Inside).vrfs.get('main')?.events?.threadKernelId ?? 0;
     /** Events ha1's event thread handed to the engine's thread (delivered or queued there). */
     const ha1Read = (): number => (ha1 as unknown as Inside).vrfs.get('main')?.events?.events ?? 0;
     /** Records ha2's receiver handed to its engine (written or not yet). */
@@ -248,6 +261,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const unsettled: number[] = [];
     const burstStages: Record<string, StageTimes>[] = [];
     const burstCountsAtEnd: Record<string, number>[] = [];
+    const burstCpuMs: { main: number; events: number }[] = [];
     for (let run = 0; run < runs; run++) {
       trace?.clear();
       const stages = new SyncStageClock({
@@ -255,6 +269,8 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
         'ha2-written': () => s2.vrfs.get('main')?.receive ?? 0,
         'ha1-acked': acked1, 'ha2-kernel': () => Math.max(0, ha2Count.latest),
       }, n);
+      // CPU of the thread both agents share (this one) and of ha1's event thread, until ha2 holds all.
+      const cpuAtStart = { main: threadCpuMs(process.pid), events: threadCpuMs(ha1EventTid()) };
       stages.start();
       // From a thread of its own (as traffic would, the kernel creates them while ha1 reads events);
       // not kept here: the benchmark's copy of the burst must not count as the agents' memory.
@@ -264,6 +280,9 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
       let inHa2 = await ha2Count.fresh();
       const complete = await until(() => (inHa2 = ha2Count.latest) >= n, 20_000 + n / 5, 5);
       const ms = complete ? Date.now() - loaded : -1;
+      const cpu = { main: threadCpuMs(process.pid) - cpuAtStart.main, events: threadCpuMs(ha1EventTid()) - cpuAtStart.events };
+      burstCpuMs.push(cpu);
+      log(`run ${run + 1}/${runs} CPU from the burst's start until ha2 held all: main thread (both agents) ${cpu.main} ms, ha1's event thread ${cpu.events} ms`);
       burstStages.push(stages.stop());
       const atEnd = stages.countsAt(burst.endedAt);
       burstCountsAtEnd.push(atEnd);
@@ -362,7 +381,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     log(`resync stages (ms after the link returned, first..complete): ${SyncStageClock.format(resyncStages)}`);
     log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms (CPU ${resyncCpuMs} ms, ${resyncUnchanged} left unchanged in ha2's kernel); ha2's kernel holds ${count(nsB)}; load ${loadavg()}`);
     return {
-      conntracks: n, burstMs, burstStages, burstCountsAtEnd, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived, resyncCpuMs, resyncUnchanged,
+      conntracks: n, burstMs, burstStages, burstCountsAtEnd, burstCpuMs, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived, resyncCpuMs, resyncUnchanged,
       rssIdleBytes, rssSyncedBytes,
       rssBytesPerSyncedConntrackBothNodes: Math.round((rssSyncedBytes - rssIdleBytes) / n),
       heapBytesPerSyncedConntrackBothNodes: Math.round((heapSynced - heapIdle) / n),
