@@ -90,28 +90,12 @@ export class ConntrackLiveCounts {
     return this.byTuple.bytes;
   }
 
-  private get(key: CountedKey): number | undefined {
-    const f = ipv4Fields(key);
-    return f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(tupleKey(key));
-  }
-
-  private put(key: CountedKey, packed: number): void {
-    const f = ipv4Fields(key);
-    if (f) this.byTuple.set(f.proto, f.src, f.dst, f.sport, f.dport, packed);
-    else this.byText.set(tupleKey(key), packed);
-  }
-
-  private remove(key: CountedKey): void {
-    const f = ipv4Fields(key);
-    if (f) this.byTuple.delete(f.proto, f.src, f.dst, f.sport, f.dport);
-    else this.byText.delete(tupleKey(key));
-  }
-
   private contribution(ct: CountedConntrack): number {
     const row = PROTO_ROWS[ct.orig.proto] ?? 3;
     const state = row === 0 ? (TCP_STATE_INDEX.get(ct.state) ?? 0) : ct.state === 'established' ? UDP_REPLIED : 0;
     let packed = row * STATES_PER_PROTO + state;
-    const vs = this.vsByVip.get(vipKey(ct.orig.proto, ct.orig.dst, ct.orig.dport));
+    // No key text per event when there is no virtual service to find (every conntrack of a burst).
+    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(ct.orig.proto, ct.orig.dst, ct.orig.dport));
     if (vs !== undefined) packed |= (vs + 1) << VS_SHIFT;
     if (ct.state === 'established' && !ct.alg) packed |= ESTABLISHED_NON_ALG;
     if (ct.synced) packed |= SYNCED;
@@ -131,18 +115,25 @@ export class ConntrackLiveCounts {
   /** A conntrack appeared or changed: its previous contribution (if any) is replaced. */
   set(key: CountedKey, ct: CountedConntrack): void {
     const packed = this.contribution(ct);
-    const old = this.get(key);
+    // The tuple is parsed once for the lookup and the store (this runs for every conntrack event).
+    const f = ipv4Fields(key);
+    const text = f ? undefined : tupleKey(key);
+    const old = f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(text as string);
     if (old === packed) return;
     if (old !== undefined) this.apply(old, -1);
-    this.put(key, packed);
+    if (f) this.byTuple.set(f.proto, f.src, f.dst, f.sport, f.dport, packed);
+    else this.byText.set(text as string, packed);
     this.apply(packed, 1);
   }
 
   /** A conntrack ended; returns whether it was counted. */
   delete(key: CountedKey): boolean {
-    const old = this.get(key);
+    const f = ipv4Fields(key);
+    const text = f ? undefined : tupleKey(key);
+    const old = f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(text as string);
     if (old === undefined) return false;
-    this.remove(key);
+    if (f) this.byTuple.delete(f.proto, f.src, f.dst, f.sport, f.dport);
+    else this.byText.delete(text as string);
     this.apply(old, -1);
     return true;
   }

@@ -552,7 +552,7 @@ export class LinuxEngine implements DataplaneEngine {
 
   // ---- conntracks ----
 
-  private toEntry(vrf: LiveVrf, ct: KernelConntrack): ConntrackEntry {
+  private toEntry(vrf: LiveVrf, ct: KernelConntrack, now = this.clock.now()): ConntrackEntry {
     const vs = vrf.config.virtualServices.find((v) => v.vip === ct.orig.dst && v.port === ct.orig.dport && v.protocol === ct.orig.proto);
     const entry: ConntrackEntry = {
       vrf: vrf.name,
@@ -562,7 +562,7 @@ export class LinuxEngine implements DataplaneEngine {
       timeout: ct.mark & SYNCED_MARK ? ct.mark & MARK_TIMEOUT_MASK : ct.timeout,
       alg: (ct.status & IPS_EXPECTED) !== 0,
       establishedAt: vrf.established.get(ct.id) ?? 0,
-      lastActivity: this.clock.now(),
+      lastActivity: now,
     };
     if (vs) {
       entry.virtualService = vs.name;
@@ -578,6 +578,7 @@ export class LinuxEngine implements DataplaneEngine {
 
   private onKernelEvent(vrf: LiveVrf, n: ConntrackNotification): void {
     const ct = n.conntrack;
+    const now = this.clock.now(); // once per event: read for every stage below
     // Changes caused by our own upsert/remove are not reported (as in the soft engine).
     const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId) || n.portId === vrf.release?.port || n.portId === vrf.releasedPort);
     const worker = ownerWorker(ct.orig, this.workerCount);
@@ -589,9 +590,9 @@ export class LinuxEngine implements DataplaneEngine {
       vrf.counters.conntracks = Math.max(0, vrf.counters.conntracks - 1);
       vrf.counters.destroyed++;
       if (ct.mark & SYNCED_MARK) vrf.counters.synced = Math.max(0, vrf.counters.synced - 1);
-      const entry = this.toEntry(vrf, ct);
+      const entry = this.toEntry(vrf, ct, now);
       vrf.established.delete(ct.id);
-      vrf.natBlocks.remove(ct, this.clock.now());
+      vrf.natBlocks.remove(ct, now);
       if (!ours) this.emit({ kind: 'destroy', entry, worker });
       return;
     }
@@ -599,7 +600,7 @@ export class LinuxEngine implements DataplaneEngine {
       vrf.counters.conntracks++;
       vrf.counters.created++;
       if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
-      vrf.natBlocks.add(ct, 'new', this.clock.now());
+      vrf.natBlocks.add(ct, 'new', now);
     }
     // The kernel's conntrack id is a 32-bit hash (nf_ct_get_id), not a unique name: two live
     // conntracks share one about once per 10^5. A new conntrack has no past, so what is recorded
@@ -607,11 +608,14 @@ export class LinuxEngine implements DataplaneEngine {
     // 1-2 per 10^5 of issue #11). A twin's later transition the sender catches (SyncSender.onUpdate).
     if (n.kind === 'new') vrf.established.delete(ct.id);
     const becameEstablished = isEstablished(ct) && !vrf.established.has(ct.id);
-    if (becameEstablished) vrf.established.set(ct.id, this.clock.now());
+    if (becameEstablished) vrf.established.set(ct.id, now);
     if (ours) return;
-    if (n.kind === 'new') this.emit({ kind: 'new', entry: this.toEntry(vrf, ct), worker });
-    if (becameEstablished) this.emit({ kind: 'established', entry: this.toEntry(vrf, ct), worker });
-    else if (n.kind === 'update') this.emit({ kind: 'update', entry: this.toEntry(vrf, ct), worker });
+    // One entry for the 'new' and 'established' of one kernel event (a burst's conntracks come
+    // established): listeners only read entries.
+    const entry = this.toEntry(vrf, ct, now);
+    if (n.kind === 'new') this.emit({ kind: 'new', entry, worker });
+    if (becameEstablished) this.emit({ kind: 'established', entry, worker });
+    else if (n.kind === 'update') this.emit({ kind: 'update', entry, worker });
   }
 
   private emit(ev: ConntrackEvent): void {
