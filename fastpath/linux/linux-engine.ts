@@ -38,7 +38,7 @@ import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts, type UpsertResult } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import {
-  IPS_EXPECTED, IPV4_RECORD_BYTES, recordOrig, recordState, type ConntrackNotification, type ConntrackWrite, type KernelConntrack,
+  IPS_EXPECTED, IPV4_RECORD_BYTES, recordOrig, recordOrigInto, recordState, type ConntrackNotification, type ConntrackWrite, type KernelConntrack,
 } from './ctnetlink-codec.js';
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset, runNft } from './nft-ruleset.js';
 import { handlesAfter, insertedHandles, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
@@ -803,6 +803,7 @@ export class LinuxEngine implements DataplaneEngine {
     const count = records.length / IPV4_RECORD_BYTES;
     if (!vrf.events) {
       // As upsert(): a backup's own writes keep its live counts, keyed by original tuple.
+      const origWords = new Uint32Array(5);
       let f = 0;
       for (let i = 0; i < count; i++) {
         if (f < result.failures.length && result.failures[f]?.index === i) {
@@ -810,8 +811,9 @@ export class LinuxEngine implements DataplaneEngine {
           if (remember) vrf.written.forgetRecord(records, i);
           continue;
         }
-        const orig = recordOrig(records, i);
-        vrf.live.set(orig, { orig, state: recordState(records, i), alg: false, synced: true });
+        // Counted from the record's numbers: no tuple object or address text per synced conntrack.
+        recordOrigInto(records, i, origWords);
+        vrf.live.setIPv4(origWords, recordState(records, i), false, true);
         if (remember && vrf.role === 'backup') vrf.written.record(records, i);
       }
       vrf.counters.conntracks += result.created;
