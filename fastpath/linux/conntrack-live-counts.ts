@@ -123,7 +123,16 @@ export class ConntrackLiveCounts {
 
   /** A conntrack appeared or changed: its previous contribution (if any) is replaced. */
   set(key: CountedKey, ct: CountedConntrack): void {
-    const packed = this.contribution(ct);
+    this.setCounted(key, this.contribution(ct));
+  }
+
+  /** set() of the conntrack whose original tuple is `orig`, without a CountedConntrack object (every kernel event). */
+  setState(orig: CountedKey, state: TcpState, alg: boolean, synced: boolean): void {
+    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(orig.proto, orig.dst, orig.dport));
+    this.setCounted(orig, this.contributionOf(PROTO_ROWS[orig.proto] ?? 3, vs, state, alg, synced));
+  }
+
+  private setCounted(key: CountedKey, packed: number): void {
     // The tuple is parsed once for the lookup and the store (this runs for every conntrack event).
     const f = ipv4Fields(key);
     const text = f ? undefined : tupleKey(key);

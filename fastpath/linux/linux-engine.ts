@@ -585,7 +585,7 @@ export class LinuxEngine implements DataplaneEngine {
     // Keyed by the original tuple, unique in a zone: the kernel's conntrack id is a 32-bit hash
     // that two live conntracks can share (test/linux/conntrack-id-collision.test.ts).
     if (n.kind === 'destroy') vrf.live.delete(ct.orig);
-    else vrf.live.set(ct.orig, counted(ct));
+    else vrf.live.setState(ct.orig, ct.state, (ct.status & IPS_EXPECTED) !== 0, (ct.mark & SYNCED_MARK) !== 0);
     if (n.kind === 'destroy') {
       vrf.counters.conntracks = Math.max(0, vrf.counters.conntracks - 1);
       vrf.counters.destroyed++;
