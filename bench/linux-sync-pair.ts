@@ -134,6 +134,16 @@ async function tableKeys(ns: string): Promise<Map<string, number>> {
   return keys;
 }
 
+/** CPU time of one thread of this process (ms on a CPU, from schedstat), -1 when unknown. */
+function threadCpuMs(tid: number): number {
+  if (tid <= 0) return -1;
+  try {
+    return Math.round(Number(readFileSync(`/proc/self/task/${tid}/schedstat`, 'utf8').split(' ')[0]) / 1e6);
+  } catch {
+    return -1;
+  }
+}
+
 function gc(): void {
   setFlagsFromString('--expose-gc');
   (runInNewContext('gc') as () => void)();
@@ -150,6 +160,10 @@ export interface SyncPairFigures {
    * ha2 acknowledged to ha1), ha2-kernel (ha2's conntrack count, read every ~10 ms).
    */
   burstStages: Record<string, StageTimes>[];
+  /** Per run, each stage's count when the burst ended (n minus it: what was still queued before that stage). */
+  burstCountsAtEnd: Record<string, number>[];
+  /** Per run, CPU ms from the burst's start until ha2 held all: the thread both agents share, ha1's event thread. */
+  burstCpuMs: { main: number; events: number }[];
   /** The same for the resync, from the sync link's return; ha1-connections: all of ha1's sync connections up. */
   resyncStages: Record<string, StageTimes>;
   /** Per run: conntracks of ha1's kernel missing from ha2's kernel once settled (tables compared). */
@@ -210,6 +224,20 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     });
     const clients1 = () => s1.vrfs.get('main')?.peers.flatMap((p) => p.clients) ?? [];
     const sent1 = (): number => clients1().reduce((a, c) => a + c.stats.transmit, 0);
+    // Internals read for the stage clock only (private fields: a benchmark may look inside).
+    type Inside = { vrfs: Map<string, { events?: { events: number; threadKernelId?: number }; writers: { stats: { messages: number } } }> };
+    const ha1EventTid = (): number => (ha1 as unknown as Inside).vrfs.get('main')?.events?.threadKernelId ?? 0;
+    /** Events ha1's event thread handed to the engine's thread (delivered or queued there). */
+    const ha1Read = (): number => (ha1 as unknown as Inside).vrfs.get('main')?.events?.events ?? 0;
+    /** Records ha2's receiver handed to its engine (written or not yet). */
+    const ha2Taken = (): number => {
+      const receiver = (s2.vrfs.get('main') as unknown as { receiver?: { acceptedByOwner: Map<string, number> } } | undefined)?.receiver;
+      let total = 0;
+      for (const v of receiver?.acceptedByOwner.values() ?? []) total += v;
+      return total;
+    };
+    /** Messages ha2's engine handed to its writer threads. */
+    const ha2ToWriters = (): number => (ha2 as unknown as Inside).vrfs.get('main')?.writers.stats.messages ?? 0;
     const acked1 = (): number => clients1().reduce((a, c) => a + c.acks.ackedTotal, 0);
     const until = async (cond: () => boolean, ms: number, step = 10): Promise<boolean> => {
       const deadline = Date.now() + ms;
@@ -232,12 +260,17 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     const extra: number[] = [];
     const unsettled: number[] = [];
     const burstStages: Record<string, StageTimes>[] = [];
+    const burstCountsAtEnd: Record<string, number>[] = [];
+    const burstCpuMs: { main: number; events: number }[] = [];
     for (let run = 0; run < runs; run++) {
       trace?.clear();
       const stages = new SyncStageClock({
-        'ha1-events': () => ha1Established, 'ha1-sent': sent1, 'ha2-written': () => s2.vrfs.get('main')?.receive ?? 0,
+        'ha1-read': ha1Read, 'ha1-events': () => ha1Established, 'ha1-sent': sent1, 'ha2-taken': ha2Taken, 'ha2-to-writers': ha2ToWriters,
+        'ha2-written': () => s2.vrfs.get('main')?.receive ?? 0,
         'ha1-acked': acked1, 'ha2-kernel': () => Math.max(0, ha2Count.latest),
       }, n);
+      // CPU of the thread both agents share (this one) and of ha1's event thread, until ha2 holds all.
+      const cpuAtStart = { main: threadCpuMs(process.pid), events: threadCpuMs(ha1EventTid()) };
       stages.start();
       // From a thread of its own (as traffic would, the kernel creates them while ha1 reads events);
       // not kept here: the benchmark's copy of the burst must not count as the agents' memory.
@@ -247,7 +280,13 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
       let inHa2 = await ha2Count.fresh();
       const complete = await until(() => (inHa2 = ha2Count.latest) >= n, 20_000 + n / 5, 5);
       const ms = complete ? Date.now() - loaded : -1;
+      const cpu = { main: threadCpuMs(process.pid) - cpuAtStart.main, events: threadCpuMs(ha1EventTid()) - cpuAtStart.events };
+      burstCpuMs.push(cpu);
+      log(`run ${run + 1}/${runs} CPU from the burst's start until ha2 held all: main thread (both agents) ${cpu.main} ms, ha1's event thread ${cpu.events} ms`);
       burstStages.push(stages.stop());
+      const atEnd = stages.countsAt(burst.endedAt);
+      burstCountsAtEnd.push(atEnd);
+      log(`run ${run + 1}/${runs} counts when the burst ended (of ${n}): ${Object.entries(atEnd).map(([k, v]) => `${k} ${v}`).join(', ')}`);
       log(`run ${run + 1}/${runs} stages (ms after the burst ended, first..complete): ${SyncStageClock.format(burstStages[run] as Record<string, StageTimes>)}`);
       // Settled: ha1's sync says all n are synced (acknowledged by ha2 as written, nothing pending
       // or in flight), then ha2's count no longer changes for 1 s. What is missing after that was
@@ -342,7 +381,7 @@ export async function syncPairRun(n: number, runs: number, log: (line: string) =
     log(`resync stages (ms after the link returned, first..complete): ${SyncStageClock.format(resyncStages)}`);
     log(`resync after the link returned: ${resyncReceived} received by ha2 in ${resyncMs} ms (CPU ${resyncCpuMs} ms, ${resyncUnchanged} left unchanged in ha2's kernel); ha2's kernel holds ${count(nsB)}; load ${loadavg()}`);
     return {
-      conntracks: n, burstMs, burstStages, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived, resyncCpuMs, resyncUnchanged,
+      conntracks: n, burstMs, burstStages, burstCountsAtEnd, burstCpuMs, resyncStages, missing, extra, unsettled, receiveError, transmitError, eventsLost, resyncMs, resyncReceived, resyncCpuMs, resyncUnchanged,
       rssIdleBytes, rssSyncedBytes,
       rssBytesPerSyncedConntrackBothNodes: Math.round((rssSyncedBytes - rssIdleBytes) / n),
       heapBytesPerSyncedConntrackBothNodes: Math.round((heapSynced - heapIdle) / n),

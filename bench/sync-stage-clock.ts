@@ -21,6 +21,8 @@ export class SyncStageClock {
   private readonly seen = new Map<string, { first: boolean; done: boolean }>();
   private timer: NodeJS.Timeout | undefined;
   private anchor = 0;
+  /** Every sample: its time (performance.now()) and each stage's count, for countsAt(). */
+  private readonly history: { at: number; counts: Record<string, number> }[] = [];
 
   /** `relative`: counts from the counters' values at start(); otherwise from 0 (counters that are deltas already). */
   constructor(private readonly counters: StageCounters, private readonly target: number, private readonly relative = true, private readonly stepMs = 2) {}
@@ -48,12 +50,16 @@ export class SyncStageClock {
   }
 
   sample(): void {
-    const now = performance.now() - this.anchor;
+    const at = performance.now();
+    const now = at - this.anchor;
+    const counts: Record<string, number> = {};
+    this.history.push({ at, counts });
     for (const [name, c] of Object.entries(this.counters)) {
       const t = this.times.get(name) as StageTimes;
       const seen = this.seen.get(name) as { first: boolean; done: boolean };
-      if (seen.done) continue;
       const moved = this.read(name) - (this.base.get(name) ?? 0);
+      counts[name] = moved;
+      if (seen.done) continue;
       // Not `firstMs < 0` for "not yet": after rebase() a stage that moved before the new zero has a negative time.
       if (moved > 0 && !seen.first) {
         seen.first = true;
@@ -64,6 +70,20 @@ export class SyncStageClock {
         t.doneMs = now;
       }
     }
+  }
+
+  /**
+   * Each stage's count at `at` (performance.now(), e.g. the end of the burst): the last sample
+   * taken at or before it (a sample is at most one loop turn late, so counts are lower bounds).
+   * What a stage still lacks then is the work queued before it when the load stopped.
+   */
+  countsAt(at: number): Record<string, number> {
+    let best: Record<string, number> = {};
+    for (const h of this.history) {
+      if (h.at > at) break;
+      best = h.counts;
+    }
+    return { ...best };
   }
 
   private read(name: string): number {

@@ -73,8 +73,15 @@ export interface InboundHost {
 const HANDSHAKE_TIMEOUT_MS = 5000;
 /** Frames decoded but not yet applied before the socket is paused. */
 const MAX_PENDING_FRAMES = 16;
-/** Frames whose engine write may be in progress at once. */
-const MAX_INFLIGHT = 8;
+/**
+ * Frames whose engine write may be in progress at once. In a burst the master's frames are small
+ * (what one turn of its loop gathered, a few hundred records): with 8 in flight, ha2 held ~4,000
+ * records at the writers and took the next frame only when the oldest write came back, so its
+ * intake was bounded by the writer threads' round trip, and 20,000 records waited in the socket
+ * when the burst ended (bench sync-burst, counts at the burst's end). The writer pool coalesces
+ * what is in flight into chunks of 1,024; 32 frames are at most ~2 MB per connection.
+ */
+const MAX_INFLIGHT = 32;
 
 type Phase = 'hello' | 'deriving' | 'auth' | 'identity' | 'data';
 

@@ -25,6 +25,31 @@ function isDottedQuad(ip: string): boolean {
   return parts === 3 && digits > 0;
 }
 
+/** The value of a dotted quad as isDottedQuad accepts it (no leading zero, each part ≤ 255), or -1. */
+export function dottedQuad(ip: string): number {
+  let parts = 0;
+  let digits = 0;
+  let value = 0;
+  let address = 0;
+  for (let i = 0; i < ip.length; i++) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0) return -1;
+      address = address * 256 + value;
+      parts++;
+      digits = 0;
+      value = 0;
+    } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && value === 0) return -1; // leading zero
+      value = value * 10 + (c - 48);
+      if (++digits > 3 || value > 255) return -1;
+    } else {
+      return -1;
+    }
+  }
+  return parts === 3 && digits > 0 ? address * 256 + value : -1;
+}
+
 export function ipFamily(ip: string): 4 | 6 {
   if (isDottedQuad(ip)) return 4;
   if (isIPv4(ip)) return 4;

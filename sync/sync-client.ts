@@ -12,7 +12,7 @@ import { connect, type Socket } from 'node:net';
 import type { FlowTuple } from '../fastpath/engine.js';
 import type { Clock, TimerHandle } from '../fastpath/clock.js';
 import { logger } from '../core/log.js';
-import { deleteSize, encodeDeletes, encodeRecords, recordSize, type SyncRecord } from './conntrack-codec.js';
+import { deleteSize, encodeDeletes, encodeRecordBatch, type SyncRecord } from './conntrack-codec.js';
 import { EMPTY, FrameDecoder, FrameEncoder, newFrameCipher } from './frame-codec.js';
 import { decodeAck } from './ack-frame.js';
 import { AckWindow, type BulkAck } from './ack-window.js';
@@ -680,25 +680,31 @@ export class SyncClient {
       return ok;
     }
     const recs: SyncRecord[] = [];
-    const ops: LiveOp[] = [];
-    let fresh = 0;
+    let ops: LiveOp[] = [];
     while (this.head < end) {
       const op = this.queue[this.head] as QueuedOp;
       if (op.t !== type || !('rec' in op)) break;
       this.head++;
-      try {
-        sizes.push(recordSize(op.rec));
-        recs.push(op.rec);
-        ops.push(op);
-        if (op.fresh) fresh++;
-      } catch (err) {
-        this.buildError(err);
-      }
+      recs.push(op.rec);
+      ops.push(op);
     }
     if (recs.length === 0) return true;
-    this.stats.transmit += recs.length;
+    // Checked and encoded in one pass; what cannot be encoded is left out (a build error).
+    const { payload, errors } = encodeRecordBatch(recs, now);
+    if (errors.length > 0) {
+      const left = new Set<number>();
+      for (const { index, err } of errors) {
+        this.buildError(err);
+        left.add(index);
+      }
+      ops = ops.filter((_, i) => !left.has(i));
+      if (ops.length === 0) return true;
+    }
+    let fresh = 0;
+    for (const op of ops) if ('fresh' in op && op.fresh) fresh++;
+    this.stats.transmit += ops.length;
     const before = this.lastSeq;
-    const ok = this.write(type, encodeRecords(recs, sizes, now), recs.length, fresh);
+    const ok = this.write(type, payload, ops.length, fresh);
     this.noteWritten(before, ops);
     return ok;
   }

@@ -330,23 +330,26 @@ export class SyncSender {
   }
 
   /** Marks `e` synced; whether it was not before (a fresh conntrack for the acknowledgements). */
-  private markSynced(e: ConntrackEntry): boolean {
+  /** `worker`: the conntrack's owner, when the caller has it already. */
+  private markSynced(e: ConntrackEntry, worker?: number): boolean {
     const before = this.synced.size;
     this.synced.set(e.orig, STATE_INDEX.get(e.state) as number);
     const fresh = this.synced.size > before;
-    if (fresh) this.countSynced(ownerWorker(e.orig, this.config().workers), 1);
+    if (fresh) this.countSynced(worker ?? ownerWorker(e.orig, this.config().workers), 1);
     return fresh;
   }
 
   private sendNew(e: ConntrackEntry): void {
-    const fresh = this.markSynced(e);
-    this.route(e, (c) => c.sendRecord(FrameType.CtNew, this.record(e, false), fresh));
+    // The owner once for both (every conntrack of a burst comes here).
+    const worker = ownerWorker(e.orig, this.config().workers);
+    const fresh = this.markSynced(e, worker);
+    this.route(e, (c) => c.sendRecord(FrameType.CtNew, this.record(e, false), fresh), worker);
   }
 
   /** Rule 1: a conntrack always travels on the connection of its owning worker, to every peer. */
-  private route(e: ConntrackEntry, fn: (c: SyncClient) => void): void {
+  private route(e: ConntrackEntry, fn: (c: SyncClient) => void, worker?: number): void {
     this.onRouted?.(e);
-    const w = ownerWorker(e.orig, this.config().workers);
+    const w = worker ?? ownerWorker(e.orig, this.config().workers);
     for (const clients of this.peers()) fn(clients[w] as SyncClient);
   }
 

@@ -82,3 +82,12 @@ export function receiveDatagram(fd: number, buf: Buffer, wait: boolean): number 
 export function closeEventSocket(fd: number): void {
   sys.syscall.sync(nr('close'), BigInt(fd));
 }
+
+/** The calling thread's kernel thread id (gettid), 0 when it cannot be had. */
+export function threadKernelId(): number {
+  try {
+    return Number(sys.syscall.sync(nr('gettid')));
+  } catch {
+    return 0;
+  }
+}

@@ -12,11 +12,11 @@
 import { existsSync, unlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { PackedEventWriter } from './conntrack-event-decoder.js';
-import { closeEventSocket, receiveDatagram } from './conntrack-event-socket.js';
+import { closeEventSocket, receiveDatagram, threadKernelId } from './conntrack-event-socket.js';
 
 export interface EventThreadData {
   fd: number;
-  /** Int32Array over a SharedArrayBuffer: [0] != 0 asks the thread to stop; [1] batches posted, not yet delivered. */
+  /** Int32Array over a SharedArrayBuffer: [0] != 0 asks the thread to stop; [1] batches posted, not yet delivered; [2] the thread's tid. */
   control: SharedArrayBuffer;
   batchRecords: number;
   /** The thread reads no more while this many batches wait on the engine's side (the kernel buffer holds the rest). */
@@ -33,6 +33,8 @@ export type EventThreadMessage =
 
 const { fd, control, batchRecords, maxBatchesInFlight } = workerData as EventThreadData;
 const stop = new Int32Array(control);
+// [2]: this thread's kernel id, so that its CPU time can be read (/proc/self/task/<tid>/schedstat).
+Atomics.store(stop, 2, threadKernelId());
 const port = parentPort;
 // Conntrack events are single messages of a few hundred bytes; a datagram longer than this is cut (counted as an error).
 const buf = Buffer.allocUnsafe(64 * 1024);

@@ -56,8 +56,8 @@ export class ConntrackEventThread {
   private closed = false;
   /** No thread reads and none will (the reader is closed, or a restart could not open a socket). */
   private ended = false;
-  /** Int32 [0]: stop flag; [1]: batches posted by the thread and not yet delivered. */
-  private readonly control = new SharedArrayBuffer(8);
+  /** Int32 [0]: stop flag; [1]: batches posted by the thread and not yet delivered; [2]: the thread's tid. */
+  private readonly control = new SharedArrayBuffer(12);
   private worker!: Worker;
   private socketFd: number;
   /** The current thread said it closed its socket. */
@@ -230,6 +230,11 @@ export class ConntrackEventThread {
   /** Batches the thread has handed over and the engine not yet delivered (at most MAX_BATCHES_IN_FLIGHT). */
   get batchesWaiting(): number {
     return Atomics.load(new Int32Array(this.control), 1);
+  }
+
+  /** The reading thread's kernel thread id (0 until it runs): its CPU time is /proc/self/task/<tid>/schedstat's. */
+  get threadKernelId(): number {
+    return Atomics.load(new Int32Array(this.control), 2);
   }
 
   /** Overruns seen: times the kernel dropped events for this reader (resynchronise from a dump). */

@@ -9,7 +9,7 @@
 // to the counts, so an update or a destroy takes back exactly what the conntrack added. IPv4
 // tuples live in a packed table (fastpath/ipv4-tuple-table.ts: 16 bytes a slot, no object or
 // string per conntrack); only IPv6 tuples take a string-keyed Map.
-import type { FlowTuple, TcpState } from '../engine.js';
+import type { FlowTuple, L4Proto, TcpState } from '../engine.js';
 import type { VirtualServiceStats } from '../soft/vrf-dataplane.js';
 import { TCP_STATES } from '../soft/vrf-dataplane.js';
 import { STATES_PER_PROTO } from '../soft/conntrack-table.js';
@@ -42,6 +42,12 @@ const SYNCED = 1 << 22;
 const PROTO_ROWS: Record<string, number> = { tcp: 0, udp: 1, icmp: 2 };
 const TCP_STATE_INDEX = new Map<TcpState, number>(TCP_STATES.map((s, i) => [s, i]));
 const UDP_REPLIED = 2; // the soft engine's UDP/ICMP states: 0 unreplied, 2 replied
+/** Protocol names by Ipv4TupleTable's protocol index. */
+const PROTO_NAMES = ['tcp', 'udp', 'icmp'] as const;
+
+function ipv4Text(v: number): string {
+  return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`;
+}
 
 function vipKey(protocol: string, address: string, port: number): string {
   return `${protocol} ${address} ${port}`;
@@ -90,31 +96,18 @@ export class ConntrackLiveCounts {
     return this.byTuple.bytes;
   }
 
-  private get(key: CountedKey): number | undefined {
-    const f = ipv4Fields(key);
-    return f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(tupleKey(key));
-  }
-
-  private put(key: CountedKey, packed: number): void {
-    const f = ipv4Fields(key);
-    if (f) this.byTuple.set(f.proto, f.src, f.dst, f.sport, f.dport, packed);
-    else this.byText.set(tupleKey(key), packed);
-  }
-
-  private remove(key: CountedKey): void {
-    const f = ipv4Fields(key);
-    if (f) this.byTuple.delete(f.proto, f.src, f.dst, f.sport, f.dport);
-    else this.byText.delete(tupleKey(key));
-  }
-
   private contribution(ct: CountedConntrack): number {
-    const row = PROTO_ROWS[ct.orig.proto] ?? 3;
-    const state = row === 0 ? (TCP_STATE_INDEX.get(ct.state) ?? 0) : ct.state === 'established' ? UDP_REPLIED : 0;
-    let packed = row * STATES_PER_PROTO + state;
-    const vs = this.vsByVip.get(vipKey(ct.orig.proto, ct.orig.dst, ct.orig.dport));
+    // No key text per event when there is no virtual service to find (every conntrack of a burst).
+    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(ct.orig.proto, ct.orig.dst, ct.orig.dport));
+    return this.contributionOf(PROTO_ROWS[ct.orig.proto] ?? 3, vs, ct.state, ct.alg, ct.synced);
+  }
+
+  private contributionOf(row: number, vs: number | undefined, state: TcpState, alg: boolean, synced: boolean): number {
+    const stateIndex = row === 0 ? (TCP_STATE_INDEX.get(state) ?? 0) : state === 'established' ? UDP_REPLIED : 0;
+    let packed = row * STATES_PER_PROTO + stateIndex;
     if (vs !== undefined) packed |= (vs + 1) << VS_SHIFT;
-    if (ct.state === 'established' && !ct.alg) packed |= ESTABLISHED_NON_ALG;
-    if (ct.synced) packed |= SYNCED;
+    if (state === 'established' && !alg) packed |= ESTABLISHED_NON_ALG;
+    if (synced) packed |= SYNCED;
     return packed;
   }
 
@@ -130,19 +123,54 @@ export class ConntrackLiveCounts {
 
   /** A conntrack appeared or changed: its previous contribution (if any) is replaced. */
   set(key: CountedKey, ct: CountedConntrack): void {
-    const packed = this.contribution(ct);
-    const old = this.get(key);
+    this.setCounted(key, this.contribution(ct));
+  }
+
+  /** set() of the conntrack whose original tuple is `orig`, without a CountedConntrack object (every kernel event). */
+  setState(orig: CountedKey, state: TcpState, alg: boolean, synced: boolean): void {
+    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(orig.proto, orig.dst, orig.dport));
+    this.setCounted(orig, this.contributionOf(PROTO_ROWS[orig.proto] ?? 3, vs, state, alg, synced));
+  }
+
+  private setCounted(key: CountedKey, packed: number): void {
+    // The tuple is parsed once for the lookup and the store (this runs for every conntrack event).
+    const f = ipv4Fields(key);
+    const text = f ? undefined : tupleKey(key);
+    const old = f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(text as string);
     if (old === packed) return;
     if (old !== undefined) this.apply(old, -1);
-    this.put(key, packed);
+    if (f) this.byTuple.set(f.proto, f.src, f.dst, f.sport, f.dport, packed);
+    else this.byText.set(text as string, packed);
+    this.apply(packed, 1);
+  }
+
+  /**
+   * set() of an IPv4 conntrack given as numbers (`orig`: protocol index 0 tcp / 1 udp / 2 icmp,
+   * source, destination, source port, destination port; a backup's packed writes), with no tuple
+   * object or address text (the destination's text only when a virtual service may match it).
+   */
+  setIPv4(orig: Uint32Array, state: TcpState, alg: boolean, synced: boolean): void {
+    // An index beyond icmp is taken as tcp, as recordOrig names it.
+    const proto = (orig[0] as number) <= 2 ? orig[0] as number : 0;
+    const src = orig[1] as number, dst = orig[2] as number, sport = orig[3] as number, dport = orig[4] as number;
+    const protoName = PROTO_NAMES[proto] as L4Proto;
+    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(protoName, ipv4Text(dst), dport));
+    const packed = this.contributionOf(PROTO_ROWS[protoName] ?? 3, vs, state, alg, synced);
+    const old = this.byTuple.get(proto, src, dst, sport, dport);
+    if (old === packed) return;
+    if (old !== undefined) this.apply(old, -1);
+    this.byTuple.set(proto, src, dst, sport, dport, packed);
     this.apply(packed, 1);
   }
 
   /** A conntrack ended; returns whether it was counted. */
   delete(key: CountedKey): boolean {
-    const old = this.get(key);
+    const f = ipv4Fields(key);
+    const text = f ? undefined : tupleKey(key);
+    const old = f ? this.byTuple.get(f.proto, f.src, f.dst, f.sport, f.dport) : this.byText.get(text as string);
     if (old === undefined) return false;
-    this.remove(key);
+    if (f) this.byTuple.delete(f.proto, f.src, f.dst, f.sport, f.dport);
+    else this.byText.delete(text as string);
     this.apply(old, -1);
     return true;
   }

@@ -669,6 +669,20 @@ export function recordOrig(records: Uint8Array, i: number): FlowTuple {
   return { proto, src: ipv4Text(u32At(records, o + 10)), dst: ipv4Text(u32At(records, o + 14)), sport: u16At(records, o + 18), dport: u16At(records, o + 20) };
 }
 
+/**
+ * The original tuple of record i as numbers, into `out`: [protocol index (0 tcp, 1 udp, 2 icmp),
+ * source, destination, source port, destination port] (what recordOrig gives, without an object
+ * or address text: the backup's live counts per synced record).
+ */
+export function recordOrigInto(records: Uint8Array, i: number, out: Uint32Array): void {
+  const o = i * IPV4_RECORD_BYTES;
+  out[0] = (records[o] as number) & 0x03;
+  out[1] = u32At(records, o + 10);
+  out[2] = u32At(records, o + 14);
+  out[3] = u16At(records, o + 18);
+  out[4] = u16At(records, o + 20);
+}
+
 /** The TCP state of record i (UDP/ICMP records carry 'established' or 'syn-sent' as entries do). */
 export function recordState(records: Uint8Array, i: number): TcpState {
   return RECORD_STATES[records[i * IPV4_RECORD_BYTES + 1] as number] ?? 'close';

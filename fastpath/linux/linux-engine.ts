@@ -39,7 +39,7 @@ import { ConntrackWriterPool } from './conntrack-writer-pool.js';
 import { errnoCounts, type UpsertResult } from './conntrack-upsert.js';
 import { NatBlockLogger, type LinuxNatBlockLog } from './nat-block-log.js';
 import {
-  IPS_EXPECTED, IPV4_RECORD_BYTES, recordOrig, recordState, type ConntrackNotification, type ConntrackWrite, type KernelConntrack,
+  IPS_EXPECTED, IPV4_RECORD_BYTES, recordOrig, recordOrigInto, recordState, type ConntrackNotification, type ConntrackWrite, type KernelConntrack,
 } from './ctnetlink-codec.js';
 import { TABLE, applyRuleset, checkRuleset, renderRemoval, renderRuleset, runNft } from './nft-ruleset.js';
 import { handlesAfter, insertedHandles, parseRuleHandles, renderRuleEdit, type RuleEdit, type RuleHandles } from './nft-rule-edit.js';
@@ -560,7 +560,7 @@ export class LinuxEngine implements DataplaneEngine {
 
   // ---- conntracks ----
 
-  private toEntry(vrf: LiveVrf, ct: KernelConntrack): ConntrackEntry {
+  private toEntry(vrf: LiveVrf, ct: KernelConntrack, now = this.clock.now()): ConntrackEntry {
     const vs = vrf.config.virtualServices.find((v) => v.vip === ct.orig.dst && v.port === ct.orig.dport && v.protocol === ct.orig.proto);
     const entry: ConntrackEntry = {
       vrf: vrf.name,
@@ -570,7 +570,7 @@ export class LinuxEngine implements DataplaneEngine {
       timeout: ct.mark & SYNCED_MARK ? ct.mark & MARK_TIMEOUT_MASK : ct.timeout,
       alg: (ct.status & IPS_EXPECTED) !== 0,
       establishedAt: vrf.established.get(ct.id) ?? 0,
-      lastActivity: this.clock.now(),
+      lastActivity: now,
     };
     if (vs) {
       entry.virtualService = vs.name;
@@ -586,20 +586,21 @@ export class LinuxEngine implements DataplaneEngine {
 
   private onKernelEvent(vrf: LiveVrf, n: ConntrackNotification): void {
     const ct = n.conntrack;
+    const now = this.clock.now(); // once per event: read for every stage below
     // Changes caused by our own upsert/remove are not reported (as in the soft engine).
     const ours = n.portId !== 0 && (n.portId === vrf.netlink.port || vrf.writers.ports.has(n.portId) || n.portId === vrf.release?.port || n.portId === vrf.releasedPort);
     const worker = ownerWorker(ct.orig, this.workerCount);
     // Keyed by the original tuple, unique in a zone: the kernel's conntrack id is a 32-bit hash
     // that two live conntracks can share (test/linux/conntrack-id-collision.test.ts).
     if (n.kind === 'destroy') vrf.live.delete(ct.orig);
-    else vrf.live.set(ct.orig, counted(ct));
+    else vrf.live.setState(ct.orig, ct.state, (ct.status & IPS_EXPECTED) !== 0, (ct.mark & SYNCED_MARK) !== 0);
     if (n.kind === 'destroy') {
       vrf.counters.conntracks = Math.max(0, vrf.counters.conntracks - 1);
       vrf.counters.destroyed++;
       if (ct.mark & SYNCED_MARK) vrf.counters.synced = Math.max(0, vrf.counters.synced - 1);
-      const entry = this.toEntry(vrf, ct);
+      const entry = this.toEntry(vrf, ct, now);
       vrf.established.delete(ct.id);
-      vrf.natBlocks.remove(ct, this.clock.now());
+      vrf.natBlocks.remove(ct, now);
       if (!ours) this.emit({ kind: 'destroy', entry, worker });
       return;
     }
@@ -607,7 +608,7 @@ export class LinuxEngine implements DataplaneEngine {
       vrf.counters.conntracks++;
       vrf.counters.created++;
       if (ct.mark & SYNCED_MARK) vrf.counters.synced++;
-      vrf.natBlocks.add(ct, 'new', this.clock.now());
+      vrf.natBlocks.add(ct, 'new', now);
     }
     // The kernel's conntrack id is a 32-bit hash (nf_ct_get_id), not a unique name: two live
     // conntracks share one about once per 10^5. A new conntrack has no past, so what is recorded
@@ -615,11 +616,14 @@ export class LinuxEngine implements DataplaneEngine {
     // 1-2 per 10^5 of issue #11). A twin's later transition the sender catches (SyncSender.onUpdate).
     if (n.kind === 'new') vrf.established.delete(ct.id);
     const becameEstablished = isEstablished(ct) && !vrf.established.has(ct.id);
-    if (becameEstablished) vrf.established.set(ct.id, this.clock.now());
+    if (becameEstablished) vrf.established.set(ct.id, now);
     if (ours) return;
-    if (n.kind === 'new') this.emit({ kind: 'new', entry: this.toEntry(vrf, ct), worker });
-    if (becameEstablished) this.emit({ kind: 'established', entry: this.toEntry(vrf, ct), worker });
-    else if (n.kind === 'update') this.emit({ kind: 'update', entry: this.toEntry(vrf, ct), worker });
+    // One entry for the 'new' and 'established' of one kernel event (a burst's conntracks come
+    // established): listeners only read entries.
+    const entry = this.toEntry(vrf, ct, now);
+    if (n.kind === 'new') this.emit({ kind: 'new', entry, worker });
+    if (becameEstablished) this.emit({ kind: 'established', entry, worker });
+    else if (n.kind === 'update') this.emit({ kind: 'update', entry, worker });
   }
 
   private emit(ev: ConntrackEvent): void {
@@ -807,6 +811,7 @@ export class LinuxEngine implements DataplaneEngine {
     const count = records.length / IPV4_RECORD_BYTES;
     if (!vrf.events) {
       // As upsert(): a backup's own writes keep its live counts, keyed by original tuple.
+      const origWords = new Uint32Array(5);
       let f = 0;
       for (let i = 0; i < count; i++) {
         if (f < result.failures.length && result.failures[f]?.index === i) {
@@ -814,8 +819,9 @@ export class LinuxEngine implements DataplaneEngine {
           if (remember) vrf.written.forgetRecord(records, i);
           continue;
         }
-        const orig = recordOrig(records, i);
-        vrf.live.set(orig, { orig, state: recordState(records, i), alg: false, synced: true });
+        // Counted from the record's numbers: no tuple object or address text per synced conntrack.
+        recordOrigInto(records, i, origWords);
+        vrf.live.setIPv4(origWords, recordState(records, i), false, true);
         if (remember && vrf.role === 'backup') vrf.written.record(records, i);
       }
       vrf.counters.conntracks += result.created;

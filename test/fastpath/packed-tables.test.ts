@@ -123,4 +123,46 @@ describe('packed per-conntrack tables', () => {
       expect(live.virtualServiceStats('backup').get('web')?.mirroredConnectionsOnStandby).to.be.greaterThan(0);
     }
   });
+
+  it('live counts: setIPv4 (numbers) and setState count as set (tuple objects), then delete takes it back', () => {
+    const r = seededRandom(14);
+    const services = [{ name: 'web', vip: '203.0.113.1', port: 443, protocol: 'tcp', mirror: true }];
+    const states: TcpState[] = ['syn-sent', 'established', 'fin-wait', 'close'];
+    const protos = ['tcp', 'udp', 'icmp'] as const;
+    for (const vs of [services, []]) {
+      const byObject = new ConntrackLiveCounts(vs);
+      const byNumber = new ConntrackLiveCounts(vs);
+      const byState = new ConntrackLiveCounts(vs);
+      const tuples: FlowTuple[] = [];
+      for (let step = 0; step < 5_000; step++) {
+        const p = Math.floor(r() * 3);
+        const i = Math.floor(r() * 400);
+        const t: FlowTuple = { proto: protos[p] as FlowTuple['proto'], src: `10.1.${i >> 8}.${i & 255}`, dst: i % 2 === 0 ? '203.0.113.1' : '198.51.100.7', sport: 1024 + i, dport: 443 };
+        const state = states[Math.floor(r() * states.length)] as TcpState;
+        const synced = r() < 0.7;
+        byObject.set(t, { orig: t, state, alg: false, synced });
+        byNumber.setIPv4(Uint32Array.of(p, parseIPv4(t.src), parseIPv4(t.dst), t.sport, t.dport), state, false, synced);
+        const alg = r() < 0.1;
+        byObject.set({ ...t, sport: t.sport + 20_000 }, { orig: { ...t, sport: t.sport + 20_000 }, state, alg, synced });
+        byState.setState({ ...t, sport: t.sport + 20_000 }, state, alg, synced);
+        tuples.push(t);
+      }
+      // byObject holds both halves (sport and sport + 20,000); byNumber and byState one each.
+      expect(byNumber.size + byState.size).to.equal(byObject.size);
+      expect(byNumber.size).to.be.greaterThan(100);
+      expect(byNumber.byState.map((n, i) => n + (byState.byState[i] as number))).to.deep.equal(byObject.byState);
+      for (const role of ['master', 'backup'] as const) {
+        const sum = [...byNumber.virtualServiceStats(role)].map(([name, a]) => {
+          const b = byState.virtualServiceStats(role).get(name);
+          return [name, { connections: a.connections + (b?.connections ?? 0), mirrorConnListOnActive: a.mirrorConnListOnActive + (b?.mirrorConnListOnActive ?? 0), mirroredConnectionsOnStandby: a.mirroredConnectionsOnStandby + (b?.mirroredConnectionsOnStandby ?? 0) }];
+        });
+        expect(sum).to.deep.equal([...byObject.virtualServiceStats(role)]);
+      }
+      if (vs.length > 0) expect(byNumber.virtualServiceStats('backup').get('web')?.mirroredConnectionsOnStandby).to.be.greaterThan(0);
+      // Entries set from numbers are found by their tuple: deletes take back what setIPv4 added.
+      for (const t of tuples) byNumber.delete(t);
+      expect(byNumber.size).to.equal(0);
+      expect(byNumber.byState.every((n) => n === 0)).to.equal(true);
+    }
+  });
 });

@@ -2,7 +2,7 @@
 // cannot be encoded is a build error, not a broken frame.
 import { expect } from 'chai';
 import type { ConntrackEntry, FlowTuple } from '../../fastpath/engine.js';
-import { decodeDeletes, decodeRecords, deleteSize, encodeDeletes, encodeRecords, recordSize, type SyncRecord } from '../../sync/conntrack-codec.js';
+import { decodeDeletes, decodeRecords, deleteSize, encodeDeletes, encodeRecordBatch, encodeRecords, recordSize, type SyncRecord } from '../../sync/conntrack-codec.js';
 import { readIPv6, writeIPv6 } from '../../sync/ip-bytes.js';
 import { SyncProtocolError } from '../../sync/protocol.js';
 
@@ -53,5 +53,51 @@ describe('sync conntrack codec', () => {
     expect(() => recordSize(badIp)).to.throw(SyncProtocolError, /not an IP address/);
     const longVs: SyncRecord = { entry: entry({ proto: 'tcp', src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, { proto: 'tcp', src: '10.0.0.2', dst: '10.0.0.1', sport: 2, dport: 1 }, { virtualService: 'x'.repeat(300) }), withActivity: false, timeout: 1 };
     expect(() => recordSize(longVs)).to.throw(SyncProtocolError, /longer than 255/);
+  });
+
+  it('encodeRecordBatch gives the bytes of recordSize + encodeRecords, and leaves out (with its error) what recordSize refuses', () => {
+    const now = 90_000;
+    const v4 = (a: string, b: string, c: string, d: string, extra: Partial<ConntrackEntry> = {}, timeout = 300): SyncRecord => ({
+      entry: entry({ proto: 'tcp', src: a, dst: b, sport: 40000, dport: 80 }, { proto: 'tcp', src: c, dst: d, sport: 8080, dport: 1024 }, { lastActivity: now - 77, ...extra }),
+      withActivity: false, timeout,
+    });
+    const good: SyncRecord[] = [
+      v4('10.0.0.1', '192.0.2.1', '198.51.100.7', '203.0.113.9'),
+      v4('0.0.0.0', '255.255.255.255', '1.2.3.4', '100.64.0.1', { virtualService: 'web', state: 'fin-wait' }, 432000),
+      { ...v4('10.9.8.7', '10.0.0.2', '10.0.0.2', '10.9.8.7', { lastActivity: now - 5 }), withActivity: true },
+      { entry: entry({ proto: 'udp', src: '2001:db8::1', dst: '2001:db8:0:1::53', sport: 5353, dport: 53 }, { proto: 'udp', src: '2001:db8:0:1::53', dst: '2001:db8::1', sport: 53, dport: 5353 }), withActivity: false, timeout: 10 },
+      { entry: entry({ proto: 'icmp', src: '10.1.1.1', dst: '10.1.1.2', sport: 7, dport: 0 }, { proto: 'icmp', src: '10.1.1.2', dst: '10.1.1.1', sport: 7, dport: 0 }, { virtualService: 'ünïcode' }), withActivity: false, timeout: 30 },
+    ];
+    const bad: SyncRecord[] = [
+      v4('10.0.0.1', '2001:db8::2', '10.0.0.2', '10.0.0.1'), // mixed families
+      v4('10.0.0.01', '10.0.0.2', '10.0.0.2', '10.0.0.1'), // not an address (leading zero)
+      v4('10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.256'),
+      v4('10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.1', {}, -1), // timeout out of range
+      v4('10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.1', { state: 'bogus' as ConntrackEntry['state'] }),
+      v4('10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.1', { virtualService: 'x'.repeat(256) }),
+      { ...v4('10.0.0.1', '10.0.0.2', '10.0.0.2', '10.0.0.1'), entry: entry({ proto: 'sctp' as FlowTuple['proto'], src: '10.0.0.1', dst: '10.0.0.2', sport: 1, dport: 2 }, { proto: 'tcp', src: '10.0.0.2', dst: '10.0.0.1', sport: 2, dport: 1 }) },
+    ];
+    // Good and bad interleaved, the bad ones at the ends too.
+    const mixed: SyncRecord[] = [bad[0] as SyncRecord];
+    good.forEach((g, i) => mixed.push(g, ...(bad[i + 1] ? [bad[i + 1] as SyncRecord] : [])));
+    mixed.push(bad[bad.length - 1] as SyncRecord);
+    const { payload, errors } = encodeRecordBatch(mixed, now);
+    expect(payload.equals(encodeRecords(good, good.map(recordSize), now))).to.equal(true);
+    expect(errors.map((e) => e.index)).to.deep.equal(mixed.map((r, i) => (good.includes(r) ? -1 : i)).filter((i) => i >= 0));
+    for (const e of errors) {
+      const rec = mixed[e.index] as SyncRecord;
+      let expected = '';
+      try {
+        recordSize(rec);
+      } catch (err) {
+        expected = (err as Error).message;
+      }
+      expect(e.err).to.be.instanceOf(SyncProtocolError);
+      expect((e.err as Error).message).to.equal(expected);
+    }
+    // Many records (the buffer grows past its first guess with IPv6 and names).
+    const many = Array.from({ length: 1000 }, (_, i) => good[i % good.length] as SyncRecord);
+    expect(encodeRecordBatch(many, now).payload.equals(encodeRecords(many, many.map(recordSize), now))).to.equal(true);
+    expect(encodeRecordBatch([], now).payload.equals(encodeRecords([], [], now))).to.equal(true);
   });
 });
