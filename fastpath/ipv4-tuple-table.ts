@@ -12,7 +12,11 @@ export const IPV4_TUPLE_VALUE_LIMIT = 2 ** 29;
 const MIN_CAPACITY = 1024;
 const MAX_LOAD = 0.8;
 
-/** IPv4 dotted quad to its 32-bit value, or -1 for anything else (IPv6). */
+/**
+ * IPv4 dotted quad to its 32-bit value, or -1 for anything else (IPv6, a leading zero, a part over
+ * 255). The one parser of address text on the per-conntrack paths (tuple tables, ctnetlink records,
+ * sync records): no regular expression, no allocation.
+ */
 export function parseIPv4(s: string): number {
   let v = 0;
   let part = 0;
@@ -21,19 +25,20 @@ export function parseIPv4(s: string): number {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
     if (c === 46) {
-      if (digits === 0 || part > 255) return -1;
+      if (digits === 0 || dots === 3) return -1;
       v = v * 256 + part;
       part = 0;
       digits = 0;
       dots++;
     } else if (c >= 48 && c <= 57) {
+      if (digits > 0 && part === 0) return -1; // leading zero (node:net refuses it too)
       part = part * 10 + (c - 48);
-      digits++;
+      if (++digits > 3 || part > 255) return -1;
     } else {
       return -1;
     }
   }
-  return dots === 3 && digits > 0 && part < 256 ? v * 256 + part : -1;
+  return dots === 3 && digits > 0 ? v * 256 + part : -1;
 }
 
 /** 32-bit mix of an IPv4 tuple (murmur3-style finaliser over the three words). */

@@ -1,57 +1,13 @@
 // IPv4/IPv6 text <-> bytes for the wire codec (node:net validates but does not convert).
 import { isIPv4, isIPv6 } from 'node:net';
+import { parseIPv4 } from '../fastpath/ipv4-tuple-table.js';
 import { SyncProtocolError } from './protocol.js';
 
-/** Dotted quad check without a regular expression (it runs for every address sent). */
-function isDottedQuad(ip: string): boolean {
-  let parts = 0;
-  let digits = 0;
-  let value = 0;
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0) return false;
-      parts++;
-      digits = 0;
-      value = 0;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && value === 0) return false; // leading zero
-      value = value * 10 + (c - 48);
-      if (++digits > 3 || value > 255) return false;
-    } else {
-      return false;
-    }
-  }
-  return parts === 3 && digits > 0;
-}
-
-/** The value of a dotted quad as isDottedQuad accepts it (no leading zero, each part ≤ 255), or -1. */
-export function dottedQuad(ip: string): number {
-  let parts = 0;
-  let digits = 0;
-  let value = 0;
-  let address = 0;
-  for (let i = 0; i < ip.length; i++) {
-    const c = ip.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0) return -1;
-      address = address * 256 + value;
-      parts++;
-      digits = 0;
-      value = 0;
-    } else if (c >= 48 && c <= 57) {
-      if (digits > 0 && value === 0) return -1; // leading zero
-      value = value * 10 + (c - 48);
-      if (++digits > 3 || value > 255) return -1;
-    } else {
-      return -1;
-    }
-  }
-  return parts === 3 && digits > 0 ? address * 256 + value : -1;
-}
+/** The value of a dotted quad (no leading zero, each part ≤ 255), or -1: the fast path's parser. */
+export const dottedQuad = parseIPv4;
 
 export function ipFamily(ip: string): 4 | 6 {
-  if (isDottedQuad(ip)) return 4;
+  if (parseIPv4(ip) >= 0) return 4;
   if (isIPv4(ip)) return 4;
   if (isIPv6(ip)) return 6;
   throw new SyncProtocolError(`not an IP address: ${JSON.stringify(ip)}`);

@@ -4,6 +4,7 @@
 // network byte order, as the kernel's ctnetlink expects them.
 import { IPV4_SYNC_RECORD_BYTES, type FlowTuple, type L4Proto, type TcpState } from '../engine.js';
 import { bytesToIp, ipToBytes } from './ip-address.js';
+import { parseIPv4 } from '../ipv4-tuple-table.js';
 
 export const NETLINK_NETFILTER = 12;
 export const NFNLGRP_CONNTRACK_NEW = 1;
@@ -441,31 +442,6 @@ const TUPLE_V4_BYTES = 52;
 const NAT_V4_BYTES = 40;
 const PROTOINFO_TCP_BYTES = 32;
 
-/** A dotted IPv4 address as a 32-bit number, or -1 when the text is not one. */
-export function parseIpv4(address: string): number {
-  let value = 0;
-  let octet = 0;
-  let digits = 0;
-  let dots = 0;
-  for (let i = 0; i < address.length; i++) {
-    const c = address.charCodeAt(i);
-    if (c === 46) {
-      if (digits === 0 || dots === 3) return -1;
-      value = value * 256 + octet;
-      octet = 0;
-      digits = 0;
-      dots++;
-    } else if (c >= 48 && c <= 57 && digits < 3) {
-      octet = octet * 10 + c - 48;
-      digits++;
-      if (octet > 255) return -1;
-    } else {
-      return -1;
-    }
-  }
-  return dots === 3 && digits > 0 ? value * 256 + octet : -1;
-}
-
 function isPort(p: unknown): p is number {
   return typeof p === 'number' && (p & 0xffff) === p;
 }
@@ -534,8 +510,8 @@ function writeIpv4(mb: MessageBuilder, w: ConntrackWrite, seq: number, flags: nu
   if (!isPort(orig.sport) || !isPort(orig.dport)) return false;
   const state = TCP_STATE_NUMBERS[w.state];
   if (!Object.hasOwn(TCP_STATE_NUMBERS, w.state) || !Number.isFinite(w.timeout) || w.timeout < 0) return false;
-  const os = parseIpv4(orig.src);
-  const od = parseIpv4(orig.dst);
+  const os = parseIPv4(orig.src);
+  const od = parseIPv4(orig.dst);
   if (os < 0 || od < 0) return false;
   let snat = false;
   let dnat = false;
@@ -544,8 +520,8 @@ function writeIpv4(mb: MessageBuilder, w: ConntrackWrite, seq: number, flags: nu
   if (withReply) {
     if (reply.proto !== orig.proto || typeof reply.src !== 'string' || typeof reply.dst !== 'string') return false;
     if (!isPort(reply.sport) || !isPort(reply.dport)) return false;
-    rs = parseIpv4(reply.src);
-    rd = parseIpv4(reply.dst);
+    rs = parseIPv4(reply.src);
+    rd = parseIPv4(reply.dst);
     if (rs < 0 || rd < 0) return false;
     // As in writeCreateByAttributes, which compares the texts: a different spelling of the same address is NAT too.
     snat = reply.dst !== orig.src || reply.dport !== orig.sport;

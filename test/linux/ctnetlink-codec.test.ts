@@ -3,10 +3,11 @@
 import { expect } from 'chai';
 import {
   IPCTNL_MSG_CT_DELETE, IPCTNL_MSG_CT_NEW, MessageBuilder, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST,
-  encodeCreate, eventKind, parseIpv4, splitMessages, writeCreate, writeCreateByAttributes, writeDelete, writeUpdate,
+  encodeCreate, eventKind, splitMessages, writeCreate, writeCreateByAttributes, writeDelete, writeUpdate,
   writeUpdateByAttributes, type ConntrackWrite,
 } from '../../fastpath/linux/ctnetlink-codec.js';
 import { bytesToIp, ipToBytes } from '../../fastpath/linux/ip-address.js';
+import { parseIPv4 } from '../../fastpath/ipv4-tuple-table.js';
 
 const snat: ConntrackWrite = {
   orig: { proto: 'tcp', src: '10.1.0.2', dst: '10.77.0.2', sport: 40000, dport: 7000 },
@@ -119,12 +120,12 @@ describe('linux: ctnetlink wire format', () => {
     }
   });
 
-  it('parses dotted IPv4 addresses and rejects everything else', () => {
-    expect(parseIpv4('0.0.0.0')).to.equal(0);
-    expect(parseIpv4('255.255.255.255')).to.equal(0xffffffff);
-    expect(parseIpv4('192.0.2.1')).to.equal(0xc0000201);
-    for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1.2.3.', '.1.2.3', '1.2.3.4 ', 'fd00::1', '1.2.3.1234']) {
-      expect(parseIpv4(bad), bad).to.equal(-1);
+  it('parses dotted IPv4 addresses and rejects everything else (the one parser: fastpath/ipv4-tuple-table)', () => {
+    expect(parseIPv4('0.0.0.0')).to.equal(0);
+    expect(parseIPv4('255.255.255.255')).to.equal(0xffffffff);
+    expect(parseIPv4('192.0.2.1')).to.equal(0xc0000201);
+    for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '1..2.3', '1.2.3.', '.1.2.3', '1.2.3.4 ', 'fd00::1', '1.2.3.1234', '01.2.3.4', '1.2.3.00', '1.2.3.256', '0001.2.3.4']) {
+      expect(parseIPv4(bad), bad).to.equal(-1);
     }
   });
 });
