@@ -10,7 +10,7 @@ import { createInterface } from 'node:readline';
 import { KeepalivedProcess, keepalivedArgv, type KeepalivedExit } from '../../ha/vrrp/keepalived-process.js';
 import { renderKeepalivedConf } from '../../ha/vrrp/keepalived-config.js';
 import { NotifyFifo, type InstanceStateEvent } from '../../ha/vrrp/notify-fifo.js';
-import { requireRoot, VrrpNamespacePair } from './vrrp-namespaces.js';
+import { requireRoot, VrrpNamespacePair, waitUntil } from './vrrp-namespaces.js';
 
 const RUNNER = join(dirname(fileURLToPath(import.meta.url)), 'keepalived-runner.js');
 
@@ -21,16 +21,6 @@ function alive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting until ${what}`);
 }
 
 describe('keepalived process', function () {

@@ -17,21 +17,10 @@ import { readVrrpConfigs, type VrfVrrpConfig } from '../../ha/vrrp/keepalived-co
 import { VrrpController, type VrrpInstanceEvent } from '../../ha/vrrp/vrrp-controller.js';
 import { backupGuardLines } from '../../fastpath/linux/backup-guard.js';
 import { ensureBackupRules, GUARD_TABLE, masterRulePresent } from '../../fastpath/linux/kernel-role-rules.js';
-import { requireRoot, run } from './vrrp-namespaces.js';
+import { killKeepalived, requireRoot, run, waitUntil } from './vrrp-namespaces.js';
 
 const ADVERT_CS = 20;
-const WAIT_MS = 15_000;
 const GROUP = 'gateway';
-
-async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    if (await cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting until ${what}`);
-}
 
 // One datagram to the server's echo, answered or not within 0.5 s; fresh socket each time.
 const PROBE = `
@@ -124,13 +113,7 @@ describe('backup guard lifted and restored by keepalived in the kernel, without 
   }
 
   async function kill(n: Node): Promise<void> {
-    const ka = n.controller.keepalived(n.ns);
-    const parent = ka?.pid;
-    const child = await ka?.vrrpPid();
-    expect(parent, 'keepalived parent PID').to.be.a('number');
-    expect(child, 'keepalived VRRP child PID').to.be.a('number');
-    process.kill(child!, 'SIGKILL');
-    process.kill(parent!, 'SIGKILL');
+    await killKeepalived(n.controller.keepalived(n.ns));
   }
 
   before(async function () {

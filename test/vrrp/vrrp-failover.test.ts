@@ -5,21 +5,10 @@ import { expect } from 'chai';
 import { HaGroups } from '../../ha/ha-groups.js';
 import { readVrrpConfigs, type VrfVrrpConfig } from '../../ha/vrrp/keepalived-config.js';
 import { VrrpController, type VrrpInstanceEvent } from '../../ha/vrrp/vrrp-controller.js';
-import { requireRoot, VrrpNamespacePair } from './vrrp-namespaces.js';
+import { killKeepalived, requireRoot, VrrpNamespacePair, waitUntil } from './vrrp-namespaces.js';
 
 /** 0.5 s adverts: the master-down interval is about 1.5 s, and a loaded CI machine does not flap. */
 const ADVERT_CS = 50;
-const WAIT_MS = 15_000;
-
-async function waitUntil(what: string, cond: () => boolean, timeoutMs = WAIT_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting until ${what}`);
-}
 
 async function sleep(ms: number): Promise<void> {
   await new Promise((r) => setTimeout(r, ms));
@@ -67,17 +56,6 @@ describe('VRRP with keepalived between two namespaces (root)', function () {
     return n.events.slice(since).some((e) => e.instance === 'gw' && e.state === state);
   }
 
-  async function killKeepalived(n: Node): Promise<void> {
-    const ka = n.controller.keepalived(n.vrf);
-    const parent = ka?.pid;
-    const child = await ka?.vrrpPid();
-    expect(parent, 'keepalived parent PID').to.be.a('number');
-    expect(child, 'keepalived VRRP child PID').to.be.a('number');
-    // A crash: no priority-0 advert, the peer must notice the silence.
-    process.kill(child!, 'SIGKILL');
-    process.kill(parent!, 'SIGKILL');
-  }
-
   before(async function () {
     requireRoot(this);
     pair.setup();
@@ -114,7 +92,7 @@ describe('VRRP with keepalived between two namespaces (root)', function () {
   it('moves master and the address to the backup when the master keepalived dies, then preempts back', async function () {
     const aSince = a.events.length;
     const bSince = b.events.length;
-    await killKeepalived(a);
+    await killKeepalived(a.controller.keepalived(a.vrf)); // a crash: no priority-0 advert, the peer must notice the silence
     // The controller notices the death at once: the group must not stay master.
     await waitUntil("a's group falls to backup", () => a.groups.state('gateway') === 'backup', 5000);
     await waitUntil('b reports MASTER through its FIFO', () => reported(b, 'MASTER', bSince));
@@ -143,7 +121,7 @@ describe('VRRP with keepalived between two namespaces (root)', function () {
     expect(b.groups.state('gateway'), 'a reload alone moves nothing').to.equal('master');
     const bSince = b.events.length;
     const aSince = a.events.length;
-    await killKeepalived(b);
+    await killKeepalived(b.controller.keepalived(b.vrf)); // a crash: no priority-0 advert, the peer must notice the silence
     await waitUntil('a master', () => reported(a, 'MASTER', aSince) && a.groups.state('gateway') === 'master');
     await waitUntil('b restarted and backup', () => reported(b, 'BACKUP', bSince) && (b.controller.keepalived(pair.b)?.restarts ?? 0) >= 1);
     // Several advert intervals with b (priority 200) hearing a (150): with preempt it would take over.

@@ -4,17 +4,7 @@ import { expect } from 'chai';
 import { HaGroups } from '../../ha/ha-groups.js';
 import { readVrrpConfigs, type VrfVrrpConfig } from '../../ha/vrrp/keepalived-config.js';
 import { VrrpController } from '../../ha/vrrp/vrrp-controller.js';
-import { requireRoot, run, VrrpNamespacePair } from './vrrp-namespaces.js';
-
-async function waitUntil(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting until ${what}`);
-}
+import { requireRoot, run, VrrpNamespacePair, waitUntil } from './vrrp-namespaces.js';
 
 function addresses6(ns: string, link: string): string[] {
   const out = JSON.parse(run('ip', ['-n', ns, '-j', '-6', 'addr', 'show', 'dev', link])) as { addr_info?: { local: string }[] }[];

@@ -2,6 +2,8 @@
 // even after a partial setup. Addresses live inside the namespaces only.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { expect } from 'chai';
+import type { KeepalivedProcess } from '../../ha/vrrp/keepalived-process.js';
 
 export function isRoot(): boolean {
   return typeof process.getuid === 'function' && process.getuid() === 0;
@@ -14,6 +16,27 @@ export function requireRoot(ctx: Mocha.Context): void {
   if (isRoot()) return;
   console.log(`    (skipped: ${ROOT_SKIP_REASON})`);
   ctx.skip();
+}
+
+/** Polls `cond` every 50 ms until it holds; fails with `what` after `timeoutMs` (bounded in count too). */
+export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let i = 0; i < 10_000; i++) {
+    if (await cond()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`gave up waiting until ${what}`);
+}
+
+/** A crash of keepalived: its VRRP child and its parent SIGKILLed (no priority-0 advert, no cleanup). */
+export async function killKeepalived(ka: KeepalivedProcess | undefined): Promise<void> {
+  const parent = ka?.pid;
+  const child = await ka?.vrrpPid();
+  expect(parent, 'keepalived parent PID').to.be.a('number');
+  expect(child, 'keepalived VRRP child PID').to.be.a('number');
+  process.kill(child!, 'SIGKILL');
+  process.kill(parent!, 'SIGKILL');
 }
 
 export function run(cmd: string, args: string[]): string {

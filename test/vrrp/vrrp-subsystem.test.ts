@@ -9,22 +9,12 @@ import { VrrpController } from '../../ha/vrrp/vrrp-controller.js';
 import { createVrrp, currentHaConfig, VrrpSubsystem, type VrrpParts } from '../../ha/vrrp/vrrp-subsystem.js';
 import { MemoryEngine } from '../sync/memory-engine.js';
 import { freePort, nodeConfig, startNode, type SyncNode } from '../sync/two-nodes.js';
-import { requireRoot, VrrpNamespacePair } from './vrrp-namespaces.js';
+import { requireRoot, VrrpNamespacePair, waitUntil } from './vrrp-namespaces.js';
 
 type Json = Record<string, unknown>;
 
 function ctx(newConfig: Json, oldConfig: Json = {}): CommitContext {
   return { id: 1, oldConfig, newConfig };
-}
-
-async function waitUntil(what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    if (cond()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`gave up waiting until ${what}`);
 }
 
 describe('VRRP commit subsystem', function () {
