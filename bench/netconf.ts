@@ -386,23 +386,31 @@ export async function run(): Promise<Record<string, unknown>> {
     }
   }
   if (only === 'tandem') return results;
+  const netconfd = await measureNetconfd(key, measureTarget);
+  results.netconfd = netconfd;
+  if (results.tandem && !('skipped' in netconfd)) results.ratio_tandem_to_netconfd = ratios(results.tandem as Figures, netconfd as Figures);
+  return results;
+}
+
+/**
+ * netconfd started, measured with `measure` and stopped (also on failure); `{ skipped }` with the
+ * reason when it cannot be started, so that tandem's figures still come out.
+ */
+export async function measureNetconfd(
+  key: ssh2.utils.KeyPairReturn, measure: (t: Target) => Promise<Record<string, unknown>>,
+): Promise<Record<string, unknown>> {
   let nc: Target | string;
   try {
     nc = await startNetconfdTarget(key);
   } catch (err) {
     nc = `netconfd could not be started: ${err instanceof Error ? err.message : String(err)}`;
   }
-  if (typeof nc === 'string') {
-    results.netconfd = { skipped: nc };
-  } else {
-    try {
-      results.netconfd = await measureTarget(nc);
-    } finally {
-      await nc.stop();
-    }
-    if (results.tandem) results.ratio_tandem_to_netconfd = ratios(results.tandem as Figures, results.netconfd as Figures);
+  if (typeof nc === 'string') return { skipped: nc };
+  try {
+    return await measure(nc);
+  } finally {
+    await nc.stop();
   }
-  return results;
 }
 
 type Figures = Record<string, { p50_ms?: number; rpcs_per_s?: number } | number>;

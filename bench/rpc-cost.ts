@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { generateParsableKeyPair } from '../agent/ssh/key-pair.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
-import { startNetconfdTarget, startTandemTarget, type Target } from './netconf.js';
+import { measureNetconfd, startTandemTarget, type Target } from './netconf.js';
 
 const N = Number(process.env.BENCH_RPC_COST_N ?? 3000);
 const WARMUP = Number(process.env.BENCH_RPC_COST_WARMUP ?? 1000);
@@ -122,21 +122,7 @@ export async function run(): Promise<Record<string, unknown>> {
   } finally {
     await tandem.stop();
   }
-  let nc: Target | string;
-  try {
-    nc = process.env.BENCH_RPC_COST_TANDEM_ONLY ? 'BENCH_RPC_COST_TANDEM_ONLY set' : await startNetconfdTarget(key);
-  } catch (err) {
-    nc = `netconfd could not be started: ${err instanceof Error ? err.message : String(err)}`;
-  }
-  if (typeof nc === 'string') {
-    results.netconfd = { skipped: nc };
-  } else {
-    try {
-      results.netconfd = await measure(nc);
-    } finally {
-      await nc.stop();
-    }
-  }
+  results.netconfd = process.env.BENCH_RPC_COST_TANDEM_ONLY ? { skipped: 'BENCH_RPC_COST_TANDEM_ONLY set' } : await measureNetconfd(key, measure);
   results.loadavg_after = readFileSync('/proc/loadavg', 'utf8').trim();
   return results;
 }
