@@ -48,25 +48,54 @@ function tupleBytes(v6: boolean): number {
   return (v6 ? 32 : 8) + 4;
 }
 
+/**
+ * The checks every record passes whatever its family (protocol, state, timeout, virtual service
+ * name), or throws SyncProtocolError (a build error). Returns the flags' protocol bits, the state's
+ * index and the name's byte length (-1 without one).
+ */
+function checkRecordFields(rec: SyncRecord): { proto: number; state: number; vsBytes: number } {
+  const e = rec.entry;
+  const proto = PROTO_INDEX.get(e.orig.proto);
+  if (proto === undefined) throw new SyncProtocolError(`unknown protocol ${e.orig.proto}`);
+  const state = STATE_INDEX.get(e.state);
+  if (state === undefined) throw new SyncProtocolError(`unknown state ${e.state}`);
+  if (!Number.isInteger(rec.timeout) || rec.timeout < 0 || rec.timeout > MAX_TIMEOUT_S) {
+    throw new SyncProtocolError(`timeout out of range: ${rec.timeout}`);
+  }
+  const vsBytes = e.virtualService === undefined ? -1 : Buffer.byteLength(e.virtualService);
+  if (vsBytes > 255) throw new SyncProtocolError('virtual service name longer than 255 bytes');
+  return { proto, state, vsBytes };
+}
+
 /** Size of a record, or throws SyncProtocolError (a build error) if it cannot be encoded. */
 export function recordSize(rec: SyncRecord): number {
-  const { orig, reply, virtualService } = rec.entry;
+  const { orig, reply } = rec.entry;
   const fam = ipFamily(orig.src);
   if (ipFamily(orig.dst) !== fam || ipFamily(reply.src) !== fam || ipFamily(reply.dst) !== fam) {
     throw new SyncProtocolError('mixed address families in one conntrack');
   }
-  if (!PROTO_INDEX.has(orig.proto)) throw new SyncProtocolError(`unknown protocol ${orig.proto}`);
-  if (!STATE_INDEX.has(rec.entry.state)) throw new SyncProtocolError(`unknown state ${rec.entry.state}`);
-  if (!Number.isInteger(rec.timeout) || rec.timeout < 0 || rec.timeout > MAX_TIMEOUT_S) {
-    throw new SyncProtocolError(`timeout out of range: ${rec.timeout}`);
-  }
-  let size = 10 + 2 * tupleBytes(fam === 6);
-  if (virtualService !== undefined) {
-    const n = Buffer.byteLength(virtualService);
-    if (n > 255) throw new SyncProtocolError('virtual service name longer than 255 bytes');
-    size += 1 + n;
-  }
-  return size;
+  const { vsBytes } = checkRecordFields(rec);
+  return 10 + 2 * tupleBytes(fam === 6) + (vsBytes < 0 ? 0 : 1 + vsBytes);
+}
+
+/** A record's first 10 bytes (flags, state, timeout, activity age); returns the offset after them. */
+function writeRecordHeader(rec: SyncRecord, flags: number, state: number, buf: Buffer, off: number, now: number): number {
+  if (rec.withActivity) flags |= F_ACTIVITY;
+  if (rec.entry.virtualService !== undefined) flags |= F_VS;
+  buf[off] = flags;
+  buf[off + 1] = state;
+  buf.writeUInt32BE(rec.timeout, off + 2);
+  buf.writeUInt32BE(Math.min(MAX_AGE_MS, Math.max(0, Math.round(now - rec.entry.lastActivity))), off + 6);
+  return off + 10;
+}
+
+/** A record's virtual service name (length byte + UTF-8), if it has one; returns the offset after it. */
+function writeVirtualService(rec: SyncRecord, buf: Buffer, off: number): number {
+  const vs = rec.entry.virtualService;
+  if (vs === undefined) return off;
+  const n = buf.write(vs, off + 1, 'utf8');
+  buf[off] = n;
+  return off + 1 + n;
 }
 
 function writeTuple(t: FlowTuple, v6: boolean, buf: Buffer, off: number): number {
@@ -99,22 +128,10 @@ export function encodeRecords(recs: SyncRecord[], sizes: number[], now: number):
 function encodeRecord(rec: SyncRecord, buf: Buffer, off: number, now: number): number {
   const e = rec.entry;
   const v6 = e.orig.src.includes(':');
-  let flags = PROTO_INDEX.get(e.orig.proto) as number;
-  if (v6) flags |= F_V6;
-  if (rec.withActivity) flags |= F_ACTIVITY;
-  if (e.virtualService !== undefined) flags |= F_VS;
-  buf.writeUInt8(flags, off);
-  buf.writeUInt8(STATE_INDEX.get(e.state) as number, off + 1);
-  buf.writeUInt32BE(rec.timeout, off + 2);
-  buf.writeUInt32BE(Math.min(MAX_AGE_MS, Math.max(0, Math.round(now - e.lastActivity))), off + 6);
-  off = writeTuple(e.orig, v6, buf, off + 10);
+  off = writeRecordHeader(rec, (PROTO_INDEX.get(e.orig.proto) as number) | (v6 ? F_V6 : 0), STATE_INDEX.get(e.state) as number, buf, off, now);
+  off = writeTuple(e.orig, v6, buf, off);
   off = writeTuple(e.reply, v6, buf, off);
-  if (e.virtualService !== undefined) {
-    const n = buf.write(e.virtualService, off + 1, 'utf8');
-    buf.writeUInt8(n, off);
-    off += 1 + n;
-  }
-  return off;
+  return writeVirtualService(rec, buf, off);
 }
 
 /** Bytes of an IPv4 record without a virtual service. */
@@ -155,37 +172,18 @@ export function encodeRecordBatch(recs: readonly SyncRecord[], now: number): { p
         continue;
       }
       // recordSize's checks, for four IPv4 addresses.
-      const proto = PROTO_INDEX.get(e.orig.proto);
-      if (proto === undefined) throw new SyncProtocolError(`unknown protocol ${e.orig.proto}`);
-      const state = STATE_INDEX.get(e.state);
-      if (state === undefined) throw new SyncProtocolError(`unknown state ${e.state}`);
-      if (!Number.isInteger(rec.timeout) || rec.timeout < 0 || rec.timeout > MAX_TIMEOUT_S) {
-        throw new SyncProtocolError(`timeout out of range: ${rec.timeout}`);
-      }
-      const vsBytes = e.virtualService === undefined ? 0 : Buffer.byteLength(e.virtualService);
-      if (vsBytes > 255) throw new SyncProtocolError('virtual service name longer than 255 bytes');
-      room(IPV4_RECORD_SIZE + (e.virtualService === undefined ? 0 : 1 + vsBytes));
-      let flags = proto;
-      if (rec.withActivity) flags |= F_ACTIVITY;
-      if (e.virtualService !== undefined) flags |= F_VS;
-      buf[off] = flags;
-      buf[off + 1] = state;
-      buf.writeUInt32BE(rec.timeout, off + 2);
-      buf.writeUInt32BE(Math.min(MAX_AGE_MS, Math.max(0, Math.round(now - e.lastActivity))), off + 6);
-      buf.writeUInt32BE(os, off + 10);
-      buf.writeUInt32BE(od, off + 14);
-      buf.writeUInt16BE(e.orig.sport, off + 18);
-      buf.writeUInt16BE(e.orig.dport, off + 20);
-      buf.writeUInt32BE(rs, off + 22);
-      buf.writeUInt32BE(rd, off + 26);
-      buf.writeUInt16BE(e.reply.sport, off + 30);
-      buf.writeUInt16BE(e.reply.dport, off + 32);
-      off += IPV4_RECORD_SIZE;
-      if (e.virtualService !== undefined) {
-        const n = buf.write(e.virtualService, off + 1, 'utf8');
-        buf[off] = n;
-        off += 1 + n;
-      }
+      const { proto, state, vsBytes } = checkRecordFields(rec);
+      room(IPV4_RECORD_SIZE + (vsBytes < 0 ? 0 : 1 + vsBytes));
+      off = writeRecordHeader(rec, proto, state, buf, off, now);
+      buf.writeUInt32BE(os, off);
+      buf.writeUInt32BE(od, off + 4);
+      buf.writeUInt16BE(e.orig.sport, off + 8);
+      buf.writeUInt16BE(e.orig.dport, off + 10);
+      buf.writeUInt32BE(rs, off + 12);
+      buf.writeUInt32BE(rd, off + 16);
+      buf.writeUInt16BE(e.reply.sport, off + 20);
+      buf.writeUInt16BE(e.reply.dport, off + 22);
+      off = writeVirtualService(rec, buf, off + 24);
       count++;
     } catch (err) {
       errors.push({ index: i, err });
