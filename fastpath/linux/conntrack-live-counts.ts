@@ -96,10 +96,11 @@ export class ConntrackLiveCounts {
     return this.byTuple.bytes;
   }
 
-  private contribution(ct: CountedConntrack): number {
+  /** The virtual service a conntrack to `dst:dport` counts for (`dst` as text or an IPv4 number). */
+  private virtualServiceOf(proto: string, dst: string | number, dport: number): number | undefined {
     // No key text per event when there is no virtual service to find (every conntrack of a burst).
-    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(ct.orig.proto, ct.orig.dst, ct.orig.dport));
-    return this.contributionOf(PROTO_ROWS[ct.orig.proto] ?? 3, vs, ct.state, ct.alg, ct.synced);
+    if (this.vsByVip.size === 0) return undefined;
+    return this.vsByVip.get(vipKey(proto, typeof dst === 'number' ? ipv4Text(dst) : dst, dport));
   }
 
   private contributionOf(row: number, vs: number | undefined, state: TcpState, alg: boolean, synced: boolean): number {
@@ -123,13 +124,13 @@ export class ConntrackLiveCounts {
 
   /** A conntrack appeared or changed: its previous contribution (if any) is replaced. */
   set(key: CountedKey, ct: CountedConntrack): void {
-    this.setCounted(key, this.contribution(ct));
+    this.setState(ct.orig, ct.state, ct.alg, ct.synced, key);
   }
 
   /** set() of the conntrack whose original tuple is `orig`, without a CountedConntrack object (every kernel event). */
-  setState(orig: CountedKey, state: TcpState, alg: boolean, synced: boolean): void {
-    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(orig.proto, orig.dst, orig.dport));
-    this.setCounted(orig, this.contributionOf(PROTO_ROWS[orig.proto] ?? 3, vs, state, alg, synced));
+  setState(orig: CountedKey, state: TcpState, alg: boolean, synced: boolean, key: CountedKey = orig): void {
+    const vs = this.virtualServiceOf(orig.proto, orig.dst, orig.dport);
+    this.setCounted(key, this.contributionOf(PROTO_ROWS[orig.proto] ?? 3, vs, state, alg, synced));
   }
 
   private setCounted(key: CountedKey, packed: number): void {
@@ -154,7 +155,7 @@ export class ConntrackLiveCounts {
     const proto = (orig[0] as number) <= 2 ? orig[0] as number : 0;
     const src = orig[1] as number, dst = orig[2] as number, sport = orig[3] as number, dport = orig[4] as number;
     const protoName = PROTO_NAMES[proto] as L4Proto;
-    const vs = this.vsByVip.size === 0 ? undefined : this.vsByVip.get(vipKey(protoName, ipv4Text(dst), dport));
+    const vs = this.virtualServiceOf(protoName, dst, dport);
     const packed = this.contributionOf(PROTO_ROWS[protoName] ?? 3, vs, state, alg, synced);
     const old = this.byTuple.get(proto, src, dst, sport, dport);
     if (old === packed) return;
