@@ -28,7 +28,21 @@ function print(tree: DataTree, wd: WithDefaults): string {
   return wd === 'report-all-tagged' ? fixDefaultTags(text) : text;
 }
 
-const cache = new WeakMap<ConfigService, { version: number; byMode: Map<string, string> }>();
+/**
+ * Printouts of one running version (a commit makes a new one, which empties it): whole per
+ * with-defaults mode, and filtered per mode and filter (least recently used first, FILTERED_CACHE_CHARS at most).
+ */
+interface RunningPrints { version: number; byMode: Map<string, string>; filtered: Map<string, string>; filteredChars: number }
+const runningPrintCache = new WeakMap<ConfigService, RunningPrints>();
+
+function runningPrints(svc: ConfigService): RunningPrints {
+  let c = runningPrintCache.get(svc);
+  if (!c || c.version !== svc.store.runningVersion) {
+    c = { version: svc.store.runningVersion, byMode: new Map(), filtered: new Map(), filteredChars: 0 };
+    runningPrintCache.set(svc, c);
+  }
+  return c;
+}
 
 /** A libyang tree of the datastore (caller frees it when `owned`). */
 export function datastoreTree(svc: ConfigService, ds: DatastoreName): { tree: DataTree; owned: boolean } {
@@ -49,11 +63,7 @@ export function datastoreTree(svc: ConfigService, ds: DatastoreName): { tree: Da
 }
 
 function printRunning(svc: ConfigService, wd: WithDefaults): string {
-  let c = cache.get(svc);
-  if (!c || c.version !== svc.store.runningVersion) {
-    c = { version: svc.store.runningVersion, byMode: new Map() };
-    cache.set(svc, c);
-  }
+  const c = runningPrints(svc);
   let text = c.byMode.get(wd);
   if (text === undefined) {
     text = print(svc.store.running.tree, wd);
@@ -96,30 +106,25 @@ export function filterKey(filter: DataFilter): string {
 
 /** Filtered printouts of one running version kept, at most this many characters in all. */
 const FILTERED_CACHE_CHARS = 4 * 1024 * 1024;
-const filteredCache = new WeakMap<ConfigService, { version: number; chars: number; byKey: Map<string, string> }>();
 
-/**
- * A filtered read of running, printed once per running version, with-defaults mode and filter: a
- * monitoring poller asks the same question again and again. A commit (a new running version) empties it.
- */
+/** A filtered read of running, printed once per running version, with-defaults mode and filter: a monitoring poller asks the same again and again. */
 function filteredRunning(svc: ConfigService, wd: WithDefaults, filter: DataFilter, print: () => string): string {
-  let c = filteredCache.get(svc);
-  if (!c || c.version !== svc.store.runningVersion) filteredCache.set(svc, c = { version: svc.store.runningVersion, chars: 0, byKey: new Map() });
+  const c = runningPrints(svc);
   const key = `${wd}\0${filterKey(filter)}`;
-  const hit = c.byKey.get(key);
+  const hit = c.filtered.get(key);
   if (hit !== undefined) {
-    c.byKey.delete(key); // most recently used last
-    c.byKey.set(key, hit);
+    c.filtered.delete(key); // most recently used last
+    c.filtered.set(key, hit);
     return hit;
   }
   const text = print();
   if (text.length + key.length > FILTERED_CACHE_CHARS / 4) return text; // big answers are not kept
-  c.byKey.set(key, text);
-  c.chars += text.length + key.length;
-  for (const [k, v] of c.byKey) {
-    if (c.chars <= FILTERED_CACHE_CHARS) break;
-    c.byKey.delete(k);
-    c.chars -= v.length + k.length;
+  c.filtered.set(key, text);
+  c.filteredChars += text.length + key.length;
+  for (const [k, v] of c.filtered) {
+    if (c.filteredChars <= FILTERED_CACHE_CHARS) break;
+    c.filtered.delete(k);
+    c.filteredChars -= v.length + k.length;
   }
   return text;
 }
