@@ -112,9 +112,11 @@ function treeBuilder(limits: XmlLimits): TreeBuilder {
 }
 
 /**
- * One builder kept for the next parseXml: a saxes parser and its handlers cost about as much to set
- * up as parsing a small rpc does, and every RPC is parsed. Only a builder whose document parsed
- * cleanly comes back (saxes resets itself at close); one that threw is dropped.
+ * One builder kept for the next parseXml: setting up a saxes parser and its handlers costs about a
+ * fifth of a small rpc's parse (5 of 21-26 µs, measured in a loop of 250,000 parses), and every RPC
+ * is parsed. Only a builder whose document parsed cleanly comes back (saxes resets itself at
+ * close); one that threw is dropped. One for the process, not per session: parseXml is
+ * synchronous, so no two documents ever share it.
  */
 let spareBuilder: TreeBuilder | undefined;
 
