@@ -328,16 +328,21 @@ function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps
   return undefined;
 }
 
-/** Whether a path names an existing container or list entry of `json` (entries found through the lists' key index). */
-function existsIn(json: ConfigJson, path: string): boolean {
-  const steps = pathSteps(path);
-  if (!steps) return false;
+/** What `steps` name in `json` (list entries found through the lists' key index); undefined when absent. */
+function nodeAt(json: ConfigJson, steps: PathSteps): unknown {
   let at: unknown = json;
   for (const st of steps) {
-    if (!at || typeof at !== 'object' || Array.isArray(at)) return false;
+    if (!at || typeof at !== 'object' || Array.isArray(at)) return undefined;
     const v = (at as ConfigJson)[st.member];
     at = Array.isArray(v) ? (st.keys.length ? v[indexOfEntry(v, st.keys)] : undefined) : v;
   }
+  return at;
+}
+
+/** Whether a path names an existing container or list entry of `json`. */
+function existsIn(json: ConfigJson, path: string): boolean {
+  const steps = pathSteps(path);
+  const at = steps && nodeAt(json, steps);
   return !!at && typeof at === 'object' && !Array.isArray(at);
 }
 
@@ -347,12 +352,7 @@ function holdsLeafValue(json: ConfigJson, path: string, value: string | undefine
   const steps = pathSteps(path);
   // A leaf of a nested entry (a rule's) is reprinted with its entry anyway.
   if (!steps || steps.at(-1)!.keys.length || deepestKeyed(steps) > 0) return false;
-  let at: unknown = json;
-  for (const st of steps) {
-    if (!at || typeof at !== 'object' || Array.isArray(at)) return false;
-    const v = (at as ConfigJson)[st.member];
-    at = Array.isArray(v) ? (st.keys.length ? v[indexOfEntry(v, st.keys)] : undefined) : v;
-  }
+  const at = nodeAt(json, steps);
   return (typeof at === 'string' || typeof at === 'number' || typeof at === 'boolean') && String(at) === value;
 }
 
