@@ -15,6 +15,12 @@
 // A record is one write on a file opened with O_DSYNC (one disk flush). appendAsync does that write in libuv's thread pool, so the
 // commit transaction applies the dataplane meanwhile (agent/transaction/commit-save.ts); undoLast()
 // takes a record back (truncate + flush) when the commit is then refused.
+// A record is written as its commit starts, before the subsystems have validated it (the flush then
+// runs alongside them); once the commit succeeded, and before it is answered, a marker line says so
+// (a plain write: no flush of its own). A last record without that marker was never answered
+// <ok/>: at start, if the subsystems refuse the configuration with it, it is dropped
+// (lastRecordUnanswered, dropLastRecord) instead of the agent refusing to start. Every record but
+// the last is answered: commits are serialised, and a refused one is taken back before the next.
 import { createHash } from 'node:crypto';
 import { closeSync, constants, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncate, ftruncateSync, openSync, readFileSync, truncateSync, unlinkSync, write, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -34,6 +40,10 @@ const MAX_RECORDS = 1000;
 const MAX_SHARE = 0.25;
 /** Appends are durable when write() returns: the data and the file size, as fdatasync gives. */
 const APPEND_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_DSYNC;
+/** Where the marker of an answered record is written from: no O_DSYNC (the record was flushed; the marker needs no flush of its own). */
+const MARK_FLAGS = constants.O_WRONLY | constants.O_APPEND;
+/** The line after a record whose commit succeeded (written before the commit is answered). */
+const ANSWERED_LINE = Buffer.from('{"answered":true}\n', 'utf8');
 /** A patch with more items than this is not worth it: the commit rewrites running.xml. */
 const MAX_PATCH_ITEMS = 512;
 
@@ -141,6 +151,12 @@ export class RunningJournal {
   private baseBytes = 0;
   /** The journal file may exist (false once this process removed it and has not created it since). */
   private mayExist = true;
+  /** The last record appended has not been marked answered yet. */
+  private unmarked = false;
+  /** The descriptor the marker is written through (opened without O_DSYNC). */
+  private markFd: number | undefined;
+  /** From replay: the running before the journal's last record and where that record starts, when it was never marked answered. */
+  private unanswered: { before: ConfigRoot; offset: number; line: string } | undefined;
 
   constructor(private readonly runningFile: string, private readonly schema: SchemaIndex) {}
 
@@ -158,6 +174,8 @@ export class RunningJournal {
     this.records = 0;
     this.bytes = 0;
     this.undoTo = undefined;
+    this.unmarked = false;
+    this.unanswered = undefined;
   }
 
   /**
@@ -172,6 +190,8 @@ export class RunningJournal {
     while (off < line.length) off += writeSync(fd, line, off, line.length - off);
     fdatasyncSync(fd);
     this.appended(line.length);
+    // Written for a running already in place (no subsystem left to refuse it).
+    this.markAnswered();
     return true;
   }
 
@@ -182,7 +202,21 @@ export class RunningJournal {
    */
   appendAsync(prev: ConfigRoot, next: ConfigRoot): Promise<void> | undefined {
     const line = this.recordOf(prev, next);
-    if (!line) return undefined;
+    return line ? this.appendRecord(line) : undefined;
+  }
+
+  /**
+   * The record of the change from `prev` to `next`, to be appended by appendRecord (a commit
+   * computes it as it starts: whether the journal takes it decides when its save may start), or
+   * undefined when running.xml must be written whole.
+   */
+  recordFor(prev: ConfigRoot, next: ConfigRoot): Buffer | undefined {
+    return this.recordOf(prev, next);
+  }
+
+  /** appendAsync's write of a record recordFor gave (no other record appended since). */
+  appendRecord(line: Buffer): Promise<void> {
+    this.undoTo = undefined;
     const fd = this.openForAppend();
     const before = this.bytes;
     return new Promise<void>((resolve, reject) => {
@@ -205,6 +239,26 @@ export class RunningJournal {
   }
 
   /**
+   * The commit of the record appended last succeeded: its marker is written (before the commit is
+   * answered; a plain write, in the page cache, which a crash of the process does not lose). It can
+   * no longer be taken back. A failed write is logged: the record then only stays unmarked.
+   */
+  markAnswered(): void {
+    if (!this.unmarked) return;
+    this.unmarked = false;
+    this.undoTo = undefined;
+    this.unanswered = undefined;
+    try {
+      this.markFd ??= openSync(this.file, MARK_FLAGS);
+      let off = 0;
+      while (off < ANSWERED_LINE.length) off += writeSync(this.markFd, ANSWERED_LINE, off, ANSWERED_LINE.length - off);
+      this.bytes += ANSWERED_LINE.length;
+    } catch (err) {
+      log.warn({ err: err instanceof Error ? err.message : String(err), file: this.file }, 'marking the journal record answered failed');
+    }
+  }
+
+  /**
    * Take back the record appended last (its commit was refused after the record was written):
    * the journal is cut back to its length before it, durably. On failure the journal is
    * invalidated and the caller must write running.xml whole.
@@ -223,6 +277,7 @@ export class RunningJournal {
     }
     this.records -= 1;
     this.bytes = to;
+    this.unmarked = false;
   }
 
   /**
@@ -266,6 +321,8 @@ export class RunningJournal {
     this.records = 0;
     this.bytes = 0;
     this.undoTo = undefined;
+    this.unmarked = false;
+    this.unanswered = undefined;
     try {
       ftruncateSync(this.fd, 0);
       this.writeHeader(this.fd);
@@ -321,6 +378,7 @@ export class RunningJournal {
     this.undoTo = before;
     this.records += 1;
     this.bytes = before + length;
+    this.unmarked = true;
   }
 
   /**
@@ -347,17 +405,30 @@ export class RunningJournal {
     }
     let out = root;
     const records = lines.slice(1);
+    let count = 0;
+    // Where the line being read starts in the file; the last record not followed by its marker.
+    let offset = Buffer.byteLength(lines[0] ?? '') + 1;
+    let last: { before: ConfigRoot; offset: number; line: string } | undefined;
     for (const [i, line] of records.entries()) {
-      let patch: Patch;
+      let parsed: unknown;
       try {
-        patch = JSON.parse(line) as Patch;
+        parsed = JSON.parse(line);
       } catch (err) {
         if (i === records.length - 1 && !complete) break;
         throw new Error(`${this.file} record ${i + 1} is damaged: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
       }
-      out = { children: this.apply(out.children, patch, '/') };
+      if (Array.isArray(parsed)) {
+        last = { before: out, offset, line };
+        out = { children: this.apply(out.children, parsed as Patch, '/') };
+        count += 1;
+      } else {
+        last = undefined; // the marker: the record before it was answered
+      }
+      offset += Buffer.byteLength(line) + 1;
     }
-    this.records = records.length;
+    this.unanswered = last;
+    this.unmarked = !!last;
+    this.records = count;
     this.bytes = Buffer.byteLength(lines.join('\n')) + 1;
     if (!complete) {
       // The torn last record (popped above) is cut off, so that the next record starts on a line of its own.
@@ -369,8 +440,38 @@ export class RunningJournal {
         closeSync(fd);
       }
     }
-    log.info({ file: this.file, records: this.records }, 'running journal replayed');
+    log.info({ file: this.file, records: this.records, lastUnanswered: !!last }, 'running journal replayed');
     return out;
+  }
+
+  /**
+   * After replay: the running before the journal's last record, when that record was never marked
+   * answered (its commit was refused, or still running, when the agent stopped), else undefined.
+   */
+  get lastRecordUnanswered(): ConfigRoot | undefined {
+    return this.unanswered?.before;
+  }
+
+  /**
+   * Cut the unanswered last record off the journal, durably (the subsystems refused the running it
+   * makes at start); returns its line, for the operator to look at.
+   */
+  dropLastRecord(): string {
+    const last = this.unanswered;
+    if (!last) throw new Error('no unanswered journal record to drop');
+    this.close();
+    truncateSync(this.file, last.offset);
+    const fd = openSync(this.file, 'r+');
+    try {
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    this.unanswered = undefined;
+    this.unmarked = false;
+    this.records -= 1;
+    this.bytes = last.offset;
+    return last.line;
   }
 
   /** A write to the journal failed (it may end in a partial record): no more appends until running.xml is written whole. */
@@ -383,6 +484,8 @@ export class RunningJournal {
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
+    if (this.markFd !== undefined) closeSync(this.markFd);
+    this.markFd = undefined;
   }
 
   private apply(prev: ConfigNode[], patch: Patch, parentSchemaPath: string): ConfigNode[] {

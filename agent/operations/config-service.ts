@@ -1,6 +1,6 @@
 // The state the operations share: datastores, locks, the commit transaction, sessions and the
 // notification stream, and the one primitive that changes running (validate, transaction, save).
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { YangContext } from '../../yang/libyang/api.js';
 import { NetconfError } from '../../core/netconf-error.js';
@@ -105,9 +105,22 @@ export class ConfigService {
     this.store.setRunning(empty);
     if (initial.children.length > 0) {
       try {
-        const next = yangCall(() => this.store.validated(initial));
-        await this.transaction.run(empty, next, this.diffChanges(empty, next), { startup: true });
-        this.store.setRunning(next);
+        try {
+          await this.applyAtStart(empty, initial);
+        } catch (err) {
+          // A commit whose journal record was written but never answered (the agent stopped while
+          // the subsystems refused it, or before they answered): running without it is what every
+          // answered commit made.
+          const before = this.store.journal.lastRecordUnanswered;
+          if (!before) throw err;
+          await this.applyAtStart(empty, before);
+          const line = this.store.journal.dropLastRecord();
+          const kept = `${this.store.journal.file}.refused`;
+          writeFileSync(kept, `${line}\n`, { mode: 0o600 });
+          log.error({ file: this.store.journal.file, kept, err: err instanceof Error ? err.message : String(err) },
+            'the last commit in the running journal was never answered and is refused at start: started without it (its record is kept aside)');
+        }
+        this.store.journal.markAnswered();
         log.info({ topLevelNodes: initial.children.length, ms: Math.round(performance.now() - started) }, 'running configuration restored and applied');
       } catch (err) {
         // Refuse to run on a configuration the subsystems did not take rather than run without it.
@@ -133,6 +146,18 @@ export class ConfigService {
       await this.store.saveRollback(undefined);
       log.warn('a confirmed commit that was never confirmed has been reverted');
     }
+  }
+
+  /** Validate `root` and apply it through the subsystems as running (start). */
+  private async applyAtStart(empty: ValidatedConfig, root: ConfigRoot): Promise<void> {
+    const next = yangCall(() => this.store.validated(root));
+    try {
+      await this.transaction.run(empty, next, this.diffChanges(empty, next), { startup: true });
+    } catch (err) {
+      next.tree.free();
+      throw err;
+    }
+    this.store.setRunning(next);
   }
 
   private foldTimer: NodeJS.Timeout | undefined;
@@ -268,6 +293,8 @@ export class ConfigService {
     }
     const previous = prev.root;
     this.store.setRunning(next);
+    // Before the reply: a journal record marked answered is never dropped at start (running-journal.ts).
+    save.answered();
     if (save.kind === 'journal' && this.store.journal.foldsWhenIdle) this.foldWhenIdle();
     log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(performance.now() - started),
       saveMs: save.ms === undefined ? undefined : Math.round(save.ms * 10) / 10, save: save.kind, savedAlongsideApply: true }, 'running saved');

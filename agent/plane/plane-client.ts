@@ -37,7 +37,7 @@ export class PlaneClient {
       return { validate: r.validate.map(fromWireOutcome), ...(r.prepare ? { prepare: r.prepare.map(fromWireOutcome) } : {}) };
     },
     validatePrepareApply: async (calls, prepared) => {
-      const r = await this.request({ t: 'validate-prepare-apply', calls: this.wireCalls(calls) }, prepared) as
+      const r = await this.request({ t: 'validate-prepare-apply', calls: this.wireCalls(calls), progress: !!prepared }, prepared) as
         { validate: PhaseOutcomeWire[]; prepare?: PhaseOutcomeWire[]; apply?: PhaseOutcomeWire[] };
       return {
         validate: r.validate.map(fromWireOutcome),

@@ -45,11 +45,11 @@ export type PlaneRequest =
   | { t: 'validate-prepare'; id: number; calls: { index: number; ctx: WireCommitContext }[] }
   /**
    * A whole commit in one request: validate, prepare (only if no validate failed), apply (only if
-   * every prepare passed, stopping at the first that fails). Once every prepare passed, and before
-   * apply runs, a 'progress' message is posted (the main thread starts the durable save then);
-   * answered with { validate, prepare?, apply? }.
+   * every prepare passed, stopping at the first that fails). With `progress`, once every prepare
+   * passed and before apply runs, a 'progress' message is posted (the main thread starts a save
+   * that must wait for the prepares then); answered with { validate, prepare?, apply? }.
    */
-  | { t: 'validate-prepare-apply'; id: number; calls: { index: number; ctx: WireCommitContext }[] }
+  | { t: 'validate-prepare-apply'; id: number; calls: { index: number; ctx: WireCommitContext }[]; progress: boolean }
   | { t: 'state'; id: number; index: number }
   | { t: 'rpc'; id: number; index: number; input: ConfigJson }
   /** A full GC of the plane's isolate (after a large removal): answered with its heap sizes before and after. */

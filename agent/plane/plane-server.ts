@@ -109,7 +109,7 @@ export class PlaneServer {
           if (failed(validate)) return { validate };
           const prepare = await this.phase('prepare', true, calls);
           if (failed(prepare) || prepare.length < calls.length) return { validate, prepare };
-          this.post({ t: 'progress', id: m.id });
+          if (m.progress) this.post({ t: 'progress', id: m.id });
           return { validate, prepare, apply: await this.phase('apply', true, calls) };
         };
       }

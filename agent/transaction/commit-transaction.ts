@@ -4,8 +4,9 @@
 // every subsystem applied before it undo (put the old configuration back, in reverse order) and the
 // commit is refused with operation-failed naming the subsystem and path. Running only ever holds a
 // configuration that every subsystem applied. Work that must succeed with the applies (the durable
-// save of running) runs alongside them, not after them: it starts once every prepare passed, the
-// transaction waits for both, and if either failed the other is undone (all or nothing).
+// save of running) runs alongside them, not after them: it starts with the transaction when it can
+// be taken back (a journal record), else once every prepare passed; the transaction waits for both,
+// and if either failed the other is undone before the commit is refused (all or nothing).
 import { performance } from 'node:perf_hooks';
 import { logger } from '../../core/log.js';
 import { NetconfError } from '../../core/netconf-error.js';
@@ -69,9 +70,12 @@ function pathsOf(changes: ConfigChange[] | string[]): ConfigChange[] {
 
 /**
  * Work run while the subsystems apply (the commit's durable save): started once every subsystem
- * prepared; undone when an apply fails after it succeeded.
+ * prepared, or already under way when the transaction starts (`startsWithTransaction`); undone when
+ * the commit is refused after it succeeded.
  */
 export interface AlongsideApply {
+  /** It runs before the subsystems validated: a refusal undoes it before the commit is answered. */
+  readonly startsWithTransaction?: boolean;
   run(): Promise<void>;
   undo(): Promise<void>;
 }
@@ -149,16 +153,18 @@ export class CommitTransaction {
     // Where a commit's time goes, per subsystem and phase (ms), in the 'commit applied' log line
     // (for subsystems run together in the plane worker, the time each took there).
     const phases: Record<string, Record<string, number>> = {};
-    // The durable save runs in parallel with the applies, settled before the answer. Started on the
-    // next turn of the event loop, once the applies have been posted to the plane worker (or, when
-    // the plane runs the whole commit in one request, once it said every prepare passed): a save
-    // that blocks the main thread then overlaps the plane's apply.
+    // The durable save runs in parallel with the subsystems, settled before the answer. One that
+    // started with the commit (a journal record, which can be taken back) is awaited from here: its
+    // disk flush overlaps libyang's validation and the plane's validate, prepare and apply (issue 8:
+    // the flush and the round trip to the plane were the commit's two longest waits, one after the
+    // other). Any other starts on the next turn of the event loop once every prepare passed.
     const alongside = opts.alongside;
+    const early = !!alongside?.startsWithTransaction;
     let along: Promise<unknown> | undefined;
     const startAlong = (): void => {
-      timeline.prepared ??= at();
+      if (!early) timeline.prepared ??= at();
       along ??= alongside
-        ? new Promise<void>((r) => setImmediate(r)).then(() => {
+        ? (early ? Promise.resolve() : new Promise<void>((r) => setImmediate(r))).then(() => {
           timeline.saveStarted = at();
           return alongside.run();
         }).then(() => {
@@ -167,19 +173,24 @@ export class CommitTransaction {
         }, (err: unknown) => err ?? new Error('failed'))
         : undefined;
     };
+    // A commit refused before its applies: the save already started is taken back first.
+    const refuse = async (err: Error): Promise<never> => {
+      if (along && alongside) await this.undoAlongside(alongside, along, base.id);
+      throw err;
+    };
     // Subsystems that all live in the plane worker: the whole commit in one round trip (validate,
     // prepare, apply), or validate and prepare in one when a test's fault hook runs between phases.
     const batch = batchOf(subs[0]!);
     const batched = subs.every((s) => batchOf(s) === batch);
     const calls = subs.map((sub) => ({ sub, ctx: contexts.get(sub)! }));
+    const wholeCommit = batch?.validatePrepareApply && batched && !this.faults.afterPrepare && !this.faults.beforeApply;
+    const posted = wholeCommit
+      ? batch.validatePrepareApply!(calls, early ? undefined : startAlong)
+      : batch?.validateThenPrepare && batched ? batch.validateThenPrepare(calls) : undefined;
+    if (early) startAlong();
+    // The plane did not answer (it ended): a save already started is taken back, nothing stays.
     const together: { validate: PhaseOutcome[]; prepare?: PhaseOutcome[]; apply?: PhaseOutcome[] } | undefined =
-      batch?.validatePrepareApply && batched && !this.faults.afterPrepare && !this.faults.beforeApply
-        ? await batch.validatePrepareApply(calls, startAlong).catch(async (err: unknown) => {
-          // The plane did not answer (it ended): a save already started is taken back, nothing stays.
-          if (along && alongside) await this.undoAlongside(alongside, along, base.id);
-          throw err;
-        })
-        : batch?.validateThenPrepare && batched ? await batch.validateThenPrepare(calls) : undefined;
+      posted ? await posted.catch(async (err: unknown) => refuse(err instanceof Error ? err : new Error(String(err)))) : undefined;
     if (together) timeline.planeAnswered = at();
     const named = (method: PhaseMethod, outcomes: PhaseOutcome[]) => outcomes.map((outcome, k) => {
       const sub = subs[k]!;
@@ -188,10 +199,10 @@ export class CommitTransaction {
     });
     const validated = together ? named('validate', together.validate) : await this.phase('validate', subs, contexts, false, phases);
     for (const { sub, outcome } of validated) {
-      if ('error' in outcome) throw outcome.error;
+      if ('error' in outcome) return refuse(outcome.error);
       for (const e of outcome.value as SubsystemError[]) errors.push(subsystemError(sub, e));
     }
-    if (errors.length) throw new NetconfErrorList(errors);
+    if (errors.length) return refuse(new NetconfErrorList(errors));
     const prepared = together?.prepare ? named('prepare', together.prepare) : await this.phase('prepare', subs, contexts, true, phases);
     for (const { sub, outcome } of prepared) {
       if ('error' in outcome) errors.push(subsystemError(sub, { message: message(outcome.error) }));
@@ -207,7 +218,7 @@ export class CommitTransaction {
     if (errors.length) {
       log.warn({ tx: base.id, errors: errors.map((e) => e.message) }, 'prepare failed, aborting on every subsystem');
       await this.abortAll(subs, contexts, base.id);
-      throw new NetconfErrorList(errors);
+      return refuse(new NetconfErrorList(errors));
     }
     let applies: { sub: CommitSubsystem; outcome: PhaseOutcome }[];
     if (together?.apply) {

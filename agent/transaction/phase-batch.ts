@@ -22,10 +22,10 @@ export interface PhaseBatch {
   validateThenPrepare?(calls: { sub: CommitSubsystem; ctx: CommitContext }[]): Promise<{ validate: PhaseOutcome[]; prepare?: PhaseOutcome[] }>;
   /**
    * validateThenPrepare, then, only if every prepare passed, apply on each in order, stopping at
-   * the first that fails: a whole commit in one round trip. `prepared` is called once every
-   * prepare passed, before the applies' outcomes are known.
+   * the first that fails: a whole commit in one round trip. `prepared`, when given, is called once
+   * every prepare passed, before the applies' outcomes are known.
    */
-  validatePrepareApply?(calls: { sub: CommitSubsystem; ctx: CommitContext }[], prepared: () => void): Promise<{ validate: PhaseOutcome[]; prepare?: PhaseOutcome[]; apply?: PhaseOutcome[] }>;
+  validatePrepareApply?(calls: { sub: CommitSubsystem; ctx: CommitContext }[], prepared?: () => void): Promise<{ validate: PhaseOutcome[]; prepare?: PhaseOutcome[]; apply?: PhaseOutcome[] }>;
 }
 
 /** Whether an outcome stops a phase: an error thrown, or errors returned. */

@@ -4,11 +4,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-/** Records in the state directory's running.journal (its first line is the header). */
+/** Records in the state directory's running.journal (its first line is the header; a record is a JSON array, its answered marker an object). */
 export function journalRecords(stateDir: string): number {
   const journal = path.join(stateDir, 'running.journal');
   if (!existsSync(journal)) return 0;
-  return Math.max(0, readFileSync(journal, 'utf8').split('\n').filter(Boolean).length - 1);
+  return readFileSync(journal, 'utf8').split('\n').slice(1).filter((l) => l.startsWith('[')).length;
 }
 
 /** running.xml's text once the journal holds no record (polled; throws after `timeoutMs`). */

@@ -6,7 +6,8 @@
 // undone. Either way the client gets operation-failed, and running, in memory and on disk, is the
 // previous one.
 import { expect } from 'chai';
-import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { ConfigStore } from '../../agent/datastore/config-store.js';
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../../core/subsystem.js';
@@ -21,17 +22,24 @@ class ProfileSubsystem implements CommitSubsystem {
   readonly calls: string[] = [];
   failApply = false;
   failPrepare = false;
+  /** validate refuses a configuration that holds a profile of this name (as at start, too). */
+  refuseProfile: string | undefined;
+  /** While set, prepare waits for it. */
+  holdPrepare: Promise<void> | undefined;
   onPrepare: (() => void) | undefined;
   /** While set, apply waits for it (the test looks at the disk meanwhile). */
   hold: Promise<void> | undefined;
   onApply: (() => void) | undefined;
-  validate(): SubsystemError[] {
+  validate(ctx: CommitContext): SubsystemError[] {
     this.calls.push('validate');
-    return [];
+    const profiles = ctx.newConfig['tandem-network-profile:network-profile'];
+    const refused = this.refuseProfile !== undefined && Array.isArray(profiles) && profiles.some((p) => (p as { name?: string }).name === this.refuseProfile);
+    return refused ? [{ message: `profile ${this.refuseProfile} refused` }] : [];
   }
   async prepare(): Promise<SubsystemError[]> {
     this.calls.push('prepare');
     this.onPrepare?.();
+    if (this.holdPrepare) await this.holdPrepare;
     return this.failPrepare ? [{ message: 'injected prepare failure' }] : [];
   }
   async apply(_ctx: CommitContext): Promise<void> {
@@ -62,6 +70,39 @@ function onDisk(dir: string): string {
 function largeVrf(): string {
   const rules = Array.from({ length: 600 }, (_, i) => `<rule><name>rule-number-${i}</name><action>accept</action><protocol>tcp</protocol><destination-port><start>${1 + i}</start></destination-port></rule>`).join('');
   return `<vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="urn:tandem:yang:tandem-firewall">${rules}</firewall></vrf>`;
+}
+
+/** A copy of the state directory as it is now (as a crash would leave it), in a new temp directory. */
+function snapshot(dir: string): string {
+  const copy = mkdtempSync(path.join(os.tmpdir(), 'tandem-crash-'));
+  for (const f of readdirSync(dir)) if (statSync(path.join(dir, f)).isFile()) copyFileSync(path.join(dir, f), path.join(copy, f));
+  return copy;
+}
+
+/**
+ * Hold `sub`'s next prepare until the journal holds `records` records (at most 5 s), then run
+ * `then` (the test copies the disk there) and let prepare go on; says whether the record came.
+ */
+function holdPrepareUntilRecords(sub: ProfileSubsystem, dir: string, records: number, then: () => void = () => {}): { seen: () => boolean } {
+  let seen = false;
+  let release!: () => void;
+  sub.holdPrepare = new Promise<void>((r) => (release = r));
+  sub.onPrepare = () => {
+    const started = Date.now();
+    const poll = (): void => {
+      seen = journalRecords(dir) === records;
+      if (seen || Date.now() - started > 5000) {
+        if (seen) then();
+        sub.holdPrepare = undefined;
+        sub.onPrepare = undefined;
+        release();
+      } else {
+        setTimeout(poll, 2);
+      }
+    };
+    poll();
+  };
+  return { seen: () => seen };
 }
 
 /** Hold `sub`'s next apply until what is on disk differs from `before` (at most 5 s); says whether it did. */
@@ -193,6 +234,100 @@ for (const size of ['small', 'large'] as const) {
       await h.restart();
       s = h.session(3);
       expect(await h.rpc(s, GET_RUNNING)).to.equal(after);
+    });
+
+    it('writes the journal record as the commit starts (on disk while the subsystems prepare); a commit refused at prepare, at validate or by libyang takes it back before its rpc-error', async () => {
+      const disk = onDisk(h.dir);
+      const records = journalRecords(h.dir);
+      const held = holdPrepareUntilRecords(sub, h.dir, records + 1);
+      sub.failPrepare = true;
+      sub.calls.length = 0;
+      expect(await h.rpc(s, editCandidate(profile('refused')))).to.equal('<ok/>');
+      const [e] = await h.rpcErrors(s, '<commit/>');
+      expect(e.tag).to.equal('operation-failed');
+      expect(e.message).to.contain('injected prepare failure');
+      expect(held.seen(), 'the record was on disk while prepare ran').to.equal(true);
+      expect(sub.calls).to.deep.equal(['validate', 'prepare', 'abort']);
+      expect(onDisk(h.dir), 'the record is taken back').to.equal(disk);
+      // Refused at validate: the same.
+      sub.failPrepare = false;
+      sub.refuseProfile = 'refused';
+      const [v] = await h.rpcErrors(s, '<commit/>');
+      expect(v.message).to.contain('profile refused refused');
+      expect(onDisk(h.dir)).to.equal(disk);
+      // Refused by libyang (a must): the record written before the validation is taken back too.
+      sub.refuseProfile = undefined;
+      const [y] = await h.rpcErrors(s, editRunning(profile('p', 'tcp-proxy', '<tcp-fast-path><connection-mirror>true</connection-mirror></tcp-fast-path>')));
+      expect(y.extra.appTag).to.equal('connection-mirror-requires-tcp-fast-path');
+      expect(onDisk(h.dir)).to.equal(disk);
+      // And the journal goes on from there.
+      expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+      expect(journalRecords(h.dir)).to.equal(records + 1);
+      const expected = await h.rpc(s, GET_RUNNING);
+      expect(expected).to.contain('<name>refused</name>');
+      await h.restart();
+      s = h.session(2);
+      expect(await h.rpc(s, GET_RUNNING)).to.equal(expected);
+    });
+
+    it('a record whose commit was never answered (the agent stopped before taking it back): dropped at start if the subsystems refuse it, kept aside; replayed if they take it', async () => {
+      const before = await h.rpc(s, GET_RUNNING);
+      const records = journalRecords(h.dir);
+      let crashed = '';
+      // The disk as a crash would leave it: the record written, the commit not answered.
+      holdPrepareUntilRecords(sub, h.dir, records + 1, () => {
+        crashed = snapshot(h.dir);
+      });
+      sub.failPrepare = true;
+      expect(await h.rpc(s, editCandidate(profile('unanswered')))).to.equal('<ok/>');
+      expect((await h.rpcErrors(s, '<commit/>'))[0]!.message).to.contain('injected prepare failure');
+      expect(crashed, 'the record was on disk while prepare ran').not.to.equal('');
+      const again = snapshot(crashed);
+      const dirs = [crashed, again];
+      try {
+        // Started on it, with a subsystem that refuses it: running is what every answered commit made.
+        const refusing = new ProfileSubsystem();
+        refusing.refuseProfile = 'unanswered';
+        const h2 = await openHarness({ dir: crashed, subsystems: [refusing] });
+        try {
+          expect(await h2.rpc(h2.session(1), GET_RUNNING)).to.equal(before);
+          expect(readFileSync(path.join(crashed, 'running.journal.refused'), 'utf8')).to.contain('unanswered');
+          expect(journalRecords(crashed), 'the record is cut off the journal').to.equal(records);
+        } finally {
+          await h2.close();
+        }
+        // A subsystem that takes it: the commit is in running (its client never had an answer).
+        const h3 = await openHarness({ dir: again, subsystems: [new ProfileSubsystem()] });
+        try {
+          expect(await h3.rpc(h3.session(1), GET_RUNNING)).to.contain('<name>unanswered</name>');
+          expect(existsSync(path.join(again, 'running.journal.refused'))).to.equal(false);
+        } finally {
+          await h3.close();
+        }
+      } finally {
+        for (const d of dirs) rmSync(d, { recursive: true, force: true });
+      }
+    });
+
+    it('a record answered <ok/> is never dropped: a start whose subsystems refuse it does not start', async () => {
+      expect(await h.rpc(s, editCandidate(profile('answered')))).to.equal('<ok/>');
+      expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+      const crashed = snapshot(h.dir);
+      try {
+        expect(readFileSync(path.join(crashed, 'running.journal'), 'utf8')).to.contain('"answered":true');
+        const refusing = new ProfileSubsystem();
+        refusing.refuseProfile = 'answered';
+        let caught: unknown;
+        try {
+          await (await openHarness({ dir: crashed, subsystems: [refusing] })).close();
+        } catch (err) {
+          caught = err;
+        }
+        expect(String(caught)).to.contain('was refused at start').and.contain('profile answered refused');
+        expect(existsSync(path.join(crashed, 'running.journal.refused'))).to.equal(false);
+      } finally {
+        rmSync(crashed, { recursive: true, force: true });
+      }
     });
 
     if (size === 'small') {
