@@ -143,7 +143,9 @@ function cpuMsOf(pid: number): number {
  * validation of the new running, how it was validated and saved).
  */
 export async function singleRuleOverSsh(rules: number, iterations: number): Promise<Record<string, unknown>> {
-  const t = await startTandem({ env: { TANDEM_LOG_LEVEL: process.env.TANDEM_BENCH_LOG_LEVEL ?? 'info' } });
+  // BENCH_TANDEM_CLI: another build's dist/cli/cli.js (an anchor run side by side).
+  const t = await startTandem({ env: { TANDEM_LOG_LEVEL: process.env.TANDEM_BENCH_LOG_LEVEL ?? 'info' },
+    ...(process.env.BENCH_TANDEM_CLI ? { cli: process.env.BENCH_TANDEM_CLI } : {}) });
   const c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password });
   const FW = 'urn:tandem:yang:tandem-firewall';
   const rule = (i: number, action: string) => `<rule><name>r${i}</name><action>${action}</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`;
@@ -157,6 +159,14 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
     expectOk(await c.rpc('<commit/>'), 'load commit');
     const loadMs = performance.now() - loadStart;
     await new Promise((r) => setTimeout(r, 500)); // the load's own log lines are flushed before counting starts
+    // Pairs run first, not measured (TANDEM_BENCH_WARMUP, default 0: cold, the first commits after
+    // start): V8 is still optimizing a commit's code for the first few thousand commits.
+    const warmup = Number(process.env.TANDEM_BENCH_WARMUP ?? 0);
+    for (let i = 0; i < warmup; i++) {
+      const n = (i * 7919) % rules;
+      expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(rule(n, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`), 'warm-up edit');
+      expectOk(await c.rpc('<commit/>'), 'warm-up commit');
+    }
     const logStart = t.stdout().length;
     // CPU time of the agent (all its threads) across the loop: a figure a loaded machine moves less than wall time.
     const cpuBefore = cpuMsOf(t.pid);
@@ -182,7 +192,7 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
       }
     }
     return {
-      rules, iterations, loadMs: Math.round(loadMs),
+      rules, iterations, warmupCommits: warmup, loadMs: Math.round(loadMs),
       editAndCommitMs: { p50: pct(times, 50), p95: pct(times, 95) },
       agentCpuMsPerCommit,
       // How the commits went (issue 8): validated on the changed rules only, saved as a journal record.

@@ -1,7 +1,8 @@
 // NETCONF benchmark: tandem (`tandem start`, a child process) side by side with Debian's netconfd
 // (yuma123) behind its own OpenSSH sshd with the netconf subsystem, both on loopback, both loaded
 // with the same YANG module (tandem-network-profile), driven by the same ssh2 client with the same
-// edits. Figures: session set-up, edit-config + commit latency, get-config on a ~1 MiB
+// edits. Figures: session set-up, edit-config + commit latency (cold: the first pairs after start;
+// warm: again after BENCH_NETCONF_WARMUP pairs, 3,000 by default), get-config on a ~1 MiB
 // configuration, and the throughput of 50 concurrent sessions. Run: `npm run bench -- netconf`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
@@ -20,6 +21,13 @@ const BASE = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 const NP_NS = 'urn:tandem:yang:tandem-network-profile';
 const SETUP_RUNS = Number(process.env.BENCH_NETCONF_SETUPS ?? 30);
 const EDIT_RUNS = Number(process.env.BENCH_NETCONF_EDITS ?? 100);
+/**
+ * Edit + commit pairs run before the pairs are measured again ('warm'): tandem's JavaScript is
+ * compiled by V8 as it runs (TurboFan, on background threads), and a commit's code is still being
+ * optimized after several hundred commits (stop 13: 1.6 ms of compile CPU per pair after 50, ~0.1
+ * after 3,000). A running agent is warm; the first EDIT_RUNS after start are reported too ('cold').
+ */
+const WARMUP_PAIRS = Number(process.env.BENCH_NETCONF_WARMUP ?? 3000);
 const GET_RUNS = Number(process.env.BENCH_NETCONF_GETS ?? 20);
 const SESSIONS = 50;
 const ROUNDS_PER_SESSION = Number(process.env.BENCH_NETCONF_ROUNDS ?? 10);
@@ -130,7 +138,9 @@ export async function startTandemTarget(key: ssh2.utils.KeyPairReturn, env: Node
   await new UserStore(dir).add('bench', { publicKey: key.public, groups: ['admin'] });
   let t: TandemProcess;
   try {
-    t = await startTandem({ stateDir: dir, users: [], args: ['--max-sessions', '200'], env: { TANDEM_LOG_LEVEL: 'warn', ...env } });
+    // BENCH_TANDEM_CLI: another build's dist/cli/cli.js (an anchor run side by side).
+    t = await startTandem({ stateDir: dir, users: [], args: ['--max-sessions', '200'], env: { TANDEM_LOG_LEVEL: 'warn', ...env },
+      ...(process.env.BENCH_TANDEM_CLI ? { cli: process.env.BENCH_TANDEM_CLI } : {}) });
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
@@ -227,6 +237,38 @@ function editCandidate(config: string): string {
   return `<edit-config><target><candidate/></target><config>${config}</config></edit-config>`;
 }
 
+/** `n` edit-config + commit pairs on the candidate (merge, then remove, of one network-profile), each RPC timed too. */
+async function editPairs(c: NetconfTestClient, n: number): Promise<Record<string, unknown>> {
+  const merge: number[] = [];
+  const remove: number[] = [];
+  // The two RPCs of each pair timed apart too: where a pair's time goes (edit or commit).
+  const editOnly: number[] = [];
+  const commitOnly: number[] = [];
+  for (let i = 0; i < n; i += 1) {
+    let t0 = performance.now();
+    expectOk(await c.rpc(editCandidate(profileXml('bench-edit'))), 'edit-config merge');
+    let t1 = performance.now();
+    expectOk(await c.rpc('<commit/>'), 'commit');
+    merge.push(performance.now() - t0);
+    editOnly.push(t1 - t0);
+    commitOnly.push(performance.now() - t1);
+    t0 = performance.now();
+    expectOk(await c.rpc(editCandidate(`<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`)), 'edit-config remove');
+    t1 = performance.now();
+    expectOk(await c.rpc('<commit/>'), 'commit');
+    remove.push(performance.now() - t0);
+    editOnly.push(t1 - t0);
+    commitOnly.push(performance.now() - t1);
+  }
+  return {
+    edit_merge_commit: stats(merge),
+    edit_remove_commit: stats(remove),
+    edit_candidate_only: stats(editOnly),
+    commit_only: stats(commitOnly),
+    edit_pair_commit_p50_ms: Math.round((stats(merge).p50_ms + stats(remove).p50_ms) * 100) / 100,
+  };
+}
+
 async function measureTarget(t: Target): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
 
@@ -243,33 +285,11 @@ async function measureTarget(t: Target): Promise<Record<string, unknown>> {
   const c = await connect(t);
   await settle();
   try {
-    progress(`${t.name}: edit-config + commit x${EDIT_RUNS} (merge, then remove, of one network-profile)`);
-    const merge: number[] = [];
-    const remove: number[] = [];
-    // The two RPCs of each pair timed apart too: where a pair's time goes (edit or commit).
-    const editOnly: number[] = [];
-    const commitOnly: number[] = [];
-    for (let i = 0; i < EDIT_RUNS; i += 1) {
-      let t0 = performance.now();
-      expectOk(await c.rpc(editCandidate(profileXml('bench-edit'))), 'edit-config merge');
-      let t1 = performance.now();
-      expectOk(await c.rpc('<commit/>'), 'commit');
-      merge.push(performance.now() - t0);
-      editOnly.push(t1 - t0);
-      commitOnly.push(performance.now() - t1);
-      t0 = performance.now();
-      expectOk(await c.rpc(editCandidate(`<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`)), 'edit-config remove');
-      t1 = performance.now();
-      expectOk(await c.rpc('<commit/>'), 'commit');
-      remove.push(performance.now() - t0);
-      editOnly.push(t1 - t0);
-      commitOnly.push(performance.now() - t1);
-    }
-    out.edit_merge_commit = stats(merge);
-    out.edit_remove_commit = stats(remove);
-    out.edit_candidate_only = stats(editOnly);
-    out.commit_only = stats(commitOnly);
-    out.edit_pair_commit_p50_ms = Math.round((stats(merge).p50_ms + stats(remove).p50_ms) * 100) / 100;
+    progress(`${t.name}: edit-config + commit x${EDIT_RUNS} (merge, then remove, of one network-profile), cold`);
+    Object.assign(out, await editPairs(c, EDIT_RUNS));
+    progress(`${t.name}: ${WARMUP_PAIRS} edit-config + commit pairs to warm up, then x${EDIT_RUNS} again, warm`);
+    await editPairs(c, WARMUP_PAIRS);
+    out.warm = { warmup_pairs: WARMUP_PAIRS, ...await editPairs(c, EDIT_RUNS) };
 
     if (c.serverHello.includes('urn:ietf:params:netconf:capability:writable-running:1.0')) {
       progress(`${t.name}: edit-config merge + remove pair on running x${EDIT_RUNS}`);
@@ -416,14 +436,16 @@ export async function measureNetconfd(
 type Figures = Record<string, { p50_ms?: number; rpcs_per_s?: number } | number>;
 
 /** tandem / netconfd for each latency p50 (lower is better) and throughput (higher is better). */
-function ratios(a: Figures, b: Figures): Record<string, number> {
+function ratios(a: Figures, b: Figures, prefix = ''): Record<string, number> {
   const out: Record<string, number> = {};
   for (const k of Object.keys(a)) {
     const x = a[k];
     const y = b[k];
     if (typeof x === 'object' && typeof y === 'object') {
-      if (x.p50_ms !== undefined && y.p50_ms) out[`${k}_p50`] = Math.round((x.p50_ms / y.p50_ms) * 100) / 100;
-      if (x.rpcs_per_s !== undefined && y.rpcs_per_s) out[`${k}_rpcs_per_s`] = Math.round((x.rpcs_per_s / y.rpcs_per_s) * 100) / 100;
+      if (x.p50_ms !== undefined && y.p50_ms) out[`${prefix}${k}_p50`] = Math.round((x.p50_ms / y.p50_ms) * 100) / 100;
+      if (x.rpcs_per_s !== undefined && y.rpcs_per_s) out[`${prefix}${k}_rpcs_per_s`] = Math.round((x.rpcs_per_s / y.rpcs_per_s) * 100) / 100;
+      // The same figures measured again after the warm-up.
+      if (k === 'warm') Object.assign(out, ratios(x as unknown as Figures, y as unknown as Figures, 'warm_'));
     }
   }
   return out;
