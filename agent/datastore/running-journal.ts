@@ -430,16 +430,8 @@ export class RunningJournal {
     this.unmarked = !!last;
     this.records = count;
     this.bytes = Buffer.byteLength(lines.join('\n')) + 1;
-    if (!complete) {
-      // The torn last record (popped above) is cut off, so that the next record starts on a line of its own.
-      truncateSync(this.file, this.bytes);
-      const fd = openSync(this.file, 'r+');
-      try {
-        fdatasyncSync(fd);
-      } finally {
-        closeSync(fd);
-      }
-    }
+    // The torn last record (popped above) is cut off, so that the next record starts on a line of its own.
+    if (!complete) this.cutFileTo(this.bytes);
     log.info({ file: this.file, records: this.records, lastUnanswered: !!last }, 'running journal replayed');
     return out;
   }
@@ -460,18 +452,23 @@ export class RunningJournal {
     const last = this.unanswered;
     if (!last) throw new Error('no unanswered journal record to drop');
     this.close();
-    truncateSync(this.file, last.offset);
+    this.cutFileTo(last.offset);
+    this.unanswered = undefined;
+    this.unmarked = false;
+    this.records -= 1;
+    this.bytes = last.offset;
+    return last.line;
+  }
+
+  /** The journal file (closed) cut back to `length` bytes, durably. */
+  private cutFileTo(length: number): void {
+    truncateSync(this.file, length);
     const fd = openSync(this.file, 'r+');
     try {
       fdatasyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    this.unanswered = undefined;
-    this.unmarked = false;
-    this.records -= 1;
-    this.bytes = last.offset;
-    return last.line;
   }
 
   /** A write to the journal failed (it may end in a partial record): no more appends until running.xml is written whole. */

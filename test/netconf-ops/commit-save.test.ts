@@ -79,6 +79,17 @@ function snapshot(dir: string): string {
   return copy;
 }
 
+/** Polls `cond` every 2 ms until it holds (at most 5 s), then calls `done` with whether it did. */
+function pollThen(cond: () => boolean, done: (held: boolean) => void): void {
+  const started = Date.now();
+  const poll = (): void => {
+    const held = cond();
+    if (held || Date.now() - started > 5000) done(held);
+    else setTimeout(poll, 2);
+  };
+  poll();
+}
+
 /**
  * Hold `sub`'s next prepare until the journal holds `records` records (at most 5 s), then run
  * `then` (the test copies the disk there) and let prepare go on; says whether the record came.
@@ -87,21 +98,13 @@ function holdPrepareUntilRecords(sub: ProfileSubsystem, dir: string, records: nu
   let seen = false;
   let release!: () => void;
   sub.holdPrepare = new Promise<void>((r) => (release = r));
-  sub.onPrepare = () => {
-    const started = Date.now();
-    const poll = (): void => {
-      seen = journalRecords(dir) === records;
-      if (seen || Date.now() - started > 5000) {
-        if (seen) then();
-        sub.holdPrepare = undefined;
-        sub.onPrepare = undefined;
-        release();
-      } else {
-        setTimeout(poll, 2);
-      }
-    };
-    poll();
-  };
+  sub.onPrepare = () => pollThen(() => journalRecords(dir) === records, (held) => {
+    seen = held;
+    if (held) then();
+    sub.holdPrepare = undefined;
+    sub.onPrepare = undefined;
+    release();
+  });
   return { seen: () => seen };
 }
 
@@ -110,20 +113,12 @@ function holdApplyUntilSaved(sub: ProfileSubsystem, dir: string, before: string)
   let saved = false;
   let release!: () => void;
   sub.hold = new Promise<void>((r) => (release = r));
-  sub.onApply = () => {
-    const started = Date.now();
-    const poll = (): void => {
-      saved = onDisk(dir) !== before;
-      if (saved || Date.now() - started > 5000) {
-        sub.hold = undefined;
-        sub.onApply = undefined;
-        release();
-      } else {
-        setTimeout(poll, 2);
-      }
-    };
-    poll();
-  };
+  sub.onApply = () => pollThen(() => onDisk(dir) !== before, (held) => {
+    saved = held;
+    sub.hold = undefined;
+    sub.onApply = undefined;
+    release();
+  });
   return { saved: () => saved };
 }
 
