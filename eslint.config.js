@@ -1,11 +1,11 @@
 // Flat config: typescript-eslint's recommended rules on every TypeScript source; built output and the
-// generated libyang loader are not ours to lint.
+// generated libyang loader (and yang/wasm/build.sh's work tree, .build/) are not ours to lint.
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import { layersPlugin } from './eslint-layers.js';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'yang/wasm/**', 'tandem-state/**'] },
+  { ignores: ['dist/**', 'node_modules/**', 'yang/wasm/**', 'tandem-state/**', '.build/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -183,7 +183,7 @@ export class RunningJournal {
    * running.xml whole instead (small datastore, no known base, journal full, patch too large).
    */
   append(prev: ConfigRoot, next: ConfigRoot): boolean {
-    const line = this.recordOf(prev, next);
+    const line = this.recordFor(prev, next);
     if (!line) return false;
     const fd = this.openForAppend();
     let off = 0;
@@ -201,17 +201,8 @@ export class RunningJournal {
    * the record is on disk. On failure the journal is invalidated (the caller writes running.xml whole).
    */
   appendAsync(prev: ConfigRoot, next: ConfigRoot): Promise<void> | undefined {
-    const line = this.recordOf(prev, next);
+    const line = this.recordFor(prev, next);
     return line ? this.appendRecord(line) : undefined;
-  }
-
-  /**
-   * The record of the change from `prev` to `next`, to be appended by appendRecord (a commit
-   * computes it as it starts: whether the journal takes it decides when its save may start), or
-   * undefined when running.xml must be written whole.
-   */
-  recordFor(prev: ConfigRoot, next: ConfigRoot): Buffer | undefined {
-    return this.recordOf(prev, next);
   }
 
   /** appendAsync's write of a record recordFor gave (no other record appended since). */
@@ -332,8 +323,12 @@ export class RunningJournal {
     }
   }
 
-  /** The record from `prev` to `next`, or undefined when running.xml must be written whole. */
-  private recordOf(prev: ConfigRoot, next: ConfigRoot): Buffer | undefined {
+  /**
+   * The record from `prev` to `next` (appendRecord writes it; a commit computes it as it starts:
+   * whether the journal takes it decides when its save may start), or undefined when running.xml
+   * must be written whole.
+   */
+  recordFor(prev: ConfigRoot, next: ConfigRoot): Buffer | undefined {
     this.undoTo = undefined;
     if (!this.baseHash) return undefined;
     const maxBytes = this.maxBytes();

@@ -291,10 +291,10 @@ export class ConfigService {
         throw err;
       }
     }
-    const previous = prev.root;
-    this.store.setRunning(next);
     // Before the reply: a journal record marked answered is never dropped at start (running-journal.ts).
     save.answered();
+    const previous = prev.root;
+    this.store.setRunning(next);
     if (save.kind === 'journal' && this.store.journal.foldsWhenIdle) this.foldWhenIdle();
     log.debug({ totalMs: Math.round(performance.now() - started), transactionAndValidateMs: Math.round(performance.now() - started),
       saveMs: save.ms === undefined ? undefined : Math.round(save.ms * 10) / 10, save: save.kind, savedAlongsideApply: true }, 'running saved');

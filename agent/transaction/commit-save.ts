@@ -21,6 +21,8 @@ export class CommitSave {
   private done = false;
   /** run() was called: from then on the transaction undoes the save when it refuses the commit. */
   private ran = false;
+  /** The commit succeeded (answered() was called). */
+  private succeeded = false;
 
   /** running.xml's new text, written and flushed under a temp name while the commit validates and prepares. */
   private staged: { file: StagedFile; text: string } | undefined;
@@ -67,18 +69,24 @@ export class CommitSave {
 
   /** The commit succeeded: its journal record is marked answered (before the reply is sent). */
   answered(): void {
+    this.succeeded = true;
     if (this.done && this.kind === 'journal') this.store.journal.markAnswered();
   }
 
   /**
-   * The commit is over (answered or refused): a temp file begin() wrote is removed, and a record
-   * begin() wrote for a commit refused before its transaction saved it (libyang refused it) is taken back.
+   * The commit is over (answered or refused): a temp file begin() wrote is removed, and for a
+   * refused commit whatever of the save is still on disk is taken back: a record begin() wrote for
+   * a commit refused before its transaction saved it (libyang refused it), or a save that a refusal
+   * did not undo (the transaction undoes it on every refusal it knows of: this is the safety net).
    */
   async discard(): Promise<void> {
     const staged = this.staged;
     this.staged = undefined;
     await staged?.file.discard();
-    if (this.recordWrite && !this.ran) {
+    if (this.succeeded) return;
+    if (this.done) {
+      await this.undo();
+    } else if (this.recordWrite && !this.ran) {
       this.ran = true;
       if ((await this.recordWrite) !== undefined) return; // not written: nothing to take back
       this.kind = 'journal';
