@@ -153,6 +153,12 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
   const expectOk = (reply: string, what: string): void => {
     if (!reply.includes('<ok/>')) throw new Error(`${what}: ${reply.slice(0, 500)}`);
   };
+  /** Iteration i: one rule's action flipped on the candidate, then commit. */
+  const editAndCommit = async (i: number): Promise<void> => {
+    const n = (i * 7919) % rules;
+    expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(rule(n, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`), 'edit');
+    expectOk(await c.rpc('<commit/>'), 'commit');
+  };
   try {
     const loadStart = performance.now();
     expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(Array.from({ length: rules }, (_, i) => rule(i, 'accept')).join(''))}</edit-config>`), 'load edit');
@@ -162,20 +168,14 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
     // Pairs run first, not measured (TANDEM_BENCH_WARMUP, default 0: cold, the first commits after
     // start): V8 is still optimizing a commit's code for the first few thousand commits.
     const warmup = Number(process.env.TANDEM_BENCH_WARMUP ?? 0);
-    for (let i = 0; i < warmup; i++) {
-      const n = (i * 7919) % rules;
-      expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(rule(n, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`), 'warm-up edit');
-      expectOk(await c.rpc('<commit/>'), 'warm-up commit');
-    }
+    for (let i = 0; i < warmup; i++) await editAndCommit(i);
     const logStart = t.stdout().length;
     // CPU time of the agent (all its threads) across the loop: a figure a loaded machine moves less than wall time.
     const cpuBefore = cpuMsOf(t.pid);
     const times: number[] = [];
     for (let i = 0; i < iterations; i++) {
-      const n = (i * 7919) % rules;
       const started = performance.now();
-      expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(rule(n, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`), 'edit');
-      expectOk(await c.rpc('<commit/>'), 'commit');
+      await editAndCommit(i);
       times.push(performance.now() - started);
     }
     const agentCpuMsPerCommit = Math.round(((cpuMsOf(t.pid) - cpuBefore) / iterations) * 100) / 100;

@@ -12,7 +12,7 @@
 // running.xml once commits pause (fold(), off the reply path, queued like a commit): running.xml
 // alone is then the saved running again, as documented (users and tests read it). A fold keeps the
 // journal file open and starts it again in place, so that the next commit's record is one write.
-// A record is one write on a file opened with O_DSYNC (one disk flush). appendAsync does that write in libuv's thread pool, so the
+// A record is one write on a file opened with O_DSYNC (one disk flush). appendRecord does that write in libuv's thread pool, so the
 // commit transaction applies the dataplane meanwhile (agent/transaction/commit-save.ts); undoLast()
 // takes a record back (truncate + flush) when the commit is then refused.
 // A record is written as its commit starts, before the subsystems have validated it (the flush then
@@ -196,16 +196,10 @@ export class RunningJournal {
   }
 
   /**
-   * append() with the write done in libuv's thread pool (the caller's event loop keeps running):
-   * undefined when running.xml must be written whole instead, else a promise that resolves once
-   * the record is on disk. On failure the journal is invalidated (the caller writes running.xml whole).
+   * append() of a record recordFor gave (no other record appended since), with the write done in
+   * libuv's thread pool (the caller's event loop keeps running): resolves once the record is on
+   * disk. On failure the journal is invalidated (the next commit writes running.xml whole).
    */
-  appendAsync(prev: ConfigRoot, next: ConfigRoot): Promise<void> | undefined {
-    const line = this.recordFor(prev, next);
-    return line ? this.appendRecord(line) : undefined;
-  }
-
-  /** appendAsync's write of a record recordFor gave (no other record appended since). */
   appendRecord(line: Buffer): Promise<void> {
     this.undoTo = undefined;
     const fd = this.openForAppend();

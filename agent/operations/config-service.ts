@@ -1,6 +1,6 @@
 // The state the operations share: datastores, locks, the commit transaction, sessions and the
 // notification stream, and the one primitive that changes running (validate, transaction, save).
-import { existsSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { YangContext } from '../../yang/libyang/api.js';
 import { NetconfError } from '../../core/netconf-error.js';
@@ -115,8 +115,9 @@ export class ConfigService {
           if (!before) throw err;
           await this.applyAtStart(empty, before);
           const line = this.store.journal.dropLastRecord();
+          // Appended: a record dropped at an earlier start stays there too.
           const kept = `${this.store.journal.file}.refused`;
-          writeFileSync(kept, `${line}\n`, { mode: 0o600 });
+          appendFileSync(kept, `${line}\n`, { mode: 0o600 });
           log.error({ file: this.store.journal.file, kept, err: err instanceof Error ? err.message : String(err) },
             'the last commit in the running journal was never answered and is refused at start: started without it (its record is kept aside)');
         }

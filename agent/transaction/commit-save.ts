@@ -88,11 +88,8 @@ export class CommitSave {
       await this.undo();
     } else if (this.recordWrite && !this.ran) {
       this.ran = true;
-      if ((await this.recordWrite) !== undefined) return; // not written: nothing to take back
-      this.kind = 'journal';
-      this.done = true;
-      this.store.saves.journal += 1;
-      await this.undo();
+      // Not written (the write failed): nothing to take back.
+      if ((await this.recordWrite) === undefined) await this.takeBackRecord();
     }
   }
 
@@ -110,6 +107,8 @@ export class CommitSave {
       this.ms = performance.now() - this.started;
       return;
     }
+    // The journal could not take the change (begin() found out): running.xml whole, staged by
+    // begin() when it could be, else written now.
     const started = performance.now();
     const staged = this.staged;
     this.staged = undefined;
@@ -121,34 +120,11 @@ export class CommitSave {
         throw err;
       }
       this.store.journal.rebased(staged.text);
-      this.kind = 'whole-file';
-      this.store.saves.whole += 1;
-      this.done = true;
-      this.ms = performance.now() - started;
-      return;
-    }
-    const journal = this.store.journal;
-    let record: Promise<void> | undefined;
-    try {
-      record = journal.appendAsync(this.previous, this.next);
-    } catch (err) {
-      log.warn({ err: message(err), file: journal.file }, 'appending to the running journal failed: writing running.xml whole');
-      journal.invalidate();
-    }
-    if (record) {
-      try {
-        await record;
-        this.kind = 'journal';
-      } catch (err) {
-        // appendAsync invalidated the journal (it may end in a partial record): running.xml whole.
-        log.warn({ err: message(err), file: journal.file }, 'appending to the running journal failed: writing running.xml whole');
-      }
-    }
-    if (!this.kind) {
+    } else {
       await this.writeWhole(this.next);
-      this.kind = 'whole-file';
     }
-    this.store.saves[this.kind === 'journal' ? 'journal' : 'whole'] += 1;
+    this.kind = 'whole-file';
+    this.store.saves.whole += 1;
     this.done = true;
     this.ms = performance.now() - started;
   }
@@ -158,15 +134,18 @@ export class CommitSave {
     if (!this.done) return;
     this.done = false;
     this.store.saves[this.kind === 'journal' ? 'journal' : 'whole'] -= 1;
-    if (this.kind === 'journal') {
-      try {
-        await this.store.journal.undoLast();
-        return;
-      } catch (err) {
-        log.warn({ err: message(err), file: this.store.journal.file }, 'taking back the journal record failed: writing running.xml whole');
-      }
+    if (this.kind === 'journal') await this.takeBackRecord();
+    else await this.writeWhole(this.previous);
+  }
+
+  /** The record this commit appended cut off again; if that fails, the previous running written whole. */
+  private async takeBackRecord(): Promise<void> {
+    try {
+      await this.store.journal.undoLast();
+    } catch (err) {
+      log.warn({ err: message(err), file: this.store.journal.file }, 'taking back the journal record failed: writing running.xml whole');
+      await this.writeWhole(this.previous);
     }
-    await this.writeWhole(this.previous);
   }
 
   private async writeWhole(root: ConfigRoot): Promise<void> {

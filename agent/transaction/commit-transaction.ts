@@ -165,7 +165,8 @@ export class CommitTransaction {
       if (!early) timeline.prepared ??= at();
       along ??= alongside
         ? (early ? Promise.resolve() : new Promise<void>((r) => setImmediate(r))).then(() => {
-          timeline.saveStarted = at();
+          // An early save started before the transaction: no start to stamp here.
+          if (!early) timeline.saveStarted = at();
           return alongside.run();
         }).then(() => {
           timeline.saved = at();

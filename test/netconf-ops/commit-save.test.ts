@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { ConfigStore } from '../../agent/datastore/config-store.js';
 import type { CommitContext, CommitSubsystem, SubsystemError } from '../../core/subsystem.js';
 import { JOURNAL_MIN_BYTES } from '../../agent/datastore/running-journal.js';
+import { CommitSave } from '../../agent/transaction/commit-save.js';
 import { editCandidate, editRunning, GET_RUNNING, openHarness, profile, type Harness, type TestSession } from './ops-harness.js';
 import { foldedRunningXml, journalRecords } from '../helpers/folded-running.js';
 
@@ -302,6 +303,18 @@ for (const size of ['small', 'large'] as const) {
       } finally {
         for (const d of dirs) rmSync(d, { recursive: true, force: true });
       }
+    });
+
+    it('a save that a refused commit left on disk is taken back when the commit is over (the safety net behind the transaction\'s own undo)', async () => {
+      const st = store(h);
+      const disk = onDisk(h.dir);
+      expect(await h.rpc(s, editCandidate(profile('left-behind')))).to.equal('<ok/>');
+      const save = new CommitSave(st, st.running.root, st.candidate);
+      save.begin();
+      await save.run(); // saved, as by a transaction that then failed in a way it did not undo
+      expect(onDisk(h.dir)).not.to.equal(disk);
+      await save.discard(); // never answered
+      expect(onDisk(h.dir), 'the save is taken back').to.equal(disk);
     });
 
     it('a record answered <ok/> is never dropped: a start whose subsystems refuse it does not start', async () => {
