@@ -17,9 +17,10 @@
 // takes a record back (truncate + flush) when the commit is then refused.
 // A record is written as its commit starts, before the subsystems have validated it (the flush then
 // runs alongside them); once the commit succeeded, and before it is answered, a marker line says so
-// (a plain write: no flush of its own). A last record without that marker was never answered
-// <ok/>: at start, if the subsystems refuse the configuration with it, it is dropped
-// (lastRecordUnanswered, dropLastRecord) instead of the agent refusing to start. Every record but
+// (a plain write: no flush of its own; a killed process does not lose it, a crash of the whole
+// machine may). A last record without that marker was not answered <ok/> (but for such a crash):
+// at start, if the subsystems refuse the configuration with it, it is dropped (lastRecordUnanswered,
+// dropLastRecord) instead of the agent refusing to start. Every record but
 // the last is answered: commits are serialised, and a refused one is taken back before the next.
 import { createHash } from 'node:crypto';
 import { closeSync, constants, existsSync, fdatasync, fdatasyncSync, fsyncSync, ftruncate, ftruncateSync, openSync, readFileSync, truncateSync, unlinkSync, write, writeSync } from 'node:fs';

@@ -108,9 +108,9 @@ export class ConfigService {
         try {
           await this.applyAtStart(empty, initial);
         } catch (err) {
-          // A commit whose journal record was written but never answered (the agent stopped while
-          // the subsystems refused it, or before they answered): running without it is what every
-          // answered commit made.
+          // A commit whose journal record has no answered mark: the agent stopped before answering it
+          // (while the subsystems refused it, or before they answered), or the machine stopped before
+          // the mark reached the disk. Running without it is what every marked commit made.
           const before = this.store.journal.lastRecordUnanswered;
           if (!before) throw err;
           await this.applyAtStart(empty, before);
@@ -119,7 +119,7 @@ export class ConfigService {
           const kept = `${this.store.journal.file}.refused`;
           appendFileSync(kept, `${line}\n`, { mode: 0o600 });
           log.error({ file: this.store.journal.file, kept, err: err instanceof Error ? err.message : String(err) },
-            'the last commit in the running journal was never answered and is refused at start: started without it (its record is kept aside)');
+            'the last commit in the running journal has no answered mark and is refused at start: started without it (its record is kept aside; not answered <ok/>, unless the machine itself crashed before the mark reached the disk)');
         }
         this.store.journal.markAnswered();
         log.info({ topLevelNodes: initial.children.length, ms: Math.round(performance.now() - started) }, 'running configuration restored and applied');
