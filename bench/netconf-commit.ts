@@ -17,6 +17,7 @@ import { createSubsystems } from '../ha/ha-parts.js';
 import { DEFAULT_SIZE, generateRunningConfig } from './yang-config-generator.js';
 import { startTandem } from '../test/helpers/tandem-process.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
+import { warmUpClient } from './client-warmup.js';
 
 const NP = 'urn:tandem:yang:tandem-network-profile';
 
@@ -134,6 +135,12 @@ function cpuMsOf(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
+const FW = 'urn:tandem:yang:tandem-firewall';
+const rule = (i: number, action: string) => `<rule><name>r${i}</name><action>${action}</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`;
+const vrf = (body: string) => `<config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="${FW}"><default-action>accept</default-action>${body}</firewall></vrf></config>`;
+/** The edit of iteration i on a datastore of `rules` rules: one rule's action flipped. */
+const flipOneRule = (i: number, rules: number) => `<edit-config><target><candidate/></target>${vrf(rule((i * 7919) % rules, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`;
+
 /**
  * Issue 8's figure, as a user drives tandem: a real `tandem start` (soft engine) and an ssh2
  * NETCONF client; N firewall rules in VRF main's running, then each iteration edits one rule's
@@ -147,16 +154,12 @@ export async function singleRuleOverSsh(rules: number, iterations: number): Prom
   const t = await startTandem({ env: { TANDEM_LOG_LEVEL: process.env.TANDEM_BENCH_LOG_LEVEL ?? 'info' },
     ...(process.env.BENCH_TANDEM_CLI ? { cli: process.env.BENCH_TANDEM_CLI } : {}) });
   const c = await NetconfTestClient.connect({ host: t.host, port: t.port, username: t.username, password: t.password });
-  const FW = 'urn:tandem:yang:tandem-firewall';
-  const rule = (i: number, action: string) => `<rule><name>r${i}</name><action>${action}</action><protocol>tcp</protocol><destination-port><start>${1 + (i % 65000)}</start></destination-port></rule>`;
-  const vrf = (body: string) => `<config><vrf xmlns="urn:tandem:yang:tandem-vrf"><name>main</name><firewall xmlns="${FW}"><default-action>accept</default-action>${body}</firewall></vrf></config>`;
   const expectOk = (reply: string, what: string): void => {
     if (!reply.includes('<ok/>')) throw new Error(`${what}: ${reply.slice(0, 500)}`);
   };
   /** Iteration i: one rule's action flipped on the candidate, then commit. */
   const editAndCommit = async (i: number): Promise<void> => {
-    const n = (i * 7919) % rules;
-    expectOk(await c.rpc(`<edit-config><target><candidate/></target>${vrf(rule(n, i % 2 === 0 ? 'drop' : 'accept'))}</edit-config>`), 'edit');
+    expectOk(await c.rpc(flipOneRule(i, rules)), 'edit');
     expectOk(await c.rpc('<commit/>'), 'commit');
   };
   try {
@@ -246,9 +249,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const sizes = (process.argv[4] ?? '10,1000,10000').split(',').map(Number);
   (singleRule
     ? (async () => {
+      // The client warmed up first (client-warmup.ts): the first size is not measured with a cold client.
+      const clientWarmup = await warmUpClient(Number(process.env.BENCH_CLIENT_WARMUP ?? 6000), (i) => (i % 2 === 0 ? flipOneRule(i / 2, 10) : '<commit/>'));
       const out = [];
       for (const n of sizes) out.push(await singleRuleOverSsh(n, iterations));
-      return { singleRuleOverSsh: out };
+      return { clientWarmup, singleRuleOverSsh: out };
     })()
     : run()).then((r) => process.stdout.write(`${JSON.stringify(r)}\n`), (err: unknown) => {
     process.stderr.write(`${err instanceof Error ? err.stack : String(err)}\n`);

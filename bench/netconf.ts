@@ -16,6 +16,7 @@ import { projectRoot } from '../yang/libyang/index.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { startTandem, type TandemProcess } from '../test/helpers/tandem-process.js';
 import { generateParsableKeyPair } from '../agent/ssh/key-pair.js';
+import { warmUpClient } from './client-warmup.js';
 
 const BASE = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 const NP_NS = 'urn:tandem:yang:tandem-network-profile';
@@ -28,6 +29,8 @@ const EDIT_RUNS = Number(process.env.BENCH_NETCONF_EDITS ?? 100);
  * after 3,000). A running agent is warm; the first EDIT_RUNS after start are reported too ('cold').
  */
 const WARMUP_PAIRS = Number(process.env.BENCH_NETCONF_WARMUP ?? 3000);
+/** RPCs the client sends to a stub server before either server is measured (client-warmup.ts). */
+const CLIENT_WARMUP_RPCS = Number(process.env.BENCH_CLIENT_WARMUP ?? 6000);
 const GET_RUNS = Number(process.env.BENCH_NETCONF_GETS ?? 20);
 const SESSIONS = 50;
 const ROUNDS_PER_SESSION = Number(process.env.BENCH_NETCONF_ROUNDS ?? 10);
@@ -397,6 +400,10 @@ export async function run(): Promise<Record<string, unknown>> {
       + `${SESSIONS} sessions x ${ROUNDS_PER_SESSION} x (filtered get-config + edit-config)`,
   };
   const only = process.env.BENCH_NETCONF_ONLY; // 'tandem' or 'netconfd' (debugging one side)
+  progress(`client: ${CLIENT_WARMUP_RPCS} RPCs (the edit-config + commit pairs) to a stub server, so that neither server's cold figures count the client's own warm-up`);
+  const pairRpcs = [editCandidate(profileXml('bench-edit')), '<commit/>',
+    editCandidate(`<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`), '<commit/>'];
+  results.client_warmup = await warmUpClient(CLIENT_WARMUP_RPCS, (i) => pairRpcs[i % pairRpcs.length]!);
   if (only !== 'netconfd') {
     const tandem = await startTandemTarget(key);
     try {

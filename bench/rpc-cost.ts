@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import { generateParsableKeyPair } from '../agent/ssh/key-pair.js';
 import { NetconfTestClient } from '../test/helpers/netconf-client.js';
 import { measureNetconfd, startTandemTarget, type Target } from './netconf.js';
+import { warmUpClient } from './client-warmup.js';
 
 const N = Number(process.env.BENCH_RPC_COST_N ?? 3000);
 const WARMUP = Number(process.env.BENCH_RPC_COST_WARMUP ?? 1000);
@@ -110,6 +111,9 @@ export async function run(): Promise<Record<string, unknown>> {
       + 'of the server processes (tandem: its node process; netconfd: netconfd + sshd and its session children) / N',
     loadavg_before: readFileSync('/proc/loadavg', 'utf8').trim(),
   };
+  // The client warmed up on these RPCs first (client-warmup.ts): measured first, tandem would
+  // otherwise get the client's own first thousands of RPCs and netconfd a warm client.
+  results.client_warmup = await warmUpClient(Number(process.env.BENCH_CLIENT_WARMUP ?? RPCS.length * WARMUP), (i) => RPCS[i % RPCS.length]!.xml);
   const prof = process.env.TANDEM_CPU_PROF_DIR;
   const preload = new URL('./cpu-profile-preload.js', import.meta.url).href;
   const tandem = await startTandemTarget(key, prof ? { NODE_OPTIONS: `--import=${preload}`, CPU_PROFILE_DIR: prof } : {});

@@ -10,7 +10,7 @@ import { parsePenalties } from '../agent/ssh/source-penalties.js';
 import { parseStartups } from '../agent/ssh/startup-limiter.js';
 import { readPassword } from './password-prompt.js';
 import { LOG_FORMATS, logger, setLogFormat, type LogFormat } from '../core/log.js';
-import { missingTuning, STARTUP_SETTLE_MS } from './process-tuning.js';
+import { applyInProcessV8Flags, missingTuning, STARTUP_SETTLE_MS } from './process-tuning.js';
 import { enableFilePageRelease, releaseFilePagesLater } from '../core/file-pages.js';
 
 export const START_USAGE = `tandem start [--state-dir DIR] [--listen HOST:PORT] [--engine soft|linux] [--startup FILE] [--metrics HOST:PORT]
@@ -147,6 +147,8 @@ export function runStart(args: string[]): Promise<number> {
     if (untuned.length > 0) {
       logger('cli').warn({ missing: untuned }, 'started without the process tuning of bin/tandem: idle memory is ~30 MB higher (docs/memory.md)');
     }
+    const v8Flags = applyInProcessV8Flags(); // before libyang is compiled (startAgent loads it)
+    logger('cli').debug({ v8Flags }, 'V8 flags set in the process');
     // Loaded here so that `tandem user add` does not load the YANG and operations layers.
     const { startAgent } = await import('../agent/agent.js');
     const agent = await startAgent({ stateDir: values['state-dir'], listen, engine: engine as EngineName, startupFile: values.startup, limits, metrics, plane });

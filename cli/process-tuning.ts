@@ -11,6 +11,15 @@
 //
 // In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): the clean file-backed pages
 // start-up touched are released STARTUP_SETTLE_MS after listening (core/file-pages.ts).
+//
+// V8 flag --no-wasm-dynamic-tiering, set in the process by cli `start` before libyang is compiled
+// (NODE_OPTIONS does not take it): each libyang function is compiled once, optimized, when first
+// called, instead of first by the baseline compiler and again by TurboFan once hot. With dynamic
+// tiering the first hundreds of commits after a start paid ~0.5 ms each of wasm recompilation on
+// two cores (stop 14, BENCHMARKS.md); this way start-up pays ~0.3 s of CPU once. TANDEM_WASM_TIERING=dynamic
+// keeps V8's default (to measure the two side by side).
+
+import { setFlagsFromString } from 'node:v8';
 
 /** How long after listening the start-up pages are released (start-up work has settled by then). */
 export const STARTUP_SETTLE_MS = 2000;
@@ -35,4 +44,14 @@ export function tuningEnv(env: NodeJS.ProcessEnv = process.env): Record<string, 
 /** Which tuning settings are missing from this process's environment (to say so in the log). */
 export function missingTuning(env: NodeJS.ProcessEnv = process.env): string[] {
   return Object.keys(TUNING_ENV).filter((k) => (k === 'NODE_OPTIONS' ? !(env[k] ?? '').includes('--max-semi-space-size') : env[k] === undefined));
+}
+
+/** The V8 flags `tandem start` sets in its own process, before libyang is compiled (see above). */
+export const IN_PROCESS_V8_FLAGS: readonly string[] = ['--no-wasm-dynamic-tiering'];
+
+/** Sets IN_PROCESS_V8_FLAGS unless TANDEM_WASM_TIERING=dynamic; returns the flags set. */
+export function applyInProcessV8Flags(env: NodeJS.ProcessEnv = process.env): readonly string[] {
+  if (env.TANDEM_WASM_TIERING === 'dynamic') return [];
+  for (const flag of IN_PROCESS_V8_FLAGS) setFlagsFromString(flag);
+  return IN_PROCESS_V8_FLAGS;
 }
