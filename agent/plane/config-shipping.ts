@@ -77,8 +77,18 @@ export function diff(a: unknown, b: unknown, stats?: ShippingStats): Delta {
     let same = a.length === b.length;
     for (let i = 0; i < b.length; i++) {
       const e = b[i];
+      if (i < a.length && a[i] === e) {
+        // A run of the same elements at the same place (a VRF's rules but the edited one): one tight
+        // loop and one run, not a call per element.
+        let end = i + 1;
+        const last = Math.min(a.length, b.length);
+        while (end < last && a[end] === b[end]) end++;
+        keep(out, i, end - i);
+        i = end - 1;
+        continue;
+      }
       if (i < a.length) {
-        const d = a[i] === e ? 0 : diff(a[i], e, stats);
+        const d = diff(a[i], e, stats);
         if (d === 0) {
           keep(out, i);
           continue;
@@ -108,11 +118,11 @@ export function diff(a: unknown, b: unknown, stats?: ShippingStats): Delta {
   return newValue(b, stats);
 }
 
-/** Base element j kept: extends a run of base elements that ends at j - 1. */
-function keep(out: ArrayElementDelta[], j: number): void {
+/** Base elements j.. j + count - 1 kept: extends a run of base elements that ends at j - 1. */
+function keep(out: ArrayElementDelta[], j: number, count = 1): void {
   const last = out.at(-1);
-  if (last !== undefined && typeof last === 'object' && 'r' in last && last.r[0] + last.r[1] === j) last.r[1]++;
-  else out.push({ r: [j, 1] });
+  if (last !== undefined && typeof last === 'object' && 'r' in last && last.r[0] + last.r[1] === j) last.r[1] += count;
+  else out.push({ r: [j, count] });
 }
 
 function newValue(v: unknown, stats?: ShippingStats): { v: unknown } {

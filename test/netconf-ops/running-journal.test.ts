@@ -65,12 +65,17 @@ describe('netconf-ops: running journal of a large datastore', function () {
       editRunning(profile('p1')),
     ];
     for (const e of edits) expect(await h.rpc(s, e)).to.equal('<ok/>');
+    // A leaf repeated with its value (default-action sent along with a rule edit) is kept as it was:
+    // the record names the edited rule only.
+    expect(await h.rpc(s, editRunning(vrf(`<default-action>drop</default-action>${rule('rule-number-19', 'drop', 19)}`)))).to.equal('<ok/>');
+    const records = readFileSync(path.join(dir, 'running.journal'), 'utf8').split('\n').filter((l) => l.startsWith('['));
+    expect(records.at(-1), 'the last record').to.include('rule-number-19').and.not.include('default-action');
     // Positioned insert and a move, through the candidate.
     expect(await h.rpc(s, editCandidate(vrf(rule('inserted', 'drop', 9001, ` yang:insert="before" yang:key="[name='rule-number-100']"`))))).to.equal('<ok/>');
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
     expect(await h.rpc(s, editCandidate(vrf(rule(`rule-number-${RULES - 1}`, 'accept', RULES, ' yang:insert="first"'))))).to.equal('<ok/>');
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
-    expect(st.saves).to.deep.equal({ whole: saves.whole, journal: saves.journal + 9 });
+    expect(st.saves).to.deep.equal({ whole: saves.whole, journal: saves.journal + 10 });
     expect(readFileSync(path.join(dir, 'running.xml'), 'utf8'), 'running.xml itself is not rewritten').to.equal(fileBefore);
     const expected = await h.rpc(s, GET_RUNNING);
     await h.restart();
