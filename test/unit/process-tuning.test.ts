@@ -12,8 +12,11 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const BIN = path.join(root, 'bin', 'tandem');
 const CLI = path.join(root, 'dist', 'cli', 'cli.js');
 
-/** Starts an agent, waits for the banner, returns its environment and log; always stops it by PID. */
-async function startAndInspect(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ environ: Record<string, string>; log: string; pidIsNode: boolean }> {
+/**
+ * Starts an agent, waits for the banner, runs `whileUp(pid)` and returns it with everything the agent
+ * wrote to stdout (read after it stopped); always stops it by PID and removes its state directory.
+ */
+async function withAgent<T>(cmd: string, args: string[], env: NodeJS.ProcessEnv, whileUp: (pid: number) => Promise<T>): Promise<{ result: T; stdout: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-tuning-'));
   const child = spawn(cmd, [...args, 'start', '--state-dir', dir, '--listen', '127.0.0.1:0'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -21,6 +24,7 @@ async function startAndInspect(cmd: string, args: string[], env: NodeJS.ProcessE
   child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
   child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
   const exited = new Promise<void>((r) => child.on('exit', () => r()));
+  let result: T;
   try {
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`not listening after 60 s:\n${err}`)), 60000);
@@ -29,15 +33,24 @@ async function startAndInspect(cmd: string, args: string[], env: NodeJS.ProcessE
       });
       void exited.then(() => { clearTimeout(timer); reject(new Error(`exited before listening:\n${err}`)); });
     });
-    const raw = await readFile(`/proc/${child.pid}/environ`, 'utf8');
-    const environ = Object.fromEntries(raw.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-    const exe = await readFile(`/proc/${child.pid}/comm`, 'utf8');
-    return { environ, log: out, pidIsNode: exe.trim() === 'node' };
+    result = await whileUp(child.pid!);
   } finally {
     if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM');
     await exited;
     await rm(dir, { recursive: true, force: true });
   }
+  return { result, stdout: out };
+}
+
+/** Starts an agent, waits for the banner, returns its environment and log. */
+async function startAndInspect(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ environ: Record<string, string>; log: string; pidIsNode: boolean }> {
+  const { result, stdout } = await withAgent(cmd, args, env, async (pid) => {
+    const raw = await readFile(`/proc/${pid}/environ`, 'utf8');
+    const environ = Object.fromEntries(raw.split('\0').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+    const exe = await readFile(`/proc/${pid}/comm`, 'utf8');
+    return { environ, pidIsNode: exe.trim() === 'node' };
+  });
+  return { ...result, log: stdout };
 }
 
 /**
@@ -46,29 +59,9 @@ async function startAndInspect(cmd: string, args: string[], env: NodeJS.ProcessE
  * agent logs only errors, so no line of its own lands inside the trace's.
  */
 async function wasmTiersOfStart(env: NodeJS.ProcessEnv, settleMs: number): Promise<{ liftoff: Set<string>; turbofan: Set<string> }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'tandem-tuning-'));
-  const child = spawn(process.execPath, ['--trace-wasm-compilation-times', CLI, 'start', '--state-dir', dir, '--listen', '127.0.0.1:0'],
-    { env: { ...env, TANDEM_LOG_LEVEL: 'error' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d; });
-  const exited = new Promise<void>((r) => child.on('exit', () => r()));
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`not listening after 60 s:\n${err}`)), 60000);
-      child.stderr.on('data', () => {
-        if (/NETCONF over SSH on/.test(err)) { clearTimeout(timer); resolve(); }
-      });
-      void exited.then(() => { clearTimeout(timer); reject(new Error(`exited before listening:\n${err}`)); });
-    });
-    await new Promise((r) => setTimeout(r, settleMs));
-  } finally {
-    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGTERM');
-    await exited;
-    await rm(dir, { recursive: true, force: true });
-  }
-  const of = (tier: string) => new Set([...out.matchAll(new RegExp(`^Compiled function \\S+#(\\d+) using ${tier},`, 'gm'))].map((m) => m[1]!));
+  const { stdout } = await withAgent(process.execPath, ['--trace-wasm-compilation-times', CLI], { ...env, TANDEM_LOG_LEVEL: 'error' },
+    () => new Promise((r) => setTimeout(r, settleMs)));
+  const of = (tier: string) => new Set([...stdout.matchAll(new RegExp(`^Compiled function \\S+#(\\d+) using ${tier},`, 'gm'))].map((m) => m[1]!));
   return { liftoff: of('Liftoff'), turbofan: of('TurboFan') };
 }
 
