@@ -236,6 +236,9 @@ function profileXml(name: string, extra = ''): string {
     + `<tcp-fast-path><session-idle-timeout>300</session-idle-timeout>${extra}</tcp-fast-path></network-profile>`;
 }
 
+/** The remove half of an edit + commit pair. */
+const REMOVE_BENCH_EDIT = `<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`;
+
 function editCandidate(config: string): string {
   return `<edit-config><target><candidate/></target><config>${config}</config></edit-config>`;
 }
@@ -256,7 +259,7 @@ async function editPairs(c: NetconfTestClient, n: number): Promise<Record<string
     editOnly.push(t1 - t0);
     commitOnly.push(performance.now() - t1);
     t0 = performance.now();
-    expectOk(await c.rpc(editCandidate(`<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`)), 'edit-config remove');
+    expectOk(await c.rpc(editCandidate(REMOVE_BENCH_EDIT)), 'edit-config remove');
     t1 = performance.now();
     expectOk(await c.rpc('<commit/>'), 'commit');
     remove.push(performance.now() - t0);
@@ -402,7 +405,7 @@ export async function run(): Promise<Record<string, unknown>> {
   const only = process.env.BENCH_NETCONF_ONLY; // 'tandem' or 'netconfd' (debugging one side)
   progress(`client: ${CLIENT_WARMUP_RPCS} RPCs (the edit-config + commit pairs) to a stub server, so that neither server's cold figures count the client's own warm-up`);
   const pairRpcs = [editCandidate(profileXml('bench-edit')), '<commit/>',
-    editCandidate(`<network-profile xmlns="${NP_NS}" xmlns:nc="${BASE}" nc:operation="remove"><name>bench-edit</name></network-profile>`), '<commit/>'];
+    editCandidate(REMOVE_BENCH_EDIT), '<commit/>'];
   results.client_warmup = await warmUpClient(CLIENT_WARMUP_RPCS, (i) => pairRpcs[i % pairRpcs.length]!);
   if (only !== 'netconfd') {
     const tandem = await startTandemTarget(key);

@@ -13,11 +13,11 @@
 // start-up touched are released STARTUP_SETTLE_MS after listening (core/file-pages.ts).
 //
 // V8 flag --no-wasm-dynamic-tiering, set in the process by cli `start` before libyang is compiled
-// (NODE_OPTIONS does not take it): each libyang function is compiled once, optimized, when first
-// called, instead of first by the baseline compiler and again by TurboFan once hot. With dynamic
-// tiering the first hundreds of commits after a start paid ~0.5 ms each of wasm recompilation on
-// two cores (stop 14, BENCHMARKS.md); this way start-up pays ~0.3 s of CPU once. TANDEM_WASM_TIERING=dynamic
-// keeps V8's default (to measure the two side by side).
+// (NODE_OPTIONS does not take it): each libyang function the baseline compiler (Liftoff) compiles
+// is compiled by TurboFan too, in the background, within seconds of the start, instead of only once
+// it has run hot. With dynamic tiering the first hundreds of commits after a start paid ~0.5 ms each
+// of wasm recompilation on two cores (stop 14, BENCHMARKS.md); this way start-up pays 0.2-0.5 s of
+// CPU once. TANDEM_WASM_TIERING=dynamic keeps V8's default (to measure the two side by side).
 
 import { setFlagsFromString } from 'node:v8';
 

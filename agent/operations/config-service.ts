@@ -263,7 +263,8 @@ export class ConfigService {
     save: CommitSave, started: number): Promise<ConfigRoot> {
     const prev = this.store.running;
     let next: ValidatedConfig;
-    if (ops && ops.length <= IN_PLACE_MAX_OPS) {
+    const inPlace = !!ops && ops.length <= IN_PLACE_MAX_OPS;
+    if (inPlace) {
       // Whether each entry an op names existed before (a create concerns every subsystem below it).
       const changes = changesFromOps(ops, (p) => existsAt(prev.tree, p));
       // Running's tree is about to change in place: the subsystems that need the old JSON get it now.
@@ -304,10 +305,11 @@ export class ConfigService {
         (m) => this.schema.module(m)?.namespace));
     }
     // Queued behind this commit, never inside one: libyang's heap is given back if it outgrew running.
-    // Not after a commit of a few value sets in place: it can neither shrink libyang's heap to a
-    // quarter of a peak nor grow it much, and the check walks the whole heap (mallinfo: at 10,000
-    // rules, about a tenth of a single-rule commit's main-thread time).
-    if (!(ops && ops.length <= IN_PLACE_MAX_OPS && ops.every((o) => o.op === 'set'))) void this.exclusive(() => renewLibyangIfOversized(this.yang));
+    // Not after a commit replayed in place that only sets (values, new entries; at most
+    // IN_PLACE_MAX_OPS, no removal): it can neither shrink libyang's heap to a quarter of a peak nor
+    // grow it much, and the check walks the whole heap (mallinfo: at 10,000 rules, about a tenth of a
+    // single-rule commit's main-thread time).
+    if (!(inPlace && ops!.every((o) => o.op === 'set'))) void this.exclusive(() => renewLibyangIfOversized(this.yang));
     return previous;
   }
 

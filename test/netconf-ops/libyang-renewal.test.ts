@@ -97,6 +97,32 @@ describe('netconf-ops: a fresh libyang instance after a large removal', function
     expect(renewals).to.equal(1);
   });
 
+  it('walks libyang\'s heap after a commit that removes or edits much, not after a few values set in place', async () => {
+    const admin = h.session(1);
+    const heapUsed = h.yang.heapUsed.bind(h.yang);
+    let walks = 0;
+    h.yang.heapUsed = () => {
+      walks += 1;
+      return heapUsed();
+    };
+    // Each commit's check is queued behind it: a read after it runs after the check.
+    const committed = async (edit: string) => {
+      expect(await h.rpc(admin, editRunning(edit))).to.equal('<ok/>');
+      await h.rpc(admin, GET_RUNNING);
+      return walks;
+    };
+    try {
+      expect(await committed(profile('walked')), 'after an entry created in place').to.equal(0);
+      expect(await committed(profile('walked', 'tcp-proxy')), 'after a value set in place').to.equal(0);
+      expect(await committed(`<network-profile xmlns="${NP}" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" nc:operation="delete"><name>walked</name></network-profile>`),
+        'after a delete').to.equal(1);
+      expect(await committed(rules(300)), 'after an edit too large to replay in place').to.equal(2);
+      expect(await committed(`<vrf xmlns="${VRF}" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" nc:operation="delete"><name>big</name></vrf>`)).to.equal(3);
+    } finally {
+      h.yang.heapUsed = heapUsed;
+    }
+  });
+
   it('keeps running, candidate, startup, NACM and locks exactly, and commits work after it', async () => {
     const admin = h.session(1);
     const other = h.session(2);
