@@ -31,6 +31,15 @@ export function identityOf(node: ConfigNode): string {
   return base;
 }
 
+/** Two leaves (or leaf-list entries, or anydata) of one schema node that write out the same. */
+export function sameLeaf(a: ConfigNode, b: ConfigNode): boolean {
+  if (a.value !== b.value || a.raw !== b.raw || a.children.length || b.children.length) return false;
+  if (a.valueNs === b.valueNs) return true;
+  if (!a.valueNs || !b.valueNs) return false;
+  const ka = Object.keys(a.valueNs);
+  return ka.length === Object.keys(b.valueNs).length && ka.every((k) => a.valueNs![k] === b.valueNs![k]);
+}
+
 export function escapeText(s: string): string {
   if (!/[&<>]/.test(s)) return s;
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

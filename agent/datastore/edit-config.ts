@@ -4,7 +4,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { XmlElement } from '../netconf/xml-element.js';
 import { NetconfError } from '../../core/netconf-error.js';
-import { identityOf, type ConfigNode, type ConfigParent, type ConfigRoot } from './config-tree.js';
+import { identityOf, sameLeaf, type ConfigNode, type ConfigParent, type ConfigRoot } from './config-tree.js';
 import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 
 export const NETCONF_BASE_NS = 'urn:ietf:params:xml:ns:netconf:base:1.0';
@@ -412,9 +412,14 @@ class EditApplier {
         }
         if (isLeafy) {
           if (existing && sn.kind === 'leaf') {
-            parent.children[idx] = probe;
-            siblingIndex.get(parent.children)?.set(id, probe);
-            this.setOp(path, probe);
+            // The same value again (a firewall's default-action sent along with each rule edit)
+            // changes nothing: the node stays the one running shares, so what compares the trees
+            // by identity (the journal's record, the plane's delta) finds nothing to do there.
+            if (!sameLeaf(existing, probe)) {
+              parent.children[idx] = probe;
+              siblingIndex.get(parent.children)?.set(id, probe);
+              this.setOp(path, probe);
+            }
           } else if (!existing) {
             this.insertNode(parent, probe, el, parentDataPath);
             this.setOp(path, probe);

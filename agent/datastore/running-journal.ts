@@ -75,15 +75,6 @@ function sameEntry(a: ConfigNode, b: ConfigNode): boolean {
   });
 }
 
-/** Two leaves (or leaf-list entries, or anydata) of the same schema node that write out the same. */
-function sameLeaf(a: ConfigNode, b: ConfigNode): boolean {
-  if (a.value !== b.value || a.raw !== b.raw || a.children.length || b.children.length) return false;
-  if (a.valueNs === b.valueNs) return true;
-  if (!a.valueNs || !b.valueNs) return false;
-  const ka = Object.keys(a.valueNs);
-  return ka.length === Object.keys(b.valueNs).length && ka.every((k) => a.valueNs![k] === b.valueNs![k]);
-}
-
 /** The patch from `prev` to `next` (sibling arrays), or undefined when it would be too large. */
 function patchOf(prev: ConfigNode[], next: ConfigNode[], budget: { items: number }): Patch | undefined {
   const out: Patch = [];
@@ -124,19 +115,6 @@ function patchOf(prev: ConfigNode[], next: ConfigNode[], budget: { items: number
       out.push({ p: i, k: identityOf(here), c });
       i += 1;
       budget.items -= 1;
-      continue;
-    }
-    // A leaf set again at its place: the same value is kept (the old node), another one is written
-    // new in the old one's stead. Without this, a leaf an edit merely repeats (a firewall's
-    // default-action sent with each rule edit) was searched for among the 10,000 rules after it,
-    // twice, at every commit (stop 14).
-    if (here && here.schema === node.schema && !isInner(node)) {
-      if (sameLeaf(here, node)) run(i);
-      else {
-        out.push({ n: serial(node) });
-        budget.items -= 1;
-      }
-      i += 1;
       continue;
     }
     let k = prev.indexOf(node, i);
