@@ -8,7 +8,7 @@
 // (RSS with n synced - RSS idle) / n, and the same for the JS heap.
 //
 // The node processes run with the process settings of `tandem start` (cli/process-tuning.ts: V8's
-// young generation capped at 1 MiB semi-spaces, glibc's mmap threshold), as bin/tandem sets them;
+// young generation capped at 4 MiB semi-spaces, glibc's mmap threshold), as bin/tandem sets them;
 // TANDEM_BENCH_CT_MEMORY_UNTUNED=1 runs them as plain node (young generation up to 2 x 16 MiB,
 // which a burst grows and keeps: RSS that does not grow with the table but shows at 10^5).
 // TANDEM_BENCH_CT_MEMORY_N: the sizes, comma-separated (default 100000); one fresh pair per size.

@@ -6,8 +6,10 @@
 // threads whose scratch memory comes from glibc's per-thread arenas; freed, it stays resident
 // (~35 MB: fragmented arenas are never trimmed). Allocations of 32 KiB and more served by mmap go
 // back to the kernel on free; the compiled code is the same (no cost in validation speed).
-// NODE_OPTIONS --max-semi-space-size=1 (MiB): V8's young generation grows to 2 x 16 MiB during a
-// large edit and keeps it; capped, idle RSS is ~6 MB and RSS after a large removal ~30 MB lower.
+// NODE_OPTIONS --max-semi-space-size=4 (MiB): V8's young generation grows to 2 x 16 MiB during a
+// large edit and keeps it; capped, RSS after a large removal is ~20 MB lower. Not 1 (stop 14 and
+// before): at 10,000 rules every single-rule commit then ran a scavenge or more and promoted what
+// the commit still held, 20 % of its time (stop 15, BENCHMARKS.md); idle RSS is the same at 1 and 4.
 //
 // In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): the clean file-backed pages
 // start-up touched are released STARTUP_SETTLE_MS after listening (core/file-pages.ts).
@@ -25,7 +27,7 @@ import { setFlagsFromString } from 'node:v8';
 export const STARTUP_SETTLE_MS = 2000;
 
 /** The V8 flag tandem adds to NODE_OPTIONS (a value the caller already gives wins: it comes later). */
-export const SEMI_SPACE_FLAG = '--max-semi-space-size=1';
+export const SEMI_SPACE_FLAG = '--max-semi-space-size=4';
 
 /** Name and value of each environment setting (NODE_OPTIONS: what tandem adds in front of the caller's). */
 export const TUNING_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '32768', NODE_OPTIONS: SEMI_SPACE_FLAG };

@@ -81,8 +81,8 @@ describe('process tuning of tandem start', function () {
     const r = await startAndInspect(BIN, [], { ...base, MALLOC_MMAP_THRESHOLD_: '65536', NODE_OPTIONS: '--stack-trace-limit=20' });
     expect(r.environ.MALLOC_MMAP_THRESHOLD_).to.equal('65536');
     expect(r.environ.NODE_OPTIONS).to.equal(`${SEMI_SPACE_FLAG} --stack-trace-limit=20`);
-    const own = await startAndInspect(BIN, [], { ...base, NODE_OPTIONS: '--max-semi-space-size=4' });
-    expect(own.environ.NODE_OPTIONS).to.equal('--max-semi-space-size=4');
+    const own = await startAndInspect(BIN, [], { ...base, NODE_OPTIONS: '--max-semi-space-size=8' });
+    expect(own.environ.NODE_OPTIONS).to.equal('--max-semi-space-size=8');
   });
 
   it('tuningEnv() merges the same way for the programs that spawn cli.js themselves', () => {
