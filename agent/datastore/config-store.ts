@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { YangException, type DataTree, type YangContext } from '../../yang/libyang/api.js';
 import { YangWorker } from '../../yang/libyang/yang-worker.js';
 import type { ConfigJson } from '../../core/subsystem.js';
+import { forget, recordedCopy, replaceAt } from '../../core/array-copies.js';
 import { parseXml } from '../netconf/xml-parser.js';
 import { logger } from '../../core/log.js';
 import { configToXml, type ConfigRoot } from './config-tree.js';
@@ -253,11 +254,13 @@ function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string
       if (!Array.isArray(v)) return undefined;
       const index = indexOfEntry(v, st.keys);
       if (index < 0) return undefined;
-      const list = v.slice();
+      // Recorded (core/array-copies.ts): the plane's delta then looks only at the replaced entry.
+      const list = recordedCopy(v);
       if (printed === undefined) {
+        forget(list);
         list.splice(index, 1);
       } else {
-        list[index] = printed;
+        replaceAt(list, index, printed);
         if (entryMatches(printed, st.keys)) samePositions(v, list);
       }
       if (list.length) holder[st.member] = list;
@@ -267,9 +270,9 @@ function withNestedEntryReprinted(tree: DataTree, json: ConfigJson, path: string
     if (Array.isArray(v)) {
       const index = indexOfEntry(v, st.keys);
       if (index < 0) return undefined;
-      const list = v.slice();
+      const list = recordedCopy(v);
       const copy = { ...(list[index] as ConfigJson) };
-      list[index] = copy;
+      replaceAt(list, index, copy);
       samePositions(v, list);
       holder[st.member] = list;
       holder = copy;
@@ -312,9 +315,9 @@ function withLeafReprinted(tree: DataTree, json: ConfigJson, path: string, steps
       if (!Array.isArray(v)) return undefined;
       const index = v.findIndex((e) => entryMatches(e, st.keys));
       if (index < 0) return undefined;
-      const list = v.slice();
+      const list = recordedCopy(v);
       const copy = { ...(list[index] as ConfigJson) };
-      list[index] = copy;
+      replaceAt(list, index, copy);
       holder[st.member] = list;
       holder = copy;
     } else if (v && typeof v === 'object' && !Array.isArray(v)) {

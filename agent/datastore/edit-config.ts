@@ -4,6 +4,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { XmlElement } from '../netconf/xml-element.js';
 import { NetconfError } from '../../core/netconf-error.js';
+import { forget, recordedCopy, replaceAt } from '../../core/array-copies.js';
 import { identityOf, sameLeaf, type ConfigNode, type ConfigParent, type ConfigRoot } from './config-tree.js';
 import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 
@@ -181,19 +182,22 @@ function findSibling(children: ConfigNode[], id: string, sn: DataSchemaNode): Co
 
 /** A copy of a sibling array that keeps its index (layered over the original's, not rebuilt). */
 function copyChildren(children: ConfigNode[]): ConfigNode[] {
-  const copy = children.slice();
+  // Recorded (core/array-copies.ts): the journal's patch then looks only where the edit replaced.
+  const copy = recordedCopy(children);
   const m = siblingIndex.get(children);
   if (m) siblingIndex.set(copy, m.layered());
   return copy;
 }
 
 function insertAt(children: ConfigNode[], idx: number, node: ConfigNode): void {
+  forget(children);
   if (idx < 0 || idx >= children.length) children.push(node);
   else children.splice(idx, 0, node);
   siblingIndex.get(children)?.set(identityOf(node), node);
 }
 
 function removeAt(children: ConfigNode[], idx: number): void {
+  forget(children);
   const [gone] = children.splice(idx, 1);
   if (gone) siblingIndex.get(children)?.delete(identityOf(gone));
 }
@@ -209,7 +213,7 @@ class EditApplier {
   private own(parent: ConfigParent, node: ConfigNode): ConfigNode {
     if (this.owned.has(node)) return node;
     const copy: ConfigNode = { ...node, children: copyChildren(node.children) };
-    parent.children[parent.children.indexOf(node)] = copy;
+    replaceAt(parent.children, parent.children.indexOf(node), copy);
     siblingIndex.get(parent.children)?.set(identityOf(copy), copy);
     this.owned.add(copy);
     return copy;
@@ -416,7 +420,7 @@ class EditApplier {
             // changes nothing: the node stays the one running shares, so what compares the trees
             // by identity (the journal's record, the plane's delta) finds nothing to do there.
             if (!sameLeaf(existing, probe)) {
-              parent.children[idx] = probe;
+              replaceAt(parent.children, idx, probe);
               siblingIndex.get(parent.children)?.set(id, probe);
               this.setOp(path, probe);
             }
@@ -428,7 +432,7 @@ class EditApplier {
             this.insertNode(parent, probe, el, parentDataPath);
             this.lyOps = undefined;
           } else if (sn.kind !== 'leaf-list') {
-            parent.children[idx] = probe;
+            replaceAt(parent.children, idx, probe);
             siblingIndex.get(parent.children)?.set(id, probe);
             this.lyOps = undefined;
           }

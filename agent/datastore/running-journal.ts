@@ -27,6 +27,7 @@ import { closeSync, constants, existsSync, fdatasync, fdatasyncSync, fsyncSync, 
 import { dirname, join } from 'node:path';
 import { logger } from '../../core/log.js';
 import { identityOf, type ConfigNode, type ConfigRoot } from './config-tree.js';
+import { replacedPositions } from '../../core/array-copies.js';
 import type { DataSchemaNode, SchemaIndex } from './schema-index.js';
 
 const log = logger('datastore');
@@ -77,6 +78,45 @@ function sameEntry(a: ConfigNode, b: ConfigNode): boolean {
 
 /** The patch from `prev` to `next` (sibling arrays), or undefined when it would be too large. */
 function patchOf(prev: ConfigNode[], next: ConfigNode[], budget: { items: number }): Patch | undefined {
+  const replaced = replacedPositions(next, prev);
+  return replaced ? patchAt(prev, next, replaced, budget) : patchByWalk(prev, next, budget);
+}
+
+/**
+ * patchOf when `next` is a copy of `prev` whose elements differ only at `positions` (the edit said
+ * so, core/array-copies.ts): runs of the elements between, without comparing each one (a rule edit
+ * in a VRF of 10,000 rules: two runs and the rule's patch).
+ */
+function patchAt(prev: ConfigNode[], next: ConfigNode[], positions: number[], budget: { items: number }): Patch | undefined {
+  const out: Patch = [];
+  let from = 0;
+  const runTo = (end: number): void => {
+    if (end > from) {
+      out.push([from, end]);
+      budget.items -= 1;
+    }
+  };
+  for (const p of positions) {
+    const here = prev[p]!, node = next[p]!;
+    if (here === node) continue; // replaced by itself: part of the run
+    runTo(p);
+    if (sameEntry(here, node)) {
+      const c = patchOf(here.children, node.children, budget);
+      if (!c) return undefined;
+      out.push({ p, k: identityOf(here), c });
+    } else {
+      out.push({ n: serial(node) });
+    }
+    budget.items -= 1;
+    if (budget.items < 0) return undefined;
+    from = p + 1;
+  }
+  runTo(prev.length);
+  return budget.items < 0 ? undefined : out;
+}
+
+/** patchOf by comparing the arrays element by element. */
+function patchByWalk(prev: ConfigNode[], next: ConfigNode[], budget: { items: number }): Patch | undefined {
   const out: Patch = [];
   let i = 0;
   const run = (k: number): void => {

@@ -63,6 +63,10 @@ describe('netconf-ops: running journal of a large datastore', function () {
       editRunning(vrf(`<rule nc:operation="delete"><name>rule-number-5</name></rule>`)),
       editRunning(vrf('<default-action>drop</default-action>')),
       editRunning(profile('p1')),
+      // Two rules in one edit, the later one first (the positions the edit replaced come unsorted).
+      editRunning(vrf(rule('rule-number-500', 'drop', 500) + rule('rule-number-3', 'drop', 3))),
+      // A rule replaced and another removed in one edit (the copy is reshaped: compared element by element).
+      editRunning(vrf(rule('rule-number-40', 'drop', 40) + `<rule nc:operation="remove"><name>rule-number-41</name></rule>`)),
     ];
     for (const e of edits) expect(await h.rpc(s, e)).to.equal('<ok/>');
     // A leaf repeated with its value (default-action sent along with a rule edit) is kept as it was:
@@ -75,7 +79,13 @@ describe('netconf-ops: running journal of a large datastore', function () {
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
     expect(await h.rpc(s, editCandidate(vrf(rule(`rule-number-${RULES - 1}`, 'accept', RULES, ' yang:insert="first"'))))).to.equal('<ok/>');
     expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
-    expect(st.saves).to.deep.equal({ whole: saves.whole, journal: saves.journal + 10 });
+    // Two edits of the candidate before one commit (a copy of a copy of running's rules).
+    expect(await h.rpc(s, editCandidate(vrf(rule('rule-number-200', 'drop', 200))))).to.equal('<ok/>');
+    expect(await h.rpc(s, editCandidate(vrf(rule('rule-number-201', 'drop', 201))))).to.equal('<ok/>');
+    expect(await h.rpc(s, '<commit/>')).to.equal('<ok/>');
+    const last = readFileSync(path.join(dir, 'running.journal'), 'utf8').split('\n').filter((l) => l.startsWith('[')).at(-1);
+    expect(last).to.include('rule-number-200').and.include('rule-number-201');
+    expect(st.saves).to.deep.equal({ whole: saves.whole, journal: saves.journal + 13 });
     expect(readFileSync(path.join(dir, 'running.xml'), 'utf8'), 'running.xml itself is not rewritten').to.equal(fileBefore);
     const expected = await h.rpc(s, GET_RUNNING);
     await h.restart();

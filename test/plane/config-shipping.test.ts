@@ -4,6 +4,7 @@
 import { expect } from 'chai';
 import { ConfigReceiver, ConfigSender, diff, patch } from '../../agent/plane/config-shipping.js';
 import type { ConfigJson } from '../../core/subsystem.js';
+import { forget, recordedCopy, replaceAt } from '../../core/array-copies.js';
 
 function vrf(name: string, rules: number, action: (i: number) => string = (i) => (i % 2 ? 'drop' : 'accept')): ConfigJson {
   return {
@@ -115,5 +116,56 @@ describe('plane bridge: configuration shipping', () => {
     expect(diff({ a: [1, { b: 2 }] }, { a: [1, { b: 2 }] })).to.equal(0);
     // Equal in value: the base's member order is kept (libyang prints in schema order).
     expect(diff({ a: 1, b: 2 }, { b: 2, a: 1 })).to.equal(0);
+  });
+});
+
+describe('plane bridge: configuration shipping of recorded copies (core/array-copies.ts)', () => {
+  /** 10,000 rules whose elements count how often they are read. */
+  function countedRules(n: number): { rules: unknown[]; reads: () => number } {
+    let reads = 0;
+    const rules: unknown[] = [];
+    for (let i = 0; i < n; i++) {
+      const value = { name: `r${i}`, action: 'accept' };
+      Object.defineProperty(rules, i, { get: () => { reads++; return value; }, enumerable: true, configurable: true });
+    }
+    return { rules, reads: () => reads };
+  }
+
+  it('a rule replaced in a recorded copy of 10,000: the delta reads that rule only, and rebuilds the same', () => {
+    const { rules, reads } = countedRules(10_000);
+    const copy = recordedCopy(rules);
+    replaceAt(copy, 4321, { name: 'r4321', action: 'drop' });
+    replaceAt(copy, 17, { name: 'r17', action: 'accept' }); // replaced by an equal value: no change
+    const before = reads();
+    const d = diff(rules, copy);
+    expect(reads() - before, 'elements of the base read').to.equal(2);
+    expect(d).to.deep.equal({ a: [{ r: [0, 4321] }, [4321, { o: [['name'], ['action', { v: 'drop' }]] }], { r: [4322, 5678] }] });
+    expect(JSON.stringify(patch(rules, d))).to.equal(JSON.stringify(copy));
+    // Without the record, the same delta by comparing every element.
+    const plain = copy.slice();
+    const walked = reads();
+    expect(diff(rules, plain)).to.deep.equal(d);
+    expect(reads() - walked).to.be.at.least(10_000);
+  });
+
+  it('random replacements in recorded copies and unrecorded edits: every version rebuilt exactly', () => {
+    const rnd = prng(7);
+    const sender = new ConfigSender();
+    const receiver = new ConfigReceiver();
+    let rules: ConfigJson[] = Array.from({ length: 300 }, (_, i) => ({ name: `r${i}`, action: 'accept' }));
+    receiver.receive(sender.ship({ rule: rules }));
+    for (let step = 0; step < 200; step++) {
+      const next = recordedCopy(rules);
+      const r = rnd();
+      const at = () => Math.floor(rnd() * next.length);
+      if (r < 0.5) replaceAt(next, at(), { name: `r${step}`, action: rnd() < 0.5 ? 'drop' : 'accept' });
+      else if (r < 0.7) for (let k = 0; k < 3; k++) replaceAt(next, at(), { ...next[at()]!, action: 'reject' });
+      else if (r < 0.8) { forget(next); next.splice(at(), 1); }
+      else if (r < 0.9) { forget(next); next.splice(at(), 0, { name: `n${step}`, action: 'drop' }); }
+      else replaceAt(next, at(), next[at()]!); // an element moved to another place (a duplicate key: the delta copes)
+      const rebuilt = receiver.receive(sender.ship({ rule: next }));
+      expect(JSON.stringify(rebuilt), `step ${step}`).to.equal(JSON.stringify({ rule: next }));
+      rules = next;
+    }
   });
 });
