@@ -6,20 +6,28 @@
 //
 // Only copies that keep every position are described: an element replaced where it was. An insert
 // or a removal forgets the record (forget()), and comparing walks the arrays as before. The array
-// copied from is held weakly: records never keep an old version of a configuration alive.
+// copied from is named by a number, not referenced: a record never keeps an older version of a
+// configuration alive (a WeakRef would: V8's young-generation collections hold its target, so the
+// copies of 10,000 rules chained through their records until the next full collection).
 
 interface CopyRecord {
-  from: WeakRef<readonly unknown[]>;
+  /** The number of the array this one was copied from. */
+  from: number;
   /** Positions replaced since the copy (unsorted, may repeat). */
   replaced: number[];
 }
 
 const records = new WeakMap<readonly unknown[], CopyRecord>();
+/** Numbers of the arrays copied from. */
+const numbers = new WeakMap<readonly unknown[], number>();
+let lastNumber = 0;
 
 /** A copy of `from` that remembers where it came from. */
 export function recordedCopy<T>(from: readonly T[]): T[] {
   const copy = from.slice();
-  records.set(copy, { from: new WeakRef(from), replaced: [] });
+  let n = numbers.get(from);
+  if (n === undefined) numbers.set(from, (n = ++lastNumber));
+  records.set(copy, { from: n, replaced: [] });
   return copy;
 }
 
@@ -41,6 +49,6 @@ export function forget(copy: readonly unknown[]): void {
  */
 export function replacedPositions(copy: readonly unknown[], from: readonly unknown[]): number[] | undefined {
   const r = records.get(copy);
-  if (!r || r.from.deref() !== from || copy.length !== from.length) return undefined;
+  if (!r || numbers.get(from) !== r.from || copy.length !== from.length) return undefined;
   return r.replaced.length < 2 ? r.replaced : [...new Set(r.replaced)].sort((x, y) => x - y);
 }

@@ -80,126 +80,111 @@ export function childPath(parentPath: string, parentModule: string | undefined, 
 }
 
 /**
- * Identity -> node map of one sibling array. The copy of an array (an edit copies what it changes)
- * gets an index layered over the original's instead of a full copy, so editing one rule among
- * 10,000 does not rebuild or copy 10,000 entries; after MAX_LAYERS copies it is flattened again
- * (amortised). Stored arrays are never changed, so a layer's base never changes under it.
+ * Identity -> position map of one sibling array, so that finding one rule among 10,000 is not a
+ * scan. It holds positions, not nodes: an edit replaces a node where it was (the same identity at
+ * the same position), so the copy of an array shares its original's index as it is, and an index
+ * never keeps a superseded node alive. (Until stop 15 it mapped to nodes, layered per copy: the
+ * layers of a VRF's array held every firewall node of the last 64 commits, each with its copy of
+ * 10,000 rules, which V8's young-generation collections then copied and promoted: ~100 KB per
+ * commit.) An entry appended gets a layer over the shared index; after MAX_LAYERS layers it is
+ * flattened (amortised). An insert elsewhere or a removal moves positions: that array's index is
+ * dropped and rebuilt at its next lookup, O(entries) like the array copy that made it.
  */
-class SiblingIndex {
-  // 64, not 16 (stop 14): each commit of a rule edit copies a VRF's rule array twice (candidate,
-  // running), and flattening 10,000 entries every 8 commits was 7 % of the main thread's time in
-  // such a commit; a lookup walks at most 64 small maps.
+class PositionIndex {
   private static readonly MAX_LAYERS = 64;
-  /** Entries of this layer; null: removed here although the base has it (only before a delete flattens it). */
-  private readonly own = new Map<string, ConfigNode | null>();
+  private readonly own = new Map<string, number>();
 
-  private constructor(private base: SiblingIndex | undefined, private depth: number) {}
+  private constructor(private readonly base: PositionIndex | undefined, private readonly depth: number) {}
 
-  static of(children: ConfigNode[]): SiblingIndex {
-    const ix = new SiblingIndex(undefined, 0);
-    for (const c of children) ix.own.set(identityOf(c), c);
+  static of(children: ConfigNode[]): PositionIndex {
+    const ix = new PositionIndex(undefined, 0);
+    children.forEach((c, i) => {
+      const id = identityOf(c);
+      if (!ix.own.has(id)) ix.own.set(id, i);
+    });
     return ix;
   }
 
-  get(id: string): ConfigNode | undefined {
+  get(id: string): number | undefined {
     const v = this.own.get(id);
-    if (v !== undefined) return v ?? undefined;
+    if (v !== undefined) return v;
     for (let x = this.base; x; x = x.base) {
       const b = x.own.get(id);
-      if (b !== undefined) return b ?? undefined;
+      if (b !== undefined) return b;
     }
     return undefined;
   }
 
-  set(id: string, node: ConfigNode): void {
-    this.own.set(id, node);
-  }
-
-  /**
-   * A removed entry must not stay reachable through a base layer (a deleted VRF of 10,000 rules
-   * would stay in memory until the next flattening): a layered index that loses an entry is
-   * flattened at once, O(entries) like the array copy that made it.
-   */
-  delete(id: string): void {
-    if (this.base) {
-      const flat = this.flattened();
-      this.own.clear();
-      for (const [k, n] of flat) this.own.set(k, n);
-      this.base = undefined;
-      this.depth = 0;
+  /** This index with `id` at `position` too (an entry appended), the original left as it is. */
+  with(id: string, position: number): PositionIndex {
+    let out: PositionIndex;
+    if (this.depth < PositionIndex.MAX_LAYERS) {
+      out = new PositionIndex(this, this.depth + 1);
+    } else {
+      out = new PositionIndex(undefined, 0);
+      const layers: PositionIndex[] = [this];
+      for (let x = this.base; x; x = x.base) layers.unshift(x);
+      for (const l of layers) for (const [k, n] of l.own) out.own.set(k, n);
     }
-    this.own.delete(id);
-  }
-
-  /** Every live entry of this layer and the ones below it. */
-  private flattened(): Map<string, ConfigNode> {
-    const layers: SiblingIndex[] = [this];
-    for (let x = this.base; x; x = x.base) layers.unshift(x);
-    const flat = new Map<string, ConfigNode>();
-    for (const l of layers) {
-      for (const [id, n] of l.own) {
-        if (n) flat.set(id, n);
-        else flat.delete(id);
-      }
-    }
-    return flat;
-  }
-
-  /** The index of a copy of this array (to be changed by the copy's owner only). */
-  layered(): SiblingIndex {
-    if (this.depth < SiblingIndex.MAX_LAYERS) return new SiblingIndex(this, this.depth + 1);
-    const flat = new SiblingIndex(undefined, 0);
-    for (const [id, n] of this.flattened()) flat.own.set(id, n);
-    return flat;
+    out.own.set(id, position);
+    return out;
   }
 }
 
-const siblingIndex = new WeakMap<ConfigNode[], SiblingIndex>();
-
-function indexOf(children: ConfigNode[]): SiblingIndex {
-  let m = siblingIndex.get(children);
-  if (!m) {
-    m = SiblingIndex.of(children);
-    siblingIndex.set(children, m);
-  }
-  return m;
-}
+const positionIndex = new WeakMap<ConfigNode[], PositionIndex>();
 
 /** Sibling arrays up to this long are searched without an index (no Map per list entry of a large edit). */
 const UNINDEXED_MAX = 8;
 
-/** The node among `children` with identity `id` (of schema node `sn`), if any. */
-function findSibling(children: ConfigNode[], id: string, sn: DataSchemaNode): ConfigNode | undefined {
-  if (children.length <= UNINDEXED_MAX && !siblingIndex.has(children)) {
-    const keyed = sn.kind === 'list' || sn.kind === 'leaf-list';
-    for (const c of children) {
-      if (c.schema.name === sn.name && c.schema.module === sn.module && (!keyed || identityOf(c) === id)) return c;
+/** Where the node with identity `id` (of schema node `sn`) is among `children`: -1 when it is not there. */
+function findSibling(children: ConfigNode[], id: string, sn: DataSchemaNode): number {
+  let ix = positionIndex.get(children);
+  if (!ix) {
+    if (children.length <= UNINDEXED_MAX) {
+      const keyed = sn.kind === 'list' || sn.kind === 'leaf-list';
+      return children.findIndex((c) => c.schema.name === sn.name && c.schema.module === sn.module && (!keyed || identityOf(c) === id));
     }
-    return undefined;
+    ix = PositionIndex.of(children);
+    positionIndex.set(children, ix);
   }
-  return indexOf(children).get(id);
+  return ix.get(id) ?? -1;
 }
 
-/** A copy of a sibling array that keeps its index (layered over the original's, not rebuilt). */
+/** Where the entry with identity `id` is among `children` (any schema node; -1: absent). */
+function positionOf(children: ConfigNode[], id: string): number {
+  let ix = positionIndex.get(children);
+  if (!ix) {
+    ix = PositionIndex.of(children);
+    positionIndex.set(children, ix);
+  }
+  return ix.get(id) ?? -1;
+}
+
+/** A copy of a sibling array that shares its index (positions are the same). */
 function copyChildren(children: ConfigNode[]): ConfigNode[] {
   // Recorded (core/array-copies.ts): the journal's patch then looks only where the edit replaced.
   const copy = recordedCopy(children);
-  const m = siblingIndex.get(children);
-  if (m) siblingIndex.set(copy, m.layered());
+  const ix = positionIndex.get(children);
+  if (ix) positionIndex.set(copy, ix);
   return copy;
 }
 
 function insertAt(children: ConfigNode[], idx: number, node: ConfigNode): void {
   forget(children);
-  if (idx < 0 || idx >= children.length) children.push(node);
-  else children.splice(idx, 0, node);
-  siblingIndex.get(children)?.set(identityOf(node), node);
+  const ix = positionIndex.get(children);
+  if (idx < 0 || idx >= children.length) {
+    if (ix) positionIndex.set(children, ix.with(identityOf(node), children.length));
+    children.push(node);
+  } else {
+    positionIndex.delete(children); // positions after idx move
+    children.splice(idx, 0, node);
+  }
 }
 
 function removeAt(children: ConfigNode[], idx: number): void {
   forget(children);
-  const [gone] = children.splice(idx, 1);
-  if (gone) siblingIndex.get(children)?.delete(identityOf(gone));
+  positionIndex.delete(children); // positions after idx move (and the entry must not be found)
+  children.splice(idx, 1);
 }
 
 class EditApplier {
@@ -210,11 +195,11 @@ class EditApplier {
   private readonly owned = new WeakSet<ConfigNode>();
 
   /** A node of `parent` that this edit may change: copied (children array included) on first use. */
-  private own(parent: ConfigParent, node: ConfigNode): ConfigNode {
+  private own(parent: ConfigParent, node: ConfigNode, at?: number): ConfigNode {
     if (this.owned.has(node)) return node;
     const copy: ConfigNode = { ...node, children: copyChildren(node.children) };
-    replaceAt(parent.children, parent.children.indexOf(node), copy);
-    siblingIndex.get(parent.children)?.set(identityOf(copy), copy);
+    // In its place: the same identity at the same position (the parent's index stays right).
+    replaceAt(parent.children, at ?? parent.children.indexOf(node), copy);
     this.owned.add(copy);
     return copy;
   }
@@ -358,8 +343,7 @@ class EditApplier {
           ? `${s.module}:${s.name}=${ref}`
           : `${s.module}:${s.name}` + [...ref.matchAll(/\[\s*(?:[\w.-]+:)?([\w.-]+)\s*=\s*(?:'([^']*)'|"([^"]*)")\s*\]/g)]
             .map((m) => `[${m[1]}=${m[2] ?? m[3]}]`).join('');
-        const refNode = indexOf(parent.children).get(target);
-        const refIdx = refNode ? parent.children.indexOf(refNode) : -1;
+        const refIdx = positionOf(parent.children, target);
         if (refIdx < 0) {
           throw new NetconfError('bad-attribute', 'application', `insert ${insert} '${ref}': no such entry`, {
             appTag: 'missing-instance', path: parentDataPath, info: [{ name: 'bad-attribute', value: s.kind === 'leaf-list' ? 'value' : 'key' }, { name: 'bad-element', value: s.name }],
@@ -385,8 +369,8 @@ class EditApplier {
     }
     this.owned.add(probe);
     const id = identityOf(probe);
-    const existing = findSibling(parent.children, id, sn);
-    const idx = existing ? parent.children.indexOf(existing) : -1;
+    const idx = findSibling(parent.children, id, sn);
+    const existing = idx >= 0 ? parent.children[idx] : undefined;
     const path = childPath(parentDataPath, parentModule, probe);
     // Report the points where an operation was asked for (explicitly, or at the top level).
     const explicit = parentDataPath === '' || el.attrs.some((a) => a.name === 'operation' && a.ns === NETCONF_BASE_NS);
@@ -421,7 +405,6 @@ class EditApplier {
             // by identity (the journal's record, the plane's delta) finds nothing to do there.
             if (!sameLeaf(existing, probe)) {
               replaceAt(parent.children, idx, probe);
-              siblingIndex.get(parent.children)?.set(id, probe);
               this.setOp(path, probe);
             }
           } else if (!existing) {
@@ -433,22 +416,33 @@ class EditApplier {
             this.lyOps = undefined;
           } else if (sn.kind !== 'leaf-list') {
             replaceAt(parent.children, idx, probe);
-            siblingIndex.get(parent.children)?.set(id, probe);
             this.lyOps = undefined;
           }
           record(op === 'create' ? 'create' : op);
           return;
         }
-        let node = existing && op !== 'replace' ? this.own(parent, existing) : existing;
-        if (op === 'replace' && existing) {
+        let node = existing && op !== 'replace' ? this.own(parent, existing, idx) : existing;
+        const positioned = el.attrs.some((a) => a.name === 'insert' && a.ns === YANG_NS);
+        if (op === 'replace' && existing && !positioned) {
+          // Replaced where it is: in an ordered-by-user list (firewall rules) the position is part
+          // of the configuration, and a replace without 'insert' does not move the entry (as
+          // RESTCONF's PUT, RFC 8040 erratum 6277). Path operations would re-create it last.
+          replaceAt(parent.children, idx, probe);
+          if (sn.orderedByUser) this.lyOps = undefined;
+          else {
+            this.removeOp(path);
+            this.setOp(path, probe);
+          }
+          node = probe;
+        } else if (op === 'replace' && existing) {
           removeAt(parent.children, idx);
           this.removeOp(path);
         }
-        if (!node || op === 'replace') {
+        if (!node || (op === 'replace' && node !== probe)) {
           node = probe;
           this.insertNode(parent, node, el, parentDataPath);
           this.setOp(path, node);
-        } else if (sn.orderedByUser && el.attrs.some((a) => a.name === 'insert' && a.ns === YANG_NS)) {
+        } else if (sn.orderedByUser && positioned && op !== 'replace') {
           removeAt(parent.children, parent.children.indexOf(node));
           this.insertNode(parent, node, el, parentDataPath);
           this.lyOps = undefined;
@@ -461,7 +455,7 @@ class EditApplier {
       case 'none': {
         if (isLeafy) return;
         if (existing) {
-          yield* this.applyChildren(this.own(parent, existing), sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
+          yield* this.applyChildren(this.own(parent, existing, idx), sn.path, path, sn.module, el.children, 'none', sn.kind === 'list' ? sn.keys : []);
           return;
         }
         // Not there yet: keep it only if a descendant operation created something inside.
