@@ -46,6 +46,8 @@ describe('netconf-ops: commits replayed on running\'s tree match a full parse', 
     await h.rpc(s, '<commit/>');
     let cfg = await expectConsistent();
     expect(cfg).to.contain('<virtual-address>10.0.0.2</virtual-address>').and.contain('<start>53</start>');
+    // A rule replaced without 'insert' stays where it was (the order of firewall rules is configuration).
+    expect(cfg.indexOf('<name>r1</name>')).to.be.lessThan(cfg.indexOf('<name>r2</name>'));
     await h.rpc(s, editRunning(vrf('<interface><vrrp><name>v1</name><virtual-address nc:operation="delete">10.0.0.1</virtual-address></vrrp></interface>',
       '<drop-invalid nc:operation="remove"/><rule><name>r2</name><protocol nc:operation="delete"/></rule>')));
     cfg = await expectConsistent();
