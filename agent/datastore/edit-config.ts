@@ -93,6 +93,8 @@ export function childPath(parentPath: string, parentModule: string | undefined, 
 class PositionIndex {
   private static readonly MAX_LAYERS = 64;
   private readonly own = new Map<string, number>();
+  /** Used by more than one array (copyChildren): from then on changed only through a new layer. */
+  shared = false;
 
   private constructor(private readonly base: PositionIndex | undefined, private readonly depth: number) {}
 
@@ -115,8 +117,15 @@ class PositionIndex {
     return undefined;
   }
 
-  /** This index with `id` at `position` too (an entry appended), the original left as it is. */
+  /**
+   * This index with `id` at `position` too (an entry appended): changed in place when no other
+   * array uses it (the entries of a large edit, one after the other), else a new layer over it.
+   */
   with(id: string, position: number): PositionIndex {
+    if (!this.shared) {
+      this.own.set(id, position);
+      return this;
+    }
     let out: PositionIndex;
     if (this.depth < PositionIndex.MAX_LAYERS) {
       out = new PositionIndex(this, this.depth + 1);
@@ -165,7 +174,10 @@ function copyChildren(children: ConfigNode[]): ConfigNode[] {
   // Recorded (core/array-copies.ts): the journal's patch then looks only where the edit replaced.
   const copy = recordedCopy(children);
   const ix = positionIndex.get(children);
-  if (ix) positionIndex.set(copy, ix);
+  if (ix) {
+    ix.shared = true;
+    positionIndex.set(copy, ix);
+  }
   return copy;
 }
 
