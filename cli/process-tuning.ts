@@ -8,8 +8,8 @@
 // back to the kernel on free; the compiled code is the same (no cost in validation speed).
 // NODE_OPTIONS --max-semi-space-size=4 (MiB): V8's young generation grows to 2 x 16 MiB during a
 // large edit and keeps it; capped, RSS after a large removal is ~20 MB lower. Not 1 (stop 14 and
-// before): at 10,000 rules every single-rule commit then ran a scavenge or more and promoted what
-// the commit still held, 20 % of its time (stop 15, BENCHMARKS.md); idle RSS is the same at 1 and 4.
+// before): a single-rule commit at 10,000 rules allocates ~340 KB, so a scavenge ran every few
+// commits and such a commit was ~20 % slower (stop 15, docs/memory.md); idle RSS is the same at 1 and 4.
 //
 // In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): the clean file-backed pages
 // start-up touched are released STARTUP_SETTLE_MS after listening (core/file-pages.ts).
