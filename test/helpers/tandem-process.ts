@@ -56,7 +56,11 @@ export async function startTandem(opts: TandemProcessOptions = {}): Promise<Tand
   for (const u of users) await store.add(u.name, { password: u.password, groups: u.groups, recovery: u.recovery });
 
   const child = spawn(process.execPath, [opts.cli ?? TANDEM_CLI, 'start', '--state-dir', stateDir, '--listen', '127.0.0.1:0', ...(opts.args ?? [])], {
-    env: { ...process.env, ...(opts.tuned === false ? { TANDEM_MEMORY_TUNING: 'off' } : tuningEnv()), ...opts.env }, // as bin/tandem runs it
+    // As bin/tandem runs it: the tuning merged with the caller's own values (which win; a NODE_OPTIONS
+    // given here keeps the semi-space cap unless it sets one itself).
+    env: opts.tuned === false
+      ? { ...process.env, TANDEM_MEMORY_TUNING: 'off', ...opts.env }
+      : { ...process.env, ...opts.env, ...tuningEnv({ ...process.env, ...opts.env }) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
