@@ -7,8 +7,8 @@
 // Only copies that keep every position are described: an element replaced where it was. An insert
 // or a removal forgets the record (forget()), and comparing walks the arrays as before. The array
 // copied from is named by a number, not referenced: a record never keeps an older version of a
-// configuration alive (a WeakRef would: V8's young-generation collections hold its target, so the
-// copies of 10,000 rules chained through their records until the next full collection).
+// configuration alive (not even through a WeakRef, which V8 clears only in a full collection:
+// until then each copy of 10,000 rules could hold its predecessor through its record).
 
 interface CopyRecord {
   /** The number of the array this one was copied from. */
