@@ -87,8 +87,9 @@ export function childPath(parentPath: string, parentModule: string | undefined, 
  * layers of a VRF's children held the firewall node of each of the last 64 commits, each with its
  * copy of 10,000 rules, until the next flattening; and a lookup was followed by an indexOf over the
  * list to find the node's place.) An entry appended gets a layer over the shared index; after
- * MAX_LAYERS layers it is flattened (amortised). An insert elsewhere or a removal moves positions: that array's index is
- * dropped and rebuilt at its next lookup, O(entries) like the array copy that made it.
+ * MAX_LAYERS layers it is flattened (amortised). An insert elsewhere or a removal moves positions:
+ * that array's index is dropped and rebuilt at its next lookup, O(entries) like the array copy that
+ * made it.
  */
 class PositionIndex {
   private static readonly MAX_LAYERS = 64;
