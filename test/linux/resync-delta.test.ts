@@ -83,7 +83,7 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
       await until(async () => {
         [a, b] = [await kernelTable(nsA), await kernelTable(nsB)];
         return a.size === count && tableDifferences(a, b).length === 0;
-      }, () => `${what}: ha2's kernel to equal ha1's ${count} (${tableDifferences(a, b).length} differ: ${tableDifferences(a, b).slice(0, 3).join('; ')})`, 60_000);
+      }, () => `${what}: ha2's kernel to equal ha1's ${count} (ha1 holds ${a.size}, ha2 ${b.size}; ${tableDifferences(a, b).length} differ: ${tableDifferences(a, b).slice(0, 3).join('; ')})`, 60_000);
       return b;
     };
     const cut = async (): Promise<void> => {

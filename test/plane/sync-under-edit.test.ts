@@ -9,7 +9,7 @@ describe('plane worker: a synced pair of tandem start keeps its sync connections
   this.timeout(600_000);
 
   it('no sync connection goes down or reconnects; conntracks keep arriving on ha2; the edit is committed', async () => {
-    const f = await runPairUnderEdit({ rules: 30_000, plane: 'worker' });
+    const f = await runPairUnderEdit({ rules: 50_000, plane: 'worker' });
     process.stderr.write(`      figures: ${JSON.stringify(f)}\n`);
     // The main thread really was busy for longer than the sync keepalive allows (3 s): else this proves nothing.
     expect(f.editMs + f.commitMs, 'edit + commit time (ms)').to.be.above(3000);
