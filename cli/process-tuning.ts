@@ -8,7 +8,7 @@
 // back to the kernel on free; the compiled code is the same (no cost in validation speed).
 // NODE_OPTIONS --max-semi-space-size=4 (MiB): V8's young generation grows to 2 x 16 MiB during a
 // large edit and keeps it; capped, RSS after a large removal is ~20 MB lower. Not 1 (stop 14 and
-// before): a single-rule commit at 10,000 rules allocates ~340 KB, so a scavenge ran every few
+// before): a single-rule commit at 10,000 rules allocates ~340 KB, so a scavenge came every few
 // commits and such a commit was ~20 % slower (stop 15, docs/memory.md); idle RSS is the same at 1 and 4.
 //
 // In the process itself (cli `start`, unless TANDEM_MEMORY_TUNING=off): the clean file-backed pages
