@@ -146,21 +146,7 @@ const positionIndex = new WeakMap<ConfigNode[], PositionIndex>();
 /** Sibling arrays up to this long are searched without an index (no Map per list entry of a large edit). */
 const UNINDEXED_MAX = 8;
 
-/** Where the node with identity `id` (of schema node `sn`) is among `children`: -1 when it is not there. */
-function findSibling(children: ConfigNode[], id: string, sn: DataSchemaNode): number {
-  let ix = positionIndex.get(children);
-  if (!ix) {
-    if (children.length <= UNINDEXED_MAX) {
-      const keyed = sn.kind === 'list' || sn.kind === 'leaf-list';
-      return children.findIndex((c) => c.schema.name === sn.name && c.schema.module === sn.module && (!keyed || identityOf(c) === id));
-    }
-    ix = PositionIndex.of(children);
-    positionIndex.set(children, ix);
-  }
-  return ix.get(id) ?? -1;
-}
-
-/** Where the entry with identity `id` is among `children` (any schema node; -1: absent). */
+/** Where the entry with identity `id` is among `children` (any schema node; -1: absent), through the array's index (built if need be). */
 function positionOf(children: ConfigNode[], id: string): number {
   let ix = positionIndex.get(children);
   if (!ix) {
@@ -168,6 +154,15 @@ function positionOf(children: ConfigNode[], id: string): number {
     positionIndex.set(children, ix);
   }
   return ix.get(id) ?? -1;
+}
+
+/** Where the node with identity `id` (of schema node `sn`) is among `children`: -1 when it is not there. */
+function findSibling(children: ConfigNode[], id: string, sn: DataSchemaNode): number {
+  if (children.length <= UNINDEXED_MAX && !positionIndex.has(children)) {
+    const keyed = sn.kind === 'list' || sn.kind === 'leaf-list';
+    return children.findIndex((c) => c.schema.name === sn.name && c.schema.module === sn.module && (!keyed || identityOf(c) === id));
+  }
+  return positionOf(children, id);
 }
 
 /** A copy of a sibling array that shares its index (positions are the same). */
@@ -208,11 +203,11 @@ class EditApplier {
   private readonly owned = new WeakSet<ConfigNode>();
 
   /** A node of `parent` that this edit may change: copied (children array included) on first use. */
-  private own(parent: ConfigParent, node: ConfigNode, at?: number): ConfigNode {
+  private own(parent: ConfigParent, node: ConfigNode, at: number): ConfigNode {
     if (this.owned.has(node)) return node;
     const copy: ConfigNode = { ...node, children: copyChildren(node.children) };
-    // In its place: the same identity at the same position (the parent's index stays right).
-    replaceAt(parent.children, at ?? parent.children.indexOf(node), copy);
+    // In its place (`at`: where `node` is): the same identity at the same position (the parent's index stays right).
+    replaceAt(parent.children, at, copy);
     this.owned.add(copy);
     return copy;
   }
@@ -391,6 +386,7 @@ class EditApplier {
       if (explicit) this.changes.push({ path, operation });
     };
     const isLeafy = sn.kind === 'leaf' || sn.kind === 'leaf-list' || sn.kind === 'anydata' || sn.kind === 'anyxml';
+    const positioned = el.attrs.some((a) => a.name === 'insert' && a.ns === YANG_NS);
 
     switch (op) {
       case 'delete':
@@ -423,7 +419,7 @@ class EditApplier {
           } else if (!existing) {
             this.insertNode(parent, probe, el, parentDataPath);
             this.setOp(path, probe);
-          } else if (el.attrs.some((a) => a.name === 'insert' && a.ns === YANG_NS)) {
+          } else if (positioned) {
             removeAt(parent.children, idx);
             this.insertNode(parent, probe, el, parentDataPath);
             this.lyOps = undefined;
@@ -435,7 +431,6 @@ class EditApplier {
           return;
         }
         let node = existing && op !== 'replace' ? this.own(parent, existing, idx) : existing;
-        const positioned = el.attrs.some((a) => a.name === 'insert' && a.ns === YANG_NS);
         if (op === 'replace' && existing && !positioned) {
           // Replaced where it is: in an ordered-by-user list (firewall rules) the position is part
           // of the configuration, and a replace without 'insert' does not move the entry (as

@@ -101,18 +101,30 @@ function patchAt(prev: ConfigNode[], next: ConfigNode[], positions: number[], bu
     if (here === node) continue; // replaced by itself: part of the run
     runTo(p);
     if (sameEntry(here, node)) {
-      const c = patchOf(here.children, node.children, budget);
-      if (!c) return undefined;
-      out.push({ p, k: identityOf(here), c });
+      const item = entryPatch(here, node, p, budget);
+      if (!item) return undefined;
+      out.push(item);
     } else {
       out.push({ n: serial(node) });
+      budget.items -= 1;
     }
-    budget.items -= 1;
     if (budget.items < 0) return undefined;
     from = p + 1;
   }
   runTo(prev.length);
   return budget.items < 0 ? undefined : out;
+}
+
+/**
+ * The patch item of `old` (at position `p` of the previous siblings) changed into `node`, the same
+ * entry; undefined when the patch would be too large. The entry's identity goes with its position:
+ * a replay onto a tree that differs is caught.
+ */
+function entryPatch(old: ConfigNode, node: ConfigNode, p: number, budget: { items: number }): Patch[number] | undefined {
+  const c = patchOf(old.children, node.children, budget);
+  if (!c) return undefined;
+  budget.items -= 1;
+  return { p, k: identityOf(old), c };
 }
 
 /** patchOf by comparing the arrays element by element. */
@@ -150,11 +162,10 @@ function patchByWalk(prev: ConfigNode[], next: ConfigNode[], budget: { items: nu
     // a VRF's 10,000 rules per commit (issue 8).
     const here = i < prev.length ? prev[i]! : undefined;
     if (here && sameEntry(here, node)) {
-      const c = patchOf(here.children, node.children, budget);
-      if (!c) return undefined;
-      out.push({ p: i, k: identityOf(here), c });
+      const item = entryPatch(here, node, i, budget);
+      if (!item) return undefined;
+      out.push(item);
       i += 1;
-      budget.items -= 1;
       continue;
     }
     let k = prev.indexOf(node, i);
@@ -162,16 +173,6 @@ function patchByWalk(prev: ConfigNode[], next: ConfigNode[], budget: { items: nu
     if (k >= 0) {
       run(k);
       i = k + 1;
-      continue;
-    }
-    const old = i < prev.length ? prev[i]! : undefined;
-    if (old && sameEntry(old, node)) {
-      const c = patchOf(old.children, node.children, budget);
-      if (!c) return undefined;
-      // The entry's identity goes with its position: a replay onto a tree that differs is caught.
-      out.push({ p: i, k: identityOf(old), c });
-      i += 1;
-      budget.items -= 1;
       continue;
     }
     out.push({ n: serial(node) });

@@ -10,6 +10,7 @@ import { applyEdit, configFromXml } from '../../agent/datastore/edit-config.js';
 import { configToXml, type ConfigRoot } from '../../agent/datastore/config-tree.js';
 import { parseXml } from '../../agent/netconf/xml-parser.js';
 import { yangContext } from './ops-harness.js';
+import { prng } from '../helpers/prng.js';
 
 const NC = 'urn:ietf:params:xml:ns:netconf:base:1.0';
 const YANG = 'urn:ietf:params:xml:ns:yang:1';
@@ -31,13 +32,6 @@ function rulesOf(root: ConfigRoot, schema: SchemaIndex): Rule[] {
   return [...xml.matchAll(/<rule><name>([^<]*)<\/name><action>([^<]*)<\/action><\/rule>/g)].map((m) => ({ name: m[1]!, action: m[2]! }));
 }
 
-function prng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s * 1103515245 + 12345) & 0x7fffffff;
-    return s / 0x7fffffff;
-  };
-}
 
 describe('netconf-ops: edit-config on copies that share a position index', function () {
   this.timeout(120_000);

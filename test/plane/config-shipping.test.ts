@@ -5,6 +5,7 @@ import { expect } from 'chai';
 import { ConfigReceiver, ConfigSender, diff, patch } from '../../agent/plane/config-shipping.js';
 import type { ConfigJson } from '../../core/subsystem.js';
 import { forget, recordedCopy, replaceAt } from '../../core/array-copies.js';
+import { prng } from '../helpers/prng.js';
 
 function vrf(name: string, rules: number, action: (i: number) => string = (i) => (i % 2 ? 'drop' : 'accept')): ConfigJson {
   return {
@@ -20,14 +21,6 @@ function config(vrfs: ConfigJson[], extra: ConfigJson = {}): ConfigJson {
   return { 'tandem-ha:ha': { group: [{ name: 'g1', state: 'master' }] }, 'tandem-vrf:vrf': vrfs, ...extra };
 }
 
-/** A deterministic pseudo-random sequence (so a failure can be replayed). */
-function prng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s * 1103515245 + 12345) & 0x7fffffff;
-    return s / 0x7fffffff;
-  };
-}
 
 describe('plane bridge: configuration shipping', () => {
   it('rebuilds exactly what was sent, through random edits (members, order, list entries, leaf-lists)', () => {
