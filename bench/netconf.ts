@@ -29,6 +29,8 @@ const EDIT_RUNS = Number(process.env.BENCH_NETCONF_EDITS ?? 100);
  * after 3,000). A running agent is warm; the first EDIT_RUNS after start are reported too ('cold').
  */
 const WARMUP_PAIRS = Number(process.env.BENCH_NETCONF_WARMUP ?? 3000);
+/** Points of the cold curve: the merge pair's p50 in each of the first blocks of EDIT_RUNS pairs after start. */
+const CURVE_POINTS = 10;
 /** RPCs the client sends to a stub server before either server is measured (client-warmup.ts). */
 const CLIENT_WARMUP_RPCS = Number(process.env.BENCH_CLIENT_WARMUP ?? 6000);
 const GET_RUNS = Number(process.env.BENCH_NETCONF_GETS ?? 20);
@@ -244,7 +246,7 @@ function editCandidate(config: string): string {
 }
 
 /** `n` edit-config + commit pairs on the candidate (merge, then remove, of one network-profile), each RPC timed too. */
-async function editPairs(c: NetconfTestClient, n: number): Promise<Record<string, unknown>> {
+async function editPairs(c: NetconfTestClient, n: number): Promise<Record<string, unknown> & { edit_merge_commit: ReturnType<typeof stats> }> {
   const merge: number[] = [];
   const remove: number[] = [];
   // The two RPCs of each pair timed apart too: where a pair's time goes (edit or commit).
@@ -292,9 +294,18 @@ async function measureTarget(t: Target): Promise<Record<string, unknown>> {
   await settle();
   try {
     progress(`${t.name}: edit-config + commit x${EDIT_RUNS} (merge, then remove, of one network-profile), cold`);
-    Object.assign(out, await editPairs(c, EDIT_RUNS));
+    const cold = await editPairs(c, EDIT_RUNS);
+    Object.assign(out, cold);
     progress(`${t.name}: ${WARMUP_PAIRS} edit-config + commit pairs to warm up, then x${EDIT_RUNS} again, warm`);
-    await editPairs(c, WARMUP_PAIRS);
+    // The first warm-up pairs in blocks of EDIT_RUNS: how long cold lasts (the cold curve).
+    const curve = [cold.edit_merge_commit.p50_ms];
+    let warmed = 0;
+    while (curve.length < CURVE_POINTS && warmed + EDIT_RUNS <= WARMUP_PAIRS) {
+      curve.push((await editPairs(c, EDIT_RUNS)).edit_merge_commit.p50_ms);
+      warmed += EDIT_RUNS;
+    }
+    out.cold_curve = { pairs_per_point: EDIT_RUNS, merge_pair_p50_ms: curve };
+    await editPairs(c, WARMUP_PAIRS - warmed);
     out.warm = { warmup_pairs: WARMUP_PAIRS, ...await editPairs(c, EDIT_RUNS) };
 
     if (c.serverHello.includes('urn:ietf:params:netconf:capability:writable-running:1.0')) {
