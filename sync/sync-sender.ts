@@ -8,6 +8,7 @@ import { logger } from '../core/log.js';
 import { IPv4PayloadBuilder, type SyncRecord } from './conntrack-codec.js';
 import { ctKey, ESTABLISHED, ipv4Key, PROTO_NAMES, STATE_INDEX } from './conntrack-key.js';
 import { TupleMap } from './tuple-map.js';
+import { bindingTag, bindingTagIPv4, syncedState, syncedTag, syncedValue } from './synced-binding.js';
 import { BulkKind, FrameType } from './protocol.js';
 import type { SyncClient } from './sync-client.js';
 import { type DeltaChange, opTuple } from './delta-log.js';
@@ -112,6 +113,8 @@ export class SyncSender {
   bulkGeneration = 0;
   /** Established conntracks whose 'established' event never came, synchronised on a later update (see onUpdate). */
   lateEstablished = 0;
+  /** Events of an older incarnation of a synced conntrack, dropped (sync/synced-binding.ts). */
+  olderIncarnationEvents = 0;
   /** Full resyncs whose dump of the table failed (each tried again after RESYNC_RETRY_MS). */
   resyncFailures = 0;
   /** Delta resyncs the peers acknowledged (a connection back to a peer that kept its table). */
@@ -231,6 +234,7 @@ export class SyncSender {
   }
 
   private onEstablished(e: ConntrackEntry): void {
+    if (this.olderIncarnation(e)) return;
     const delayMs = this.config().delays[e.orig.proto].synchronization * 1000;
     if (delayMs <= 0) {
       this.sendNew(e); // (re-established and already synced: the same upsert again, harmless)
@@ -252,9 +256,14 @@ export class SyncSender {
   private onUpdate(e: ConntrackEntry): void {
     const s = this.synced.get(e.orig);
     if (s !== undefined) {
+      const tag = bindingTag(e.reply);
+      if (syncedTag(s) !== tag) {
+        this.dropOlderIncarnation(e);
+        return;
+      }
       const state = STATE_INDEX.get(e.state) as number;
-      if (s !== state) {
-        this.synced.set(e.orig, state);
+      if (syncedState(s) !== state) {
+        this.synced.set(e.orig, syncedValue(state, tag));
         this.route(e, (c) => c.sendRecord(FrameType.CtUpdate, this.record(e, false)));
       }
       return;
@@ -285,10 +294,28 @@ export class SyncSender {
   }
 
   private onDestroy(e: ConntrackEntry): void {
+    if (this.olderIncarnation(e)) return;
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
     if (!this.synced.delete(e.orig)) return;
     this.countSynced(ownerWorker(e.orig, this.config().workers), -1);
     this.route(e, (c) => c.sendDelete(e.orig));
+  }
+
+  /**
+   * An event of another incarnation of a synced conntrack (same original tuple, another NAT
+   * binding than the one sent): an older one, read after a dump that carried the newer
+   * (sync/synced-binding.ts). Dropped, and counted.
+   */
+  private olderIncarnation(e: ConntrackEntry): boolean {
+    const s = this.synced.get(e.orig);
+    if (s === undefined || syncedTag(s) === bindingTag(e.reply)) return false;
+    this.dropOlderIncarnation(e);
+    return true;
+  }
+
+  private dropOlderIncarnation(e: ConntrackEntry): void {
+    this.olderIncarnationEvents++;
+    log.debug({ vrf: this.vrf, orig: ctKey(e.orig), state: e.state }, 'event of an older incarnation of a synced conntrack (another NAT binding) dropped');
   }
 
   private armTcpTimer(): void {
@@ -333,7 +360,7 @@ export class SyncSender {
   /** `worker`: the conntrack's owner, when the caller has it already. */
   private markSynced(e: ConntrackEntry, worker?: number): boolean {
     const before = this.synced.size;
-    this.synced.set(e.orig, STATE_INDEX.get(e.state) as number);
+    this.synced.set(e.orig, syncedValue(STATE_INDEX.get(e.state) as number, bindingTag(e.reply)));
     const fresh = this.synced.size > before;
     if (fresh) this.countSynced(worker ?? ownerWorker(e.orig, this.config().workers), 1);
     return fresh;
@@ -626,9 +653,19 @@ export class SyncSender {
       const d = this.config().delays[e.orig.proto].synchronization * 1000;
       if (d > 0) due = e.orig.proto === 'tcp' ? this.clock.now() - e.establishedAt >= d : e.lastActivity >= e.establishedAt + d;
     }
-    if (!due) return this.synced.has(e.orig);
+    if (!due) return this.resyncedAsHeld(e);
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
     this.markSynced(e);
+    return true;
+  }
+
+  /**
+   * A conntrack synced before and no longer established: the resync carries it as the table holds
+   * it, so that is what is remembered as sent (its state and binding). False when not synced.
+   */
+  private resyncedAsHeld(e: ConntrackEntry): boolean {
+    if (!this.synced.has(e.orig)) return false;
+    this.synced.set(e.orig, syncedValue(STATE_INDEX.get(e.state) as number, bindingTag(e.reply)));
     return true;
   }
 
@@ -636,7 +673,7 @@ export class SyncSender {
   private manualEligible(e: ConntrackEntry): boolean {
     if (e.alg) return false;
     if (e.noSync || (e.virtualService !== undefined && !this.config().mirroredServices.has(e.virtualService))) return false;
-    if (this.synced.has(e.orig)) return true;
+    if (this.resyncedAsHeld(e)) return true;
     if (e.state !== 'established') return false;
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
     this.markSynced(e);
@@ -657,10 +694,16 @@ export class SyncSender {
       if (d > 0) due = proto === 0 ? this.clock.now() - b.establishedAt(i) >= d : b.lastActivity(i) >= b.establishedAt(i) + d;
     }
     const src = b.ipv4(i, 0), dst = b.ipv4(i, 1), sport = b.port(i, 0), dport = b.port(i, 1);
-    if (!due) return this.synced.getIPv4(proto, src, dst, sport, dport) !== undefined;
+    const value = syncedValue(state, bindingTagIPv4(b.ipv4(i, 2), b.ipv4(i, 3), b.port(i, 2), b.port(i, 3)));
+    if (!due) {
+      // As resyncedAsHeld: sent as the table holds it, if synced before.
+      if (this.synced.getIPv4(proto, src, dst, sport, dport) === undefined) return false;
+      this.synced.setIPv4(proto, src, dst, sport, dport, value);
+      return true;
+    }
     if (this.pending.size > 0) this.pending.delete(ipv4Key(proto, src, sport, dst, dport));
     const before = this.synced.size;
-    this.synced.setIPv4(proto, src, dst, sport, dport, state);
+    this.synced.setIPv4(proto, src, dst, sport, dport, value);
     if (this.synced.size > before) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
     return true;
   }
@@ -670,11 +713,15 @@ export class SyncSender {
     if (b.alg(i) || b.noSync(i)) return false;
     const proto = b.protoIndex(i);
     const src = b.ipv4(i, 0), dst = b.ipv4(i, 1), sport = b.port(i, 0), dport = b.port(i, 1);
-    if (this.synced.getIPv4(proto, src, dst, sport, dport) !== undefined) return true;
+    const value = syncedValue(b.stateIndex(i), bindingTagIPv4(b.ipv4(i, 2), b.ipv4(i, 3), b.port(i, 2), b.port(i, 3)));
+    if (this.synced.getIPv4(proto, src, dst, sport, dport) !== undefined) {
+      this.synced.setIPv4(proto, src, dst, sport, dport, value);
+      return true;
+    }
     if (b.stateIndex(i) !== ESTABLISHED) return false;
     if (this.pending.size > 0) this.pending.delete(ipv4Key(proto, src, sport, dst, dport));
     const before = this.synced.size;
-    this.synced.setIPv4(proto, src, dst, sport, dport, ESTABLISHED);
+    this.synced.setIPv4(proto, src, dst, sport, dport, value);
     if (this.synced.size > before) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
     return true;
   }
@@ -831,11 +878,13 @@ export class SyncSender {
 
   /** The state index last sent for this conntrack, -1 when it is not synced. */
   mirroredState(orig: FlowTuple): number {
-    return this.synced.get(orig) ?? -1;
+    const v = this.synced.get(orig);
+    return v === undefined ? -1 : syncedState(v);
   }
 
   mirroredStateIPv4(proto: number, src: number, dst: number, sport: number, dport: number): number {
-    return this.synced.getIPv4(proto, src, dst, sport, dport) ?? -1;
+    const v = this.synced.getIPv4(proto, src, dst, sport, dport);
+    return v === undefined ? -1 : syncedState(v);
   }
 
   // ---- state ----

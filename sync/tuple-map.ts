@@ -1,17 +1,17 @@
-// A map from a conntrack's original tuple to a small integer (0..7), cheap enough for every
+// A map from a conntrack's original tuple to a small integer (below 2^29), cheap enough for every
 // synchronised conntrack: IPv4 tuples in a packed open-addressing table (fastpath/ipv4-tuple-table.ts:
 // 16 bytes a slot, 20-43 bytes a tuple, no object, string or boxed number per tuple, no garbage
 // collection work; a JS Map keyed by 48-bit numbers spent most of a full resync boxing keys and
 // collecting them). IPv6 tuples go to a string-keyed Map.
 import type { FlowTuple } from '../fastpath/engine.js';
-import { Ipv4TupleTable, ipv4Fields } from '../fastpath/ipv4-tuple-table.js';
+import { IPV4_TUPLE_VALUE_LIMIT, Ipv4TupleTable, ipv4Fields } from '../fastpath/ipv4-tuple-table.js';
 
 function stringKey(t: FlowTuple): string {
   return `${t.proto}|${t.src}|${t.sport}|${t.dst}|${t.dport}`;
 }
 
 function checkValue(value: number): void {
-  if (!(Number.isInteger(value) && value >= 0 && value < 8)) throw new RangeError(`TupleMap values are 0..7, got ${value}`);
+  if (!(Number.isInteger(value) && value >= 0 && value < IPV4_TUPLE_VALUE_LIMIT)) throw new RangeError(`TupleMap values are 0..2^29-1, got ${value}`);
 }
 
 export class TupleMap {

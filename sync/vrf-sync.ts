@@ -292,6 +292,11 @@ export class VrfSync implements SyncClientListener {
     return this.sender.pendingCount();
   }
 
+  /** Events of an older incarnation of a synced conntrack (another NAT binding) dropped by the sender. */
+  get olderIncarnationEvents(): number {
+    return this.sender.olderIncarnationEvents;
+  }
+
   /** Conntrack records sent to the peers and not yet acknowledged (0 on a backup: it sends nothing). */
   inFlightCount(): number {
     return this.sender.inFlightCount();

@@ -80,10 +80,16 @@ describe('linux: delta resync after a short outage of the sync link (issue 11 it
     let a = new Map<string, string>();
     let b = new Map<string, string>();
     const converged = async (count: number, what: string): Promise<Map<string, string>> => {
+      // The last time ha1 held `count` and ha2 differed: what differed then (the tables can change
+      // before the timeout, e.g. conntracks that expire, and hide it).
+      let lastDiffering = 'never';
       await until(async () => {
         [a, b] = [await kernelTable(nsA), await kernelTable(nsB)];
-        return a.size === count && tableDifferences(a, b).length === 0;
-      }, () => `${what}: ha2's kernel to equal ha1's ${count} (ha1 holds ${a.size}, ha2 ${b.size}; ${tableDifferences(a, b).length} differ: ${tableDifferences(a, b).slice(0, 3).join('; ')})`, 60_000);
+        const diff = tableDifferences(a, b);
+        if (a.size === count && diff.length > 0) lastDiffering = `ha2 ${b.size}, ${diff.length} differ: ${diff.slice(0, 3).join('; ')}`;
+        return a.size === count && diff.length === 0;
+      }, () => `${what}: ha2's kernel to equal ha1's ${count} (ha1 holds ${a.size}, ha2 ${b.size}; ${tableDifferences(a, b).length} differ: `
+        + `${tableDifferences(a, b).slice(0, 3).join('; ')}; when ha1 last held ${count}: ${lastDiffering})`, 60_000);
       return b;
     };
     const cut = async (): Promise<void> => {

@@ -122,6 +122,37 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
     expect(conntracks?.['event-loss-resyncs']).to.equal('1');
   });
 
+  it('drops an older incarnation\'s event read after a resync that carried the newer one (rebinding)', async () => {
+    p = await new Pair().start();
+    const f = flow();
+    const binding = (port: number): FlowTuple => ({ proto: 'tcp', src: f.dst, dst: '192.0.2.200', sport: f.dport, dport: port });
+    p.ha1.engine.open('main', f, { reply: binding(40001) });
+    await waitFor(() => p.ha2.engine.get('main', f)?.reply.dport === 40001, 'the first binding on ha2');
+    const vs = p.ha1.service.vrfs.get('main');
+    await vs?.resyncIdle();
+    // Ended and created again with another NAT binding: the end is read late (held back), the
+    // new one's events are lost (so the engine reports a loss, and a full resync follows).
+    p.ha1.engine.delayingEvents = true;
+    p.ha1.engine.destroy('main', f);
+    p.ha1.engine.delayingEvents = false;
+    p.ha1.engine.losingEvents = true;
+    p.ha1.engine.open('main', f, { reply: binding(40002) });
+    p.ha1.engine.losingEvents = false;
+    expect(p.ha1.engine.reportLoss('main')).to.equal(2);
+    await waitFor(() => p.ha2.engine.get('main', f)?.reply.dport === 40002, 'the new binding on ha2 (full resync)');
+    await vs?.resyncIdle();
+    const before = vs?.olderIncarnationEvents ?? 0;
+    // The old conntrack's end arrives now: it is not the conntrack the peer holds.
+    expect(p.ha1.engine.releaseDelayed()).to.equal(1);
+    await waitFor(() => vs?.pendingCount() === 0, 'ha1 queues drained');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(p.ha2.engine.get('main', f)?.reply.dport, 'the new binding still on ha2').to.equal(40002);
+    expect(vs?.olderIncarnationEvents, 'counted').to.equal(before + 1);
+    // Its own end still goes out.
+    p.ha1.engine.destroy('main', f);
+    await waitFor(() => p.ha2.engine.get('main', f) === undefined, 'the new conntrack\'s end on ha2');
+  });
+
   it('sends an established conntrack whose established event never came at its next update', async () => {
     p = await new Pair().start();
     const seen = flow();

@@ -45,6 +45,9 @@ export class MemoryEngine implements DataplaneEngine {
   /** Tests: events are swallowed (lost) while set; `reportLoss` then tells the listeners. */
   losingEvents = false;
   private lost = 0;
+  /** Tests: events are held back while set (read late, as from a kernel socket); `releaseDelayed` delivers them. */
+  delayingEvents = false;
+  private delayed: ConntrackEvent[] = [];
   private sweeper: TimerHandle;
 
   constructor(
@@ -125,6 +128,14 @@ export class MemoryEngine implements DataplaneEngine {
     return () => this.lossListeners.delete(listener);
   }
 
+  /** Tests: the events held back while `delayingEvents` was set are delivered now, in their order. */
+  releaseDelayed(): number {
+    const held = this.delayed;
+    this.delayed = [];
+    for (const ev of held) for (const l of this.listeners) l(ev);
+    return held.length;
+  }
+
   /** Tests: the events swallowed since `losingEvents` was set are reported lost. */
   reportLoss(vrf: string): number {
     const n = this.lost;
@@ -178,11 +189,11 @@ export class MemoryEngine implements DataplaneEngine {
   }
 
   /** A connection opens and is answered: events new then established. */
-  open(vrf: string, orig: FlowTuple, opts: { alg?: boolean; virtualService?: string; establish?: boolean } = {}): ConntrackEntry {
+  open(vrf: string, orig: FlowTuple, opts: { alg?: boolean; virtualService?: string; establish?: boolean; reply?: FlowTuple } = {}): ConntrackEntry {
     const now = this.clock.now();
     const timeout = orig.proto === 'tcp' ? this.timeouts.established : orig.proto === 'udp' ? this.timeouts.udp : this.timeouts.icmp;
     const e: ConntrackEntry = {
-      vrf, orig, reply: reverse(orig), state: 'syn-sent', timeout, alg: opts.alg ?? false, establishedAt: 0, lastActivity: now,
+      vrf, orig, reply: opts.reply ?? reverse(orig), state: 'syn-sent', timeout, alg: opts.alg ?? false, establishedAt: 0, lastActivity: now,
     };
     if (opts.virtualService) e.virtualService = opts.virtualService;
     this.table(vrf).set(key(orig), { entry: e, deadline: now + timeout * 1000 });
@@ -257,6 +268,10 @@ export class MemoryEngine implements DataplaneEngine {
       return;
     }
     const ev: ConntrackEvent = { kind, entry: { ...e, orig: { ...e.orig }, reply: { ...e.reply } }, worker: ownerWorker(e.orig, this.workers) };
+    if (this.delayingEvents) {
+      this.delayed.push(ev);
+      return;
+    }
     for (const l of this.listeners) l(ev);
   }
 

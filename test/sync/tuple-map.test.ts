@@ -78,6 +78,11 @@ describe('sync TupleMap', () => {
   });
 
   it('refuses values it cannot pack', () => {
-    expect(() => new TupleMap().set({ proto: 'tcp', src: '1.2.3.4', dst: '5.6.7.8', sport: 1, dport: 2 }, 8)).to.throw(RangeError);
+    const t = { proto: 'tcp' as const, src: '1.2.3.4', dst: '5.6.7.8', sport: 1, dport: 2 };
+    const m = new TupleMap();
+    m.set(t, 2 ** 29 - 1); // the largest value (the sender's state and binding tag, sync/synced-binding.ts)
+    expect(m.get(t)).to.equal(2 ** 29 - 1);
+    for (const bad of [2 ** 29, -1, 1.5]) expect(() => m.set(t, bad)).to.throw(RangeError);
+    expect(() => m.setIPv4(0, 1, 2, 3, 4, 2 ** 29)).to.throw(RangeError);
   });
 });
