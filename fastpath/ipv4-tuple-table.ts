@@ -86,7 +86,8 @@ export class Ipv4TupleTable {
     return i < 0 ? undefined : ((this.slots[i + 3] as number) - 1 - proto) / 4;
   }
 
-  set(proto: number, src: number, dst: number, sport: number, dport: number, value: number): void {
+  /** Stores the value; returns the one it replaced (undefined for a new tuple). */
+  set(proto: number, src: number, dst: number, sport: number, dport: number, value: number): number | undefined {
     if (!(Number.isInteger(proto) && proto >= 0 && proto <= 2)) throw new RangeError(`protocol index is 0..2, got ${proto}`);
     if (!(Number.isInteger(value) && value >= 0 && value < IPV4_TUPLE_VALUE_LIMIT)) throw new RangeError(`values are 0..2^29-1, got ${value}`);
     const s = src >>> 0;
@@ -101,7 +102,7 @@ export class Ipv4TupleTable {
       if (m === 0) break;
       if (slots[i] === s && slots[i + 1] === d && slots[i + 2] === ports && ((m - 1) & 3) === proto) {
         slots[i + 3] = meta;
-        return;
+        return (m - 1 - proto) / 4;
       }
       i = ((i / 4 + 1) & mask) * 4;
     }
@@ -111,6 +112,7 @@ export class Ipv4TupleTable {
     slots[i + 3] = meta;
     this.used++;
     if (this.used > this.capacity * MAX_LOAD) this.resize(this.capacity * 2);
+    return undefined;
   }
 
   /** Make room for n tuples at once (a full resync knows its size): no step-by-step growth. */

@@ -67,6 +67,9 @@ interface PeerBulkOutcome {
   refused: number;
 }
 
+/** What markSynced found. */
+const enum Marked { Fresh, Again, Older }
+
 export class SyncSender {
   role: HaRole = 'backup';
   /**
@@ -234,7 +237,6 @@ export class SyncSender {
   }
 
   private onEstablished(e: ConntrackEntry): void {
-    if (this.olderIncarnation(e)) return;
     const delayMs = this.config().delays[e.orig.proto].synchronization * 1000;
     if (delayMs <= 0) {
       this.sendNew(e); // (re-established and already synced: the same upsert again, harmless)
@@ -294,9 +296,14 @@ export class SyncSender {
   }
 
   private onDestroy(e: ConntrackEntry): void {
-    if (this.olderIncarnation(e)) return;
+    const s = this.synced.get(e.orig);
+    if (s !== undefined && syncedTag(s) !== bindingTag(e.reply)) {
+      this.dropOlderIncarnation(e);
+      return;
+    }
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
-    if (!this.synced.delete(e.orig)) return;
+    if (s === undefined) return;
+    this.synced.delete(e.orig);
     this.countSynced(ownerWorker(e.orig, this.config().workers), -1);
     this.route(e, (c) => c.sendDelete(e.orig));
   }
@@ -306,13 +313,6 @@ export class SyncSender {
    * binding than the one sent): an older one, read after a dump that carried the newer
    * (sync/synced-binding.ts). Dropped, and counted.
    */
-  private olderIncarnation(e: ConntrackEntry): boolean {
-    const s = this.synced.get(e.orig);
-    if (s === undefined || syncedTag(s) === bindingTag(e.reply)) return false;
-    this.dropOlderIncarnation(e);
-    return true;
-  }
-
   private dropOlderIncarnation(e: ConntrackEntry): void {
     this.olderIncarnationEvents++;
     log.debug({ vrf: this.vrf, orig: ctKey(e.orig), state: e.state }, 'event of an older incarnation of a synced conntrack (another NAT binding) dropped');
@@ -356,21 +356,33 @@ export class SyncSender {
     return { entry: e, withActivity, timeout: this.timeoutOf(e) };
   }
 
-  /** Marks `e` synced; whether it was not before (a fresh conntrack for the acknowledgements). */
-  /** `worker`: the conntrack's owner, when the caller has it already. */
-  private markSynced(e: ConntrackEntry, worker?: number): boolean {
-    const before = this.synced.size;
-    this.synced.set(e.orig, syncedValue(STATE_INDEX.get(e.state) as number, bindingTag(e.reply)));
-    const fresh = this.synced.size > before;
-    if (fresh) this.countSynced(worker ?? ownerWorker(e.orig, this.config().workers), 1);
-    return fresh;
+  /**
+   * Marks `e` synced (its state and binding): FRESH when it was not before (for the
+   * acknowledgements). From an event (`fromEvent`), a conntrack synced with another binding is of a
+   * newer incarnation than `e`: nothing changes, OLDER. (A dump's entry is the table's own.)
+   * `worker`: the conntrack's owner, when the caller has it already.
+   */
+  private markSynced(e: ConntrackEntry, worker?: number, fromEvent = false): Marked {
+    const tag = bindingTag(e.reply);
+    const prev = this.synced.set(e.orig, syncedValue(STATE_INDEX.get(e.state) as number, tag));
+    if (prev === undefined) {
+      this.countSynced(worker ?? ownerWorker(e.orig, this.config().workers), 1);
+      return Marked.Fresh;
+    }
+    if (fromEvent && syncedTag(prev) !== tag) {
+      this.synced.set(e.orig, prev);
+      this.dropOlderIncarnation(e);
+      return Marked.Older;
+    }
+    return Marked.Again;
   }
 
   private sendNew(e: ConntrackEntry): void {
     // The owner once for both (every conntrack of a burst comes here).
     const worker = ownerWorker(e.orig, this.config().workers);
-    const fresh = this.markSynced(e, worker);
-    this.route(e, (c) => c.sendRecord(FrameType.CtNew, this.record(e, false), fresh), worker);
+    const marked = this.markSynced(e, worker, true);
+    if (marked === Marked.Older) return;
+    this.route(e, (c) => c.sendRecord(FrameType.CtNew, this.record(e, false), marked === Marked.Fresh), worker);
   }
 
   /** Rule 1: a conntrack always travels on the connection of its owning worker, to every peer. */

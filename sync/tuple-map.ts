@@ -38,14 +38,17 @@ export class TupleMap {
     return this.get(t) !== undefined;
   }
 
-  set(t: FlowTuple, value: number): void {
+  /** Stores the value; returns the one it replaced (undefined for a new tuple). */
+  set(t: FlowTuple, value: number): number | undefined {
     checkValue(value);
     const f = ipv4Fields(t);
     if (!f) {
-      this.other.set(stringKey(t), value);
-      return;
+      const k = stringKey(t);
+      const prev = this.other.get(k);
+      this.other.set(k, value);
+      return prev;
     }
-    this.ipv4.set(f.proto, f.src, f.dst, f.sport, f.dport, value);
+    return this.ipv4.set(f.proto, f.src, f.dst, f.sport, f.dport, value);
   }
 
   /** Make room for n IPv4 tuples at once (a full resync knows its size): no step-by-step growth. */
