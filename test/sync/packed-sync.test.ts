@@ -238,6 +238,8 @@ describe('sync packed send path: a full resync read from a soft engine dump', fu
     }
     expect([...onBackup].filter((k) => goneKeys.has(k)), 'deleted on ha2').to.deep.equal([]);
     for (const k of kept) expect(onBackup.has(k), k).to.equal(true);
+    // The binding tag marked from packed fields (and from IPv6 objects) is the one the events carry.
+    expect(ha1.service.vrfs.get('main')?.olderIncarnationEvents, 'no event taken for an older incarnation').to.equal(0);
   });
 
   it('SPEC rule 2 on soft engines: a backup that comes back gets what it missed and loses what ended meanwhile', async () => {
