@@ -41,8 +41,8 @@ export function parseIPv4(s: string): number {
   return dots === 3 && digits > 0 ? v * 256 + part : -1;
 }
 
-/** 32-bit mix of an IPv4 tuple (murmur3-style finaliser over the three words). */
-function hash4(src: number, dst: number, ports: number, proto: number): number {
+/** 32-bit mix of an IPv4 tuple (murmur3-style finaliser over the three words; ports: sport << 16 | dport). */
+export function hash4(src: number, dst: number, ports: number, proto: number): number {
   let h = Math.imul(src ^ 0x9e3779b9, 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13) ^ dst, 0xc2b2ae35);
   h = Math.imul(h ^ (h >>> 16) ^ ports, 0x85ebca6b);
@@ -123,8 +123,14 @@ export class Ipv4TupleTable {
   }
 
   delete(proto: number, src: number, dst: number, sport: number, dport: number): boolean {
+    return this.take(proto, src, dst, sport, dport) !== undefined;
+  }
+
+  /** Removes the tuple; returns the value it had (undefined when absent). */
+  take(proto: number, src: number, dst: number, sport: number, dport: number): number | undefined {
     const found = this.find(proto, src >>> 0, dst >>> 0, ((sport << 16) | dport) >>> 0);
-    if (found < 0) return false;
+    if (found < 0) return undefined;
+    const value = ((this.slots[found + 3] as number) - 1 - proto) / 4;
     // Backward-shift deletion: move later members of the probe run into the hole.
     const slots = this.slots;
     const mask = this.capacity - 1;
@@ -145,7 +151,7 @@ export class Ipv4TupleTable {
     slots[i * 4 + 3] = 0;
     this.used--;
     if (this.capacity > MIN_CAPACITY && this.used * 8 < this.capacity) this.resize(this.capacity / 2);
-    return true;
+    return value;
   }
 
   /** Offset of the tuple's slot in `slots`, or -1. */

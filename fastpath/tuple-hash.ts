@@ -4,15 +4,16 @@
 // map a conntrack to its connection (npf_event<worker>), so a conntrack always travels on one.
 import type { FlowTuple } from './engine.js';
 
+/** 32-bit FNV-1a of a text (UTF-16 code units), its offset basis xor `seed`: stable across processes and nodes. */
+export function fnv1a(text: string, seed = 0): number {
+  let h = (seed >>> 0) ^ 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
 /** FNV-1a over the text of the original source address (stable across processes and nodes). */
 export function tupleHash(orig: Pick<FlowTuple, 'src'>): number {
-  let h = 0x811c9dc5;
-  const s = orig.src;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
+  return fnv1a(orig.src);
 }
 
 /** Index of the worker (0..workers-1) that owns the conntrack whose original tuple is `orig`. */

@@ -296,14 +296,15 @@ export class SyncSender {
   }
 
   private onDestroy(e: ConntrackEntry): void {
-    const s = this.synced.get(e.orig);
+    // One lookup on the common path; an older incarnation's end (rare) puts the entry back.
+    const s = this.synced.take(e.orig);
     if (s !== undefined && syncedTag(s) !== bindingTag(e.reply)) {
+      this.synced.set(e.orig, s);
       this.dropOlderIncarnation(e);
       return;
     }
     if (this.pending.size > 0) this.pending.delete(ctKey(e.orig));
     if (s === undefined) return;
-    this.synced.delete(e.orig);
     this.countSynced(ownerWorker(e.orig, this.config().workers), -1);
     this.route(e, (c) => c.sendDelete(e.orig));
   }
@@ -714,9 +715,7 @@ export class SyncSender {
       return true;
     }
     if (this.pending.size > 0) this.pending.delete(ipv4Key(proto, src, sport, dst, dport));
-    const before = this.synced.size;
-    this.synced.setIPv4(proto, src, dst, sport, dport, value);
-    if (this.synced.size > before) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
+    if (this.synced.setIPv4(proto, src, dst, sport, dport, value) === undefined) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
     return true;
   }
 
@@ -732,9 +731,7 @@ export class SyncSender {
     }
     if (b.stateIndex(i) !== ESTABLISHED) return false;
     if (this.pending.size > 0) this.pending.delete(ipv4Key(proto, src, sport, dst, dport));
-    const before = this.synced.size;
-    this.synced.setIPv4(proto, src, dst, sport, dport, value);
-    if (this.synced.size > before) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
+    if (this.synced.setIPv4(proto, src, dst, sport, dport, value) === undefined) this.countSynced(ipv4TupleHash(src) % this.config().workers, 1);
     return true;
   }
 

@@ -7,7 +7,8 @@
 // tag differs from the one sent, so sync drops it. Events of one conntrack arrive in order, so a
 // mismatch means an older incarnation, except after a loss of events, which a full resync repairs.
 import type { FlowTuple } from '../fastpath/engine.js';
-import { parseIPv4 } from '../fastpath/ipv4-tuple-table.js';
+import { hash4, parseIPv4 } from '../fastpath/ipv4-tuple-table.js';
+import { fnv1a } from '../fastpath/tuple-hash.js';
 
 const STATE_MASK = 7;
 const TAG_MASK = 2 ** 26 - 1;
@@ -26,10 +27,7 @@ export function syncedTag(value: number): number {
 
 /** The binding tag of a reply tuple given as numbers (IPv4). */
 export function bindingTagIPv4(src: number, dst: number, sport: number, dport: number): number {
-  let h = Math.imul(src ^ 0x5bd1e995, 0xcc9e2d51);
-  h = Math.imul(h ^ (h >>> 15) ^ dst, 0x1b873593);
-  h = Math.imul(h ^ (h >>> 13) ^ ((sport << 16) | dport), 0xcc9e2d51);
-  return (h ^ (h >>> 16)) & TAG_MASK;
+  return hash4(src, dst, ((sport << 16) | dport) >>> 0, 0) & TAG_MASK;
 }
 
 /** The binding tag of a reply tuple (IPv4 through bindingTagIPv4, so both paths agree; IPv6 by its text). */
@@ -37,8 +35,5 @@ export function bindingTag(reply: FlowTuple): number {
   const src = parseIPv4(reply.src);
   const dst = src < 0 ? -1 : parseIPv4(reply.dst);
   if (dst >= 0) return bindingTagIPv4(src, dst, reply.sport, reply.dport);
-  const text = `${reply.src}|${reply.dst}|${reply.sport}|${reply.dport}`;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return (h >>> 0) & TAG_MASK;
+  return fnv1a(`${reply.src}|${reply.dst}|${reply.sport}|${reply.dport}`) & TAG_MASK;
 }

@@ -62,15 +62,27 @@ export class TupleMap {
   }
 
   /** set() for an IPv4 tuple given as numbers (proto: 0 tcp, 1 udp, 2 icmp), as packed records carry it. */
-  setIPv4(proto: number, src: number, dst: number, sport: number, dport: number, value: number): void {
+  /** set() for an IPv4 tuple given as numbers; returns the value it replaced. */
+  setIPv4(proto: number, src: number, dst: number, sport: number, dport: number, value: number): number | undefined {
     if (!(Number.isInteger(proto) && proto >= 0 && proto <= 2)) throw new RangeError(`TupleMap protocol index is 0..2, got ${proto}`);
     checkValue(value);
-    this.ipv4.set(proto, src, dst, sport, dport, value);
+    return this.ipv4.set(proto, src, dst, sport, dport, value);
   }
 
   delete(t: FlowTuple): boolean {
+    return this.take(t) !== undefined;
+  }
+
+  /** Removes the tuple; returns the value it had (undefined when absent). */
+  take(t: FlowTuple): number | undefined {
     const f = ipv4Fields(t);
-    if (!f) return this.other.size > 0 ? this.other.delete(stringKey(t)) : false;
-    return this.ipv4.delete(f.proto, f.src, f.dst, f.sport, f.dport);
+    if (!f) {
+      if (this.other.size === 0) return undefined;
+      const k = stringKey(t);
+      const v = this.other.get(k);
+      this.other.delete(k);
+      return v;
+    }
+    return this.ipv4.take(f.proto, f.src, f.dst, f.sport, f.dport);
   }
 }

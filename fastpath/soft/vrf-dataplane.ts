@@ -13,6 +13,7 @@ import type { PackedMove } from './packed-move.js';
 import { SnatPorts } from './snat-ports.js';
 import { prefixMatcher, type FirewallRule, type SoftVrfConfig, type TcpTimeouts, type VirtualServiceConfig } from '../config/vrf-config.js';
 import { applyRuleDelta } from '../config/rule-delta.js';
+import { fnv1a } from '../tuple-hash.js';
 import type { SoftRuleDelta } from './messages.js';
 
 export const TCP_FIN = 0x01;
@@ -81,12 +82,6 @@ interface CompiledRule {
   sport?: [number, number];
   dport?: [number, number];
   drop: boolean;
-}
-
-function hashText(s: string, seed: number): number {
-  let h = seed >>> 0 ^ 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
 }
 
 function compileRule(r: FirewallRule): CompiledRule {
@@ -383,7 +378,7 @@ export class VrfDataplane {
     const total = vs.members.reduce((n, m) => n + m.weight, 0);
     if (total === 0) return undefined;
     const key = vs.persistence === 'client-ip' ? f.src : `${f.src}|${f.sport}`;
-    let pick = hashText(key, 0x5bd1e995) % total;
+    let pick = fnv1a(key, 0x5bd1e995) % total;
     for (const m of vs.members) {
       if (pick < m.weight) return m;
       pick -= m.weight;

@@ -7,7 +7,7 @@
 // out: they legitimately differ between the nodes. Sums, not XOR, so that two equal entries
 // could never cancel each other out.
 import type { ConntrackEntry, PackedConntrackBatch } from '../../fastpath/engine.js';
-import { tupleHash } from '../../fastpath/tuple-hash.js';
+import { fnv1a, tupleHash } from '../../fastpath/tuple-hash.js';
 import { STATE_INDEX } from '../conntrack-key.js';
 import { writeIPv4, writeIPv6 } from '../ip-bytes.js';
 
@@ -82,15 +82,6 @@ function pushAddress(ip: string, v6: boolean, n: number): number {
   return n;
 }
 
-function textHash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
 /**
  * Hash of any conntrack; `state` overrides the entry's (the master hashes the state it last sent).
  * For a plain IPv4 entry it equals entryHashIPv4 of the same fields.
@@ -105,7 +96,7 @@ export function entryHash(e: ConntrackEntry, state = STATE_INDEX.get(e.state) as
   n = pushAddress(e.reply.src, v6, n);
   n = pushAddress(e.reply.dst, v6, n);
   wordsAny[n++] = ((e.reply.sport << 16) | e.reply.dport) >>> 0;
-  if (e.virtualService !== undefined) wordsAny[n++] = textHash(e.virtualService);
+  if (e.virtualService !== undefined) wordsAny[n++] = fnv1a(e.virtualService);
   return hashWords(wordsAny, n);
 }
 

@@ -32,7 +32,6 @@ function rulesOf(root: ConfigRoot, schema: SchemaIndex): Rule[] {
   return [...xml.matchAll(/<rule><name>([^<]*)<\/name><action>([^<]*)<\/action><\/rule>/g)].map((m) => ({ name: m[1]!, action: m[2]! }));
 }
 
-
 describe('netconf-ops: edit-config on copies that share a position index', function () {
   this.timeout(120_000);
   let yang: YangContext;

@@ -153,6 +153,30 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
     await waitFor(() => p.ha2.engine.get('main', f) === undefined, 'the new conntrack\'s end on ha2');
   });
 
+  it('a resync that carries a synced tuple no longer established remembers its binding: its end still goes out', async () => {
+    p = await new Pair().start();
+    const f = flow();
+    const binding = (port: number): FlowTuple => ({ proto: 'tcp', src: f.dst, dst: '192.0.2.200', sport: f.dport, dport: port });
+    p.ha1.engine.open('main', f, { reply: binding(40001) });
+    await waitFor(() => p.ha2.engine.get('main', f)?.reply.dport === 40001, 'the first binding on ha2');
+    const vs = p.ha1.service.vrfs.get('main');
+    await vs?.resyncIdle();
+    // Ended and created again with another binding, closing already; all of it lost: a full resync
+    // carries the tuple (synced before) as the table holds it.
+    p.ha1.engine.losingEvents = true;
+    p.ha1.engine.destroy('main', f);
+    p.ha1.engine.open('main', f, { reply: binding(40002), establish: false });
+    p.ha1.engine.setState('main', f, 'close-wait', 60);
+    p.ha1.engine.losingEvents = false;
+    expect(p.ha1.engine.reportLoss('main')).to.equal(3);
+    await waitFor(() => p.ha2.engine.get('main', f)?.reply.dport === 40002, 'the new binding on ha2 (full resync)');
+    await vs?.resyncIdle();
+    // Its end is this incarnation's, not an older one's: the peer loses it too.
+    p.ha1.engine.destroy('main', f);
+    await waitFor(() => p.ha2.engine.get('main', f) === undefined, 'the end of the resynced conntrack on ha2');
+    expect(vs?.olderIncarnationEvents).to.equal(0);
+  });
+
   it('sends an established conntrack whose established event never came at its next update', async () => {
     p = await new Pair().start();
     const seen = flow();

@@ -28,10 +28,13 @@ describe('sync TupleMap', () => {
       const op = r();
       if (op < 0.45) {
         const v = Math.floor(r() * 8);
-        m.set(t, v);
+        expect(m.set(t, v), 'set gives the value it replaced').to.equal(ref.get(key(t)));
         ref.set(key(t), v);
-      } else if (op < 0.75) {
+      } else if (op < 0.6) {
         expect(m.delete(t)).to.equal(ref.delete(key(t)));
+      } else if (op < 0.75) {
+        expect(m.take(t), 'take gives the value it removed').to.equal(ref.get(key(t)));
+        ref.delete(key(t));
       } else {
         expect(m.get(t)).to.equal(ref.get(key(t)));
       }
