@@ -122,7 +122,8 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
     expect(conntracks?.['event-loss-resyncs']).to.equal('1');
   });
 
-  it('drops an older incarnation\'s event read after a resync that carried the newer one (rebinding)', async () => {
+  /** A pair whose ha1 synced one conntrack with NAT port 40001 (`binding(port)`: its reply tuple with another port). */
+  async function syncedWithBinding() {
     p = await new Pair().start();
     const f = flow();
     const binding = (port: number): FlowTuple => ({ proto: 'tcp', src: f.dst, dst: '192.0.2.200', sport: f.dport, dport: port });
@@ -130,6 +131,11 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
     await waitFor(() => p.ha2.engine.get('main', f)?.reply.dport === 40001, 'the first binding on ha2');
     const vs = p.ha1.service.vrfs.get('main');
     await vs?.resyncIdle();
+    return { f, binding, vs };
+  }
+
+  it('drops an older incarnation\'s event read after a resync that carried the newer one (rebinding)', async () => {
+    const { f, binding, vs } = await syncedWithBinding();
     // Ended and created again with another NAT binding: the end is read late (held back), the
     // new one's events are lost (so the engine reports a loss, and a full resync follows).
     p.ha1.engine.delayingEvents = true;
@@ -154,13 +160,7 @@ describe('sync correctness: refusals, the dump/event race, event loss', function
   });
 
   it('a resync that carries a synced tuple no longer established remembers its binding: its end still goes out', async () => {
-    p = await new Pair().start();
-    const f = flow();
-    const binding = (port: number): FlowTuple => ({ proto: 'tcp', src: f.dst, dst: '192.0.2.200', sport: f.dport, dport: port });
-    p.ha1.engine.open('main', f, { reply: binding(40001) });
-    await waitFor(() => p.ha2.engine.get('main', f)?.reply.dport === 40001, 'the first binding on ha2');
-    const vs = p.ha1.service.vrfs.get('main');
-    await vs?.resyncIdle();
+    const { f, binding, vs } = await syncedWithBinding();
     // Ended and created again with another binding, closing already; all of it lost: a full resync
     // carries the tuple (synced before) as the table holds it.
     p.ha1.engine.losingEvents = true;
